@@ -1,0 +1,1 @@
+"""bench: profile size, latency, memory and accuracy of models and artifacts; the egoedge CLI."""

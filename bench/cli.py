@@ -1,0 +1,206 @@
+"""The ``egoedge`` command line. Each command builds a config, calls one library function, renders."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.pipeline import PRESETS, resolve_config
+from trainer.common.io import EgoedgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts.")
+console = Console()
+err_console = Console(stderr=True)
+
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # choices come from the presets
+
+
+class RichProgress:
+    """Turns the library's ``progress(stage, done, total, info)`` calls into rich progress bars."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console,
+                            transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total, info="")
+        text = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
+        self.bar.update(self.tasks[stage], completed=done, total=total, info=text)
+
+
+def fail(message: str) -> None:
+    """Print one clear error line and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def results_table(report: dict) -> Table:
+    """The report's results as a rich table."""
+    from bench.report import table_rows
+
+    header, rows = table_rows(report)
+    table = Table(title=f"egoedge — {report['machine']['cpu']}, {report['machine']['threads']} threads")
+    for h in header:
+        table.add_column(h, justify="left" if h in ("name", "format", "precision", "runtime", "status") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def run(
+    preset: Preset = typer.Option("quick", help="quick: <10 min on 2 CPU cores; full: GPU-sized; mini: seconds."),
+    data: str = typer.Option("synthetic", help="Dataset: 'synthetic' (the generated egocentric clips)."),
+    out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
+    student: str = typer.Option(None, help="MobileViT student variant: micro, tiny, xxs, xs, s."),
+    alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
+    beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
+    gamma: float = typer.Option(None, help="Weight of the cross-entropy term (default 0.5)."),
+    temperature: float = typer.Option(None, help="KD temperature T (default 4.0)."),
+    threads: int = typer.Option(None, help="Threads for every runtime in the bench (default 2)."),
+    iterations: int = typer.Option(None, help="Timed iterations per benchmark target."),
+) -> None:
+    """Train a teacher, distil a student, export it, benchmark everything, write the report.
+
+    Example: egoedge run --preset quick --out runs/quick
+    """
+    from bench.pipeline import run as run_pipeline
+
+    try:
+        if data != "synthetic":
+            raise EgoedgeError(f"unknown dataset '{data}'; available: synthetic")
+        if threads is not None and threads < 1:
+            raise EgoedgeError(f"--threads must be >= 1, got {threads}")
+        if iterations is not None and iterations < 1:
+            raise EgoedgeError(f"--iterations must be >= 1, got {iterations}")
+        cfg = resolve_config(preset.value, student_variant=student, alpha=alpha, beta=beta, gamma=gamma,
+                             temperature=temperature, threads=threads, iterations=iterations)
+        out = out or Path("runs") / preset.value
+        with RichProgress() as progress:
+            report = run_pipeline(cfg, out, progress)
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(results_table(report))
+    for key, value in report["summary"].items():
+        console.print(f"  [bold]{key}:[/] {value}", highlight=False)
+    for name in ("report.json", "report.md", "pareto.png"):
+        console.print(f"{name}: {out / name}", highlight=False)
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="An egoedge checkpoint (e.g. runs/quick/student.pt)."),
+    to: str = typer.Option("executorch", help="Comma-separated backends."),
+    out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
+    parity_samples: int = typer.Option(32, help="Held-out clips in the parity batch."),
+    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails its parity gate."),
+) -> None:
+    """Export a student to edge formats, check parity against PyTorch, write manifest.json.
+
+    Example: egoedge export runs/quick/student.pt --to executorch --out runs/quick/export
+    """
+    from edge.export import ExportConfig, export_checkpoint
+    from edge.exporters import EXPORTERS
+
+    formats = tuple(f.strip() for f in to.split(",") if f.strip())
+    try:
+        for f in formats:
+            if f not in EXPORTERS:
+                raise EgoedgeError(f"unknown backend '{f}' in --to; valid: {', '.join(EXPORTERS.keys())}")
+        out = out or checkpoint.parent / "export"
+        with RichProgress() as progress:
+            manifest = export_checkpoint(checkpoint, out, ExportConfig(formats=formats, parity_samples=parity_samples),
+                                         progress)
+    except EgoedgeError as e:
+        fail(str(e))
+    table = Table(title=str(out / "manifest.json"))
+    for h in ("name", "precision", "MB", "top-1 %", "max |Δ|", "agree %", "status"):
+        table.add_column(h)
+    for a in manifest["artifacts"]:
+        p, acc = a["parity"] or {}, a["accuracy"] or {}
+        table.add_row(a["name"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
+                      f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
+                      f"{p['top1_agreement']:.1f}" if p else "–",
+                      a["status"] + (f": {a['reason']}" if a["reason"] else ""))
+    console.print(table)
+    failed = [a["name"] for a in manifest["artifacts"] if a["status"] != "ok"]
+    if failed and not allow_failed:
+        fail(f"{len(failed)} artifact(s) failed the parity gate: {', '.join(failed)} (see {out / 'manifest.json'}; "
+             "--allow-failed to accept)")
+
+
+@app.command()
+def bench(
+    export_dir: Path = typer.Argument(..., help="A folder with manifest.json (from `egoedge export`)."),
+    device: str = typer.Option("host", help="Where to run: host."),
+    out: Path = typer.Option(None, help="Report folder (default: the export folder's parent)."),
+    threads: int = typer.Option(2, help="Threads for every runtime."),
+    warmup: int = typer.Option(5, help="Untimed warm-up iterations."),
+    iterations: int = typer.Option(30, help="Timed iterations."),
+) -> None:
+    """Benchmark the eager source model and every artifact side by side; write report.json/md/png.
+
+    Example: egoedge bench runs/quick/export --device host --out runs/quick/bench
+    """
+    from bench.host import BenchConfig, bench_targets, checkpoint_target, manifest_targets
+    from bench.machine import machine_info
+    from bench.pipeline import summarize
+    from bench.report import write_report
+    from trainer.checkpoint import read_checkpoint
+    from trainer.data import DataConfig
+
+    try:
+        if device != "host":
+            raise EgoedgeError(f"device '{device}' is not available; valid: host")
+        if threads < 1 or iterations < 1 or warmup < 0:
+            raise EgoedgeError("--threads and --iterations must be >= 1 and --warmup >= 0")
+        manifest_path = export_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise EgoedgeError(f"no manifest.json in {export_dir}; run `egoedge export` first")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            source = (export_dir / manifest["source"]["checkpoint"]).resolve()
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise EgoedgeError(f"{manifest_path} is not an egoedge manifest ({type(e).__name__})") from None
+        ckpt = read_checkpoint(source)
+        cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads)
+        student = checkpoint_target(source, source.stem, compare_to_reference=True)
+        targets = [student] + manifest_targets(export_dir, manifest, student.params, student.macs)
+        with RichProgress() as progress:
+            results = bench_targets(targets, DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"], cfg, progress)
+        report = {"machine": machine_info(threads), "results": results}
+        report["summary"] = summarize(report)
+        out = out or export_dir.parent
+        paths = write_report(report, out)
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(results_table(report))
+    for name, path in paths.items():
+        console.print(f"{name}: {path}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,109 @@
+"""Benchmark targets side by side on the host CPU: same inputs, same threads, one process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.measure import PeakRSS, count_macs, count_params, time_calls
+from bench.runners import RUNNERS
+from edge.export import run_session
+from edge.parity import compare
+from trainer.checkpoint import load_model
+from trainer.common.io import EgoedgeError
+from trainer.data import DataConfig, load_split, to_model_input
+from trainer.train import topk_accuracy
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How long to measure and with how many threads."""
+
+    warmup: int = 5
+    iterations: int = 30
+    threads: int = 2
+    accuracy: bool = True
+
+
+@dataclass
+class Target:
+    """One thing to measure: an eager model or an exported artifact."""
+
+    name: str
+    format: str
+    precision: str
+    target: torch.nn.Module | Path
+    size_bytes: int
+    params: int | None
+    macs: int | None
+    compare_to_reference: bool  # derived from the reference model: report agreement and parity
+
+
+def _noop(stage: str, done: int, total: int, info: dict) -> None:
+    pass
+
+
+def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Target:
+    """An eager PyTorch target from a checkpoint file."""
+    model, _ = load_model(path)
+    macs = count_macs(model, model.example_inputs())
+    return Target(name, "pytorch", "fp32", model, path.stat().st_size, count_params(model), macs,
+                  compare_to_reference)
+
+
+def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs: int | None) -> list[Target]:
+    """Artifact targets for every ``ok`` artifact of a manifest whose format has a host runner."""
+    out = []
+    for a in manifest["artifacts"]:
+        if a["status"] == "ok" and a["format"] in RUNNERS:
+            out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
+                              params, macs, True))
+    return out
+
+
+def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
+                  progress: Progress = _noop) -> list[dict]:
+    """Measure every target; the first target with ``compare_to_reference`` is the reference.
+
+    A target that fails to load or run gets ``status: "failed"`` and its error; the others go on.
+    """
+    test = load_split(data_cfg, "test")
+    inputs = to_model_input(test.clips, preprocess).numpy()
+    sample = [inputs[:1]]
+    reference: np.ndarray | None = None
+    results = []
+    for tgt in targets:
+        runner = RUNNERS.get(tgt.format)
+        row = {"name": tgt.name, "format": tgt.format, "precision": tgt.precision, "device": "host",
+               "runtime": runner.runtime, "size_bytes": tgt.size_bytes, "params": tgt.params, "macs": tgt.macs,
+               "load_ms": None, "latency_ms": None, "peak_rss_mb": None, "accuracy": None,
+               "top1_agreement": None, "parity_max_abs": None, "status": "failed", "error": None}
+        try:
+            t0 = time.perf_counter()
+            session = runner.open(tgt.target, cfg.threads)
+            session(sample)  # first call included in load: lazy allocation happens there
+            row["load_ms"] = (time.perf_counter() - t0) * 1000.0
+            progress(f"time {tgt.name}", 0, 1, {})
+            with PeakRSS() as rss:
+                row["latency_ms"] = time_calls(lambda s=session: s(sample), cfg.warmup, cfg.iterations)
+            row["peak_rss_mb"] = round(rss.peak_mb, 1)
+            if cfg.accuracy:
+                logits = run_session(session, inputs, progress, f"accuracy {tgt.name}")
+                row["accuracy"] = topk_accuracy(logits, test.labels)
+                if tgt.compare_to_reference:
+                    if reference is None:
+                        reference = logits
+                    parity = compare(reference, logits)
+                    row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
+            row["status"] = "ok"
+        except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        results.append(row)
+    return results

@@ -1,0 +1,225 @@
+"""``egoedge run``: data -> teacher -> distilled student -> export -> host bench -> report.
+
+Every stage writes plain files into the run folder (DESIGN.md Contracts), so any stage can
+be re-run alone from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from bench.host import BenchConfig, Target, bench_targets, checkpoint_target, manifest_targets
+from bench.machine import machine_info
+from bench.report import write_report
+from edge.export import ExportConfig, export_checkpoint
+from trainer.checkpoint import save_checkpoint
+from trainer.common.io import EgoedgeError
+from trainer.data import DataConfig, label_names, load_split, preprocess_spec
+from trainer.models import build_model
+from trainer.train import KDConfig, TrainConfig, distill_student, evaluate, linear_probe, train_teacher
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A registered architecture and its variant."""
+
+    arch: str
+    variant: str
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``egoedge run`` does, resolved from a preset plus CLI overrides."""
+
+    preset: str
+    data: DataConfig
+    teacher: ModelChoice
+    student: ModelChoice
+    teacher_train: TrainConfig
+    student_train: TrainConfig
+    kd: KDConfig = field(default_factory=KDConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    linear_probe: bool = True
+
+
+PRESETS: dict[str, RunConfig] = {
+    # Seconds: the end-to-end test. Tiny registered models on a handful of clips.
+    "mini": RunConfig(
+        preset="mini",
+        data=DataConfig(frames=2, size=32, train=48, val=16, test=16),
+        teacher=ModelChoice("clip_vit", "test"), student=ModelChoice("mobilevit", "micro"),
+        teacher_train=TrainConfig(epochs=1, batch_size=16), student_train=TrainConfig(epochs=1, batch_size=16),
+        export=ExportConfig(parity_samples=8), bench=BenchConfig(warmup=1, iterations=3),
+        linear_probe=False,
+    ),
+    # The default: under 10 minutes on 2 CPU cores.
+    "quick": RunConfig(
+        preset="quick",
+        data=DataConfig(frames=4, size=64, train=1600, val=320, test=320),
+        teacher=ModelChoice("clip_vit", "small"), student=ModelChoice("mobilevit", "xxs"),
+        teacher_train=TrainConfig(epochs=6, batch_size=16, lr=1e-3),
+        student_train=TrainConfig(epochs=5, batch_size=16, lr=2e-3),
+    ),
+    # For a GPU: CLIP ViT-B/32-sized teacher, 8 frames at 128 px, longer schedules.
+    "full": RunConfig(
+        preset="full",
+        data=DataConfig(frames=8, size=128, train=8000, val=800, test=800),
+        teacher=ModelChoice("clip_vit", "b32"), student=ModelChoice("mobilevit", "xxs"),
+        teacher_train=TrainConfig(epochs=30, batch_size=32, lr=3e-4),
+        student_train=TrainConfig(epochs=30, batch_size=32, lr=1e-3),
+        bench=BenchConfig(warmup=10, iterations=100),
+    ),
+}
+
+
+def resolve_config(preset: str, **overrides) -> RunConfig:
+    """A preset with ``None``-free overrides applied: ``student_variant``, ``alpha``, ``beta``, ``gamma``,
+    ``temperature``, ``threads``, ``iterations``, ``teacher_epochs``, ``student_epochs``."""
+    if preset not in PRESETS:
+        raise EgoedgeError(f"unknown preset '{preset}'; valid: {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]
+    o = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(o) - {"student_variant", "alpha", "beta", "gamma", "temperature", "threads", "iterations",
+                        "teacher_epochs", "student_epochs"}
+    if unknown:
+        raise EgoedgeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
+    if "student_variant" in o:
+        cfg = replace(cfg, student=ModelChoice(cfg.student.arch, o["student_variant"]))
+    kd = {k: o[k] for k in ("alpha", "beta", "gamma", "temperature") if k in o}
+    if kd:
+        cfg = replace(cfg, kd=replace(cfg.kd, **kd))
+    if "threads" in o:
+        cfg = replace(cfg, bench=replace(cfg.bench, threads=o["threads"]))
+    if "iterations" in o:
+        cfg = replace(cfg, bench=replace(cfg.bench, iterations=o["iterations"]))
+    if "teacher_epochs" in o:
+        cfg = replace(cfg, teacher_train=replace(cfg.teacher_train, epochs=o["teacher_epochs"]))
+    if "student_epochs" in o:
+        cfg = replace(cfg, student_train=replace(cfg.student_train, epochs=o["student_epochs"]))
+    return cfg
+
+
+def _noop(stage: str, done: int, total: int, info: dict) -> None:
+    pass
+
+
+class RunLog:
+    """Append-only ``log.jsonl``: one JSON object per event, flushed as it happens."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.t0 = time.perf_counter()
+
+    def __call__(self, event: str, **fields) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"t": round(time.perf_counter() - self.t0, 3), "event": event, **fields}) + "\n")
+
+
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EgoedgeError(f"cannot create run folder {out}: {e.strerror}; choose another --out") from None
+    if not os.access(out, os.W_OK):
+        raise EgoedgeError(f"run folder {out} is not writable; choose another --out")
+
+
+def _train_model(choice: ModelChoice, cfg: RunConfig, num_classes: int):
+    kwargs = {"num_classes": num_classes, "frames": cfg.data.frames, "size": cfg.data.size, "variant": choice.variant}
+    try:
+        return build_model(choice.arch, **kwargs), kwargs
+    except (KeyError, ValueError) as e:
+        raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
+
+
+def run(cfg: RunConfig, out: str | Path, progress: Progress = _noop) -> dict:
+    """Run the whole flow into ``out``; returns the report (also written there with its paths)."""
+    out = Path(out)
+    _check_out_dir(out)
+    t_start = time.perf_counter()
+    log = RunLog(out / "log.jsonl")
+    log("start", config=asdict(cfg))
+    torch.manual_seed(cfg.data.seed)
+
+    progress("data", 0, 1, {})
+    train = load_split(cfg.data, "train")
+    val, test = load_split(cfg.data, "val"), load_split(cfg.data, "test")
+    preprocess, labels = preprocess_spec(cfg.data), label_names(cfg.data)
+    progress("data", 1, 1, {})
+    log("data", train=len(train), val=len(val), test=len(test), seconds=round(time.perf_counter() - t_start, 1))
+    probe = None
+    if cfg.linear_probe:
+        progress("linear probe", 0, 1, {})
+        probe = linear_probe(train, test, preprocess)
+        progress("linear probe", 1, 1, {})
+        log("linear_probe", top1=probe)
+
+    common = {"data": asdict(cfg.data), "preset": cfg.preset}
+    teacher, t_kwargs = _train_model(cfg.teacher, cfg, len(labels))
+    history = train_teacher(teacher, train, preprocess, cfg.teacher_train, progress, resume=out / "teacher.resume.pt")
+    t_metrics = {"val": evaluate(teacher, val, preprocess), "test": evaluate(teacher, test, preprocess),
+                 "history": history}
+    log("teacher", **{k: v for k, v in t_metrics.items() if k != "history"})
+    teacher_path = save_checkpoint(out / "teacher.pt", arch=cfg.teacher.arch, model_kwargs=t_kwargs, model=teacher,
+                                   metrics=t_metrics, label_names=labels, preprocess=preprocess,
+                                   config={**common, "train": asdict(cfg.teacher_train)})
+
+    student, s_kwargs = _train_model(cfg.student, cfg, len(labels))
+    history = distill_student(student, teacher, train, preprocess, cfg.student_train, cfg.kd, progress,
+                              resume=out / "student.resume.pt")
+    s_metrics = {"val": evaluate(student, val, preprocess), "test": evaluate(student, test, preprocess),
+                 "history": history}
+    log("student", **{k: v for k, v in s_metrics.items() if k != "history"})
+    student_path = save_checkpoint(out / "student.pt", arch=cfg.student.arch, model_kwargs=s_kwargs, model=student,
+                                   metrics=s_metrics, label_names=labels, preprocess=preprocess,
+                                   config={**common, "train": asdict(cfg.student_train), "kd": asdict(cfg.kd),
+                                           "teacher": "teacher.pt"})
+
+    manifest = export_checkpoint(student_path, out / "export", cfg.export, progress)
+    log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
+
+    student_target = checkpoint_target(student_path, "student", compare_to_reference=True)
+    targets: list[Target] = [checkpoint_target(teacher_path, "teacher", compare_to_reference=False), student_target]
+    targets += manifest_targets(out / "export", manifest, student_target.params, student_target.macs)
+    results = bench_targets(targets, cfg.data, preprocess, cfg.bench, progress)
+    report = {"machine": machine_info(cfg.bench.threads), "results": results,
+              "run": {"preset": cfg.preset, "dataset": cfg.data.name, "linear_probe_top1": probe,
+                      "wall_s": None, "kd": asdict(cfg.kd)}}
+    report["summary"] = summarize(report)
+    report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
+    report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
+    paths = write_report(report, out)
+    log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
+    return report
+
+
+def summarize(report: dict) -> dict[str, str]:
+    """The headline ratios: teacher vs student size and speed, accuracies, artifact parity."""
+    by = {r["name"]: r for r in report["results"] if r["status"] == "ok"}
+    s: dict[str, str] = {}
+    t, st = by.get("teacher"), by.get("student")
+    if t and st:
+        s["teacher/student params"] = f"{t['params'] / st['params']:.1f}x ({t['params'] / 1e6:.2f}M vs " \
+                                      f"{st['params'] / 1e6:.2f}M)"
+        s["teacher/student latency"] = f"{t['latency_ms']['median'] / st['latency_ms']['median']:.2f}x"
+        if t["accuracy"] and st["accuracy"]:
+            s["top-1 teacher / student"] = f"{t['accuracy']['top1']:.1f}% / {st['accuracy']['top1']:.1f}%"
+    probe = report.get("run", {}).get("linear_probe_top1")
+    if probe is not None:
+        s["linear probe on raw pixels (top-1)"] = f"{probe:.1f}%"
+    for r in report["results"]:
+        if r["format"] != "pytorch" and r["status"] == "ok" and st:
+            s[f"{r['name']} vs eager student"] = (
+                f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, "
+                f"max |Δ| {r['parity_max_abs']:.1e}, agreement {r['top1_agreement']:.1f}%")
+    return s

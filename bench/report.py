@@ -1,0 +1,122 @@
+"""report.json, and report.md + pareto.png drawn from it alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.common.io import atomic_write, write_json_atomic
+
+RESULT_KEYS = ("name", "format", "precision", "device", "runtime", "size_bytes", "params", "macs", "load_ms",
+               "latency_ms", "peak_rss_mb", "accuracy", "top1_agreement", "parity_max_abs", "status", "error")
+LATENCY_KEYS = ("mean", "median", "p90", "p99", "std", "iterations", "warmup")
+MACHINE_KEYS = ("cpu", "cores", "threads", "os", "python", "torch")
+
+
+def validate_report(report: dict) -> None:
+    """Raise ``ValueError`` naming the first field that breaks the report.json contract."""
+    for k in MACHINE_KEYS:
+        if k not in report.get("machine", {}):
+            raise ValueError(f"report.machine lacks '{k}'")
+    if not isinstance(report.get("results"), list):
+        raise ValueError("report.results must be a list")
+    for i, r in enumerate(report["results"]):
+        for k in RESULT_KEYS:
+            if k not in r:
+                raise ValueError(f"report.results[{i}] lacks '{k}'")
+        if r["status"] not in ("ok", "failed"):
+            raise ValueError(f"report.results[{i}].status is '{r['status']}', not ok|failed")
+        if r["status"] == "ok":
+            for k in LATENCY_KEYS:
+                if k not in (r["latency_ms"] or {}):
+                    raise ValueError(f"report.results[{i}].latency_ms lacks '{k}'")
+
+
+def _fmt(v, spec: str, none: str = "–") -> str:
+    return none if v is None else format(v, spec)
+
+
+def _mb(n: int | None) -> str:
+    return "–" if n is None else f"{n / 2**20:.2f}"
+
+
+def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the results table, shared by report.md and the CLI's rich table."""
+    header = ["name", "format", "precision", "runtime", "size MB", "params M", "GMACs", "median ms", "p90 ms",
+              "peak RSS MB", "top-1 %", "agree %", "max |Δ|", "status"]
+    rows = []
+    for r in report["results"]:
+        lat = r["latency_ms"] or {}
+        acc = r["accuracy"] or {}
+        rows.append([
+            r["name"], r["format"], r["precision"], r["runtime"], _mb(r["size_bytes"]),
+            _fmt(r["params"] and r["params"] / 1e6, ".2f"), _fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
+            _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"), _fmt(r["peak_rss_mb"], ".0f"),
+            _fmt(acc.get("top1"), ".1f"), _fmt(r["top1_agreement"], ".1f"), _fmt(r["parity_max_abs"], ".1e"),
+            r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
+        ])
+    return header, rows
+
+
+def render_markdown(report: dict) -> str:
+    """The human-readable report."""
+    m = report["machine"]
+    header, rows = table_rows(report)
+    lines = ["# egoedge report", "",
+             f"Machine: {m['cpu']} ({m['cores']} cores), {m['threads']} threads, {m['os']}, "
+             f"Python {m['python']}, torch {m['torch']}.", ""]
+    for key, value in report.get("summary", {}).items():
+        lines.append(f"- {key}: {value}")
+    if report.get("summary"):
+        lines.append("")
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "Latency is per clip at batch 1 (warm-up, then timed iterations); accuracy is on the test split; "
+              "agreement and max |Δ| compare logits with the fp32 PyTorch student.", "", "![pareto](pareto.png)", ""]
+    return "\n".join(lines)
+
+
+def plot_pareto(report: dict, path: str | Path) -> Path:
+    """Latency (x, log) vs top-1 (y), marker area proportional to file size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in report["results"] if r["status"] == "ok" and r["accuracy"] and r["latency_ms"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    largest = max((r["size_bytes"] for r in ok), default=1)
+    colors = {"pytorch": "tab:blue", "executorch": "tab:orange", "tflite": "tab:green", "onnx": "tab:purple",
+              "coreml": "tab:red"}
+    for r in ok:
+        x, y = r["latency_ms"]["median"], r["accuracy"]["top1"]
+        ax.scatter(x, y, s=60 + 1500 * r["size_bytes"] / largest, alpha=0.6,
+                   color=colors.get(r["format"], "tab:gray"), edgecolors="black", linewidths=0.6)
+        ax.annotate(f"{r['name']}\n{r['size_bytes'] / 2**20:.1f} MB", (x, y), textcoords="offset points",
+                    xytext=(8, 6), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("median latency per clip (ms, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    m = report["machine"]
+    ax.set_title(f"accuracy vs latency — {m['cpu'][:40]}, {m['threads']} threads\nmarker area ∝ file size",
+                 fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if ok:
+        lo = min(r["accuracy"]["top1"] for r in ok)
+        ax.set_ylim(max(0, lo - 10), 102)
+        xs = [r["latency_ms"]["median"] for r in ok]
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Validate and write report.json, report.md and pareto.png into ``out_dir``."""
+    validate_report(report)
+    out_dir = Path(out_dir)
+    paths = {"report.json": write_json_atomic(out_dir / "report.json", report)}
+    paths["report.md"] = atomic_write(out_dir / "report.md", lambda p: p.write_text(render_markdown(report)))
+    paths["pareto.png"] = plot_pareto(report, out_dir / "pareto.png")
+    return paths

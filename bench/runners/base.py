@@ -1,0 +1,21 @@
+"""A runner opens a benchmark target (an eager model or an artifact file) as a session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from edge.exporters import Session
+
+
+class Runner(Protocol):
+    """``format`` names the report's format column, ``runtime`` the engine that executes it."""
+
+    format: str
+    runtime: str
+
+    def open(self, target: torch.nn.Module | Path, threads: int) -> Session:
+        """Load ``target`` ready for inference with ``threads`` threads."""
+        ...

@@ -1,0 +1,58 @@
+"""ExecuTorch: ``.pte`` lowered to the XNNPACK delegate, run back through ``executorch.runtime``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.exporters.base import ExportError, Session
+from edge.exporters.registry import EXPORTERS
+from trainer.common.io import write_bytes_atomic
+
+
+@EXPORTERS.register("executorch")
+class ExecuTorchExporter:
+    format = "executorch"
+    ext = "pte"
+    precisions = ("fp32",)
+
+    def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
+               precision: str) -> dict:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.devtools.backend_debug import get_delegation_info
+        from executorch.exir import to_edge_transform_and_lower
+
+        if precision not in self.precisions:
+            raise ExportError(f"executorch: precision '{precision}' is not supported; "
+                              f"valid: {', '.join(self.precisions)}")
+        try:
+            exported = torch.export.export(model, example_inputs, strict=False)
+            edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+            info = get_delegation_info(edge.exported_program().graph_module)
+            program = edge.to_executorch()
+        except Exception as e:  # noqa: BLE001  (lowering errors come from many layers)
+            raise ExportError(f"executorch: lowering failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        write_bytes_atomic(path, program.buffer)
+        portable = sorted(op for op, b in info.delegation_by_operator.items() if b.non_delegated and op != "getitem")
+        return {"delegate": "xnnpack",
+                "delegated_subgraphs": info.num_delegated_subgraphs,
+                "delegated_nodes": info.num_delegated_nodes,
+                "portable_nodes": info.num_non_delegated_nodes,
+                "portable_ops": portable}
+
+    def load(self, path: Path, threads: int | None = None) -> Session:
+        from executorch.runtime import Runtime
+
+        if threads:
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+            _unsafe_reset_threadpool(threads)
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            outs = method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+            return [o.numpy() for o in outs]
+
+        return run

@@ -1,0 +1,5 @@
+"""The exporter registry; the CLI's ``--to`` choices are its keys."""
+
+from trainer.common.registry import Registry
+
+EXPORTERS: Registry = Registry("exporter")

@@ -1,0 +1,41 @@
+"""The parity gate: an artifact ships as ``ok`` only if its outputs match PyTorch's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ParityGate:
+    """Tolerances per precision: fp32 by max-abs on logits, int8 by agreement and accuracy drop."""
+
+    fp32_max_abs: float = 1e-4
+    int8_min_agreement: float = 99.0  # percent top-1 agreement with the fp32 model
+    int8_max_accuracy_drop: float = 1.0  # top-1 points
+
+    def check(self, precision: str, parity: dict, accuracy: dict, reference_accuracy: dict) -> str | None:
+        """``None`` if the artifact passes, else the reason it fails.
+
+        Reduced precisions (fp16, int8, w8, w8a8) cannot match logits bit for bit, so they are
+        judged by what users see: the predicted class and the accuracy.
+        """
+        if precision == "fp32":
+            if parity["max_abs"] > self.fp32_max_abs:
+                return f"max |logit diff| {parity['max_abs']:.3g} > {self.fp32_max_abs:.3g}"
+            return None
+        if parity["top1_agreement"] < self.int8_min_agreement:
+            return f"top-1 agreement {parity['top1_agreement']:.2f}% < {self.int8_min_agreement}%"
+        drop = reference_accuracy["top1"] - accuracy["top1"]
+        if drop > self.int8_max_accuracy_drop:
+            return f"top-1 drop {drop:.2f} points > {self.int8_max_accuracy_drop}"
+        return None
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """``{"max_abs", "top1_agreement"}`` of candidate logits against reference logits."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"output shape {candidate.shape} != reference {reference.shape}")
+    return {"max_abs": float(np.max(np.abs(reference.astype(np.float64) - candidate))),
+            "top1_agreement": float(100.0 * np.mean(reference.argmax(-1) == candidate.argmax(-1)))}

@@ -1,0 +1,77 @@
+"""End to end through the CLI on the 'mini' preset, plus the CLI's one-line errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.report import validate_report
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "mini"
+    result = runner.invoke(app, ["run", "--preset", "mini", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.mark.slow
+def test_run_writes_the_run_folder(mini_run):
+    out, output = mini_run
+    for name in ("teacher.pt", "student.pt", "export/manifest.json", "export/sample_input.npy",
+                 "export/sample_output.npy", "export/student_executorch_fp32.pte", "report.json", "report.md",
+                 "pareto.png", "log.jsonl"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.resume.pt"))
+    report = json.loads((out / "report.json").read_text())
+    validate_report(report)
+    names = [r["name"] for r in report["results"]]
+    assert names == ["teacher", "student", "student_executorch_fp32"]
+    assert all(r["status"] == "ok" for r in report["results"])
+    pte = report["results"][2]
+    assert pte["parity_max_abs"] <= 1e-4 and pte["top1_agreement"] == 100.0
+    assert report["results"][0]["params"] > report["results"][1]["params"]
+    events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert events[0] == "start" and events[-1] == "done" and "export" in events
+    for name in ("report.json", "report.md", "pareto.png"):
+        assert f"{name}: {out / name}" in output
+
+
+@pytest.mark.slow
+def test_bench_command_on_run_export(mini_run, tmp_path):
+    out, _ = mini_run
+    result = runner.invoke(app, ["bench", str(out / "export"), "--out", str(tmp_path), "--iterations", "2",
+                                 "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["format"] for r in report["results"]] == ["pytorch", "executorch"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--preset", "huge"], "'huge' is not one of"),
+    (["run", "--preset", "mini", "--data", "/nowhere"], "unknown dataset '/nowhere'"),
+    (["run", "--preset", "mini", "--threads", "0"], "--threads must be >= 1"),
+    (["run", "--preset", "mini", "--student", "giant", "--out", "{tmp}/x"], "valid: micro, tiny, xxs, xs, s"),
+    (["run", "--preset", "mini", "--out", "/proc/egoedge-run"], "cannot create run folder"),
+    (["export", "{tmp}/missing.pt"], "checkpoint not found"),
+    (["export", "{tmp}/missing.pt", "--to", "tensorrt"], "unknown backend 'tensorrt'"),
+    (["bench", "{tmp}"], "no manifest.json"),
+    (["bench", "{tmp}", "--device", "android"], "device 'android' is not available"),
+])
+def test_bad_input_gives_one_clear_line(args, message, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("run", "export", "bench"):
+        assert cmd in result.output

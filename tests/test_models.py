@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from trainer.models import MODELS, build_model
+
+VARIANTS = {"clip_vit": ["test"], "mobilevit": ["micro"]}
+
+
+@pytest.mark.parametrize("arch", MODELS.keys())
+def test_every_registered_model_builds_and_runs(arch):
+    model = build_model(arch, num_classes=5, frames=3, size=32, variant=VARIANTS[arch][0])
+    (x,) = model.example_inputs(batch=2)
+    assert tuple(x.shape) == (2, 3, 3, 32, 32)
+    logits = model(x)
+    assert tuple(logits.shape) == (2, 5)
+    assert tuple(model.forward_features(x).shape) == (2, model.embed_dim)
+    logits.sum().backward()
+
+
+def test_temporal_order_matters():
+    """Reversing the frames must change the output: the pool has temporal positions."""
+    torch.manual_seed(0)
+    model = build_model("mobilevit", num_classes=4, frames=4, size=32, variant="micro").eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.pool.pos, std=1.0)
+        (x,) = model.example_inputs()
+        assert not torch.allclose(model(x), model(x.flip(1)), atol=1e-4)
+
+
+def test_unknown_model_and_variant():
+    with pytest.raises(KeyError, match="valid: clip_vit, mobilevit"):
+        build_model("resnet", num_classes=2, frames=1, size=32)
+    with pytest.raises(ValueError, match="valid: micro, tiny, xxs, xs, s"):
+        build_model("mobilevit", num_classes=2, frames=1, size=32, variant="huge")
+    with pytest.raises(ValueError, match="divisible by 32"):
+        build_model("mobilevit", num_classes=2, frames=1, size=40, variant="micro")
+
+
+@pytest.mark.parametrize("variant,low,high", [("tiny", 0.3e6, 1.0e6), ("xxs", 0.9e6, 1.6e6)])
+def test_student_sizes(variant, low, high):
+    model = build_model("mobilevit", num_classes=16, frames=4, size=64, variant=variant)
+    assert low < sum(p.numel() for p in model.parameters()) < high

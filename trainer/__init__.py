@@ -1,0 +1,1 @@
+"""trainer: datasets, teacher and student models, distillation and the training loops."""

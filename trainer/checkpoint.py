@@ -1,0 +1,65 @@
+"""The checkpoint contract: ``{"arch", "config", "state_dict", "metrics", "label_names", "preprocess"}``.
+
+Everything in it is plain data (dicts, lists, numbers, strings, tensors) so that it loads with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.common.io import EgoedgeError, write_bytes_atomic
+from trainer.models import VideoClassifier, build_model
+
+REQUIRED_KEYS = ("arch", "config", "state_dict", "metrics", "label_names", "preprocess")
+
+
+def save_checkpoint(path: str | Path, *, arch: str, model_kwargs: dict, model: torch.nn.Module,
+                    metrics: dict, label_names: list[str], preprocess: dict, config: dict) -> Path:
+    """Write a checkpoint atomically; ``config["model"]`` rebuilds the architecture."""
+    payload = {
+        "arch": arch,
+        "config": {**config, "model": dict(model_kwargs)},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": metrics,
+        "label_names": list(label_names),
+        "preprocess": preprocess,
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate a checkpoint dict; a wrong or damaged file is a one-line ``EgoedgeError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise EgoedgeError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as e:
+        raise EgoedgeError(f"{path} is not a readable checkpoint (truncated or not a torch file): "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise EgoedgeError(f"{path} is not an egoedge checkpoint (missing {', '.join(missing)}); "
+                           "produce one with `egoedge run` or `egoedge train`")
+    return ckpt
+
+
+def load_model(path: str | Path) -> tuple[VideoClassifier, dict[str, Any]]:
+    """Rebuild the model of a checkpoint in eval mode; returns ``(model, checkpoint_dict)``."""
+    ckpt = read_checkpoint(path)
+    try:
+        model = build_model(ckpt["arch"], **ckpt["config"]["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise EgoedgeError(f"{path}: cannot rebuild '{ckpt['arch']}' from its config: "
+                           f"{str(e).splitlines()[0]}") from None
+    return model.eval(), ckpt

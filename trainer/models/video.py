@@ -1,0 +1,69 @@
+"""Video classifier = per-frame image encoder + temporal attention pooling + linear head."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class TemporalAttentionPool(nn.Module):
+    """Pool ``(B, T, D)`` frame embeddings into ``(B, D)`` with a learned query token.
+
+    One pre-norm multi-head self-attention layer over ``[query, frames + pos]``; the query's
+    output is the clip embedding. The learned temporal position embedding is what lets the
+    model tell an action from its time-reversal (open vs close). Attention is written out
+    with matmul + softmax so that it exports as plain ops on every backend.
+    """
+
+    def __init__(self, dim: int, frames: int, heads: int = 4) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"pool dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, frames, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.out_norm = nn.LayerNorm(dim)
+        nn.init.trunc_normal_(self.query, std=0.02)
+        # Large enough to shape attention from the first step: frame order is what separates
+        # open from close and pick from put.
+        nn.init.trunc_normal_(self.pos, std=0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        x = torch.cat([self.query.expand(b, -1, -1), x + self.pos[:, :t]], dim=1)
+        q, k, v = self.qkv(self.norm(x)).reshape(b, t + 1, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn = (q[:, :, :1] @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
+        pooled = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, d)
+        return self.out_norm(x[:, 0] + self.proj(pooled))
+
+
+class VideoClassifier(nn.Module):
+    """``(B, T, 3, H, W)`` float clip -> ``(B, num_classes)`` logits.
+
+    ``forward_features`` gives the pooled clip embedding used by feature distillation.
+    """
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, num_classes: int, frames: int, size: int,
+                 pool_heads: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.frames, self.size, self.embed_dim = frames, size, embed_dim
+        self.pool = TemporalAttentionPool(embed_dim, frames, pool_heads)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, num_classes))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        frames = self.encoder(x.reshape(b * t, *x.shape[2:]))
+        return self.pool(frames.reshape(b, t, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
+        """A correctly shaped input for export, bench and tests."""
+        return (torch.randn(batch, self.frames, 3, self.size, self.size),)
