@@ -48,8 +48,13 @@ class RichProgress:
 
 def fail(message: str) -> None:
     """Print one clear error line and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+# The terminal table keeps what fits 80 columns; report.md has every column.
+TERMINAL_COLUMNS = {"name": "name", "size MB": "MB", "median ms": "ms", "p90 ms": "p90", "top-1 %": "top-1",
+                    "agree %": "agree", "status": "status"}
 
 
 def results_table(report: dict) -> Table:
@@ -57,11 +62,14 @@ def results_table(report: dict) -> Table:
     from bench.report import table_rows
 
     header, rows = table_rows(report)
-    table = Table(title=f"egoedge — {report['machine']['cpu']}, {report['machine']['threads']} threads")
-    for h in header:
-        table.add_column(h, justify="left" if h in ("name", "format", "precision", "runtime", "status") else "right")
+    keep = [header.index(h) for h in TERMINAL_COLUMNS]
+    table = Table(title=f"egoedge — {report['machine']['cpu']}, {report['machine']['threads']} threads, "
+                        "latency per clip")
+    for i in keep:
+        table.add_column(TERMINAL_COLUMNS[header[i]], justify="left" if header[i] in ("name", "status") else "right",
+                         no_wrap=header[i] != "status")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*[row[i] for i in keep])
     return table
 
 
@@ -162,8 +170,7 @@ def bench(
     """
     from bench.host import BenchConfig, bench_targets, checkpoint_target, manifest_targets
     from bench.machine import machine_info
-    from bench.pipeline import summarize
-    from bench.report import write_report
+    from bench.report import summarize, write_report
     from trainer.checkpoint import read_checkpoint
     from trainer.data import DataConfig
 

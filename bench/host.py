@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +15,9 @@ from edge.export import run_session
 from edge.parity import compare
 from trainer.checkpoint import load_model
 from trainer.common.io import EgoedgeError
+from trainer.common.progress import Progress, no_progress
 from trainer.data import DataConfig, load_split, to_model_input
 from trainer.train import topk_accuracy
-
-Progress = Callable[[str, int, int, dict], None]
 
 
 @dataclass(frozen=True)
@@ -46,9 +44,6 @@ class Target:
     compare_to_reference: bool  # derived from the reference model: report agreement and parity
 
 
-def _noop(stage: str, done: int, total: int, info: dict) -> None:
-    pass
-
 
 def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Target:
     """An eager PyTorch target from a checkpoint file."""
@@ -69,7 +64,7 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
 
 
 def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
-                  progress: Progress = _noop) -> list[dict]:
+                  progress: Progress = no_progress) -> list[dict]:
     """Measure every target; the first target with ``compare_to_reference`` is the reference.
 
     A target that fails to load or run gets ``status: "failed"`` and its error; the others go on.
@@ -83,17 +78,19 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
         runner = RUNNERS.get(tgt.format)
         row = {"name": tgt.name, "format": tgt.format, "precision": tgt.precision, "device": "host",
                "runtime": runner.runtime, "size_bytes": tgt.size_bytes, "params": tgt.params, "macs": tgt.macs,
-               "load_ms": None, "latency_ms": None, "peak_rss_mb": None, "accuracy": None,
+               "load_ms": None, "latency_ms": None, "peak_rss_mb": None, "rss_delta_mb": None, "accuracy": None,
                "top1_agreement": None, "parity_max_abs": None, "status": "failed", "error": None}
         try:
-            t0 = time.perf_counter()
-            session = runner.open(tgt.target, cfg.threads)
-            session(sample)  # first call included in load: lazy allocation happens there
-            row["load_ms"] = (time.perf_counter() - t0) * 1000.0
             progress(f"time {tgt.name}", 0, 1, {})
             with PeakRSS() as rss:
+                before_mb = rss.peak_mb
+                t0 = time.perf_counter()
+                session = runner.open(tgt.target, cfg.threads)
+                session(sample)  # first call included in load: lazy allocation happens there
+                row["load_ms"] = (time.perf_counter() - t0) * 1000.0
                 row["latency_ms"] = time_calls(lambda s=session: s(sample), cfg.warmup, cfg.iterations)
             row["peak_rss_mb"] = round(rss.peak_mb, 1)
+            row["rss_delta_mb"] = round(rss.peak_mb - before_mb, 1)
             if cfg.accuracy:
                 logits = run_session(session, inputs, progress, f"accuracy {tgt.name}")
                 row["accuracy"] = topk_accuracy(logits, test.labels)

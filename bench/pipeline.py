@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -17,15 +16,14 @@ import torch
 
 from bench.host import BenchConfig, Target, bench_targets, checkpoint_target, manifest_targets
 from bench.machine import machine_info
-from bench.report import write_report
+from bench.report import summarize, write_report
 from edge.export import ExportConfig, export_checkpoint
 from trainer.checkpoint import save_checkpoint
 from trainer.common.io import EgoedgeError
+from trainer.common.progress import Progress, no_progress
 from trainer.data import DataConfig, label_names, load_split, preprocess_spec
 from trainer.models import build_model
 from trainer.train import KDConfig, TrainConfig, distill_student, evaluate, linear_probe, train_teacher
-
-Progress = Callable[[str, int, int, dict], None]
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,8 @@ PRESETS: dict[str, RunConfig] = {
         preset="quick",
         data=DataConfig(frames=4, size=64, train=1600, val=320, test=320),
         teacher=ModelChoice("clip_vit", "small"), student=ModelChoice("mobilevit", "xxs"),
-        teacher_train=TrainConfig(epochs=6, batch_size=16, lr=1e-3),
-        student_train=TrainConfig(epochs=5, batch_size=16, lr=2e-3),
+        teacher_train=TrainConfig(epochs=8, batch_size=16, lr=1e-3),
+        student_train=TrainConfig(epochs=6, batch_size=16, lr=2e-3),
     ),
     # For a GPU: CLIP ViT-B/32-sized teacher, 8 frames at 128 px, longer schedules.
     "full": RunConfig(
@@ -109,9 +107,6 @@ def resolve_config(preset: str, **overrides) -> RunConfig:
     return cfg
 
 
-def _noop(stage: str, done: int, total: int, info: dict) -> None:
-    pass
-
 
 class RunLog:
     """Append-only ``log.jsonl``: one JSON object per event, flushed as it happens."""
@@ -142,11 +137,15 @@ def _train_model(choice: ModelChoice, cfg: RunConfig, num_classes: int):
         raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
 
 
-def run(cfg: RunConfig, out: str | Path, progress: Progress = _noop) -> dict:
+def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
     """Run the whole flow into ``out``; returns the report (also written there with its paths)."""
     out = Path(out)
     _check_out_dir(out)
     t_start = time.perf_counter()
+    labels = label_names(cfg.data)
+    # Build both models first: a bad architecture option fails before minutes of training.
+    teacher, t_kwargs = _train_model(cfg.teacher, cfg, len(labels))
+    student, s_kwargs = _train_model(cfg.student, cfg, len(labels))
     log = RunLog(out / "log.jsonl")
     log("start", config=asdict(cfg))
     torch.manual_seed(cfg.data.seed)
@@ -154,7 +153,7 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = _noop) -> dict:
     progress("data", 0, 1, {})
     train = load_split(cfg.data, "train")
     val, test = load_split(cfg.data, "val"), load_split(cfg.data, "test")
-    preprocess, labels = preprocess_spec(cfg.data), label_names(cfg.data)
+    preprocess = preprocess_spec(cfg.data)
     progress("data", 1, 1, {})
     log("data", train=len(train), val=len(val), test=len(test), seconds=round(time.perf_counter() - t_start, 1))
     probe = None
@@ -165,7 +164,6 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = _noop) -> dict:
         log("linear_probe", top1=probe)
 
     common = {"data": asdict(cfg.data), "preset": cfg.preset}
-    teacher, t_kwargs = _train_model(cfg.teacher, cfg, len(labels))
     history = train_teacher(teacher, train, preprocess, cfg.teacher_train, progress, resume=out / "teacher.resume.pt")
     t_metrics = {"val": evaluate(teacher, val, preprocess), "test": evaluate(teacher, test, preprocess),
                  "history": history}
@@ -174,7 +172,6 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = _noop) -> dict:
                                    metrics=t_metrics, label_names=labels, preprocess=preprocess,
                                    config={**common, "train": asdict(cfg.teacher_train)})
 
-    student, s_kwargs = _train_model(cfg.student, cfg, len(labels))
     history = distill_student(student, teacher, train, preprocess, cfg.student_train, cfg.kd, progress,
                               resume=out / "student.resume.pt")
     s_metrics = {"val": evaluate(student, val, preprocess), "test": evaluate(student, test, preprocess),
@@ -202,24 +199,3 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = _noop) -> dict:
     log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
     return report
 
-
-def summarize(report: dict) -> dict[str, str]:
-    """The headline ratios: teacher vs student size and speed, accuracies, artifact parity."""
-    by = {r["name"]: r for r in report["results"] if r["status"] == "ok"}
-    s: dict[str, str] = {}
-    t, st = by.get("teacher"), by.get("student")
-    if t and st:
-        s["teacher/student params"] = f"{t['params'] / st['params']:.1f}x ({t['params'] / 1e6:.2f}M vs " \
-                                      f"{st['params'] / 1e6:.2f}M)"
-        s["teacher/student latency"] = f"{t['latency_ms']['median'] / st['latency_ms']['median']:.2f}x"
-        if t["accuracy"] and st["accuracy"]:
-            s["top-1 teacher / student"] = f"{t['accuracy']['top1']:.1f}% / {st['accuracy']['top1']:.1f}%"
-    probe = report.get("run", {}).get("linear_probe_top1")
-    if probe is not None:
-        s["linear probe on raw pixels (top-1)"] = f"{probe:.1f}%"
-    for r in report["results"]:
-        if r["format"] != "pytorch" and r["status"] == "ok" and st:
-            s[f"{r['name']} vs eager student"] = (
-                f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, "
-                f"max |Δ| {r['parity_max_abs']:.1e}, agreement {r['top1_agreement']:.1f}%")
-    return s

@@ -42,7 +42,7 @@ def _mb(n: int | None) -> str:
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the results table, shared by report.md and the CLI's rich table."""
     header = ["name", "format", "precision", "runtime", "size MB", "params M", "GMACs", "median ms", "p90 ms",
-              "peak RSS MB", "top-1 %", "agree %", "max |Δ|", "status"]
+              "peak RSS MB", "+RSS MB", "top-1 %", "agree %", "max abs Δ", "status"]
     rows = []
     for r in report["results"]:
         lat = r["latency_ms"] or {}
@@ -50,7 +50,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         rows.append([
             r["name"], r["format"], r["precision"], r["runtime"], _mb(r["size_bytes"]),
             _fmt(r["params"] and r["params"] / 1e6, ".2f"), _fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
-            _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"), _fmt(r["peak_rss_mb"], ".0f"),
+            _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"),
+            _fmt(r["peak_rss_mb"], ".0f"), _fmt(r.get("rss_delta_mb"), ".0f"),
             _fmt(acc.get("top1"), ".1f"), _fmt(r["top1_agreement"], ".1f"), _fmt(r["parity_max_abs"], ".1e"),
             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
         ])
@@ -71,7 +72,9 @@ def render_markdown(report: dict) -> str:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "Latency is per clip at batch 1 (warm-up, then timed iterations); accuracy is on the test split; "
-              "agreement and max |Δ| compare logits with the fp32 PyTorch student.", "", "![pareto](pareto.png)", ""]
+              "agreement and max abs Δ compare logits with the fp32 PyTorch student. Peak RSS is the whole "
+              "process while the target ran; +RSS is how much the target added over what was resident before it "
+              "loaded.", "", "![pareto](pareto.png)", ""]
     return "\n".join(lines)
 
 
@@ -94,6 +97,15 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
         ax.annotate(f"{r['name']}\n{r['size_bytes'] / 2**20:.1f} MB", (x, y), textcoords="offset points",
                     xytext=(8, 6), fontsize=8)
     ax.set_xscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    for fmt in sorted({r["format"] for r in ok}):
+        ax.scatter([], [], color=colors.get(fmt, "tab:gray"), label=fmt, s=40)
+    if ok:
+        ax.legend(loc="lower right", fontsize=8, title="format", title_fontsize=8)
     ax.set_xlabel("median latency per clip (ms, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
     m = report["machine"]
@@ -110,6 +122,28 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
     return path
+
+
+def summarize(report: dict) -> dict[str, str]:
+    """The headline ratios: teacher vs student size and speed, accuracies, artifact parity."""
+    by = {r["name"]: r for r in report["results"] if r["status"] == "ok"}
+    s: dict[str, str] = {}
+    t, st = by.get("teacher"), by.get("student")
+    if t and st:
+        s["teacher/student params"] = f"{t['params'] / st['params']:.1f}x ({t['params'] / 1e6:.2f}M vs " \
+                                      f"{st['params'] / 1e6:.2f}M)"
+        s["teacher/student latency"] = f"{t['latency_ms']['median'] / st['latency_ms']['median']:.2f}x"
+        if t["accuracy"] and st["accuracy"]:
+            s["top-1 teacher / student"] = f"{t['accuracy']['top1']:.1f}% / {st['accuracy']['top1']:.1f}%"
+    probe = report.get("run", {}).get("linear_probe_top1")
+    if probe is not None:
+        s["linear probe on raw pixels (top-1)"] = f"{probe:.1f}%"
+    for r in report["results"]:
+        if r["format"] != "pytorch" and r["status"] == "ok" and st:
+            s[f"{r['name']} vs eager student"] = (
+                f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, "
+                f"max |Δ| {r['parity_max_abs']:.1e}, agreement {r['top1_agreement']:.1f}%")
+    return s
 
 
 def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +18,9 @@ from edge.exporters import EXPORTERS, ExportError, export_ready
 from edge.parity import ParityGate, compare
 from trainer.checkpoint import load_model
 from trainer.common.io import EgoedgeError, atomic_write, sha256_file, write_json_atomic
+from trainer.common.progress import Progress, no_progress
 from trainer.data import DataConfig, load_split, to_model_input
 from trainer.train import predict, topk_accuracy
-
-Progress = Callable[[str, int, int, dict], None]
 
 
 @dataclass(frozen=True)
@@ -35,16 +33,13 @@ class ExportConfig:
     gate: ParityGate = field(default_factory=ParityGate)
 
 
-def _noop(stage: str, done: int, total: int, info: dict) -> None:
-    pass
-
 
 def _io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:
     return [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype), "scale": None, "zero_point": None}
             for n, a in zip(names, arrays, strict=True)]
 
 
-def run_session(session, inputs: np.ndarray, progress: Progress = _noop, stage: str = "") -> np.ndarray:
+def run_session(session, inputs: np.ndarray, progress: Progress = no_progress, stage: str = "") -> np.ndarray:
     """Run a batch-1 session over every sample of ``inputs`` ``(N, ...)``; returns stacked outputs."""
     outs = []
     for i in range(len(inputs)):
@@ -54,7 +49,7 @@ def run_session(session, inputs: np.ndarray, progress: Progress = _noop, stage: 
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
-                      progress: Progress = _noop) -> dict:
+                      progress: Progress = no_progress) -> dict:
     """Export ``checkpoint`` per ``cfg`` into ``out_dir``; returns the manifest (also written there).
 
     Example::

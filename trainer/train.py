@@ -19,11 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.common.io import write_bytes_atomic
+from trainer.common.progress import Progress, no_progress
 from trainer.data import ClipSplit, to_model_input
 from trainer.distill import DistillationLoss
-
-# progress(stage, done, total, info) — the CLI draws bars from it; the library never prints.
-Progress = Callable[[str, int, int, dict], None]
 
 
 @dataclass(frozen=True)
@@ -53,9 +51,6 @@ def device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-
-def _noop(stage: str, done: int, total: int, info: dict) -> None:
-    pass
 
 
 @torch.no_grad()
@@ -153,7 +148,7 @@ def _fit(model: nn.Module, extra: nn.Module | None, train: ClipSplit, preprocess
 
 
 def train_teacher(model: nn.Module, train: ClipSplit, preprocess: dict, cfg: TrainConfig,
-                  progress: Progress = _noop, resume: Path | None = None) -> list[dict]:
+                  progress: Progress = no_progress, resume: Path | None = None) -> list[dict]:
     """Train ``model`` in place with label-smoothed cross-entropy; returns per-epoch history."""
     model.to(device())
 
@@ -164,7 +159,7 @@ def train_teacher(model: nn.Module, train: ClipSplit, preprocess: dict, cfg: Tra
 
 
 def distill_student(student: nn.Module, teacher: nn.Module, train: ClipSplit, preprocess: dict,
-                    cfg: TrainConfig, kd: KDConfig, progress: Progress = _noop,
+                    cfg: TrainConfig, kd: KDConfig, progress: Progress = no_progress,
                     resume: Path | None = None) -> list[dict]:
     """Distil ``teacher`` into ``student`` in place with :class:`DistillationLoss`.
 

@@ -8,10 +8,12 @@ from bench.runners.registry import RUNNERS
 from edge.exporters import EXPORTERS, Session
 
 
-@RUNNERS.register("executorch")
 class ExecuTorchRunner:
     format = "executorch"
     runtime = "executorch-xnnpack"
 
     def open(self, target: Path, threads: int) -> Session:
         return EXPORTERS.get("executorch").load(Path(target), threads=threads)
+
+
+RUNNERS.register("executorch")(ExecuTorchRunner())

@@ -9,7 +9,6 @@ from bench.runners.registry import RUNNERS
 from edge.exporters import Session
 
 
-@RUNNERS.register("pytorch")
 class PyTorchRunner:
     format = "pytorch"
     runtime = "torch-eager"
@@ -23,3 +22,6 @@ class PyTorchRunner:
                 return [model(*[torch.from_numpy(x) for x in inputs]).numpy()]
 
         return run
+
+
+RUNNERS.register("pytorch")(PyTorchRunner())

@@ -12,7 +12,6 @@ from edge.exporters.registry import EXPORTERS
 from trainer.common.io import write_bytes_atomic
 
 
-@EXPORTERS.register("executorch")
 class ExecuTorchExporter:
     format = "executorch"
     ext = "pte"
@@ -56,3 +55,6 @@ class ExecuTorchExporter:
             return [o.numpy() for o in outs]
 
         return run
+
+
+EXPORTERS.register("executorch")(ExecuTorchExporter())

@@ -59,6 +59,29 @@ def _paint(img: np.ndarray, mask: np.ndarray, color) -> None:
     img[mask] = col[mask]
 
 
+def _contrasting_colors(rng: np.random.Generator, avoid: list[np.ndarray], n: int,
+                        min_dist: float = 110.0) -> np.ndarray:
+    """``n`` random RGB colours, each at least ``min_dist`` away from ``avoid`` and from the previous one.
+
+    Uniformly random colours often vanish against the table (an invisible object is label
+    noise); random but contrasting ones keep colour uninformative without hiding the shape.
+    """
+    out: list[np.ndarray] = []
+    for _ in range(n):
+        refs = avoid + out[-1:]
+        best, best_d = None, -1.0
+        for _ in range(32):
+            c = rng.uniform(10, 245, 3).astype(np.float32)
+            d = min(float(np.linalg.norm(c - r)) for r in refs) if refs else np.inf
+            if d >= min_dist:
+                best = c
+                break
+            if d > best_d:
+                best, best_d = c, d
+        out.append(best)
+    return np.stack(out)
+
+
 def _smooth_path(rng: np.random.Generator, t: np.ndarray, scale: float) -> np.ndarray:
     """A smooth random 1-D trajectory over normalised time ``t`` (sum of two sinusoids + drift)."""
     out = rng.uniform(-1, 1) * t
@@ -87,6 +110,7 @@ def _object_parts(noun: str, x, y, cx, cy, s, rot, opening, colors: np.ndarray) 
         parts.append((_rect(x, y, cx, cy + 0.05 * s + shift, 0.05 * s, 0.008 * s, rot), detail))
     elif noun == "cup":
         # Round body with a side handle; the lid lifts off upwards.
+        s = 1.4 * s
         ring = _ellipse(x, y, cx + 0.085 * s, cy, 0.035 * s, 0.045 * s)
         parts.append((ring & ~_ellipse(x, y, cx + 0.085 * s, cy, 0.018 * s, 0.028 * s), body))
         parts.append((_rect(x, y, cx, cy + 0.01 * s, 0.07 * s, 0.07 * s), body))
@@ -97,12 +121,12 @@ def _object_parts(noun: str, x, y, cx, cy, s, rot, opening, colors: np.ndarray) 
         parts.append((_rect(x, y, cx, lid_y - 0.025 * s, 0.015 * s, 0.012 * s), detail))
     elif noun == "knife":
         # Long thin handle; a folding blade swings out of it.
-        parts.append((_rect(x, y, cx - 0.06 * s, cy, 0.11 * s, 0.022 * s, rot), body))
+        parts.append((_rect(x, y, cx - 0.07 * s, cy, 0.14 * s, 0.03 * s, rot), body))
         ang = rot + np.pi * (1.0 - opening)
-        bx = cx + 0.05 * s + 0.11 * s * np.cos(ang)
-        by = cy + 0.11 * s * np.sin(ang)
-        parts.append((_rect(x, y, bx, by, 0.11 * s, 0.016 * s, ang), part))
-        parts.append((_ellipse(x, y, cx + 0.05 * s, cy, 0.018 * s, 0.018 * s), detail))
+        bx = cx + 0.07 * s + 0.14 * s * np.cos(ang)
+        by = cy + 0.14 * s * np.sin(ang)
+        parts.append((_rect(x, y, bx, by, 0.14 * s, 0.022 * s, ang), part))
+        parts.append((_ellipse(x, y, cx + 0.07 * s, cy, 0.024 * s, 0.024 * s), detail))
     elif noun == "box":
         # Square box; its lid flap rotates up from the back edge, showing the inside.
         parts.append((_rect(x, y, cx, cy, 0.12 * s, 0.12 * s, rot), body))
@@ -163,20 +187,20 @@ def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndar
     _paint(img, y < horizon, wall)
 
     # Clutter: primitives of random colour that never match an object silhouette exactly.
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(1, 5)):
         ccx, ccy = rng.uniform(-0.5, 0.5), rng.uniform(horizon, 0.5)
         col = rng.uniform(0, 255, 3).astype(np.float32)
         if rng.random() < 0.5:
-            mask = _ellipse(x, y, ccx, ccy, rng.uniform(0.02, 0.06), rng.uniform(0.02, 0.06))
+            mask = _ellipse(x, y, ccx, ccy, rng.uniform(0.015, 0.045), rng.uniform(0.015, 0.045))
         else:
-            mask = _rect(x, y, ccx, ccy, rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.05), rng.uniform(0, np.pi))
+            mask = _rect(x, y, ccx, ccy, rng.uniform(0.015, 0.04), rng.uniform(0.015, 0.04), rng.uniform(0, np.pi))
         _paint(img, mask, col)
 
     # The acted-on object.
     ocx, ocy = rng.uniform(-0.22, 0.22), rng.uniform(-0.1, 0.16)
     scale = rng.uniform(1.1, 1.6)
     rot = rng.uniform(-0.4, 0.4)
-    colors = rng.uniform(20, 235, (4, 3)).astype(np.float32)
+    colors = _contrasting_colors(rng, [table, wall], 4)
 
     reach, opening, lift = action_timeline(verb, t)
     obj_y = ocy - 0.35 * lift
@@ -192,17 +216,18 @@ def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndar
     grip_y = obj_y + 0.06 * obj_s
     if verb in ("open", "close"):
         grip_y = grip_y + (0.05 * opening if noun == "drawer" else -0.12 * opening if noun in ("cup", "box") else 0.0)
+    # Fingertips on the grip point, palm below it: the hand must not hide the moving part.
     hx = grip_x + (1 - reach) * rng.uniform(-0.1, 0.1)
-    hy = grip_y + (1 - reach) * 0.55
+    hy = grip_y + 0.08 + (1 - reach) * 0.55
     skin = _SKIN[rng.integers(len(_SKIN))] * rng.uniform(0.85, 1.1)
     ax, ay = hx + 0.12, 0.75
     arm_len = np.hypot(ax - hx, ay - hy)
     arm_ang = np.arctan2(ay - hy, ax - hx)
-    _paint(img, _rect(x, y, (ax + hx) / 2, (ay + hy) / 2, arm_len / 2, 0.055, arm_ang), skin * 0.9)
-    _paint(img, _ellipse(x, y, hx, hy, 0.065, 0.05), skin)
+    _paint(img, _rect(x, y, (ax + hx) / 2, (ay + hy) / 2, arm_len / 2, 0.04, arm_ang), skin * 0.9)
+    _paint(img, _ellipse(x, y, hx, hy, 0.048, 0.038), skin)
     for k in range(4):
-        fx = hx - 0.045 + 0.03 * k
-        _paint(img, _rect(x, y, fx, hy - 0.06, 0.011, 0.035), skin * 1.03)
+        fx = hx - 0.033 + 0.022 * k
+        _paint(img, _rect(x, y, fx, hy - 0.05, 0.008, 0.03), skin * 1.03)
 
     # Lighting: per-clip gain and direction, per-frame flicker, vignette; then sensor noise.
     gain = rng.uniform(0.6, 1.3)

@@ -33,7 +33,7 @@ VIT_SIZES: dict[str, ViTSize] = {
 
 
 class ConvPatchEmbed(nn.Module):
-    """Stride-2 3x3 conv+BN+ReLU stages down to the patch grid, then a 1x1 conv to the width.
+    """Stages of (stride-2 3x3, 3x3) conv+BN+ReLU down to the patch grid, then a 1x1 conv to the width.
 
     Same token grid as a ``patch x patch`` patchify embedding; speaks timm's patch-embed interface.
     """
@@ -48,7 +48,8 @@ class ConvPatchEmbed(nn.Module):
         c = in_chans
         for i in range(stages):
             co = max(16, embed_dim >> (stages - i))
-            layers += [nn.Conv2d(c, co, 3, 2, 1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c, co, 3, 2, 1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True),
+                       nn.Conv2d(co, co, 3, 1, 1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True)]
             c = co
         layers.append(nn.Conv2d(c, embed_dim, 1))
         self.proj = nn.Sequential(*layers)
