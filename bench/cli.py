@@ -108,7 +108,7 @@ def run(
         fail(str(e))
     console.print(results_table(report))
     for key, value in report["summary"].items():
-        console.print(f"  [bold]{key}:[/] {value}", highlight=False)
+        console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
     for name in ("report.json", "report.md", "pareto.png"):
         console.print(f"{name}: {out / name}", highlight=False)
 

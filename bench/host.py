@@ -78,19 +78,17 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
         runner = RUNNERS.get(tgt.format)
         row = {"name": tgt.name, "format": tgt.format, "precision": tgt.precision, "device": "host",
                "runtime": runner.runtime, "size_bytes": tgt.size_bytes, "params": tgt.params, "macs": tgt.macs,
-               "load_ms": None, "latency_ms": None, "peak_rss_mb": None, "rss_delta_mb": None, "accuracy": None,
+               "load_ms": None, "latency_ms": None, "peak_rss_mb": None, "accuracy": None,
                "top1_agreement": None, "parity_max_abs": None, "status": "failed", "error": None}
         try:
             progress(f"time {tgt.name}", 0, 1, {})
             with PeakRSS() as rss:
-                before_mb = rss.peak_mb
                 t0 = time.perf_counter()
                 session = runner.open(tgt.target, cfg.threads)
                 session(sample)  # first call included in load: lazy allocation happens there
                 row["load_ms"] = (time.perf_counter() - t0) * 1000.0
                 row["latency_ms"] = time_calls(lambda s=session: s(sample), cfg.warmup, cfg.iterations)
             row["peak_rss_mb"] = round(rss.peak_mb, 1)
-            row["rss_delta_mb"] = round(rss.peak_mb - before_mb, 1)
             if cfg.accuracy:
                 logits = run_session(session, inputs, progress, f"accuracy {tgt.name}")
                 row["accuracy"] = topk_accuracy(logits, test.labels)

@@ -66,13 +66,13 @@ PRESETS: dict[str, RunConfig] = {
         data=DataConfig(frames=4, size=64, train=1600, val=320, test=320),
         teacher=ModelChoice("clip_vit", "small"), student=ModelChoice("mobilevit", "xxs"),
         teacher_train=TrainConfig(epochs=8, batch_size=16, lr=1e-3),
-        student_train=TrainConfig(epochs=6, batch_size=16, lr=2e-3),
+        student_train=TrainConfig(epochs=5, batch_size=16, lr=2e-3),
     ),
-    # For a GPU: CLIP ViT-B/32-sized teacher, 8 frames at 128 px, longer schedules.
+    # For a GPU: a wider, deeper teacher, 8 frames at 128 px, longer schedules.
     "full": RunConfig(
         preset="full",
         data=DataConfig(frames=8, size=128, train=8000, val=800, test=800),
-        teacher=ModelChoice("clip_vit", "b32"), student=ModelChoice("mobilevit", "xxs"),
+        teacher=ModelChoice("clip_vit", "base"), student=ModelChoice("mobilevit", "xxs"),
         teacher_train=TrainConfig(epochs=30, batch_size=32, lr=3e-4),
         student_train=TrainConfig(epochs=30, batch_size=32, lr=1e-3),
         bench=BenchConfig(warmup=10, iterations=100),

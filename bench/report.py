@@ -42,7 +42,7 @@ def _mb(n: int | None) -> str:
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the results table, shared by report.md and the CLI's rich table."""
     header = ["name", "format", "precision", "runtime", "size MB", "params M", "GMACs", "median ms", "p90 ms",
-              "peak RSS MB", "+RSS MB", "top-1 %", "agree %", "max abs Δ", "status"]
+              "peak RSS MB", "top-1 %", "agree %", "max abs Δ", "status"]
     rows = []
     for r in report["results"]:
         lat = r["latency_ms"] or {}
@@ -51,7 +51,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             r["name"], r["format"], r["precision"], r["runtime"], _mb(r["size_bytes"]),
             _fmt(r["params"] and r["params"] / 1e6, ".2f"), _fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
             _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"),
-            _fmt(r["peak_rss_mb"], ".0f"), _fmt(r.get("rss_delta_mb"), ".0f"),
+            _fmt(r["peak_rss_mb"], ".0f"),
             _fmt(acc.get("top1"), ".1f"), _fmt(r["top1_agreement"], ".1f"), _fmt(r["parity_max_abs"], ".1e"),
             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
         ])
@@ -73,8 +73,8 @@ def render_markdown(report: dict) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "Latency is per clip at batch 1 (warm-up, then timed iterations); accuracy is on the test split; "
               "agreement and max abs Δ compare logits with the fp32 PyTorch student. Peak RSS is the whole "
-              "process while the target ran; +RSS is how much the target added over what was resident before it "
-              "loaded.", "", "![pareto](pareto.png)", ""]
+              "process while the target loaded and ran (it includes everything resident before).", "",
+              "![pareto](pareto.png)", ""]
     return "\n".join(lines)
 
 

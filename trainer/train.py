@@ -184,7 +184,7 @@ def distill_student(student: nn.Module, teacher: nn.Module, train: ClipSplit, pr
     return _fit(student, loss, train, preprocess, cfg, step, "student", progress, resume)
 
 
-def linear_probe(train: ClipSplit, test: ClipSplit, preprocess: dict, epochs: int = 60, seed: int = 0) -> float:
+def linear_probe(train: ClipSplit, test: ClipSplit, preprocess: dict, epochs: int = 30, seed: int = 0) -> float:
     """Top-1 (percent) of a linear classifier on raw normalised pixels — the floor the models must beat."""
     torch.manual_seed(seed)
     xtr = to_model_input(train.clips, preprocess).flatten(1)

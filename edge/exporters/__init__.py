@@ -4,14 +4,10 @@ SDKs are imported inside the exporter methods, so ``import edge`` stays fast and
 SDK fails only when its backend is used.
 """
 
-import importlib
-import pkgutil
-
 from edge.exporters.base import Exporter, ExportError, Session, export_ready
 from edge.exporters.registry import EXPORTERS
+from trainer.common.registry import import_submodules
 
-for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name not in ("base", "registry"):
-        importlib.import_module(f"{__name__}.{_mod.name}")
+import_submodules(__name__, __path__)
 
 __all__ = ["EXPORTERS", "ExportError", "Exporter", "Session", "export_ready"]

@@ -56,3 +56,13 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def import_submodules(package: str, path: list[str], skip: tuple[str, ...] = ("base", "registry")) -> None:
+    """Import every module of a plugin package so that each registers itself (one file per backend)."""
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(path):
+        if mod.name not in skip:
+            importlib.import_module(f"{package}.{mod.name}")

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import torch
+
+from trainer.data import load_split, preprocess_spec
+from trainer.models import build_model
+from trainer.train import KDConfig, TrainConfig, distill_student, evaluate, topk_accuracy, train_teacher
+
+
+def _model(cfg):
+    return build_model("mobilevit", num_classes=16, frames=cfg.frames, size=cfg.size, variant="micro")
+
+
+def test_killed_training_resumes_from_last_epoch(tmp_path, mini_data_cfg):
+    train, pp = load_split(mini_data_cfg, "train"), preprocess_spec(mini_data_cfg)
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    resume = tmp_path / "teacher.resume.pt"
+
+    def die_in_epoch_two(stage, done, total, info):
+        if info.get("epoch") == 2:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(_model(mini_data_cfg), train, pp, cfg, die_in_epoch_two, resume=resume)
+    assert resume.exists()
+
+    seen_epochs = []
+    torch.manual_seed(0)
+    history = train_teacher(_model(mini_data_cfg), train, pp, cfg,
+                            lambda s, d, t, info: seen_epochs.append(info["epoch"]), resume=resume)
+    assert set(seen_epochs) == {2}  # epoch 1 was not trained again
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert not resume.exists()
+
+
+def test_teacher_and_student_learn_on_tiny_data(mini_data_cfg):
+    """A few steps must lower the loss: the loops really optimise."""
+    train, pp = load_split(mini_data_cfg, "train"), preprocess_spec(mini_data_cfg)
+    torch.manual_seed(0)
+    teacher = _model(mini_data_cfg)
+    hist = train_teacher(teacher, train, pp, TrainConfig(epochs=4, batch_size=8, lr=3e-3, warmup_frac=0.0))
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    student = _model(mini_data_cfg)
+    hist = distill_student(student, teacher, train, pp, TrainConfig(epochs=3, batch_size=8, lr=3e-3),
+                           KDConfig(alpha=1.0, beta=1.0, gamma=0.5, temperature=4.0))
+    assert {"feature", "response", "task", "loss"} <= set(hist[0])
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert set(evaluate(student, train, pp)) == {"top1", "top5"}
+
+
+def test_topk_accuracy():
+    logits = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])
+    acc = topk_accuracy(logits, np.array([1, 2, 0]))
+    assert acc["top1"] == pytest.approx(100 / 3) and acc["top5"] == 100.0
