@@ -75,3 +75,21 @@ def test_help_lists_commands():
     assert result.exit_code == 0
     for cmd in ("run", "export", "bench"):
         assert cmd in result.output
+
+
+@pytest.mark.parametrize("preset", ["mini", "quick", "full"])
+def test_every_preset_builds_its_models(preset):
+    from bench.pipeline import _train_model, resolve_config
+
+    cfg = resolve_config(preset)
+    teacher, _ = _train_model(cfg.teacher, cfg, 16)
+    student, _ = _train_model(cfg.student, cfg, 16)
+    assert sum(p.numel() for p in teacher.parameters()) > sum(p.numel() for p in student.parameters())
+
+
+def test_overrides_reach_the_config():
+    from bench.pipeline import resolve_config
+
+    cfg = resolve_config("quick", alpha=0.0, temperature=2.0, student_variant="tiny", threads=1)
+    assert cfg.kd.alpha == 0.0 and cfg.kd.temperature == 2.0 and cfg.kd.beta == 1.0
+    assert cfg.student.variant == "tiny" and cfg.bench.threads == 1
