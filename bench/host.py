@@ -44,7 +44,6 @@ class Target:
     compare_to_reference: bool  # derived from the reference model: report agreement and parity
 
 
-
 def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Target:
     """An eager PyTorch target from a checkpoint file."""
     model, _ = load_model(path)

@@ -107,7 +107,6 @@ def resolve_config(preset: str, **overrides) -> RunConfig:
     return cfg
 
 
-
 class RunLog:
     """Append-only ``log.jsonl``: one JSON object per event, flushed as it happens."""
 
@@ -137,18 +136,25 @@ def _train_model(choice: ModelChoice, cfg: RunConfig, num_classes: int):
         raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
 
 
+def build_models(cfg: RunConfig, num_classes: int):
+    """Seeded teacher and student, ``((model, kwargs), (model, kwargs))``.
+
+    Both are built before any training, so a bad architecture option fails in a second, not
+    after minutes of teacher training; the seed comes first so initialisation is reproducible.
+    """
+    torch.manual_seed(cfg.data.seed)
+    return _train_model(cfg.teacher, cfg, num_classes), _train_model(cfg.student, cfg, num_classes)
+
+
 def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
     """Run the whole flow into ``out``; returns the report (also written there with its paths)."""
     out = Path(out)
     _check_out_dir(out)
     t_start = time.perf_counter()
     labels = label_names(cfg.data)
-    # Build both models first: a bad architecture option fails before minutes of training.
-    teacher, t_kwargs = _train_model(cfg.teacher, cfg, len(labels))
-    student, s_kwargs = _train_model(cfg.student, cfg, len(labels))
+    (teacher, t_kwargs), (student, s_kwargs) = build_models(cfg, len(labels))
     log = RunLog(out / "log.jsonl")
     log("start", config=asdict(cfg))
-    torch.manual_seed(cfg.data.seed)
 
     progress("data", 0, 1, {})
     train = load_split(cfg.data, "train")

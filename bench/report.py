@@ -84,6 +84,7 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ok = [r for r in report["results"] if r["status"] == "ok" and r["accuracy"] and r["latency_ms"]]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -97,8 +98,6 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
         ax.annotate(f"{r['name']}\n{r['size_bytes'] / 2**20:.1f} MB", (x, y), textcoords="offset points",
                     xytext=(8, 6), fontsize=8)
     ax.set_xscale("log")
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())

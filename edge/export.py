@@ -33,7 +33,6 @@ class ExportConfig:
     gate: ParityGate = field(default_factory=ParityGate)
 
 
-
 def _io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:
     return [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype), "scale": None, "zero_point": None}
             for n, a in zip(names, arrays, strict=True)]

@@ -79,12 +79,25 @@ def test_help_lists_commands():
 
 @pytest.mark.parametrize("preset", ["mini", "quick", "full"])
 def test_every_preset_builds_its_models(preset):
-    from bench.pipeline import _train_model, resolve_config
+    from bench.pipeline import build_models, resolve_config
 
-    cfg = resolve_config(preset)
-    teacher, _ = _train_model(cfg.teacher, cfg, 16)
-    student, _ = _train_model(cfg.student, cfg, 16)
+    (teacher, _), (student, _) = build_models(resolve_config(preset), 16)
     assert sum(p.numel() for p in teacher.parameters()) > sum(p.numel() for p in student.parameters())
+
+
+def test_model_initialisation_is_seeded():
+    import torch
+
+    from bench.pipeline import build_models, resolve_config
+
+    cfg = resolve_config("mini")
+    torch.manual_seed(123)  # whatever came before must not matter
+    (t1, _), (s1, _) = build_models(cfg, 16)
+    torch.rand(10)
+    (t2, _), (s2, _) = build_models(cfg, 16)
+    for a, b in ((t1, t2), (s1, s2)):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(p, q), name
 
 
 def test_overrides_reach_the_config():

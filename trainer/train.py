@@ -52,7 +52,6 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-
 @torch.no_grad()
 def predict(model: nn.Module, split: ClipSplit, preprocess: dict, batch_size: int = 64,
             features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
