@@ -113,45 +113,76 @@ def run(
         console.print(f"{name}: {out / name}", highlight=False)
 
 
+def _all_backends() -> str:
+    from edge.exporters import EXPORTERS
+
+    return ",".join(EXPORTERS.keys())
+
+
+def manifest_table(manifest: dict, title: str) -> Table:
+    """One row per artifact: format, precision, size, parity, accuracy and status (with the reason)."""
+    table = Table(title=title)
+    for h, justify in (("format", "left"), ("precision", "left"), ("MB", "right"), ("top-1 %", "right"),
+                       ("max |Δ|", "right"), ("agree %", "right"), ("status", "left")):
+        table.add_column(h, justify=justify)
+    for a in manifest["artifacts"]:
+        p, acc = a["parity"] or {}, a["accuracy"] or {}
+        status = a["status"]
+        if a["reason"]:
+            status += f": {a['reason']}"
+        elif a.get("verified", "runtime") != "runtime":
+            status += f" ({a['verified']})"
+        table.add_row(a["format"], a["precision"], f"{a['bytes'] / 1e6:.2f}" if a["bytes"] else "–",
+                      f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
+                      f"{p['top1_agreement']:.1f}" if p else "–", status)
+    return table
+
+
 @app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="An egoedge checkpoint (e.g. runs/quick/student.pt)."),
-    to: str = typer.Option("executorch", help="Comma-separated backends."),
+    to: str = typer.Option(None, help="Comma-separated backends (default: all of executorch,coreml,tflite,onnx)."),
+    int8: bool = typer.Option(False, "--int8", help="Also make each backend's int8 artifacts (calibrated)."),
+    precision: str = typer.Option(None, help="Exact precisions instead, comma-separated: fp32,fp16,int8,w8,w8a8."),
+    calib: int = typer.Option(256, help="Calibration clips drawn from the checkpoint's training split."),
+    calib_file: Path = typer.Option(None, help="Use preprocessed clips from this .npy (N,T,3,H,W) instead."),
     out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
     parity_samples: int = typer.Option(32, help="Held-out clips in the parity batch."),
-    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails its parity gate."),
+    fp32_tol: float = typer.Option(1e-4, help="fp32 gate: max |logit difference| to PyTorch."),
+    int8_agreement: float = typer.Option(99.0, help="int8 gate: minimum top-1 agreement with PyTorch (%)."),
+    int8_drop: float = typer.Option(1.0, help="int8 gate: maximum top-1 accuracy drop (points)."),
+    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
 ) -> None:
-    """Export a student to edge formats, check parity against PyTorch, write manifest.json.
+    """Export a student to edge formats, check each against PyTorch, write manifest.json.
 
-    Example: egoedge export runs/quick/student.pt --to executorch --out runs/quick/export
+    Example: egoedge export runs/quick/student.pt --to executorch,coreml,tflite,onnx --int8 --calib 256
     """
     from edge.export import ExportConfig, export_checkpoint
     from edge.exporters import EXPORTERS
+    from edge.parity import ParityGate
 
-    formats = tuple(f.strip() for f in to.split(",") if f.strip())
+    formats = tuple(f.strip() for f in (to or _all_backends()).split(",") if f.strip())
+    precisions = tuple(p.strip() for p in precision.split(",") if p.strip()) if precision else None
     try:
         for f in formats:
             if f not in EXPORTERS:
                 raise EgoedgeError(f"unknown backend '{f}' in --to; valid: {', '.join(EXPORTERS.keys())}")
+        if calib_file is not None and not calib_file.is_file():
+            raise EgoedgeError(f"--calib-file {calib_file} does not exist")
+        cfg = ExportConfig(formats=formats, precisions=precisions, int8=int8, calibration=calib,
+                           calibration_file=str(calib_file) if calib_file else None, parity_samples=parity_samples,
+                           gate=ParityGate(fp32_tol, int8_agreement, int8_drop))
         out = out or checkpoint.parent / "export"
         with RichProgress() as progress:
-            manifest = export_checkpoint(checkpoint, out, ExportConfig(formats=formats, parity_samples=parity_samples),
-                                         progress)
+            manifest = export_checkpoint(checkpoint, out, cfg, progress)
     except EgoedgeError as e:
         fail(str(e))
-    table = Table(title=str(out / "manifest.json"))
-    for h in ("name", "precision", "MB", "top-1 %", "max |Δ|", "agree %", "status"):
-        table.add_column(h)
-    for a in manifest["artifacts"]:
-        p, acc = a["parity"] or {}, a["accuracy"] or {}
-        table.add_row(a["name"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
-                      f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
-                      f"{p['top1_agreement']:.1f}" if p else "–",
-                      a["status"] + (f": {a['reason']}" if a["reason"] else ""))
-    console.print(table)
+    console.print(manifest_table(manifest, str(out / "manifest.json")))
+    src = manifest["source"]["accuracy"]
+    console.print(f"PyTorch reference: top-1 {src['top1']:.1f}%, top-5 {src['top5']:.1f}%", highlight=False)
     failed = [a["name"] for a in manifest["artifacts"] if a["status"] != "ok"]
     if failed and not allow_failed:
-        fail(f"{len(failed)} artifact(s) failed the parity gate: {', '.join(failed)} (see {out / 'manifest.json'}; "
+        fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)} (reasons in {out / 'manifest.json'}; "
              "--allow-failed to accept)")
 
 

@@ -53,10 +53,10 @@ def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Targ
 
 
 def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs: int | None) -> list[Target]:
-    """Artifact targets for every ``ok`` artifact of a manifest whose format has a host runner."""
+    """Artifact targets for every ``ok`` artifact of a manifest whose format this host can run."""
     out = []
     for a in manifest["artifacts"]:
-        if a["status"] == "ok" and a["format"] in RUNNERS:
+        if a["status"] == "ok" and a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None:
             out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
                               params, macs, True))
     return out

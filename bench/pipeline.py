@@ -18,6 +18,7 @@ from bench.host import BenchConfig, Target, bench_targets, checkpoint_target, ma
 from bench.machine import machine_info
 from bench.report import summarize, write_report
 from edge.export import ExportConfig, export_checkpoint
+from edge.exporters import EXPORTERS
 from trainer.checkpoint import save_checkpoint
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
@@ -50,6 +51,8 @@ class RunConfig:
     linear_probe: bool = True
 
 
+ALL_FORMATS = tuple(EXPORTERS.keys())
+
 PRESETS: dict[str, RunConfig] = {
     # Seconds: the end-to-end test. Tiny registered models on a handful of clips.
     "mini": RunConfig(
@@ -57,7 +60,8 @@ PRESETS: dict[str, RunConfig] = {
         data=DataConfig(frames=2, size=32, train=48, val=16, test=16),
         teacher=ModelChoice("clip_vit", "test"), student=ModelChoice("mobilevit", "micro"),
         teacher_train=TrainConfig(epochs=1, batch_size=16), student_train=TrainConfig(epochs=1, batch_size=16),
-        export=ExportConfig(parity_samples=8), bench=BenchConfig(warmup=1, iterations=3),
+        export=ExportConfig(formats=("executorch", "onnx"), parity_samples=8),
+        bench=BenchConfig(warmup=1, iterations=3),
         linear_probe=False,
     ),
     # The default: under 10 minutes on 2 CPU cores.
@@ -67,6 +71,7 @@ PRESETS: dict[str, RunConfig] = {
         teacher=ModelChoice("clip_vit", "small"), student=ModelChoice("mobilevit", "xxs"),
         teacher_train=TrainConfig(epochs=8, batch_size=16, lr=1e-3),
         student_train=TrainConfig(epochs=5, batch_size=16, lr=2e-3),
+        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256),
     ),
     # For a GPU: a wider, deeper teacher, 8 frames at 128 px, longer schedules.
     "full": RunConfig(
@@ -75,6 +80,7 @@ PRESETS: dict[str, RunConfig] = {
         teacher=ModelChoice("clip_vit", "base"), student=ModelChoice("mobilevit", "xxs"),
         teacher_train=TrainConfig(epochs=30, batch_size=32, lr=3e-4),
         student_train=TrainConfig(epochs=30, batch_size=32, lr=1e-3),
+        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=512),
         bench=BenchConfig(warmup=10, iterations=100),
     ),
 }

@@ -142,6 +142,16 @@ def summarize(report: dict) -> dict[str, str]:
             s[f"{r['name']} vs eager student"] = (
                 f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, "
                 f"max |Δ| {r['parity_max_abs']:.1e}, agreement {r['top1_agreement']:.1f}%")
+    fp32 = {r["format"]: r for r in by.values() if r["format"] != "pytorch" and r["precision"] == "fp32"}
+    for r in by.values():
+        base = fp32.get(r["format"])
+        if base is None or r is base:
+            continue
+        line = (f"size {r['size_bytes'] / base['size_bytes']:.2f}x, "
+                f"{base['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster")
+        if r["accuracy"] and base["accuracy"]:
+            line += f", top-1 {r['accuracy']['top1'] - base['accuracy']['top1']:+.1f} points"
+        s[f"{r['format']} {r['precision']} vs fp32"] = line
     return s
 
 

@@ -1,7 +1,8 @@
 """Export a checkpoint to every requested backend, gate each artifact on parity, write the manifest.
 
-Reads top to bottom: load the checkpoint and its data -> for each backend and precision:
-export -> load -> run the held-out batch and the test split -> compare with PyTorch -> record.
+Reads top to bottom: load the checkpoint, its held-out data and the calibration set -> for each
+backend and precision: export -> load -> run the parity batch and the test split -> compare with
+PyTorch -> record ``ok`` or ``failed`` with the measured numbers and the reason.
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.calibration import as_samples, calibration_inputs, check_preprocess, load_calibration_file
 from edge.exporters import EXPORTERS, ExportError, export_ready
 from edge.parity import ParityGate, compare
 from trainer.checkpoint import load_model
-from trainer.common.io import EgoedgeError, atomic_write, sha256_file, write_json_atomic
+from trainer.common.io import (
+    EgoedgeError,
+    atomic_write,
+    path_bytes,
+    remove_path,
+    sha256_file,
+    sha256_path,
+    write_json_atomic,
+)
 from trainer.common.progress import Progress, no_progress
 from trainer.data import DataConfig, load_split, to_model_input
 from trainer.train import predict, topk_accuracy
@@ -25,12 +35,41 @@ from trainer.train import predict, topk_accuracy
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Which backends and precisions to produce and how strictly to check them."""
+    """Which backends and precisions to produce, how to calibrate, and how strictly to check.
+
+    ``precisions=None`` means each backend's float precisions, plus its int8 ones if ``int8``.
+    """
 
     formats: tuple[str, ...] = ("executorch",)
-    precisions: tuple[str, ...] = ("fp32",)
+    precisions: tuple[str, ...] | None = None
+    int8: bool = False
+    calibration: int = 256
+    calibration_file: str | None = None
+    calibration_seed: int = 0
     parity_samples: int = 32
     gate: ParityGate = field(default_factory=ParityGate)
+
+
+def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
+    """The ``(format, precision)`` pairs ``cfg`` asks for; an unknown one fails before any work."""
+    pairs = []
+    for fmt in cfg.formats:
+        exporter = EXPORTERS.get(fmt)
+        wanted = cfg.precisions or exporter.float_precisions + (exporter.int8_precisions if cfg.int8 else ())
+        for precision in wanted:
+            if precision not in exporter.precisions:
+                if cfg.precisions and len(cfg.formats) > 1:
+                    continue  # --precision int8 with several backends: each makes the ones it has
+                raise EgoedgeError(f"{fmt} cannot produce precision '{precision}'; "
+                                   f"it makes: {', '.join(exporter.precisions)}")
+            pairs.append((fmt, precision))
+    if not pairs:
+        raise EgoedgeError(f"none of {', '.join(cfg.formats)} can produce {', '.join(cfg.precisions or ())}")
+    return pairs
+
+
+def _needs_calibration(pairs: list[tuple[str, str]]) -> bool:
+    return any(p in ("int8", "w8a8") for _, p in pairs)
 
 
 def _io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:
@@ -53,15 +92,29 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
 
     Example::
 
-        manifest = export_checkpoint("runs/quick/student.pt", "runs/quick/export")
-        [a["status"] for a in manifest["artifacts"]]  # ["ok"]
+        cfg = ExportConfig(formats=("executorch", "tflite", "onnx", "coreml"), int8=True, calibration=256)
+        manifest = export_checkpoint("runs/quick/student.pt", "runs/quick/export", cfg)
+        [(a["name"], a["status"]) for a in manifest["artifacts"]]
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    for fmt in cfg.formats:
-        EXPORTERS.get(fmt)  # unknown backend: fail before any work
+    pairs = plan(cfg)
     model, ckpt = load_model(checkpoint)
     data_cfg = DataConfig(**ckpt["config"]["data"])
     preprocess = ckpt["preprocess"]
+    check_preprocess(preprocess, data_cfg)
+    example_shape = tuple(model.example_inputs()[0].shape[1:])
+
+    calibration, calib_info = [], None
+    if _needs_calibration(pairs):
+        progress("calibration set", 0, 1, {})
+        if cfg.calibration_file:
+            calib_x = load_calibration_file(cfg.calibration_file, example_shape)
+            calib_info = {"source": str(cfg.calibration_file), "samples": len(calib_x)}
+        else:
+            calib_x = calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.calibration_seed)
+            calib_info = {"source": f"{data_cfg.name}/train", "samples": len(calib_x), "seed": cfg.calibration_seed}
+        calibration = as_samples(calib_x)
+
     val, test = load_split(data_cfg, "val"), load_split(data_cfg, "test")
     if cfg.parity_samples > len(val):
         raise EgoedgeError(f"parity batch of {cfg.parity_samples} exceeds the {len(val)} held-out clips")
@@ -77,40 +130,61 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     atomic_write(out_dir / "sample_output.npy", lambda p: np.save(open(p, "wb"), parity_ref[:1]))
     ready = export_ready(model)
     example = (torch.from_numpy(parity_x[:1]),)
-    stem = checkpoint.stem
     artifacts = []
-    for fmt in cfg.formats:
+    for fmt, precision in pairs:
         exporter = EXPORTERS.get(fmt)
-        for precision in cfg.precisions:
-            name = f"{stem}_{fmt}_{precision}"
-            entry = {"name": name, "file": f"{name}.{exporter.ext}", "sha256": None, "bytes": None,
-                     "format": fmt, "precision": precision,
-                     "inputs": _io_spec(["clip"], [parity_x[:1]]), "outputs": _io_spec(["logits"], [parity_ref[:1]]),
-                     "preprocess": preprocess, "labels": ckpt["label_names"],
-                     "accuracy": None, "parity": None, "status": "failed", "reason": None}
-            path = out_dir / entry["file"]
-            t0 = time.perf_counter()
-            try:
-                progress(f"export {name}", 0, 1, {})
-                entry["backend"] = exporter.export(ready, example, path, precision)
-                entry["export_seconds"] = round(time.perf_counter() - t0, 2)
-                session = exporter.load(path)
-                parity = compare(parity_ref, run_session(session, parity_x))
-                test_logits = run_session(session, test_x, progress, f"verify {name}")
-                entry["accuracy"] = topk_accuracy(test_logits, test.labels)
-                parity["top1_agreement"] = compare(ref_test_logits, test_logits)["top1_agreement"]
-                entry["parity"] = parity
-                entry["sha256"], entry["bytes"] = sha256_file(path), path.stat().st_size
-                reason = cfg.gate.check(precision, parity, entry["accuracy"], ref_accuracy)
-                entry["status"], entry["reason"] = ("ok", None) if reason is None else ("failed", reason)
-            except ExportError as e:
-                entry["reason"] = str(e)
-                path.unlink(missing_ok=True)
-                entry["file"] = None
+        name = f"{checkpoint.stem}_{fmt}_{precision}"
+        entry = {"name": name, "file": f"{name}.{exporter.ext}", "sha256": None, "bytes": None,
+                 "format": fmt, "precision": precision,
+                 "inputs": _io_spec(["clip"], [parity_x[:1]]), "outputs": _io_spec(["logits"], [parity_ref[:1]]),
+                 "preprocess": preprocess, "labels": ckpt["label_names"],
+                 "accuracy": None, "parity": None, "status": "failed", "reason": None, "verified": None}
+        path = out_dir / entry["file"]
+        t0 = time.perf_counter()
+        progress(f"export {name}", 0, 1, {})
+        try:
+            backend = exporter.export(ready, example, path, precision, calibration)
+        except ExportError as e:
+            entry["reason"] = str(e)
+            remove_path(path)
+            entry["file"] = None
             artifacts.append(entry)
+            continue
+        entry["export_seconds"] = round(time.perf_counter() - t0, 2)
+        entry["inputs"] = backend.pop("inputs", entry["inputs"])
+        entry["outputs"] = backend.pop("outputs", entry["outputs"])
+        entry["backend"] = backend
+        entry["sha256"], entry["bytes"] = sha256_path(path), path_bytes(path)
+        entry.update(_verify(exporter, path, precision, parity_x, parity_ref, test_x, test.labels,
+                             ref_test_logits, ref_accuracy, cfg.gate, progress, name))
+        artifacts.append(entry)
     manifest = {"source": {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
                            "sha256": sha256_file(checkpoint), "arch": ckpt["arch"],
                            "accuracy": ref_accuracy},
+                "calibration": calib_info,
+                "gate": {"fp32_max_abs": cfg.gate.fp32_max_abs, "int8_min_agreement": cfg.gate.int8_min_agreement,
+                         "int8_max_accuracy_drop": cfg.gate.int8_max_accuracy_drop},
                 "artifacts": artifacts}
     write_json_atomic(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _verify(exporter, path: Path, precision: str, parity_x: np.ndarray, parity_ref: np.ndarray,
+            test_x: np.ndarray, labels: np.ndarray, ref_test_logits: np.ndarray, ref_accuracy: dict,
+            gate: ParityGate, progress: Progress, name: str) -> dict:
+    """Run the artifact next to PyTorch and apply the gate; an artifact this host cannot run is spec-checked only."""
+    if reason := exporter.unavailable():
+        return {"status": "ok", "verified": f"spec only ({reason})"}
+    try:
+        session = exporter.load(path)
+        parity = compare(parity_ref, run_session(session, parity_x))
+        test_logits = run_session(session, test_x, progress, f"verify {name}")
+    except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)
+        return {"status": "failed", "verified": "runtime",
+                "reason": f"{exporter.format}: running the artifact failed: {type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0][:300]}"}
+    accuracy = topk_accuracy(test_logits, labels)
+    parity["top1_agreement"] = compare(ref_test_logits, test_logits)["top1_agreement"]
+    reason = gate.check(precision, parity, accuracy, ref_accuracy)
+    return {"accuracy": accuracy, "parity": parity, "verified": "runtime",
+            "status": "ok" if reason is None else "failed", "reason": reason}

@@ -11,3 +11,27 @@ def mini_data_cfg():
     from trainer.data import DataConfig
 
     return DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
+
+
+def make_ckpt(path, data_cfg, preprocess=None):
+    """An untrained micro-MobileViT student checkpoint for ``data_cfg`` (optionally with a wrong preprocess)."""
+    from dataclasses import asdict
+
+    import torch
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.data import label_names, preprocess_spec
+    from trainer.models import build_model
+
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 16, "frames": data_cfg.frames, "size": data_cfg.size, "variant": "micro"}
+    save_checkpoint(path, arch="mobilevit", model_kwargs=kwargs, model=build_model("mobilevit", **kwargs),
+                    metrics={}, label_names=label_names(data_cfg), preprocess=preprocess or preprocess_spec(data_cfg),
+                    config={"data": asdict(data_cfg)})
+    return path
+
+
+@pytest.fixture
+def micro_ckpt():
+    """``micro_ckpt(path, data_cfg, preprocess=None)`` writes a checkpoint and returns its path."""
+    return make_ckpt

@@ -30,10 +30,10 @@ def test_run_writes_the_run_folder(mini_run):
     report = json.loads((out / "report.json").read_text())
     validate_report(report)
     names = [r["name"] for r in report["results"]]
-    assert names == ["teacher", "student", "student_executorch_fp32"]
+    assert names == ["teacher", "student", "student_executorch_fp32", "student_onnx_fp32"]
     assert all(r["status"] == "ok" for r in report["results"])
-    pte = report["results"][2]
-    assert pte["parity_max_abs"] <= 1e-4 and pte["top1_agreement"] == 100.0
+    for artifact in report["results"][2:]:
+        assert artifact["parity_max_abs"] <= 1e-4 and artifact["top1_agreement"] == 100.0
     assert report["results"][0]["params"] > report["results"][1]["params"]
     events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert events[0] == "start" and events[-1] == "done" and "export" in events
@@ -48,7 +48,24 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
                                  "--warmup", "0"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
-    assert [r["format"] for r in report["results"]] == ["pytorch", "executorch"]
+    assert [r["format"] for r in report["results"]] == ["pytorch", "executorch", "onnx"]
+
+
+@pytest.mark.slow
+def test_export_command_table_and_gate_exit_code(mini_run, tmp_path):
+    out, _ = mini_run
+    args = ["export", str(out / "student.pt"), "--to", "onnx", "--int8", "--calib", "16", "--parity-samples", "8",
+            "--out", str(tmp_path), "--fp32-tol", "1e-12", "--int8-agreement", "0", "--int8-drop", "100"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "1 artifact(s) failed: student_onnx_fp32" in result.output and "Traceback" not in result.output
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [(a["precision"], a["status"]) for a in manifest["artifacts"]] == [("fp32", "failed"), ("int8", "ok")]
+    assert manifest["calibration"]["samples"] == 16
+    result = runner.invoke(app, args + ["--allow-failed"])
+    assert result.exit_code == 0, result.output
+    for column in ("format", "precision", "MB", "top-1 %", "agree %", "status"):
+        assert column in result.output
 
 
 @pytest.mark.parametrize("args,message", [
@@ -59,11 +76,17 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
     (["run", "--preset", "mini", "--out", "/proc/egoedge-run"], "cannot create run folder"),
     (["export", "{tmp}/missing.pt"], "checkpoint not found"),
     (["export", "{tmp}/missing.pt", "--to", "tensorrt"], "unknown backend 'tensorrt'"),
+    (["export", "{tmp}/missing.pt", "--calib-file", "{tmp}/none.npy"], "--calib-file"),
+    (["export", "{ckpt}", "--to", "onnx", "--precision", "int4"], "onnx cannot produce precision 'int4'"),
+    (["export", "{ckpt}", "--to", "onnx", "--int8", "--calib", "4"], "calibration set of 4 samples is too small"),
+    (["export", "{ckpt}", "--to", "onnx", "--int8", "--calib", "5000"], "exceeds the 32 training clips"),
     (["bench", "{tmp}"], "no manifest.json"),
     (["bench", "{tmp}", "--device", "android"], "device 'android' is not available"),
 ])
-def test_bad_input_gives_one_clear_line(args, message, tmp_path):
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+def test_bad_input_gives_one_clear_line(args, message, tmp_path, mini_data_cfg, micro_ckpt):
+    if "{ckpt}" in args:
+        micro_ckpt(tmp_path / "student.pt", mini_data_cfg)
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{ckpt}", str(tmp_path / "student.pt")) for a in args]
     result = runner.invoke(app, args)
     assert result.exit_code != 0
     assert message in result.output

@@ -1,67 +1,193 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from edge.export import ExportConfig, export_checkpoint
+from edge.calibration import MIN_CALIBRATION, calibration_inputs, load_calibration_file
+from edge.export import ExportConfig, export_checkpoint, plan
 from edge.exporters import EXPORTERS, ExportError
 from edge.parity import ParityGate, compare
-from trainer.checkpoint import save_checkpoint
-from trainer.common.io import EgoedgeError, sha256_file
-from trainer.data import label_names, preprocess_spec
+from trainer.common.io import EgoedgeError, path_bytes, sha256_path
+from trainer.data import preprocess_spec
 from trainer.models import build_model
+
+ALL = tuple((fmt, p) for fmt in EXPORTERS.keys() for p in EXPORTERS.get(fmt).float_precisions
+            + EXPORTERS.get(fmt).int8_precisions)
+LENIENT = ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
 
 
 @pytest.fixture(scope="module")
 def student_ckpt(tmp_path_factory, mini_data_cfg):
-    from dataclasses import asdict
+    from conftest import make_ckpt
 
-    torch.manual_seed(0)
-    kwargs = {"num_classes": 16, "frames": mini_data_cfg.frames, "size": mini_data_cfg.size, "variant": "micro"}
-    path = tmp_path_factory.mktemp("run") / "student.pt"
-    save_checkpoint(path, arch="mobilevit", model_kwargs=kwargs, model=build_model("mobilevit", **kwargs),
-                    metrics={}, label_names=label_names(mini_data_cfg), preprocess=preprocess_spec(mini_data_cfg),
-                    config={"data": asdict(mini_data_cfg)})
-    return path
+    return make_ckpt(tmp_path_factory.mktemp("run") / "student.pt", mini_data_cfg)
+
+
+@pytest.fixture(scope="module")
+def full_export(student_ckpt):
+    """Every backend x every precision it makes, once; the matrix tests read this manifest."""
+    out = student_ckpt.parent / "export"
+    cfg = ExportConfig(formats=tuple(EXPORTERS.keys()), int8=True, calibration=16, parity_samples=8, gate=LENIENT)
+    return out, export_checkpoint(student_ckpt, out, cfg)
+
+
+def artifact(manifest, fmt, precision):
+    (a,) = [a for a in manifest["artifacts"] if a["format"] == fmt and a["precision"] == precision]
+    return a
+
+
+def test_plan_defaults_and_int8():
+    assert plan(ExportConfig(formats=("executorch", "coreml"))) == [("executorch", "fp32"), ("coreml", "fp16")]
+    assert plan(ExportConfig(formats=("tflite",), int8=True)) == [("tflite", "fp32"), ("tflite", "w8"),
+                                                                  ("tflite", "int8")]
+    assert plan(ExportConfig(formats=("onnx", "coreml"), precisions=("int8",))) == [("onnx", "int8")]
+    with pytest.raises(EgoedgeError, match="onnx cannot produce precision 'w8a8'"):
+        plan(ExportConfig(formats=("onnx",), precisions=("w8a8",)))
+    with pytest.raises(KeyError, match="valid: "):
+        plan(ExportConfig(formats=("tensorrt",)))
 
 
 @pytest.mark.slow
-def test_executorch_export_parity_and_manifest(student_ckpt):
-    out = student_ckpt.parent / "export"
-    manifest = export_checkpoint(student_ckpt, out, ExportConfig(parity_samples=8))
-    (art,) = manifest["artifacts"]
-    assert art["status"] == "ok", art["reason"]
-    assert art["parity"]["max_abs"] <= 1e-4 and art["parity"]["top1_agreement"] == 100.0
-    assert art["backend"]["delegated_subgraphs"] >= 1 and art["backend"]["delegated_nodes"] > 0
-    assert art["file"] == "student_executorch_fp32.pte"
-    assert art["sha256"] == sha256_file(out / art["file"]) and art["bytes"] == (out / art["file"]).stat().st_size
-    assert art["inputs"][0]["shape"] == [1, 2, 3, 32, 32] and art["outputs"][0]["shape"] == [1, 16]
-    assert set(art["preprocess"]) == {"size", "mean", "std", "frames", "layout"}
+@pytest.mark.parametrize(("fmt", "precision"), ALL, ids=[f"{f}-{p}" for f, p in ALL])
+def test_every_backend_and_precision(full_export, fmt, precision):
+    out, manifest = full_export
+    a = artifact(manifest, fmt, precision)
+    assert a["status"] == "ok", a["reason"]
+    path = out / a["file"]
+    assert a["file"] == f"student_{fmt}_{precision}.{EXPORTERS.get(fmt).ext}"
+    assert a["sha256"] == sha256_path(path) and a["bytes"] == path_bytes(path) > 0
+    assert set(a["preprocess"]) == {"size", "mean", "std", "frames", "layout"} and len(a["labels"]) == 16
+    assert a["inputs"][0]["name"] == "clip" and a["inputs"][0]["shape"] == [1, 2, 3, 32, 32]
+    assert a["outputs"][0]["name"] == "logits" and a["outputs"][0]["shape"] == [1, 16]
+    if EXPORTERS.get(fmt).unavailable():
+        assert a["verified"].startswith("spec only") and a["parity"] is None
+        return
+    assert a["verified"] == "runtime" and set(a["accuracy"]) == {"top1", "top5"}
+    if precision == "fp32":
+        assert a["parity"]["max_abs"] <= 1e-4 and a["parity"]["top1_agreement"] == 100.0
+    else:
+        # Even an untrained model (logits close together) keeps most argmaxes through int8.
+        assert 0 < a["parity"]["max_abs"] < 1.0 and a["parity"]["top1_agreement"] >= 50.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", [f for f in EXPORTERS.keys() if not EXPORTERS.get(f).unavailable()])
+def test_saved_sample_reproduces_reference(full_export, fmt):
+    out, manifest = full_export
+    a = artifact(manifest, fmt, "fp32")
+    x, y = np.load(out / "sample_input.npy"), np.load(out / "sample_output.npy")
+    np.testing.assert_allclose(EXPORTERS.get(fmt).load(out / a["file"], threads=1)([x])[0], y, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_int8_artifacts_are_smaller(full_export):
+    _, manifest = full_export
+    size = {(a["format"], a["precision"]): a["bytes"] for a in manifest["artifacts"]}
+    for fmt, reduced, base in (("executorch", "int8", "fp32"), ("onnx", "int8", "fp32"), ("tflite", "w8", "fp32"),
+                               ("tflite", "int8", "fp32"), ("coreml", "w8", "fp16")):
+        assert size[fmt, reduced] < size[fmt, base], (fmt, reduced)
+
+
+@pytest.mark.slow
+def test_backend_details(full_export):
+    out, manifest = full_export
+    et = artifact(manifest, "executorch", "int8")["backend"]
+    assert et["delegate"] == "xnnpack" and et["delegated_nodes"] > 0 and isinstance(et["portable_ops"], list)
+    full_int = artifact(manifest, "tflite", "int8")
+    assert full_int["inputs"][0]["dtype"] == "int8" and full_int["inputs"][0]["scale"] > 0
+    assert isinstance(full_int["outputs"][0]["zero_point"], int)
+    assert artifact(manifest, "tflite", "w8")["inputs"][0]["dtype"] == "float32"
+    w8a8 = artifact(manifest, "coreml", "w8a8")["backend"]["spec"]
+    assert w8a8["ops"]["quantize"] > 0 and w8a8["weight_elements"]["int8"] > 0
+    assert artifact(manifest, "coreml", "fp16")["backend"]["spec"]["weight_elements"].get("int8", 0) == 0
+    assert "QuantizeLinear" in artifact(manifest, "onnx", "int8")["backend"]["ops"]
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
-    assert (out / on_disk["source"]["checkpoint"]).resolve() == student_ckpt.resolve()
-    # The saved sample reproduces the reference output through the artifact.
-    x, y = np.load(out / "sample_input.npy"), np.load(out / "sample_output.npy")
-    session = EXPORTERS.get("executorch").load(out / art["file"])
-    np.testing.assert_allclose(session([x])[0], y, atol=1e-4)
+    assert on_disk["calibration"] == {"source": "synthetic/train", "samples": 16, "seed": 0}
 
 
-def test_unknown_backend_fails_before_work(student_ckpt, tmp_path):
-    with pytest.raises(KeyError, match="valid: executorch"):
-        export_checkpoint(student_ckpt, tmp_path, ExportConfig(formats=("tensorrt",)))
-    assert not (tmp_path / "manifest.json").exists()
+def test_calibration_is_deterministic_from_train(mini_data_cfg):
+    pre = preprocess_spec(mini_data_cfg)
+    a, b = calibration_inputs(mini_data_cfg, pre, 12), calibration_inputs(mini_data_cfg, pre, 12)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (12, 2, 3, 32, 32) and a.dtype == np.float32
+    assert not np.array_equal(a, calibration_inputs(mini_data_cfg, pre, 12, seed=1))
+
+
+@pytest.mark.parametrize(("count", "message"), [(MIN_CALIBRATION - 1, "too small"), (10_000, "exceeds the 32")])
+def test_calibration_count_errors(mini_data_cfg, count, message):
+    with pytest.raises(EgoedgeError, match=message):
+        calibration_inputs(mini_data_cfg, preprocess_spec(mini_data_cfg), count)
+
+
+def test_preprocess_mismatch_is_clear(mini_data_cfg, tmp_path, micro_ckpt):
+    bad = {**preprocess_spec(mini_data_cfg), "mean": [0.5, 0.5, 0.5]}
+    with pytest.raises(EgoedgeError, match="preprocess does not match its dataset 'synthetic' \\(mean differ"):
+        calibration_inputs(mini_data_cfg, bad, 16)
+    ckpt = micro_ckpt(tmp_path / "student.pt", mini_data_cfg, preprocess=bad)
+    with pytest.raises(EgoedgeError, match="preprocess does not match"):
+        export_checkpoint(ckpt, tmp_path / "export", ExportConfig(formats=("onnx",)))
+
+
+@pytest.mark.parametrize(("shape", "message"), [((16, 2, 3, 16, 16), "has shape"), ((4, 2, 3, 32, 32), "holds 4")])
+def test_calibration_file_errors(tmp_path, shape, message):
+    path = tmp_path / "calib.npy"
+    np.save(path, np.zeros(shape, np.float32))
+    with pytest.raises(EgoedgeError, match=message):
+        load_calibration_file(path, (2, 3, 32, 32))
+
+
+def test_calibration_file_is_used(student_ckpt, tmp_path, mini_data_cfg):
+    x = calibration_inputs(mini_data_cfg, preprocess_spec(mini_data_cfg), 8)
+    np.save(tmp_path / "calib.npy", x)
+    cfg = ExportConfig(formats=("onnx",), precisions=("int8",), calibration_file=str(tmp_path / "calib.npy"),
+                       parity_samples=8, gate=LENIENT)
+    manifest = export_checkpoint(student_ckpt, tmp_path / "export", cfg)
+    assert manifest["calibration"] == {"source": str(tmp_path / "calib.npy"), "samples": 8}
+    assert manifest["artifacts"][0]["status"] == "ok"
+
+
+def test_failed_gate_is_recorded_not_shipped(student_ckpt, tmp_path):
+    cfg = ExportConfig(formats=("onnx",), parity_samples=8, gate=replace(ParityGate(), fp32_max_abs=1e-12))
+    (a,) = export_checkpoint(student_ckpt, tmp_path, cfg)["artifacts"]
+    assert a["status"] == "failed" and "max |logit diff|" in a["reason"] and a["parity"]["max_abs"] > 1e-12
+    assert a["accuracy"] is not None  # the measured numbers are kept beside the verdict
+
+
+def test_one_backend_failing_leaves_the_others(student_ckpt, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ExportError("tflite: cannot lower op aten.erfinv in module 'block.0': boom")
+
+    monkeypatch.setattr(EXPORTERS.get("tflite"), "export", broken)
+    (tfl, onnx) = export_checkpoint(student_ckpt, tmp_path, ExportConfig(formats=("tflite", "onnx"),
+                                                                         parity_samples=8))["artifacts"]
+    assert tfl["status"] == "failed" and "aten.erfinv" in tfl["reason"] and tfl["file"] is None
+    assert onnx["status"] == "ok"
+    assert not list(tmp_path.glob("*.tflite*"))
+
+
+def test_corrupt_or_foreign_checkpoint_is_one_line(tmp_path, student_ckpt):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(student_ckpt.read_bytes()[:1000])
+    with pytest.raises(EgoedgeError, match="not a readable checkpoint"):
+        export_checkpoint(truncated, tmp_path / "a", ExportConfig(formats=("onnx",)))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": torch.zeros(1)}, foreign)
+    with pytest.raises(EgoedgeError, match="not an egoedge checkpoint"):
+        export_checkpoint(foreign, tmp_path / "b", ExportConfig(formats=("onnx",)))
 
 
 def test_unsupported_precision_is_export_error(tmp_path):
     model = build_model("mobilevit", num_classes=2, frames=1, size=32, variant="micro")
     with pytest.raises(ExportError, match="executorch: precision 'int4'"):
-        EXPORTERS.get("executorch").export(model, model.example_inputs(), tmp_path / "m.pte", "int4")
+        EXPORTERS.get("executorch").export(model, model.example_inputs(), tmp_path / "m.pte", "int4", [])
 
 
 def test_parity_batch_larger_than_val_is_clear(student_ckpt, tmp_path):
     with pytest.raises(EgoedgeError, match="parity batch of 999"):
-        export_checkpoint(student_ckpt, tmp_path, ExportConfig(parity_samples=999))
+        export_checkpoint(student_ckpt, tmp_path, ExportConfig(formats=("onnx",), parity_samples=999))
 
 
 def test_parity_gate():
@@ -73,3 +199,30 @@ def test_parity_gate():
     assert "drop" in gate.check("int8", {"max_abs": 1.0, "top1_agreement": 99.5}, {"top1": 78.0}, ref)
     a = np.array([[1.0, 2.0], [3.0, 0.0]])
     assert compare(a, a + [[0, 0], [0, 4.0]]) == {"max_abs": 4.0, "top1_agreement": 50.0}
+
+
+class _Inner(torch.nn.Module):
+    def forward(self, x):
+        return torch.erfinv(x.clamp(-0.5, 0.5))  # no Core ML, ONNX or TFLite lowering exists
+
+
+class _Unsupported(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = torch.nn.Sequential(torch.nn.Linear(8, 8), _Inner())
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.block(x))
+
+
+@pytest.mark.parametrize("fmt", ["coreml", "onnx", "tflite"])
+def test_unsupported_op_names_op_backend_and_module(fmt, tmp_path):
+    exporter = EXPORTERS.get(fmt)
+    path = tmp_path / f"m.{exporter.ext}"
+    with pytest.raises(ExportError) as info:
+        exporter.export(_Unsupported().eval(), (torch.randn(1, 8),), path, "fp32", [])
+    message = str(info.value)
+    assert message.startswith(f"{fmt}: cannot lower op ") and "\n" not in message
+    assert "erfinv" in message.replace("_", "") and "in module 'block.1'" in message
+    assert not path.exists()

@@ -70,3 +70,13 @@ def test_macs_and_peak_rss():
         big = torch.ones(20_000_000)  # 80 MB resident until the block ends
     assert rss.peak_mb - before.peak_mb > 40
     del big
+
+
+def test_summary_has_int8_vs_fp32_ratios():
+    from bench.report import summarize
+
+    et = REPORT["results"][1]
+    int8 = {**et, "name": "student_executorch_int8", "precision": "int8", "size_bytes": 1_000_000,
+            "latency_ms": {**et["latency_ms"], "median": 2.5}, "accuracy": {"top1": 69.0, "top5": 95.0}}
+    s = summarize({**REPORT, "results": REPORT["results"] + [int8]})
+    assert s["executorch int8 vs fp32"] == "size 0.26x, 2.00x faster, top-1 -1.0 points"

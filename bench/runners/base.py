@@ -16,6 +16,10 @@ class Runner(Protocol):
     format: str
     runtime: str
 
+    def available(self) -> str | None:
+        """Why this host cannot run the format (``None`` if it can)."""
+        ...
+
     def open(self, target: torch.nn.Module | Path, threads: int) -> Session:
         """Load ``target`` ready for inference with ``threads`` threads."""
         ...

@@ -13,6 +13,9 @@ class PyTorchRunner:
     format = "pytorch"
     runtime = "torch-eager"
 
+    def available(self) -> str | None:
+        return None
+
     def open(self, target: torch.nn.Module, threads: int) -> Session:
         torch.set_num_threads(threads)
         model = target.eval()

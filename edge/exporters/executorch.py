@@ -1,4 +1,4 @@
-"""ExecuTorch: ``.pte`` lowered to the XNNPACK delegate, run back through ``executorch.runtime``."""
+"""ExecuTorch: ``.pte`` lowered to the XNNPACK delegate (fp32, or int8 via PT2E), run with ``executorch.runtime``."""
 
 from __future__ import annotations
 
@@ -7,32 +7,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import ExportError, Session
+from edge.exporters.base import Calibration, Session, check_precision, example_graph, lowering_error
 from edge.exporters.registry import EXPORTERS
 from trainer.common.io import write_bytes_atomic
+from trainer.quantize import QUANTIZERS, quantize_pt2e
 
 
 class ExecuTorchExporter:
     format = "executorch"
     ext = "pte"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
+    float_precisions = ("fp32",)
+    int8_precisions = ("int8",)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str) -> dict:
+               precision: str, calibration: Calibration) -> dict:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
         from executorch.exir import to_edge_transform_and_lower
 
-        if precision not in self.precisions:
-            raise ExportError(f"executorch: precision '{precision}' is not supported; "
-                              f"valid: {', '.join(self.precisions)}")
+        check_precision(self, precision)
         try:
+            if precision == "int8":
+                model = quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
             exported = torch.export.export(model, example_inputs, strict=False)
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
             info = get_delegation_info(edge.exported_program().graph_module)
             program = edge.to_executorch()
         except Exception as e:  # noqa: BLE001  (lowering errors come from many layers)
-            raise ExportError(f"executorch: lowering failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+            raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
         write_bytes_atomic(path, program.buffer)
         portable = sorted(op for op, b in info.delegation_by_operator.items() if b.non_delegated and op != "getitem")
         return {"delegate": "xnnpack",
@@ -40,6 +43,9 @@ class ExecuTorchExporter:
                 "delegated_nodes": info.num_delegated_nodes,
                 "portable_nodes": info.num_non_delegated_nodes,
                 "portable_ops": portable}
+
+    def unavailable(self) -> str | None:
+        return None
 
     def load(self, path: Path, threads: int | None = None) -> Session:
         from executorch.runtime import Runtime

@@ -63,7 +63,9 @@ def to_model_input(clips: np.ndarray, preprocess: dict) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 1, 4, 2, 3).float().div_(255.0)
     mean = torch.tensor(preprocess["mean"]).view(1, 1, 3, 1, 1)
     std = torch.tensor(preprocess["std"]).view(1, 1, 3, 1, 1)
-    return (x - mean) / std
+    # Contiguous NTCHW: elementwise ops keep the permuted strides, and exporters record the
+    # example input's memory layout (Core ML refuses a non-contiguous dim order).
+    return ((x - mean) / std).contiguous()
 
 
 def _cache_path(cfg: DataConfig, split: str, n: int) -> Path | None:

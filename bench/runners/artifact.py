@@ -1,0 +1,26 @@
+"""Exported artifacts run through their exporter's own loader, so bench and parity gate share one code path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.runners.registry import RUNNERS
+from edge.exporters import EXPORTERS, Session
+
+
+class ArtifactRunner:
+    """Runs one exporter's artifacts on the host; ``available()`` says why not where it cannot."""
+
+    def __init__(self, format: str, runtime: str) -> None:
+        self.format, self.runtime = format, runtime
+
+    def available(self) -> str | None:
+        return EXPORTERS.get(self.format).unavailable()
+
+    def open(self, target: Path, threads: int) -> Session:
+        return EXPORTERS.get(self.format).load(Path(target), threads=threads)
+
+
+for _format, _runtime in (("executorch", "executorch-xnnpack"), ("tflite", "litert-interpreter"),
+                          ("onnx", "onnxruntime-cpu"), ("coreml", "coreml-cpu")):
+    RUNNERS.register(_format)(ArtifactRunner(_format, _runtime))

@@ -1,0 +1,154 @@
+"""Core ML: ``.mlpackage`` ML programs for iOS 17 (fp32, fp16, weight-only int8, W8A8).
+
+coremltools converts on any OS but predicts only on macOS. Elsewhere the saved package is
+read back and its spec validated (IO names and shapes, op set, weight dtypes); on a Mac the
+artifact is also run and parity-checked like every other backend.
+
+W8A8 is calibrated on the torch side through PT2E (the same XNNPACK-style symmetric int8
+scheme as ExecuTorch), because coremltools' own activation calibration needs macOS to run the
+model and its ``CoreMLQuantizer`` targets the ``torch.ao`` API that torch 2.14 has removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.exporters.base import Calibration, ExportError, Session, check_precision, example_graph, lowering_error
+from edge.exporters.registry import EXPORTERS
+from trainer.common.io import atomic_write_dir
+from trainer.quantize import QUANTIZERS, quantize_pt2e
+
+DEPLOYMENT_TARGET = "iOS17"
+
+
+def _coremltools():
+    # coremltools logs a warning per missing macOS binding and untested torch version on import.
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    import coremltools
+
+    return coremltools
+
+
+def _drop_aliases(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Remove ``aten.alias`` nodes (a no-op view, e.g. a full slice), which coremltools cannot convert."""
+    graph = program.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target == torch.ops.aten.alias.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    program.graph_module.recompile()
+    return program
+
+
+def spec_summary(path: Path) -> dict:
+    """What the saved package holds: spec version, IO, op counts and weight elements per dtype."""
+    ct = _coremltools()
+    from coremltools.proto import MIL_pb2
+
+    spec = ct.utils.load_spec(str(path))
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise ExportError(f"coreml: {path.name} is not an ML program")
+    function = spec.mlProgram.functions["main"]
+    ops: Counter = Counter()
+    weights: Counter = Counter()
+    for op in function.block_specializations[function.opset].operations:
+        ops[op.type] += 1
+        if op.type == "const" or op.type.startswith("constexpr"):
+            for attr in op.attributes.values():
+                t = attr.type.tensorType
+                n = int(np.prod([d.constant.size for d in t.dimensions])) if t.dimensions else 1
+                dtype = MIL_pb2.DataType.Name(t.dataType).lower()
+                if dtype not in ("bool", "string"):
+                    weights[dtype] += n
+
+    def io(features) -> list[dict]:
+        return [{"name": f.name, "shape": list(f.type.multiArrayType.shape)} for f in features]
+
+    return {"spec_version": spec.specificationVersion, "opset": function.opset,
+            "inputs": io(spec.description.input), "outputs": io(spec.description.output),
+            "ops": dict(sorted(ops.items())), "weight_elements": dict(sorted(weights.items()))}
+
+
+def validate_spec(summary: dict, precision: str, input_shape: list[int]) -> None:
+    """Raise if the package is not what was asked for: IO, and weights stored in the right dtype."""
+    got_in = [(i["name"], i["shape"]) for i in summary["inputs"]]
+    got_out = [(o["name"], o["shape"]) for o in summary["outputs"]]
+    if got_in != [("clip", input_shape)]:
+        raise ExportError(f"coreml: inputs {got_in} != [('clip', {input_shape})]")
+    if [n for n, _ in got_out] != ["logits"]:
+        raise ExportError(f"coreml: outputs {got_out} are not ['logits']")
+    w = summary["weight_elements"]
+    total = sum(w.values()) or 1
+    if precision in ("w8", "w8a8") and w.get("int8", 0) / total < 0.5:
+        raise ExportError(f"coreml {precision}: only {w.get('int8', 0)} of {total} weight elements are int8")
+    if precision == "fp16" and w.get("float32", 0) > w.get("float16", 0):
+        raise ExportError(f"coreml fp16: weights are mostly float32 ({w})")
+    if precision == "w8a8" and not summary["ops"].get("quantize"):
+        raise ExportError("coreml w8a8: no activation quantize ops in the program")
+
+
+class CoreMLExporter:
+    format = "coreml"
+    ext = "mlpackage"
+    precisions = ("fp32", "fp16", "w8", "w8a8")
+    float_precisions = ("fp16",)
+    int8_precisions = ("w8", "w8a8")
+
+    def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
+               precision: str, calibration: Calibration) -> dict:
+        check_precision(self, precision)
+        ct = _coremltools()
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # the converter draws a tqdm bar per pass
+                mlmodel = self._convert(ct, model, example_inputs, precision, calibration)
+        except Exception as e:  # noqa: BLE001  (the converter raises from many layers)
+            raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
+        atomic_write_dir(path, lambda p: mlmodel.save(str(p)))
+        summary = spec_summary(path)
+        validate_spec(summary, precision, list(example_inputs[0].shape))
+        return {"deployment_target": DEPLOYMENT_TARGET, "coremltools": ct.__version__, "spec": summary}
+
+    @staticmethod
+    def _convert(ct, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], precision: str,
+                 calibration: Calibration):
+        if precision == "w8a8":
+            model = quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
+        program = _drop_aliases(torch.export.export(model, example_inputs, strict=False).run_decompositions())
+        mlmodel = ct.convert(
+            program,
+            inputs=[ct.TensorType(name="clip", shape=tuple(example_inputs[0].shape), dtype=np.float32)],
+            outputs=[ct.TensorType(name="logits", dtype=np.float32)],
+            minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+            compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+            skip_model_load=True)
+        if precision == "w8":
+            op_config = ct.optimize.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
+                                                                   granularity="per_channel")
+            mlmodel = ct.optimize.coreml.linear_quantize_weights(
+                mlmodel, config=ct.optimize.coreml.OptimizationConfig(global_config=op_config))
+        return mlmodel
+
+    def unavailable(self) -> str | None:
+        return None if sys.platform == "darwin" else "Core ML predicts only on macOS"
+
+    def load(self, path: Path, threads: int | None = None) -> Session:
+        if reason := self.unavailable():
+            raise ExportError(f"coreml: cannot run {Path(path).name}: {reason}")
+        ct = _coremltools()
+        mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            return [np.asarray(mlmodel.predict({"clip": inputs[0]})["logits"], dtype=np.float32)]
+
+        return run
+
+
+EXPORTERS.register("coreml")(CoreMLExporter())

@@ -1,0 +1,109 @@
+"""TFLite: ``.tflite`` via litert-torch (no TensorFlow), run with the ai-edge-litert Interpreter.
+
+Precisions: fp32; ``w8`` dynamic-range (int8 weights, float activations quantized on the fly);
+``int8`` full-integer, calibrated, whose input and output tensors are int8 themselves: the
+session (and the app, from the manifest's scale/zero_point) quantizes and dequantizes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.exporters.base import Calibration, Session, check_precision, example_graph, lowering_error
+from edge.exporters.registry import EXPORTERS
+from trainer.common.io import atomic_write
+from trainer.quantize import QUANTIZERS, quantize_pt2e
+
+
+def _io_specs(details: list[dict], names: list[str]) -> list[dict]:
+    specs = []
+    for name, d in zip(names, details, strict=True):
+        scale, zero = d["quantization"]
+        quantized = np.dtype(d["dtype"]).kind in "iu"
+        specs.append({"name": name, "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                      "scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None})
+    return specs
+
+
+class TFLiteExporter:
+    format = "tflite"
+    ext = "tflite"
+    precisions = ("fp32", "w8", "int8")
+    float_precisions = ("fp32",)
+    int8_precisions = ("w8", "int8")
+
+    def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
+               precision: str, calibration: Calibration) -> dict:
+        import litert_torch
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        check_precision(self, precision)
+        try:
+            # litert-torch reports progress on stdout; the CLI has its own.
+            with contextlib.redirect_stdout(io.StringIO()):
+                if precision == "fp32":
+                    converted = litert_torch.convert(model, example_inputs)
+                else:
+                    quantizer = QUANTIZERS.get("litert")(dynamic=precision == "w8")
+                    graph = quantize_pt2e(model, example_inputs, calibration if precision == "int8" else [],
+                                          quantizer, fold=False)
+                    converted = litert_torch.convert(graph, example_inputs,
+                                                     quant_config=QuantConfig(pt2e_quantizer=quantizer))
+                atomic_write(path, lambda p: converted.export(str(p)))
+        except Exception as e:  # noqa: BLE001  (conversion errors come from torch.export, MLIR and the converter)
+            raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
+        interpreter = self._interpreter(path, None)
+        return {"converter": f"litert-torch {litert_torch.__version__}",
+                "inputs": _io_specs(interpreter.get_input_details(), ["clip"]),
+                "outputs": _io_specs(interpreter.get_output_details(), ["logits"]),
+                "ops": self._op_names(path)}
+
+    @staticmethod
+    def _interpreter(path: Path, threads: int | None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
+        interpreter.allocate_tensors()
+        return interpreter
+
+    @staticmethod
+    def _op_names(path: Path) -> list[str]:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def load(self, path: Path, threads: int | None = None) -> Session:
+        interpreter = self._interpreter(path, threads)
+        ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            for d, x in zip(ins, inputs, strict=True):
+                dtype = np.dtype(d["dtype"])
+                if dtype.kind in "iu":  # full-integer model: quantize with the tensor's own params
+                    scale, zero = d["quantization"]
+                    info = np.iinfo(dtype)
+                    x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+                interpreter.set_tensor(d["index"], np.ascontiguousarray(x))
+            interpreter.invoke()
+            results = []
+            for d in outs:
+                y = interpreter.get_tensor(d["index"])
+                if np.dtype(d["dtype"]).kind in "iu":
+                    scale, zero = d["quantization"]
+                    y = (y.astype(np.float32) - zero) * scale
+                results.append(y.astype(np.float32, copy=True))
+            return results
+
+        return run
+
+
+EXPORTERS.register("tflite")(TFLiteExporter())

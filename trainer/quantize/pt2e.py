@@ -1,0 +1,64 @@
+"""PT2E static quantization: export -> insert observers -> run calibration samples -> fold to q/dq.
+
+Each backend has its own quantizer because each annotates the ops its kernels implement in int8
+(XNNPACK for ExecuTorch and the Core ML W8A8 path, LiteRT for TFLite). All of them produce the
+same kind of graph: ``quantized_decomposed`` quantize/dequantize pairs around float ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from trainer.common.registry import Registry
+
+QUANTIZERS: Registry = Registry("quantizer")
+
+
+@QUANTIZERS.register("xnnpack")
+def xnnpack_quantizer(dynamic: bool = False):
+    """Symmetric int8, per-channel weights: what XNNPACK runs in int8 (conv, linear, add, mul, ...)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+
+
+@QUANTIZERS.register("litert")
+def litert_quantizer(dynamic: bool = False):
+    """LiteRT's PT2E quantizer: full-integer when static, dynamic-range (int8 weights) when dynamic."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+
+
+def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
+                  calibration: Sequence[tuple[torch.Tensor, ...]], quantizer,
+                  fold: bool = True) -> torch.fx.GraphModule:
+    """Quantize ``model`` with ``quantizer``, observing activations on every calibration sample.
+
+    A dynamic quantizer needs no calibration (activation ranges are taken at run time); one
+    example pass still runs so every observer has seen data. ``fold=False`` keeps float weights
+    behind explicit quantize nodes, which LiteRT's converter expects.
+
+    Example::
+
+        q = quantize_pt2e(model, model.example_inputs(), calib, QUANTIZERS.get("xnnpack")())
+    """
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    graph = torch.export.export(model, example_inputs, strict=False).module()
+    prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
+    with torch.no_grad():
+        for sample in (calibration or [example_inputs]):
+            prepared(*sample)
+    converted = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=fold))
+    # The graph was traced in eval mode; exported modules refuse .eval(), so clear the flag directly
+    # (converters read it and warn about training-mode models).
+    for module in converted.modules():
+        module.training = False
+    return converted
