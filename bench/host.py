@@ -42,6 +42,7 @@ class Target:
     params: int | None
     macs: int | None
     compare_to_reference: bool  # derived from the reference model: report agreement and parity
+    refused: str | None = None  # the export's parity-gate verdict: measured, but reported as failed
 
 
 def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Target:
@@ -53,12 +54,17 @@ def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Targ
 
 
 def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs: int | None) -> list[Target]:
-    """Artifact targets for every ``ok`` artifact of a manifest whose format this host can run."""
+    """Targets for every artifact on disk whose format this host can run.
+
+    An artifact the parity gate refused is still measured (its size and speed are facts about
+    the backend) but its row is reported as failed, with the gate's reason.
+    """
     out = []
     for a in manifest["artifacts"]:
-        if a["status"] == "ok" and a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None:
+        if a["file"] and a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None:
+            refused = None if a["status"] == "ok" else (a["reason"] or "failed at export")
             out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
-                              params, macs, True))
+                              params, macs, True, refused))
     return out
 
 
@@ -97,6 +103,8 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
                     parity = compare(reference, logits)
                     row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
             row["status"] = "ok"
+            if tgt.refused:
+                row["status"], row["error"] = "failed", f"refused by the parity gate: {tgt.refused}"
         except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         results.append(row)

@@ -169,6 +169,21 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     return manifest
 
 
+def undecided_note(reference: np.ndarray, candidate: np.ndarray) -> str:
+    """Why predictions flipped: how many clips the fp32 model itself barely decides.
+
+    A clip whose top-2 logit margin is below the artifact's own error can flip under any
+    reduced precision; many such clips point at an undertrained model, not a broken export.
+    """
+    top2 = np.sort(reference, axis=-1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    error = np.abs(reference - candidate).max(axis=-1)
+    flipped = int((reference.argmax(-1) != candidate.argmax(-1)).sum())
+    undecided = float(100.0 * np.mean(margin < 2 * error))
+    return (f"{flipped} of {len(reference)} test clips flipped; on {undecided:.1f}% of clips the fp32 top-2 margin "
+            f"is under twice this artifact's logit error (median fp32 margin {np.median(margin):.3f})")
+
+
 def _verify(exporter, path: Path, precision: str, parity_x: np.ndarray, parity_ref: np.ndarray,
             test_x: np.ndarray, labels: np.ndarray, ref_test_logits: np.ndarray, ref_accuracy: dict,
             gate: ParityGate, progress: Progress, name: str) -> dict:
@@ -186,5 +201,7 @@ def _verify(exporter, path: Path, precision: str, parity_x: np.ndarray, parity_r
     accuracy = topk_accuracy(test_logits, labels)
     parity["top1_agreement"] = compare(ref_test_logits, test_logits)["top1_agreement"]
     reason = gate.check(precision, parity, accuracy, ref_accuracy)
+    if reason and parity["top1_agreement"] < 100.0:
+        reason += "; " + undecided_note(ref_test_logits, test_logits)
     return {"accuracy": accuracy, "parity": parity, "verified": "runtime",
             "status": "ok" if reason is None else "failed", "reason": reason}

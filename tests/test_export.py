@@ -226,3 +226,12 @@ def test_unsupported_op_names_op_backend_and_module(fmt, tmp_path):
     assert message.startswith(f"{fmt}: cannot lower op ") and "\n" not in message
     assert "erfinv" in message.replace("_", "") and "in module 'block.1'" in message
     assert not path.exists()
+
+
+def test_undecided_note_blames_small_margins():
+    from edge.export import undecided_note
+
+    ref = np.array([[1.0, 0.99, 0.0], [3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    cand = ref + np.array([[0.0, 0.02, 0.0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
+    note = undecided_note(ref, cand)
+    assert note.startswith("1 of 4 test clips flipped; on 25.0% of clips")
