@@ -68,14 +68,22 @@ def results_table(report: dict) -> Table:
     for i in keep:
         table.add_column(TERMINAL_COLUMNS[header[i]], justify="left" if header[i] in ("name", "status") else "right",
                          no_wrap=header[i] != "status")
+    status = header.index("status")
     for row in rows:
+        row = [short_status(cell) if i == status else cell for i, cell in enumerate(row)]
         table.add_row(*[row[i] for i in keep])
     return table
 
 
+def short_status(text: str) -> str:
+    """The verdict without its explanation (the files keep the whole reason), to fit a terminal."""
+    text = text.split(";")[0].replace("failed: refused by the parity gate:", "refused:")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 @app.command()
 def run(
-    preset: Preset = typer.Option("quick", help="quick: <10 min on 2 CPU cores; full: GPU-sized; mini: seconds."),
+    preset: Preset = typer.Option("quick", help="quick: about 14 min on 2 CPU cores; full: GPU-sized; mini: seconds."),
     data: str = typer.Option("synthetic", help="Dataset: 'synthetic' (the generated egocentric clips)."),
     out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
     student: str = typer.Option(None, help="MobileViT student variant: micro, tiny, xxs, xs, s."),
@@ -129,10 +137,10 @@ def manifest_table(manifest: dict, title: str) -> Table:
         p, acc = a["parity"] or {}, a["accuracy"] or {}
         status = a["status"]
         if a["reason"]:
-            status += f": {a['reason']}"
-        elif a.get("verified", "runtime") != "runtime":
-            status += f" ({a['verified']})"
-        table.add_row(a["format"], a["precision"], f"{a['bytes'] / 1e6:.2f}" if a["bytes"] else "–",
+            status = short_status(f"{status}: {a['reason']}")
+        elif (a.get("verified") or "").startswith("spec only"):
+            status += " (spec only)"
+        table.add_row(a["format"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
                       f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
                       f"{p['top1_agreement']:.1f}" if p else "–", status)
     return table

@@ -64,7 +64,7 @@ PRESETS: dict[str, RunConfig] = {
         bench=BenchConfig(warmup=1, iterations=3),
         linear_probe=False,
     ),
-    # The default: under 10 minutes on 2 CPU cores.
+    # The default: about 14 minutes on 2 CPU cores (6.5 of them exporting 11 artifacts).
     "quick": RunConfig(
         preset="quick",
         data=DataConfig(frames=4, size=64, train=1600, val=320, test=320),

@@ -91,12 +91,15 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     largest = max((r["size_bytes"] for r in ok), default=1)
     colors = {"pytorch": "tab:blue", "executorch": "tab:orange", "tflite": "tab:green", "onnx": "tab:purple",
               "coreml": "tab:red"}
-    for r in ok:
+    # Artifacts of one model share an accuracy and sit close in latency: alternate their labels
+    # above and below the markers, in latency order, so neighbours do not overprint.
+    for i, r in enumerate(sorted(ok, key=lambda r: r["latency_ms"]["median"])):
         x, y = r["latency_ms"]["median"], r["accuracy"]["top1"]
         ax.scatter(x, y, s=60 + 1500 * r["size_bytes"] / largest, alpha=0.6,
                    color=colors.get(r["format"], "tab:gray"), edgecolors="black", linewidths=0.6)
-        ax.annotate(f"{r['name']}\n{r['size_bytes'] / 2**20:.1f} MB", (x, y), textcoords="offset points",
-                    xytext=(8, 6), fontsize=8)
+        label = r["name"].removeprefix("student_").replace("_", " ")
+        ax.annotate(f"{label}\n{r['size_bytes'] / 2**20:.1f} MB", (x, y), textcoords="offset points",
+                    xytext=(4, 10) if i % 2 == 0 else (4, -26), fontsize=7.5)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
