@@ -207,8 +207,7 @@ def bench(
 
     Example: egoedge bench runs/quick/export --device host --out runs/quick/bench
     """
-    from bench.host import BenchConfig, bench_targets, checkpoint_target, manifest_targets
-    from bench.machine import machine_info
+    from bench.host import BenchConfig, checkpoint_target, host_report, manifest_targets, teacher_of
     from bench.report import summarize, write_report
     from trainer.checkpoint import read_checkpoint
     from trainer.data import DataConfig
@@ -230,9 +229,10 @@ def bench(
         cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads)
         student = checkpoint_target(source, source.stem, compare_to_reference=True)
         targets = [student] + manifest_targets(export_dir, manifest, student.params, student.macs)
+        if teacher := teacher_of(source, ckpt):  # the model it was distilled from: the baseline to beat
+            targets.insert(0, checkpoint_target(teacher, teacher.stem, compare_to_reference=False))
         with RichProgress() as progress:
-            results = bench_targets(targets, DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"], cfg, progress)
-        report = {"machine": machine_info(threads), "results": results}
+            report = host_report(targets, DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"], cfg, progress)
         report["summary"] = summarize(report)
         out = out or export_dir.parent
         paths = write_report(report, out)

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.machine import machine_info
 from bench.measure import PeakRSS, count_macs, count_params, time_calls
+from bench.peak import add_throughput, measure_peaks
 from bench.runners import RUNNERS
 from edge.export import run_session
 from edge.parity import compare
@@ -109,3 +111,21 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         results.append(row)
     return results
+
+
+def host_report(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
+                progress: Progress = no_progress) -> dict:
+    """``{"machine", "results"}``: the targets measured side by side, each set against this CPU's GEMM peak."""
+    progress("GEMM peak", 0, 1, {})
+    peaks = measure_peaks(cfg.threads)
+    progress("GEMM peak", 1, 1, {})
+    results = bench_targets(targets, data_cfg, preprocess, cfg, progress)
+    add_throughput(results, peaks)
+    return {"machine": {**machine_info(cfg.threads), "peak_gmacs": peaks}, "results": results}
+
+
+def teacher_of(source: Path, ckpt: dict) -> Path | None:
+    """The teacher checkpoint a student was distilled from, if it is still beside it."""
+    name = (ckpt.get("config") or {}).get("teacher")
+    path = source.parent / name if isinstance(name, str) else None
+    return path if path is not None and path.is_file() else None

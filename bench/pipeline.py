@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench.host import BenchConfig, Target, bench_targets, checkpoint_target, manifest_targets
-from bench.machine import machine_info
+from bench.host import BenchConfig, Target, checkpoint_target, host_report, manifest_targets
 from bench.report import summarize, write_report
 from edge.export import ExportConfig, export_checkpoint
 from edge.exporters import EXPORTERS
@@ -200,8 +199,7 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     student_target = checkpoint_target(student_path, "student", compare_to_reference=True)
     targets: list[Target] = [checkpoint_target(teacher_path, "teacher", compare_to_reference=False), student_target]
     targets += manifest_targets(out / "export", manifest, student_target.params, student_target.macs)
-    results = bench_targets(targets, cfg.data, preprocess, cfg.bench, progress)
-    report = {"machine": machine_info(cfg.bench.threads), "results": results,
+    report = {**host_report(targets, cfg.data, preprocess, cfg.bench, progress),
               "run": {"preset": cfg.preset, "dataset": cfg.data.name, "linear_probe_top1": probe,
                       "wall_s": None, "kd": asdict(cfg.kd)}}
     report["summary"] = summarize(report)

@@ -42,7 +42,7 @@ def _mb(n: int | None) -> str:
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the results table, shared by report.md and the CLI's rich table."""
     header = ["name", "format", "precision", "runtime", "size MB", "params M", "GMACs", "median ms", "p90 ms",
-              "peak RSS MB", "top-1 %", "agree %", "max abs Δ", "status"]
+              "GMAC/s", "% peak", "peak RSS MB", "top-1 %", "agree %", "max abs Δ", "status"]
     rows = []
     for r in report["results"]:
         lat = r["latency_ms"] or {}
@@ -51,6 +51,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             r["name"], r["format"], r["precision"], r["runtime"], _mb(r["size_bytes"]),
             _fmt(r["params"] and r["params"] / 1e6, ".2f"), _fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
             _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"),
+            _fmt(r.get("gmacs_per_s"), ".1f"), _fmt(r.get("peak_pct"), ".1f"),
             _fmt(r["peak_rss_mb"], ".0f"),
             _fmt(acc.get("top1"), ".1f"), _fmt(r["top1_agreement"], ".1f"), _fmt(r["parity_max_abs"], ".1e"),
             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
@@ -64,7 +65,12 @@ def render_markdown(report: dict) -> str:
     header, rows = table_rows(report)
     lines = ["# egoedge report", "",
              f"Machine: {m['cpu']} ({m['cores']} cores), {m['threads']} threads, {m['os']}, "
-             f"Python {m['python']}, torch {m['torch']}.", ""]
+             f"Python {m['python']}, torch {m['torch']}."]
+    if m.get("peak_gmacs"):
+        lines.append(f"Measured GEMM peak at {m['threads']} threads: fp32 {m['peak_gmacs']['fp32']:.1f} GMAC/s, "
+                     f"int8 {m['peak_gmacs']['int8']:.1f} GMAC/s (`% peak` compares each row with the one "
+                     "matching its arithmetic).")
+    lines.append("")
     for key, value in report.get("summary", {}).items():
         lines.append(f"- {key}: {value}")
     if report.get("summary"):
@@ -145,6 +151,12 @@ def summarize(report: dict) -> dict[str, str]:
             s[f"{r['name']} vs eager student"] = (
                 f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, "
                 f"max |Δ| {r['parity_max_abs']:.1e}, agreement {r['top1_agreement']:.1f}%")
+    artifacts = [r for r in by.values() if r["format"] != "pytorch" and r["latency_ms"]]
+    if artifacts and st:
+        best = min(artifacts, key=lambda r: r["latency_ms"]["median"])
+        s["fastest artifact vs eager student"] = (
+            f"{best['name']} ({best['runtime']}), {st['latency_ms']['median'] / best['latency_ms']['median']:.2f}x"
+            + (f", {best['peak_pct']:.0f}% of the measured peak" if best.get("peak_pct") is not None else ""))
     # Reduced precisions against their own backend's fp32, gate-refused ones included (marked):
     # their speed and size are measured facts even when their predictions were not accepted.
     timed = [r for r in report["results"] if r["format"] != "pytorch" and (r["latency_ms"] or {}).get("median")]

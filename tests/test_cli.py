@@ -48,7 +48,13 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
                                  "--warmup", "0"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
-    assert [r["format"] for r in report["results"]] == ["pytorch", "executorch", "onnx"]
+    # The teacher the student came from is found beside it and timed as the baseline.
+    assert [(r["name"], r["format"]) for r in report["results"]] == [
+        ("teacher", "pytorch"), ("student", "pytorch"), ("student_executorch_fp32", "executorch"),
+        ("student_onnx_fp32", "onnx")]
+    assert report["machine"]["peak_gmacs"]["fp32"] > 0 and report["machine"]["peak_gmacs"]["int8"] > 0
+    assert all(r["peak_pct"] > 0 for r in report["results"])
+    assert "fastest artifact vs eager student" in report["summary"]
 
 
 @pytest.mark.slow
