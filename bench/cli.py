@@ -243,6 +243,63 @@ def bench(
         console.print(f"{name}: {path}", highlight=False)
 
 
+@app.command()
+def devices() -> None:
+    """List the host and every attached Android phone/emulator and iPhone, with why any is unusable.
+
+    Example: egoedge devices
+    """
+    from bench.devices import DEVICES
+
+    table = Table(title="devices")
+    for h in ("kind", "id", "name", "state", "usable", "why not / details"):
+        table.add_column(h, no_wrap=h in ("kind", "id"))
+    for kind in sorted(DEVICES.keys(), key=lambda k: k != "host"):
+        for d in DEVICES.get(kind)():
+            extra = ", ".join(f"{k} {v}" for k, v in d.details.items() if v not in (None, ""))
+            table.add_row(d.kind, d.id, d.name, d.state, "yes" if d.usable else "no", d.reason or extra)
+    console.print(table)
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="A run folder (or its report.json)."),
+    compare: Path = typer.Option(None, help="Another run folder: print what changed, row by row."),
+) -> None:
+    """Print a run's results table and summary; with --compare, the change against another run.
+
+    Example: egoedge report runs/quick --compare runs/quick-b
+    """
+    from bench.compare import compare_reports, load_report, only_in
+
+    try:
+        base = load_report(run)
+        other = load_report(compare) if compare else None
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(results_table(base))
+    for key, value in base.get("summary", {}).items():
+        console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
+    if other is None:
+        return
+    table = Table(title=f"{run} → {compare}")
+    for h in ("name", "ms", "→ ms", "×", "top-1", "→ top-1", "Δ top-1"):
+        table.add_column(h, justify="left" if h == "name" else "right", no_wrap=h == "name")
+
+    def num(v, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    for row in compare_reports(base, other):
+        table.add_row(row["name"], num(row["median_ms"][0], ".2f"), num(row["median_ms"][1], ".2f"),
+                      num(row["speedup"], ".2f") + ("x" if row["speedup"] else ""),
+                      num(row["top1"][0], ".1f"), num(row["top1"][1], ".1f"), num(row["top1_delta"], "+.1f"))
+    console.print(table)
+    for label, names in (("only in " + str(run), only_in(base, other)), ("only in " + str(compare),
+                                                                          only_in(other, base))):
+        if names:
+            console.print(f"{label}: {', '.join(names)}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -102,7 +102,7 @@ def test_bad_input_gives_one_clear_line(args, message, tmp_path, mini_data_cfg, 
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("run", "export", "bench"):
+    for cmd in ("run", "export", "bench", "devices", "report"):
         assert cmd in result.output
 
 

@@ -1,0 +1,54 @@
+"""Read a run's report.json back, and line two runs up artifact by artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.report import validate_report
+from trainer.common.io import EgoedgeError
+
+
+def load_report(path: str | Path) -> dict:
+    """report.json of a run folder (or the file itself), validated against the contract."""
+    path = Path(path)
+    file = path / "report.json" if path.is_dir() else path
+    if not file.is_file():
+        raise EgoedgeError(f"no report.json at {path}; run `egoedge run` or `egoedge bench` first")
+    try:
+        report = json.loads(file.read_text())
+        validate_report(report)
+    except (json.JSONDecodeError, ValueError, TypeError, AttributeError) as e:
+        raise EgoedgeError(f"{file} is not an egoedge report: {e}") from None
+    return report
+
+
+def _key(r: dict) -> tuple[str, str]:
+    return r["name"], r.get("device", "host")
+
+
+def compare_reports(base: dict, other: dict) -> list[dict]:
+    """One row per result present in both: latency, accuracy and size of each, and the change.
+
+    ``speedup`` > 1 means ``other`` is faster; ``top1_delta`` is in points (other − base).
+    """
+    others = {_key(r): r for r in other["results"]}
+    rows = []
+    for a in base["results"]:
+        b = others.get(_key(a))
+        if b is None:
+            continue
+        lat_a, lat_b = (a["latency_ms"] or {}).get("median"), (b["latency_ms"] or {}).get("median")
+        acc_a, acc_b = (a["accuracy"] or {}).get("top1"), (b["accuracy"] or {}).get("top1")
+        rows.append({
+            "name": a["name"], "device": a.get("device", "host"),
+            "median_ms": [lat_a, lat_b], "speedup": lat_a / lat_b if lat_a and lat_b else None,
+            "top1": [acc_a, acc_b], "top1_delta": acc_b - acc_a if acc_a is not None and acc_b is not None else None,
+            "size_bytes": [a["size_bytes"], b["size_bytes"]], "status": [a["status"], b["status"]]})
+    return rows
+
+
+def only_in(base: dict, other: dict) -> list[str]:
+    """Names of results in ``base`` with no counterpart in ``other``."""
+    keys = {_key(r) for r in other["results"]}
+    return [r["name"] for r in base["results"] if _key(r) not in keys]

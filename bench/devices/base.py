@@ -1,0 +1,40 @@
+"""What a device kind provides: discovery, with the reason a found device cannot be used."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from trainer.common.io import EgoedgeError
+
+
+class DeviceError(EgoedgeError):
+    """A device or its tool is missing, unusable or stopped answering."""
+
+
+@dataclass
+class DeviceInfo:
+    """One place models can run: ``usable`` is False with ``reason`` saying why (and what to do)."""
+
+    kind: str
+    id: str
+    name: str
+    state: str
+    usable: bool
+    reason: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+def run_tool(argv: list[str], timeout: float) -> str:
+    """Run a device tool; a missing binary, a timeout or a failure is a one-line ``DeviceError``."""
+    if shutil.which(argv[0]) is None:
+        raise DeviceError(f"'{argv[0]}' not found on PATH")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"'{' '.join(argv)}' did not answer within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip().splitlines()
+        raise DeviceError(f"'{' '.join(argv)}' failed: {message[-1] if message else f'exit {done.returncode}'}")
+    return done.stdout

@@ -1,0 +1,5 @@
+"""The device registry: ``egoedge devices`` lists every kind, ``--device KIND[:ID]`` picks one."""
+
+from trainer.common.registry import Registry
+
+DEVICES: Registry = Registry("device")

@@ -1,0 +1,47 @@
+import copy
+import json
+
+import pytest
+from test_report import REPORT
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.compare import compare_reports, load_report, only_in
+from bench.report import write_report
+from trainer.common.io import EgoedgeError
+
+
+def faster(report, factor):
+    out = copy.deepcopy(report)
+    for r in out["results"]:
+        r["latency_ms"]["median"] /= factor
+    return out
+
+
+def test_compare_lines_up_rows_by_name():
+    other = faster(REPORT, 2.0)
+    other["results"][1]["accuracy"] = {"top1": 72.5, "top5": 95.0}
+    other["results"].append({**other["results"][1], "name": "student_tflite_fp32"})
+    rows = compare_reports(REPORT, other)
+    assert [r["name"] for r in rows] == ["student", "student_executorch_fp32"]
+    assert rows[0]["speedup"] == pytest.approx(2.0) and rows[0]["top1_delta"] == pytest.approx(0.0)
+    assert rows[1]["top1_delta"] == pytest.approx(2.5)
+    assert only_in(other, REPORT) == ["student_tflite_fp32"] and only_in(REPORT, other) == []
+
+
+def test_load_report_errors(tmp_path):
+    with pytest.raises(EgoedgeError, match="no report.json"):
+        load_report(tmp_path)
+    (tmp_path / "report.json").write_text(json.dumps({"machine": {}, "results": []}))
+    with pytest.raises(EgoedgeError, match="not an egoedge report: report.machine lacks 'cpu'"):
+        load_report(tmp_path)
+
+
+def test_report_command_prints_delta_table(tmp_path):
+    write_report(REPORT, tmp_path / "a")
+    write_report(faster(REPORT, 2.0), tmp_path / "b")
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--compare", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "student_executorch_fp32" in result.output and "2.00x" in result.output
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert bad.exit_code == 1 and "no report.json" in bad.output and "Traceback" not in bad.output

@@ -1,0 +1,91 @@
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.devices import DEVICES
+from bench.devices import android as adb_mod
+from bench.devices.ios import parse_pymobiledevice3
+
+FIXTURES = Path(__file__).parent / "fixtures" / "adb"
+
+
+def test_parse_adb_devices_every_state():
+    rows = adb_mod.parse_devices((FIXTURES / "devices_l.txt").read_text())
+    assert [(r["serial"], r["state"]) for r in rows] == [
+        ("emulator-5554", "device"), ("2A111FDH2004VZ", "device"), ("R58M41XXXXX", "unauthorized"),
+        ("0123456789ABCDEF", "offline"), ("ZY22345678", "no permissions"), ("HT7A1B234567", "device")]
+    assert rows[1]["model"] == "Pixel_8_Pro" and rows[1]["usb"] == "3-1"
+    assert adb_mod.parse_devices("List of devices attached\n\n") == []
+    assert adb_mod.parse_devices("* daemon not running; starting now at tcp:5037\n"
+                                 "* daemon started successfully\nList of devices attached\n") == []
+
+
+def test_parse_getprop():
+    props = adb_mod.parse_getprop((FIXTURES / "getprop_2A111FDH2004VZ.txt").read_text())
+    assert props["ro.product.model"] == "Pixel 8 Pro" and props["ro.soc.model"] == "Tensor G3"
+    assert adb_mod.parse_getprop("[ro.soc.model]: []\n") == {"ro.soc.model": ""}
+
+
+@pytest.fixture
+def fake_adb(monkeypatch):
+    monkeypatch.setenv("EGOEDGE_ADB", str(FIXTURES / "fake_adb.sh"))
+    monkeypatch.delenv("FAKE_ADB_MODE", raising=False)
+    return monkeypatch
+
+
+def test_discovery_through_a_stand_in_adb(fake_adb):
+    found = {d.id: d for d in DEVICES.get("android")()}
+    assert found["emulator-5554"].usable and found["emulator-5554"].details["emulator"] is True
+    pixel = found["2A111FDH2004VZ"]
+    assert pixel.usable and pixel.name == "Pixel 8 Pro" and pixel.details["abi"] == "arm64-v8a"
+    assert pixel.details["emulator"] is False and pixel.details["android"] == "15"
+    assert not found["R58M41XXXXX"].usable and "Allow USB debugging" in found["R58M41XXXXX"].reason
+    assert not found["0123456789ABCDEF"].usable and "offline" in found["0123456789ABCDEF"].reason
+    assert "udev" in found["ZY22345678"].reason
+    assert not found["HT7A1B234567"].usable and "armeabi-v7a" in found["HT7A1B234567"].reason
+
+
+def test_no_device_and_no_adb(fake_adb):
+    fake_adb.setenv("FAKE_ADB_MODE", "empty")
+    (d,) = DEVICES.get("android")()
+    assert not d.usable and d.state == "no device" and "start an emulator" in d.reason
+    fake_adb.setenv("EGOEDGE_ADB", "/nonexistent/adb")
+    (d,) = DEVICES.get("android")()
+    assert d.state == "unavailable" and "not found on PATH" in d.reason
+
+
+def test_a_hanging_adb_times_out(fake_adb):
+    fake_adb.setenv("FAKE_ADB_MODE", "hang")
+    fake_adb.setattr(adb_mod, "TIMEOUT_S", 0.5)
+    (d,) = DEVICES.get("android")()
+    assert d.state == "unavailable" and "did not answer within" in d.reason
+
+
+@pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb is not installed here")
+def test_real_adb_without_devices(monkeypatch):
+    monkeypatch.delenv("EGOEDGE_ADB", raising=False)
+    found = DEVICES.get("android")()
+    if any(d.usable for d in found):
+        pytest.skip("a real device is attached")
+    assert all(not d.usable and d.reason for d in found)
+
+
+def test_ios_parsing_and_absence(monkeypatch):
+    text = ('[{"BuildVersion": "22A3354", "ConnectionType": "USB", "DeviceClass": "iPhone", '
+            '"DeviceName": "Test iPhone", "Identifier": "00008110-000A1B2C3D4E5F6G", "ProductType": "iPhone15,2", '
+            '"ProductVersion": "18.0", "UniqueDeviceID": "00008110-000A1B2C3D4E5F6G"}]')
+    (d,) = parse_pymobiledevice3(text)
+    assert d.usable and d.name == "Test iPhone" and d.details["ios"] == "18.0"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (d,) = DEVICES.get("ios")()
+    assert not d.usable and "pymobiledevice3" in d.reason
+
+
+def test_devices_command(fake_adb):
+    result = CliRunner().invoke(app, ["devices"])
+    assert result.exit_code == 0, result.output
+    for text in ("host", "emulator-5554", "R58M41XXXXX", "ios"):
+        assert text in result.output
