@@ -271,6 +271,7 @@ def report(
     Example: egoedge report runs/quick --compare runs/quick-b
     """
     from bench.compare import compare_reports, load_report, only_in
+    from bench.report import fmt
 
     try:
         base = load_report(run)
@@ -286,13 +287,10 @@ def report(
     for h in ("name", "ms", "→ ms", "×", "top-1", "→ top-1", "Δ top-1"):
         table.add_column(h, justify="left" if h == "name" else "right", no_wrap=h == "name")
 
-    def num(v, spec: str) -> str:
-        return "–" if v is None else format(v, spec)
-
     for row in compare_reports(base, other):
-        table.add_row(row["name"], num(row["median_ms"][0], ".2f"), num(row["median_ms"][1], ".2f"),
-                      num(row["speedup"], ".2f") + ("x" if row["speedup"] else ""),
-                      num(row["top1"][0], ".1f"), num(row["top1"][1], ".1f"), num(row["top1_delta"], "+.1f"))
+        table.add_row(row["name"], fmt(row["median_ms"][0], ".2f"), fmt(row["median_ms"][1], ".2f"),
+                      fmt(row["speedup"], ".2f") + ("x" if row["speedup"] else ""),
+                      fmt(row["top1"][0], ".1f"), fmt(row["top1"][1], ".1f"), fmt(row["top1_delta"], "+.1f"))
     console.print(table)
     for label, names in (("only in " + str(run), only_in(base, other)), ("only in " + str(compare),
                                                                           only_in(other, base))):

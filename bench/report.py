@@ -31,7 +31,8 @@ def validate_report(report: dict) -> None:
                     raise ValueError(f"report.results[{i}].latency_ms lacks '{k}'")
 
 
-def _fmt(v, spec: str, none: str = "–") -> str:
+def fmt(v, spec: str, none: str = "–") -> str:
+    """``v`` formatted with ``spec``, or a dash for a missing value."""
     return none if v is None else format(v, spec)
 
 
@@ -49,11 +50,11 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         acc = r["accuracy"] or {}
         rows.append([
             r["name"], r["format"], r["precision"], r["runtime"], _mb(r["size_bytes"]),
-            _fmt(r["params"] and r["params"] / 1e6, ".2f"), _fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
-            _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"),
-            _fmt(r.get("gmacs_per_s"), ".1f"), _fmt(r.get("peak_pct"), ".1f"),
-            _fmt(r["peak_rss_mb"], ".0f"),
-            _fmt(acc.get("top1"), ".1f"), _fmt(r["top1_agreement"], ".1f"), _fmt(r["parity_max_abs"], ".1e"),
+            fmt(r["params"] and r["params"] / 1e6, ".2f"), fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
+            fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
+            fmt(r.get("gmacs_per_s"), ".1f"), fmt(r.get("peak_pct"), ".1f"),
+            fmt(r["peak_rss_mb"], ".0f"),
+            fmt(acc.get("top1"), ".1f"), fmt(r["top1_agreement"], ".1f"), fmt(r["parity_max_abs"], ".1e"),
             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
         ])
     return header, rows

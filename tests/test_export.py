@@ -99,6 +99,8 @@ def test_backend_details(full_export):
     assert full_int["inputs"][0]["dtype"] == "int8" and full_int["inputs"][0]["scale"] > 0
     assert isinstance(full_int["outputs"][0]["zero_point"], int)
     assert artifact(manifest, "tflite", "w8")["inputs"][0]["dtype"] == "float32"
+    tfl_ops = artifact(manifest, "tflite", "fp32")["backend"]["ops"]
+    assert "CONV_2D" in tfl_ops and "DELEGATE" not in tfl_ops  # the model's ops, not the delegate's
     w8a8 = artifact(manifest, "coreml", "w8a8")["backend"]["spec"]
     assert w8a8["ops"]["quantize"] > 0 and w8a8["weight_elements"]["int8"] > 0
     assert artifact(manifest, "coreml", "fp16")["backend"]["spec"]["weight_elements"].get("int8", 0) == 0

@@ -1,10 +1,9 @@
-"""iPhones: discovery through pymobiledevice3 (any OS) or ``xcrun devicectl`` (macOS)."""
+"""iPhones: discovery through pymobiledevice3 (any OS, macOS included)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 from bench.devices.base import DeviceError, DeviceInfo, run_tool
 from bench.devices.registry import DEVICES
@@ -30,12 +29,8 @@ def discover_ios() -> list[DeviceInfo]:
     try:
         if shutil.which("pymobiledevice3"):
             found = parse_pymobiledevice3(run_tool(["pymobiledevice3", "usbmux", "list"], TIMEOUT_S))
-        elif sys.platform == "darwin" and shutil.which("xcrun"):
-            run_tool(["xcrun", "devicectl", "list", "devices"], TIMEOUT_S)
-            raise DeviceError("xcrun devicectl found, but only pymobiledevice3 output is parsed; "
-                              "pip install pymobiledevice3")
         else:
-            raise DeviceError("no iOS tool: pip install pymobiledevice3 (or use macOS with Xcode)")
+            raise DeviceError("no iOS tool: pip install pymobiledevice3 (the only iOS discovery egoedge parses)")
     except DeviceError as e:
         return [DeviceInfo("ios", "-", "iOS", "unavailable", False, str(e))]
     return found or [DeviceInfo("ios", "-", "iOS", "no device", False, "no paired iPhone is connected")]

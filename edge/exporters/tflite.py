@@ -75,6 +75,8 @@ class TFLiteExporter:
     def _op_names(path: Path) -> list[str]:
         from ai_edge_litert.interpreter import Interpreter
 
+        # A fresh, unallocated interpreter: once tensors are allocated the XNNPACK delegate has
+        # replaced the ops it took with one DELEGATE node, and the model's own op set is hidden.
         interpreter = Interpreter(model_path=str(path))
         return sorted({op["op_name"] for op in interpreter._get_ops_details()})
 
