@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -197,48 +196,46 @@ def export(
 @app.command()
 def bench(
     export_dir: Path = typer.Argument(..., help="A folder with manifest.json (from `egoedge export`)."),
-    device: str = typer.Option("host", help="Where to run: host."),
+    device: str = typer.Option("host", help="Where to run, comma-separated: host, android[:SERIAL], "
+                               "emulator[:SERIAL], ios[:UDID]."),
     out: Path = typer.Option(None, help="Report folder (default: the export folder's parent)."),
     threads: int = typer.Option(2, help="Threads for every runtime."),
     warmup: int = typer.Option(5, help="Untimed warm-up iterations."),
     iterations: int = typer.Option(30, help="Timed iterations."),
+    budget_s: float = typer.Option(None, "--budget-s", help="Time each target for this many seconds instead "
+                                   "(at least 5 iterations)."),
+    isolate: bool = typer.Option(True, "--isolate/--in-process", help="Host: each target in a fresh process "
+                                 "(own peak memory; a crash stays contained)."),
+    tflite_xnnpack: bool = typer.Option(True, "--tflite-xnnpack/--no-tflite-xnnpack",
+                                        help="LiteRT with its XNNPACK delegate (off: builtin kernels)."),
+    tool: list[str] = typer.Option([], "--tool", help="Phone: FORMAT=PATH of a native benchmark binary "
+                                   "(tflite=benchmark_model, executorch=executor_runner); repeatable."),
+    device_timeout: float = typer.Option(600.0, help="Phone: seconds one artifact may take before it counts as hung."),
 ) -> None:
     """Benchmark the eager source model and every artifact side by side; write report.json/md/png.
 
-    Example: egoedge bench runs/quick/export --device host --out runs/quick/bench
+    Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench
     """
-    from bench.host import BenchConfig, checkpoint_target, host_report, manifest_targets, teacher_of
-    from bench.report import summarize, write_report
-    from trainer.checkpoint import read_checkpoint
-    from trainer.data import DataConfig
+    from bench.host import BenchConfig
+    from bench.session import bench_export, parse_tools
 
     try:
-        if device != "host":
-            raise EgoedgeError(f"device '{device}' is not available; valid: host")
-        if threads < 1 or iterations < 1 or warmup < 0:
-            raise EgoedgeError("--threads and --iterations must be >= 1 and --warmup >= 0")
-        manifest_path = export_dir / "manifest.json"
-        if not manifest_path.is_file():
-            raise EgoedgeError(f"no manifest.json in {export_dir}; run `egoedge export` first")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            source = (export_dir / manifest["source"]["checkpoint"]).resolve()
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise EgoedgeError(f"{manifest_path} is not an egoedge manifest ({type(e).__name__})") from None
-        ckpt = read_checkpoint(source)
-        cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads)
-        student = checkpoint_target(source, source.stem, compare_to_reference=True)
-        targets = [student] + manifest_targets(export_dir, manifest, student.params, student.macs)
-        if teacher := teacher_of(source, ckpt):  # the model it was distilled from: the baseline to beat
-            targets.insert(0, checkpoint_target(teacher, teacher.stem, compare_to_reference=False))
+        if threads < 1 or iterations < 1 or warmup < 0 or (budget_s is not None and budget_s <= 0):
+            raise EgoedgeError("--threads and --iterations must be >= 1, --warmup >= 0, --budget-s > 0")
+        cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads, budget_s=budget_s,
+                          isolate=isolate, options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
+                          device_timeout_s=device_timeout)
         with RichProgress() as progress:
-            report = host_report(targets, DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"], cfg, progress)
-        report["summary"] = summarize(report)
-        out = out or export_dir.parent
-        paths = write_report(report, out)
+            report, paths = bench_export(export_dir, out or export_dir.parent, device, cfg, parse_tools(tool),
+                                         progress)
     except EgoedgeError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted; rows measured so far are in {(out or export_dir.parent) / 'report.json'}")
     console.print(results_table(report))
+    for label, info in report.get("devices", {}).items():
+        for name, reason in (info.get("skipped") or {}).items():
+            console.print(f"{label}: skipped {name}: {reason}", highlight=False)
     for name, path in paths.items():
         console.print(f"{name}: {path}", highlight=False)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +28,16 @@ from trainer.train import topk_accuracy
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """How long to measure and with how many threads."""
+    """How long to measure, with how many threads, and how targets are kept apart."""
 
     warmup: int = 5
     iterations: int = 30
     threads: int = 2
     accuracy: bool = True
+    budget_s: float | None = None  # time each target for this long instead of ``iterations`` calls
+    isolate: bool = False  # one fresh process per target: its own peak memory, and a crash stays contained
+    options: dict = field(default_factory=dict)  # runtime options per format, e.g. {"tflite": {"xnnpack": False}}
+    device_timeout_s: float = 600.0  # the longest one artifact may take on a phone before it counts as hung
 
 
 @dataclass
@@ -45,6 +53,11 @@ class Target:
     macs: int | None
     compare_to_reference: bool  # derived from the reference model: report agreement and parity
     refused: str | None = None  # the export's parity-gate verdict: measured, but reported as failed
+    path: Path | None = None  # a file a fresh process can load ``target`` from
+
+    @property
+    def loadable(self) -> torch.nn.Module | Path:
+        return self.path if self.path is not None else self.target
 
 
 def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Target:
@@ -52,22 +65,78 @@ def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Targ
     model, _ = load_model(path)
     macs = count_macs(model, model.example_inputs())
     return Target(name, "pytorch", "fp32", model, path.stat().st_size, count_params(model), macs,
-                  compare_to_reference)
+                  compare_to_reference, path=path)
 
 
-def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs: int | None) -> list[Target]:
-    """Targets for every artifact on disk whose format this host can run.
+def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs: int | None,
+                     host_only: bool = True) -> list[Target]:
+    """Targets for every artifact on disk (``host_only``: whose format this host can run).
 
     An artifact the parity gate refused is still measured (its size and speed are facts about
     the backend) but its row is reported as failed, with the gate's reason.
     """
     out = []
     for a in manifest["artifacts"]:
-        if a["file"] and a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None:
+        runnable = a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None
+        if a["file"] and (runnable or not host_only):
             refused = None if a["status"] == "ok" else (a["reason"] or "failed at export")
             out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
                               params, macs, True, refused))
     return out
+
+
+def measure(format: str, target: torch.nn.Module | Path, inputs: np.ndarray, cfg: BenchConfig,
+            progress: Progress = no_progress, stage: str = "") -> dict:
+    """Load one target, time it on the first input, then run every input for accuracy.
+
+    Returns ``load_ms`` (load plus the first call, where lazy allocation happens), ``latency_ms``
+    statistics, ``peak_rss_mb`` of this process while loading and timing, and ``logits``.
+    """
+    sample = [inputs[:1]]
+    out: dict = {}
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        session = RUNNERS.get(format).open(target, cfg.threads, cfg.options.get(format))
+        session(sample)
+        out["load_ms"] = (time.perf_counter() - t0) * 1000.0
+        out["latency_ms"] = time_calls(lambda: session(sample), cfg.warmup, cfg.iterations, cfg.budget_s)
+    out["peak_rss_mb"] = round(rss.peak_mb, 1)
+    out["logits"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
+    return out
+
+
+def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str, cfg: BenchConfig) -> dict:
+    """``measure`` in a fresh process; errors come back as text (not every runtime's exception pickles)."""
+    import psutil
+
+    try:
+        inputs = np.load(inputs_path)
+        before = psutil.Process().memory_info().rss / 2**20
+        out = measure(format, target, inputs, cfg)
+        out["rss_added_mb"] = round(out["peak_rss_mb"] - before, 1)
+        return out
+    except Exception as e:  # noqa: BLE001 - reported in the row, the parent goes on
+        return {"error": error_line(e)}
+
+
+def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig) -> dict:
+    """``measure`` in a fresh spawned process, so memory and crashes stay with this target."""
+    ctx = multiprocessing.get_context("spawn")  # fork would inherit every earlier target's memory
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            out = pool.submit(_measure_child, tgt.format, tgt.loadable, str(inputs_path), cfg).result()
+    except BrokenProcessPool:
+        raise EgoedgeError(f"the {RUNNERS.get(tgt.format).runtime} process died while running {tgt.name} "
+                           "(crashed or was killed)") from None
+    if "error" in out:
+        raise EgoedgeError(out["error"])
+    return out
+
+
+def error_line(e: BaseException) -> str:
+    """One line for a report row: our own errors as written, others with their type."""
+    text = str(e).splitlines()[0] if str(e) else ""
+    return text if isinstance(e, EgoedgeError) else f"{type(e).__name__}: {text}"
 
 
 def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
@@ -78,46 +147,48 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
     """
     test = load_split(data_cfg, "test")
     inputs = to_model_input(test.clips, preprocess).numpy()
-    sample = [inputs[:1]]
     reference: np.ndarray | None = None
     results = []
-    for tgt in targets:
-        runner = RUNNERS.get(tgt.format)
-        row = {"name": tgt.name, "format": tgt.format, "precision": tgt.precision, "device": "host",
-               "runtime": runner.runtime, "size_bytes": tgt.size_bytes, "params": tgt.params, "macs": tgt.macs,
-               "load_ms": None, "latency_ms": None, "peak_rss_mb": None, "accuracy": None,
-               "top1_agreement": None, "parity_max_abs": None, "status": "failed", "error": None}
-        try:
-            progress(f"time {tgt.name}", 0, 1, {})
-            with PeakRSS() as rss:
-                t0 = time.perf_counter()
-                session = runner.open(tgt.target, cfg.threads)
-                session(sample)  # first call included in load: lazy allocation happens there
-                row["load_ms"] = (time.perf_counter() - t0) * 1000.0
-                row["latency_ms"] = time_calls(lambda s=session: s(sample), cfg.warmup, cfg.iterations)
-            row["peak_rss_mb"] = round(rss.peak_mb, 1)
-            if cfg.accuracy:
-                logits = run_session(session, inputs, progress, f"accuracy {tgt.name}")
-                row["accuracy"] = topk_accuracy(logits, test.labels)
-                if tgt.compare_to_reference:
-                    if reference is None:
-                        reference = logits
-                    parity = compare(reference, logits)
-                    row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
-            row["status"] = "ok"
-            if tgt.refused:
-                row["status"], row["error"] = "failed", f"refused by the parity gate: {tgt.refused}"
-        except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
-            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        results.append(row)
+    with tempfile.TemporaryDirectory(prefix="egoedge-bench-") as tmp:
+        inputs_path = Path(tmp) / "inputs.npy"
+        if cfg.isolate:
+            np.save(inputs_path, inputs)
+        for tgt in targets:
+            runner = RUNNERS.get(tgt.format)
+            row = {"name": tgt.name, "format": tgt.format, "precision": tgt.precision, "device": "host",
+                   "runtime": runner.runtime, "size_bytes": tgt.size_bytes, "params": tgt.params,
+                   "macs": tgt.macs, "load_ms": None, "latency_ms": None, "peak_rss_mb": None,
+                   "rss_added_mb": None, "accuracy": None, "top1_agreement": None, "parity_max_abs": None,
+                   "status": "failed", "error": None}
+            if cfg.options.get(tgt.format):
+                row["runtime_options"] = cfg.options[tgt.format]
+            try:
+                progress(f"{'process' if cfg.isolate else 'time'} {tgt.name}", 0, 1, {})
+                out = (measure_isolated(tgt, inputs_path, cfg) if cfg.isolate
+                       else measure(tgt.format, tgt.target, inputs, cfg, progress, f"accuracy {tgt.name}"))
+                logits = out.pop("logits")
+                row.update(out)
+                if logits is not None:
+                    row["accuracy"] = topk_accuracy(logits, test.labels)
+                    if tgt.compare_to_reference:
+                        if reference is None:
+                            reference = logits
+                        parity = compare(reference, logits)
+                        row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
+                row["status"] = "ok"
+                if tgt.refused:
+                    row["status"], row["error"] = "failed", f"refused by the parity gate: {tgt.refused}"
+            except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
+                row["error"] = error_line(e)
+            results.append(row)
     return results
 
 
 def host_report(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
-                progress: Progress = no_progress) -> dict:
+                progress: Progress = no_progress, peaks: bool = True) -> dict:
     """``{"machine", "results"}``: the targets measured side by side, each set against this CPU's GEMM peak."""
     progress("GEMM peak", 0, 1, {})
-    peaks = measure_peaks(cfg.threads)
+    peaks = measure_peaks(cfg.threads) if peaks else None
     progress("GEMM peak", 1, 1, {})
     results = bench_targets(targets, data_cfg, preprocess, cfg, progress)
     add_throughput(results, peaks)

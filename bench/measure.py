@@ -18,18 +18,38 @@ def latency_stats(samples_ms: list[float], warmup: int) -> dict:
             "warmup": int(warmup)}
 
 
-def time_calls(fn: Callable[[], object], warmup: int, iterations: int) -> dict:
-    """Warm up, then time ``iterations`` calls of ``fn`` one by one."""
+MIN_BUDGET_ITERATIONS = 5  # a budget never yields fewer samples than this: p90 needs some
+MAX_BUDGET_ITERATIONS = 100_000
+
+
+def time_calls(fn: Callable[[], object], warmup: int, iterations: int, budget_s: float | None = None) -> dict:
+    """Warm up, then time calls of ``fn`` one by one.
+
+    Without a budget exactly ``iterations`` calls are timed; with ``budget_s`` calls go on until
+    that many seconds of timed calls have passed (at least ``MIN_BUDGET_ITERATIONS``).
+    """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if budget_s is not None and budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0, got {budget_s}")
     for _ in range(warmup):
         fn()
-    samples = []
-    for _ in range(iterations):
+    samples: list[float] = []
+    spent = 0.0
+    while True:
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000.0)
-    return latency_stats(samples, warmup)
+        spent += samples[-1] / 1000.0
+        if budget_s is None:
+            if len(samples) >= iterations:
+                break
+        elif (spent >= budget_s and len(samples) >= MIN_BUDGET_ITERATIONS) or len(samples) >= MAX_BUDGET_ITERATIONS:
+            break
+    stats = latency_stats(samples, warmup)
+    if budget_s is not None:
+        stats["budget_s"] = budget_s
+    return stats
 
 
 class PeakRSS:

@@ -72,10 +72,12 @@ def measure_peaks(threads: int) -> dict[str, float]:
 def add_throughput(results: list[dict], peaks: dict[str, float] | None) -> None:
     """Give every timed row ``gmacs_per_s`` (its MACs over its median latency) and ``peak_pct``."""
     for r in results:
-        median = (r.get("latency_ms") or {}).get("median")
+        median = (r.get("latency_ms") or {}).get("median")  # device parsers fill it (from the mean if need be)
         if not median or not r.get("macs"):
             r["gmacs_per_s"], r["peak_pct"] = None, None
             continue
         r["gmacs_per_s"] = round(r["macs"] / 1e9 / (median / 1000.0), 3)
-        peak = (peaks or {}).get(PEAK_KIND.get(r["precision"], "fp32"))
+        # The peak is this host's: a row measured on a phone gets throughput but no % of it.
+        on_host = r.get("device", "host") == "host"
+        peak = (peaks or {}).get(PEAK_KIND.get(r["precision"], "fp32")) if on_host else None
         r["peak_pct"] = round(100.0 * r["gmacs_per_s"] / peak, 2) if peak else None

@@ -71,6 +71,7 @@ PRESETS: dict[str, RunConfig] = {
         teacher_train=TrainConfig(epochs=8, batch_size=16, lr=1e-3),
         student_train=TrainConfig(epochs=5, batch_size=16, lr=2e-3),
         export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256),
+        bench=BenchConfig(isolate=True),
     ),
     # For a GPU: a wider, deeper teacher, 8 frames at 128 px, longer schedules.
     "full": RunConfig(
@@ -80,7 +81,7 @@ PRESETS: dict[str, RunConfig] = {
         teacher_train=TrainConfig(epochs=30, batch_size=32, lr=3e-4),
         student_train=TrainConfig(epochs=30, batch_size=32, lr=1e-3),
         export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=512),
-        bench=BenchConfig(warmup=10, iterations=100),
+        bench=BenchConfig(warmup=10, iterations=100, isolate=True),
     ),
 }
 

@@ -133,6 +133,10 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     return path
 
 
+def _on_host(row: dict) -> bool:
+    return row.get("device", "host") == "host"
+
+
 def summarize(report: dict) -> dict[str, str]:
     """The headline ratios: teacher vs student size and speed, accuracies, artifact parity."""
     by = {r["name"]: r for r in report["results"] if r["status"] == "ok"}
@@ -148,11 +152,15 @@ def summarize(report: dict) -> dict[str, str]:
     if probe is not None:
         s["linear probe on raw pixels (top-1)"] = f"{probe:.1f}%"
     for r in report["results"]:
-        if r["format"] != "pytorch" and r["status"] == "ok" and st:
+        if r["format"] == "pytorch" or r["status"] != "ok":
+            continue
+        parity = f"max |Δ| {fmt(r['parity_max_abs'], '.1e')}, agreement {fmt(r['top1_agreement'], '.1f')}%"
+        if _on_host(r) and st:
             s[f"{r['name']} vs eager student"] = (
-                f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, "
-                f"max |Δ| {r['parity_max_abs']:.1e}, agreement {r['top1_agreement']:.1f}%")
-    artifacts = [r for r in by.values() if r["format"] != "pytorch" and r["latency_ms"]]
+                f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, {parity}")
+        elif not _on_host(r):  # another machine: its own numbers, no ratio to the host's eager model
+            s[r["name"]] = f"{r['latency_ms']['median']:.2f} ms on {r['device']} ({r['runtime']}), {parity}"
+    artifacts = [r for r in by.values() if r["format"] != "pytorch" and r["latency_ms"] and _on_host(r)]
     if artifacts and st:
         best = min(artifacts, key=lambda r: r["latency_ms"]["median"])
         s["fastest artifact vs eager student"] = (
@@ -161,9 +169,9 @@ def summarize(report: dict) -> dict[str, str]:
     # Reduced precisions against their own backend's fp32, gate-refused ones included (marked):
     # their speed and size are measured facts even when their predictions were not accepted.
     timed = [r for r in report["results"] if r["format"] != "pytorch" and (r["latency_ms"] or {}).get("median")]
-    fp32 = {r["format"]: r for r in timed if r["precision"] == "fp32" and r["status"] == "ok"}
+    fp32 = {(r["device"], r["format"]): r for r in timed if r["precision"] == "fp32" and r["status"] == "ok"}
     for r in timed:
-        base = fp32.get(r["format"])
+        base = fp32.get((r["device"], r["format"]))
         if base is None or r is base:
             continue
         line = (f"size {r['size_bytes'] / base['size_bytes']:.2f}x, "
@@ -172,7 +180,7 @@ def summarize(report: dict) -> dict[str, str]:
             line += f", top-1 {r['accuracy']['top1'] - base['accuracy']['top1']:+.1f} points"
         if r["status"] != "ok":
             line += ", refused by the parity gate"
-        s[f"{r['format']} {r['precision']} vs fp32"] = line
+        s[f"{r['format']} {r['precision']} vs fp32" + ("" if _on_host(r) else f" on {r['device']}")] = line
     return s
 
 

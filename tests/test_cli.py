@@ -87,7 +87,12 @@ def test_export_command_table_and_gate_exit_code(mini_run, tmp_path):
     (["export", "{ckpt}", "--to", "onnx", "--int8", "--calib", "4"], "calibration set of 4 samples is too small"),
     (["export", "{ckpt}", "--to", "onnx", "--int8", "--calib", "5000"], "exceeds the 32 training clips"),
     (["bench", "{tmp}"], "no manifest.json"),
-    (["bench", "{tmp}", "--device", "android"], "device 'android' is not available"),
+    (["bench", "{tmp}", "--device", "phone"], "unknown device 'phone'"),
+    (["bench", "{tmp}", "--device", "host,host"], "names a device twice"),
+    (["bench", "{tmp}", "--tool", "tensorrt=x"], "no native tool for 'tensorrt'"),
+    (["bench", "{tmp}", "--tool", "tflite"], "--tool takes FORMAT=PATH"),
+    (["bench", "{tmp}", "--budget-s", "0"], "--budget-s > 0"),
+    (["bench", "{tmp}", "--device", "ios:0000-NOPE"], "ios"),
 ])
 def test_bad_input_gives_one_clear_line(args, message, tmp_path, mini_data_cfg, micro_ckpt):
     if "{ckpt}" in args:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.runners.registry import RUNNERS
 from edge.exporters import EXPORTERS, Session
+from trainer.common.io import EgoedgeError
 
 
 class ArtifactRunner:
@@ -17,8 +18,13 @@ class ArtifactRunner:
     def available(self) -> str | None:
         return EXPORTERS.get(self.format).unavailable()
 
-    def open(self, target: Path, threads: int) -> Session:
-        return EXPORTERS.get(self.format).load(Path(target), threads=threads)
+    def open(self, target: Path, threads: int, options: dict | None = None) -> Session:
+        try:
+            return EXPORTERS.get(self.format).load(Path(target), threads=threads, **(options or {}))
+        except TypeError as e:
+            if options and "unexpected keyword" in str(e):
+                raise EgoedgeError(f"{self.format} runtime takes no options {sorted(options)}") from None
+            raise
 
 
 for _format, _runtime in (("executorch", "executorch-xnnpack"), ("tflite", "litert-interpreter"),

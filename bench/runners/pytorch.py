@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from bench.runners.registry import RUNNERS
 from edge.exporters import Session
+from trainer.checkpoint import load_model
+from trainer.common.io import EgoedgeError
 
 
 class PyTorchRunner:
@@ -16,9 +20,11 @@ class PyTorchRunner:
     def available(self) -> str | None:
         return None
 
-    def open(self, target: torch.nn.Module, threads: int) -> Session:
+    def open(self, target: torch.nn.Module | Path, threads: int, options: dict | None = None) -> Session:
+        if options:
+            raise EgoedgeError(f"pytorch runtime takes no options {sorted(options)}")
         torch.set_num_threads(threads)
-        model = target.eval()
+        model = (load_model(target)[0] if isinstance(target, Path) else target).eval()
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             with torch.inference_mode():

@@ -64,10 +64,13 @@ class TFLiteExporter:
                 "ops": self._op_names(path)}
 
     @staticmethod
-    def _interpreter(path: Path, threads: int | None):
-        from ai_edge_litert.interpreter import Interpreter
+    def _interpreter(path: Path, threads: int | None, xnnpack: bool = True):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
+        # AUTO applies LiteRT's default delegate (XNNPACK); the other resolver runs the builtin kernels.
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = Interpreter(model_path=str(path), num_threads=threads or 1,
+                                  experimental_op_resolver_type=resolver)
         interpreter.allocate_tensors()
         return interpreter
 
@@ -83,8 +86,9 @@ class TFLiteExporter:
     def unavailable(self) -> str | None:
         return None
 
-    def load(self, path: Path, threads: int | None = None) -> Session:
-        interpreter = self._interpreter(path, threads)
+    def load(self, path: Path, threads: int | None = None, xnnpack: bool = True) -> Session:
+        """Open with the XNNPACK delegate (``xnnpack=False``: LiteRT's builtin kernels only)."""
+        interpreter = self._interpreter(path, threads, xnnpack)
         ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:

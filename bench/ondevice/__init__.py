@@ -1,0 +1,8 @@
+"""Benchmarks on phones: one backend per device kind; importing this package registers all of them."""
+
+from bench.ondevice.registry import BACKENDS
+from trainer.common.registry import import_submodules
+
+import_submodules(__name__, __path__)
+
+__all__ = ["BACKENDS"]

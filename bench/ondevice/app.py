@@ -1,0 +1,62 @@
+"""The benchmark protocol the demo apps speak (Android activity, iOS app), version 1.
+
+egoedge copies the model (and, for accuracy, the test clips) into the app's own storage, then
+starts the app with these parameters (Android: intent extras; iOS: ``EGOEDGE_*`` environment):
+
+======================  =======  ==================================================================
+parameter               type     meaning
+======================  =======  ==================================================================
+``model``               string   path of the artifact, readable by the app
+``iterations``          int      timed runs (the app times each one)
+``warmup``              int      untimed runs first
+``threads``             int      CPU threads for the runtime
+``xnnpack``             bool     LiteRT: use the XNNPACK delegate
+``inputs``              string   optional: raw little-endian float32 clips, shape ``input_shape``
+``input_shape``         string   ``N,T,3,H,W`` of ``inputs``
+``result``              string   where to write the result JSON (write a temp file, then rename)
+======================  =======  ==================================================================
+
+The result JSON: ``{"protocol": 1, "status": "ok" | "error", "error": str, "runtime": str,
+"threads": int, "warmup": int, "load_ms": float, "latency_ms": [float, ...] (one per timed run),
+"peak_rss_mb": float, "logits": [[float, ...], ...] (one row per input clip, when inputs were given)}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.host import BenchConfig
+
+ANDROID_PACKAGE = "org.egoedge.demo"
+ANDROID_ACTIVITY = "org.egoedge.demo.BenchmarkActivity"
+IOS_BUNDLE = "org.egoedge.demo"
+RESULT_NAME = "result.json"
+INPUTS_NAME = "inputs.f32"
+
+
+@dataclass(frozen=True)
+class AppRequest:
+    """One benchmark the app is asked to run; ``params`` are the protocol's parameters."""
+
+    model: str
+    result: str
+    inputs: str | None
+    input_shape: tuple[int, ...] | None
+    cfg: BenchConfig
+
+    def params(self) -> dict[str, str | int | bool]:
+        out: dict[str, str | int | bool] = {
+            "model": self.model, "iterations": self.cfg.iterations, "warmup": self.cfg.warmup,
+            "threads": self.cfg.threads, "xnnpack": bool((self.cfg.options.get("tflite") or {}).get("xnnpack", True)),
+            "result": self.result}
+        if self.inputs is not None and self.input_shape is not None:
+            out["inputs"] = self.inputs
+            out["input_shape"] = ",".join(str(d) for d in self.input_shape)
+        return out
+
+
+def inputs_bytes(inputs: np.ndarray) -> bytes:
+    """The clips as the app reads them: C-order little-endian float32."""
+    return np.ascontiguousarray(inputs, dtype="<f4").tobytes()

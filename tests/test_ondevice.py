@@ -1,0 +1,245 @@
+"""Phone benchmarks: output parsers on tool logs, command lines, the app protocol, device choice,
+and whole runs against a scripted stand-in adb (files, tool runs, app, crash, unplug)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.devices import DeviceError, DeviceInfo
+from bench.host import BenchConfig
+from bench.ondevice.android import intent_command
+from bench.ondevice.app import AppRequest
+from bench.ondevice.ios import launch_env
+from bench.ondevice.native import NATIVE_TOOLS
+from bench.ondevice.parsers import parse_app_result, parse_benchmark_model, parse_executor_runner
+from bench.ondevice.run import parse_device_specs, select_device
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LOGS = FIXTURES / "ondevice"
+FAKE_ADB = FIXTURES / "adb" / "fake_device_adb.py"
+
+
+def test_benchmark_model_recent_output():
+    r = parse_benchmark_model((LOGS / "benchmark_model_v2.txt").read_text())
+    lat = r["latency_ms"]
+    assert (lat["iterations"], lat["warmup"]) == (262, 128)
+    assert lat["mean"] == pytest.approx(3.8124) and lat["median"] == pytest.approx(3.726)
+    assert lat["p95"] == pytest.approx(4.388) and lat["std"] == pytest.approx(0.287)
+    assert r["load_ms"] == pytest.approx(41.226 + 9.811)  # init + first inference, like the host's load_ms
+    assert r["peak_rss_mb"] == pytest.approx(21.4805) and r["rss_added_mb"] == pytest.approx(14.1094)
+    assert r["details"]["xnnpack_nodes"] == "218/231"
+
+
+def test_benchmark_model_older_output_has_no_median():
+    r = parse_benchmark_model((LOGS / "benchmark_model_v1.txt").read_text())
+    assert r["latency_ms"]["median"] == r["latency_ms"]["mean"] == pytest.approx(8.06427)
+    assert "mean" in r["details"]["median_from"]
+    assert r["peak_rss_mb"] is None and r["rss_added_mb"] == pytest.approx(31.8086)
+
+
+def test_executor_runner_drops_warmup_iterations():
+    r = parse_executor_runner((LOGS / "executor_runner.txt").read_text(), warmup=2)
+    samples = [4.051, 3.958, 4.010, 3.999, 4.104, 3.947]
+    assert r["latency_ms"]["iterations"] == 6 and r["latency_ms"]["warmup"] == 2
+    assert r["latency_ms"]["median"] == pytest.approx(float(np.median(samples)))
+    assert r["load_ms"] == pytest.approx(27.702 + 9.554)
+    assert r["details"]["threads"] == 2
+
+
+def test_executor_runner_total_only():
+    r = parse_executor_runner((LOGS / "executor_runner_old.txt").read_text(), warmup=5)
+    assert r["latency_ms"]["mean"] == pytest.approx(119.091 / 20) and r["latency_ms"]["iterations"] == 20
+    assert "total" in r["details"]["median_from"]
+
+
+@pytest.mark.parametrize("fixture,parse,message", [
+    ("benchmark_model_error.txt", parse_benchmark_model, "Could not open"),
+    ("executor_runner_error.txt", lambda t: parse_executor_runner(t, 0), "Missing operator"),
+])
+def test_tool_failures_name_the_cause(fixture, parse, message):
+    with pytest.raises(DeviceError, match=message):
+        parse((LOGS / fixture).read_text())
+
+
+def test_native_command_lines():
+    cfg = BenchConfig(warmup=3, iterations=20, threads=4)
+    bm = NATIVE_TOOLS.get("tflite").command("/t/benchmark_model", "/t/m.tflite", cfg)
+    assert "--graph=/t/m.tflite" in bm and "--num_threads=4" in bm and "--num_runs=20" in bm
+    assert "--warmup_runs=3" in bm and "--use_xnnpack=true" in bm
+    off = BenchConfig(budget_s=2.5, options={"tflite": {"xnnpack": False}})
+    bm = NATIVE_TOOLS.get("tflite").command("b", "m", off)
+    assert "--use_xnnpack=false" in bm and "--min_secs=2.5" in bm
+    er = NATIVE_TOOLS.get("executorch").command("/t/executor_runner", "/t/m.pte", cfg)
+    assert "--model_path=/t/m.pte" in er and "--num_executions=23" in er and "--cpu_threads=4" in er
+
+
+def test_app_protocol_parameters():
+    req = AppRequest("/sdcard/x/m.pte", "/sdcard/x/result.json", "/sdcard/x/inputs.f32", (16, 2, 3, 32, 32),
+                     BenchConfig(warmup=2, iterations=7, threads=3))
+    cmd = intent_command(req)
+    for part in ("-n org.egoedge.demo/org.egoedge.demo.BenchmarkActivity", "--es model /sdcard/x/m.pte",
+                 "--ei iterations 7", "--ei warmup 2", "--ei threads 3", "--ez xnnpack true",
+                 "--es input_shape 16,2,3,32,32", "--es result /sdcard/x/result.json"):
+        assert part in cmd
+    env = launch_env(req)
+    assert "EGOEDGE_ITERATIONS=7" in env and "EGOEDGE_XNNPACK=true" in env and env[0] == "--env"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("not json", "not JSON"),
+    (json.dumps({"protocol": 2, "status": "ok"}), "protocol 2"),
+    (json.dumps({"protocol": 1, "status": "error", "error": "out of memory"}), "out of memory"),
+    (json.dumps({"protocol": 1, "status": "ok", "latency_ms": []}), "per-iteration"),
+])
+def test_app_result_errors(text, message):
+    with pytest.raises(DeviceError, match=message):
+        parse_app_result(text)
+
+
+def test_app_result_ok():
+    r = parse_app_result(json.dumps({"protocol": 1, "status": "ok", "warmup": 2, "load_ms": 10.0,
+                                     "latency_ms": [3.0, 4.0, 5.0], "peak_rss_mb": 80.0, "logits": [[0.1, 0.9]]}))
+    assert r["latency_ms"]["median"] == 4.0 and r["latency_ms"]["warmup"] == 2
+    assert r["logits"].shape == (1, 2) and r["peak_rss_mb"] == 80.0
+
+
+def _info(id, usable=True, emulator=False, reason=None):
+    return DeviceInfo("android", id, id, "device" if usable else "unauthorized", usable, reason,
+                      {"emulator": emulator})
+
+
+@pytest.mark.parametrize("spec,found,expect", [
+    ("android", [_info("A")], "A"),
+    ("android:B", [_info("A"), _info("B")], "B"),
+    ("emulator", [_info("A"), _info("emulator-5554", emulator=True)], "emulator-5554"),
+    ("android", [_info("A"), _info("B")], "several android devices"),
+    ("android:C", [_info("A")], "no android device 'C' (attached: A)"),
+    ("android", [_info("A", usable=False, reason="accept the prompt")], "A: accept the prompt"),
+    ("emulator", [_info("A")], "no usable emulator device"),
+])
+def test_select_device(spec, found, expect):
+    if len(expect) < 16:
+        assert select_device(spec, lambda kind: found).id == expect
+    else:
+        with pytest.raises(DeviceError, match=expect.replace("(", r"\(").replace(")", r"\)")):
+            select_device(spec, lambda kind: found)
+
+
+def test_device_specs():
+    assert parse_device_specs("host, android:X") == ["host", "android:X"]
+    for bad, message in (("", "empty"), ("gpu", "unknown device"), ("host:1", "takes no"), ("ios,ios", "twice")):
+        with pytest.raises(DeviceError, match=message):
+            parse_device_specs(bad)
+
+
+# --- whole runs through the stand-in adb -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, mini_data_cfg):
+    from conftest import make_ckpt
+
+    from edge.export import ExportConfig, export_checkpoint
+
+    tmp = tmp_path_factory.mktemp("ondevice")
+    ckpt = make_ckpt(tmp / "student.pt", mini_data_cfg)
+    export_checkpoint(ckpt, tmp / "export", ExportConfig(formats=("executorch", "tflite", "onnx"), parity_samples=4))
+    return tmp / "export"
+
+
+@pytest.fixture
+def phone(monkeypatch, tmp_path):
+    monkeypatch.setenv("EGOEDGE_ADB", str(FAKE_ADB))
+    monkeypatch.setenv("FAKE_DEVICE_ROOT", str(tmp_path / "phone"))
+    monkeypatch.setattr("bench.ondevice.android.POLL_S", 0.01)
+    return monkeypatch
+
+
+def _tool(tmp_path, name, log):
+    """A 'native binary' that prints a recorded log, as the real tool would on the phone."""
+    path = tmp_path / name
+    path.write_text(f"#!/bin/sh\ncat {LOGS / log}\n")
+    return path
+
+
+CFG = BenchConfig(warmup=1, iterations=3, isolate=False)
+
+
+def test_native_tools_on_a_phone(phone, exported, tmp_path):
+    from bench.session import bench_export
+
+    tools = {"tflite": _tool(tmp_path, "benchmark_model", "benchmark_model_v2.txt"),
+             "executorch": _tool(tmp_path, "executor_runner", "executor_runner.txt")}
+    report, paths = bench_export(exported, tmp_path / "out", "android", CFG, tools)
+    phone_rows = [r for r in report["results"] if r["device"] == "android:FAKE0001"]
+    assert {r["name"] for r in phone_rows} == {"student_executorch_fp32@android", "student_tflite_fp32@android"}
+    assert all(r["status"] == "ok" for r in phone_rows), phone_rows
+    tfl = next(r for r in phone_rows if r["format"] == "tflite")
+    assert tfl["runtime"] == "litert-benchmark_model" and tfl["latency_ms"]["median"] == pytest.approx(3.726)
+    assert tfl["gmacs_per_s"] > 0 and tfl["peak_pct"] is None  # the host's GEMM peak is not the phone's
+    assert report["devices"]["android:FAKE0001"]["skipped"]["student_onnx_fp32"].startswith("no Android runner")
+    assert [r["device"] for r in report["results"] if r["format"] == "pytorch"] == ["host"]
+    assert (tmp_path / "phone/data/local/tmp/egoedge/student_tflite_fp32.tflite").is_file()
+    saved = json.loads(paths["report.json"].read_text())
+    assert "partial" not in saved and len(saved["results"]) == 3
+
+
+def test_demo_app_gives_accuracy_and_agreement(phone, exported, tmp_path, mini_data_cfg):
+    from bench.session import bench_export
+    from edge.export import run_session
+    from trainer.checkpoint import load_model
+    from trainer.data import load_split, preprocess_spec, to_model_input
+
+    model, _ = load_model(exported.parent / "student.pt")
+    inputs = to_model_input(load_split(mini_data_cfg, "test").clips, preprocess_spec(mini_data_cfg)).numpy()
+    from bench.runners import RUNNERS
+
+    np.save(tmp_path / "logits.npy", run_session(RUNNERS.get("pytorch").open(model, 1), inputs))
+    phone.setenv("FAKE_APP", "1")
+    phone.setenv("FAKE_APP_LOGITS", str(tmp_path / "logits.npy"))
+    report, _ = bench_export(exported, tmp_path / "out", "android:FAKE0001", CFG)
+    rows = [r for r in report["results"] if r["device"] != "host"]
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
+    for r in rows:
+        assert r["runtime"].endswith("-android-app") and r["top1_agreement"] == 100.0
+        assert r["latency_ms"]["iterations"] == 3 and r["peak_rss_mb"] == 88.2
+    assert (tmp_path / "phone/sdcard/Android/data/org.egoedge.demo/files/egoedge/inputs.f32").stat().st_size \
+        == inputs.astype(np.float32).nbytes
+
+
+@pytest.mark.parametrize("mode,message", [("crash", "exited without a result (crash log: "),
+                                          ("error", "Failed to load method forward")])
+def test_app_faults_are_per_artifact(phone, exported, tmp_path, mode, message):
+    from bench.session import bench_export
+
+    phone.setenv("FAKE_APP", "1")
+    phone.setenv("FAKE_APP_MODE", mode)
+    report, _ = bench_export(exported, tmp_path / "out", "android", CFG)
+    rows = [r for r in report["results"] if r["device"] != "host"]
+    assert len(rows) == 2 and all(r["status"] == "failed" and message in r["error"] for r in rows), rows
+
+
+def test_unplugged_mid_run_keeps_what_was_measured(phone, exported, tmp_path):
+    from bench.session import bench_export
+
+    phone.setenv("FAKE_UNPLUG_AFTER", "1")
+    tools = {"tflite": _tool(tmp_path, "benchmark_model", "benchmark_model_v2.txt"),
+             "executorch": _tool(tmp_path, "executor_runner", "executor_runner.txt")}
+    report, paths = bench_export(exported, tmp_path / "out", "android", CFG, tools)
+    rows = [r for r in report["results"] if r["device"] != "host"]
+    assert rows[0]["status"] == "ok"
+    assert rows[1]["status"] == "failed" and "not found" in rows[1]["error"]
+    saved = json.loads(paths["report.json"].read_text())
+    assert saved["results"][-2]["status"] == "ok"
+
+
+def test_tool_failure_on_the_phone_is_reported(phone, exported, tmp_path):
+    from bench.session import bench_export
+
+    tools = {"executorch": _tool(tmp_path, "executor_runner", "executor_runner_error.txt")}
+    report, _ = bench_export(exported, tmp_path / "out", "android", CFG, tools)
+    et = next(r for r in report["results"] if r["name"] == "student_executorch_fp32@android")
+    assert et["status"] == "failed" and "Missing operator" in et["error"]
+    skipped = report["devices"]["android:FAKE0001"]["skipped"]  # no tool and no app for tflite: not a row
+    assert "demo app (org.egoedge.demo) is not installed" in skipped["student_tflite_fp32"]
