@@ -194,6 +194,48 @@ def export(
 
 
 @app.command()
+def quantize(
+    checkpoint: Path = typer.Argument(..., help="A trained student checkpoint (.pt)."),
+    backend: str = typer.Option("xnnpack", help="Quantizer of the intended target: xnnpack (ExecuTorch, "
+                                "Core ML W8A8) or litert (TFLite)."),
+    observer: str = typer.Option("histogram", help="Activation observer: histogram, minmax, percentile."),
+    calib: int = typer.Option(256, help="Calibration clips drawn from the checkpoint's training split."),
+    target_agreement: float = typer.Option(99.0, help="Stop keeping blocks fp32 once top-1 agreement with fp32 "
+                                           "on the validation split reaches this (%)."),
+    max_fallback: int = typer.Option(4, help="At most this many blocks stay fp32 (0: quantize everything)."),
+    skip: str = typer.Option("", help="Comma-separated blocks to keep fp32 from the start."),
+    val_samples: int = typer.Option(160, help="Validation clips scored per sensitivity trial."),
+    out: Path = typer.Option(None, help="Output folder (default: beside the checkpoint)."),
+) -> None:
+    """Static int8 PTQ with measured per-block fp32 fallback; writes NAME_int8.pt2 and NAME_int8.json.
+
+    Example: egoedge quantize runs/quick/student.pt --observer percentile --max-fallback 2
+    """
+    from trainer.quantize.ptq import PTQConfig, quantize_checkpoint
+
+    try:
+        if not checkpoint.is_file():
+            raise EgoedgeError(f"checkpoint not found: {checkpoint}")
+        cfg = PTQConfig(backend=backend, observer=observer, calibration=calib, val_samples=val_samples,
+                        target_agreement=target_agreement, max_fallback=max_fallback,
+                        skip=tuple(s.strip() for s in skip.split(",") if s.strip()))
+        with RichProgress() as progress:
+            report = quantize_checkpoint(checkpoint, out or checkpoint.parent, cfg, progress)
+    except EgoedgeError as e:
+        fail(str(e))
+    table = Table(title=f"PTQ int8 ({backend}, {observer} observer, {calib} calibration clips)")
+    for col in ("model", "top-1 %", "top-5 %", "agreement %"):
+        table.add_column(col)
+    table.add_row("fp32", f"{report['fp32']['top1']:.1f}", f"{report['fp32']['top5']:.1f}", "100.0")
+    table.add_row("int8", f"{report['int8']['top1']:.1f}", f"{report['int8']['top5']:.1f}",
+                  f"{report['test_agreement']:.1f}")
+    console.print(table)
+    console.print(f"kept fp32: {', '.join(report['skip']) or 'nothing'}; validation agreement "
+                  f"{report['val_agreement']:.1f}%; {report['wall_s']:.0f} s", highlight=False)
+    console.print(f"wrote {report['artifact']} and {Path(report['artifact']).stem}.json", highlight=False)
+
+
+@app.command()
 def bench(
     export_dir: Path = typer.Argument(..., help="A folder with manifest.json (from `egoedge export`)."),
     device: str = typer.Option("host", help="Where to run, comma-separated: host, android[:SERIAL], "

@@ -23,6 +23,7 @@ from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
 from trainer.data import DataConfig, label_names, load_split, preprocess_spec
 from trainer.models import build_model
+from trainer.quantize.ptq import PTQConfig, quantize_checkpoint
 from trainer.train import KDConfig, TrainConfig, distill_student, evaluate, linear_probe, train_teacher
 
 
@@ -47,6 +48,7 @@ class RunConfig:
     kd: KDConfig = field(default_factory=KDConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    ptq: PTQConfig | None = field(default_factory=lambda: PTQConfig(max_fallback=0))  # None: no int8 student
     linear_probe: bool = True
 
 
@@ -61,6 +63,7 @@ PRESETS: dict[str, RunConfig] = {
         teacher_train=TrainConfig(epochs=1, batch_size=16), student_train=TrainConfig(epochs=1, batch_size=16),
         export=ExportConfig(formats=("executorch", "onnx"), parity_samples=8),
         bench=BenchConfig(warmup=1, iterations=3),
+        ptq=PTQConfig(calibration=16, val_samples=8, max_fallback=0),
         linear_probe=False,
     ),
     # The default: about 14 minutes on 2 CPU cores (6.5 of them exporting 11 artifacts).
@@ -199,6 +202,12 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
 
     student_target = checkpoint_target(student_path, "student", compare_to_reference=True)
     targets: list[Target] = [checkpoint_target(teacher_path, "teacher", compare_to_reference=False), student_target]
+    if cfg.ptq is not None:  # the PTQ int8 student, measured as the PyTorch program it is
+        ptq = quantize_checkpoint(student_path, out, cfg.ptq, progress)
+        log("ptq", **{k: ptq[k] for k in ("skip", "val_agreement", "fp32", "int8", "test_agreement")})
+        int8_path = out / ptq["artifact"]
+        targets.append(Target("student_int8", "pytorch", "int8", int8_path, int8_path.stat().st_size,
+                              student_target.params, student_target.macs, True, path=int8_path))
     targets += manifest_targets(out / "export", manifest, student_target.params, student_target.macs)
     report = {**host_report(targets, cfg.data, preprocess, cfg.bench, progress),
               "run": {"preset": cfg.preset, "dataset": cfg.data.name, "linear_probe_top1": probe,

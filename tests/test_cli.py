@@ -24,15 +24,17 @@ def test_run_writes_the_run_folder(mini_run):
     out, output = mini_run
     for name in ("teacher.pt", "student.pt", "export/manifest.json", "export/sample_input.npy",
                  "export/sample_output.npy", "export/student_executorch_fp32.pte", "report.json", "report.md",
-                 "pareto.png", "log.jsonl"):
+                 "pareto.png", "log.jsonl", "student_int8.pt2", "student_int8.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.resume.pt"))
     report = json.loads((out / "report.json").read_text())
     validate_report(report)
     names = [r["name"] for r in report["results"]]
-    assert names == ["teacher", "student", "student_executorch_fp32", "student_onnx_fp32"]
+    assert names == ["teacher", "student", "student_int8", "student_executorch_fp32", "student_onnx_fp32"]
     assert all(r["status"] == "ok" for r in report["results"])
-    for artifact in report["results"][2:]:
+    int8 = report["results"][2]
+    assert (int8["format"], int8["precision"]) == ("pytorch", "int8") and int8["accuracy"] is not None
+    for artifact in report["results"][3:]:
         assert artifact["parity_max_abs"] <= 1e-4 and artifact["top1_agreement"] == 100.0
     assert report["results"][0]["params"] > report["results"][1]["params"]
     events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]

@@ -24,7 +24,10 @@ class PyTorchRunner:
         if options:
             raise EgoedgeError(f"pytorch runtime takes no options {sorted(options)}")
         torch.set_num_threads(threads)
-        model = (load_model(target)[0] if isinstance(target, Path) else target).eval()
+        if isinstance(target, Path):  # a checkpoint, or a torch.export program (the PTQ int8 student)
+            model = torch.export.load(target).module() if target.suffix == ".pt2" else load_model(target)[0].eval()
+        else:
+            model = target.eval()
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             with torch.inference_mode():

@@ -1,0 +1,127 @@
+"""PTQ: observers, blocks kept fp32, the fallback search, the int8 artifact and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.common.io import EgoedgeError
+from trainer.quantize.observers import OBSERVERS
+from trainer.quantize.pt2e import quantize_pt2e
+from trainer.quantize.ptq import PTQConfig, blocks_of, quantize_checkpoint, quantizer_for, run_ptq
+
+
+def _range(observer: str, x: torch.Tensor) -> tuple[float, float]:
+    obs = OBSERVERS.get(observer)()(dtype=torch.int8, qscheme=torch.per_tensor_affine)
+    obs(x)
+    scale, _ = obs.calculate_qparams()
+    return float(scale), float(obs.max_val)
+
+
+def test_percentile_observer_clips_outliers():
+    x = torch.randn(100_000)
+    x[0] = 1000.0  # one outlier
+    mm_scale, mm_max = _range("minmax", x)
+    pc_scale, pc_max = _range("percentile", x)
+    assert mm_max == pytest.approx(1000.0)
+    assert 3.0 < pc_max < 5.0 and pc_scale < mm_scale / 100
+
+
+@pytest.fixture(scope="module")
+def micro(mini_data_cfg):
+    import tempfile
+    from pathlib import Path
+
+    from conftest import make_ckpt
+
+    from trainer.checkpoint import load_model
+    from trainer.data import load_split, to_model_input
+
+    tmp = Path(tempfile.mkdtemp())
+    path = make_ckpt(tmp / "student.pt", mini_data_cfg)
+    model, ckpt = load_model(path)
+    x = to_model_input(load_split(mini_data_cfg, "train").clips[:16], ckpt["preprocess"])
+    return path, model, x
+
+
+def _quantized_modules(graph: torch.fx.GraphModule) -> set[str]:
+    """Modules with an op fed by a dequantize node, i.e. computing on int8 data or weights.
+
+    The q/dq nodes themselves carry no module stack; the ops that consume them do.
+    """
+    out = set()
+    for node in graph.graph.nodes:
+        fed_int8 = any("dequantize" in str(getattr(a, "target", "")) for a in node.all_input_nodes)
+        if fed_int8 and "quantize" not in str(node.target) and node.meta.get("nn_module_stack"):
+            out.add(list(node.meta["nn_module_stack"].values())[-1][0])
+    return out
+
+
+def test_skipped_blocks_stay_float(micro):
+    _, model, x = micro
+    calib = [(x[i:i + 1],) for i in range(8)]
+    everything = _quantized_modules(quantize_pt2e(model, (x[:1],), calib, quantizer_for("xnnpack", "minmax")))
+    assert any(m.startswith("head") for m in everything)
+    skipped = _quantized_modules(quantize_pt2e(model, (x[:1],), calib,
+                                               quantizer_for("xnnpack", "minmax", ("head", "encoder.stem"))))
+    assert not any(m.startswith(("head", "encoder.stem")) for m in skipped)
+    assert any(m.startswith("encoder.stages") for m in skipped)
+
+
+def test_blocks_of_lists_fallback_units(micro):
+    blocks = blocks_of(micro[1])
+    assert blocks[0] == "encoder.stem" and "encoder.stages.1.0" in blocks and blocks[-1] == "head"
+
+
+def test_fallback_search_records_every_step(micro):
+    _, model, x = micro
+    result = run_ptq(model, x[:8], x[8:], PTQConfig(observer="minmax", target_agreement=100.0, max_fallback=2))
+    assert set(result["sensitivity"]) == set(blocks_of(model)) or result["val_agreement"] == 100.0
+    assert len(result["skip"]) <= 2
+    assert result["steps"][0]["skip"] == [] and "logit_mse" in result["steps"][0]
+    accepted = [s for s in result["steps"] if s["skip"] == result["skip"]]
+    assert accepted and accepted[-1]["val_agreement"] == result["val_agreement"]
+
+
+def test_no_fallback_when_max_is_zero(micro):
+    _, model, x = micro
+    result = run_ptq(model, x[:8], x[8:], PTQConfig(target_agreement=100.0, max_fallback=0))
+    assert result["skip"] == [] and result["sensitivity"] == {}
+
+
+def test_quantize_checkpoint_writes_a_working_int8_program(micro, tmp_path):
+    path, model, x = micro
+    report = quantize_checkpoint(path, tmp_path, PTQConfig(calibration=16, val_samples=8, max_fallback=0))
+    program = torch.export.load(tmp_path / "student_int8.pt2").module()
+    with torch.no_grad():
+        y = program(x[:1])
+    assert y.shape == (1, 16) and torch.isfinite(y).all()
+    saved = json.loads((tmp_path / "student_int8.json").read_text())
+    assert saved["skip"] == [] and 0 <= saved["int8"]["top1"] <= 100 and saved["config"]["backend"] == "xnnpack"
+    assert report["test_agreement"] == saved["test_agreement"]
+    assert np.isfinite(report["wall_s"])
+
+
+@pytest.mark.parametrize("cfg,message", [
+    (PTQConfig(observer="kmeans"), "unknown observer 'kmeans'"),
+    (PTQConfig(backend="tensorrt"), "unknown PTQ backend 'tensorrt'"),
+    (PTQConfig(calibration=4), "too small"),
+    (PTQConfig(calibration=16, skip=("encoder.nope",)), "unknown block"),
+])
+def test_bad_settings_are_one_line(micro, tmp_path, cfg, message):
+    with pytest.raises(EgoedgeError, match=message):
+        quantize_checkpoint(micro[0], tmp_path, cfg)
+
+
+def test_cli_quantize(micro, tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, ["quantize", str(micro[0]), "--calib", "16", "--val-samples", "8",
+                                      "--max-fallback", "0", "--observer", "percentile", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "int8" in result.output and (tmp_path / "student_int8.pt2").is_file()
+    result = CliRunner().invoke(app, ["quantize", str(tmp_path / "none.pt")])
+    assert result.exit_code == 1 and "checkpoint not found" in result.output
