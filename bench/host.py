@@ -133,6 +133,27 @@ def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig) -> dict:
     return out
 
 
+def new_row(tgt: Target, name: str, device: str, runtime: str) -> dict:
+    """A report row for ``tgt`` before measuring: every field present, status failed until it runs."""
+    return {"name": name, "format": tgt.format, "precision": tgt.precision, "device": device, "runtime": runtime,
+            "size_bytes": tgt.size_bytes, "params": tgt.params, "macs": tgt.macs, "load_ms": None,
+            "latency_ms": None, "peak_rss_mb": None, "rss_added_mb": None, "accuracy": None,
+            "top1_agreement": None, "parity_max_abs": None, "status": "failed", "error": None}
+
+
+def finish_row(row: dict, tgt: Target, logits: np.ndarray | None, labels: np.ndarray,
+               reference: np.ndarray | None) -> None:
+    """Accuracy and parity from a measured target's logits; ok, unless the export's gate refused it."""
+    if logits is not None:
+        row["accuracy"] = topk_accuracy(logits, labels)
+        if reference is not None:
+            parity = compare(reference, logits)
+            row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
+    row["status"] = "ok"
+    if tgt.refused:
+        row["status"], row["error"] = "failed", f"refused by the parity gate: {tgt.refused}"
+
+
 def error_line(e: BaseException) -> str:
     """One line for a report row: our own errors as written, others with their type."""
     text = str(e).splitlines()[0] if str(e) else ""
@@ -154,12 +175,7 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
         if cfg.isolate:
             np.save(inputs_path, inputs)
         for tgt in targets:
-            runner = RUNNERS.get(tgt.format)
-            row = {"name": tgt.name, "format": tgt.format, "precision": tgt.precision, "device": "host",
-                   "runtime": runner.runtime, "size_bytes": tgt.size_bytes, "params": tgt.params,
-                   "macs": tgt.macs, "load_ms": None, "latency_ms": None, "peak_rss_mb": None,
-                   "rss_added_mb": None, "accuracy": None, "top1_agreement": None, "parity_max_abs": None,
-                   "status": "failed", "error": None}
+            row = new_row(tgt, tgt.name, "host", RUNNERS.get(tgt.format).runtime)
             if cfg.options.get(tgt.format):
                 row["runtime_options"] = cfg.options[tgt.format]
             try:
@@ -168,16 +184,9 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
                        else measure(tgt.format, tgt.target, inputs, cfg, progress, f"accuracy {tgt.name}"))
                 logits = out.pop("logits")
                 row.update(out)
-                if logits is not None:
-                    row["accuracy"] = topk_accuracy(logits, test.labels)
-                    if tgt.compare_to_reference:
-                        if reference is None:
-                            reference = logits
-                        parity = compare(reference, logits)
-                        row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
-                row["status"] = "ok"
-                if tgt.refused:
-                    row["status"], row["error"] = "failed", f"refused by the parity gate: {tgt.refused}"
+                if logits is not None and tgt.compare_to_reference and reference is None:
+                    reference = logits
+                finish_row(row, tgt, logits, test.labels, reference if tgt.compare_to_reference else None)
             except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
                 row["error"] = error_line(e)
             results.append(row)

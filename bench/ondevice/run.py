@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.devices import DEVICES, DeviceError, DeviceInfo
-from bench.host import BenchConfig, Target
+from bench.host import BenchConfig, Target, finish_row, new_row
 from bench.ondevice.registry import BACKENDS
-from edge.parity import compare
 from trainer.common.progress import Progress, no_progress
-from trainer.train import topk_accuracy
 
 DEVICE_KINDS = ("host", "android", "emulator", "ios")
 
@@ -79,11 +77,7 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], inputs: np.ndarra
         if reason := backend.unsupported(tgt.format):
             skipped[tgt.name] = reason
             continue
-        row = {"name": f"{tgt.name}@{device.kind}", "format": tgt.format, "precision": tgt.precision,
-               "device": device_label(device), "runtime": backend.runtime(tgt.format), "size_bytes": tgt.size_bytes,
-               "params": tgt.params, "macs": tgt.macs, "load_ms": None, "latency_ms": None, "peak_rss_mb": None,
-               "rss_added_mb": None, "accuracy": None, "top1_agreement": None, "parity_max_abs": None,
-               "status": "failed", "error": None}
+        row = new_row(tgt, f"{tgt.name}@{device.kind}", device_label(device), backend.runtime(tgt.format))
         if gone:
             row["error"] = f"not run: {gone}"
         else:
@@ -92,16 +86,9 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], inputs: np.ndarra
                 measured = backend.run(tgt.target, tgt.format, inputs if cfg.accuracy else None)
                 logits = measured.pop("logits", None)
                 row.update({k: v for k, v in measured.items() if k != "details"}, tool=measured.get("details"))
-                if logits is not None:
-                    if logits.shape[0] != len(labels):
-                        raise DeviceError(f"the app returned {logits.shape[0]} logit rows for {len(labels)} clips")
-                    row["accuracy"] = topk_accuracy(logits, labels)
-                    if reference is not None:
-                        parity = compare(reference, logits)
-                        row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
-                row["status"] = "ok"
-                if tgt.refused:
-                    row["status"], row["error"] = "failed", f"refused by the parity gate: {tgt.refused}"
+                if logits is not None and logits.shape[0] != len(labels):
+                    raise DeviceError(f"the app returned {logits.shape[0]} logit rows for {len(labels)} clips")
+                finish_row(row, tgt, logits, labels, reference)
             except DeviceError as e:
                 row["error"] = str(e)
                 gone = backend.alive()
