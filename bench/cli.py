@@ -7,48 +7,15 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.console import RichProgress, console, err_console, fail
 from bench.pipeline import PRESETS, resolve_config
 from trainer.common.io import EgoedgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts.")
-console = Console()
-err_console = Console(stderr=True)
-
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # choices come from the presets
-
-
-class RichProgress:
-    """Turns the library's ``progress(stage, done, total, info)`` calls into rich progress bars."""
-
-    def __init__(self) -> None:
-        self.bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console,
-                            transient=False)
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self) -> RichProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
-
-    def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(stage, total=total, info="")
-        text = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
-        self.bar.update(self.tasks[stage], completed=done, total=total, info=text)
-
-
-def fail(message: str) -> None:
-    """Print one clear error line and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 # The terminal table keeps what fits 80 columns; report.md has every column.
@@ -85,6 +52,9 @@ def run(
     preset: Preset = typer.Option("quick", help="quick: about 14 min on 2 CPU cores; full: GPU-sized; mini: seconds."),
     data: str = typer.Option("synthetic", help="Dataset: 'synthetic' (the generated egocentric clips)."),
     out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
+    config: Path = typer.Option(None, help="YAML/JSON overrides of the preset (any part of run_config.yaml)."),
+    recipe: str = typer.Option(None, help="Distillation recipe of the student (default clip_kd); see `egoedge "
+                               "train student --help`."),
     student: str = typer.Option(None, help="MobileViT student variant: micro, tiny, xxs, xs, s."),
     alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
     beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
@@ -106,7 +76,8 @@ def run(
             raise EgoedgeError(f"--threads must be >= 1, got {threads}")
         if iterations is not None and iterations < 1:
             raise EgoedgeError(f"--iterations must be >= 1, got {iterations}")
-        cfg = resolve_config(preset.value, student_variant=student, alpha=alpha, beta=beta, gamma=gamma,
+        cfg = resolve_config(preset.value, config, recipe=recipe, student_variant=student, alpha=alpha, beta=beta,
+                             gamma=gamma,
                              temperature=temperature, threads=threads, iterations=iterations)
         out = out or Path("runs") / preset.value
         with RichProgress() as progress:
@@ -335,6 +306,11 @@ def report(
                                                                           only_in(other, base))):
         if names:
             console.print(f"{label}: {', '.join(names)}", highlight=False)
+
+
+from bench.cli_train import train_app  # noqa: E402  (needs `app`'s helpers above)
+
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from bench.machine import machine_info
-from bench.measure import PeakRSS, count_macs, count_params, time_calls
+from bench.measure import PeakRSS, time_calls
 from bench.peak import add_throughput, measure_peaks
 from bench.runners import RUNNERS
 from edge.export import run_session
 from edge.parity import compare
 from trainer.checkpoint import load_model
+from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
 from trainer.data import DataConfig, load_split, to_model_input
@@ -206,6 +207,8 @@ def host_report(targets: list[Target], data_cfg: DataConfig, preprocess: dict, c
 
 def teacher_of(source: Path, ckpt: dict) -> Path | None:
     """The teacher checkpoint a student was distilled from, if it is still beside it."""
-    name = (ckpt.get("config") or {}).get("teacher")
+    config = ckpt.get("config") or {}
+    names = config.get("teachers") or [config.get("teacher")]  # stored relative to the student's folder
+    name = names[0]
     path = source.parent / name if isinstance(name, str) else None
     return path if path is not None and path.is_file() else None

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 
 def latency_stats(samples_ms: list[float], warmup: int) -> dict:
@@ -84,18 +83,3 @@ class PeakRSS:
         self._read()  # the block's last state, however short the block was
         self._stop.set()
         self._thread.join()
-
-
-def count_params(model: torch.nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> int:
-    """Multiply-accumulates of one forward pass, from torch's FLOP counter (FLOPs / 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.eval()(*example_inputs)
-    return int(counter.get_total_flops() // 2)

@@ -1,4 +1,4 @@
-"""``egoedge run``: data -> teacher -> distilled student -> export -> host bench -> report.
+"""``egoedge run``: data -> teacher -> distilled student -> CBKD student -> int8 student -> export -> bench.
 
 Every stage writes plain files into the run folder (DESIGN.md Contracts), so any stage can
 be re-run alone from them.
@@ -12,27 +12,20 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
-
 from bench.host import BenchConfig, Target, checkpoint_target, host_report, manifest_targets
 from bench.report import summarize, write_report
 from edge.export import ExportConfig, export_checkpoint
 from edge.exporters import EXPORTERS
-from trainer.checkpoint import save_checkpoint
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
-from trainer.data import DataConfig, label_names, load_split, preprocess_spec
-from trainer.models import build_model
+from trainer.config import merge, read_config_file, to_dict, write_config_file
+from trainer.data import DataConfig, label_names
+from trainer.engine import TrainConfig
+from trainer.prune.cbkd import CBKDConfig
 from trainer.quantize.ptq import PTQConfig, quantize_checkpoint
-from trainer.train import KDConfig, TrainConfig, distill_student, evaluate, linear_probe, train_teacher
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """A registered architecture and its variant."""
-
-    arch: str
-    variant: str
+from trainer.recipes import DEFAULT_RECIPE, RECIPES
+from trainer.stages import ModelChoice, build, cbkd_stage, load_splits, student_stage, teacher_stage
+from trainer.train import KDConfig, linear_probe
 
 
 @dataclass(frozen=True)
@@ -45,13 +38,20 @@ class RunConfig:
     student: ModelChoice
     teacher_train: TrainConfig
     student_train: TrainConfig
-    kd: KDConfig = field(default_factory=KDConfig)
+    recipe: str = DEFAULT_RECIPE
+    kd: KDConfig | None = None  # None: the recipe's settings
+    cbkd: CBKDConfig | None = field(default_factory=CBKDConfig)  # None: no CBKD student
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     ptq: PTQConfig | None = field(default_factory=lambda: PTQConfig(max_fallback=0))  # None: no int8 student
     linear_probe: bool = True
 
+    def kd_settings(self) -> KDConfig:
+        """The KD settings in force: an explicit ``kd`` or the recipe's."""
+        return self.kd or RECIPES.get(self.recipe)
 
+
+_MINI_STAGE = TrainConfig(epochs=1, batch_size=16)
 ALL_FORMATS = tuple(EXPORTERS.keys())
 
 PRESETS: dict[str, RunConfig] = {
@@ -63,6 +63,7 @@ PRESETS: dict[str, RunConfig] = {
         teacher_train=TrainConfig(epochs=1, batch_size=16), student_train=TrainConfig(epochs=1, batch_size=16),
         export=ExportConfig(formats=("executorch", "onnx"), parity_samples=8),
         bench=BenchConfig(warmup=1, iterations=3),
+        cbkd=CBKDConfig(recover=_MINI_STAGE, finetune=_MINI_STAGE),
         ptq=PTQConfig(calibration=16, val_samples=8, max_fallback=0),
         linear_probe=False,
     ),
@@ -84,27 +85,43 @@ PRESETS: dict[str, RunConfig] = {
         teacher_train=TrainConfig(epochs=30, batch_size=32, lr=3e-4),
         student_train=TrainConfig(epochs=30, batch_size=32, lr=1e-3),
         export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=512),
+        cbkd=CBKDConfig(recover=TrainConfig(epochs=3, batch_size=32, lr=1e-3, label_smoothing=0.0),
+                        finetune=TrainConfig(epochs=10, batch_size=32, lr=3e-4)),
         bench=BenchConfig(warmup=10, iterations=100, isolate=True),
     ),
 }
 
 
-def resolve_config(preset: str, **overrides) -> RunConfig:
-    """A preset with ``None``-free overrides applied: ``student_variant``, ``alpha``, ``beta``, ``gamma``,
-    ``temperature``, ``threads``, ``iterations``, ``teacher_epochs``, ``student_epochs``."""
+def resolve_config(preset: str, config_file: str | Path | None = None, **overrides) -> RunConfig:
+    """A preset, then a YAML/JSON config file (any subset of :class:`RunConfig`), then CLI overrides.
+
+    Overrides (``None`` means unset): ``student_variant``, ``recipe``, ``alpha``, ``beta``, ``gamma``,
+    ``temperature``, ``threads``, ``iterations``, ``teacher_epochs``, ``student_epochs``.
+    """
     if preset not in PRESETS:
         raise EgoedgeError(f"unknown preset '{preset}'; valid: {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
     o = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(o) - {"student_variant", "alpha", "beta", "gamma", "temperature", "threads", "iterations",
-                        "teacher_epochs", "student_epochs"}
+    unknown = set(o) - {"student_variant", "recipe", "alpha", "beta", "gamma", "temperature", "threads",
+                        "iterations", "teacher_epochs", "student_epochs"}
     if unknown:
         raise EgoedgeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
+    file = read_config_file(config_file) if config_file is not None else {}
+    # The recipe picks the KD settings; a `kd:` section in the file then adjusts them field by field.
+    recipe = o.get("recipe") or file.get("recipe") or cfg.recipe
+    if recipe not in RECIPES:
+        raise EgoedgeError(f"unknown recipe '{recipe}'; valid: {', '.join(RECIPES.keys())}")
+    kd = cfg.kd if recipe == cfg.recipe else None
+    if isinstance(file.get("kd"), dict):
+        kd = merge(kd or RECIPES.get(recipe), file["kd"], where=f"{config_file}: kd")
+    rest = {k: v for k, v in file.items() if k not in ("recipe", "kd")}
+    cfg = merge(replace(cfg, recipe=recipe, kd=kd), rest, where=str(config_file)) if rest else \
+        replace(cfg, recipe=recipe, kd=kd)
     if "student_variant" in o:
         cfg = replace(cfg, student=ModelChoice(cfg.student.arch, o["student_variant"]))
     kd = {k: o[k] for k in ("alpha", "beta", "gamma", "temperature") if k in o}
     if kd:
-        cfg = replace(cfg, kd=replace(cfg.kd, **kd))
+        cfg = replace(cfg, kd=replace(cfg.kd_settings(), **kd))
     if "threads" in o:
         cfg = replace(cfg, bench=replace(cfg.bench, threads=o["threads"]))
     if "iterations" in o:
@@ -137,22 +154,10 @@ def _check_out_dir(out: Path) -> None:
         raise EgoedgeError(f"run folder {out} is not writable; choose another --out")
 
 
-def _train_model(choice: ModelChoice, cfg: RunConfig, num_classes: int):
-    kwargs = {"num_classes": num_classes, "frames": cfg.data.frames, "size": cfg.data.size, "variant": choice.variant}
-    try:
-        return build_model(choice.arch, **kwargs), kwargs
-    except (KeyError, ValueError) as e:
-        raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
-
-
-def build_models(cfg: RunConfig, num_classes: int):
-    """Seeded teacher and student, ``((model, kwargs), (model, kwargs))``.
-
-    Both are built before any training, so a bad architecture option fails in a second, not
-    after minutes of teacher training; the seed comes first so initialisation is reproducible.
-    """
-    torch.manual_seed(cfg.data.seed)
-    return _train_model(cfg.teacher, cfg, num_classes), _train_model(cfg.student, cfg, num_classes)
+def check_models(cfg: RunConfig, num_classes: int) -> None:
+    """Build teacher and student once before any training, so a bad option fails in a second, not after minutes."""
+    build(cfg.teacher, cfg.data, num_classes)
+    build(cfg.student, cfg.data, num_classes)
 
 
 def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
@@ -160,58 +165,58 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     out = Path(out)
     _check_out_dir(out)
     t_start = time.perf_counter()
-    labels = label_names(cfg.data)
-    (teacher, t_kwargs), (student, s_kwargs) = build_models(cfg, len(labels))
+    check_models(cfg, len(label_names(cfg.data)))
     log = RunLog(out / "log.jsonl")
-    log("start", config=asdict(cfg))
+    log("start", config=to_dict(cfg))
+    write_config_file(cfg, out / "run_config.yaml")  # the resolved settings; `--config` accepts it back
+    epoch_log = lambda record: log("epoch", **record)  # noqa: E731
 
     progress("data", 0, 1, {})
-    train = load_split(cfg.data, "train")
-    val, test = load_split(cfg.data, "val"), load_split(cfg.data, "test")
-    preprocess = preprocess_spec(cfg.data)
+    splits = load_splits(cfg.data)
+    preprocess = splits.preprocess
     progress("data", 1, 1, {})
-    log("data", train=len(train), val=len(val), test=len(test), seconds=round(time.perf_counter() - t_start, 1))
+    log("data", train=len(splits.train), val=len(splits.val), test=len(splits.test),
+        seconds=round(time.perf_counter() - t_start, 1))
     probe = None
     if cfg.linear_probe:
         progress("linear probe", 0, 1, {})
-        probe = linear_probe(train, test, preprocess)
+        probe = linear_probe(splits.train, splits.test, preprocess)
         progress("linear probe", 1, 1, {})
         log("linear_probe", top1=probe)
 
-    common = {"data": asdict(cfg.data), "preset": cfg.preset}
-    history = train_teacher(teacher, train, preprocess, cfg.teacher_train, progress, resume=out / "teacher.resume.pt")
-    t_metrics = {"val": evaluate(teacher, val, preprocess), "test": evaluate(teacher, test, preprocess),
-                 "history": history}
-    log("teacher", **{k: v for k, v in t_metrics.items() if k != "history"})
-    teacher_path = save_checkpoint(out / "teacher.pt", arch=cfg.teacher.arch, model_kwargs=t_kwargs, model=teacher,
-                                   metrics=t_metrics, label_names=labels, preprocess=preprocess,
-                                   config={**common, "train": asdict(cfg.teacher_train)})
-
-    history = distill_student(student, teacher, train, preprocess, cfg.student_train, cfg.kd, progress,
-                              resume=out / "student.resume.pt")
-    s_metrics = {"val": evaluate(student, val, preprocess), "test": evaluate(student, test, preprocess),
-                 "history": history}
-    log("student", **{k: v for k, v in s_metrics.items() if k != "history"})
-    student_path = save_checkpoint(out / "student.pt", arch=cfg.student.arch, model_kwargs=s_kwargs, model=student,
-                                   metrics=s_metrics, label_names=labels, preprocess=preprocess,
-                                   config={**common, "train": asdict(cfg.student_train), "kd": asdict(cfg.kd),
-                                           "teacher": "teacher.pt"})
+    common = {"preset": cfg.preset, "run": to_dict(cfg)}
+    teacher_path = teacher_stage(cfg.teacher, splits, cfg.teacher_train, out / "teacher.pt", progress, epoch_log,
+                                 common)
+    log("teacher", **_metrics_line(teacher_path))
+    student_path = student_stage(cfg.student, [teacher_path], splits, cfg.student_train, cfg.kd_settings(),
+                                 cfg.recipe, out / "student.pt", progress, epoch_log, common)
+    log("student", **_metrics_line(student_path))
+    cbkd_path = None
+    if cfg.cbkd is not None:
+        cbkd_path, summary = cbkd_stage(student_path, splits, cfg.cbkd, out / "student_cbkd.pt", progress,
+                                        epoch_log, common)
+        log("cbkd", **_metrics_line(cbkd_path), macs_cut=summary["macs_cut"], params_cut=summary["params_cut"])
 
     manifest = export_checkpoint(student_path, out / "export", cfg.export, progress)
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
 
     student_target = checkpoint_target(student_path, "student", compare_to_reference=True)
     targets: list[Target] = [checkpoint_target(teacher_path, "teacher", compare_to_reference=False), student_target]
-    if cfg.ptq is not None:  # the PTQ int8 student, measured as the PyTorch program it is
-        ptq = quantize_checkpoint(student_path, out, cfg.ptq, progress)
-        log("ptq", **{k: ptq[k] for k in ("skip", "val_agreement", "fp32", "int8", "test_agreement")})
+    if cbkd_path is not None:
+        targets.append(checkpoint_target(cbkd_path, "student_cbkd", compare_to_reference=True))
+    if cfg.ptq is not None:  # the PTQ int8 student (of the CBKD student when there is one), as a PyTorch program
+        source = targets[-1] if cbkd_path is not None else student_target
+        ptq = quantize_checkpoint(source.path, out, cfg.ptq, progress)
+        log("ptq", source=source.name, **{k: ptq[k] for k in ("skip", "val_agreement", "fp32", "int8",
+                                                             "test_agreement")})
         int8_path = out / ptq["artifact"]
-        targets.append(Target("student_int8", "pytorch", "int8", int8_path, int8_path.stat().st_size,
-                              student_target.params, student_target.macs, True, path=int8_path))
+        targets.append(Target(f"{source.name}_int8", "pytorch", "int8", int8_path, int8_path.stat().st_size,
+                              source.params, source.macs, True, path=int8_path))
     targets += manifest_targets(out / "export", manifest, student_target.params, student_target.macs)
     report = {**host_report(targets, cfg.data, preprocess, cfg.bench, progress),
               "run": {"preset": cfg.preset, "dataset": cfg.data.name, "linear_probe_top1": probe,
-                      "wall_s": None, "kd": asdict(cfg.kd)}}
+                      "wall_s": None, "recipe": cfg.recipe, "kd": asdict(cfg.kd_settings()),
+                      "cbkd": _cbkd_summary(cbkd_path)}}
     report["summary"] = summarize(report)
     report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
     report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
@@ -219,3 +224,22 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
     return report
 
+
+def _metrics_line(path: Path) -> dict:
+    from trainer.checkpoint import read_checkpoint
+
+    m = read_checkpoint(path)["metrics"]
+    return {k: m[k] for k in ("val", "test", "params", "macs") if k in m}
+
+
+def _cbkd_summary(path: Path | None) -> dict | None:
+    """Per-stage params / MACs / validation top-1 of the CBKD student, for the report."""
+    if path is None:
+        return None
+    from trainer.checkpoint import read_checkpoint
+    from trainer.prune.cbkd import stage_table
+
+    m = read_checkpoint(path)["metrics"]["cbkd"]
+    return {"macs_cut": m["macs_cut"], "params_cut": m["params_cut"],
+            "stages": stage_table({**m, "final": {k: v for k, v in read_checkpoint(path)["metrics"].items()
+                                                  if k in ("params", "macs", "val")}})}

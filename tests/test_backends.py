@@ -8,7 +8,8 @@ import pytest
 @pytest.mark.parametrize("module", [
     "torch", "torchvision", "timm", "executorch.runtime", "executorch.exir",
     "executorch.backends.xnnpack.partition.xnnpack_partitioner", "coremltools", "litert_torch",
-    "ai_edge_litert.interpreter", "onnx", "onnxruntime", "typer", "rich", "matplotlib", "psutil",
+    "ai_edge_litert.interpreter", "onnx", "onnxruntime", "typer", "rich", "matplotlib", "psutil", "torch_pruning",
+    "yaml",
 ])
 def test_backend_imports(module):
     importlib.import_module(module)

@@ -24,17 +24,22 @@ def test_run_writes_the_run_folder(mini_run):
     out, output = mini_run
     for name in ("teacher.pt", "student.pt", "export/manifest.json", "export/sample_input.npy",
                  "export/sample_output.npy", "export/student_executorch_fp32.pte", "report.json", "report.md",
-                 "pareto.png", "log.jsonl", "student_int8.pt2", "student_int8.json"):
+                 "pareto.png", "log.jsonl", "student_cbkd.pt", "student_cbkd_int8.pt2", "student_cbkd_int8.json",
+                 "run_config.yaml", "student_cbkd_stages/cbkd_state.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.resume.pt"))
     report = json.loads((out / "report.json").read_text())
     validate_report(report)
     names = [r["name"] for r in report["results"]]
-    assert names == ["teacher", "student", "student_int8", "student_executorch_fp32", "student_onnx_fp32"]
+    assert names == ["teacher", "student", "student_cbkd", "student_cbkd_int8", "student_executorch_fp32",
+                     "student_onnx_fp32"]
     assert all(r["status"] == "ok" for r in report["results"])
-    int8 = report["results"][2]
+    teacher, student, cbkd, int8 = report["results"][:4]
     assert (int8["format"], int8["precision"]) == ("pytorch", "int8") and int8["accuracy"] is not None
-    for artifact in report["results"][3:]:
+    assert cbkd["macs"] < student["macs"] and cbkd["params"] < student["params"] and int8["params"] == cbkd["params"]
+    stages = report["run"]["cbkd"]["stages"]
+    assert [s["stage"] for s in stages] == ["start", "1", "2", "finetune"] and stages[1]["block"] == "stages.1"
+    for artifact in report["results"][4:]:
         assert artifact["parity_max_abs"] <= 1e-4 and artifact["top1_agreement"] == 100.0
     assert report["results"][0]["params"] > report["results"][1]["params"]
     events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
@@ -115,25 +120,30 @@ def test_help_lists_commands():
 
 @pytest.mark.parametrize("preset", ["mini", "quick", "full"])
 def test_every_preset_builds_its_models(preset):
-    from bench.pipeline import build_models, resolve_config
+    from bench.pipeline import resolve_config
+    from trainer.stages import build
 
-    (teacher, _), (student, _) = build_models(resolve_config(preset), 16)
+    cfg = resolve_config(preset)
+    teacher, _ = build(cfg.teacher, cfg.data, 16)
+    student, _ = build(cfg.student, cfg.data, 16)
     assert sum(p.numel() for p in teacher.parameters()) > sum(p.numel() for p in student.parameters())
 
 
-def test_model_initialisation_is_seeded():
+def test_teacher_stage_is_seeded(tmp_path, mini_data_cfg):
     import torch
 
-    from bench.pipeline import build_models, resolve_config
+    from trainer.checkpoint import read_checkpoint
+    from trainer.engine import TrainConfig
+    from trainer.stages import ModelChoice, load_splits, teacher_stage
 
-    cfg = resolve_config("mini")
-    torch.manual_seed(123)  # whatever came before must not matter
-    (t1, _), (s1, _) = build_models(cfg, 16)
-    torch.rand(10)
-    (t2, _), (s2, _) = build_models(cfg, 16)
-    for a, b in ((t1, t2), (s1, s2)):
-        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-            assert torch.equal(p, q), name
+    splits = load_splits(mini_data_cfg)
+    states = []
+    for name in ("a.pt", "b.pt"):
+        torch.manual_seed(len(name) + len(states))  # whatever came before must not matter
+        teacher_stage(ModelChoice("mobilevit", "micro"), splits, TrainConfig(epochs=1, batch_size=16), tmp_path / name)
+        states.append(read_checkpoint(tmp_path / name)["state_dict"])
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
 
 
 def test_overrides_reach_the_config():

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from bench.measure import PeakRSS, count_macs, latency_stats, time_calls
+from bench.measure import PeakRSS, latency_stats, time_calls
 from bench.report import render_markdown, validate_report, write_report
+from trainer.common.complexity import count_macs
 from trainer.models import build_model
 
 ROW = {"name": "student", "format": "pytorch", "precision": "fp32", "device": "host", "runtime": "torch-eager",

@@ -58,6 +58,10 @@ def load_model(path: str | Path) -> tuple[VideoClassifier, dict[str, Any]]:
     ckpt = read_checkpoint(path)
     try:
         model = build_model(ckpt["arch"], **ckpt["config"]["model"])
+        if ckpt["config"].get("pruning"):  # a CBKD student: replay its channel pruning first
+            from trainer.prune.cbkd import apply_pruning_config
+
+            apply_pruning_config(model, ckpt["config"]["pruning"])
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise EgoedgeError(f"{path}: cannot rebuild '{ckpt['arch']}' from its config: "

@@ -1,16 +1,14 @@
-"""Plain PyTorch training: the teacher with cross-entropy, the student with distillation.
+"""Training stages: the teacher with cross-entropy, the student with distillation.
 
-The loops read top to bottom: AdamW, linear warm-up then cosine decay, one epoch at a time,
-a resume file after every epoch so a killed run continues where it stopped.
+The loop itself lives in :mod:`trainer.engine`; each stage here only says what one batch's
+loss is.
 """
 
 from __future__ import annotations
 
-import io
-import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +16,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.common.io import write_bytes_atomic
 from trainer.common.progress import Progress, no_progress
 from trainer.data import ClipSplit, to_model_input
-from trainer.distill import DistillationLoss
+from trainer.distill import DistillationLoss, FeatureTaps, LogitEnsemble
+from trainer.engine import TrainConfig, device, fit, wrap_ddp
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of one training stage."""
-
-    epochs: int = 4
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_frac: float = 0.1
-    label_smoothing: float = 0.1
-    seed: int = 0
+__all__ = ["KDConfig", "TrainConfig", "default_hint_pair", "device", "distill_student", "evaluate",
+           "linear_probe", "predict", "topk_accuracy", "train_teacher"]
 
 
 @dataclass(frozen=True)
 class KDConfig:
-    """Weights of the student objective ``alpha*feature + beta*response + gamma*task`` and its temperature."""
+    """The student objective ``alpha*feature + beta*response + gamma*task + delta*hint``.
+
+    ``response``: ``response_kl`` (full KL at ``temperature``) or ``topk_kl`` (teacher's
+    ``top_k`` classes + rest). ``feature``: ``feature_mse`` or ``feature_cosine`` on the clip
+    embeddings. ``hints``: ``(student module, teacher module)`` name pairs for intermediate
+    FitNets hints; ``[("auto", "auto")]`` picks a pair at the same relative depth.
+    ``ensemble``: how several teachers' logits combine (``mean`` or ``learned``).
+    """
 
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 0.5
     temperature: float = 4.0
-
-
-def device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    response: str = "response_kl"
+    top_k: int = 5
+    feature: str = "feature_mse"
+    hints: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    delta: float = 1.0
+    ensemble: str = "mean"
 
 
 @torch.no_grad()
@@ -84,103 +80,128 @@ def evaluate(model: nn.Module, split: ClipSplit, preprocess: dict) -> dict[str, 
     return topk_accuracy(logits, split.labels)
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    warm = max(1, int(cfg.warmup_frac * total))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
-def _fit(model: nn.Module, extra: nn.Module | None, train: ClipSplit, preprocess: dict, cfg: TrainConfig,
-         step_loss: Callable[[torch.Tensor, torch.Tensor, np.ndarray], dict[str, torch.Tensor]],
-         stage: str, progress: Progress, resume: Path | None) -> list[dict]:
-    """Shared epoch loop; ``step_loss(x, y, idx)`` returns the loss dict of one batch."""
-    dev = next(model.parameters()).device
-    params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    history: list[dict] = []
-    start_epoch = 0
-    fingerprint = repr(asdict(cfg)) + stage
-    if resume is not None and resume.exists():
-        state = torch.load(resume, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            if extra is not None:
-                extra.load_state_dict(state["extra"])
-            opt.load_state_dict(state["optimizer"])
-            start_epoch, history = state["epoch"] + 1, list(state["history"])
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        sums: dict[str, float] = {}
-        t0 = time.perf_counter()
-        for b in range(steps_per_epoch):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(epoch * steps_per_epoch + b, total, cfg)
-            x = to_model_input(train.clips[idx], preprocess).to(dev)
-            y = torch.from_numpy(train.labels[idx]).to(dev)
-            terms = step_loss(x, y, idx)
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            progress(stage, epoch * steps_per_epoch + b + 1, total,
-                     {"epoch": epoch + 1, "loss": sums["loss"] / (b + 1)})
-        record = {"stage": stage, "epoch": epoch + 1, "seconds": time.perf_counter() - t0,
-                  **{k: v / steps_per_epoch for k, v in sums.items()}}
-        history.append(record)
-        if resume is not None:
-            buf = io.BytesIO()
-            torch.save({"fingerprint": fingerprint, "epoch": epoch, "history": history,
-                        "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "extra": extra.state_dict() if extra is not None else {}}, buf)
-            write_bytes_atomic(resume, buf.getvalue())
-    if resume is not None:
-        resume.unlink(missing_ok=True)
-    return history
+def _batch(train: ClipSplit, preprocess: dict, idx: np.ndarray, dev: torch.device):
+    x = to_model_input(train.clips[idx], preprocess).to(dev)
+    return x, torch.from_numpy(train.labels[idx]).to(dev)
 
 
 def train_teacher(model: nn.Module, train: ClipSplit, preprocess: dict, cfg: TrainConfig,
-                  progress: Progress = no_progress, resume: Path | None = None) -> list[dict]:
+                  progress: Progress = no_progress, resume: Path | None = None,
+                  log: Callable[[dict], None] | None = None, stage: str = "teacher") -> list[dict]:
     """Train ``model`` in place with label-smoothed cross-entropy; returns per-epoch history."""
-    model.to(device())
+    dev = device()
+    model.to(dev)
+    net = wrap_ddp(model)
 
-    def step(x, y, idx):
-        return {"loss": F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)}
+    def step(idx):
+        x, y = _batch(train, preprocess, idx, dev)
+        return {"loss": F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)}
 
-    return _fit(model, None, train, preprocess, cfg, step, "teacher", progress, resume)
+    return fit(model, list(model.parameters()), len(train), cfg, step, stage, progress, resume, log)
 
 
-def distill_student(student: nn.Module, teacher: nn.Module, train: ClipSplit, preprocess: dict,
-                    cfg: TrainConfig, kd: KDConfig, progress: Progress = no_progress,
-                    resume: Path | None = None) -> list[dict]:
-    """Distil ``teacher`` into ``student`` in place with :class:`DistillationLoss`.
+_BLOCK = re.compile(r"^(.*\.)?(stages|blocks|layers)\.\d+$")
 
-    The teacher is frozen and the clips are not augmented, so its logits and embeddings are
-    computed once for the whole training split instead of once per step.
+
+def default_hint_pair(student: nn.Module, teacher: nn.Module) -> tuple[str, str]:
+    """A (student, teacher) block pair at the same relative depth (2/3 of the way in) for hints."""
+    def blocks(model: nn.Module) -> list[str]:
+        names = [n for n, _ in model.named_modules() if _BLOCK.match(n)]
+        if not names:
+            raise ValueError(f"{type(model).__name__} has no numbered stages/blocks to take a hint from")
+        return names
+
+    s, t = blocks(student), blocks(teacher)
+    pick = lambda names: names[min(len(names) - 1, (2 * len(names)) // 3)]  # noqa: E731
+    return pick(s), pick(t)
+
+
+def _hint_names(kd: KDConfig, student: nn.Module, teacher: nn.Module) -> tuple[list[str], list[str]]:
+    pairs = [default_hint_pair(student, teacher) if p == ("auto", "auto") else tuple(p) for p in kd.hints]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module], train: ClipSplit,
+                    preprocess: dict, cfg: TrainConfig, kd: KDConfig, progress: Progress = no_progress,
+                    resume: Path | None = None, log: Callable[[dict], None] | None = None,
+                    teacher_inputs: Sequence[Callable[[np.ndarray], torch.Tensor]] | None = None) -> list[dict]:
+    """Distil one or several frozen teachers into ``student`` in place with :class:`DistillationLoss`.
+
+    The clips are not augmented, so each teacher's logits (and the first teacher's embeddings)
+    are computed once for the whole split instead of once per step; only intermediate hints
+    need the first teacher run per batch. Several teachers' logits are combined by a
+    :class:`LogitEnsemble` (``kd.ensemble``); ``teacher_inputs[i](indices)`` feeds teacher ``i``
+    its own modality (default: the RGB clip).
     """
     dev = device()
+    teachers = [teachers] if isinstance(teachers, nn.Module) else list(teachers)
     student.to(dev)
-    teacher.to(dev).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    t_logits, t_feats = predict(teacher, train, preprocess, features=True)
-    t_logits_t, t_feats_t = torch.from_numpy(t_logits).to(dev), torch.from_numpy(t_feats).to(dev)
-    loss = DistillationLoss(student.embed_dim, teacher.embed_dim, alpha=kd.alpha, beta=kd.beta, gamma=kd.gamma,
-                            temperature=kd.temperature, label_smoothing=cfg.label_smoothing).to(dev)
+    for t in teachers:
+        t.to(dev).eval()
+        for p in t.parameters():
+            p.requires_grad_(False)
+    rgb = lambda idx: to_model_input(train.clips[idx], preprocess)  # noqa: E731
+    inputs = list(teacher_inputs) if teacher_inputs is not None else [rgb] * len(teachers)
+    if len(inputs) != len(teachers):
+        raise ValueError(f"{len(teachers)} teachers but {len(inputs)} teacher input functions")
+    all_logits, first_feats = [], None
+    with torch.no_grad():
+        for i, (t, feed) in enumerate(zip(teachers, inputs, strict=True)):
+            chunks, feats = [], []
+            for s in range(0, len(train), 64):
+                idx = np.arange(s, min(s + 64, len(train)))
+                z, f = t(feed(idx).to(dev), return_features=True)
+                chunks.append(z.float())
+                feats.append(f.float())
+            all_logits.append(torch.cat(chunks))
+            if i == 0:
+                first_feats = torch.cat(feats)
+    ensemble = LogitEnsemble(len(teachers), kd.ensemble).to(dev)
+    labels_all = torch.from_numpy(train.labels).to(dev)
+    weights = ensemble.fit(torch.stack(all_logits), labels_all)
+    t_logits = ensemble(torch.stack(all_logits)).detach()
 
-    def step(x, y, idx):
-        feats = student.forward_features(x)
-        return loss({"student_logits": student.head(feats), "student_features": feats,
-                     "teacher_logits": t_logits_t[idx], "teacher_features": t_feats_t[idx], "labels": y})
+    hint_s, hint_t = _hint_names(kd, student, teachers[0])
+    hint_channels = None
+    if hint_s:
+        from trainer.distill import as_feature_map
 
-    return _fit(student, loss, train, preprocess, cfg, step, "student", progress, resume)
+        x0 = rgb(np.arange(min(2, len(train)))).to(dev)
+        with torch.no_grad(), FeatureTaps(student, hint_s) as ts, FeatureTaps(teachers[0], hint_t) as tt:
+            student.eval()
+            student(x0)
+            teachers[0](inputs[0](np.arange(min(2, len(train)))).to(dev))
+            hint_channels = [(as_feature_map(a).shape[1], as_feature_map(b).shape[1])
+                             for a, b in zip(ts.outputs, tt.outputs, strict=True)]
+    loss = DistillationLoss(student.embed_dim, teachers[0].embed_dim, alpha=kd.alpha, beta=kd.beta, gamma=kd.gamma,
+                            temperature=kd.temperature, label_smoothing=cfg.label_smoothing, response=kd.response,
+                            top_k=kd.top_k, feature=kd.feature, hint_channels=hint_channels, delta=kd.delta).to(dev)
+    net = wrap_ddp(student)
+    s_taps = FeatureTaps(student, hint_s).__enter__() if hint_s else None
+    t_taps = FeatureTaps(teachers[0], hint_t).__enter__() if hint_s else None
+
+    def step(idx):
+        x, y = _batch(train, preprocess, idx, dev)
+        logits, feats = net(x, return_features=True)
+        out = {"student_logits": logits, "student_features": feats, "teacher_logits": t_logits[idx],
+               "teacher_features": first_feats[idx], "labels": y}
+        if s_taps is not None:
+            with torch.no_grad():
+                teachers[0](inputs[0](idx).to(dev))
+            out["student_hints"], out["teacher_hints"] = s_taps.outputs, t_taps.outputs
+        return loss(out)
+
+    try:
+        history = fit(student, list(student.parameters()) + list(loss.parameters()), len(train), cfg, step,
+                      "student", progress, resume, log, extra=loss)
+    finally:
+        for taps in (s_taps, t_taps):
+            if taps is not None:
+                taps.__exit__(None, None, None)
+    if len(teachers) > 1:
+        for h in history:
+            h["teacher_weights"] = weights
+    return history
 
 
 def linear_probe(train: ClipSplit, test: ClipSplit, preprocess: dict, epochs: int = 30, seed: int = 0) -> float:

@@ -1,5 +1,23 @@
-"""Distillation losses and their registry."""
+"""Distillation losses and their registry, teacher ensembles and activation taps."""
 
-from trainer.distill.losses import LOSSES, DistillationLoss, FeatureMSE, ResponseKL, TaskCE
+from trainer.distill.ensemble import ENSEMBLE_MODES, LogitEnsemble
+from trainer.distill.losses import (
+    FEATURE_LOSSES,
+    LOSSES,
+    RESPONSE_LOSSES,
+    DistillationLoss,
+    FeatureCosine,
+    FeatureMSE,
+    HintMSE,
+    ResponseKL,
+    TaskCE,
+    TopKKL,
+    as_feature_map,
+)
+from trainer.distill.taps import FeatureTaps, resolve_modules
 
-__all__ = ["LOSSES", "DistillationLoss", "FeatureMSE", "ResponseKL", "TaskCE"]
+__all__ = [
+    "ENSEMBLE_MODES", "FEATURE_LOSSES", "LOSSES", "RESPONSE_LOSSES", "DistillationLoss", "FeatureCosine",
+    "FeatureMSE", "FeatureTaps", "HintMSE", "LogitEnsemble", "ResponseKL", "TaskCE", "TopKKL", "as_feature_map",
+    "resolve_modules",
+]

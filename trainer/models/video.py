@@ -61,8 +61,11 @@ class VideoClassifier(nn.Module):
         frames = self.encoder(x.reshape(b * t, *x.shape[2:]))
         return self.pool(frames.reshape(b, t, -1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        # ``return_features`` lets a DistributedDataParallel wrapper (which syncs gradients only
+        # through ``forward``) give the distillation losses the embedding as well as the logits.
+        f = self.forward_features(x)
+        return (self.head(f), f) if return_features else self.head(f)
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
         """A correctly shaped input for export, bench and tests."""

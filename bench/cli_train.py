@@ -1,0 +1,164 @@
+"""``egoedge train teacher|student|cbkd``: one trainer stage at a time, from and to checkpoint files.
+
+Settings resolve as everywhere: preset, then ``--config`` (YAML/JSON, any part of
+``run_config.yaml``), then flags. Under ``torchrun`` every command trains data-parallel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from bench.console import RichProgress, console, fail
+from bench.pipeline import PRESETS, RunConfig, RunLog, resolve_config
+from trainer.common.io import EgoedgeError
+from trainer.recipes import RECIPES
+
+train_app = typer.Typer(no_args_is_help=True, help="Train one stage: a teacher, a KD student, or a CBKD student.")
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
+Recipe = Enum("Recipe", {name: name for name in RECIPES.keys()}, type=str)
+
+
+def _resolve(preset: Preset, config: Path | None, **overrides) -> RunConfig:
+    from trainer.engine import init_distributed
+
+    init_distributed()
+    return resolve_config(preset.value, config, **overrides)
+
+
+def _stage_table(path: Path, title: str) -> Table:
+    from trainer.checkpoint import read_checkpoint
+
+    m = read_checkpoint(path)["metrics"]
+    table = Table(title=title)
+    for col in ("checkpoint", "params", "MMACs", "val top-1 %", "test top-1 %", "test top-5 %"):
+        table.add_column(col, justify="left" if col == "checkpoint" else "right")
+    table.add_row(str(path), f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}", f"{m['val']['top1']:.1f}",
+                  f"{m['test']['top1']:.1f}", f"{m['test']['top5']:.1f}")
+    return table
+
+
+def _log(out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    log = RunLog(out / "log.jsonl")
+    return log, (lambda record: log("epoch", **record))
+
+
+@train_app.command("teacher")
+def teacher(
+    preset: Preset = typer.Option("quick", help="Defaults for data, model and schedule."),
+    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. teacher_train: {epochs: 12})."),
+    epochs: int = typer.Option(None, help="Teacher epochs."),
+    out: Path = typer.Option(None, help="Run folder (default runs/<preset>); writes teacher.pt there."),
+) -> None:
+    """Train the CLIP-style ViT teacher with cross-entropy (resumes after a kill).
+
+    Example: egoedge train teacher --preset quick --out runs/exp1
+    """
+    from trainer.config import to_dict
+    from trainer.stages import load_splits, teacher_stage
+
+    try:
+        cfg = _resolve(preset, config, teacher_epochs=epochs)
+        out = out or Path("runs") / preset.value
+        log, epoch_log = _log(out)
+        log("train_teacher", config=to_dict(cfg))
+        with RichProgress() as progress:
+            path = teacher_stage(cfg.teacher, load_splits(cfg.data), cfg.teacher_train, out / "teacher.pt", progress,
+                                 epoch_log, {"preset": cfg.preset, "run": to_dict(cfg)})
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(_stage_table(path, f"teacher ({cfg.teacher.arch} {cfg.teacher.variant})"))
+
+
+@train_app.command("student")
+def student(
+    teacher: list[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint; repeat for several teachers."),
+    recipe: Recipe = typer.Option("clip_kd", help="ce (no KD), response, topk, clip_kd, cosine, hints, "
+                                  "multi_teacher."),
+    preset: Preset = typer.Option("quick", help="Defaults for model and schedule."),
+    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. kd: {top_k: 3}, student_train: {epochs: 8})."),
+    variant: str = typer.Option(None, help="MobileViT student variant: micro, tiny, xxs, xs, s."),
+    epochs: int = typer.Option(None, help="Student epochs."),
+    temperature: float = typer.Option(None, help="KD temperature T."),
+    out: Path = typer.Option(None, help="Folder for the checkpoint (default: the first teacher's)."),
+    name: str = typer.Option(None, help="Checkpoint name without .pt (default student_<recipe>)."),
+) -> None:
+    """Distil a student from one or more teacher checkpoints with a named recipe (data: the teacher's).
+
+    Example: egoedge train student --teacher runs/exp1/teacher.pt --recipe topk
+    """
+    from trainer.checkpoint import read_checkpoint
+    from trainer.config import to_dict
+    from trainer.stages import data_config_of, load_splits, student_stage
+
+    try:
+        teachers = list(teacher or [])
+        cfg = _resolve(preset, config, recipe=recipe.value, student_variant=variant, student_epochs=epochs,
+                       temperature=temperature)
+        if teachers:
+            cfg = replace(cfg, data=data_config_of(read_checkpoint(teachers[0])))
+        out = out or (teachers[0].parent if teachers else Path("runs") / preset.value)
+        log, epoch_log = _log(out)
+        log("train_student", config=to_dict(cfg), teachers=[str(t) for t in teachers])
+        path = out / f"{name or 'student_' + recipe.value}.pt"
+        with RichProgress() as progress:
+            path = student_stage(cfg.student, teachers, load_splits(cfg.data), cfg.student_train,
+                                 cfg.kd_settings(), cfg.recipe, path, progress, epoch_log,
+                                 {"preset": cfg.preset, "run": to_dict(cfg)})
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(_stage_table(path, f"student ({cfg.student.variant}, recipe {recipe.value})"))
+
+
+@train_app.command("cbkd")
+def cbkd(
+    checkpoint: Path = typer.Argument(..., help="The trained student to compress (it is also the teacher)."),
+    preset: Preset = typer.Option("quick", help="Defaults for the recovery and fine-tune schedules."),
+    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. cbkd: {max_ratio: 0.7, order: shallow_first})."),
+    min_ratio: float = typer.Option(None, help="Compression of the shallowest block."),
+    max_ratio: float = typer.Option(None, help="Compression of the deepest block."),
+    out: Path = typer.Option(None, help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it)."),
+) -> None:
+    """CBKD: prune one block per stage (deepest first), recover it by block distillation, fine-tune.
+
+    Resumes from the last finished stage when rerun with the same settings.
+    Example: egoedge train cbkd runs/exp1/student.pt --max-ratio 0.6
+    """
+    from trainer.checkpoint import read_checkpoint
+    from trainer.config import to_dict
+    from trainer.prune.cbkd import stage_table
+    from trainer.stages import cbkd_stage, data_config_of, load_splits
+
+    try:
+        if not checkpoint.is_file():
+            raise EgoedgeError(f"checkpoint not found: {checkpoint}")
+        cfg = _resolve(preset, config)
+        cb = cfg.cbkd or PRESETS[preset.value].cbkd
+        if min_ratio is not None:
+            cb = replace(cb, min_ratio=min_ratio)
+        if max_ratio is not None:
+            cb = replace(cb, max_ratio=max_ratio)
+        cb.validate()
+        data = data_config_of(read_checkpoint(checkpoint))
+        out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
+        log, epoch_log = _log(out.parent)
+        log("train_cbkd", cbkd=to_dict(cb), source=str(checkpoint))
+        with RichProgress() as progress:
+            path, summary = cbkd_stage(checkpoint, load_splits(data), cb, out, progress, epoch_log,
+                                       {"preset": cfg.preset})
+    except (EgoedgeError, ValueError, KeyError) as e:
+        fail(str(e.args[0]) if e.args else str(e))
+    table = Table(title=f"CBKD {checkpoint} -> {path}")
+    for col in ("stage", "block", "ratio", "params", "MMACs", "val top-1 %"):
+        table.add_column(col, justify="left" if col in ("stage", "block") else "right")
+    for r in stage_table({**summary, "final": summary["final"]}):
+        table.add_row(r["stage"], r["block"], "–" if r["ratio"] is None else f"{r['ratio']:.2f}", f"{r['params']:,}",
+                      f"{r['macs'] / 1e6:.1f}", f"{r['val_top1']:.1f}")
+    console.print(table)
+    console.print(f"MACs cut {100 * summary['macs_cut']:.1f}%, params cut {100 * summary['params_cut']:.1f}%",
+                  highlight=False)

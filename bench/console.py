@@ -1,0 +1,39 @@
+"""What every CLI command shares: the consoles, rich progress bars and the one-line failure."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RichProgress:
+    """Turns the library's ``progress(stage, done, total, info)`` calls into rich progress bars."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console,
+                            transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total, info="")
+        text = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
+        self.bar.update(self.tasks[stage], completed=done, total=total, info=text)
+
+
+def fail(message: str) -> None:
+    """Print one clear error line and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)

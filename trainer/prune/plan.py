@@ -1,0 +1,111 @@
+"""Structured channel pruning inside one block, recorded as a replayable plan.
+
+The dependency graph comes from torch-pruning: pruning a conv's output channels also removes
+the matching BatchNorm channels, the next layer's input channels, LayerNorm widths inside a
+transformer and both halves of a residual or a concat. Only groups that stay inside the
+block are pruned, so the block keeps its input and output widths and still fits between its
+untouched neighbours (and still matches the teacher block it is distilled from).
+
+A pruned model is saved as its original architecture plus the plan — the list of
+``(module, channel indices)`` steps — so a checkpoint stays loadable with
+``weights_only=True``: rebuild, replay the plan, load the state dict.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainer.common.registry import Registry
+
+IMPORTANCE: Registry = Registry("pruning importance")
+
+
+@IMPORTANCE.register("l2")
+def _l2():
+    """Group L2 norm of the weights (Li et al. 2017, summed over the coupled layers)."""
+    import torch_pruning as tp
+
+    return tp.importance.GroupMagnitudeImportance(p=2)
+
+
+@IMPORTANCE.register("l1")
+def _l1():
+    """Group L1 norm of the weights."""
+    import torch_pruning as tp
+
+    return tp.importance.GroupMagnitudeImportance(p=1)
+
+
+@IMPORTANCE.register("fpgm")
+def _fpgm():
+    """Filter pruning via geometric median (He et al. 2019): drop the most replaceable filters."""
+    import torch_pruning as tp
+
+    return tp.importance.FPGMImportance(p=2)
+
+
+def _graph(scope: nn.Module, example: torch.Tensor):
+    import torch_pruning as tp
+
+    was_training = scope.training
+    scope.eval()
+    graph = tp.DependencyGraph().build_dependency(scope, example_inputs=example)
+    scope.train(was_training)
+    return graph
+
+
+def _out_channel_fn(module: nn.Module):
+    import torch_pruning as tp
+
+    if isinstance(module, nn.Conv2d):
+        return tp.prune_conv_out_channels
+    if isinstance(module, nn.Linear):
+        return tp.prune_linear_out_channels
+    raise TypeError(f"cannot prune the output channels of a {type(module).__name__}")
+
+
+def prune_block(scope: nn.Module, block: str, ratio: float, example: torch.Tensor, importance: str = "l2",
+                round_to: int = 4) -> list[dict]:
+    """Remove ``ratio`` of the channels of every prunable group inside ``scope.<block>``; returns the plan steps.
+
+    Attention q/k/v projections are left whole (their width is tied to the head count); a group
+    that reaches outside the block is skipped. Removed counts are rounded down to a multiple of
+    ``round_to`` (SIMD-friendly widths) and at least ``round_to`` channels remain.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"pruning ratio must be in [0, 1), got {ratio}")
+    graph = _graph(scope, example)
+    target = scope.get_submodule(block)
+    inside = set(target.modules())
+    real = set(scope.modules())
+    names = {m: n for n, m in scope.named_modules()}
+    keep_whole = [m for n, m in target.named_modules() if n.endswith("qkv")]
+    outside = [m for m in real if m not in inside and isinstance(m, nn.Conv2d | nn.Linear)]
+    scorer = IMPORTANCE.get(importance)()
+    steps: list[dict] = []
+    for group in graph.get_all_groups(ignored_layers=outside + keep_whole, root_module_types=[nn.Conv2d, nn.Linear]):
+        members = [dep.target.module for dep, _ in group]
+        if any(m in real and m not in inside for m in members):
+            continue
+        scores = scorer(group)
+        if scores is None:
+            continue
+        width = len(scores)
+        n = int(width * ratio) // round_to * round_to
+        n = min(n, width - round_to)
+        if n <= 0:
+            continue
+        idxs = sorted(torch.argsort(scores)[:n].tolist())
+        root = group[0].dep.target.module
+        graph.get_pruning_group(root, _out_channel_fn(root), idxs=idxs).prune()
+        steps.append({"module": names[root], "idxs": idxs})
+    return steps
+
+
+def apply_plan(scope: nn.Module, steps: list[dict], example: torch.Tensor) -> None:
+    """Replay recorded pruning ``steps`` on a freshly built ``scope`` (same architecture as when recorded)."""
+    graph = _graph(scope, example)
+    for step in steps:
+        module = scope.get_submodule(step["module"])
+        graph.get_pruning_group(module, _out_channel_fn(module), idxs=list(step["idxs"])).prune()

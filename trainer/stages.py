@@ -1,0 +1,152 @@
+"""The trainer's stages as file-to-file steps: teacher -> student (a KD recipe) -> CBKD student.
+
+Each stage reads checkpoints and writes one, so ``egoedge run`` chains them and
+``egoedge train teacher|student|cbkd`` runs any one alone. Every checkpoint carries the resolved
+settings that produced it (``config``) and its metrics, CBKD students also their pruning plan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.checkpoint import load_model, save_checkpoint
+from trainer.common.complexity import count_macs, count_params
+from trainer.common.io import EgoedgeError
+from trainer.common.progress import Progress, no_progress
+from trainer.data import ClipSplit, DataConfig, label_names, load_split, preprocess_spec
+from trainer.engine import TrainConfig, world
+from trainer.models import build_model
+from trainer.train import KDConfig, distill_student, evaluate, train_teacher
+
+Log = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A registered architecture and its variant."""
+
+    arch: str
+    variant: str
+
+
+@dataclass
+class Splits:
+    """The three splits of a dataset plus its preprocessing and class names."""
+
+    data: DataConfig
+    train: ClipSplit
+    val: ClipSplit
+    test: ClipSplit
+    preprocess: dict
+    labels: list[str]
+
+
+def load_splits(data: DataConfig) -> Splits:
+    """Generate (or read from the cache) every split of ``data``."""
+    return Splits(data, load_split(data, "train"), load_split(data, "val"), load_split(data, "test"),
+                  preprocess_spec(data), label_names(data))
+
+
+def data_config_of(checkpoint: dict) -> DataConfig:
+    """The dataset a checkpoint was trained on (so a student trains on its teacher's data)."""
+    try:
+        return DataConfig(**checkpoint["config"]["data"])
+    except (KeyError, TypeError) as e:
+        raise EgoedgeError(f"the checkpoint does not record its dataset ({e}); retrain it with egoedge") from None
+
+
+def build(choice: ModelChoice, data: DataConfig, num_classes: int) -> tuple[nn.Module, dict]:
+    """A registered model for clips of ``data``; a bad architecture option is one clear error."""
+    kwargs = {"num_classes": num_classes, "frames": data.frames, "size": data.size, "variant": choice.variant}
+    try:
+        return build_model(choice.arch, **kwargs), kwargs
+    except (KeyError, ValueError) as e:
+        raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
+
+
+def metrics_of(model: nn.Module, splits: Splits, history: list[dict] | None = None) -> dict:
+    """Validation and test accuracy, parameter and MAC counts (per clip)."""
+    example = tuple(t.to(next(model.parameters()).device) for t in model.example_inputs())
+    return {"val": evaluate(model, splits.val, splits.preprocess),
+            "test": evaluate(model, splits.test, splits.preprocess),
+            "params": count_params(model), "macs": count_macs(model, example), "history": history or []}
+
+
+def save_on_rank0(path: Path, **kwargs) -> Path:
+    """``save_checkpoint`` by the first process only (under torchrun every process holds the same weights)."""
+    rank, size = world()
+    if rank == 0:
+        save_checkpoint(path, **kwargs)
+    if size > 1:
+        torch.distributed.barrier()
+    return path
+
+
+def _save(path: Path, choice_arch: str, kwargs: dict, model: nn.Module, metrics: dict, splits: Splits,
+          config: dict) -> Path:
+    return save_on_rank0(path, arch=choice_arch, model_kwargs=kwargs, model=model, metrics=metrics,
+                         label_names=splits.labels, preprocess=splits.preprocess,
+                         config={"data": asdict(splits.data), **config})
+
+
+def teacher_stage(choice: ModelChoice, splits: Splits, cfg: TrainConfig, out: Path, progress: Progress = no_progress,
+                  log: Log | None = None, config: dict | None = None) -> Path:
+    """Train a teacher with cross-entropy; writes ``out`` (resumable through ``out``.resume)."""
+    torch.manual_seed(splits.data.seed)
+    model, kwargs = build(choice, splits.data, len(splits.labels))
+    history = train_teacher(model, splits.train, splits.preprocess, cfg, progress,
+                            resume=out.with_suffix(".resume.pt"), log=log)
+    return _save(out, choice.arch, kwargs, model, metrics_of(model, splits, history), splits,
+                 {**(config or {}), "train": asdict(cfg)})
+
+
+def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg: TrainConfig, kd: KDConfig,
+                  recipe: str, out: Path, progress: Progress = no_progress, log: Log | None = None,
+                  config: dict | None = None) -> Path:
+    """Train a student with a KD recipe from one or more teacher checkpoints (``ce``: labels only)."""
+    torch.manual_seed(splits.data.seed + 1)
+    model, kwargs = build(choice, splits.data, len(splits.labels))
+    resume = out.with_suffix(".resume.pt")
+    uses_teacher = kd.alpha > 0 or kd.beta > 0 or bool(kd.hints)
+    if uses_teacher:
+        if not teachers:
+            raise EgoedgeError(f"recipe '{recipe}' distils from a teacher; pass --teacher CHECKPOINT")
+        loaded = [load_model(t)[0] for t in teachers]
+        history = distill_student(model, loaded, splits.train, splits.preprocess, cfg, kd, progress, resume, log)
+    else:  # the label-only baseline: same student, same schedule, no teacher
+        history = train_teacher(model, splits.train, splits.preprocess, cfg, progress, resume=resume, log=log,
+                                stage="student")
+    return _save(out, choice.arch, kwargs, model, metrics_of(model, splits, history), splits,
+                 {**(config or {}), "train": asdict(cfg), "kd": asdict(kd), "recipe": recipe,
+                  "teachers": [os.path.relpath(t, out.parent) for t in teachers] if uses_teacher else []})
+
+
+def cbkd_stage(student: Path, splits: Splits, cfg, out: Path, progress: Progress = no_progress,
+               log: Log | None = None, config: dict | None = None) -> tuple[Path, dict]:
+    """CBKD-compress a trained student checkpoint into ``out``; per-stage checkpoints go beside it."""
+    from trainer.checkpoint import read_checkpoint
+    from trainer.prune.cbkd import run_cbkd
+
+    source, ckpt = load_model(student)
+    work = out.parent / f"{out.stem}_stages"
+
+    def save_stage(model: nn.Module, pruning: dict, path: Path) -> None:
+        save_on_rank0(path, arch=ckpt["arch"], model_kwargs=ckpt["config"]["model"], model=model, metrics={},
+                        label_names=ckpt["label_names"], preprocess=ckpt["preprocess"],
+                        config={"data": ckpt["config"].get("data"), "pruning": pruning})
+
+    model, summary = run_cbkd(source, splits.train, splits.val, splits.preprocess, cfg, work, save_stage, progress, log)
+    metrics = metrics_of(model, splits, summary["finetune"])
+    metrics["cbkd"] = {k: v for k, v in summary.items() if k not in ("finetune", "pruning")}
+    src_cfg = {k: v for k, v in read_checkpoint(student)["config"].items() if k not in ("model", "pruning", "data")}
+    path = save_on_rank0(out, arch=ckpt["arch"], model_kwargs=ckpt["config"]["model"], model=model, metrics=metrics,
+                           label_names=ckpt["label_names"], preprocess=ckpt["preprocess"],
+                           config={"data": asdict(splits.data), **src_cfg, **(config or {}),
+                                   "cbkd": asdict(cfg), "source": str(student), "pruning": summary["pruning"]})
+    return path, summary
