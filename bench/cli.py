@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from bench.console import RichProgress, console, err_console, fail
-from bench.pipeline import PRESETS, resolve_config
+from bench.console import Preset, RichProgress, console, err_console, fail
+from bench.pipeline import resolve_config
 from trainer.common.io import EgoedgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts.")
-Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # choices come from the presets
 
 
 # The terminal table keeps what fits 80 columns; report.md has every column.

@@ -13,13 +13,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.console import RichProgress, console, fail
+from bench.console import Preset, RichProgress, console, fail
 from bench.pipeline import PRESETS, RunConfig, RunLog, resolve_config
 from trainer.common.io import EgoedgeError
 from trainer.recipes import RECIPES
 
 train_app = typer.Typer(no_args_is_help=True, help="Train one stage: a teacher, a KD student, or a CBKD student.")
-Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
 Recipe = Enum("Recipe", {name: name for name in RECIPES.keys()}, type=str)
 
 
@@ -156,7 +155,7 @@ def cbkd(
     table = Table(title=f"CBKD {checkpoint} -> {path}")
     for col in ("stage", "block", "ratio", "params", "MMACs", "val top-1 %"):
         table.add_column(col, justify="left" if col in ("stage", "block") else "right")
-    for r in stage_table({**summary, "final": summary["final"]}):
+    for r in stage_table(summary):
         table.add_row(r["stage"], r["block"], "–" if r["ratio"] is None else f"{r['ratio']:.2f}", f"{r['params']:,}",
                       f"{r['macs'] / 1e6:.1f}", f"{r['val_top1']:.1f}")
     console.print(table)

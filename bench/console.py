@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.pipeline import PRESETS
+
 console = Console()
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # CLI choices come from the presets
 err_console = Console(stderr=True)
 
 

@@ -240,6 +240,4 @@ def _cbkd_summary(path: Path | None) -> dict | None:
     from trainer.prune.cbkd import stage_table
 
     m = read_checkpoint(path)["metrics"]["cbkd"]
-    return {"macs_cut": m["macs_cut"], "params_cut": m["params_cut"],
-            "stages": stage_table({**m, "final": {k: v for k, v in read_checkpoint(path)["metrics"].items()
-                                                  if k in ("params", "macs", "val")}})}
+    return {"macs_cut": m["macs_cut"], "params_cut": m["params_cut"], "stages": stage_table(m)}

@@ -130,7 +130,6 @@ def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg
 def cbkd_stage(student: Path, splits: Splits, cfg, out: Path, progress: Progress = no_progress,
                log: Log | None = None, config: dict | None = None) -> tuple[Path, dict]:
     """CBKD-compress a trained student checkpoint into ``out``; per-stage checkpoints go beside it."""
-    from trainer.checkpoint import read_checkpoint
     from trainer.prune.cbkd import run_cbkd
 
     source, ckpt = load_model(student)
@@ -144,7 +143,7 @@ def cbkd_stage(student: Path, splits: Splits, cfg, out: Path, progress: Progress
     model, summary = run_cbkd(source, splits.train, splits.val, splits.preprocess, cfg, work, save_stage, progress, log)
     metrics = metrics_of(model, splits, summary["finetune"])
     metrics["cbkd"] = {k: v for k, v in summary.items() if k not in ("finetune", "pruning")}
-    src_cfg = {k: v for k, v in read_checkpoint(student)["config"].items() if k not in ("model", "pruning", "data")}
+    src_cfg = {k: v for k, v in ckpt["config"].items() if k not in ("model", "pruning", "data")}
     path = save_on_rank0(out, arch=ckpt["arch"], model_kwargs=ckpt["config"]["model"], model=model, metrics=metrics,
                            label_names=ckpt["label_names"], preprocess=ckpt["preprocess"],
                            config={"data": asdict(splits.data), **src_cfg, **(config or {}),

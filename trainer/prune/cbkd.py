@@ -188,9 +188,8 @@ def run_cbkd(teacher: nn.Module, train: ClipSplit, val: ClipSplit, preprocess: d
             ckpt = read_checkpoint(work / f"cbkd_stage{len(state['stages'])}.pt")
             student.load_state_dict(ckpt["state_dict"])
     student.to(dev)
-    start = {"block": None, "ratio": 0.0, **_measure(student, val, preprocess)} if not state["stages"] else None
-    summary_start = state.get("start") or start
-    state["start"] = summary_start
+    if not state["stages"]:
+        state["start"] = _measure(student, val, preprocess)
     for k, (block, ratio) in enumerate(plan, start=1):
         if k <= len(state["stages"]):
             continue
@@ -214,10 +213,10 @@ def run_cbkd(teacher: nn.Module, train: ClipSplit, val: ClipSplit, preprocess: d
     history = distill_student(student, teacher, train, preprocess, cfg.finetune, kd, progress,
                               resume=work / "cbkd_finetune.resume.pt", log=log)
     final = _measure(student, val, preprocess)
-    summary = {"start": summary_start, "stages": state["stages"], "final": final, "finetune": history,
+    summary = {"start": state["start"], "stages": state["stages"], "final": final, "finetune": history,
                "pruning": pruning_config(state["steps"], student),
-               "macs_cut": round(1 - final["macs"] / summary_start["macs"], 4),
-               "params_cut": round(1 - final["params"] / summary_start["params"], 4)}
+               "macs_cut": round(1 - final["macs"] / state["start"]["macs"], 4),
+               "params_cut": round(1 - final["params"] / state["start"]["params"], 4)}
     return student, summary
 
 
