@@ -16,6 +16,7 @@ from rich.table import Table
 from bench.console import Preset, RichProgress, console, fail
 from bench.pipeline import PRESETS, RunConfig, RunLog, resolve_config
 from trainer.common.io import EgoedgeError
+from trainer.data.clips import TASKS
 from trainer.recipes import RECIPES
 
 train_app = typer.Typer(no_args_is_help=True, help="Train one stage: a teacher, a KD student, or a CBKD student.")
@@ -32,12 +33,19 @@ def _resolve(preset: Preset, config: Path | None, **overrides) -> RunConfig:
 def _stage_table(path: Path, title: str) -> Table:
     from trainer.checkpoint import read_checkpoint
 
-    m = read_checkpoint(path)["metrics"]
+    ckpt = read_checkpoint(path)
+    m = ckpt["metrics"]
     table = Table(title=title)
-    for col in ("checkpoint", "params", "MMACs", "val top-1 %", "test top-1 %", "test top-5 %"):
-        table.add_column(col, justify="left" if col == "checkpoint" else "right")
-    table.add_row(str(path), f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}", f"{m['val']['top1']:.1f}",
-                  f"{m['test']['top1']:.1f}", f"{m['test']['top5']:.1f}")
+    cols = ["checkpoint", "reads", "params", "MMACs", "val top-1 %", "test top-1 %", "test top-5 %"]
+    if "oracle" in m:  # anticipation: what the true transition table scores
+        cols.append("oracle top-1 %")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("checkpoint", "reads") else "right")
+    row = [str(path), ckpt["preprocess"].get("modality", "rgb"), f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}",
+           f"{m['val']['top1']:.1f}", f"{m['test']['top1']:.1f}", f"{m['test']['top5']:.1f}"]
+    if "oracle" in m:
+        row.append(f"{m['oracle']['top1']:.1f}")
+    table.add_row(*row)
     return table
 
 
@@ -47,41 +55,54 @@ def _log(out: Path):
     return log, (lambda record: log("epoch", **record))
 
 
+Task = Enum("Task", {name: name for name in TASKS}, type=str)
+
+
 @train_app.command("teacher")
 def teacher(
+    arch: str = typer.Option(None, help="Teacher architecture and so its modality: clip_vit (RGB, default), "
+                             "flow_cnn (optical flow), audio_cnn (audio), box_transformer (object boxes), "
+                             "text_transformer or minilm (past actions as text; --task anticipation)."),
+    variant: str = typer.Option(None, help="Architecture size (default: the preset's, or the builder's)."),
+    task: Task = typer.Option(None, help="recognition (the action in the clip) or anticipation (the next one)."),
     preset: Preset = typer.Option("quick", help="Defaults for data, model and schedule."),
     config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. teacher_train: {epochs: 12})."),
     epochs: int = typer.Option(None, help="Teacher epochs."),
-    out: Path = typer.Option(None, help="Run folder (default runs/<preset>); writes teacher.pt there."),
+    out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
+    name: str = typer.Option(None, help="Checkpoint name without .pt (default teacher, or teacher_<arch>)."),
 ) -> None:
-    """Train the CLIP-style ViT teacher with cross-entropy (resumes after a kill).
+    """Train a teacher with cross-entropy on its modality (resumes after a kill).
 
-    Example: egoedge train teacher --preset quick --out runs/exp1
+    Example: egoedge train teacher --arch flow_cnn --out runs/exp1
     """
     from trainer.config import to_dict
     from trainer.stages import load_splits, teacher_stage
 
     try:
-        cfg = _resolve(preset, config, teacher_epochs=epochs)
+        cfg = _resolve(preset, config, teacher_epochs=epochs, teacher_arch=arch, teacher_variant=variant,
+                       task=task.value if task else None)
         out = out or Path("runs") / preset.value
         log, epoch_log = _log(out)
         log("train_teacher", config=to_dict(cfg))
+        default_arch = PRESETS[preset.value].teacher.arch
+        path = out / f"{name or ('teacher' if cfg.teacher.arch == default_arch else 'teacher_' + cfg.teacher.arch)}.pt"
         with RichProgress() as progress:
-            path = teacher_stage(cfg.teacher, load_splits(cfg.data), cfg.teacher_train, out / "teacher.pt", progress,
+            path = teacher_stage(cfg.teacher, load_splits(cfg.data), cfg.teacher_train, path, progress,
                                  epoch_log, {"preset": cfg.preset, "run": to_dict(cfg)})
     except EgoedgeError as e:
         fail(str(e))
-    console.print(_stage_table(path, f"teacher ({cfg.teacher.arch} {cfg.teacher.variant})"))
+    console.print(_stage_table(path, f"teacher ({cfg.teacher.arch} {cfg.teacher.variant}, {cfg.data.task})"))
 
 
 @train_app.command("student")
 def student(
     teacher: list[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint; repeat for several teachers."),
     recipe: Recipe = typer.Option("clip_kd", help="ce (no KD), response, topk, clip_kd, cosine, hints, "
-                                  "multi_teacher."),
+                                  "multi_teacher (one teacher per modality, learned ensemble)."),
     preset: Preset = typer.Option("quick", help="Defaults for model and schedule."),
     config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. kd: {top_k: 3}, student_train: {epochs: 8})."),
     variant: str = typer.Option(None, help="MobileViT student variant: micro, tiny, xxs, xs, s."),
+    task: Task = typer.Option(None, help="Task of a teacher-less (ce) student; with --teacher it is the teacher's."),
     epochs: int = typer.Option(None, help="Student epochs."),
     temperature: float = typer.Option(None, help="KD temperature T."),
     out: Path = typer.Option(None, help="Folder for the checkpoint (default: the first teacher's)."),
@@ -89,6 +110,7 @@ def student(
 ) -> None:
     """Distil a student from one or more teacher checkpoints with a named recipe (data: the teacher's).
 
+    Teachers may read other modalities (flow, audio, boxes, text); the student reads the RGB clip.
     Example: egoedge train student --teacher runs/exp1/teacher.pt --recipe topk
     """
     from trainer.checkpoint import read_checkpoint
@@ -98,7 +120,7 @@ def student(
     try:
         teachers = list(teacher or [])
         cfg = _resolve(preset, config, recipe=recipe.value, student_variant=variant, student_epochs=epochs,
-                       temperature=temperature)
+                       temperature=temperature, task=task.value if task else None)
         if teachers:
             cfg = replace(cfg, data=data_config_of(read_checkpoint(teachers[0])))
         out = out or (teachers[0].parent if teachers else Path("runs") / preset.value)
@@ -111,7 +133,7 @@ def student(
                                  {"preset": cfg.preset, "run": to_dict(cfg)})
     except EgoedgeError as e:
         fail(str(e))
-    console.print(_stage_table(path, f"student ({cfg.student.variant}, recipe {recipe.value})"))
+    console.print(_stage_table(path, f"student ({cfg.student.variant}, recipe {recipe.value}, {cfg.data.task})"))
 
 
 @train_app.command("cbkd")

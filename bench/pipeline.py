@@ -19,7 +19,7 @@ from edge.exporters import EXPORTERS
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
 from trainer.config import merge, read_config_file, to_dict, write_config_file
-from trainer.data import DataConfig, label_names
+from trainer.data import TASKS, DataConfig, label_names
 from trainer.engine import TrainConfig
 from trainer.prune.cbkd import CBKDConfig
 from trainer.quantize.ptq import PTQConfig, quantize_checkpoint
@@ -95,15 +95,16 @@ PRESETS: dict[str, RunConfig] = {
 def resolve_config(preset: str, config_file: str | Path | None = None, **overrides) -> RunConfig:
     """A preset, then a YAML/JSON config file (any subset of :class:`RunConfig`), then CLI overrides.
 
-    Overrides (``None`` means unset): ``student_variant``, ``recipe``, ``alpha``, ``beta``, ``gamma``,
-    ``temperature``, ``threads``, ``iterations``, ``teacher_epochs``, ``student_epochs``.
+    Overrides (``None`` means unset): ``teacher_arch``, ``teacher_variant``, ``student_variant``, ``task``,
+    ``recipe``, ``alpha``, ``beta``, ``gamma``, ``temperature``, ``threads``, ``iterations``,
+    ``teacher_epochs``, ``student_epochs``.
     """
     if preset not in PRESETS:
         raise EgoedgeError(f"unknown preset '{preset}'; valid: {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
     o = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(o) - {"student_variant", "recipe", "alpha", "beta", "gamma", "temperature", "threads",
-                        "iterations", "teacher_epochs", "student_epochs"}
+    unknown = set(o) - {"teacher_arch", "teacher_variant", "student_variant", "task", "recipe", "alpha", "beta",
+                        "gamma", "temperature", "threads", "iterations", "teacher_epochs", "student_epochs"}
     if unknown:
         raise EgoedgeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
     file = read_config_file(config_file) if config_file is not None else {}
@@ -119,6 +120,13 @@ def resolve_config(preset: str, config_file: str | Path | None = None, **overrid
         replace(cfg, recipe=recipe, kd=kd)
     if "student_variant" in o:
         cfg = replace(cfg, student=ModelChoice(cfg.student.arch, o["student_variant"]))
+    if "teacher_arch" in o or "teacher_variant" in o:
+        arch = o.get("teacher_arch", cfg.teacher.arch)
+        cfg = replace(cfg, teacher=ModelChoice(arch, o.get("teacher_variant") or _default_variant(arch, cfg)))
+    if "task" in o:
+        if o["task"] not in TASKS:
+            raise EgoedgeError(f"unknown task '{o['task']}'; valid: {', '.join(TASKS)}")
+        cfg = replace(cfg, data=replace(cfg.data, task=o["task"]))
     kd = {k: o[k] for k in ("alpha", "beta", "gamma", "temperature") if k in o}
     if kd:
         cfg = replace(cfg, kd=replace(cfg.kd_settings(), **kd))
@@ -131,6 +139,22 @@ def resolve_config(preset: str, config_file: str | Path | None = None, **overrid
     if "student_epochs" in o:
         cfg = replace(cfg, student_train=replace(cfg.student_train, epochs=o["student_epochs"]))
     return cfg
+
+
+def _default_variant(arch: str, cfg: RunConfig) -> str:
+    """The preset's variant for its own teacher; for another architecture its builder's default."""
+    import inspect
+
+    from trainer.models import MODELS
+
+    if arch == cfg.teacher.arch:
+        return cfg.teacher.variant
+    try:
+        default = inspect.signature(MODELS.get(arch)).parameters["variant"].default
+    except KeyError as e:
+        raise EgoedgeError(e.args[0]) from None
+    # The mini preset trains every architecture at its test size where it has one.
+    return "test" if cfg.teacher.variant == "test" and "test" in MODELS.get(arch).variants else default
 
 
 class RunLog:

@@ -1,16 +1,21 @@
 import pytest
 import torch
 
-from trainer.models import MODELS, build_model
-
-VARIANTS = {"clip_vit": ["test"], "mobilevit": ["micro"]}
+from trainer.models import MODELS, build_model, model_modality
 
 
 @pytest.mark.parametrize("arch", MODELS.keys())
 def test_every_registered_model_builds_and_runs(arch):
-    model = build_model(arch, num_classes=5, frames=3, size=32, variant=VARIANTS[arch][0])
+    """Each model builds for its modality, takes its example input and back-propagates."""
+    from trainer.data import DataConfig
+    from trainer.stages import ModelChoice, build
+
+    variant = "test" if "test" in MODELS.get(arch).variants else MODELS.get(arch).variants[0]
+    task = "anticipation" if model_modality(arch) == "text" else "recognition"
+    model, _ = build(ModelChoice(arch, variant), DataConfig(frames=3, size=32, task=task), 5)
     (x,) = model.example_inputs(batch=2)
-    assert tuple(x.shape) == (2, 3, 3, 32, 32)
+    if model_modality(arch) == "rgb":
+        assert tuple(x.shape) == (2, 3, 3, 32, 32)
     logits = model(x)
     assert tuple(logits.shape) == (2, 5)
     assert tuple(model.forward_features(x).shape) == (2, model.embed_dim)
@@ -28,7 +33,7 @@ def test_temporal_order_matters():
 
 
 def test_unknown_model_and_variant():
-    with pytest.raises(KeyError, match="valid: clip_vit, mobilevit"):
+    with pytest.raises(KeyError, match="valid: audio_cnn, box_transformer, clip_vit, flow_cnn, minilm, mobilevit"):
         build_model("resnet", num_classes=2, frames=1, size=32)
     with pytest.raises(ValueError, match="valid: micro, tiny, xxs, xs, s"):
         build_model("mobilevit", num_classes=2, frames=1, size=32, variant="huge")
@@ -40,3 +45,12 @@ def test_unknown_model_and_variant():
 def test_student_sizes(variant, low, high):
     model = build_model("mobilevit", num_classes=16, frames=4, size=64, variant=variant)
     assert low < sum(p.numel() for p in model.parameters()) < high
+
+
+def test_macs_count_transformer_encoders_in_eval_mode():
+    """nn.TransformerEncoder's fused inference path must not hide its matmuls from the MAC count."""
+    from trainer.common.complexity import count_macs
+
+    model = build_model("text_transformer", num_classes=4, max_len=8, variant="test")
+    # Per token and layer at least the q/k/v/out projections and the 4x MLP: 12 * width^2.
+    assert count_macs(model, model.example_inputs()) >= 8 * 12 * 32 * 32

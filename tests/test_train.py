@@ -53,3 +53,42 @@ def test_topk_accuracy():
     logits = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])
     acc = topk_accuracy(logits, np.array([1, 2, 0]))
     assert acc["top1"] == pytest.approx(100 / 3) and acc["top5"] == 100.0
+
+
+class _LookupTeacher(torch.nn.Module):
+    """A stand-in teacher that knows the label of every clip it has seen (by the clip's pixel sum).
+
+    ``right`` maps a clip key to whether it answers correctly; unknown clips get a wrong answer.
+    """
+
+    def __init__(self, known: dict[float, int], right: dict[float, bool], classes: int = 16) -> None:
+        super().__init__()
+        self.known, self.right, self.classes = known, right, classes
+        self.embed_dim = 4
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, return_features=False):
+        keys = x.flatten(1).sum(1).round(decimals=2).tolist()
+        labels = [self.known.get(k, 0) if self.right.get(k, False) else (self.known.get(k, 0) + 1) % self.classes
+                  for k in keys]
+        logits = 8.0 * torch.nn.functional.one_hot(torch.tensor(labels), self.classes).float()
+        return (logits, torch.zeros(len(keys), 4)) if return_features else logits
+
+
+def test_learned_ensemble_weights_come_from_held_out_data(mini_data_cfg):
+    """A teacher that memorised the training clips must not win the ensemble: weights are fitted on held-out clips."""
+    from trainer.data import model_input
+
+    pp = preprocess_spec(mini_data_cfg)
+    train, val = load_split(mini_data_cfg, "train"), load_split(mini_data_cfg, "val")
+    key = lambda split: model_input(split, np.arange(len(split)), pp).flatten(1).sum(1).round(decimals=2).tolist()  # noqa: E731
+    known = {k: int(y) for split in (train, val) for k, y in zip(key(split), split.labels, strict=True)}
+    rng = np.random.default_rng(0)
+    memoriser = _LookupTeacher(known, dict.fromkeys(key(train), True))  # perfect on train, wrong on val
+    honest = _LookupTeacher(known, {k: bool(rng.random() < 0.75) for k in known})  # 75 % everywhere
+    kd = KDConfig(alpha=0.0, beta=1.0, gamma=0.5, ensemble="learned")
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    on_train = distill_student(_model(mini_data_cfg), [memoriser, honest], train, pp, cfg, kd)
+    on_val = distill_student(_model(mini_data_cfg), [memoriser, honest], train, pp, cfg, kd, held_out=val)
+    assert on_train[0]["teacher_weights"][0] > 0.5  # the trap: fitted on train, memorisation wins
+    assert on_val[0]["teacher_weights"][1] > 0.8

@@ -113,7 +113,8 @@ def wrap_ddp(model: nn.Module) -> nn.Module:
 StepLoss = Callable[[np.ndarray], dict[str, torch.Tensor]]
 
 
-def fit(model: nn.Module, params: list[nn.Parameter], n: int, cfg: TrainConfig, step_loss: StepLoss, stage: str,
+def fit(model: nn.Module, params: list[nn.Parameter] | list[dict], n: int, cfg: TrainConfig, step_loss: StepLoss,
+        stage: str,
         progress: Progress = no_progress, resume: os.PathLike | None = None,
         log: Callable[[dict], None] | None = None, extra: nn.Module | None = None,
         train_mode: Callable[[], None] | None = None) -> list[dict]:
@@ -122,12 +123,14 @@ def fit(model: nn.Module, params: list[nn.Parameter], n: int, cfg: TrainConfig, 
     ``step_loss`` computes one batch's losses; ``extra`` holds trainable loss parts (projections)
     saved with the resume state; ``train_mode`` puts the modules into train/eval mode at the
     start of every epoch (default ``model.train()``); ``log`` receives each epoch's record.
+    ``params`` may be optimiser groups; a group's ``lr_scale`` multiplies the scheduled rate.
     """
     from pathlib import Path
 
     dev = next(model.parameters()).device
     rank, size = world()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    flat = [p for g in opt.param_groups for p in g["params"]]
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
     ema = None
     if cfg.ema_decay > 0:
@@ -158,14 +161,14 @@ def fit(model: nn.Module, params: list[nn.Parameter], n: int, cfg: TrainConfig, 
         for b, idx in enumerate(epoch_batches(n, cfg.batch_size, epoch, cfg.seed)):
             lr = lr_at(epoch * per_epoch + b, total, cfg)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             with autocast(dev, cfg.amp):
                 terms = step_loss(idx)
             opt.zero_grad(set_to_none=True)
             scaler.scale(terms["loss"]).backward()
             if cfg.grad_clip > 0:
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(flat, cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
             if ema is not None:

@@ -20,8 +20,9 @@ from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
 from trainer.data import ClipSplit, DataConfig, label_names, load_split, preprocess_spec
+from trainer.data.modalities import modality_model_kwargs, modality_preprocess
 from trainer.engine import TrainConfig, world
-from trainer.models import build_model
+from trainer.models import build_model, model_modality, model_tokenizer
 from trainer.train import KDConfig, distill_student, evaluate, train_teacher
 
 Log = Callable[[dict], None]
@@ -61,21 +62,41 @@ def data_config_of(checkpoint: dict) -> DataConfig:
         raise EgoedgeError(f"the checkpoint does not record its dataset ({e}); retrain it with egoedge") from None
 
 
-def build(choice: ModelChoice, data: DataConfig, num_classes: int) -> tuple[nn.Module, dict]:
-    """A registered model for clips of ``data``; a bad architecture option is one clear error."""
-    kwargs = {"num_classes": num_classes, "frames": data.frames, "size": data.size, "variant": choice.variant}
+def input_spec(choice: ModelChoice, data: DataConfig) -> dict:
+    """The ``preprocess`` block of ``choice`` on ``data``: which modality it reads and how."""
     try:
+        modality = model_modality(choice.arch)
+    except KeyError as e:
+        raise EgoedgeError(e.args[0]) from None
+    return modality_preprocess(modality, data, model_tokenizer(choice.arch))
+
+
+def build(choice: ModelChoice, data: DataConfig, num_classes: int) -> tuple[nn.Module, dict]:
+    """A registered model for ``data`` in its modality; a bad architecture option is one clear error."""
+    try:
+        modality = model_modality(choice.arch)
+        kwargs = {"num_classes": num_classes, "variant": choice.variant,
+                  **modality_model_kwargs(modality, data, input_spec(choice, data))}
         return build_model(choice.arch, **kwargs), kwargs
     except (KeyError, ValueError) as e:
         raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
 
 
-def metrics_of(model: nn.Module, splits: Splits, history: list[dict] | None = None) -> dict:
-    """Validation and test accuracy, parameter and MAC counts (per clip)."""
+def metrics_of(model: nn.Module, splits: Splits, history: list[dict] | None = None,
+               preprocess: dict | None = None) -> dict:
+    """Validation and test accuracy, parameter and MAC counts (per sample) of a model reading ``preprocess``.
+
+    On an anticipation split it adds ``oracle``: what the true transition table scores.
+    """
+    pp = preprocess or splits.preprocess
     example = tuple(t.to(next(model.parameters()).device) for t in model.example_inputs())
-    return {"val": evaluate(model, splits.val, splits.preprocess),
-            "test": evaluate(model, splits.test, splits.preprocess),
-            "params": count_params(model), "macs": count_macs(model, example), "history": history or []}
+    out = {"val": evaluate(model, splits.val, pp), "test": evaluate(model, splits.test, pp),
+           "params": count_params(model), "macs": count_macs(model, example), "history": history or []}
+    if "history" in splits.test.extras:
+        from trainer.data.anticipation import oracle_accuracy
+
+        out["oracle"] = oracle_accuracy(splits.test.extras["history"], splits.test.labels)
+    return out
 
 
 def save_on_rank0(path: Path, **kwargs) -> Path:
@@ -89,27 +110,31 @@ def save_on_rank0(path: Path, **kwargs) -> Path:
 
 
 def _save(path: Path, choice_arch: str, kwargs: dict, model: nn.Module, metrics: dict, splits: Splits,
-          config: dict) -> Path:
+          config: dict, preprocess: dict | None = None) -> Path:
     return save_on_rank0(path, arch=choice_arch, model_kwargs=kwargs, model=model, metrics=metrics,
-                         label_names=splits.labels, preprocess=splits.preprocess,
+                         label_names=splits.labels, preprocess=preprocess or splits.preprocess,
                          config={"data": asdict(splits.data), **config})
 
 
 def teacher_stage(choice: ModelChoice, splits: Splits, cfg: TrainConfig, out: Path, progress: Progress = no_progress,
                   log: Log | None = None, config: dict | None = None) -> Path:
-    """Train a teacher with cross-entropy; writes ``out`` (resumable through ``out``.resume)."""
+    """Train a teacher of any modality with cross-entropy; writes ``out`` (resumable through ``out``.resume)."""
     torch.manual_seed(splits.data.seed)
     model, kwargs = build(choice, splits.data, len(splits.labels))
-    history = train_teacher(model, splits.train, splits.preprocess, cfg, progress,
-                            resume=out.with_suffix(".resume.pt"), log=log)
-    return _save(out, choice.arch, kwargs, model, metrics_of(model, splits, history), splits,
-                 {**(config or {}), "train": asdict(cfg)})
+    pp = input_spec(choice, splits.data)
+    history = train_teacher(model, splits.train, pp, cfg, progress, resume=out.with_suffix(".resume.pt"), log=log)
+    return _save(out, choice.arch, kwargs, model, metrics_of(model, splits, history, pp), splits,
+                 {**(config or {}), "train": asdict(cfg)}, pp)
 
 
 def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg: TrainConfig, kd: KDConfig,
                   recipe: str, out: Path, progress: Progress = no_progress, log: Log | None = None,
                   config: dict | None = None) -> Path:
-    """Train a student with a KD recipe from one or more teacher checkpoints (``ce``: labels only)."""
+    """Train a student with a KD recipe from one or more teacher checkpoints (``ce``: labels only).
+
+    Each teacher reads its own modality (its checkpoint's ``preprocess`` says which), the
+    student the RGB clip: this is how flow, audio, box and text teachers teach a video student.
+    """
     torch.manual_seed(splits.data.seed + 1)
     model, kwargs = build(choice, splits.data, len(splits.labels))
     resume = out.with_suffix(".resume.pt")
@@ -117,8 +142,10 @@ def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg
     if uses_teacher:
         if not teachers:
             raise EgoedgeError(f"recipe '{recipe}' distils from a teacher; pass --teacher CHECKPOINT")
-        loaded = [load_model(t)[0] for t in teachers]
-        history = distill_student(model, loaded, splits.train, splits.preprocess, cfg, kd, progress, resume, log)
+        loaded = [load_model(t) for t in teachers]
+        history = distill_student(model, [m for m, _ in loaded], splits.train, splits.preprocess, cfg, kd, progress,
+                                  resume, log, teacher_preprocess=[ckpt["preprocess"] for _, ckpt in loaded],
+                                  held_out=splits.val)
     else:  # the label-only baseline: same student, same schedule, no teacher
         history = train_teacher(model, splits.train, splits.preprocess, cfg, progress, resume=resume, log=log,
                                 stage="student")

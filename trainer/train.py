@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.common.progress import Progress, no_progress
-from trainer.data import ClipSplit, to_model_input
+from trainer.data import ClipSplit, model_input, to_model_input
 from trainer.distill import DistillationLoss, FeatureTaps, LogitEnsemble
 from trainer.engine import TrainConfig, device, fit, wrap_ddp
 
@@ -51,12 +51,15 @@ class KDConfig:
 @torch.no_grad()
 def predict(model: nn.Module, split: ClipSplit, preprocess: dict, batch_size: int = 64,
             features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits (and clip embeddings when ``features``) of ``model`` on a whole split."""
+    """Logits (and clip embeddings when ``features``) of ``model`` on a whole split.
+
+    ``preprocess`` says which modality the model reads (:func:`trainer.data.model_input`).
+    """
     dev = next(model.parameters()).device
     model.eval()
     logits, feats = [], []
     for i in range(0, len(split), batch_size):
-        x = to_model_input(split.clips[i:i + batch_size], preprocess).to(dev)
+        x = model_input(split, np.arange(i, min(i + batch_size, len(split))), preprocess).to(dev)
         if features:
             f = model.forward_features(x)
             feats.append(f.float().cpu())
@@ -81,14 +84,23 @@ def evaluate(model: nn.Module, split: ClipSplit, preprocess: dict) -> dict[str, 
 
 
 def _batch(train: ClipSplit, preprocess: dict, idx: np.ndarray, dev: torch.device):
-    x = to_model_input(train.clips[idx], preprocess).to(dev)
+    x = model_input(train, idx, preprocess).to(dev)
     return x, torch.from_numpy(train.labels[idx]).to(dev)
+
+
+def param_groups(model: nn.Module) -> list:
+    """The model's own optimiser groups when it has them (a pretrained encoder with its ``lr_scale``)."""
+    return model.param_groups() if hasattr(model, "param_groups") else list(model.parameters())
 
 
 def train_teacher(model: nn.Module, train: ClipSplit, preprocess: dict, cfg: TrainConfig,
                   progress: Progress = no_progress, resume: Path | None = None,
                   log: Callable[[dict], None] | None = None, stage: str = "teacher") -> list[dict]:
-    """Train ``model`` in place with label-smoothed cross-entropy; returns per-epoch history."""
+    """Train ``model`` in place with label-smoothed cross-entropy; returns per-epoch history.
+
+    ``preprocess`` names the modality ``model`` reads, so this trains any teacher: RGB, flow,
+    audio, boxes or text.
+    """
     dev = device()
     model.to(dev)
     net = wrap_ddp(model)
@@ -97,7 +109,7 @@ def train_teacher(model: nn.Module, train: ClipSplit, preprocess: dict, cfg: Tra
         x, y = _batch(train, preprocess, idx, dev)
         return {"loss": F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)}
 
-    return fit(model, list(model.parameters()), len(train), cfg, step, stage, progress, resume, log)
+    return fit(model, param_groups(model), len(train), cfg, step, stage, progress, resume, log)
 
 
 _BLOCK = re.compile(r"^(.*\.)?(stages|blocks|layers)\.\d+$")
@@ -121,17 +133,34 @@ def _hint_names(kd: KDConfig, student: nn.Module, teacher: nn.Module) -> tuple[l
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _logits_of(teacher: nn.Module, split: ClipSplit, preprocess: dict, dev: torch.device,
+               features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A frozen teacher's logits (and embeddings) on a whole split, on ``dev``."""
+    chunks, feats = [], []
+    with torch.no_grad():
+        for s in range(0, len(split), 64):
+            z, f = teacher(model_input(split, np.arange(s, min(s + 64, len(split))), preprocess).to(dev),
+                           return_features=True)
+            chunks.append(z.float())
+            if features:
+                feats.append(f.float())
+    return torch.cat(chunks), (torch.cat(feats) if features else None)
+
+
 def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module], train: ClipSplit,
                     preprocess: dict, cfg: TrainConfig, kd: KDConfig, progress: Progress = no_progress,
                     resume: Path | None = None, log: Callable[[dict], None] | None = None,
-                    teacher_inputs: Sequence[Callable[[np.ndarray], torch.Tensor]] | None = None) -> list[dict]:
+                    teacher_preprocess: Sequence[dict] | None = None, held_out: ClipSplit | None = None) -> list[dict]:
     """Distil one or several frozen teachers into ``student`` in place with :class:`DistillationLoss`.
 
     The clips are not augmented, so each teacher's logits (and the first teacher's embeddings)
     are computed once for the whole split instead of once per step; only intermediate hints
-    need the first teacher run per batch. Several teachers' logits are combined by a
-    :class:`LogitEnsemble` (``kd.ensemble``); ``teacher_inputs[i](indices)`` feeds teacher ``i``
-    its own modality (default: the RGB clip).
+    need the first teacher run per batch. ``teacher_preprocess[i]`` is the ``preprocess`` of
+    teacher ``i``, so each reads its own modality — flow, audio, boxes, the past actions as
+    text (default: what the student reads). Several teachers' logits are combined by a
+    :class:`LogitEnsemble` (``kd.ensemble``) whose ``learned`` weights are fitted on
+    ``held_out`` when given: on the training split a teacher that memorised it (the audio
+    one, say) would take all the weight. Feature KD and hints read the first teacher.
     """
     dev = device()
     teachers = [teachers] if isinstance(teachers, nn.Module) else list(teachers)
@@ -140,25 +169,17 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
         t.to(dev).eval()
         for p in t.parameters():
             p.requires_grad_(False)
-    rgb = lambda idx: to_model_input(train.clips[idx], preprocess)  # noqa: E731
-    inputs = list(teacher_inputs) if teacher_inputs is not None else [rgb] * len(teachers)
-    if len(inputs) != len(teachers):
-        raise ValueError(f"{len(teachers)} teachers but {len(inputs)} teacher input functions")
-    all_logits, first_feats = [], None
-    with torch.no_grad():
-        for i, (t, feed) in enumerate(zip(teachers, inputs, strict=True)):
-            chunks, feats = [], []
-            for s in range(0, len(train), 64):
-                idx = np.arange(s, min(s + 64, len(train)))
-                z, f = t(feed(idx).to(dev), return_features=True)
-                chunks.append(z.float())
-                feats.append(f.float())
-            all_logits.append(torch.cat(chunks))
-            if i == 0:
-                first_feats = torch.cat(feats)
+    pps = list(teacher_preprocess) if teacher_preprocess is not None else [preprocess] * len(teachers)
+    if len(pps) != len(teachers):
+        raise ValueError(f"{len(teachers)} teachers but {len(pps)} teacher preprocess blocks")
+    rgb = lambda idx: model_input(train, idx, preprocess)  # noqa: E731
+    outs = [_logits_of(t, train, pp, dev, features=i == 0) for i, (t, pp) in enumerate(zip(teachers, pps, strict=True))]
+    all_logits, first_feats = [z for z, _ in outs], outs[0][1]
     ensemble = LogitEnsemble(len(teachers), kd.ensemble).to(dev)
-    labels_all = torch.from_numpy(train.labels).to(dev)
-    weights = ensemble.fit(torch.stack(all_logits), labels_all)
+    fit_on = held_out if held_out is not None and len(teachers) > 1 and kd.ensemble == "learned" else train
+    fit_logits = all_logits if fit_on is train else \
+        [_logits_of(t, fit_on, pp, dev)[0] for t, pp in zip(teachers, pps, strict=True)]
+    weights = ensemble.fit(torch.stack(fit_logits), torch.from_numpy(fit_on.labels).to(dev))
     t_logits = ensemble(torch.stack(all_logits)).detach()
 
     hint_s, hint_t = _hint_names(kd, student, teachers[0])
@@ -170,7 +191,7 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
         with torch.no_grad(), FeatureTaps(student, hint_s) as ts, FeatureTaps(teachers[0], hint_t) as tt:
             student.eval()
             student(x0)
-            teachers[0](inputs[0](np.arange(min(2, len(train)))).to(dev))
+            teachers[0](model_input(train, np.arange(min(2, len(train))), pps[0]).to(dev))
             hint_channels = [(as_feature_map(a).shape[1], as_feature_map(b).shape[1])
                              for a, b in zip(ts.outputs, tt.outputs, strict=True)]
     loss = DistillationLoss(student.embed_dim, teachers[0].embed_dim, alpha=kd.alpha, beta=kd.beta, gamma=kd.gamma,
@@ -187,7 +208,7 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
                "teacher_features": first_feats[idx], "labels": y}
         if s_taps is not None:
             with torch.no_grad():
-                teachers[0](inputs[0](idx).to(dev))
+                teachers[0](model_input(train, idx, pps[0]).to(dev))
             out["student_hints"], out["teacher_hints"] = s_taps.outputs, t_taps.outputs
         return loss(out)
 

@@ -1,16 +1,20 @@
-"""Datasets: the generated egocentric clip default and the shared preprocessing."""
+"""Datasets: the generated egocentric clip default, its other modalities, and the shared preprocessing."""
 
 from trainer.data.clips import (
+    TASKS,
     ClipSplit,
     DataConfig,
+    derived,
     label_names,
     load_split,
     preprocess_spec,
     to_model_input,
 )
-from trainer.data.synthetic import LABELS, NOUNS, VERBS, ClipSpec, generate_split, render_clip
+from trainer.data.modalities import MODALITIES, modality_of, model_input
+from trainer.data.synthetic import BOX_CLASSES, LABELS, NOUNS, VERBS, ClipSpec, generate_split, render_clip
 
 __all__ = [
-    "LABELS", "NOUNS", "VERBS", "ClipSpec", "ClipSplit", "DataConfig", "generate_split", "label_names",
-    "load_split", "preprocess_spec", "render_clip", "to_model_input",
+    "BOX_CLASSES", "LABELS", "MODALITIES", "NOUNS", "TASKS", "VERBS", "ClipSpec", "ClipSplit", "DataConfig",
+    "derived", "generate_split", "label_names", "load_split", "model_input", "modality_of", "preprocess_spec",
+    "render_clip", "to_model_input",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,18 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+TASKS = ("recognition", "anticipation")
+# Bump when the generator's output changes, so that cached splits are regenerated.
+_GENERATOR_VERSION = 3
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset and how big each split is."""
+    """Which dataset, which task on it, and how big each split is.
+
+    ``task``: ``recognition`` (label = the action in the clip) or ``anticipation`` (label =
+    the next action; the clip shows the last of ``history`` past actions).
+    """
 
     name: str = "synthetic"
     frames: int = 4
@@ -29,14 +38,23 @@ class DataConfig:
     val: int = 320
     test: int = 320
     seed: int = 0
+    task: str = "recognition"
+    history: int = 3
 
 
 @dataclass
 class ClipSplit:
-    """One split: ``clips`` uint8 ``(N, T, H, W, 3)`` and ``labels`` int64 ``(N,)``."""
+    """One split: ``clips`` uint8 ``(N, T, H, W, 3)``, ``labels`` int64 ``(N,)`` and other modalities.
+
+    ``extras`` holds the same clips' other modalities by name (``boxes``, ``present``,
+    ``box_classes``, ``audio``; ``history`` for anticipation) and what is derived from them
+    on demand (``flow``, token ids); ``cache`` is where derived arrays are kept on disk.
+    """
 
     clips: np.ndarray
     labels: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    cache: Path | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -72,7 +90,7 @@ def _cache_path(cfg: DataConfig, split: str, n: int) -> Path | None:
     root = os.environ.get("EGOEDGE_CACHE")
     if not root:
         return None
-    key = hashlib.sha1(repr((asdict(cfg), split, n, LABELS)).encode()).hexdigest()[:16]
+    key = hashlib.sha1(repr((asdict(cfg), split, n, LABELS, _GENERATOR_VERSION)).encode()).hexdigest()[:16]
     return Path(root) / "data" / f"{cfg.name}_{split}_{key}.npz"
 
 
@@ -80,15 +98,39 @@ def load_split(cfg: DataConfig, split: str) -> ClipSplit:
     """Generate (or read from ``$EGOEDGE_CACHE``) one split of the dataset named by ``cfg``."""
     if cfg.name != "synthetic":
         raise EgoedgeError(f"unknown dataset '{cfg.name}'; available: synthetic")
+    if cfg.task not in TASKS:
+        raise EgoedgeError(f"unknown task '{cfg.task}'; valid: {', '.join(TASKS)}")
     n = getattr(cfg, split)
     cache = _cache_path(cfg, split, n)
     if cache is not None and cache.exists():
         with np.load(cache) as z:
-            return ClipSplit(z["clips"], z["labels"])
-    clips, labels = generate_split(split, n, ClipSpec(frames=cfg.frames, size=cfg.size), seed=cfg.seed)
+            extras = {k[2:]: z[k] for k in z.files if k.startswith("x_")}
+            return ClipSplit(z["clips"], z["labels"], extras, cache)
+    spec = ClipSpec(frames=cfg.frames, size=cfg.size)
+    extras: dict[str, np.ndarray] = {}
+    if cfg.task == "anticipation":
+        from trainer.data.anticipation import generate_anticipation_split
+
+        clips, labels, extras["history"] = generate_anticipation_split(split, n, spec, cfg.history, cfg.seed, extras)
+    else:
+        clips, labels = generate_split(split, n, spec, seed=cfg.seed, annotations=extras)
     if cache is not None:
-        atomic_write(cache, lambda p: np.savez(open(p, "wb"), clips=clips, labels=labels))
-    return ClipSplit(clips, labels)
+        atomic_write(cache, lambda p: np.savez(open(p, "wb"), clips=clips, labels=labels,
+                                               **{f"x_{k}": v for k, v in extras.items()}))
+    return ClipSplit(clips, labels, extras, cache)
+
+
+def derived(split: ClipSplit, name: str, compute) -> np.ndarray:
+    """``split.extras[name]``, computed once by ``compute(split)`` and kept beside the cached split."""
+    if name not in split.extras:
+        path = split.cache.with_suffix(f".{name}.npy") if split.cache is not None else None
+        if path is not None and path.exists():
+            split.extras[name] = np.load(path)
+        else:
+            split.extras[name] = compute(split)
+            if path is not None:
+                atomic_write(path, lambda p: np.save(open(p, "wb"), split.extras[name]))
+    return split.extras[name]
 
 
 def label_names(cfg: DataConfig) -> list[str]:

@@ -23,6 +23,10 @@ VERBS: tuple[str, ...] = ("open", "close", "pick", "put")
 NOUNS: tuple[str, ...] = ("drawer", "cup", "knife", "box")
 LABELS: tuple[str, ...] = tuple(f"{v}_{n}" for v in VERBS for n in NOUNS)
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+# What an object detector would name in these clips: the hand, the four nouns, and clutter.
+BOX_CLASSES: tuple[str, ...] = ("hand", *NOUNS, "clutter")
+MAX_CLUTTER = 4
+BOX_SLOTS = 2 + MAX_CLUTTER  # hand, acted-on object, clutter items
 
 _SKIN = np.array([[224, 172, 138], [198, 134, 92], [141, 85, 54], [240, 200, 170]], np.float32)
 
@@ -51,6 +55,18 @@ def _rect(x: np.ndarray, y: np.ndarray, cx, cy, w, h, angle=0.0) -> np.ndarray:
     u = c * dx + s * dy
     v = -s * dx + c * dy
     return (np.abs(u) <= w) & (np.abs(v) <= h)
+
+
+def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame ``(x1, y1, x2, y2)`` in [0, 1] of a ``(T, H, W)`` mask, and whether it is visible."""
+    t, h, w = mask.shape
+    rows, cols = mask.any(axis=2), mask.any(axis=1)
+    present = rows.any(axis=1)
+    y1, y2 = rows.argmax(1), h - rows[:, ::-1].argmax(1)
+    x1, x2 = cols.argmax(1), w - cols[:, ::-1].argmax(1)
+    box = np.stack([x1 / w, y1 / h, x2 / w, y2 / h], axis=-1).astype(np.float32)
+    box[~present] = 0.0
+    return box, present
 
 
 def _paint(img: np.ndarray, mask: np.ndarray, color) -> None:
@@ -160,8 +176,14 @@ def action_timeline(verb: str, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     raise ValueError(f"unknown verb '{verb}'")
 
 
-def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndarray:
-    """Render one clip of class ``label`` as uint8 ``(T, H, W, 3)``."""
+def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec, annotate: dict | None = None) -> np.ndarray:
+    """Render one clip of class ``label`` as uint8 ``(T, H, W, 3)``.
+
+    With ``annotate`` (a dict) it also receives the ground-truth boxes of what was drawn:
+    ``boxes`` ``(T, BOX_SLOTS, 4)`` xyxy in [0, 1], ``present`` ``(T, BOX_SLOTS)`` and
+    ``classes`` ``(BOX_SLOTS,)`` indices into :data:`BOX_CLASSES` (-1: empty slot). Annotating
+    draws no random numbers, so the clip is the same with or without it.
+    """
     verb, noun = LABELS[label].split("_")
     T, S = spec.frames, spec.size
     t = np.linspace(0.0, 1.0, T, dtype=np.float32)[:, None, None]  # (T,1,1)
@@ -186,8 +208,9 @@ def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndar
     img[:] = table + 12 * grain
     _paint(img, y < horizon, wall)
 
+    shapes: list[tuple[int, np.ndarray]] = []  # (class, mask) of everything a detector could box
     # Clutter: primitives of random colour that never match an object silhouette exactly.
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(1, MAX_CLUTTER + 1)):
         ccx, ccy = rng.uniform(-0.5, 0.5), rng.uniform(horizon, 0.5)
         col = rng.uniform(0, 255, 3).astype(np.float32)
         if rng.random() < 0.5:
@@ -195,6 +218,7 @@ def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndar
         else:
             mask = _rect(x, y, ccx, ccy, rng.uniform(0.015, 0.04), rng.uniform(0.015, 0.04), rng.uniform(0, np.pi))
         _paint(img, mask, col)
+        shapes.append((BOX_CLASSES.index("clutter"), mask))
 
     # The acted-on object.
     ocx, ocy = rng.uniform(-0.22, 0.22), rng.uniform(-0.1, 0.16)
@@ -208,8 +232,10 @@ def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndar
 
     shadow = _ellipse(x, y, ocx + 0.02, ocy + 0.06 * scale, 0.15 * scale * (1 - 0.5 * lift), 0.05 * scale)
     img[shadow] *= 0.7
+    obj_mask = np.zeros(x.shape, bool)
     for mask, col in _object_parts(noun, x, y, ocx, obj_y, obj_s, rot, opening, colors):
         _paint(img, mask, col)
+        obj_mask |= mask
 
     # Hand: forearm from the bottom edge to a palm with four fingers near the grip point.
     grip_x = ocx + 0.02 + (0.1 if noun == "cup" and verb in ("pick", "put") else 0.0)
@@ -223,11 +249,14 @@ def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndar
     ax, ay = hx + 0.12, 0.75
     arm_len = np.hypot(ax - hx, ay - hy)
     arm_ang = np.arctan2(ay - hy, ax - hx)
-    _paint(img, _rect(x, y, (ax + hx) / 2, (ay + hy) / 2, arm_len / 2, 0.04, arm_ang), skin * 0.9)
-    _paint(img, _ellipse(x, y, hx, hy, 0.048, 0.038), skin)
-    for k in range(4):
-        fx = hx - 0.033 + 0.022 * k
-        _paint(img, _rect(x, y, fx, hy - 0.05, 0.008, 0.03), skin * 1.03)
+    hand_parts = [(_rect(x, y, (ax + hx) / 2, (ay + hy) / 2, arm_len / 2, 0.04, arm_ang), skin * 0.9),
+                  (_ellipse(x, y, hx, hy, 0.048, 0.038), skin)]
+    hand_parts += [(_rect(x, y, hx - 0.033 + 0.022 * k, hy - 0.05, 0.008, 0.03), skin * 1.03) for k in range(4)]
+    for mask, col in hand_parts:
+        _paint(img, mask, col)
+    # The palm and fingers, not the forearm that runs out of the frame, are what a hand box holds.
+    palm = np.logical_or.reduce([mask for mask, _ in hand_parts[1:]])
+    shapes = [(BOX_CLASSES.index("hand"), palm), (BOX_CLASSES.index(noun), obj_mask), *shapes]
 
     # Lighting: per-clip gain and direction, per-frame flicker, vignette; then sensor noise.
     gain = rng.uniform(0.6, 1.3)
@@ -236,26 +265,93 @@ def render_clip(label: int, rng: np.random.Generator, spec: ClipSpec) -> np.ndar
     flicker = 1 + rng.normal(0, 0.04, (T, 1, 1))
     img *= (light * flicker)[..., None]
     img += rng.normal(0, rng.uniform(2, 8), img.shape).astype(np.float32)
-    if rng.random() < 0.5:  # left-handed wearer: the whole view mirrored
+    mirrored = rng.random() < 0.5
+    if mirrored:  # left-handed wearer: the whole view mirrored
         img = img[:, :, ::-1]
+    if annotate is not None:
+        annotate.update(_annotations(shapes, mirrored))
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate_split(split: str, n: int, spec: ClipSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _annotations(shapes: list[tuple[int, np.ndarray]], mirrored: bool) -> dict[str, np.ndarray]:
+    t = shapes[0][1].shape[0]
+    boxes = np.zeros((t, BOX_SLOTS, 4), np.float32)
+    present = np.zeros((t, BOX_SLOTS), bool)
+    classes = np.full(BOX_SLOTS, -1, np.int64)
+    for k, (cls, mask) in enumerate(shapes[:BOX_SLOTS]):
+        boxes[:, k], present[:, k] = _bbox(mask)
+        classes[k] = cls
+    if mirrored:
+        boxes[..., [0, 2]] = np.where(present[..., None], 1.0 - boxes[..., [2, 0]], 0.0)
+    return {"boxes": boxes, "present": present, "classes": classes}
+
+
+def generate_split(split: str, n: int, spec: ClipSpec, seed: int = 0,
+                   annotations: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Clips ``(n, T, H, W, 3)`` uint8 and labels ``(n,)`` int64 for one split; balanced by class.
+
+    With ``annotations`` (a dict) it also receives the other modalities of the same clips:
+    ``boxes``/``present``/``box_classes`` as an object detector would report them (see
+    :func:`detections`) and ``audio`` (``(n, AUDIO_BANDS, AUDIO_STEPS)`` log spectrograms,
+    :mod:`trainer.data.audio`).
 
     Example::
 
         clips, labels = generate_split("train", 32, ClipSpec(frames=4, size=64), seed=0)
     """
+    labels = _balanced_labels(split, n, seed)
+    return render_split(split, labels, spec, seed, annotations), labels
+
+
+def _balanced_labels(split: str, n: int, seed: int) -> np.ndarray:
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
     if n <= 0:
         raise ValueError(f"split size must be positive, got {n}")
     labels = np.arange(n, dtype=np.int64) % len(LABELS)
     # A fixed permutation so that batches are mixed but the class counts stay exact.
-    labels = np.random.default_rng([seed, SPLITS[split], 7]).permutation(labels)
+    return np.random.default_rng([seed, SPLITS[split], 7]).permutation(labels)
+
+
+def render_split(split: str, labels: np.ndarray, spec: ClipSpec, seed: int = 0, annotations: dict | None = None,
+                 stream: int | None = None) -> np.ndarray:
+    """Render one clip per label (clip ``i`` from the random stream ``(seed, split, i[, stream])``)."""
+    from trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
+
+    n = len(labels)
     clips = np.empty((n, spec.frames, spec.size, spec.size, 3), np.uint8)
+    if annotations is not None:
+        annotations.update(boxes=np.zeros((n, spec.frames, BOX_SLOTS, 4), np.float32),
+                           present=np.zeros((n, spec.frames, BOX_SLOTS), bool),
+                           box_classes=np.zeros((n, BOX_SLOTS), np.int64),
+                           audio=np.zeros((n, AUDIO_BANDS, AUDIO_STEPS), np.float16))
+    extra = [] if stream is None else [stream]
     for i, lab in enumerate(labels):
-        clips[i] = render_clip(int(lab), np.random.default_rng([seed, SPLITS[split], i]), spec)
-    return clips, labels
+        note: dict | None = {} if annotations is not None else None
+        clips[i] = render_clip(int(lab), np.random.default_rng([seed, SPLITS[split], i, *extra]), spec, note)
+        if annotations is not None:
+            # Their own random streams: adding modalities changed no frame of the clips.
+            det = detections(note, np.random.default_rng([seed, SPLITS[split], i, *extra, 19]))
+            annotations["boxes"][i], annotations["present"][i] = det["boxes"], det["present"]
+            annotations["box_classes"][i] = det["classes"]
+            sound = np.random.default_rng([seed, SPLITS[split], i, *extra, 17])
+            annotations["audio"][i] = render_audio(int(lab), sound)
+    return clips
+
+
+def detections(truth: dict[str, np.ndarray], rng: np.random.Generator, jitter: float = 0.02, miss: float = 0.1,
+               confuse: float = 0.15) -> dict[str, np.ndarray]:
+    """What a real detector makes of the drawn boxes: jittered, sometimes missed, nouns sometimes confused.
+
+    ``truth`` is :func:`render_clip`'s annotation. A confused noun keeps its box but takes
+    another noun's name for the whole clip (a tracker keeps the identity it first gave).
+    """
+    boxes = np.clip(truth["boxes"] + rng.normal(0, jitter, truth["boxes"].shape), 0, 1).astype(np.float32)
+    present = truth["present"] & (rng.random(truth["present"].shape) >= miss)
+    classes = truth["classes"].copy()
+    nouns = [BOX_CLASSES.index(n) for n in NOUNS]
+    for k, c in enumerate(classes):
+        if c in nouns and rng.random() < confuse:
+            classes[k] = rng.choice([n for n in nouns if n != c])
+    boxes[~present] = 0.0
+    return {"boxes": boxes, "present": present, "classes": classes}

@@ -1,6 +1,6 @@
 """Registry of teachers and students; importing this package registers every model."""
 
-from trainer.models import student, teacher  # noqa: F401  (registration side effects)
+from trainer.models import modality, student, teacher, text  # noqa: F401  (registration side effects)
 from trainer.models.registry import MODELS
 from trainer.models.video import TemporalAttentionPool, VideoClassifier
 
@@ -10,4 +10,14 @@ def build_model(arch: str, **kwargs) -> VideoClassifier:
     return MODELS.get(arch)(**kwargs)
 
 
-__all__ = ["MODELS", "TemporalAttentionPool", "VideoClassifier", "build_model"]
+def model_modality(arch: str) -> str:
+    """Which modality a registered architecture reads (``rgb``, ``flow``, ``audio``, ``objects``, ``text``)."""
+    return getattr(MODELS.get(arch), "modality", "rgb")
+
+
+def model_tokenizer(arch: str) -> str | None:
+    """The tokenizer a text architecture was built for (``None`` for the others)."""
+    return getattr(MODELS.get(arch), "tokenizer", None)
+
+
+__all__ = ["MODELS", "TemporalAttentionPool", "VideoClassifier", "build_model", "model_modality", "model_tokenizer"]

@@ -57,3 +57,6 @@ def mobilevit(num_classes: int, frames: int, size: int, variant: str = "xxs") ->
         raise ValueError(f"MobileViT needs an image size divisible by 32, got {size}")
     encoder = build_mobilevit_encoder(variant)
     return VideoClassifier(encoder, encoder.num_features, num_classes, frames, size)
+
+
+mobilevit.variants = MOBILEVIT_VARIANTS

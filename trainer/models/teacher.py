@@ -98,3 +98,6 @@ def clip_vit(num_classes: int, frames: int, size: int, variant: str = "small") -
     spec = VIT_SIZES[variant]
     heads = 4 if spec.embed % 4 == 0 else 1
     return VideoClassifier(ClipImageEncoder(spec, size), spec.embed, num_classes, frames, size, pool_heads=heads)
+
+
+clip_vit.variants = tuple(VIT_SIZES)

@@ -45,14 +45,19 @@ class TemporalAttentionPool(nn.Module):
 class VideoClassifier(nn.Module):
     """``(B, T, 3, H, W)`` float clip -> ``(B, num_classes)`` logits.
 
+    The encoder runs on every time step; a flow, audio or box encoder makes it a classifier
+    of that modality (``frame_shape`` says what one step is).
+
     ``forward_features`` gives the pooled clip embedding used by feature distillation.
     """
 
     def __init__(self, encoder: nn.Module, embed_dim: int, num_classes: int, frames: int, size: int,
-                 pool_heads: int = 4, dropout: float = 0.1) -> None:
+                 pool_heads: int = 4, dropout: float = 0.1, frame_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.frames, self.size, self.embed_dim = frames, size, embed_dim
+        # What one time step looks like: an RGB frame unless the encoder reads another modality.
+        self.frame_shape = tuple(frame_shape) if frame_shape is not None else (3, size, size)
         self.pool = TemporalAttentionPool(embed_dim, frames, pool_heads)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, num_classes))
 
@@ -69,4 +74,4 @@ class VideoClassifier(nn.Module):
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
         """A correctly shaped input for export, bench and tests."""
-        return (torch.randn(batch, self.frames, 3, self.size, self.size),)
+        return (torch.randn(batch, self.frames, *self.frame_shape),)
