@@ -150,11 +150,13 @@ def _default_variant(arch: str, cfg: RunConfig) -> str:
     if arch == cfg.teacher.arch:
         return cfg.teacher.variant
     try:
-        default = inspect.signature(MODELS.get(arch)).parameters["variant"].default
+        builder = MODELS.get(arch)
     except KeyError as e:
         raise EgoedgeError(e.args[0]) from None
     # The mini preset trains every architecture at its test size where it has one.
-    return "test" if cfg.teacher.variant == "test" and "test" in MODELS.get(arch).variants else default
+    if cfg.teacher.variant == "test" and "test" in builder.variants:
+        return "test"
+    return inspect.signature(builder).parameters["variant"].default
 
 
 class RunLog:

@@ -19,7 +19,7 @@ from trainer.checkpoint import load_model, save_checkpoint
 from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
-from trainer.data import ClipSplit, DataConfig, label_names, load_split, preprocess_spec
+from trainer.data import ClipSplit, DataConfig, label_names, load_split, modality_of, preprocess_spec
 from trainer.data.modalities import modality_model_kwargs, modality_preprocess
 from trainer.engine import TrainConfig, world
 from trainer.models import build_model, model_modality, model_tokenizer
@@ -74,9 +74,9 @@ def input_spec(choice: ModelChoice, data: DataConfig) -> dict:
 def build(choice: ModelChoice, data: DataConfig, num_classes: int) -> tuple[nn.Module, dict]:
     """A registered model for ``data`` in its modality; a bad architecture option is one clear error."""
     try:
-        modality = model_modality(choice.arch)
+        pp = input_spec(choice, data)
         kwargs = {"num_classes": num_classes, "variant": choice.variant,
-                  **modality_model_kwargs(modality, data, input_spec(choice, data))}
+                  **modality_model_kwargs(modality_of(pp), data, pp)}
         return build_model(choice.arch, **kwargs), kwargs
     except (KeyError, ValueError) as e:
         raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
