@@ -7,6 +7,8 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.report import validate_report
+from trainer.checkpoint import read_checkpoint
+from trainer.common.io import EgoedgeError
 
 runner = CliRunner()
 
@@ -100,6 +102,9 @@ def test_export_command_table_and_gate_exit_code(mini_run, tmp_path):
     (["bench", "{tmp}", "--tool", "tflite"], "--tool takes FORMAT=PATH"),
     (["bench", "{tmp}", "--budget-s", "0"], "--budget-s > 0"),
     (["bench", "{tmp}", "--device", "ios:0000-NOPE"], "ios"),
+    (["train", "teacher", "--preset", "mini", "--arch", "resnet", "--out", "{tmp}/t"], "unknown model 'resnet'"),
+    (["train", "teacher", "--preset", "mini", "--arch", "minilm", "--out", "{tmp}/t"], "--task anticipation"),
+    (["train", "teacher", "--preset", "mini", "--task", "forecast"], "'forecast' is not one of"),
 ])
 def test_bad_input_gives_one_clear_line(args, message, tmp_path, mini_data_cfg, micro_ckpt):
     if "{ckpt}" in args:
@@ -144,6 +149,27 @@ def test_teacher_stage_is_seeded(tmp_path, mini_data_cfg):
         states.append(read_checkpoint(tmp_path / name)["state_dict"])
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key
+
+
+def test_teacher_and_task_overrides():
+    from bench.pipeline import resolve_config
+
+    assert resolve_config("mini", teacher_arch="flow_cnn").teacher.variant == "test"  # mini: test sizes
+    assert resolve_config("mini", teacher_arch="minilm").teacher.variant == "l6"  # it has no test size
+    assert resolve_config("quick", teacher_arch="box_transformer").teacher.variant == "small"  # builder default
+    assert resolve_config("quick", teacher_variant="base").teacher == resolve_config("full").teacher
+    assert resolve_config("quick", task="anticipation").data.task == "anticipation"
+    with pytest.raises(EgoedgeError, match="unknown task 'forecast'; valid: recognition, anticipation"):
+        resolve_config("quick", task="forecast")
+
+
+def test_train_teacher_of_another_modality_names_its_checkpoint(tmp_path):
+    result = runner.invoke(app, ["train", "teacher", "--preset", "mini", "--arch", "box_transformer",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    ckpt = read_checkpoint(tmp_path / "teacher_box_transformer.pt")
+    assert ckpt["preprocess"]["modality"] == "objects" and ckpt["config"]["model"]["variant"] == "test"
+    assert "objects" in result.output  # the table says what the teacher reads
 
 
 def test_overrides_reach_the_config():

@@ -77,6 +77,11 @@ def test_preprocess_roundtrip_and_errors(mini_data_cfg):
         to_model_input(split.clips[0], pp)
 
 
+def test_unknown_task():
+    with pytest.raises(EgoedgeError, match="unknown task 'forecast'; valid: recognition, anticipation"):
+        load_split(DataConfig(task="forecast", train=4), "train")
+
+
 def test_unknown_dataset():
     with pytest.raises(EgoedgeError, match="unknown dataset"):
         load_split(DataConfig(name="kinetics"), "train")
