@@ -306,6 +306,42 @@ def report(
             console.print(f"{label}: {', '.join(names)}", highlight=False)
 
 
+@app.command()
+def embed(
+    run: Path = typer.Argument(..., help="A run folder (with export/manifest.json) or an export folder."),
+    app_dir: Path = typer.Option(Path("android_demo"), "--app", help="The Android demo project."),
+    models: str = typer.Option(None, help="Comma-separated artifact names or patterns, e.g. '*_int8' "
+                               "(default: every ExecuTorch/LiteRT artifact that passed the parity gate)."),
+    sample: bool = typer.Option(True, help="Also embed a held-out sample clip with PyTorch's logits for it."),
+) -> None:
+    """Copy exported students, their manifest and a sample clip into the Android app's assets, checked.
+
+    Example: egoedge embed runs/quick --app android_demo --models 'student_*_int8'
+    """
+    from bench.embed import EmbedConfig
+    from bench.embed import embed as embed_run
+
+    try:
+        cfg = EmbedConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
+                          sample=sample)
+        summary = embed_run(run, app_dir, cfg)
+    except EgoedgeError as e:
+        fail(str(e))
+    table = Table(title=f"embedded into {summary['assets']}")
+    for h in ("file", "precision", "MB", "top-1 %", "sha256"):
+        table.add_column(h, justify="left" if h in ("file", "precision", "sha256") else "right", no_wrap=True)
+    for a in summary["manifest"]["artifacts"]:
+        table.add_row(a["file"], a["precision"], f"{a['bytes'] / 1e6:.2f}",
+                      f"{a['accuracy']['top1']:.1f}" if a.get("accuracy") else "–", a["sha256"][:8])
+    console.print(table)
+    if s := summary["manifest"].get("sample"):
+        console.print(f"sample clip: {s['clip']} ({'x'.join(map(str, s['shape']))}, label {s['label']})",
+                      highlight=False)
+    for w in summary["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    console.print(f"next: cd {app_dir} && ./gradlew installDebug", highlight=False, soft_wrap=True)
+
+
 from bench.cli_train import train_app  # noqa: E402  (needs `app`'s helpers above)
 
 app.add_typer(train_app, name="train")

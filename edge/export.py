@@ -18,6 +18,7 @@ import torch
 from edge.calibration import as_samples, calibration_inputs, check_preprocess, load_calibration_file
 from edge.exporters import EXPORTERS, ExportError, export_ready
 from edge.parity import ParityGate, compare
+from edge.schema import validate
 from trainer.checkpoint import load_model
 from trainer.common.io import (
     EgoedgeError,
@@ -128,6 +129,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "sample_input.npy", lambda p: np.save(open(p, "wb"), parity_x[:1]))
     atomic_write(out_dir / "sample_output.npy", lambda p: np.save(open(p, "wb"), parity_ref[:1]))
+    # The same clip raw: an app runs its own preprocessing on it and must get sample_input.npy.
+    atomic_write(out_dir / "sample_clip.npy", lambda p: np.save(open(p, "wb"), val.clips[0]))
     ready = export_ready(model)
     example = (torch.from_numpy(parity_x[:1]),)
     artifacts = []
@@ -164,7 +167,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
                 "calibration": calib_info,
                 "gate": {"fp32_max_abs": cfg.gate.fp32_max_abs, "int8_min_agreement": cfg.gate.int8_min_agreement,
                          "int8_max_accuracy_drop": cfg.gate.int8_max_accuracy_drop},
+                "sample": {"clip": "sample_clip.npy", "input": "sample_input.npy", "output": "sample_output.npy",
+                           "label": ckpt["label_names"][int(val.labels[0])]},
                 "artifacts": artifacts}
+    validate(manifest, "manifest", "the manifest being written")
     write_json_atomic(out_dir / "manifest.json", manifest)
     return manifest
 

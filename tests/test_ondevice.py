@@ -87,11 +87,26 @@ def test_app_protocol_parameters():
     assert "EGOEDGE_ITERATIONS=7" in env and "EGOEDGE_XNNPACK=true" in env and env[0] == "--env"
 
 
+def _ok_result(**change) -> dict:
+    """A result as the app writes it (see android_demo/.../BenchmarkActivity.kt)."""
+    result = {"protocol": 1, "status": "ok", "error": None, "name": "student_tflite_int8", "format": "tflite",
+              "precision": "int8", "device": "Pixel 8 (Android 15, arm64-v8a)", "runtime": "litert 2.3.0 (xnnpack)",
+              "threads": 4, "size_bytes": 127480, "load_ms": 10.0,
+              "latency_ms": {"mean": 4.0, "median": 4.0, "p90": 4.8, "p99": 4.98, "std": 0.8165, "iterations": 3,
+                             "warmup": 2},
+              "latency_samples_ms": [3.0, 4.0, 5.0], "peak_rss_mb": 80.0, "logits": [[0.1, 0.9]]}
+    result.update(change)
+    return result
+
+
 @pytest.mark.parametrize("text,message", [
     ("not json", "not JSON"),
     (json.dumps({"protocol": 2, "status": "ok"}), "protocol 2"),
     (json.dumps({"protocol": 1, "status": "error", "error": "out of memory"}), "out of memory"),
-    (json.dumps({"protocol": 1, "status": "ok", "latency_ms": []}), "per-iteration"),
+    (json.dumps({"protocol": 1, "status": "error"}), "breaks the protocol: \\(top\\): 'error' is a required"),
+    (json.dumps(_ok_result(latency_samples_ms=[])), "latency_samples_ms: \\[\\] should be non-empty"),
+    (json.dumps({k: v for k, v in _ok_result().items() if k != "device"}), "'device' is a required property"),
+    (json.dumps(_ok_result(threads=0)), "threads: 0 is less than the minimum of 1"),
 ])
 def test_app_result_errors(text, message):
     with pytest.raises(DeviceError, match=message):
@@ -99,10 +114,13 @@ def test_app_result_errors(text, message):
 
 
 def test_app_result_ok():
-    r = parse_app_result(json.dumps({"protocol": 1, "status": "ok", "warmup": 2, "load_ms": 10.0,
-                                     "latency_ms": [3.0, 4.0, 5.0], "peak_rss_mb": 80.0, "logits": [[0.1, 0.9]]}))
+    r = parse_app_result(json.dumps(_ok_result()))
+    # egoedge recomputes the statistics from the samples; the app's own summary agrees with them.
     assert r["latency_ms"]["median"] == 4.0 and r["latency_ms"]["warmup"] == 2
+    for key in ("mean", "median", "p90", "p99", "std"):
+        assert r["latency_ms"][key] == pytest.approx(_ok_result()["latency_ms"][key], abs=1e-4)
     assert r["logits"].shape == (1, 2) and r["peak_rss_mb"] == 80.0
+    assert r["details"]["device"].startswith("Pixel 8")
 
 
 def _info(id, usable=True, emulator=False, reason=None):

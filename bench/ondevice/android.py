@@ -19,14 +19,21 @@ import numpy as np
 from bench.devices.android import adb
 from bench.devices.base import DeviceError, DeviceInfo
 from bench.host import BenchConfig
-from bench.ondevice.app import ANDROID_ACTIVITY, ANDROID_PACKAGE, INPUTS_NAME, RESULT_NAME, AppRequest, inputs_bytes
+from bench.ondevice.app import (
+    ANDROID_ACTIVITY,
+    ANDROID_FORMATS,
+    ANDROID_PACKAGE,
+    INPUTS_NAME,
+    RESULT_NAME,
+    AppRequest,
+    inputs_bytes,
+)
 from bench.ondevice.native import NATIVE_TOOLS
 from bench.ondevice.parsers import parse_app_result
 from bench.ondevice.registry import BACKENDS
 
 REMOTE_DIR = "/data/local/tmp/egoedge"
 APP_DIR = f"/sdcard/Android/data/{ANDROID_PACKAGE}/files/egoedge"  # the app's own storage: adb may write it
-APP_FORMATS = ("executorch", "tflite")  # what the demo app embeds
 PUSH_MB_PER_S = 5.0  # slowest USB 2 link we allow for before a push counts as hung
 POLL_S = 1.0
 _EXIT = "__egoedge_exit="
@@ -82,9 +89,9 @@ class AndroidBackend:
     def unsupported(self, format: str) -> str | None:
         if format in self.tools:
             return None
-        if format not in APP_FORMATS:
+        if format not in ANDROID_FORMATS:
             native = ", ".join(f"--tool {f}=PATH" for f in NATIVE_TOOLS.keys())
-            return f"no Android runner for {format} (the demo app runs {', '.join(APP_FORMATS)}; native: {native})"
+            return f"no Android runner for {format} (the demo app runs {', '.join(ANDROID_FORMATS)}; native: {native})"
         if not self.app_installed():
             return (f"the demo app ({ANDROID_PACKAGE}) is not installed: build and install android_demo, "
                     f"or pass --tool {format}=PATH to a native benchmark binary")

@@ -16,9 +16,20 @@ parameter               type     meaning
 ``result``              string   where to write the result JSON (write a temp file, then rename)
 ======================  =======  ==================================================================
 
-The result JSON: ``{"protocol": 1, "status": "ok" | "error", "error": str, "runtime": str,
-"threads": int, "warmup": int, "load_ms": float, "latency_ms": [float, ...] (one per timed run),
-"peak_rss_mb": float, "logits": [[float, ...], ...] (one row per input clip, when inputs were given)}``.
+The result JSON follows ``bench/ondevice/result.schema.json``: ``{"protocol": 1, "status": "ok" |
+"error", "error": str | null}`` and, when ok, the host report's fields for one row -- ``"name",
+"format", "precision", "device", "runtime", "threads", "size_bytes", "load_ms", "latency_ms": {"mean",
+"median", "p90", "p99", "std", "iterations", "warmup"}, "peak_rss_mb"`` -- plus ``"latency_samples_ms"``
+(every timed run, from which egoedge recomputes the statistics) and ``"logits"`` (one row per input
+clip, when ``inputs`` were given).
+
+The Android app implements this in ``android_demo/app/src/main/java/org/egoedge/demo/BenchmarkActivity.kt``;
+started by hand it is::
+
+    adb shell am start -W -S -n org.egoedge.demo/org.egoedge.demo.BenchmarkActivity \
+        --es model /sdcard/Android/data/org.egoedge.demo/files/egoedge/student_executorch_int8.pte \
+        --ei iterations 50 --ei warmup 5 --ei threads 4 --ez xnnpack true \
+        --es result /sdcard/Android/data/org.egoedge.demo/files/egoedge/result.json
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import numpy as np
 from bench.host import BenchConfig
 
 ANDROID_PACKAGE = "org.egoedge.demo"
+ANDROID_FORMATS = ("executorch", "tflite")  # the runtimes the Android app links (ExecuTorch AAR, LiteRT)
 ANDROID_ACTIVITY = "org.egoedge.demo.BenchmarkActivity"
 IOS_BUNDLE = "org.egoedge.demo"
 RESULT_NAME = "result.json"

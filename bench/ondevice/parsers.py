@@ -90,6 +90,8 @@ def parse_executor_runner(text: str, warmup: int) -> dict:
 
 def parse_app_result(text: str) -> dict:
     """The JSON the demo app's benchmark activity writes (protocol 1, see ``bench/ondevice/app.py``)."""
+    from edge.schema import schema_errors
+
     try:
         result = json.loads(text)
     except json.JSONDecodeError as e:
@@ -97,13 +99,14 @@ def parse_app_result(text: str) -> dict:
     if not isinstance(result, dict) or result.get("protocol") != APP_PROTOCOL:
         raise DeviceError(f"the app speaks protocol {result.get('protocol') if isinstance(result, dict) else '?'}, "
                           f"egoedge expects {APP_PROTOCOL}: update the app or egoedge")
-    if result.get("status") != "ok":
-        raise DeviceError(f"the app could not run the model: {result.get('error') or 'no reason given'}")
-    samples = result.get("latency_ms")
-    if not isinstance(samples, list) or not samples or not all(isinstance(v, int | float) for v in samples):
-        raise DeviceError("the app's result has no per-iteration 'latency_ms' list")
+    if result.get("status") == "error" and isinstance(result.get("error"), str):
+        raise DeviceError(f"the app could not run the model: {result['error']}")
+    if errors := schema_errors(result, "app_result"):
+        raise DeviceError(f"the app's result breaks the protocol: {errors[0]}")
+    samples = result["latency_samples_ms"]
     logits = result.get("logits")
-    return {"load_ms": result.get("load_ms"), "latency_ms": latency_stats(samples, int(result.get("warmup", 0))),
-            "peak_rss_mb": result.get("peak_rss_mb"), "rss_added_mb": None,
+    return {"load_ms": result["load_ms"], "latency_ms": latency_stats(samples, result["latency_ms"]["warmup"]),
+            "peak_rss_mb": result["peak_rss_mb"], "rss_added_mb": None,
             "logits": np.asarray(logits, dtype=np.float32) if logits is not None else None,
-            "details": {"tool": "app", "runtime": result.get("runtime"), "threads": result.get("threads")}}
+            "details": {"tool": "app", "runtime": result["runtime"], "threads": result["threads"],
+                        "device": result["device"], "app_latency_ms": result["latency_ms"]}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ class ExecuTorchExporter:
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
         write_bytes_atomic(path, program.buffer)
         portable = sorted(op for op, b in info.delegation_by_operator.items() if b.non_delegated and op != "getitem")
-        return {"delegate": "xnnpack",
+        # The app's AAR must be this runtime version or newer: `egoedge embed` compares the two.
+        return {"exporter": f"executorch {version('executorch')}", "delegate": "xnnpack",
                 "delegated_subgraphs": info.num_delegated_subgraphs,
                 "delegated_nodes": info.num_delegated_nodes,
                 "portable_nodes": info.num_non_delegated_nodes,

@@ -16,6 +16,7 @@ import torch
 
 from edge.exporters.base import Calibration, Session, check_precision, example_graph, lowering_error
 from edge.exporters.registry import EXPORTERS
+from edge.preprocess import dequantize, quantize
 from trainer.common.io import atomic_write
 from trainer.quantize import QUANTIZERS, quantize_pt2e
 
@@ -94,18 +95,16 @@ class TFLiteExporter:
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             for d, x in zip(ins, inputs, strict=True):
                 dtype = np.dtype(d["dtype"])
-                if dtype.kind in "iu":  # full-integer model: quantize with the tensor's own params
+                if dtype.kind in "iu":  # full-integer model: quantize with the tensor's own params, as the app does
                     scale, zero = d["quantization"]
-                    info = np.iinfo(dtype)
-                    x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+                    x = quantize(x, scale, zero, dtype.name)
                 interpreter.set_tensor(d["index"], np.ascontiguousarray(x))
             interpreter.invoke()
             results = []
             for d in outs:
                 y = interpreter.get_tensor(d["index"])
                 if np.dtype(d["dtype"]).kind in "iu":
-                    scale, zero = d["quantization"]
-                    y = (y.astype(np.float32) - zero) * scale
+                    y = dequantize(y, *d["quantization"])
                 results.append(y.astype(np.float32, copy=True))
             return results
 

@@ -1,0 +1,250 @@
+package org.egoedge.demo
+
+import android.Manifest
+import android.content.pm.PackageManager
+import android.graphics.Bitmap
+import android.graphics.Matrix
+import android.os.Bundle
+import android.os.SystemClock
+import android.util.Size
+import android.view.View
+import android.widget.AdapterView
+import android.widget.ArrayAdapter
+import androidx.activity.result.contract.ActivityResultContracts
+import androidx.appcompat.app.AppCompatActivity
+import androidx.camera.core.CameraSelector
+import androidx.camera.core.ImageAnalysis
+import androidx.camera.core.ImageProxy
+import androidx.camera.core.Preview
+import androidx.camera.core.resolutionselector.ResolutionSelector
+import androidx.camera.core.resolutionselector.ResolutionStrategy
+import androidx.camera.lifecycle.ProcessCameraProvider
+import androidx.core.content.ContextCompat
+import org.egoedge.demo.core.ClipBuffer
+import org.egoedge.demo.core.Frame
+import org.egoedge.demo.core.LatencyStats
+import org.egoedge.demo.core.Preprocess
+import org.egoedge.demo.core.TopK
+import org.egoedge.demo.databinding.ActivityMainBinding
+import org.egoedge.demo.runtime.ModelRunner
+import org.egoedge.demo.runtime.RunnerOptions
+import java.util.concurrent.ExecutorService
+import java.util.concurrent.Executors
+import java.util.concurrent.atomic.AtomicBoolean
+
+/**
+ * Pick an embedded model (format x precision), run it on the bundled sample clip or on the camera,
+ * and see the top-5 labels with their latency. The models and everything about their inputs come
+ * from `assets/manifest.json`, written by `egoedge embed`.
+ */
+class MainActivity : AppCompatActivity() {
+    private lateinit var binding: ActivityMainBinding
+    private var manifest: ModelManifest? = null
+    private var sample: SampleClip? = null
+
+    // One thread owns the runner: runtimes are not thread-safe, and the UI must never wait on a model.
+    private val inference: ExecutorService = Executors.newSingleThreadExecutor()
+    private val analysis: ExecutorService = Executors.newSingleThreadExecutor()
+    private var runner: ModelRunner? = null
+    private var runnerKey: Pair<String, Int>? = null
+    private val latencies = ArrayDeque<Double>()
+
+    /** The chosen artifact and thread count, written on the UI thread, read by the worker threads. */
+    @Volatile private var choice: Pair<Artifact, Int>? = null
+
+    private var cameraProvider: ProcessCameraProvider? = null
+    @Volatile private var clipBuffer: ClipBuffer? = null
+    private val busy = AtomicBoolean(false)
+
+    private val askCamera = registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
+        if (granted) startCamera() else binding.status.setText(R.string.camera_denied)
+    }
+
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        binding = ActivityMainBinding.inflate(layoutInflater)
+        setContentView(binding.root)
+
+        val loaded = try {
+            ModelManifest.load(this)
+        } catch (e: Exception) {
+            binding.status.text = getString(R.string.bad_manifest, e.message)
+            null
+        }
+        if (loaded == null || loaded.artifacts.isEmpty()) {
+            if (binding.status.text.isNullOrEmpty()) binding.status.setText(R.string.no_models)
+            binding.runSample.isEnabled = false
+            binding.camera.isEnabled = false
+            return
+        }
+        manifest = loaded
+        sample = try {
+            loaded.sampleClip(this)
+        } catch (e: Exception) { // the models still run on the camera
+            binding.results.text = getString(R.string.bad_sample, e.message)
+            null
+        }
+        binding.runSample.isEnabled = sample != null
+
+        binding.model.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item,
+            loaded.artifacts.map { it.title })
+        val cores = Runtime.getRuntime().availableProcessors()
+        val threadChoices = listOf(1, 2, 4, cores).filter { it <= cores }.distinct().sorted()
+        binding.threads.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item,
+            threadChoices.map { resources.getQuantityString(R.plurals.threads, it, it) })
+        binding.threads.setSelection(threadChoices.indexOf(minOf(4, cores)).coerceAtLeast(0))
+        choice = loaded.artifacts.first() to threads()
+        val reset = object : AdapterView.OnItemSelectedListener {
+            override fun onItemSelected(parent: AdapterView<*>?, view: View?, position: Int, id: Long) {
+                val a = loaded.artifacts[binding.model.selectedItemPosition]
+                choice = a to threads()
+                // A model with another clip length needs another buffer; the camera keeps running.
+                clipBuffer = clipBuffer?.let { ClipBuffer(a.preprocess.frames, FRAME_INTERVAL_MS) }
+                binding.status.text = describe(a)
+            }
+
+            override fun onNothingSelected(parent: AdapterView<*>?) = Unit
+        }
+        binding.model.onItemSelectedListener = reset
+        binding.threads.onItemSelectedListener = reset
+        binding.runSample.setOnClickListener { runSample() }
+        binding.camera.setOnClickListener { if (cameraProvider == null) startCameraWithPermission() else stopCamera() }
+    }
+
+    override fun onDestroy() {
+        super.onDestroy()
+        stopCamera()
+        inference.execute { runner?.close() }
+        inference.shutdown()
+        analysis.shutdown()
+    }
+
+    private fun threads(): Int = binding.threads.selectedItem.toString().takeWhile { it.isDigit() }.toInt()
+
+    private fun describe(a: Artifact): String = getString(
+        R.string.model_info, a.format, a.precision, a.input.shape.joinToString("×"), a.input.dtype,
+        a.parityMaxAbs ?: Double.NaN,
+    )
+
+    /** The runner for the current choice, opened (or reopened) on the inference thread, which alone touches it. */
+    private fun runnerFor(a: Artifact, threads: Int): ModelRunner {
+        val key = a.name to threads
+        if (runnerKey != key) {
+            runner?.close()
+            runner = Runners.open(manifest!!.localFile(this, a), a.format, RunnerOptions(threads), a.input.shape)
+            runnerKey = key
+            latencies.clear()
+        }
+        return runner!!
+    }
+
+    private fun classify(frames: List<Frame>, reference: FloatArray?, label: String?) {
+        val current = choice
+        if (current == null) {
+            busy.set(false)
+            return
+        }
+        val (a, threads) = current
+        inference.execute {
+            val text = try {
+                val model = runnerFor(a, threads)
+                val clip = Preprocess.clip(frames, a.preprocess)
+                val start = SystemClock.elapsedRealtimeNanos()
+                val logits = model.run(clip)
+                val ms = (SystemClock.elapsedRealtimeNanos() - start) / 1e6
+                latencies.addLast(ms)
+                if (latencies.size > 30) latencies.removeFirst()
+                report(a, logits, ms, reference, label)
+            } catch (e: Exception) {
+                getString(R.string.run_failed, a.name, e.message)
+            } finally {
+                busy.set(false)
+            }
+            runOnUiThread { binding.results.text = text }
+        }
+    }
+
+    private fun report(a: Artifact, logits: FloatArray, ms: Double, reference: FloatArray?, label: String?): String {
+        val median = LatencyStats.of(latencies.toDoubleArray(), 0).median
+        val lines = mutableListOf(getString(R.string.latency, ms, median, latencies.size))
+        if (label != null) lines += getString(R.string.true_label, label)
+        if (reference != null) lines += getString(R.string.parity, TopK.maxAbsDiff(logits, reference))
+        lines += ""
+        TopK.of(logits, a.labels).forEachIndexed { i, r ->
+            lines += "%d. %-18s %5.1f%%".format(i + 1, r.label, 100 * r.probability)
+        }
+        return lines.joinToString("\n")
+    }
+
+    private fun runSample() {
+        val s = sample ?: return
+        classify(s.frames, s.referenceLogits, s.label)
+    }
+
+    // --- camera ----------------------------------------------------------------------------------
+
+    private fun startCameraWithPermission() {
+        if (ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED) {
+            startCamera()
+        } else {
+            askCamera.launch(Manifest.permission.CAMERA)
+        }
+    }
+
+    private fun startCamera() {
+        val a = choice?.first ?: return
+        clipBuffer = ClipBuffer(a.preprocess.frames, FRAME_INTERVAL_MS)
+        val future = ProcessCameraProvider.getInstance(this)
+        future.addListener({
+            val provider = future.get()
+            val preview = Preview.Builder().build().also { it.setSurfaceProvider(binding.preview.surfaceProvider) }
+            // Small analysis frames: the model sees a few hundred pixels, converting more is wasted.
+            val selector = ResolutionSelector.Builder().setResolutionStrategy(
+                ResolutionStrategy(Size(320, 240), ResolutionStrategy.FALLBACK_RULE_CLOSEST_HIGHER_THEN_LOWER),
+            ).build()
+            val imageAnalysis = ImageAnalysis.Builder()
+                .setResolutionSelector(selector)
+                .setBackpressureStrategy(ImageAnalysis.STRATEGY_KEEP_ONLY_LATEST)
+                .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888)
+                .build()
+            imageAnalysis.setAnalyzer(analysis, ::analyze)
+            provider.unbindAll()
+            provider.bindToLifecycle(this, CameraSelector.DEFAULT_BACK_CAMERA, preview, imageAnalysis)
+            cameraProvider = provider
+            binding.preview.visibility = View.VISIBLE
+            binding.camera.setText(R.string.stop_camera)
+        }, ContextCompat.getMainExecutor(this))
+    }
+
+    private fun stopCamera() {
+        cameraProvider?.unbindAll()
+        cameraProvider = null
+        clipBuffer = null
+        binding.preview.visibility = View.GONE
+        binding.camera.setText(R.string.camera)
+    }
+
+    private fun analyze(image: ImageProxy) {
+        image.use {
+            val buffer = clipBuffer ?: return
+            val now = SystemClock.elapsedRealtime()
+            if (!buffer.wants(now)) return
+            buffer.offer(toFrame(it.toBitmap(), it.imageInfo.rotationDegrees), now)
+        }
+        val buffer = clipBuffer ?: return
+        if (buffer.isFull && busy.compareAndSet(false, true)) classify(buffer.snapshot(), null, null)
+    }
+
+    private fun toFrame(bitmap: Bitmap, rotation: Int): Frame {
+        val upright = if (rotation == 0) bitmap else
+            Bitmap.createBitmap(bitmap, 0, 0, bitmap.width, bitmap.height, Matrix().apply { postRotate(rotation.toFloat()) }, false)
+        val pixels = IntArray(upright.width * upright.height)
+        upright.getPixels(pixels, 0, upright.width, 0, 0, upright.width, upright.height)
+        return Frame.fromArgb(pixels, upright.width, upright.height)
+    }
+
+    private companion object {
+        /** One camera frame per 125 ms into the clip: 8 frames span about a second, like a training clip. */
+        const val FRAME_INTERVAL_MS = 125L
+    }
+}

@@ -1,0 +1,317 @@
+"""What Python and the Android app share: preprocessing, int8 input, manifest and result schemas,
+the benchmark activity's intent extras. The Kotlin side runs here too when kotlinc is installed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.ondevice.android import intent_command
+from bench.ondevice.app import ANDROID_ACTIVITY, ANDROID_PACKAGE, AppRequest
+from bench.ondevice.parsers import parse_app_result
+from edge.preprocess import center_crop_box, dequantize, preprocess_clip, quantize, resize_bilinear, runtime_input
+from edge.schema import schema_errors, validate
+from trainer.common.io import EgoedgeError
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "android_demo"
+SRC = APP / "app/src/main/java/org/egoedge/demo"
+SPEC = {"size": [32, 32], "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
+        "frames": 2, "layout": "NTCHW"}
+
+
+def _frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+# --- the reference preprocessing -----------------------------------------------------------------
+
+def test_reference_preprocessing_is_the_training_input(mini_data_cfg):
+    from trainer.data import load_split, preprocess_spec, to_model_input
+
+    clips = load_split(mini_data_cfg, "val").clips[:4]
+    pp = preprocess_spec(mini_data_cfg)
+    for clip in clips:
+        assert np.array_equal(preprocess_clip(clip, pp), to_model_input(clip[None], pp).numpy())
+
+
+@pytest.mark.parametrize("src,dst", [((48, 64), (32, 32)), ((64, 48), (32, 32)), ((40, 40), (16, 24)),
+                                     ((17, 23), (32, 32)), ((32, 32), (32, 32))])
+def test_resize_is_torch_bilinear_without_antialias(src, dst):
+    frame = _frames(1, *src)[0]
+    box = center_crop_box(*src, *dst)
+    top, left, h, w = box
+    crop = torch.from_numpy(frame[top:top + h, left:left + w].astype(np.float32)).permute(2, 0, 1)[None]
+    want = torch.nn.functional.interpolate(crop, size=dst, mode="bilinear", align_corners=False, antialias=False)
+    assert np.allclose(resize_bilinear(frame, box, *dst), want[0].permute(1, 2, 0).numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("src,dst,box", [((480, 640), (256, 256), (0, 80, 480, 480)),
+                                         ((640, 480), (256, 256), (80, 0, 480, 480)),
+                                         ((480, 640), (240, 320), (0, 0, 480, 640)),
+                                         ((100, 101), (2, 1), (0, 25, 100, 50))])
+def test_center_crop_box(src, dst, box):
+    assert center_crop_box(*src, *dst) == box
+
+
+def test_layouts_hold_the_same_values():
+    frames = _frames(2, 48, 64)
+    a = preprocess_clip(frames, SPEC)
+    b = preprocess_clip(frames, {**SPEC, "layout": "NTHWC"})
+    assert a.shape == (1, 2, 3, 32, 32) and b.shape == (1, 2, 32, 32, 3)
+    assert np.array_equal(a, b.transpose(0, 1, 4, 2, 3))
+
+
+def test_quantize_rounds_ties_away_from_zero_and_clamps():
+    q = quantize(np.array([0.25, -0.25, 0.75, 1e6, -1e6, 0.0], dtype=np.float32), 0.5, -3)
+    assert q.tolist() == [-2, -4, -1, 127, -128, -3]  # half-to-even would give -3, -3, -1
+    grid = np.arange(-128, 128, dtype=np.int8)
+    assert np.array_equal(quantize(dequantize(grid, 0.1, 5), 0.1, 5), grid)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: preprocess_clip(_frames(3, 8, 8), SPEC), "takes 2 frames, got 3"),
+    (lambda: preprocess_clip(_frames(2, 8, 8).astype(np.float32), SPEC), "must be uint8"),
+    (lambda: preprocess_clip(_frames(2, 8, 8), {**SPEC, "layout": "NCHW"}), "unknown layout"),
+    (lambda: quantize(np.zeros(2), 0.0, 0), "scale must be > 0"),
+    (lambda: runtime_input(np.zeros((1, 2), np.float32), {"name": "clip", "shape": [1, 3], "dtype": "int8"}),
+     r"input 'clip' is \[1, 3\]"),
+])
+def test_bad_input_gets_a_clear_error(call, message):
+    with pytest.raises(EgoedgeError, match=message):
+        call()
+
+
+# --- schemas -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, mini_data_cfg):
+    from conftest import make_ckpt
+
+    from edge.export import ExportConfig, export_checkpoint
+
+    tmp = tmp_path_factory.mktemp("contract")
+    ckpt = make_ckpt(tmp / "student.pt", mini_data_cfg)
+    export_checkpoint(ckpt, tmp / "export", ExportConfig(formats=("executorch", "tflite"), precisions=("fp32", "int8"),
+                                                         calibration=16, parity_samples=4))
+    return tmp / "export"
+
+
+def test_export_manifest_follows_the_schema(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert schema_errors(manifest, "manifest") == []
+    sample = manifest["sample"]
+    clip = np.load(exported / sample["clip"])
+    assert clip.dtype == np.uint8 and sample["label"] in manifest["artifacts"][0]["labels"]
+    assert np.array_equal(preprocess_clip(clip, manifest["artifacts"][0]["preprocess"]),
+                          np.load(exported / sample["input"]))
+
+
+def test_each_artifact_reproduces_pytorch_on_the_app_input(exported):
+    """The sample clip, preprocessed and (for int8 inputs) quantised exactly as the app does, fed straight
+    to each runtime: its output matches PyTorch's within the parity the export measured."""
+    from ai_edge_litert.interpreter import Interpreter
+    from executorch.runtime import Runtime
+
+    manifest = json.loads((exported / "manifest.json").read_text())
+    clip = preprocess_clip(np.load(exported / manifest["sample"]["clip"]), manifest["artifacts"][0]["preprocess"])
+    reference = np.load(exported / manifest["sample"]["output"])
+    checked = []
+    for a in manifest["artifacts"]:
+        if a["status"] != "ok":
+            continue
+        x = runtime_input(clip, a["inputs"][0])
+        if a["format"] == "tflite":
+            interp = Interpreter(model_path=str(exported / a["file"]))
+            interp.allocate_tensors()
+            interp.set_tensor(interp.get_input_details()[0]["index"], x)
+            interp.invoke()
+            y = interp.get_tensor(interp.get_output_details()[0]["index"])
+            out = a["outputs"][0]
+            y = dequantize(y, out["scale"], out["zero_point"]) if out["dtype"] == "int8" else y
+        else:
+            y = Runtime.get().load_program(exported / a["file"]).load_method("forward").execute(
+                [torch.from_numpy(x)])[0].numpy()
+        assert np.abs(y - reference).max() <= a["parity"]["max_abs"] + 1e-6, a["name"]
+        checked.append((a["format"], a["inputs"][0]["dtype"]))
+    assert ("tflite", "int8") in checked and ("executorch", "float32") in checked
+
+
+def _manifest(exported) -> dict:
+    return json.loads((exported / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("breaks,message", [
+    (lambda m: m.pop("artifacts"), "'artifacts' is a required property"),
+    (lambda m: m["artifacts"][0].update(sha256="abc"), "artifacts/0/sha256"),
+    (lambda m: m["artifacts"][0].update(format="pytorch"), "artifacts/0/format: 'pytorch' is not one of"),
+    (lambda m: m["artifacts"][0]["inputs"][0].update(dtype="int8", scale=None), "artifacts/0/inputs/0/scale: None"),
+    (lambda m: m["artifacts"][0]["preprocess"].update(std=[1, 0, 1]), "preprocess/std/1"),
+    (lambda m: m["artifacts"][0].update(status="failed", reason=None), "artifacts/0/reason: None is not of type"),
+])
+def test_broken_manifests_are_named(exported, breaks, message):
+    manifest = _manifest(exported)
+    breaks(manifest)
+    with pytest.raises(EgoedgeError, match=re.escape(message) if "/" in message else message):
+        validate(manifest, "manifest", "test manifest")
+
+
+# --- the Kotlin sources against the Python side of each contract -----------------------------------------
+
+def _kotlin(name: str) -> str:
+    return (SRC / name).read_text()
+
+
+def test_benchmark_activity_reads_exactly_the_extras_egoedge_sends():
+    source = _kotlin("BenchmarkActivity.kt")
+    constants = dict(re.findall(r'const val (EXTRA_\w+) = "(\w+)"', source))
+    getters = {"getStringExtra": "--es", "getIntExtra": "--ei", "getBooleanExtra": "--ez"}
+    read = {constants[c]: getters[g] for g, c in re.findall(r"(get\w+Extra)\((EXTRA_\w+)", source)}
+    cmd = intent_command(AppRequest("/sdcard/m.pte", "/sdcard/r.json", "/sdcard/i.f32", (4, 2, 3, 32, 32),
+                                    __import__("bench.host", fromlist=["BenchConfig"]).BenchConfig()))
+    sent = dict((key, flag) for flag, key in re.findall(r"(--e[siz]) (\w+)", cmd))
+    assert read == sent
+    assert f"-n {ANDROID_PACKAGE}/{ANDROID_ACTIVITY}" in cmd
+
+
+def test_android_manifest_and_build_match_the_protocol():
+    manifest = (APP / "app/src/main/AndroidManifest.xml").read_text()
+    build = (APP / "app/build.gradle.kts").read_text()
+    assert f'namespace = "{ANDROID_PACKAGE}"' in build and f'applicationId = "{ANDROID_PACKAGE}"' in build
+    benchmark = re.search(r'<activity\s+android:name="\.BenchmarkActivity"(.*?)/>', manifest, re.S)
+    assert benchmark and 'android:exported="true"' in benchmark[1]
+    assert ANDROID_ACTIVITY == f"{ANDROID_PACKAGE}.BenchmarkActivity"
+    assert re.search(r"minSdk = 26\b", build)
+
+
+def test_app_links_the_executorch_that_exports():
+    """A .pte must be loaded by the runtime version that wrote it (or newer)."""
+    versions = tomllib.loads((APP / "gradle/libs.versions.toml").read_text())["versions"]
+    assert versions["executorch"] == version("executorch")
+
+
+def test_app_reads_only_fields_the_manifest_schema_defines():
+    from edge.schema import load_schema
+
+    def names(node) -> set[str]:
+        if isinstance(node, list):
+            return set().union(*map(names, node)) if node else set()
+        if not isinstance(node, dict):
+            return set()
+        return set(node.get("properties", {})) | set().union(*map(names, node.values()))
+
+    known = names(load_schema("manifest"))
+    source = _kotlin("ModelManifest.kt")
+    read = set(re.findall(r'(?:get|opt)(?:String|Int|Long|Double|JSONArray|JSONObject)\("(\w+)"\)', source))
+    read |= set(re.findall(r'isNull\("(\w+)"\)', source))
+    assert read and read <= known, read - known
+
+
+def test_gradle_wrapper_is_complete():
+    props = (APP / "gradle/wrapper/gradle-wrapper.properties").read_text()
+    assert re.search(r"distributionUrl=https\\://services\.gradle\.org/distributions/gradle-[\d.]+-bin\.zip", props)
+    jar = APP / "gradle/wrapper/gradle-wrapper.jar"
+    import zipfile
+
+    with zipfile.ZipFile(jar) as z:
+        assert "org/gradle/wrapper/GradleWrapperMain.class" in z.namelist()
+    assert (APP / "gradlew").stat().st_mode & 0o111
+
+
+# --- the Kotlin core itself, on the JVM (skipped without kotlinc) ------------------------------------------
+
+KOTLINC, JAVA = shutil.which("kotlinc"), shutil.which("java")
+JUNIT = [Path("/usr/share/java/junit4.jar"), Path("/usr/share/java/hamcrest-core.jar")]
+needs_kotlin = pytest.mark.skipif(KOTLINC is None or JAVA is None, reason="kotlinc and java not installed")
+
+
+def _stdlib() -> str:
+    return str(Path(KOTLINC).resolve().parent.parent / "lib" / "kotlin-stdlib.jar")
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory) -> list[str]:
+    jar = tmp_path_factory.mktemp("kotlin") / "harness.jar"
+    sources = sorted(map(str, (SRC / "core").glob("*.kt"))) + [str(ROOT / "tests/kotlin/ContractHarness.kt")]
+    done = subprocess.run([KOTLINC, *sources, "-d", str(jar)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [JAVA, "-cp", f"{jar}:{_stdlib()}", "ContractHarnessKt"]
+
+
+@needs_kotlin
+@pytest.mark.kotlin
+@pytest.mark.slow
+@pytest.mark.parametrize("src,dst,layout", [((32, 32), (32, 32), "NTCHW"), ((48, 64), (32, 32), "NTCHW"),
+                                            ((64, 40), (24, 32), "NTHWC"), ((17, 23), (32, 32), "NTCHW")])
+def test_kotlin_preprocessing_equals_the_reference(harness, tmp_path, src, dst, layout):
+    frames = _frames(2, *src, seed=sum(src))
+    (tmp_path / "clip.rgb").write_bytes(frames.tobytes())
+    spec = {**SPEC, "size": list(dst), "layout": layout}
+    subprocess.run([*harness, "preprocess", str(tmp_path / "clip.rgb"), "2", str(src[0]), str(src[1]), str(dst[0]),
+                    str(dst[1]), layout, ",".join(map(repr, spec["mean"])), ",".join(map(repr, spec["std"])),
+                    str(tmp_path / "out.f32")], check=True, timeout=120)
+    got = np.fromfile(tmp_path / "out.f32", dtype="<f4").reshape(preprocess_clip(frames, spec).shape)
+    assert np.array_equal(got, preprocess_clip(frames, spec))  # bit for bit: same float32 operations
+
+
+@needs_kotlin
+@pytest.mark.kotlin
+@pytest.mark.slow
+def test_kotlin_quantisation_equals_the_reference(harness, tmp_path):
+    scale, zero = 0.015436221845448017, -12
+    x = np.concatenate([np.random.default_rng(0).normal(0, 1, 4000),
+                        (np.arange(-300, 300) + 0.5) * np.float32(scale)]).astype("<f4")  # exact ties too
+    x.tofile(tmp_path / "x.f32")
+    subprocess.run([*harness, "quantize", str(tmp_path / "x.f32"), repr(np.float32(scale).item()), str(zero),
+                    str(tmp_path / "q.i8")], check=True, timeout=120)
+    assert np.array_equal(np.fromfile(tmp_path / "q.i8", dtype=np.int8), quantize(x, scale, zero))
+
+
+@needs_kotlin
+@pytest.mark.kotlin
+@pytest.mark.slow
+def test_kotlin_result_json_is_what_egoedge_parses(harness, tmp_path):
+    from bench.measure import latency_stats
+
+    samples = [3.25, 4.0, 5.5, 4.125, 3.0, 9.75, 4.5]
+    subprocess.run([*harness, "result", ",".join(map(str, samples)), "3", str(tmp_path / "r.json")], check=True,
+                   timeout=120)
+    text = (tmp_path / "r.json").read_text()
+    result = json.loads(text)
+    assert schema_errors(result, "app_result") == []
+    parsed = parse_app_result(text)
+    want = latency_stats(samples, 3)
+    for key, value in want.items():
+        assert result["latency_ms"][key] == pytest.approx(value, rel=1e-12), key  # the app's own summary
+        assert parsed["latency_ms"][key] == pytest.approx(value, rel=1e-12)
+    assert result["precision"] == "int8" and parsed["logits"].tolist() == [[0.25, -1.5, 3.0]]
+    subprocess.run([*harness, "error", str(tmp_path / "e.json")], check=True, timeout=120)
+    with pytest.raises(Exception, match="cannot open /x.pte"):
+        parse_app_result((tmp_path / "e.json").read_text())
+
+
+@needs_kotlin
+@pytest.mark.kotlin
+@pytest.mark.slow
+@pytest.mark.skipif(not all(p.is_file() for p in JUNIT), reason="JUnit 4 jars not installed (Debian: junit4)")
+def test_app_unit_tests_pass(tmp_path):
+    """The app's own JVM unit tests (what `./gradlew test` runs), compiled and run without Gradle."""
+    tests = sorted((APP / "app/src/test/java").rglob("*Test.kt"))
+    sources = sorted(map(str, (SRC / "core").glob("*.kt"))) + list(map(str, tests))
+    cp = ":".join(map(str, JUNIT))
+    jar = tmp_path / "tests.jar"
+    done = subprocess.run([KOTLINC, *sources, "-cp", cp, "-d", str(jar)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    classes = [f"org.egoedge.demo.core.{t.stem}" for t in tests]
+    run = subprocess.run([JAVA, "-cp", f"{jar}:{cp}:{_stdlib()}", "org.junit.runner.JUnitCore", *classes],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "OK (" in run.stdout, run.stdout[-3000:]
