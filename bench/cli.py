@@ -222,17 +222,24 @@ def bench(
     tool: list[str] = typer.Option([], "--tool", help="Phone: FORMAT=PATH of a native benchmark binary "
                                    "(tflite=benchmark_model, executorch=executor_runner); repeatable."),
     device_timeout: float = typer.Option(600.0, help="Phone: seconds one artifact may take before it counts as hung."),
+    compare: Path = typer.Option(None, help="Baseline run folder or report.json: print the change row by row and "
+                                 "exit 1 when a result is slower by more than --max-slowdown (a regression guard)."),
+    max_slowdown: float = typer.Option(0.10, help="With --compare: the slowdown allowed, as a fraction (0.10 = 10%)."),
 ) -> None:
     """Benchmark the eager source model and every artifact side by side; write report.json/md/png.
 
-    Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench
+    Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench --compare runs/baseline
     """
+    from bench.compare import load_report
     from bench.host import BenchConfig
     from bench.session import bench_export, parse_tools
 
     try:
         if threads < 1 or iterations < 1 or warmup < 0 or (budget_s is not None and budget_s <= 0):
             raise EgoedgeError("--threads and --iterations must be >= 1, --warmup >= 0, --budget-s > 0")
+        if max_slowdown < 0:
+            raise EgoedgeError(f"--max-slowdown must be >= 0, got {max_slowdown}")
+        baseline = load_report(compare) if compare else None  # a bad baseline fails before minutes of benching
         cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads, budget_s=budget_s,
                           isolate=isolate, options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
                           device_timeout_s=device_timeout)
@@ -249,6 +256,9 @@ def bench(
             console.print(f"{label}: skipped {name}: {reason}", highlight=False)
     for name, path in paths.items():
         console.print(f"{name}: {path}", highlight=False)
+    if baseline is not None:
+        slower = print_comparison(baseline, report, str(compare), str(paths["report.json"]), max_slowdown)
+        fail_on_regressions(slower, max_slowdown)
 
 
 @app.command()
@@ -269,41 +279,59 @@ def devices() -> None:
     console.print(table)
 
 
+def print_comparison(base: dict, other: dict, base_label: str, other_label: str, max_slowdown: float) -> list[str]:
+    """The row-by-row change from ``base`` to ``other``; returns the rows slower by more than ``max_slowdown``."""
+    from bench.compare import compare_reports, only_in, regressions
+    from bench.report import fmt
+
+    rows = compare_reports(base, other)
+    table = Table(title=f"{base_label} → {other_label}")
+    for h in ("name", "ms", "→ ms", "×", "top-1", "→ top-1", "Δ top-1"):
+        table.add_column(h, justify="left" if h == "name" else "right", no_wrap=h == "name")
+    for row in rows:
+        table.add_row(row["name"], fmt(row["median_ms"][0], ".2f"), fmt(row["median_ms"][1], ".2f"),
+                      fmt(row["speedup"], ".2f") + ("x" if row["speedup"] else ""),
+                      fmt(row["top1"][0], ".1f"), fmt(row["top1"][1], ".1f"), fmt(row["top1_delta"], "+.1f"))
+    console.print(table)
+    for label, names in (("only in " + base_label, only_in(base, other)),
+                         ("only in " + other_label, only_in(other, base))):
+        if names:
+            console.print(f"{label}: {', '.join(names)}", highlight=False)
+    return regressions(rows, max_slowdown)
+
+
+def fail_on_regressions(slower: list[str], max_slowdown: float) -> None:
+    """Exit 1 naming every row slower than the baseline by more than the allowed fraction."""
+    if slower:
+        fail(f"{len(slower)} result(s) slower than the baseline by more than {100 * max_slowdown:.0f}%: "
+             + "; ".join(slower))
+
+
 @app.command()
 def report(
     run: Path = typer.Argument(..., help="A run folder (or its report.json)."),
     compare: Path = typer.Option(None, help="Another run folder: print what changed, row by row."),
+    max_slowdown: float = typer.Option(0.10, help="With --compare: exit 1 when a result of the other run is slower "
+                                       "by more than this fraction."),
 ) -> None:
     """Print a run's results table and summary; with --compare, the change against another run.
 
     Example: egoedge report runs/quick --compare runs/quick-b
     """
-    from bench.compare import compare_reports, load_report, only_in
-    from bench.report import fmt
+    from bench.compare import load_report
 
     try:
         base = load_report(run)
         other = load_report(compare) if compare else None
+        if max_slowdown < 0:
+            raise EgoedgeError(f"--max-slowdown must be >= 0, got {max_slowdown}")
     except EgoedgeError as e:
         fail(str(e))
     console.print(results_table(base))
     for key, value in base.get("summary", {}).items():
         console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
-    if other is None:
-        return
-    table = Table(title=f"{run} → {compare}")
-    for h in ("name", "ms", "→ ms", "×", "top-1", "→ top-1", "Δ top-1"):
-        table.add_column(h, justify="left" if h == "name" else "right", no_wrap=h == "name")
-
-    for row in compare_reports(base, other):
-        table.add_row(row["name"], fmt(row["median_ms"][0], ".2f"), fmt(row["median_ms"][1], ".2f"),
-                      fmt(row["speedup"], ".2f") + ("x" if row["speedup"] else ""),
-                      fmt(row["top1"][0], ".1f"), fmt(row["top1"][1], ".1f"), fmt(row["top1_delta"], "+.1f"))
-    console.print(table)
-    for label, names in (("only in " + str(run), only_in(base, other)), ("only in " + str(compare),
-                                                                          only_in(other, base))):
-        if names:
-            console.print(f"{label}: {', '.join(names)}", highlight=False)
+    if other is not None:
+        fail_on_regressions(print_comparison(base, other, str(run), str(compare), max_slowdown), max_slowdown)
 
 
 @app.command()

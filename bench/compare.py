@@ -52,3 +52,18 @@ def only_in(base: dict, other: dict) -> list[str]:
     """Names of results in ``base`` with no counterpart in ``other``."""
     keys = {_key(r) for r in other["results"]}
     return [r["name"] for r in base["results"] if _key(r) not in keys]
+
+
+def regressions(rows: list[dict], max_slowdown: float = 0.10) -> list[str]:
+    """The rows of ``compare_reports`` whose median latency grew by more than ``max_slowdown`` (0.10 = 10 %).
+
+    Example: ``regressions(compare_reports(baseline, new))`` -> ``["student_tflite_int8: 4.10 -> 4.90 ms (+20%)"]``
+    """
+    if max_slowdown < 0:
+        raise EgoedgeError(f"--max-slowdown must be >= 0, got {max_slowdown}")
+    slower = []
+    for r in rows:
+        old, new = r["median_ms"]
+        if old and new and new / old - 1.0 > max_slowdown:
+            slower.append(f"{r['name']}: {old:.2f} -> {new:.2f} ms ({100 * (new / old - 1.0):+.0f}%)")
+    return slower

@@ -53,9 +53,17 @@ def test_run_writes_the_run_folder(mini_run):
 @pytest.mark.slow
 def test_bench_command_on_run_export(mini_run, tmp_path):
     out, _ = mini_run
+    # A baseline in which only the eager student was (impossibly) fast: --compare must flag that row alone.
+    baseline = json.loads((out / "report.json").read_text())
+    for r in baseline["results"]:
+        r["latency_ms"]["median"] *= 1e-6 if r["name"] == "student" else 1e6
+    (tmp_path / "baseline").mkdir()
+    (tmp_path / "baseline/report.json").write_text(json.dumps(baseline))
     result = runner.invoke(app, ["bench", str(out / "export"), "--out", str(tmp_path), "--iterations", "2",
-                                 "--warmup", "0"])
-    assert result.exit_code == 0, result.output
+                                 "--warmup", "0", "--compare", str(tmp_path / "baseline")])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "1 result(s) slower than the baseline by more than 10%: student:" in message, message
     report = json.loads((tmp_path / "report.json").read_text())
     # The teacher the student came from is found beside it and timed as the baseline.
     assert [(r["name"], r["format"]) for r in report["results"]] == [
@@ -64,6 +72,11 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
     assert report["machine"]["peak_gmacs"]["fp32"] > 0 and report["machine"]["peak_gmacs"]["int8"] > 0
     assert all(r["peak_pct"] > 0 for r in report["results"])
     assert "fastest artifact vs eager student" in report["summary"]
+
+
+def test_bench_refuses_a_missing_baseline_before_benching(tmp_path):
+    result = runner.invoke(app, ["bench", str(tmp_path), "--compare", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "no report.json at" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from test_report import REPORT
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.compare import compare_reports, load_report, only_in
+from bench.compare import compare_reports, load_report, only_in, regressions
 from bench.report import write_report
 from trainer.common.io import EgoedgeError
 
@@ -45,3 +45,23 @@ def test_report_command_prints_delta_table(tmp_path):
     assert "student_executorch_fp32" in result.output and "2.00x" in result.output
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert bad.exit_code == 1 and "no report.json" in bad.output and "Traceback" not in bad.output
+
+
+def test_regressions_flag_only_slowdowns_over_the_limit():
+    slower = compare_reports(REPORT, faster(REPORT, 1 / 1.2))
+    assert [s.split(":")[0] for s in regressions(slower)] == [r["name"] for r in REPORT["results"]]
+    assert "(+20%)" in regressions(slower)[0]
+    assert regressions(slower, max_slowdown=0.25) == []
+    assert regressions(compare_reports(REPORT, faster(REPORT, 1 / 1.05))) == []
+    with pytest.raises(EgoedgeError, match="max-slowdown must be >= 0"):
+        regressions(slower, -0.1)
+
+
+def test_report_compare_exits_1_on_a_regression(tmp_path):
+    write_report(REPORT, tmp_path / "a")
+    write_report(faster(REPORT, 1 / 1.5), tmp_path / "b")
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--compare", str(tmp_path / "b")])
+    assert result.exit_code == 1 and "slower than the baseline by more than 10%" in result.output
+    loose = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--compare", str(tmp_path / "b"),
+                                     "--max-slowdown", "0.6"])
+    assert loose.exit_code == 0, loose.output
