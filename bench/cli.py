@@ -230,15 +230,14 @@ def bench(
 
     Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench --compare runs/baseline
     """
-    from bench.compare import load_report
+    from bench.compare import check_max_slowdown, load_report
     from bench.host import BenchConfig
     from bench.session import bench_export, parse_tools
 
     try:
         if threads < 1 or iterations < 1 or warmup < 0 or (budget_s is not None and budget_s <= 0):
             raise EgoedgeError("--threads and --iterations must be >= 1, --warmup >= 0, --budget-s > 0")
-        if max_slowdown < 0:
-            raise EgoedgeError(f"--max-slowdown must be >= 0, got {max_slowdown}")
+        check_max_slowdown(max_slowdown)
         baseline = load_report(compare) if compare else None  # a bad baseline fails before minutes of benching
         cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads, budget_s=budget_s,
                           isolate=isolate, options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
@@ -318,13 +317,12 @@ def report(
 
     Example: egoedge report runs/quick --compare runs/quick-b
     """
-    from bench.compare import load_report
+    from bench.compare import check_max_slowdown, load_report
 
     try:
         base = load_report(run)
         other = load_report(compare) if compare else None
-        if max_slowdown < 0:
-            raise EgoedgeError(f"--max-slowdown must be >= 0, got {max_slowdown}")
+        check_max_slowdown(max_slowdown)
     except EgoedgeError as e:
         fail(str(e))
     console.print(results_table(base))

@@ -54,13 +54,19 @@ def only_in(base: dict, other: dict) -> list[str]:
     return [r["name"] for r in base["results"] if _key(r) not in keys]
 
 
+def check_max_slowdown(max_slowdown: float) -> float:
+    """``max_slowdown`` if it is a usable limit (>= 0), else one clear error."""
+    if max_slowdown < 0:
+        raise EgoedgeError(f"--max-slowdown must be >= 0, got {max_slowdown}")
+    return max_slowdown
+
+
 def regressions(rows: list[dict], max_slowdown: float = 0.10) -> list[str]:
     """The rows of ``compare_reports`` whose median latency grew by more than ``max_slowdown`` (0.10 = 10 %).
 
     Example: ``regressions(compare_reports(baseline, new))`` -> ``["student_tflite_int8: 4.10 -> 4.90 ms (+20%)"]``
     """
-    if max_slowdown < 0:
-        raise EgoedgeError(f"--max-slowdown must be >= 0, got {max_slowdown}")
+    check_max_slowdown(max_slowdown)
     slower = []
     for r in rows:
         old, new = r["median_ms"]

@@ -15,7 +15,6 @@ the assets and moved in place at the end; the manifest, which the app reads firs
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import shutil
 import tomllib
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.ondevice.app import ANDROID_FORMATS
+from bench.session import load_manifest
 from edge.preprocess import preprocess_clip
 from edge.schema import validate
 from trainer.common.io import EgoedgeError, remove_path, sha256_file, write_json_atomic
@@ -150,10 +150,7 @@ def embed(run: str | Path, app: str | Path = "android_demo", cfg: EmbedConfig = 
     """
     export, assets = find_export(run), app_assets(app)
     manifest_file = export / "manifest.json"
-    try:
-        manifest = json.loads(manifest_file.read_text())
-    except json.JSONDecodeError as e:
-        raise EgoedgeError(f"{manifest_file} is not JSON: {e}") from None
+    manifest, _ = load_manifest(export)
     validate(manifest, "manifest", str(manifest_file))
     chosen = select(manifest, cfg.models)
     sources = [check_file(export, a) for a in chosen]
@@ -191,5 +188,4 @@ def embed(run: str | Path, app: str | Path = "android_demo", cfg: EmbedConfig = 
     (staging / "manifest.json").replace(assets / "manifest.json")
     remove_path(trash)
     remove_path(staging)
-    return {"assets": assets, "manifest": out, "bytes": sum(a["bytes"] for a in entries),
-            "warnings": runtime_warnings(Path(app), chosen)}
+    return {"assets": assets, "manifest": out, "warnings": runtime_warnings(Path(app), chosen)}

@@ -23,7 +23,6 @@ import numpy as np
 from trainer.common.io import EgoedgeError
 
 LAYOUTS = ("NTCHW", "NTHWC")
-_INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 def center_crop_box(src_h: int, src_w: int, dst_h: int, dst_w: int) -> tuple[int, int, int, int]:
@@ -98,15 +97,22 @@ def preprocess_clip(frames: np.ndarray | list[np.ndarray], preprocess: dict) -> 
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
-    """Affine quantisation with ties away from zero (LiteRT's rounding), clamped to ``dtype``."""
-    if dtype not in _INT_RANGE:
-        raise EgoedgeError(f"cannot quantise to {dtype}; known: {', '.join(_INT_RANGE)}")
+    """Affine quantisation with ties away from zero (LiteRT's rounding), clamped to the integer ``dtype``."""
+    if not _is_int(dtype):
+        raise EgoedgeError(f"cannot quantise to {dtype}: not an integer type")
     if not scale > 0:
         raise EgoedgeError(f"quantisation scale must be > 0, got {scale}")
     v = np.asarray(x, dtype=np.float32) / np.float32(scale)
     rounded = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    lo, hi = _INT_RANGE[dtype]
-    return np.clip(rounded + zero_point, lo, hi).astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(rounded + zero_point, info.min, info.max).astype(dtype)
+
+
+def _is_int(dtype: str) -> bool:
+    try:
+        return np.dtype(dtype).kind in "iu"
+    except TypeError:
+        return False
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -118,6 +124,6 @@ def runtime_input(clip: np.ndarray, spec: dict) -> np.ndarray:
     """A preprocessed clip as the artifact's input tensor ``spec`` (a manifest ``inputs`` entry) takes it."""
     if list(clip.shape) != list(spec["shape"]):
         raise EgoedgeError(f"input '{spec['name']}' is {spec['shape']}, the clip is {list(clip.shape)}")
-    if spec["dtype"] in _INT_RANGE:
+    if _is_int(spec["dtype"]) and spec.get("scale") is not None:  # integer ids (no scale) pass as they are
         return quantize(clip, spec["scale"], spec["zero_point"], spec["dtype"])
     return clip.astype(spec["dtype"])

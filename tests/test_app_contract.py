@@ -63,6 +63,11 @@ def test_center_crop_box(src, dst, box):
     assert center_crop_box(*src, *dst) == box
 
 
+def test_quantize_clamps_to_any_integer_type():
+    assert quantize(np.array([1e9, -1e9], np.float32), 1.0, 0, "int16").tolist() == [32767, -32768]
+    assert quantize(np.array([-3.0, 300.0], np.float32), 1.0, 0, "uint8").tolist() == [0, 255]
+
+
 def test_layouts_hold_the_same_values():
     frames = _frames(2, 48, 64)
     a = preprocess_clip(frames, SPEC)
@@ -83,6 +88,7 @@ def test_quantize_rounds_ties_away_from_zero_and_clamps():
     (lambda: preprocess_clip(_frames(2, 8, 8).astype(np.float32), SPEC), "must be uint8"),
     (lambda: preprocess_clip(_frames(2, 8, 8), {**SPEC, "layout": "NCHW"}), "unknown layout"),
     (lambda: quantize(np.zeros(2), 0.0, 0), "scale must be > 0"),
+    (lambda: quantize(np.zeros(2), 0.5, 0, "float32"), "not an integer type"),
     (lambda: runtime_input(np.zeros((1, 2), np.float32), {"name": "clip", "shape": [1, 3], "dtype": "int8"}),
      r"input 'clip' is \[1, 3\]"),
 ])

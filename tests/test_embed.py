@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -114,6 +115,23 @@ def test_bad_places_are_named(run_dir, app_dir, tmp_path, where, message):
         (run / "export/manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(EgoedgeError, match=message):
         embed(run, app)
+
+
+@pytest.mark.parametrize("spoil,message", [
+    ("delete", "has no sample clip (exported by an older egoedge?)"),
+    ("brighten", "the app's preprocessing of sample_clip.npy does not give sample_input.npy"),
+])
+def test_refuses_a_sample_clip_that_does_not_match_its_input(run_dir, app_dir, tmp_path, spoil, message):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    clip = run / "export/sample_clip.npy"
+    if spoil == "delete":
+        clip.unlink()
+    else:
+        np.save(clip, np.clip(np.load(clip).astype(np.int16) + 1, 0, 255).astype(np.uint8))
+    with pytest.raises(EgoedgeError, match=re.escape(message)):
+        embed(run, app_dir)
+    assert embed(run, app_dir, EmbedConfig(sample=False))["manifest"]["artifacts"]  # --no-sample still embeds
 
 
 def test_warns_when_the_app_links_an_older_executorch(run_dir, app_dir):
