@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 # The terminal table keeps what fits 80 columns; report.md has every column.
 TERMINAL_COLUMNS = {"name": "name", "size MB": "MB", "median ms": "ms", "p90 ms": "p90", "top-1 %": "top-1",
-                    "agree %": "agree", "status": "status"}
+                    "R1@0.3 %": "R1@.3", "agree %": "agree", "status": "status"}
 
 
 def results_table(report: dict) -> Table:
@@ -26,9 +26,9 @@ def results_table(report: dict) -> Table:
     from bench.report import table_rows
 
     header, rows = table_rows(report)
-    keep = [header.index(h) for h in TERMINAL_COLUMNS]
+    keep = [i for i, h in enumerate(header) if h in TERMINAL_COLUMNS]
     table = Table(title=f"egoedge — {report['machine']['cpu']}, {report['machine']['threads']} threads, "
-                        "latency per clip")
+                        f"latency per {'query' if report.get('task') == 'nlq' else 'clip'}")
     for i in keep:
         table.add_column(TERMINAL_COLUMNS[header[i]], justify="left" if header[i] in ("name", "status") else "right",
                          no_wrap=header[i] != "status")
@@ -60,13 +60,18 @@ def run(
     temperature: float = typer.Option(None, help="KD temperature T (default 4.0)."),
     threads: int = typer.Option(None, help="Threads for every runtime in the bench (default 2)."),
     iterations: int = typer.Option(None, help="Timed iterations per benchmark target."),
+    task: str = typer.Option(None, help="recognition (default), anticipation, or nlq (the Ego4D NLQ family: "
+                             "VSLBase/VSLNet/FiLM, DeepVSLNet -> LightVSLNet, exported; writes nlq_*.json)."),
 ) -> None:
     """Train a teacher, distil a student, export it, benchmark everything, write the report.
 
     Example: egoedge run --preset quick --out runs/quick
+             egoedge run --task nlq --out runs/nlq
     """
     from bench.pipeline import run as run_pipeline
 
+    if task == "nlq":
+        return _run_nlq(preset, data, out, threads, iterations)
     try:
         if data != "synthetic":
             raise EgoedgeError(f"unknown dataset '{data}'; available: synthetic")
@@ -75,7 +80,7 @@ def run(
         if iterations is not None and iterations < 1:
             raise EgoedgeError(f"--iterations must be >= 1, got {iterations}")
         cfg = resolve_config(preset.value, config, recipe=recipe, student_variant=student, alpha=alpha, beta=beta,
-                             gamma=gamma,
+                             gamma=gamma, task=task,
                              temperature=temperature, threads=threads, iterations=iterations)
         out = out or Path("runs") / preset.value
         with RichProgress() as progress:
@@ -86,6 +91,33 @@ def run(
     for key, value in report["summary"].items():
         console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
     for name in ("report.json", "report.md", "pareto.png"):
+        console.print(f"{name}: {out / name}", highlight=False)
+
+
+def _run_nlq(preset, data: str, out: Path | None, threads: int | None, iterations: int | None) -> None:
+    from dataclasses import replace
+
+    from bench.cli_nlq import metrics_table
+    from bench.nlq import nlq_preset, run_nlq
+
+    try:
+        if data != "synthetic":
+            raise EgoedgeError(f"unknown dataset '{data}' for --task nlq; available: synthetic "
+                               "(train on your own Ego4D features with `egoedge nlq train --data DIR`)")
+        cfg = nlq_preset(preset.value)
+        bench = replace(cfg.bench, **{k: v for k, v in (("threads", threads), ("iterations", iterations)) if v})
+        cfg = replace(cfg, bench=bench)
+        out = out or Path("runs") / f"nlq-{preset.value}"
+        with RichProgress() as progress:
+            report = run_nlq(cfg, out, progress)
+    except EgoedgeError as e:
+        fail(str(e))
+    rows = {r["name"]: r["nlq"] for r in report["results"] if r.get("nlq") and r["format"] == "pytorch"}
+    console.print(metrics_table(rows, "Ego4D NLQ, test split (official metrics, %)"))
+    console.print(results_table(report))
+    for key, value in report["summary"].items():
+        console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
+    for name in ("nlq_predictions.json", "nlq_metrics.json", "report.json", "report.md", "pareto.png"):
         console.print(f"{name}: {out / name}", highlight=False)
 
 
@@ -156,6 +188,11 @@ def export(
     console.print(manifest_table(manifest, str(out / "manifest.json")))
     src = manifest["source"]["accuracy"]
     console.print(f"PyTorch reference: top-1 {src['top1']:.1f}%, top-5 {src['top5']:.1f}%", highlight=False)
+    fail_on_failed_artifacts(manifest, out, allow_failed)
+
+
+def fail_on_failed_artifacts(manifest: dict, out: Path, allow_failed: bool) -> None:
+    """Exit 1 naming every artifact that failed to export or its gate, unless ``allow_failed``."""
     failed = [a["name"] for a in manifest["artifacts"] if a["status"] != "ok"]
     if failed and not allow_failed:
         fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)} (reasons in {out / 'manifest.json'}; "
@@ -368,9 +405,11 @@ def embed(
     console.print(f"next: cd {app_dir} && ./gradlew installDebug", highlight=False, soft_wrap=True)
 
 
+from bench.cli_nlq import nlq_app  # noqa: E402
 from bench.cli_train import train_app  # noqa: E402  (needs `app`'s helpers above)
 
 app.add_typer(train_app, name="train")
+app.add_typer(nlq_app, name="nlq")
 
 
 def main() -> None:

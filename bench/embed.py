@@ -152,6 +152,8 @@ def embed(run: str | Path, app: str | Path = "android_demo", cfg: EmbedConfig = 
     manifest_file = export / "manifest.json"
     manifest, _ = load_manifest(export)
     validate(manifest, "manifest", str(manifest_file))
+    if manifest.get("task") == "nlq":
+        raise EgoedgeError(f"{manifest_file} holds NLQ span models; the Android demo runs clip classifiers only")
     chosen = select(manifest, cfg.models)
     sources = [check_file(export, a) for a in chosen]
     if len({Path(a["file"]).name for a in chosen}) != len(chosen):

@@ -171,7 +171,7 @@ class RunLog:
             f.write(json.dumps({"t": round(time.perf_counter() - self.t0, 3), "event": event, **fields}) + "\n")
 
 
-def _check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -189,7 +189,7 @@ def check_models(cfg: RunConfig, num_classes: int) -> None:
 def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
     """Run the whole flow into ``out``; returns the report (also written there with its paths)."""
     out = Path(out)
-    _check_out_dir(out)
+    check_out_dir(out)
     t_start = time.perf_counter()
     check_models(cfg, len(label_names(cfg.data)))
     log = RunLog(out / "log.jsonl")

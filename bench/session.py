@@ -61,6 +61,9 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
     specs = parse_device_specs(devices)
     phones: list[DeviceInfo] = [select_device(s) for s in specs if s != "host"]  # fail before measuring
     manifest, source = load_manifest(export_dir)
+    if manifest.get("task") == "nlq":
+        raise EgoedgeError(f"{export_dir} holds NLQ span models; `egoedge run --task nlq` benchmarks them "
+                           "(`egoedge bench` measures clip classifiers)")
     ckpt = read_checkpoint(source)
     data_cfg, preprocess = DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"]
     student = checkpoint_target(source, source.stem, compare_to_reference=True)

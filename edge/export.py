@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from edge.calibration import as_samples, calibration_inputs, check_preprocess, load_calibration_file
-from edge.exporters import EXPORTERS, ExportError, export_ready
+from edge.exporters import CLIP_IO, EXPORTERS, ExportError, IONames, export_ready
 from edge.parity import ParityGate, compare
 from edge.schema import validate
 from trainer.checkpoint import load_model
@@ -73,7 +74,7 @@ def _needs_calibration(pairs: list[tuple[str, str]]) -> bool:
     return any(p in ("int8", "w8a8") for _, p in pairs)
 
 
-def _io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:
+def io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:
     return [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype), "scale": None, "zero_point": None}
             for n, a in zip(names, arrays, strict=True)]
 
@@ -85,6 +86,42 @@ def run_session(session, inputs: np.ndarray, progress: Progress = no_progress, s
         outs.append(session([inputs[i:i + 1]])[0])
         progress(stage, i + 1, len(inputs), {})
     return np.concatenate(outs)
+
+
+# verify(exporter, path, precision, name) -> manifest fields: status, verified, parity, accuracy, reason
+Verify = Callable[[object, Path, str, str], dict]
+
+
+def export_artifact(fmt: str, precision: str, model: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                    out_dir: Path, stem: str, calibration: list, entry: dict, verify: Verify,
+                    progress: Progress = no_progress, names: IONames = CLIP_IO) -> dict:
+    """Export one ``(format, precision)`` artifact, hash it and verify it; returns its manifest entry.
+
+    ``entry`` supplies the task's fields (IO specs, preprocess, labels); an export error becomes
+    a ``failed`` entry with the reason, never an exception.
+    """
+    exporter = EXPORTERS.get(fmt)
+    name = f"{stem}_{fmt}_{precision}"
+    entry = {"name": name, "file": f"{name}.{exporter.ext}", "sha256": None, "bytes": None,
+             "format": fmt, "precision": precision, **entry,
+             "accuracy": None, "parity": None, "status": "failed", "reason": None, "verified": None}
+    path = out_dir / entry["file"]
+    t0 = time.perf_counter()
+    progress(f"export {name}", 0, 1, {})
+    try:
+        backend = exporter.export(model, example, path, precision, calibration, names)
+    except ExportError as e:
+        entry["reason"] = str(e)
+        remove_path(path)
+        entry["file"] = None
+        return entry
+    entry["export_seconds"] = round(time.perf_counter() - t0, 2)
+    entry["inputs"] = backend.pop("inputs", entry["inputs"])
+    entry["outputs"] = backend.pop("outputs", entry["outputs"])
+    entry["backend"] = backend
+    entry["sha256"], entry["bytes"] = sha256_path(path), path_bytes(path)
+    entry.update(verify(exporter, path, precision, name))
+    return entry
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
@@ -133,34 +170,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     atomic_write(out_dir / "sample_clip.npy", lambda p: np.save(open(p, "wb"), val.clips[0]))
     ready = export_ready(model)
     example = (torch.from_numpy(parity_x[:1]),)
-    artifacts = []
-    for fmt, precision in pairs:
-        exporter = EXPORTERS.get(fmt)
-        name = f"{checkpoint.stem}_{fmt}_{precision}"
-        entry = {"name": name, "file": f"{name}.{exporter.ext}", "sha256": None, "bytes": None,
-                 "format": fmt, "precision": precision,
-                 "inputs": _io_spec(["clip"], [parity_x[:1]]), "outputs": _io_spec(["logits"], [parity_ref[:1]]),
-                 "preprocess": preprocess, "labels": ckpt["label_names"],
-                 "accuracy": None, "parity": None, "status": "failed", "reason": None, "verified": None}
-        path = out_dir / entry["file"]
-        t0 = time.perf_counter()
-        progress(f"export {name}", 0, 1, {})
-        try:
-            backend = exporter.export(ready, example, path, precision, calibration)
-        except ExportError as e:
-            entry["reason"] = str(e)
-            remove_path(path)
-            entry["file"] = None
-            artifacts.append(entry)
-            continue
-        entry["export_seconds"] = round(time.perf_counter() - t0, 2)
-        entry["inputs"] = backend.pop("inputs", entry["inputs"])
-        entry["outputs"] = backend.pop("outputs", entry["outputs"])
-        entry["backend"] = backend
-        entry["sha256"], entry["bytes"] = sha256_path(path), path_bytes(path)
-        entry.update(_verify(exporter, path, precision, parity_x, parity_ref, test_x, test.labels,
-                             ref_test_logits, ref_accuracy, cfg.gate, progress, name))
-        artifacts.append(entry)
+    entry = {"inputs": io_spec(["clip"], [parity_x[:1]]), "outputs": io_spec(["logits"], [parity_ref[:1]]),
+             "preprocess": preprocess, "labels": ckpt["label_names"]}
+
+    def verify(exporter, path: Path, precision: str, name: str) -> dict:
+        return _verify(exporter, path, precision, parity_x, parity_ref, test_x, test.labels,
+                       ref_test_logits, ref_accuracy, cfg.gate, progress, name)
+
+    artifacts = [export_artifact(fmt, precision, ready, example, out_dir, checkpoint.stem, calibration, entry,
+                                 verify, progress) for fmt, precision in pairs]
     manifest = {"source": {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
                            "sha256": sha256_file(checkpoint), "arch": ckpt["arch"],
                            "accuracy": ref_accuracy},

@@ -4,10 +4,10 @@ SDKs are imported inside the exporter methods, so ``import edge`` stays fast and
 SDK fails only when its backend is used.
 """
 
-from edge.exporters.base import Exporter, ExportError, Session, export_ready
+from edge.exporters.base import CLIP_IO, Exporter, ExportError, IONames, Session, export_ready
 from edge.exporters.registry import EXPORTERS
 from trainer.common.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-__all__ = ["EXPORTERS", "ExportError", "Exporter", "Session", "export_ready"]
+__all__ = ["CLIP_IO", "EXPORTERS", "ExportError", "Exporter", "IONames", "Session", "export_ready"]

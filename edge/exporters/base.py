@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +17,17 @@ from trainer.common.io import EgoedgeError
 # A loaded artifact: float32 inputs in, float32 outputs out (quantisation handled inside).
 Session = Callable[[list[np.ndarray]], list[np.ndarray]]
 Calibration = Sequence[tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class IONames:
+    """Names of an artifact's input and output tensors, in the order the model takes and returns them."""
+
+    inputs: tuple[str, ...] = ("clip",)
+    outputs: tuple[str, ...] = ("logits",)
+
+
+CLIP_IO = IONames()
 
 
 class Exporter(Protocol):
@@ -32,8 +44,8 @@ class Exporter(Protocol):
     int8_precisions: tuple[str, ...]
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration) -> dict:
-        """Write the artifact to ``path``; return backend details for the manifest.
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
+        """Write the artifact to ``path`` with tensors named by ``names``; return backend details for the manifest.
 
         The details may carry ``inputs``/``outputs`` IO specs when the artifact's tensors are not
         plain float32 (a full-integer TFLite model takes int8 with a scale and zero point).

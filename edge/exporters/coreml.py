@@ -21,7 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import Calibration, ExportError, Session, check_precision, example_graph, lowering_error
+from edge.exporters.base import (
+    CLIP_IO,
+    Calibration,
+    ExportError,
+    IONames,
+    Session,
+    check_precision,
+    example_graph,
+    lowering_error,
+)
 from edge.exporters.registry import EXPORTERS
 from trainer.common.io import atomic_write_dir
 from trainer.quantize import QUANTIZERS, quantize_pt2e
@@ -77,14 +86,15 @@ def spec_summary(path: Path) -> dict:
             "ops": dict(sorted(ops.items())), "weight_elements": dict(sorted(weights.items()))}
 
 
-def validate_spec(summary: dict, precision: str, input_shape: list[int]) -> None:
+def validate_spec(summary: dict, precision: str, input_shapes: list[list[int]], names: IONames = CLIP_IO) -> None:
     """Raise if the package is not what was asked for: IO, and weights stored in the right dtype."""
     got_in = [(i["name"], i["shape"]) for i in summary["inputs"]]
     got_out = [(o["name"], o["shape"]) for o in summary["outputs"]]
-    if got_in != [("clip", input_shape)]:
-        raise ExportError(f"coreml: inputs {got_in} != [('clip', {input_shape})]")
-    if [n for n, _ in got_out] != ["logits"]:
-        raise ExportError(f"coreml: outputs {got_out} are not ['logits']")
+    want_in = list(zip(names.inputs, input_shapes, strict=True))
+    if got_in != want_in:
+        raise ExportError(f"coreml: inputs {got_in} != {want_in}")
+    if [n for n, _ in got_out] != list(names.outputs):
+        raise ExportError(f"coreml: outputs {got_out} are not {list(names.outputs)}")
     w = summary["weight_elements"]
     total = sum(w.values()) or 1
     if precision in ("w8", "w8a8") and w.get("int8", 0) / total < 0.5:
@@ -103,29 +113,32 @@ class CoreMLExporter:
     int8_precisions = ("w8", "w8a8")
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
         check_precision(self, precision)
         ct = _coremltools()
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # the converter draws a tqdm bar per pass
-                mlmodel = self._convert(ct, model, example_inputs, precision, calibration)
+                mlmodel = self._convert(ct, model, example_inputs, precision, calibration, names)
         except Exception as e:  # noqa: BLE001  (the converter raises from many layers)
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
         atomic_write_dir(path, lambda p: mlmodel.save(str(p)))
         summary = spec_summary(path)
-        validate_spec(summary, precision, list(example_inputs[0].shape))
+        validate_spec(summary, precision, [list(x.shape) for x in example_inputs], names)
         return {"deployment_target": DEPLOYMENT_TARGET, "coremltools": ct.__version__, "spec": summary}
 
     @staticmethod
     def _convert(ct, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], precision: str,
-                 calibration: Calibration):
+                 calibration: Calibration, names: IONames = CLIP_IO):
         if precision == "w8a8":
             model = quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
         program = _drop_aliases(torch.export.export(model, example_inputs, strict=False).run_decompositions())
         mlmodel = ct.convert(
             program,
-            inputs=[ct.TensorType(name="clip", shape=tuple(example_inputs[0].shape), dtype=np.float32)],
-            outputs=[ct.TensorType(name="logits", dtype=np.float32)],
+            # Integer inputs (token ids) stay int32; everything else is float32.
+            inputs=[ct.TensorType(name=n, shape=tuple(x.shape),
+                                  dtype=np.int32 if not x.is_floating_point() else np.float32)
+                    for n, x in zip(names.inputs, example_inputs, strict=True)],
+            outputs=[ct.TensorType(name=n, dtype=np.float32) for n in names.outputs],
             minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
             compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
             skip_model_load=True)
@@ -144,9 +157,12 @@ class CoreMLExporter:
             raise ExportError(f"coreml: cannot run {Path(path).name}: {reason}")
         ct = _coremltools()
         mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+        description = mlmodel.get_spec().description
+        ins, outs = [i.name for i in description.input], [o.name for o in description.output]
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            return [np.asarray(mlmodel.predict({"clip": inputs[0]})["logits"], dtype=np.float32)]
+            result = mlmodel.predict(dict(zip(ins, inputs, strict=True)))
+            return [np.asarray(result[n], dtype=np.float32) for n in outs]
 
         return run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import Calibration, Session, check_precision, example_graph, lowering_error
+from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_precision, example_graph, lowering_error
 from edge.exporters.registry import EXPORTERS
 from trainer.common.io import write_bytes_atomic
 from trainer.quantize import QUANTIZERS, quantize_pt2e
@@ -22,7 +22,7 @@ class ExecuTorchExporter:
     int8_precisions = ("int8",)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
         from executorch.exir import to_edge_transform_and_lower

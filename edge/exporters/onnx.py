@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import Calibration, Session, check_precision, example_graph, lowering_error
+from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_precision, example_graph, lowering_error
 from edge.exporters.registry import EXPORTERS
 from trainer.common.io import atomic_write
 
@@ -30,7 +30,7 @@ class OnnxExporter:
     int8_precisions = ("int8",)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
         import onnx
 
         check_precision(self, precision)
@@ -39,12 +39,13 @@ class OnnxExporter:
             try:
                 # torch.onnx prints its progress to stdout; the CLI has its own.
                 with contextlib.redirect_stdout(io.StringIO()):
-                    torch.onnx.export(model, example_inputs, fp32, input_names=["clip"], output_names=["logits"],
+                    torch.onnx.export(model, example_inputs, fp32, input_names=list(names.inputs),
+                                      output_names=list(names.outputs),
                                       opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
                 onnx.checker.check_model(str(fp32))
             except Exception as e:  # noqa: BLE001  (the exporter raises from many layers)
                 raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
-            source = fp32 if precision == "fp32" else self._quantize(fp32, Path(tmp), calibration)
+            source = fp32 if precision == "fp32" else self._quantize(fp32, Path(tmp), calibration, names)
             atomic_write(path, lambda p: p.write_bytes(source.read_bytes()))
         graph = onnx.load(str(path)).graph
         ops = sorted({n.op_type for n in graph.node})
@@ -52,7 +53,7 @@ class OnnxExporter:
                 "quantization": "static QDQ, per-channel int8 weights, int8 activations (MinMax)"
                 if precision == "int8" else None}
 
-    def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration) -> Path:
+    def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames) -> Path:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -62,7 +63,7 @@ class OnnxExporter:
 
             def get_next(self) -> dict | None:
                 sample = next(self.samples, None)
-                return None if sample is None else {"clip": sample[0].numpy()}
+                return None if sample is None else {n: t.numpy() for n, t in zip(names.inputs, sample, strict=True)}
 
         pre, out = tmp / "pre.onnx", tmp / "int8.onnx"
         root = logging.getLogger()

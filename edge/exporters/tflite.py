@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import Calibration, Session, check_precision, example_graph, lowering_error
+from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_precision, example_graph, lowering_error
 from edge.exporters.registry import EXPORTERS
 from edge.preprocess import dequantize, quantize
 from trainer.common.io import atomic_write
@@ -25,7 +25,7 @@ def _io_specs(details: list[dict], names: list[str]) -> list[dict]:
     specs = []
     for name, d in zip(names, details, strict=True):
         scale, zero = d["quantization"]
-        quantized = np.dtype(d["dtype"]).kind in "iu"
+        quantized = np.dtype(d["dtype"]).kind in "iu" and bool(scale)
         specs.append({"name": name, "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
                       "scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None})
     return specs
@@ -39,7 +39,7 @@ class TFLiteExporter:
     int8_precisions = ("w8", "int8")
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
         import litert_torch
         from litert_torch.quantize.quant_config import QuantConfig
 
@@ -56,12 +56,12 @@ class TFLiteExporter:
                     converted = litert_torch.convert(graph, example_inputs,
                                                      quant_config=QuantConfig(pt2e_quantizer=quantizer))
                 atomic_write(path, lambda p: converted.export(str(p)))
+            interpreter = self._interpreter(path, None)  # a model LiteRT cannot prepare fails here, not later
         except Exception as e:  # noqa: BLE001  (conversion errors come from torch.export, MLIR and the converter)
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
-        interpreter = self._interpreter(path, None)
         return {"converter": f"litert-torch {litert_torch.__version__}",
-                "inputs": _io_specs(interpreter.get_input_details(), ["clip"]),
-                "outputs": _io_specs(interpreter.get_output_details(), ["logits"]),
+                "inputs": _io_specs(interpreter.get_input_details(), list(names.inputs)),
+                "outputs": _io_specs(interpreter.get_output_details(), list(names.outputs)),
                 "ops": self._op_names(path)}
 
     @staticmethod
@@ -95,15 +95,17 @@ class TFLiteExporter:
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             for d, x in zip(ins, inputs, strict=True):
                 dtype = np.dtype(d["dtype"])
-                if dtype.kind in "iu":  # full-integer model: quantize with the tensor's own params, as the app does
-                    scale, zero = d["quantization"]
+                scale, zero = d["quantization"]
+                if dtype.kind in "iu" and scale:  # full-integer model: quantize with the tensor's own params
                     x = quantize(x, scale, zero, dtype.name)
+                else:  # a float tensor, or integer ids that take no scale
+                    x = x.astype(dtype, copy=False)
                 interpreter.set_tensor(d["index"], np.ascontiguousarray(x))
             interpreter.invoke()
             results = []
             for d in outs:
                 y = interpreter.get_tensor(d["index"])
-                if np.dtype(d["dtype"]).kind in "iu":
+                if np.dtype(d["dtype"]).kind in "iu" and d["quantization"][0]:
                     y = dequantize(y, *d["quantization"])
                 results.append(y.astype(np.float32, copy=True))
             return results

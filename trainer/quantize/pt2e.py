@@ -35,6 +35,34 @@ def litert_quantizer(dynamic: bool = False):
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
 
 
+def _in_blocks(node: torch.fx.Node, blocks: tuple[str, ...]) -> bool:
+    stack = node.meta.get("nn_module_stack") or {}
+    return any(path == b or path.startswith(b + ".") for path, _ in stack.values() for b in blocks)
+
+
+class SkipBlocks:
+    """Wraps a PT2E quantizer and removes its annotations inside the named blocks, which stay fp32."""
+
+    def __new__(cls, base, blocks: tuple[str, ...]):
+        from torchao.quantization.pt2e.quantizer import Quantizer
+
+        class _Skip(Quantizer):
+            def transform_for_annotation(self, model):
+                return base.transform_for_annotation(model)
+
+            def annotate(self, model):
+                model = base.annotate(model)
+                for node in model.graph.nodes:
+                    if _in_blocks(node, blocks):
+                        node.meta.pop("quantization_annotation", None)
+                return model
+
+            def validate(self, model) -> None:
+                base.validate(model)
+
+        return _Skip()
+
+
 CALIBRATION_BATCH = 32
 
 
@@ -76,6 +104,11 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    # A model may name modules that must stay float (e.g. an embedding table: a lookup gains
+    # nothing from int8, and LiteRT's int8 lookup needs a zero point the quantizer does not give).
+    keep_float = tuple(getattr(model, "float_modules", ()))
+    if keep_float:
+        quantizer = SkipBlocks(quantizer, keep_float)
     graph, feeds = _export_for_calibration(model, example_inputs, calibration)
     prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
     with torch.no_grad():

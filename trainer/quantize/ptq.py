@@ -23,7 +23,7 @@ import torch
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
 from trainer.quantize.observers import OBSERVERS
-from trainer.quantize.pt2e import QUANTIZERS, quantize_pt2e
+from trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, quantize_pt2e
 
 STATIC_BACKENDS = ("xnnpack", "litert")  # the quantizers whose int8 graphs the exporters ship
 
@@ -59,34 +59,6 @@ def _with_args(ctor, **kwargs):
     from torchao.quantization.pt2e.observer import _with_args as with_args
 
     return with_args(ctor, **kwargs)
-
-
-def _in_blocks(node: torch.fx.Node, blocks: tuple[str, ...]) -> bool:
-    stack = node.meta.get("nn_module_stack") or {}
-    return any(path == b or path.startswith(b + ".") for path, _ in stack.values() for b in blocks)
-
-
-class SkipBlocks:
-    """Wraps a PT2E quantizer and removes its annotations inside the named blocks, which stay fp32."""
-
-    def __new__(cls, base, blocks: tuple[str, ...]):
-        from torchao.quantization.pt2e.quantizer import Quantizer
-
-        class _Skip(Quantizer):
-            def transform_for_annotation(self, model):
-                return base.transform_for_annotation(model)
-
-            def annotate(self, model):
-                model = base.annotate(model)
-                for node in model.graph.nodes:
-                    if _in_blocks(node, blocks):
-                        node.meta.pop("quantization_annotation", None)
-                return model
-
-            def validate(self, model) -> None:
-                base.validate(model)
-
-        return _Skip()
 
 
 def blocks_of(model: torch.nn.Module) -> list[str]:

@@ -1,0 +1,213 @@
+"""``egoedge nlq train|eval|export``: the Ego4D natural-language-query family, one step at a time.
+
+Data is the generated default (``--data synthetic``) or a folder in the official layout:
+``annotations/nlq_{train,val[,test]}.json`` plus ``features/<clip_uid>.pt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from bench.console import RichProgress, console, fail
+from trainer.common.io import EgoedgeError
+
+nlq_app = typer.Typer(no_args_is_help=True, help="Ego4D NLQ: VSLBase/VSLNet with FiLM, DeepVSLNet -> LightVSLNet.")
+
+
+def metrics_table(rows: dict[str, dict], title: str) -> Table:
+    """One row per model: the official Recall@K at IoU and mIoU (percent)."""
+    table = Table(title=title)
+    cols = ["R1@0.3", "R1@0.5", "R5@0.3", "R5@0.5", "mIoU"]
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in rows.items():
+        table.add_row(name, *(f"{m[c]:.2f}" for c in cols))
+    return table
+
+
+def _data(data: str, max_pos_len: int, max_query_len: int, fps: float, vocab: list[str] | None = None):
+    from trainer.nlq.synthetic import NLQDataConfig, generate
+    from trainer.nlq.train import NLQDataSpec, load_data
+
+    if data == "synthetic":
+        root, fps = generate(NLQDataConfig()), NLQDataConfig().fps
+    else:
+        root = Path(data)
+        if not root.is_dir():
+            raise EgoedgeError(f"--data {data} is neither 'synthetic' nor a folder")
+    return load_data(NLQDataSpec(str(root), max_pos_len, max_query_len, fps), vocab=vocab)
+
+
+@nlq_app.command()
+def train(
+    arch: str = typer.Option("vslnet", help="vslbase, vslnet, deepvslnet (teacher) or lightvslnet (student)."),
+    out: Path = typer.Option(..., help="Checkpoint to write, e.g. runs/nlq/vslnet.pt."),
+    data: str = typer.Option("synthetic", help="'synthetic' or a folder with annotations/ and features/."),
+    film: str = typer.Option("off", help="FiLM: off, before_encoder, after_encoder, "
+                             "inside_encoder:{after_pos,after_conv,after_attn,multi}."),
+    text: str = typer.Option(None, help="Query encoder: words (trainable embeddings) or minilm (pretrained)."),
+    finetune_text: bool = typer.Option(False, help="Fine-tune MiniLM instead of keeping it frozen."),
+    glove: Path = typer.Option(None, help="Initialise word embeddings from this GloVe text file."),
+    teacher: Path = typer.Option(None, help="Distil from this NLQ checkpoint (KL at --temperature)."),
+    temperature: float = typer.Option(1.0, help="KD temperature over the start/end distributions."),
+    kd_weight: float = typer.Option(1.0, help="Weight of the KD term."),
+    epochs: int = typer.Option(12, help="Training epochs."),
+    batch_size: int = typer.Option(32, help="Batch size."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up then cosine)."),
+    max_pos_len: int = typer.Option(128, help="Feature steps per clip after resampling."),
+    max_query_len: int = typer.Option(20, help="Query tokens."),
+    fps: float = typer.Option(1.875, help="Feature rate of a --data folder (steps per second)."),
+) -> None:
+    """Train one NLQ model; prints and stores its val/test Recall@K and mIoU.
+
+    Example: egoedge nlq train --arch vslnet --film inside_encoder:after_pos --out runs/nlq/vslnet_film.pt
+    """
+    from dataclasses import asdict
+
+    import torch
+
+    from trainer.engine import TrainConfig
+    from trainer.nlq import metrics as nlq_metrics
+    from trainer.nlq.data import load_glove
+    from trainer.nlq.train import (
+        SpanLoss,
+        build_for,
+        complexity,
+        evaluate_model,
+        load_nlq_model,
+        save_nlq_checkpoint,
+        train_nlq,
+    )
+
+    try:
+        if epochs < 1:
+            raise EgoedgeError(f"--epochs must be >= 1, got {epochs}")
+        teacher_model = load_nlq_model(teacher)[0] if teacher else None
+        if teacher_model is not None:
+            max_pos_len = teacher_model.cfg.max_pos_len  # the KL compares distributions over the same steps
+        ds = _data(data, max_pos_len, max_query_len, fps)
+        overrides = {"film": film, **({"text": text} if text else {}), "text_trainable": finetune_text}
+        if glove is not None:
+            overrides["word_dim"] = _glove_dim(glove)
+        torch.manual_seed(0)
+        model = build_for(arch, ds, **overrides)
+        if glove is not None:
+            if model.tokenizer != "words":
+                raise EgoedgeError("--glove initialises word embeddings; this model reads queries with MiniLM")
+            table, found = load_glove(glove, ds.vocab, overrides["word_dim"])
+            model.text.embed.weight.data.copy_(torch.from_numpy(table))
+            console.print(f"GloVe: {found} of {len(ds.vocab)} words found", highlight=False)
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.01, label_smoothing=0.0)
+        loss = SpanLoss(temperature=temperature, kd_weight=kd_weight)
+        with RichProgress() as progress:
+            train_nlq(model, ds, cfg, loss, teacher_model, progress, f"train {arch}")
+        model.cpu().eval()
+        rows = {s: nlq_metrics.metrics_row(evaluate_model(model, ds, s)[1]) for s in ("val", "test")}
+        save_nlq_checkpoint(out, arch, model, ds, {**rows, **complexity(model)},
+                            {"train": asdict(cfg), "loss": asdict(loss), "teacher": str(teacher) if teacher else None})
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(metrics_table(rows, f"{arch} ({film}) -> {out}"))
+
+
+def _glove_dim(path: Path) -> int:
+    if not path.is_file():
+        raise EgoedgeError(f"GloVe file not found: {path}")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline().rstrip().split(" ")
+    if len(first) < 2:
+        raise EgoedgeError(f"{path} is not a GloVe text file (word v1 v2 ... per line)")
+    return len(first) - 1
+
+
+@nlq_app.command("eval")
+def evaluate(
+    checkpoint: Path = typer.Argument(None, help="An NLQ checkpoint to run on --split."),
+    split: str = typer.Option("test", help="train, val or test."),
+    out: Path = typer.Option(None, help="Folder for nlq_predictions.json and nlq_metrics.json."),
+    predictions: Path = typer.Option(None, help="Score this submission file instead of a checkpoint."),
+    annotations: Path = typer.Option(None, help="Ground truth for --predictions (official annotation JSON)."),
+) -> None:
+    """Write predictions in the official submission format and score them as the official evaluator does.
+
+    Example: egoedge nlq eval runs/nlq/nlq_student.pt --out runs/nlq/eval
+             egoedge nlq eval --predictions nlq_predictions.json --annotations nlq_val.json
+    """
+    import json
+
+    from trainer.common.io import write_json_atomic
+    from trainer.nlq import metrics as nlq_metrics
+    from trainer.nlq.train import NLQDataSpec, evaluate_model, load_data, load_nlq_model
+
+    try:
+        if predictions is not None:
+            if annotations is None:
+                raise EgoedgeError("--predictions needs --annotations (the ground-truth annotation JSON)")
+            try:
+                truth = json.loads(annotations.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise EgoedgeError(f"cannot read annotations {annotations}: {e}") from None
+            metrics = nlq_metrics.evaluate(nlq_metrics.read_submission(predictions), truth)
+            ground_truth, title = str(annotations), str(predictions)
+        else:
+            if checkpoint is None:
+                raise EgoedgeError("give a checkpoint, or --predictions with --annotations")
+            if split not in ("train", "val", "test"):
+                raise EgoedgeError(f"unknown split '{split}'; valid: train, val, test")
+            model, ckpt = load_nlq_model(checkpoint)
+            ds = load_data(NLQDataSpec(**ckpt["config"]["data"]), vocab=ckpt["preprocess"]["vocab"])
+            preds, metrics = evaluate_model(model, ds, split)
+            ground_truth, title = ds.splits[split].annotation_file, f"{checkpoint} on {split}"
+            out = out or checkpoint.parent
+            write_json_atomic(out / "nlq_predictions.json", nlq_metrics.submission(preds))
+        if out is not None:
+            write_json_atomic(out / "nlq_metrics.json", {"ground_truth": ground_truth, "recall": metrics["recall"],
+                                                         "mIoU": metrics["mIoU"], "evaluated": metrics["evaluated"],
+                                                         "queries": metrics["queries"]})
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(metrics_table({title: nlq_metrics.metrics_row(metrics)}, "Ego4D NLQ (official metrics, %)"))
+    console.print(f"evaluated {metrics['evaluated']} of {metrics['queries']} queries", highlight=False)
+    if out is not None:
+        console.print(f"written: {out / 'nlq_metrics.json'}", highlight=False)
+
+
+@nlq_app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="An NLQ checkpoint with word embeddings (e.g. the student)."),
+    to: str = typer.Option("executorch,tflite,onnx,coreml", help="Comma-separated backends."),
+    int8: bool = typer.Option(False, "--int8", help="Also make each backend's int8 artifacts (calibrated)."),
+    calib: int = typer.Option(128, help="Calibration queries drawn from the training split."),
+    out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
+    parity_samples: int = typer.Option(32, help="Validation queries in the parity batch."),
+    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
+) -> None:
+    """Export an NLQ span model to edge formats (features + mask + query ids in, start/end logits out).
+
+    Example: egoedge nlq export runs/nlq/nlq_student.pt --int8
+    """
+    from bench.cli import fail_on_failed_artifacts, manifest_table
+    from edge.export import ExportConfig
+    from edge.export_nlq import export_nlq_checkpoint
+    from edge.exporters import EXPORTERS
+
+    formats = tuple(f.strip() for f in to.split(",") if f.strip())
+    try:
+        for f in formats:
+            if f not in EXPORTERS:
+                raise EgoedgeError(f"unknown backend '{f}' in --to; valid: {', '.join(EXPORTERS.keys())}")
+        cfg = ExportConfig(formats=formats, int8=int8, calibration=calib, parity_samples=parity_samples)
+        out = out or checkpoint.parent / "export"
+        with RichProgress() as progress:
+            manifest = export_nlq_checkpoint(checkpoint, out, cfg, progress)
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(manifest_table(manifest, str(out / "manifest.json")))
+    src = manifest["source"]["metrics"]
+    console.print(f"PyTorch reference: R1@0.3 {src['R1@0.3']:.1f}%, mIoU {src['mIoU']:.1f}% "
+                  "(the top-1 column is R1@0.3)", highlight=False)
+    fail_on_failed_artifacts(manifest, out, allow_failed)

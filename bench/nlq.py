@@ -1,0 +1,257 @@
+"""``egoedge run --task nlq``: the NLQ flow on the embedded default, and its report.
+
+Reads top to bottom: generate (or reuse) the dataset -> train the baselines (VSLBase, VSLNet,
+VSLNet per FiLM mode) -> the DeepVSLNet teacher -> the LightVSLNet student with and without
+distillation -> export the distilled student (fp32 + int8 on every backend) -> benchmark every
+model and artifact side by side -> ``nlq_predictions.json``, ``nlq_metrics.json``, ``report.*``.
+In the report, ``accuracy.top1``/``top5`` are Recall@1/@5 at IoU 0.3 and each row's ``nlq`` has
+every official figure.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.host import BenchConfig, error_line, new_row
+from bench.machine import machine_info
+from bench.measure import PeakRSS, time_calls
+from bench.peak import add_throughput, measure_peaks
+from bench.pipeline import RunLog, check_out_dir
+from bench.report import summarize, write_report
+from bench.runners import RUNNERS
+from edge.export import ExportConfig
+from edge.export_nlq import export_nlq_checkpoint, nlq_inputs
+from trainer.common.io import EgoedgeError, write_json_atomic
+from trainer.common.progress import Progress, no_progress
+from trainer.engine import TrainConfig
+from trainer.models.vslnet import FILM_MODES
+from trainer.nlq import metrics as nlq_metrics
+from trainer.nlq.synthetic import NLQDataConfig, generate
+from trainer.nlq.train import (
+    NLQData,
+    NLQDataSpec,
+    SpanLoss,
+    build_for,
+    complexity,
+    evaluate_model,
+    load_data,
+    save_nlq_checkpoint,
+    train_nlq,
+)
+
+
+@dataclass(frozen=True)
+class NLQRunConfig:
+    """Everything ``egoedge run --task nlq`` does, per preset."""
+
+    preset: str = "quick"
+    data: NLQDataConfig = field(default_factory=NLQDataConfig)
+    max_pos_len: int = 128
+    max_query_len: int = 20
+    baselines: tuple[str, ...] = ("vslbase", "vslnet")
+    film: tuple[str, ...] = ("inside_encoder:after_pos",)  # one extra VSLNet per FiLM mode
+    teacher: str = "deepvslnet"
+    student: str = "lightvslnet"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=12, batch_size=32, lr=1e-3,
+                                                                   weight_decay=0.01, label_smoothing=0.0))
+    teacher_epochs: int = 16
+    loss: SpanLoss = field(default_factory=lambda: SpanLoss(temperature=1.0))
+    export: ExportConfig = field(default_factory=lambda: ExportConfig(
+        formats=("executorch", "tflite", "onnx", "coreml"), int8=True, calibration=128, parity_samples=32))
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(iterations=30, warmup=5, threads=2))
+
+    def validate(self) -> None:
+        """Raise ``EgoedgeError`` on an unknown FiLM mode."""
+        bad = [m for m in self.film if m not in FILM_MODES]
+        if bad:
+            raise EgoedgeError(f"unknown FiLM mode(s) {', '.join(bad)}; valid: {', '.join(FILM_MODES)}")
+
+
+def nlq_preset(name: str) -> NLQRunConfig:
+    """The NLQ settings of a preset: ``mini`` (seconds, for tests), ``quick`` (2 CPU cores), ``full`` (GPU)."""
+    if name == "quick":
+        return NLQRunConfig()
+    if name == "mini":
+        return NLQRunConfig(preset="mini", data=NLQDataConfig(train_clips=24, val_clips=6, test_clips=6, queries=2,
+                                                              min_seconds=20, max_seconds=60, dim=32),
+                            max_pos_len=32, max_query_len=12,
+                            train=TrainConfig(epochs=1, batch_size=16, label_smoothing=0.0), teacher_epochs=1,
+                            export=ExportConfig(formats=("executorch", "onnx"), int8=True, calibration=8,
+                                                parity_samples=4),
+                            bench=BenchConfig(iterations=3, warmup=1, threads=2))
+    if name == "full":
+        return NLQRunConfig(preset="full", data=NLQDataConfig(train_clips=1200, val_clips=200, test_clips=300),
+                            film=tuple(m for m in FILM_MODES if m != "off"),
+                            train=TrainConfig(epochs=30, batch_size=32, lr=1e-3, weight_decay=0.01,
+                                              label_smoothing=0.0), teacher_epochs=40)
+    raise EgoedgeError(f"unknown preset '{name}'; valid: mini, quick, full")
+
+
+def _session_of(model: torch.nn.Module):
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [t.numpy() for t in model(*(torch.from_numpy(x) for x in inputs))]
+    return run
+
+
+def _time(open_session, sample: list[np.ndarray], cfg: BenchConfig) -> dict:
+    """Load (``open_session``), then time batch-1 calls on ``sample``: the fields of a report row."""
+    out: dict = {}
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        session = open_session()
+        session(sample)
+        out["load_ms"] = (time.perf_counter() - t0) * 1000.0
+        out["latency_ms"] = time_calls(lambda: session(sample), cfg.warmup, cfg.iterations, cfg.budget_s)
+    out["peak_rss_mb"] = round(rss.peak_mb, 1)
+    return out
+
+
+def _accuracy(metrics: dict) -> dict:
+    return {"top1": metrics["recall"]["1"]["0.3"], "top5": metrics["recall"]["5"]["0.3"]}
+
+
+@dataclass
+class Trained:
+    """One trained PyTorch model of the run."""
+
+    name: str
+    arch: str
+    path: Path
+    model: torch.nn.Module
+    metrics: dict
+    cost: dict
+
+
+def _train_one(name: str, arch: str, data: NLQData, cfg: NLQRunConfig, out: Path, progress: Progress,
+               log: RunLog, teacher: Trained | None = None, epochs: int | None = None, **overrides) -> Trained:
+    torch.manual_seed(cfg.train.seed)
+    model = build_for(arch, data, **overrides)
+    train_cfg = replace(cfg.train, epochs=epochs or cfg.train.epochs)
+    t0 = time.perf_counter()
+    history = train_nlq(model, data, train_cfg, cfg.loss, teacher.model if teacher else None, progress,
+                        f"train {name}", resume=out / f"nlq_{name}.resume.pt",
+                        log=lambda r: log("epoch", model=name, **r))
+    seconds = round(time.perf_counter() - t0, 1)
+    model.cpu().eval()
+    _, val = evaluate_model(model, data, "val")
+    _, test = evaluate_model(model, data, "test")
+    cost = complexity(model)
+    metrics = {"val": nlq_metrics.metrics_row(val), "test": nlq_metrics.metrics_row(test), **cost,
+               "train_seconds": seconds, "history": history}
+    path = save_nlq_checkpoint(out / f"nlq_{name}.pt", arch, model, data, metrics,
+                               {"train": asdict(train_cfg), "loss": asdict(cfg.loss),
+                                "teacher": teacher.path.name if teacher else None})
+    log("model", name=name, arch=arch, test=metrics["test"], params=cost["params"], macs=cost["macs"],
+        seconds=seconds)
+    return Trained(name, arch, path, model, metrics, cost)
+
+
+def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
+    """Run the NLQ flow into ``out``; returns the report (also written there)."""
+    cfg.validate()
+    out = Path(out)
+    check_out_dir(out)
+    t_start = time.perf_counter()
+    log = RunLog(out / "log.jsonl")
+    log("start", task="nlq", preset=cfg.preset)
+    progress("NLQ data", 0, 1, {})
+    root = generate(cfg.data)
+    data = load_data(NLQDataSpec(str(root), cfg.max_pos_len, cfg.max_query_len, cfg.data.fps))
+    progress("NLQ data", 1, 1, {})
+    log("data", root=str(root), **{s: len(v) for s, v in data.splits.items()}, vocab=len(data.vocab))
+
+    models: list[Trained] = []
+    for arch in cfg.baselines:
+        models.append(_train_one(arch, arch, data, cfg, out, progress, log))
+    for mode in cfg.film:
+        models.append(_train_one(f"vslnet_film-{mode.replace(':', '-')}", "vslnet", data, cfg, out, progress, log,
+                                 film=mode))
+    teacher = _train_one("teacher", cfg.teacher, data, cfg, out, progress, log, epochs=cfg.teacher_epochs)
+    plain = _train_one("student_nokd", cfg.student, data, cfg, out, progress, log)
+    student = _train_one("student", cfg.student, data, cfg, out, progress, log, teacher=teacher)
+    models += [teacher, plain, student]
+
+    preds, metrics = evaluate_model(student.model, data, "test")
+    write_json_atomic(out / "nlq_predictions.json", nlq_metrics.submission(preds))
+    write_json_atomic(out / "nlq_metrics.json", {
+        "ground_truth": data.splits["test"].annotation_file, "model": student.name,
+        "recall": metrics["recall"], "mIoU": metrics["mIoU"], "evaluated": metrics["evaluated"],
+        "queries": metrics["queries"], "models": {m.name: m.metrics["test"] for m in models}})
+
+    manifest = export_nlq_checkpoint(student.path, out / "export", cfg.export, progress)
+    log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
+    report = nlq_report(models, manifest, out / "export", data, cfg.bench, progress)
+    report["run"] = {"preset": cfg.preset, "task": "nlq", "dataset": str(root), "wall_s": None,
+                     "kd": asdict(cfg.loss)}
+    report["summary"] = summarize(report)
+    report["summary"]["student R1@0.3 with / without KD"] = (
+        f"{student.metrics['test']['R1@0.3']:.1f}% / {plain.metrics['test']['R1@0.3']:.1f}%")
+    report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
+    report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
+    paths = write_report(report, out)
+    log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
+    return report
+
+
+def nlq_report(models: list[Trained], manifest: dict, export_dir: Path, data: NLQData, cfg: BenchConfig,
+               progress: Progress = no_progress) -> dict:
+    """``{"task", "machine", "results"}``: every PyTorch model and every exported artifact, timed at batch 1."""
+    torch.set_num_threads(cfg.threads)
+    sample = [x[:1] for x in nlq_inputs(data, "test", slice(0, 1))]
+    progress("GEMM peak", 0, 1, {})
+    peaks = measure_peaks(cfg.threads)
+    rows = []
+    student = next(m for m in models if m.name == "student")
+    for m in models:
+        row = new_row(_Target(m.name, "pytorch", "fp32", m.path.stat().st_size, m.cost["params"], m.cost["macs"]),
+                      m.name, "host", RUNNERS.get("pytorch").runtime)
+        progress(f"time {m.name}", 0, 1, {})
+        try:
+            # The MiniLM teacher reads its own token ids; every other model reads word ids.
+            ids = data.ids("test", m.model.tokenizer)[:1].astype(np.int32 if m.model.tokenizer == "words" else np.int64)
+            row.update(_time(lambda m=m: _session_of(m.model), [sample[0], sample[1], ids], cfg))
+            row.update(status="ok", accuracy={"top1": m.metrics["test"]["R1@0.3"], "top5": m.metrics["test"]["R5@0.3"]},
+                       nlq=m.metrics["test"])
+        except (EgoedgeError, RuntimeError, ValueError) as e:
+            row["error"] = error_line(e)
+        rows.append(row)
+    for a in manifest["artifacts"]:
+        runner = RUNNERS.get(a["format"])
+        row = new_row(_Target(a["name"], a["format"], a["precision"], a["bytes"], student.cost["params"],
+                              student.cost["macs"]), a["name"], "host", runner.runtime)
+        if a["file"] is None or (reason := runner.available()):
+            row["error"] = a["reason"] if a["file"] is None else f"not run here: {reason}"
+            rows.append(row)
+            continue
+        progress(f"time {a['name']}", 0, 1, {})
+        try:
+            path = export_dir / a["file"]
+            row.update(_time(lambda path=path, runner=runner: runner.open(path, cfg.threads), sample, cfg))
+            row.update(status="ok" if a["status"] == "ok" else "failed", accuracy=a["accuracy"], nlq=a.get("metrics"),
+                       top1_agreement=(a["parity"] or {}).get("top1_agreement"),
+                       parity_max_abs=(a["parity"] or {}).get("max_abs"))
+            if a["status"] != "ok":
+                row["error"] = f"refused by the parity gate: {a['reason']}"
+        except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
+            row["error"] = error_line(e)
+        rows.append(row)
+    add_throughput(rows, peaks)
+    return {"task": "nlq", "machine": {**machine_info(cfg.threads), "peak_gmacs": peaks}, "results": rows}
+
+
+@dataclass
+class _Target:
+    """The fields ``new_row`` reads."""
+
+    name: str
+    format: str
+    precision: str
+    size_bytes: int | None
+    params: int | None
+    macs: int | None
