@@ -70,15 +70,15 @@ def run(
     """
     from bench.pipeline import run as run_pipeline
 
+    if threads is not None and threads < 1:
+        fail(f"--threads must be >= 1, got {threads}")
+    if iterations is not None and iterations < 1:
+        fail(f"--iterations must be >= 1, got {iterations}")
     if task == "nlq":
         return _run_nlq(preset, data, out, threads, iterations)
     try:
         if data != "synthetic":
             raise EgoedgeError(f"unknown dataset '{data}'; available: synthetic")
-        if threads is not None and threads < 1:
-            raise EgoedgeError(f"--threads must be >= 1, got {threads}")
-        if iterations is not None and iterations < 1:
-            raise EgoedgeError(f"--iterations must be >= 1, got {iterations}")
         cfg = resolve_config(preset.value, config, recipe=recipe, student_variant=student, alpha=alpha, beta=beta,
                              gamma=gamma, task=task,
                              temperature=temperature, threads=threads, iterations=iterations)
@@ -105,7 +105,8 @@ def _run_nlq(preset, data: str, out: Path | None, threads: int | None, iteration
             raise EgoedgeError(f"unknown dataset '{data}' for --task nlq; available: synthetic "
                                "(train on your own Ego4D features with `egoedge nlq train --data DIR`)")
         cfg = nlq_preset(preset.value)
-        bench = replace(cfg.bench, **{k: v for k, v in (("threads", threads), ("iterations", iterations)) if v})
+        bench = replace(cfg.bench, **{k: v for k, v in (("threads", threads), ("iterations", iterations))
+                                      if v is not None})
         cfg = replace(cfg, bench=bench)
         out = out or Path("runs") / f"nlq-{preset.value}"
         with RichProgress() as progress:

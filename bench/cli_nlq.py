@@ -29,7 +29,7 @@ def metrics_table(rows: dict[str, dict], title: str) -> Table:
     return table
 
 
-def _data(data: str, max_pos_len: int, max_query_len: int, fps: float, vocab: list[str] | None = None):
+def _data(data: str, max_pos_len: int, max_query_len: int, fps: float):
     from trainer.nlq.synthetic import NLQDataConfig, generate
     from trainer.nlq.train import NLQDataSpec, load_data
 
@@ -39,7 +39,7 @@ def _data(data: str, max_pos_len: int, max_query_len: int, fps: float, vocab: li
         root = Path(data)
         if not root.is_dir():
             raise EgoedgeError(f"--data {data} is neither 'synthetic' nor a folder")
-    return load_data(NLQDataSpec(str(root), max_pos_len, max_query_len, fps), vocab=vocab)
+    return load_data(NLQDataSpec(str(root), max_pos_len, max_query_len, fps))
 
 
 @nlq_app.command()
@@ -165,9 +165,7 @@ def evaluate(
             out = out or checkpoint.parent
             write_json_atomic(out / "nlq_predictions.json", nlq_metrics.submission(preds))
         if out is not None:
-            write_json_atomic(out / "nlq_metrics.json", {"ground_truth": ground_truth, "recall": metrics["recall"],
-                                                         "mIoU": metrics["mIoU"], "evaluated": metrics["evaluated"],
-                                                         "queries": metrics["queries"]})
+            write_json_atomic(out / "nlq_metrics.json", nlq_metrics.metrics_file(metrics, ground_truth))
     except EgoedgeError as e:
         fail(str(e))
     console.print(metrics_table({title: nlq_metrics.metrics_row(metrics)}, "Ego4D NLQ (official metrics, %)"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from bench.measure import PeakRSS, time_calls
 from bench.peak import add_throughput, measure_peaks
 from bench.runners import RUNNERS
 from edge.export import run_session
+from edge.exporters import Session
 from edge.parity import compare
 from trainer.checkpoint import load_model
 from trainer.common.complexity import count_macs, count_params
@@ -93,17 +95,28 @@ def measure(format: str, target: torch.nn.Module | Path, inputs: np.ndarray, cfg
     Returns ``load_ms`` (load plus the first call, where lazy allocation happens), ``latency_ms``
     statistics, ``peak_rss_mb`` of this process while loading and timing, and ``logits``.
     """
-    sample = [inputs[:1]]
+    session, out = time_session(lambda: RUNNERS.get(format).open(target, cfg.threads, cfg.options.get(format)),
+                                [inputs[:1]], cfg)
+    out["logits"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
+    return out
+
+
+def time_session(open_session: Callable[[], Session], sample: list[np.ndarray],
+                 cfg: BenchConfig) -> tuple[Session, dict]:
+    """Open a session and time batch-1 calls on ``sample`` (one array per model input).
+
+    Returns the session and ``{"load_ms", "latency_ms", "peak_rss_mb"}``: load plus the first call
+    (where lazy allocation happens), the timed calls' statistics, and this process's peak RSS meanwhile.
+    """
     out: dict = {}
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        session = RUNNERS.get(format).open(target, cfg.threads, cfg.options.get(format))
+        session = open_session()
         session(sample)
         out["load_ms"] = (time.perf_counter() - t0) * 1000.0
         out["latency_ms"] = time_calls(lambda: session(sample), cfg.warmup, cfg.iterations, cfg.budget_s)
     out["peak_rss_mb"] = round(rss.peak_mb, 1)
-    out["logits"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
-    return out
+    return session, out
 
 
 def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str, cfg: BenchConfig) -> dict:

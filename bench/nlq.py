@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.host import BenchConfig, error_line, new_row
+from bench.host import BenchConfig, Target, error_line, new_row, time_session
 from bench.machine import machine_info
-from bench.measure import PeakRSS, time_calls
 from bench.peak import add_throughput, measure_peaks
 from bench.pipeline import RunLog, check_out_dir
 from bench.report import summarize, write_report
@@ -92,30 +91,6 @@ def nlq_preset(name: str) -> NLQRunConfig:
     raise EgoedgeError(f"unknown preset '{name}'; valid: mini, quick, full")
 
 
-def _session_of(model: torch.nn.Module):
-    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-        with torch.inference_mode():
-            return [t.numpy() for t in model(*(torch.from_numpy(x) for x in inputs))]
-    return run
-
-
-def _time(open_session, sample: list[np.ndarray], cfg: BenchConfig) -> dict:
-    """Load (``open_session``), then time batch-1 calls on ``sample``: the fields of a report row."""
-    out: dict = {}
-    with PeakRSS() as rss:
-        t0 = time.perf_counter()
-        session = open_session()
-        session(sample)
-        out["load_ms"] = (time.perf_counter() - t0) * 1000.0
-        out["latency_ms"] = time_calls(lambda: session(sample), cfg.warmup, cfg.iterations, cfg.budget_s)
-    out["peak_rss_mb"] = round(rss.peak_mb, 1)
-    return out
-
-
-def _accuracy(metrics: dict) -> dict:
-    return {"top1": metrics["recall"]["1"]["0.3"], "top5": metrics["recall"]["5"]["0.3"]}
-
-
 @dataclass
 class Trained:
     """One trained PyTorch model of the run."""
@@ -179,10 +154,9 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
 
     preds, metrics = evaluate_model(student.model, data, "test")
     write_json_atomic(out / "nlq_predictions.json", nlq_metrics.submission(preds))
-    write_json_atomic(out / "nlq_metrics.json", {
-        "ground_truth": data.splits["test"].annotation_file, "model": student.name,
-        "recall": metrics["recall"], "mIoU": metrics["mIoU"], "evaluated": metrics["evaluated"],
-        "queries": metrics["queries"], "models": {m.name: m.metrics["test"] for m in models}})
+    write_json_atomic(out / "nlq_metrics.json", nlq_metrics.metrics_file(
+        metrics, data.splits["test"].annotation_file, model=student.name,
+        models={m.name: m.metrics["test"] for m in models}))
 
     manifest = export_nlq_checkpoint(student.path, out / "export", cfg.export, progress)
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
@@ -202,39 +176,39 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
 def nlq_report(models: list[Trained], manifest: dict, export_dir: Path, data: NLQData, cfg: BenchConfig,
                progress: Progress = no_progress) -> dict:
     """``{"task", "machine", "results"}``: every PyTorch model and every exported artifact, timed at batch 1."""
-    torch.set_num_threads(cfg.threads)
     sample = [x[:1] for x in nlq_inputs(data, "test", slice(0, 1))]
     progress("GEMM peak", 0, 1, {})
     peaks = measure_peaks(cfg.threads)
     rows = []
     student = next(m for m in models if m.name == "student")
+    eager = RUNNERS.get("pytorch")
     for m in models:
-        row = new_row(_Target(m.name, "pytorch", "fp32", m.path.stat().st_size, m.cost["params"], m.cost["macs"]),
-                      m.name, "host", RUNNERS.get("pytorch").runtime)
+        row = new_row(Target(m.name, "pytorch", "fp32", m.model, m.path.stat().st_size, m.cost["params"],
+                             m.cost["macs"], False), m.name, "host", eager.runtime)
         progress(f"time {m.name}", 0, 1, {})
         try:
             # The MiniLM teacher reads its own token ids; every other model reads word ids.
             ids = data.ids("test", m.model.tokenizer)[:1].astype(np.int32 if m.model.tokenizer == "words" else np.int64)
-            row.update(_time(lambda m=m: _session_of(m.model), [sample[0], sample[1], ids], cfg))
-            row.update(status="ok", accuracy={"top1": m.metrics["test"]["R1@0.3"], "top5": m.metrics["test"]["R5@0.3"]},
+            _, timed = time_session(lambda m=m: eager.open(m.model, cfg.threads), [sample[0], sample[1], ids], cfg)
+            row.update(timed, status="ok", accuracy=nlq_metrics.accuracy_block(m.metrics["test"]),
                        nlq=m.metrics["test"])
         except (EgoedgeError, RuntimeError, ValueError) as e:
             row["error"] = error_line(e)
         rows.append(row)
     for a in manifest["artifacts"]:
         runner = RUNNERS.get(a["format"])
-        row = new_row(_Target(a["name"], a["format"], a["precision"], a["bytes"], student.cost["params"],
-                              student.cost["macs"]), a["name"], "host", runner.runtime)
-        if a["file"] is None or (reason := runner.available()):
-            row["error"] = a["reason"] if a["file"] is None else f"not run here: {reason}"
+        path = export_dir / a["file"] if a["file"] else None
+        row = new_row(Target(a["name"], a["format"], a["precision"], path, a["bytes"], student.cost["params"],
+                             student.cost["macs"], True), a["name"], "host", runner.runtime)
+        if path is None or (reason := runner.available()):
+            row["error"] = a["reason"] if path is None else f"not run here: {reason}"
             rows.append(row)
             continue
         progress(f"time {a['name']}", 0, 1, {})
         try:
-            path = export_dir / a["file"]
-            row.update(_time(lambda path=path, runner=runner: runner.open(path, cfg.threads), sample, cfg))
-            row.update(status="ok" if a["status"] == "ok" else "failed", accuracy=a["accuracy"], nlq=a.get("metrics"),
-                       top1_agreement=(a["parity"] or {}).get("top1_agreement"),
+            _, timed = time_session(lambda path=path, runner=runner: runner.open(path, cfg.threads), sample, cfg)
+            row.update(timed, status="ok" if a["status"] == "ok" else "failed", accuracy=a["accuracy"],
+                       nlq=a.get("metrics"), top1_agreement=(a["parity"] or {}).get("top1_agreement"),
                        parity_max_abs=(a["parity"] or {}).get("max_abs"))
             if a["status"] != "ok":
                 row["error"] = f"refused by the parity gate: {a['reason']}"
@@ -244,14 +218,3 @@ def nlq_report(models: list[Trained], manifest: dict, export_dir: Path, data: NL
     add_throughput(rows, peaks)
     return {"task": "nlq", "machine": {**machine_info(cfg.threads), "peak_gmacs": peaks}, "results": rows}
 
-
-@dataclass
-class _Target:
-    """The fields ``new_row`` reads."""
-
-    name: str
-    format: str
-    precision: str
-    size_bytes: int | None
-    params: int | None
-    macs: int | None

@@ -33,6 +33,6 @@ def load_calibration_file(path: str | Path, sample_shape: tuple[int, ...]) -> np
     return x.astype(np.float32)
 
 
-def as_samples(x: np.ndarray) -> list[tuple[torch.Tensor]]:
-    """Batch-1 input tuples, the form every quantizer's calibration loop feeds the model."""
-    return [(torch.from_numpy(x[i:i + 1]),) for i in range(len(x))]
+def as_samples(*arrays: np.ndarray) -> list[tuple[torch.Tensor, ...]]:
+    """Batch-1 input tuples (one tensor per model input), the form every quantizer's calibration loop feeds."""
+    return [tuple(torch.from_numpy(x[i:i + 1]) for x in arrays) for i in range(len(arrays[0]))]

@@ -70,7 +70,7 @@ def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def _needs_calibration(pairs: list[tuple[str, str]]) -> bool:
+def needs_calibration(pairs: list[tuple[str, str]]) -> bool:
     return any(p in ("int8", "w8a8") for _, p in pairs)
 
 
@@ -143,7 +143,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     example_shape = tuple(model.example_inputs()[0].shape[1:])
 
     calibration, calib_info = [], None
-    if _needs_calibration(pairs):
+    if needs_calibration(pairs):
         progress("calibration set", 0, 1, {})
         if cfg.calibration_file:
             calib_x = load_calibration_file(cfg.calibration_file, example_shape)
@@ -193,6 +193,13 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     return manifest
 
 
+def runtime_failure(exporter, error: BaseException) -> dict:
+    """Manifest fields of an artifact whose runtime loads but cannot execute it."""
+    return {"status": "failed", "verified": "runtime",
+            "reason": f"{exporter.format}: running the artifact failed: {type(error).__name__}: "
+                      f"{(str(error).splitlines() or [''])[0][:300]}"}
+
+
 def undecided_note(reference: np.ndarray, candidate: np.ndarray) -> str:
     """Why predictions flipped: how many clips the fp32 model itself barely decides.
 
@@ -219,9 +226,7 @@ def _verify(exporter, path: Path, precision: str, parity_x: np.ndarray, parity_r
         parity = compare(parity_ref, run_session(session, parity_x))
         test_logits = run_session(session, test_x, progress, f"verify {name}")
     except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)
-        return {"status": "failed", "verified": "runtime",
-                "reason": f"{exporter.format}: running the artifact failed: {type(e).__name__}: "
-                          f"{(str(e).splitlines() or [''])[0][:300]}"}
+        return runtime_failure(exporter, e)
     accuracy = topk_accuracy(test_logits, labels)
     parity["top1_agreement"] = compare(ref_test_logits, test_logits)["top1_agreement"]
     reason = gate.check(precision, parity, accuracy, ref_accuracy)

@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.export import ExportConfig, export_artifact, io_spec, plan
+from edge.calibration import as_samples
+from edge.export import ExportConfig, export_artifact, io_spec, needs_calibration, plan, runtime_failure
 from edge.exporters import IONames, export_ready
 from edge.parity import ParityGate
 from edge.schema import validate
 from trainer.common.io import EgoedgeError, atomic_write, sha256_file, write_json_atomic
 from trainer.common.progress import Progress, no_progress
 from trainer.nlq.data import NLQSplit
-from trainer.nlq.metrics import metrics_row
+from trainer.nlq.metrics import accuracy_block, metrics_row
 from trainer.nlq.train import NLQData, NLQDataSpec, evaluate_logits, load_data, load_nlq_model, logits_of, top_windows
 
 NLQ_IO = IONames(("video", "video_mask", "query_ids"), ("start_logits", "end_logits"))
@@ -59,10 +60,6 @@ def span_parity(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.nd
     return {"max_abs": diff, "top1_agreement": float(100.0 * same)}
 
 
-def _accuracy(metrics: dict) -> dict:
-    return {"top1": metrics["recall"]["1"]["0.3"], "top5": metrics["recall"]["5"]["0.3"]}
-
-
 def export_nlq_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
                           progress: Progress = no_progress, gate: ParityGate = NLQ_GATE) -> dict:
     """Export an NLQ checkpoint per ``cfg`` into ``out_dir``; returns the manifest (also written there).
@@ -87,14 +84,13 @@ def export_nlq_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: Expo
     with torch.no_grad():
         parity_ref = tuple(t.numpy() for t in model(*(torch.from_numpy(x) for x in parity_x)))
     ref_test = logits_of(model, data, "test", "words")
-    _, ref_metrics = evaluate_logits(data, "test", *ref_test)
+    ref_row = metrics_row(evaluate_logits(data, "test", *ref_test)[1])
     calibration, calib_info = [], None
-    if any(p in ("int8", "w8a8") for _, p in pairs):
+    if needs_calibration(pairs):
         n = min(cfg.calibration, len(data.splits["train"]))
         rng = np.random.default_rng(cfg.calibration_seed)
         idx = np.sort(rng.choice(len(data.splits["train"]), n, replace=False))
-        calib = nlq_inputs(data, "train", idx)
-        calibration = [tuple(torch.from_numpy(x[i:i + 1]) for x in calib) for i in range(n)]
+        calibration = as_samples(*nlq_inputs(data, "train", idx))
         calib_info = {"source": f"{data.spec.root}/train", "samples": n, "seed": cfg.calibration_seed}
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,14 +110,12 @@ def export_nlq_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: Expo
             got = run_nlq_session(session, parity_x)
             test = run_nlq_session(session, test_x, progress, f"verify {name}")
         except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)
-            return {"status": "failed", "verified": "runtime",
-                    "reason": f"{exporter.format}: running the artifact failed: {type(e).__name__}: "
-                              f"{(str(e).splitlines() or [''])[0][:300]}"}
+            return runtime_failure(exporter, e)
         parity = span_parity(parity_ref, got, parity_x[1])
         parity["top1_agreement"] = span_parity(ref_test, test, test_x[1])["top1_agreement"]
-        _, metrics = evaluate_logits(data, "test", *test)
-        reason = gate.check(precision, parity, _accuracy(metrics), _accuracy(ref_metrics))
-        return {"accuracy": _accuracy(metrics), "metrics": metrics_row(metrics), "parity": parity,
+        row = metrics_row(evaluate_logits(data, "test", *test)[1])
+        reason = gate.check(precision, parity, accuracy_block(row), accuracy_block(ref_row))
+        return {"accuracy": accuracy_block(row), "metrics": row, "parity": parity,
                 "verified": "runtime", "status": "ok" if reason is None else "failed", "reason": reason}
 
     ready = export_ready(model)
@@ -131,7 +125,7 @@ def export_nlq_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: Expo
     manifest = {"task": "nlq",
                 "source": {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
                            "sha256": sha256_file(checkpoint), "arch": ckpt["arch"],
-                           "accuracy": _accuracy(ref_metrics), "metrics": metrics_row(ref_metrics)},
+                           "accuracy": accuracy_block(ref_row), "metrics": ref_row},
                 "calibration": calib_info,
                 "gate": {"fp32_max_abs": gate.fp32_max_abs, "int8_min_agreement": gate.int8_min_agreement,
                          "int8_max_accuracy_drop": gate.int8_max_accuracy_drop},

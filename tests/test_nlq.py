@@ -282,6 +282,27 @@ def test_train_save_load_and_predict(nlq_data, tmp_path):
                                   logits_of(again, nlq_data, "val", "words")[0])
 
 
+def test_eager_runner_returns_start_and_end_logits():
+    from bench.runners import RUNNERS
+
+    model = _tiny().eval()
+    x = model.example_inputs()
+    session = RUNNERS.get("pytorch").open(model, 1)
+    start, end = session([t.numpy() for t in x])
+    ref = model(*x)
+    np.testing.assert_array_equal(start, ref[0].detach().numpy())
+    np.testing.assert_array_equal(end, ref[1].detach().numpy())
+
+
+def test_calibration_samples_carry_every_input():
+    from edge.calibration import as_samples
+
+    video, ids = np.zeros((3, 4, 2), np.float32), np.arange(6, dtype=np.int32).reshape(3, 2)
+    samples = as_samples(video, ids)
+    assert len(samples) == 3 and [t.shape for t in samples[2]] == [(1, 4, 2), (1, 2)]
+    assert samples[2][1].tolist() == [[4, 5]]
+
+
 def test_clip_checkpoint_is_not_an_nlq_checkpoint(tmp_path, mini_data_cfg, micro_ckpt):
     from trainer.nlq.train import load_nlq_model
 
@@ -308,6 +329,7 @@ def test_export_parity_executorch_and_onnx(nlq_data, tmp_path):
         assert a["parity"]["max_abs"] < 1e-4 and a["parity"]["top1_agreement"] == 100.0
         assert [i["name"] for i in a["inputs"]] == ["video", "video_mask", "query_ids"]
         assert a["inputs"][2]["dtype"] == "int32" and a["preprocess"]["vocab"] == nlq_data.vocab
+        assert a["accuracy"] == {"top1": a["metrics"]["R1@0.3"], "top5": a["metrics"]["R5@0.3"]}
     sample = np.load(tmp_path / "export" / "sample_input.npz")
     assert sample["video"].shape == (1, 24, 8)
 
@@ -337,6 +359,8 @@ def test_cli_scores_a_submission_file(tmp_path):
     (["nlq", "train", "--out", "x.pt", "--arch", "bignet"], "unknown NLQ model 'bignet'"),
     (["nlq", "train", "--out", "x.pt", "--data", "/nonexistent"], "neither 'synthetic' nor a folder"),
     (["run", "--task", "nlq", "--data", "ego4d"], "unknown dataset 'ego4d' for --task nlq"),
+    (["run", "--task", "nlq", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (["run", "--task", "nlq", "--iterations", "0"], "--iterations must be >= 1, got 0"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path, monkeypatch):
     from typer.testing import CliRunner

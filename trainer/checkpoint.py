@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(path: str | Path) -> tuple[VideoClassifier, dict[str, Any]]:
-    """Rebuild the model of a checkpoint in eval mode; returns ``(model, checkpoint_dict)``."""
-    ckpt = read_checkpoint(path)
+def load_model(path: str | Path, build: Callable[..., torch.nn.Module] = build_model,
+               ckpt: dict[str, Any] | None = None) -> tuple[VideoClassifier, dict[str, Any]]:
+    """Rebuild the model of a checkpoint in eval mode; returns ``(model, checkpoint_dict)``.
+
+    ``build(arch, **config["model"])`` makes the architecture (the clip registry by default; the
+    NLQ family passes its own); ``ckpt`` is the already-read checkpoint, if the caller has it.
+    """
+    ckpt = ckpt if ckpt is not None else read_checkpoint(path)
     try:
-        model = build_model(ckpt["arch"], **ckpt["config"]["model"])
+        model = build(ckpt["arch"], **ckpt["config"]["model"])
         if ckpt["config"].get("pruning"):  # a CBKD student: replay its channel pruning first
             from trainer.prune.cbkd import apply_pruning_config
 

@@ -31,7 +31,9 @@ class PyTorchRunner:
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             with torch.inference_mode():
-                return [model(*[torch.from_numpy(x) for x in inputs]).numpy()]
+                out = model(*[torch.from_numpy(x) for x in inputs])
+            # A classifier returns logits; a span model (NLQ) returns start and end logits.
+            return [t.numpy() for t in (out if isinstance(out, tuple | list) else (out,))]
 
         return run
 

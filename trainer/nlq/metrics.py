@@ -87,6 +87,17 @@ def read_submission(path: str | Path) -> list[dict]:
     return results
 
 
+def metrics_file(metrics: dict, ground_truth: str, **extra) -> dict:
+    """The ``nlq_metrics.json`` contract: ground truth path, recall, mIoU (and counts, plus ``extra``)."""
+    return {"ground_truth": ground_truth, "recall": metrics["recall"], "mIoU": metrics["mIoU"],
+            "evaluated": metrics["evaluated"], "queries": metrics["queries"], **extra}
+
+
+def accuracy_block(row: dict[str, float]) -> dict[str, float]:
+    """A ``metrics_row`` as the manifest/report ``accuracy`` block: Recall@1 and @5 at IoU 0.3 as top1/top5."""
+    return {"top1": row["R1@0.3"], "top5": row["R5@0.3"]}
+
+
 def metrics_row(metrics: dict) -> dict[str, float]:
     """Flat ``{"R1@0.3", "R1@0.5", "R5@0.3", "R5@0.5", "mIoU"}`` for tables."""
     row = {f"R{k}@{th}": v for k, by_th in metrics["recall"].items() for th, v in by_th.items()}

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from trainer.checkpoint import read_checkpoint, save_checkpoint
+from trainer.checkpoint import load_model, read_checkpoint, save_checkpoint
 from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
@@ -175,15 +174,14 @@ def train_nlq(model: VSLNet, data: NLQData, cfg: TrainConfig, loss: SpanLoss = S
 
 
 @torch.no_grad()
-def logits_of(model: nn.Module, data: NLQData, split: str, tokenizer: str,
+def logits_of(model: VSLNet, data: NLQData, split: str, tokenizer: str,
               batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end logits ``(N, T)`` of every query of ``split`` (``model`` may be an exported graph)."""
+    """Start and end logits ``(N, T)`` of every query of ``split``, in eval mode on the model's device."""
     s = data.splits[split]
-    dev = next(iter(model.parameters()), torch.zeros(0)).device
+    dev = next(model.parameters()).device
     ids = data.ids(split, tokenizer)
     starts, ends = [], []
-    if isinstance(model, nn.Module) and hasattr(model, "eval") and not isinstance(model, torch.fx.GraphModule):
-        model.eval()
+    model.eval()
     for i in range(0, len(s), batch_size):
         sl = slice(i, i + batch_size)
         st, en = model(torch.from_numpy(s.video[sl]).to(dev), torch.from_numpy(s.video_mask[sl]).to(dev),
@@ -221,7 +219,7 @@ def evaluate_logits(data: NLQData, split: str, start: np.ndarray, end: np.ndarra
     return preds, nlq_metrics.evaluate(preds, data.annotation(split))
 
 
-def evaluate_model(model: nn.Module, data: NLQData, split: str = "test",
+def evaluate_model(model: VSLNet, data: NLQData, split: str = "test",
                    tokenizer: str | None = None) -> tuple[list[dict], dict]:
     """Predictions and official metrics of ``model`` on ``split``."""
     start, end = logits_of(model, data, split, tokenizer or model.tokenizer)
@@ -250,17 +248,7 @@ def load_nlq_model(path: str | Path) -> tuple[VSLNet, dict]:
     ckpt = read_checkpoint(path)
     if ckpt["config"].get("task") != "nlq":
         raise EgoedgeError(f"{path} is not an NLQ checkpoint; train one with `egoedge nlq train`")
-    try:
-        model = build_nlq_model(ckpt["arch"], **ckpt["config"]["model"])
-        if ckpt["config"].get("pruning"):
-            from trainer.nlq.cbkd import apply_nlq_pruning
-
-            apply_nlq_pruning(model, ckpt["config"]["pruning"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise EgoedgeError(f"{path}: cannot rebuild '{ckpt['arch']}' from its config: "
-                           f"{str(e).splitlines()[0]}") from None
-    return model.eval(), ckpt
+    return load_model(path, build_nlq_model, ckpt)
 
 
 def build_for(arch: str, data: NLQData, **overrides) -> VSLNet:
