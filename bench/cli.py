@@ -39,6 +39,27 @@ def results_table(report: dict) -> Table:
     return table
 
 
+def profile_tables(report: dict, top: int = 5) -> list[Table]:
+    """One small table per profiled row: its ``top`` ops by time per inference."""
+    from bench.report import profile_rows
+
+    tables = []
+    for r in report["results"]:
+        prof = r.get("profile")
+        if not prof:
+            continue
+        if "error" in prof:
+            console.print(f"{r['name']}: no profile ({prof['error']})", highlight=False)
+            continue
+        table = Table(title=f"{r['name']} — top ops ({prof['tool']}, {prof['total_ms']:.3f} ms of kernels per call)")
+        for col in ("op", "where", "calls", "ms", "%"):
+            table.add_column(col, justify="left" if col in ("op", "where") else "right")
+        for row in profile_rows(prof)[:top]:
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
 def short_status(text: str) -> str:
     """The verdict without its explanation (the files keep the whole reason), to fit a terminal."""
     text = text.split(";")[0].replace("failed: refused by the parity gate:", "refused:")
@@ -53,7 +74,9 @@ def run(
     config: Path = typer.Option(None, help="YAML/JSON overrides of the preset (any part of run_config.yaml)."),
     recipe: str = typer.Option(None, help="Distillation recipe of the student (default clip_kd); see `egoedge "
                                "train student --help`."),
-    student: str = typer.Option(None, help="MobileViT student variant: micro, tiny, xxs, xs, s."),
+    student: str = typer.Option(None, help="Student variant of the preset's MobileViT (micro, tiny, xxs, xs, s), or "
+                                "ARCH:VARIANT for another student, e.g. mobilenet:v4_small (v4_small_035, "
+                                "v4_small_050, v4_small, v2_050, lite0): export-friendly CNNs."),
     alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
     beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
     gamma: float = typer.Option(None, help="Weight of the cross-entropy term (default 0.5)."),
@@ -263,10 +286,14 @@ def bench(
     compare: Path = typer.Option(None, help="Baseline run folder or report.json: print the change row by row and "
                                  "exit 1 when a result is slower by more than --max-slowdown (a regression guard)."),
     max_slowdown: float = typer.Option(0.10, help="With --compare: the slowdown allowed, as a fraction (0.10 = 10%)."),
+    profile: bool = typer.Option(False, "--profile", help="Host: also profile every target's ops (ExecuTorch ETDump, "
+                                 "ONNX Runtime profiler, torch.profiler) and report the top ops of each."),
+    profile_runs: int = typer.Option(20, help="With --profile: profiled calls per target."),
 ) -> None:
     """Benchmark the eager source model and every artifact side by side; write report.json/md/png.
 
     Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench --compare runs/baseline
+             egoedge bench runs/quick/export --profile
     """
     from bench.compare import check_max_slowdown, load_report
     from bench.host import BenchConfig
@@ -275,11 +302,13 @@ def bench(
     try:
         if threads < 1 or iterations < 1 or warmup < 0 or (budget_s is not None and budget_s <= 0):
             raise EgoedgeError("--threads and --iterations must be >= 1, --warmup >= 0, --budget-s > 0")
+        if profile_runs < 1:
+            raise EgoedgeError(f"--profile-runs must be >= 1, got {profile_runs}")
         check_max_slowdown(max_slowdown)
         baseline = load_report(compare) if compare else None  # a bad baseline fails before minutes of benching
         cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads, budget_s=budget_s,
                           isolate=isolate, options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
-                          device_timeout_s=device_timeout)
+                          device_timeout_s=device_timeout, profile_runs=profile_runs if profile else 0)
         with RichProgress() as progress:
             report, paths = bench_export(export_dir, out or export_dir.parent, device, cfg, parse_tools(tool),
                                          progress)
@@ -288,6 +317,9 @@ def bench(
     except KeyboardInterrupt:
         fail(f"interrupted; rows measured so far are in {(out or export_dir.parent) / 'report.json'}")
     console.print(results_table(report))
+    if profile:
+        for table in profile_tables(report, top=5):
+            console.print(table)
     for label, info in report.get("devices", {}).items():
         for name, reason in (info.get("skipped") or {}).items():
             console.print(f"{label}: skipped {name}: {reason}", highlight=False)

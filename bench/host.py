@@ -17,6 +17,7 @@ import torch
 from bench.machine import machine_info
 from bench.measure import PeakRSS, time_calls
 from bench.peak import add_throughput, measure_peaks
+from bench.profile import profile_target
 from bench.runners import RUNNERS
 from edge.export import run_session
 from edge.exporters import Session
@@ -41,6 +42,10 @@ class BenchConfig:
     isolate: bool = False  # one fresh process per target: its own peak memory, and a crash stays contained
     options: dict = field(default_factory=dict)  # runtime options per format, e.g. {"tflite": {"xnnpack": False}}
     device_timeout_s: float = 600.0  # the longest one artifact may take on a phone before it counts as hung
+    profile_runs: int = 0  # > 0: also profile each host target's ops over this many calls (after the timing)
+
+
+DELEGATION_KEYS = ("delegated_subgraphs", "delegated_nodes", "portable_nodes")
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Target:
     compare_to_reference: bool  # derived from the reference model: report agreement and parity
     refused: str | None = None  # the export's parity-gate verdict: measured, but reported as failed
     path: Path | None = None  # a file a fresh process can load ``target`` from
+    delegation: dict | None = None  # ExecuTorch: delegated subgraphs/nodes and portable nodes, from the manifest
 
     @property
     def loadable(self) -> torch.nn.Module | Path:
@@ -83,8 +89,10 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
         runnable = a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None
         if a["file"] and (runnable or not host_only):
             refused = None if a["status"] == "ok" else (a["reason"] or "failed at export")
+            backend = a.get("backend") or {}
+            delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
             out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
-                              params, macs, True, refused))
+                              params, macs, True, refused, delegation=delegation))
     return out
 
 
@@ -93,11 +101,14 @@ def measure(format: str, target: torch.nn.Module | Path, inputs: np.ndarray, cfg
     """Load one target, time it on the first input, then run every input for accuracy.
 
     Returns ``load_ms`` (load plus the first call, where lazy allocation happens), ``latency_ms``
-    statistics, ``peak_rss_mb`` of this process while loading and timing, and ``logits``.
+    statistics, ``peak_rss_mb`` of this process while loading and timing, ``logits``, and with
+    ``cfg.profile_runs`` a top-ops ``profile`` (recorded after the timing, so it cannot slow it).
     """
     session, out = time_session(lambda: RUNNERS.get(format).open(target, cfg.threads, cfg.options.get(format)),
                                 [inputs[:1]], cfg)
     out["logits"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
+    if cfg.profile_runs:
+        out["profile"] = profile_target(format, target, [inputs[:1]], cfg.threads, cfg.profile_runs)
     return out
 
 
@@ -192,6 +203,8 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
             row = new_row(tgt, tgt.name, "host", RUNNERS.get(tgt.format).runtime)
             if cfg.options.get(tgt.format):
                 row["runtime_options"] = cfg.options[tgt.format]
+            if tgt.delegation:
+                row["delegation"] = tgt.delegation
             try:
                 progress(f"{'process' if cfg.isolate else 'time'} {tgt.name}", 0, 1, {})
                 out = (measure_isolated(tgt, inputs_path, cfg) if cfg.isolate

@@ -118,8 +118,9 @@ def resolve_config(preset: str, config_file: str | Path | None = None, **overrid
     rest = {k: v for k, v in file.items() if k not in ("recipe", "kd")}
     cfg = merge(replace(cfg, recipe=recipe, kd=kd), rest, where=str(config_file)) if rest else \
         replace(cfg, recipe=recipe, kd=kd)
-    if "student_variant" in o:
-        cfg = replace(cfg, student=ModelChoice(cfg.student.arch, o["student_variant"]))
+    if "student_variant" in o:  # "xs" keeps the preset's architecture; "mobilenet:v4_small" names another
+        arch, _, variant = o["student_variant"].rpartition(":")
+        cfg = replace(cfg, student=ModelChoice(arch or cfg.student.arch, variant))
     if "teacher_arch" in o or "teacher_variant" in o:
         arch = o.get("teacher_arch", cfg.teacher.arch)
         cfg = replace(cfg, teacher=ModelChoice(arch, o.get("teacher_variant") or _default_variant(arch, cfg)))

@@ -40,11 +40,45 @@ def _mb(n: int | None) -> str:
     return "–" if n is None else f"{n / 2**20:.2f}"
 
 
+def _delegation(d: dict | None) -> str:
+    if not d or "delegated_subgraphs" not in d:
+        return "–"
+    return f"{d['delegated_subgraphs']} / {d.get('portable_nodes', '–')}"
+
+
+def profile_rows(profile: dict) -> list[list[str]]:
+    """A profile's top ops as table cells: op, where it ran, calls and ms per inference, share of kernel time."""
+    return [[o["op"], o["where"], fmt(o["calls"], "g"), fmt(o["ms"], ".3f"), fmt(o["pct"], ".1f")]
+            for o in profile["ops"]]
+
+
+def render_profiles(report: dict) -> list[str]:
+    """The report.md section with each profiled row's top ops (empty without ``--profile``)."""
+    profiled = [r for r in report["results"] if r.get("profile")]
+    if not profiled:
+        return []
+    lines = ["## Where the time goes (top ops per call)", "",
+             "Each runtime's own profiler, run after the timing: `ms` and `calls` are per inference, `%` is the "
+             "share of the kernel time the profiler saw (profilers add overhead, so totals exceed the timed median).",
+             ""]
+    for r in profiled:
+        prof = r["profile"]
+        if "error" in prof:
+            lines += [f"**{r['name']}**: no profile ({prof['error']})", ""]
+            continue
+        lines += [f"**{r['name']}** — {prof['tool']}, {prof['runs']} runs, {prof['total_ms']:.3f} ms of kernels "
+                  f"per call, {prof['distinct_ops']} distinct ops", "",
+                  "| op | where | calls | ms | % |", "|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in profile_rows(prof)]
+        lines.append("")
+    return lines
+
+
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the results table, shared by report.md and the CLI's rich table."""
     header = ["name", "format", "precision", "runtime", "size MB", "params M", "GMACs", "median ms", "p90 ms",
               "GMAC/s", "% peak", "peak RSS MB", "R1@0.3 %" if report.get("task") == "nlq" else "top-1 %",
-              "agree %", "max abs Δ", "status"]
+              "agree %", "max abs Δ", "delegate calls / portable ops", "status"]
     rows = []
     for r in report["results"]:
         lat = r["latency_ms"] or {}
@@ -56,6 +90,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             fmt(r.get("gmacs_per_s"), ".1f"), fmt(r.get("peak_pct"), ".1f"),
             fmt(r["peak_rss_mb"], ".0f"),
             fmt(acc.get("top1"), ".1f"), fmt(r["top1_agreement"], ".1f"), fmt(r["parity_max_abs"], ".1e"),
+            _delegation(r.get("delegation")),
             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
         ])
     return header, rows
@@ -87,8 +122,11 @@ def render_markdown(report: dict) -> str:
         note = ("Latency is per clip at batch 1 (warm-up, then timed iterations); accuracy is on the test split; "
                 "agreement and max abs Δ compare logits with the fp32 PyTorch student.")
     lines += ["", note + " Peak RSS is the whole "
-              "process while the target loaded and ran (it includes everything resident before).", "",
+              "process while the target loaded and ran (it includes everything resident before). Delegate calls / "
+              "portable ops: for ExecuTorch, how many XNNPACK subgraphs the graph was cut into and how many nodes "
+              "run in portable kernels between them (fewer is faster).", "",
               "![pareto](pareto.png)", ""]
+    lines += render_profiles(report)
     return "\n".join(lines)
 
 

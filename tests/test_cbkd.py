@@ -17,14 +17,17 @@ DATA = DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
 KW = {"num_classes": 16, "frames": DATA.frames, "size": DATA.size, "variant": "micro"}
 
 
-def _model():
+STUDENTS = {"mobilevit": "micro", "mobilenet": "v4_small_035"}
+
+
+def _model(arch="mobilevit"):
     torch.manual_seed(0)
-    return build_model("mobilevit", **KW)
+    return build_model(arch, **{**KW, "variant": STUDENTS[arch]})
 
 
-def _save(model, pruning, path):
-    save_checkpoint(path, arch="mobilevit", model_kwargs=KW, model=model, metrics={}, label_names=label_names(DATA),
-                    preprocess=preprocess_spec(DATA), config={"pruning": pruning})
+def _save(model, pruning, path, arch="mobilevit"):
+    save_checkpoint(path, arch=arch, model_kwargs={**KW, "variant": STUDENTS[arch]}, model=model, metrics={},
+                    label_names=label_names(DATA), preprocess=preprocess_spec(DATA), config={"pruning": pruning})
 
 
 def test_stage_plan_runs_deepest_first_with_rising_rates():
@@ -40,8 +43,9 @@ def test_stage_plan_runs_deepest_first_with_rising_rates():
         CBKDConfig(importance="taylor").validate()
 
 
-def test_prune_block_keeps_the_block_interface_and_replays(tmp_path):
-    model = _model().eval()
+@pytest.mark.parametrize("arch", STUDENTS)
+def test_prune_block_keeps_the_block_interface_and_replays(tmp_path, arch):
+    model = _model(arch).eval()
     x = model.example_inputs(2)[0]
     block = model.encoder.stages[1]
     frames = x.flatten(0, 1)
@@ -54,7 +58,7 @@ def test_prune_block_keeps_the_block_interface_and_replays(tmp_path):
     assert block(before_in).shape == out_shape  # neighbours and the teacher block still fit
     assert model(x).shape == (2, 16)
     path = tmp_path / "pruned.pt"
-    _save(model, {"scope": "encoder", "input": [2, 3, 32, 32], "steps": steps}, path)
+    _save(model, {"scope": "encoder", "input": [2, 3, 32, 32], "steps": steps}, path, arch)
     loaded, _ = load_model(path)  # rebuild + replay + weights_only load
     assert torch.allclose(loaded(x), model(x), atol=1e-6)
 

@@ -191,3 +191,14 @@ def test_overrides_reach_the_config():
     cfg = resolve_config("quick", alpha=0.0, temperature=2.0, student_variant="tiny", threads=1)
     assert cfg.kd.alpha == 0.0 and cfg.kd.temperature == 2.0 and cfg.kd.beta == 1.0
     assert cfg.student.variant == "tiny" and cfg.bench.threads == 1
+    other = resolve_config("quick", student_variant="mobilenet:v4_small").student
+    assert (other.arch, other.variant) == ("mobilenet", "v4_small")
+
+
+def test_unknown_student_arch_fails_before_training():
+    from bench.pipeline import check_models, resolve_config
+
+    with pytest.raises(Exception, match="valid: .*mobilenet, mobilevit"):
+        check_models(resolve_config("mini", student_variant="resnet:18"), 16)
+    with pytest.raises(Exception, match="unknown mobilenet variant 'v9'"):
+        check_models(resolve_config("mini", student_variant="mobilenet:v9"), 16)

@@ -33,18 +33,34 @@ def test_temporal_order_matters():
 
 
 def test_unknown_model_and_variant():
-    with pytest.raises(KeyError, match="valid: audio_cnn, box_transformer, clip_vit, flow_cnn, minilm, mobilevit"):
+    with pytest.raises(KeyError, match="clip_vit, flow_cnn, minilm, mobilenet, mobilevit"):
         build_model("resnet", num_classes=2, frames=1, size=32)
     with pytest.raises(ValueError, match="valid: micro, tiny, xxs, xs, s"):
         build_model("mobilevit", num_classes=2, frames=1, size=32, variant="huge")
     with pytest.raises(ValueError, match="divisible by 32"):
         build_model("mobilevit", num_classes=2, frames=1, size=40, variant="micro")
+    with pytest.raises(ValueError, match="valid: v4_small_035, v4_small_050, v4_small, v2_050, lite0"):
+        build_model("mobilenet", num_classes=2, frames=1, size=32, variant="v5")
+    with pytest.raises(ValueError, match="divisible by 32"):
+        build_model("mobilenet", num_classes=2, frames=1, size=48, variant="v4_small_035")
 
 
-@pytest.mark.parametrize("variant,low,high", [("tiny", 0.3e6, 1.0e6), ("xxs", 0.9e6, 1.6e6)])
-def test_student_sizes(variant, low, high):
-    model = build_model("mobilevit", num_classes=16, frames=4, size=64, variant=variant)
+@pytest.mark.parametrize("arch,variant,low,high", [("mobilevit", "tiny", 0.3e6, 1.0e6),
+                                                   ("mobilevit", "xxs", 0.9e6, 1.6e6),
+                                                   ("mobilenet", "v4_small", 1.5e6, 2.0e6)])
+def test_student_sizes(arch, variant, low, high):
+    model = build_model(arch, num_classes=16, frames=4, size=64, variant=variant)
     assert low < sum(p.numel() for p in model.parameters()) < high
+
+
+def test_mobilenet_student_is_a_conv_trunk_with_numbered_stages():
+    """CBKD prunes ``encoder.stages.N``; the trunk's head is a narrow projection, not timm's 1280-wide one."""
+    from trainer.prune.cbkd import CBKDConfig, block_names
+
+    model = build_model("mobilenet", num_classes=16, frames=4, size=64, variant="v4_small", embed_dim=128)
+    assert block_names(model, CBKDConfig()) == [f"stages.{i}" for i in range(5)]
+    assert model.encoder.proj.in_features == 960 and model.embed_dim == 128
+    assert not any(isinstance(m, torch.nn.MultiheadAttention | torch.nn.LayerNorm) for m in model.encoder.modules())
 
 
 def test_macs_count_transformer_encoders_in_eval_mode():

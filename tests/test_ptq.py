@@ -9,7 +9,7 @@ import torch
 from trainer.common.io import EgoedgeError
 from trainer.quantize.observers import OBSERVERS
 from trainer.quantize.pt2e import quantize_pt2e
-from trainer.quantize.ptq import PTQConfig, blocks_of, quantize_checkpoint, quantizer_for, run_ptq
+from trainer.quantize.ptq import PTQConfig, blocks_of, load_program, quantize_checkpoint, quantizer_for, run_ptq
 
 
 def _range(observer: str, x: torch.Tensor) -> tuple[float, float]:
@@ -93,7 +93,7 @@ def test_no_fallback_when_max_is_zero(micro):
 def test_quantize_checkpoint_writes_a_working_int8_program(micro, tmp_path):
     path, model, x = micro
     report = quantize_checkpoint(path, tmp_path, PTQConfig(calibration=16, val_samples=8, max_fallback=0))
-    program = torch.export.load(tmp_path / "student_int8.pt2").module()
+    program = load_program(tmp_path / "student_int8.pt2")
     with torch.no_grad():
         y = program(x[:1])
     assert y.shape == (1, 16) and torch.isfinite(y).all()
@@ -101,6 +101,23 @@ def test_quantize_checkpoint_writes_a_working_int8_program(micro, tmp_path):
     assert saved["skip"] == [] and 0 <= saved["int8"]["top1"] <= 100 and saved["config"]["backend"] == "xnnpack"
     assert report["test_agreement"] == saved["test_agreement"]
     assert np.isfinite(report["wall_s"])
+    # The saved example is one clip, not a view of the whole calibration set (which once made a 55 MB file).
+    (example,) = torch.export.load(tmp_path / "student_int8.pt2").example_inputs[0]
+    assert example.untyped_storage().nbytes() == x[:1].numel() * 4
+
+
+def test_int8_program_loads_in_a_fresh_process(micro, tmp_path):
+    """A bench child process has not imported the quantizer: loading must register its ops itself."""
+    import subprocess
+    import sys
+
+    path, _, _ = micro
+    quantize_checkpoint(path, tmp_path, PTQConfig(calibration=16, val_samples=8, max_fallback=0))
+    code = ("import sys; from trainer.quantize.ptq import load_program; "
+            "print(type(load_program(sys.argv[1])).__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "student_int8.pt2")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("cfg,message", [

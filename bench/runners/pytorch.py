@@ -11,6 +11,7 @@ from bench.runners.registry import RUNNERS
 from edge.exporters import Session
 from trainer.checkpoint import load_model
 from trainer.common.io import EgoedgeError
+from trainer.quantize.ptq import load_program
 
 
 class PyTorchRunner:
@@ -25,7 +26,7 @@ class PyTorchRunner:
             raise EgoedgeError(f"pytorch runtime takes no options {sorted(options)}")
         torch.set_num_threads(threads)
         if isinstance(target, Path):  # a checkpoint, or a torch.export program (the PTQ int8 student)
-            model = torch.export.load(target).module() if target.suffix == ".pt2" else load_model(target)[0].eval()
+            model = load_program(target) if target.suffix == ".pt2" else load_model(target)[0].eval()
         else:
             model = target.eval()
 

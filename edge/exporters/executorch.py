@@ -52,10 +52,7 @@ class ExecuTorchExporter:
     def load(self, path: Path, threads: int | None = None) -> Session:
         from executorch.runtime import Runtime
 
-        if threads:
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-
-            _unsafe_reset_threadpool(threads)
+        set_threads(threads)
         method = Runtime.get().load_program(Path(path)).load_method("forward")
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -63,6 +60,14 @@ class ExecuTorchExporter:
             return [o.numpy() for o in outs]
 
         return run
+
+
+def set_threads(threads: int | None) -> None:
+    """Size ExecuTorch's process-wide thread pool (XNNPACK runs on it); ``None`` keeps it."""
+    if threads:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(threads)
 
 
 EXPORTERS.register("executorch")(ExecuTorchExporter())

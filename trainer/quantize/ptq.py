@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -101,7 +102,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor, val_inputs: torch
     if unknown:
         raise EgoedgeError(f"unknown block(s) {unknown}; valid: {', '.join(known)}")
     calib = [(calibration[i:i + 1],) for i in range(len(calibration))]
-    example = (calibration[:1],)
+    example = (calibration[:1].clone(),)
     reference = _logits(model, val_inputs)
 
     def score(skip: tuple[str, ...]) -> tuple[torch.nn.Module, float, float]:
@@ -131,6 +132,13 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor, val_inputs: torch
             "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()}}
 
 
+def load_program(path: str | Path) -> torch.nn.Module:
+    """A saved int8 program (``*_int8.pt2``) as a runnable module, in any process."""
+    import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers the quantized_decomposed ops it calls)
+
+    return torch.export.load(path).module()
+
+
 def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: Progress = no_progress) -> dict:
     """PTQ a student checkpoint; writes ``<stem>_int8.pt2`` and ``<stem>_int8.json`` into ``out_dir``.
 
@@ -143,7 +151,6 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     """
     import io
     import time
-    from pathlib import Path
 
     from trainer.checkpoint import load_model
     from trainer.common.io import write_bytes_atomic, write_json_atomic
@@ -168,7 +175,7 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     test = load_split(data_cfg, "test")
     test_inputs = to_model_input(test.clips, preprocess)
     fp32, int8 = _logits(model, test_inputs), _logits(result["model"], test_inputs)
-    example = (calib[:1],)
+    example = (calib[:1].clone(),)  # a view would drag the whole calibration set into the .pt2's sample inputs
     program = torch.export.export(result["model"], example, strict=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / f"{path.stem}_int8.pt2"
