@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.console import Preset, RichProgress, console, err_console, fail
+from bench.console import Preset, RichProgress, console, err_console, fail, parse_backends
 from bench.pipeline import resolve_config
 from trainer.common.io import EgoedgeError
 
@@ -190,15 +190,11 @@ def export(
     Example: egoedge export runs/quick/student.pt --to executorch,coreml,tflite,onnx --int8 --calib 256
     """
     from edge.export import ExportConfig, export_checkpoint
-    from edge.exporters import EXPORTERS
     from edge.parity import ParityGate
 
-    formats = tuple(f.strip() for f in (to or _all_backends()).split(",") if f.strip())
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip()) if precision else None
     try:
-        for f in formats:
-            if f not in EXPORTERS:
-                raise EgoedgeError(f"unknown backend '{f}' in --to; valid: {', '.join(EXPORTERS.keys())}")
+        formats = parse_backends(to or _all_backends())
         if calib_file is not None and not calib_file.is_file():
             raise EgoedgeError(f"--calib-file {calib_file} does not exist")
         cfg = ExportConfig(formats=formats, precisions=precisions, int8=int8, calibration=calib,

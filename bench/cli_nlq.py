@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.console import RichProgress, console, fail
+from bench.console import RichProgress, console, fail, parse_backends
 from trainer.common.io import EgoedgeError
 
 nlq_app = typer.Typer(no_args_is_help=True, help="Ego4D NLQ: VSLBase/VSLNet with FiLM, DeepVSLNet -> LightVSLNet.")
@@ -191,13 +191,9 @@ def export(
     from bench.cli import fail_on_failed_artifacts, manifest_table
     from edge.export import ExportConfig
     from edge.export_nlq import export_nlq_checkpoint
-    from edge.exporters import EXPORTERS
 
-    formats = tuple(f.strip() for f in to.split(",") if f.strip())
     try:
-        for f in formats:
-            if f not in EXPORTERS:
-                raise EgoedgeError(f"unknown backend '{f}' in --to; valid: {', '.join(EXPORTERS.keys())}")
+        formats = parse_backends(to)
         cfg = ExportConfig(formats=formats, int8=int8, calibration=calib, parity_samples=parity_samples)
         out = out or checkpoint.parent / "export"
         with RichProgress() as progress:

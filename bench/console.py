@@ -38,6 +38,18 @@ class RichProgress:
         self.bar.update(self.tasks[stage], completed=done, total=total, info=text)
 
 
+def parse_backends(to: str) -> tuple[str, ...]:
+    """``--to "executorch, onnx"`` as backend names, each checked against the exporter registry."""
+    from edge.exporters import EXPORTERS
+    from trainer.common.io import EgoedgeError
+
+    formats = tuple(f.strip() for f in to.split(",") if f.strip())
+    for f in formats:
+        if f not in EXPORTERS:
+            raise EgoedgeError(f"unknown backend '{f}' in --to; valid: {', '.join(EXPORTERS.keys())}")
+    return formats
+
+
 def fail(message: str) -> None:
     """Print one clear error line and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -41,8 +41,8 @@ def summarize_ops(events: Iterable[tuple[str, str, float]], runs: int, tool: str
         calls[(op, where)] += 1
     total = sum(ms.values())
     ranked = sorted(ms, key=lambda k: -ms[k])
-    ops = [{"op": op, "where": where, "calls": round(calls[k] / runs, 2), "ms": round(ms[k] / runs, 4),
-            "pct": round(100.0 * ms[k] / total, 1) if total else 0.0} for k in ranked[:top] for op, where in [k]]
+    ops = [{"op": k[0], "where": k[1], "calls": round(calls[k] / runs, 2), "ms": round(ms[k] / runs, 4),
+            "pct": round(100.0 * ms[k] / total, 1) if total else 0.0} for k in ranked[:top]]
     return {"tool": tool, "runs": runs, "total_ms": round(total / runs, 4), "distinct_ops": len(ms), "ops": ops}
 
 
@@ -108,7 +108,7 @@ def ort_trace_events(trace: list[dict], skip: int = 0) -> list[tuple[str, str, f
 
 @PROFILERS.register("onnx")
 def profile_onnx(target: Path, sample: list[np.ndarray], threads: int, runs: int) -> dict:
-    """ONNX Runtime's session profiler over ``runs`` calls, after one unprofiled warm-up."""
+    """ONNX Runtime's session profiler over ``runs`` calls; the warm-up call before them is recorded, then dropped."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="egoedge-ort-") as tmp:
@@ -139,10 +139,9 @@ def profile_pytorch(target: torch.nn.Module | Path, sample: list[np.ndarray], th
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(runs):
             session(sample)
-    events = [(e.key, "cpu", e.self_cpu_time_total / 1000.0) for e in prof.key_averages()
-              if e.key.startswith("aten::") and e.self_cpu_time_total > 0]
-    counts = {e.key: e.count for e in prof.key_averages()}
-    out = summarize_ops(events, runs, "torch.profiler")
+    averages = [e for e in prof.key_averages() if e.key.startswith("aten::") and e.self_cpu_time_total > 0]
+    out = summarize_ops([(e.key, "cpu", e.self_cpu_time_total / 1000.0) for e in averages], runs, "torch.profiler")
+    counts = {e.key: e.count for e in averages}
     for op in out["ops"]:  # key_averages already sums each op: its call count is the profiler's
         op["calls"] = round(counts[op["op"]] / runs, 2)
     return out

@@ -202,3 +202,14 @@ def test_unknown_student_arch_fails_before_training():
         check_models(resolve_config("mini", student_variant="resnet:18"), 16)
     with pytest.raises(Exception, match="unknown mobilenet variant 'v9'"):
         check_models(resolve_config("mini", student_variant="mobilenet:v9"), 16)
+
+
+@pytest.mark.parametrize("command", [["export"], ["nlq", "export"]])
+def test_export_rejects_an_unknown_backend(command, tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, [*command, str(tmp_path / "model.pt"), "--to", "onnx, tensorrt"])
+    assert result.exit_code != 0
+    assert "unknown backend 'tensorrt' in --to; valid: " in result.output
