@@ -84,7 +84,10 @@ def run(
     threads: int = typer.Option(None, help="Threads for every runtime in the bench (default 2)."),
     iterations: int = typer.Option(None, help="Timed iterations per benchmark target."),
     task: str = typer.Option(None, help="recognition (default), anticipation, or nlq (the Ego4D NLQ family: "
-                             "VSLBase/VSLNet/FiLM, DeepVSLNet -> LightVSLNet, exported; writes nlq_*.json)."),
+                             "VSLBase/VSLNet/FiLM, DeepVSLNet -> LightVSLNet -> CBKD -> int8, exported; writes "
+                             "nlq_*.json)."),
+    film: str = typer.Option(None, help="--task nlq: the FiLM modes trained as extra VSLNets, comma-separated, or "
+                             "'all' (default: the preset's, inside_encoder:after_pos for quick)."),
 ) -> None:
     """Train a teacher, distil a student, export it, benchmark everything, write the report.
 
@@ -98,7 +101,9 @@ def run(
     if iterations is not None and iterations < 1:
         fail(f"--iterations must be >= 1, got {iterations}")
     if task == "nlq":
-        return _run_nlq(preset, data, out, threads, iterations)
+        return _run_nlq(preset, data, out, threads, iterations, film)
+    if film is not None:
+        fail("--film applies to --task nlq only")
     try:
         if data != "synthetic":
             raise EgoedgeError(f"unknown dataset '{data}'; available: synthetic")
@@ -117,11 +122,12 @@ def run(
         console.print(f"{name}: {out / name}", highlight=False)
 
 
-def _run_nlq(preset, data: str, out: Path | None, threads: int | None, iterations: int | None) -> None:
+def _run_nlq(preset, data: str, out: Path | None, threads: int | None, iterations: int | None,
+             film: str | None) -> None:
     from dataclasses import replace
 
     from bench.cli_nlq import metrics_table
-    from bench.nlq import nlq_preset, run_nlq
+    from bench.nlq import film_modes, nlq_preset, run_nlq
 
     try:
         if data != "synthetic":
@@ -130,7 +136,7 @@ def _run_nlq(preset, data: str, out: Path | None, threads: int | None, iteration
         cfg = nlq_preset(preset.value)
         bench = replace(cfg.bench, **{k: v for k, v in (("threads", threads), ("iterations", iterations))
                                       if v is not None})
-        cfg = replace(cfg, bench=bench)
+        cfg = replace(cfg, bench=bench, film=cfg.film if film is None else film_modes(film))
         out = out or Path("runs") / f"nlq-{preset.value}"
         with RichProgress() as progress:
             report = run_nlq(cfg, out, progress)
@@ -249,12 +255,15 @@ def quantize(
             report = quantize_checkpoint(checkpoint, out or checkpoint.parent, cfg, progress)
     except EgoedgeError as e:
         fail(str(e))
-    table = Table(title=f"PTQ int8 ({backend}, {observer} observer, {calib} calibration clips)")
-    for col in ("model", "top-1 %", "top-5 %", "agreement %"):
+    nlq = "R1@0.3" in report["fp32"]  # an NLQ span model: Recall@K at IoU and mIoU instead of top-k
+    cols = ("R1@0.3", "R1@0.5", "R5@0.3", "mIoU") if nlq else ("top1", "top5")
+    table = Table(title=f"PTQ int8 ({backend}, {observer} observer, {calib} calibration "
+                  f"{'queries' if nlq else 'clips'})")
+    for col in ("model", *(c if nlq else c.replace("top", "top-") + " %" for c in cols),
+                "top-1 window = fp32 %" if nlq else "agreement %"):
         table.add_column(col)
-    table.add_row("fp32", f"{report['fp32']['top1']:.1f}", f"{report['fp32']['top5']:.1f}", "100.0")
-    table.add_row("int8", f"{report['int8']['top1']:.1f}", f"{report['int8']['top5']:.1f}",
-                  f"{report['test_agreement']:.1f}")
+    table.add_row("fp32", *(f"{report['fp32'][c]:.1f}" for c in cols), "100.0")
+    table.add_row("int8", *(f"{report['int8'][c]:.1f}" for c in cols), f"{report['test_agreement']:.1f}")
     console.print(table)
     console.print(f"kept fp32: {', '.join(report['skip']) or 'nothing'}; validation agreement "
                   f"{report['val_agreement']:.1f}%; {report['wall_s']:.0f} s", highlight=False)

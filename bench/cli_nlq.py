@@ -175,6 +175,44 @@ def evaluate(
 
 
 @nlq_app.command()
+def cbkd(
+    checkpoint: Path = typer.Argument(..., help="A trained NLQ checkpoint to compress (it is also the teacher)."),
+    min_ratio: float = typer.Option(None, help="Compression of the shallowest block (default 0.5)."),
+    max_ratio: float = typer.Option(None, help="Compression of the deepest block (default 0.75)."),
+    finetune_epochs: int = typer.Option(None, help="Epochs of the final end-to-end KD fine-tune (default 6)."),
+    out: Path = typer.Option(None, help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it)."),
+) -> None:
+    """CBKD: prune one block per stage (heads, then encoder blocks), recover it by block KD, fine-tune with KD.
+
+    Only the feed-forward and head hidden widths are cut; rerun resumes after the last finished stage.
+    Example: egoedge nlq cbkd runs/nlq/nlq_student.pt --max-ratio 0.75
+    """
+    from dataclasses import replace
+
+    from bench.cli_train import cbkd_table
+    from bench.nlq import nlq_preset
+    from trainer.nlq.compress import cbkd_nlq_checkpoint
+
+    try:
+        cfg = nlq_preset("quick").cbkd
+        cfg = replace(cfg, **{k: v for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio)) if v is not None})
+        if finetune_epochs is not None:
+            if finetune_epochs < 0:
+                raise EgoedgeError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+            cfg = replace(cfg, finetune=replace(cfg.finetune, epochs=finetune_epochs))
+        try:
+            cfg.validate()
+        except (ValueError, KeyError) as e:
+            raise EgoedgeError(str(e.args[0] if e.args else e)) from None
+        out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
+        with RichProgress() as progress:
+            path, summary = cbkd_nlq_checkpoint(checkpoint, out, cfg, progress)
+    except EgoedgeError as e:
+        fail(str(e))
+    console.print(cbkd_table(summary, f"CBKD {checkpoint} -> {path}"))
+
+
+@nlq_app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="An NLQ checkpoint with word embeddings (e.g. the student)."),
     to: str = typer.Option("executorch,tflite,onnx,coreml", help="Comma-separated backends."),

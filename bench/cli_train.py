@@ -152,7 +152,6 @@ def cbkd(
     """
     from trainer.checkpoint import read_checkpoint
     from trainer.config import to_dict
-    from trainer.prune.cbkd import stage_table
     from trainer.stages import cbkd_stage, data_config_of, load_splits
 
     try:
@@ -174,12 +173,18 @@ def cbkd(
                                        {"preset": cfg.preset})
     except (EgoedgeError, ValueError, KeyError) as e:
         fail(str(e.args[0]) if e.args else str(e))
-    table = Table(title=f"CBKD {checkpoint} -> {path}")
-    for col in ("stage", "block", "ratio", "params", "MMACs", "val top-1 %"):
+    console.print(cbkd_table(summary, f"CBKD {checkpoint} -> {path}"))
+
+
+def cbkd_table(summary: dict, title: str) -> Table:
+    """The CBKD stage table (params, MACs, validation score per stage) with the cuts in its caption."""
+    from trainer.prune.cbkd import stage_table
+
+    table = Table(title=title, caption=f"MACs cut {100 * summary['macs_cut']:.1f}%, params cut "
+                  f"{100 * summary['params_cut']:.1f}%")
+    for col in ("stage", "block", "ratio", "params", "MMACs", f"val {summary.get('metric', 'top1')} %"):
         table.add_column(col, justify="left" if col in ("stage", "block") else "right")
     for r in stage_table(summary):
         table.add_row(r["stage"], r["block"], "–" if r["ratio"] is None else f"{r['ratio']:.2f}", f"{r['params']:,}",
-                      f"{r['macs'] / 1e6:.1f}", f"{r['val_top1']:.1f}")
-    console.print(table)
-    console.print(f"MACs cut {100 * summary['macs_cut']:.1f}%, params cut {100 * summary['params_cut']:.1f}%",
-                  highlight=False)
+                      f"{r['macs'] / 1e6:.1f}", f"{r['val']:.1f}")
+    return table

@@ -2,8 +2,9 @@
 
 Reads top to bottom: generate (or reuse) the dataset -> train the baselines (VSLBase, VSLNet,
 VSLNet per FiLM mode) -> the DeepVSLNet teacher -> the LightVSLNet student with and without
-distillation -> export the distilled student (fp32 + int8 on every backend) -> benchmark every
-model and artifact side by side -> ``nlq_predictions.json``, ``nlq_metrics.json``, ``report.*``.
+distillation -> its CBKD-pruned copy -> the PTQ int8 student -> export the distilled student
+(fp32 + int8 on every backend) -> benchmark every model and artifact side by side ->
+``nlq_predictions.json``, ``nlq_metrics.json``, ``report.*``.
 In the report, ``accuracy.top1``/``top5`` are Recall@1/@5 at IoU 0.3 and each row's ``nlq`` has
 every official figure.
 """
@@ -30,6 +31,7 @@ from trainer.common.progress import Progress, no_progress
 from trainer.engine import TrainConfig
 from trainer.models.vslnet import FILM_MODES
 from trainer.nlq import metrics as nlq_metrics
+from trainer.nlq.compress import cbkd_nlq_checkpoint
 from trainer.nlq.synthetic import NLQDataConfig, generate
 from trainer.nlq.train import (
     NLQData,
@@ -39,9 +41,14 @@ from trainer.nlq.train import (
     complexity,
     evaluate_model,
     load_data,
+    load_nlq_model,
     save_nlq_checkpoint,
     train_nlq,
 )
+from trainer.prune.cbkd import CBKDConfig, stage_table
+from trainer.quantize.ptq import PTQConfig, quantize_checkpoint
+
+_NLQ_STAGE = {"weight_decay": 0.01, "label_smoothing": 0.0}
 
 
 @dataclass(frozen=True)
@@ -60,15 +67,40 @@ class NLQRunConfig:
                                                                    weight_decay=0.01, label_smoothing=0.0))
     teacher_epochs: int = 16
     loss: SpanLoss = field(default_factory=lambda: SpanLoss(temperature=1.0))
+    # Only the feed-forward and head hidden widths are prunable (see trainer.nlq.compress): cut them hard.
+    cbkd: CBKDConfig | None = field(default_factory=lambda: CBKDConfig(
+        min_ratio=0.5, max_ratio=0.75, temperature=1.0, gamma=1.0,
+        recover=TrainConfig(epochs=2, batch_size=32, lr=1e-3, **_NLQ_STAGE),
+        finetune=TrainConfig(epochs=6, batch_size=32, lr=5e-4, **_NLQ_STAGE)))
+    # The predictor is by far the most int8-sensitive unit (`egoedge quantize --max-fallback 2` measures
+    # it removing 10x the logit error of any other), so the quick run keeps it fp32 without the search.
+    ptq: PTQConfig | None = field(default_factory=lambda: PTQConfig(calibration=128, val_samples=120,
+                                                                    max_fallback=0, skip=("predictor",)))
     export: ExportConfig = field(default_factory=lambda: ExportConfig(
         formats=("executorch", "tflite", "onnx", "coreml"), int8=True, calibration=128, parity_samples=32))
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(iterations=30, warmup=5, threads=2))
 
     def validate(self) -> None:
-        """Raise ``EgoedgeError`` on an unknown FiLM mode."""
+        """Raise ``EgoedgeError`` on an unknown FiLM mode or an impossible CBKD setting."""
         bad = [m for m in self.film if m not in FILM_MODES]
         if bad:
             raise EgoedgeError(f"unknown FiLM mode(s) {', '.join(bad)}; valid: {', '.join(FILM_MODES)}")
+        if self.cbkd is not None:
+            try:
+                self.cbkd.validate()
+            except (ValueError, KeyError) as e:
+                raise EgoedgeError(str(e.args[0] if e.args else e)) from None
+
+
+def film_modes(spec: str) -> tuple[str, ...]:
+    """``--film`` of ``egoedge run --task nlq``: ``all`` (every mode but ``off``) or a comma-separated list."""
+    if spec.strip() == "all":
+        return tuple(m for m in FILM_MODES if m != "off")
+    modes = tuple(m.strip() for m in spec.split(",") if m.strip())
+    bad = [m for m in modes if m not in FILM_MODES]
+    if bad or not modes:
+        raise EgoedgeError(f"unknown FiLM mode(s) {', '.join(bad) or repr(spec)}; valid: all, {', '.join(FILM_MODES)}")
+    return modes
 
 
 def nlq_preset(name: str) -> NLQRunConfig:
@@ -80,6 +112,9 @@ def nlq_preset(name: str) -> NLQRunConfig:
                                                               min_seconds=20, max_seconds=60, dim=32),
                             max_pos_len=32, max_query_len=12,
                             train=TrainConfig(epochs=1, batch_size=16, label_smoothing=0.0), teacher_epochs=1,
+                            cbkd=CBKDConfig(recover=TrainConfig(epochs=1, batch_size=16, label_smoothing=0.0),
+                                            finetune=TrainConfig(epochs=1, batch_size=16, label_smoothing=0.0)),
+                            ptq=PTQConfig(calibration=16, val_samples=8, max_fallback=0),
                             export=ExportConfig(formats=("executorch", "onnx"), int8=True, calibration=8,
                                                 parity_samples=4),
                             bench=BenchConfig(iterations=3, warmup=1, threads=2))
@@ -93,14 +128,22 @@ def nlq_preset(name: str) -> NLQRunConfig:
 
 @dataclass
 class Trained:
-    """One trained PyTorch model of the run."""
+    """One PyTorch model of the run (an int8 one is a ``torch.export`` program)."""
 
     name: str
     arch: str
     path: Path
-    model: torch.nn.Module
+    model: torch.nn.Module | Path  # a path: a saved int8 program, which the eager runner loads itself
     metrics: dict
     cost: dict
+    tokenizer: str = "words"
+    precision: str = "fp32"
+
+
+def _loaded(name: str, path: Path) -> Trained:
+    model, ckpt = load_nlq_model(path)
+    m = ckpt["metrics"]
+    return Trained(name, ckpt["arch"], path, model, m, {"params": m["params"], "macs": m["macs"]}, model.tokenizer)
 
 
 def _train_one(name: str, arch: str, data: NLQData, cfg: NLQRunConfig, out: Path, progress: Progress,
@@ -124,7 +167,7 @@ def _train_one(name: str, arch: str, data: NLQData, cfg: NLQRunConfig, out: Path
                                 "teacher": teacher.path.name if teacher else None})
     log("model", name=name, arch=arch, test=metrics["test"], params=cost["params"], macs=cost["macs"],
         seconds=seconds)
-    return Trained(name, arch, path, model, metrics, cost)
+    return Trained(name, arch, path, model, metrics, cost, model.tokenizer)
 
 
 def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
@@ -151,6 +194,24 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
     plain = _train_one("student_nokd", cfg.student, data, cfg, out, progress, log)
     student = _train_one("student", cfg.student, data, cfg, out, progress, log, teacher=teacher)
     models += [teacher, plain, student]
+    compressed, cbkd_info, ptq_info = student, None, None
+    if cfg.cbkd is not None:
+        path, summary = cbkd_nlq_checkpoint(student.path, out / "nlq_student_cbkd.pt", cfg.cbkd, progress,
+                                            lambda r: log("epoch", model="student_cbkd", **r))
+        compressed = _loaded("student_cbkd", path)
+        models.append(compressed)
+        log("cbkd", test=compressed.metrics["test"], macs_cut=summary["macs_cut"], params_cut=summary["params_cut"])
+        cbkd_info = {"macs_cut": summary["macs_cut"], "params_cut": summary["params_cut"],
+                     "stages": stage_table(summary)}
+    if cfg.ptq is not None:  # the int8 student (of the CBKD student when there is one), as a PyTorch program
+        ptq = quantize_checkpoint(compressed.path, out, cfg.ptq, progress)
+        log("ptq", source=compressed.name, **{k: ptq[k] for k in ("skip", "val_agreement", "fp32", "int8",
+                                                                 "test_agreement")})
+        ptq_info = {k: ptq[k] for k in ("source", "artifact", "skip", "val_agreement", "test_agreement")}
+        path = out / ptq["artifact"]
+        metrics = {"test": {k: v for k, v in ptq["int8"].items() if k not in ("top1", "top5")}}
+        models.append(Trained(f"{compressed.name}_int8", compressed.arch, path, path, metrics, compressed.cost,
+                              compressed.tokenizer, "int8"))
 
     preds, metrics = evaluate_model(student.model, data, "test")
     write_json_atomic(out / "nlq_predictions.json", nlq_metrics.submission(preds))
@@ -162,10 +223,20 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
     report = nlq_report(models, manifest, out / "export", data, cfg.bench, progress)
     report["run"] = {"preset": cfg.preset, "task": "nlq", "dataset": str(root), "wall_s": None,
-                     "kd": asdict(cfg.loss)}
+                     "kd": asdict(cfg.loss), "cbkd": cbkd_info, "ptq": ptq_info}
     report["summary"] = summarize(report)
     report["summary"]["student R1@0.3 with / without KD"] = (
         f"{student.metrics['test']['R1@0.3']:.1f}% / {plain.metrics['test']['R1@0.3']:.1f}%")
+    if cbkd_info is not None:
+        report["summary"]["CBKD student"] = (
+            f"MACs -{100 * cbkd_info['macs_cut']:.1f}%, params -{100 * cbkd_info['params_cut']:.1f}%, R1@0.3 "
+            f"{compressed.metrics['test']['R1@0.3']:.1f}% (student {student.metrics['test']['R1@0.3']:.1f}%)")
+    if ptq_info is not None:
+        int8 = models[-1].metrics["test"]
+        kept = ", ".join(ptq_info["skip"]) or "nothing"
+        report["summary"]["int8 student (PyTorch)"] = (
+            f"R1@0.3 {int8['R1@0.3']:.1f}% (fp32 {compressed.metrics['test']['R1@0.3']:.1f}%), top-1 window = "
+            f"fp32's on {ptq_info['test_agreement']:.1f}% of test queries, kept fp32: {kept}")
     report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
     report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
     paths = write_report(report, out)
@@ -183,12 +254,12 @@ def nlq_report(models: list[Trained], manifest: dict, export_dir: Path, data: NL
     student = next(m for m in models if m.name == "student")
     eager = RUNNERS.get("pytorch")
     for m in models:
-        row = new_row(Target(m.name, "pytorch", "fp32", m.model, m.path.stat().st_size, m.cost["params"],
+        row = new_row(Target(m.name, "pytorch", m.precision, m.model, m.path.stat().st_size, m.cost["params"],
                              m.cost["macs"], False), m.name, "host", eager.runtime)
         progress(f"time {m.name}", 0, 1, {})
         try:
-            # The MiniLM teacher reads its own token ids; every other model reads word ids.
-            ids = data.ids("test", m.model.tokenizer)[:1].astype(np.int32 if m.model.tokenizer == "words" else np.int64)
+            # A MiniLM model reads its own token ids; every other model reads word ids.
+            ids = data.ids("test", m.tokenizer)[:1].astype(np.int32 if m.tokenizer == "words" else np.int64)
             _, timed = time_session(lambda m=m: eager.open(m.model, cfg.threads), [sample[0], sample[1], ids], cfg)
             row.update(timed, status="ok", accuracy=nlq_metrics.accuracy_block(m.metrics["test"]),
                        nlq=m.metrics["test"])

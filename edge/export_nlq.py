@@ -26,7 +26,15 @@ from trainer.common.io import EgoedgeError, atomic_write, sha256_file, write_jso
 from trainer.common.progress import Progress, no_progress
 from trainer.nlq.data import NLQSplit
 from trainer.nlq.metrics import accuracy_block, metrics_row
-from trainer.nlq.train import NLQData, NLQDataSpec, evaluate_logits, load_data, load_nlq_model, logits_of, top_windows
+from trainer.nlq.train import (
+    NLQData,
+    NLQDataSpec,
+    evaluate_logits,
+    load_data,
+    load_nlq_model,
+    logits_of,
+    top1_window_agreement,
+)
 
 NLQ_IO = IONames(("video", "video_mask", "query_ids"), ("start_logits", "end_logits"))
 # Span logits pass through more layers than a classifier's; a window's argmax is what users see.
@@ -56,8 +64,7 @@ def span_parity(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.nd
     """``max_abs`` logit difference over valid steps and % of queries whose top-1 window is PyTorch's."""
     valid = mask > 0
     diff = max(float(np.abs(r - g)[valid].max()) for r, g in zip(ref, got, strict=True))
-    same = (top_windows(*ref, mask, 1) == top_windows(*got, mask, 1)).all(-1).mean()
-    return {"max_abs": diff, "top1_agreement": float(100.0 * same)}
+    return {"max_abs": diff, "top1_agreement": top1_window_agreement(ref, got, mask)}
 
 
 def export_nlq_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),

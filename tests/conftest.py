@@ -35,3 +35,14 @@ def make_ckpt(path, data_cfg, preprocess=None):
 def micro_ckpt():
     """``micro_ckpt(path, data_cfg, preprocess=None)`` writes a checkpoint and returns its path."""
     return make_ckpt
+
+
+@pytest.fixture(scope="session")
+def nlq_data(tmp_path_factory):
+    """A tiny generated NLQ dataset (24 train queries, 8-d features, 24 steps, 10 query tokens)."""
+    from trainer.nlq.synthetic import NLQDataConfig, generate
+    from trainer.nlq.train import NLQDataSpec, load_data
+
+    cfg = NLQDataConfig(train_clips=12, val_clips=4, test_clips=4, queries=2, dim=8, min_seconds=10, max_seconds=30)
+    root = generate(cfg, tmp_path_factory.mktemp("nlq"))
+    return load_data(NLQDataSpec(str(root), max_pos_len=24, max_query_len=10))

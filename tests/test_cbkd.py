@@ -11,7 +11,15 @@ from trainer.data import DataConfig, label_names, load_split, preprocess_spec
 from trainer.engine import TrainConfig
 from trainer.models import build_model
 from trainer.prune import prune_block
-from trainer.prune.cbkd import CBKDConfig, apply_pruning_config, block_names, run_cbkd, stage_plan, stage_table
+from trainer.prune.cbkd import (
+    CBKDConfig,
+    ClipTask,
+    apply_pruning_config,
+    block_names,
+    run_cbkd,
+    stage_plan,
+    stage_table,
+)
 
 DATA = DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
 KW = {"num_classes": 16, "frames": DATA.frames, "size": DATA.size, "variant": "micro"}
@@ -52,7 +60,7 @@ def test_prune_block_keeps_the_block_interface_and_replays(tmp_path, arch):
     before_in = model.encoder.stages[0](model.encoder.stem(frames))
     out_shape = block(before_in).shape
     params = count_params(model)
-    steps = prune_block(model.encoder, "stages.1", 0.5, torch.zeros(2, 3, 32, 32))
+    steps = prune_block(model.encoder, "stages.1", 0.5, (torch.zeros(2, 3, 32, 32),))
     assert steps and all(s["module"].startswith("stages.1.") for s in steps)
     assert count_params(model) < params
     assert block(before_in).shape == out_shape  # neighbours and the teacher block still fit
@@ -71,10 +79,10 @@ def test_block_names_default_to_encoder_stages_and_reject_unknown():
 
 @pytest.mark.slow
 def test_cbkd_stages_bookkeeping_and_resume(tmp_path):
-    train, val, pp = load_split(DATA, "train"), load_split(DATA, "val"), preprocess_spec(DATA)
+    task = ClipTask(load_split(DATA, "train"), load_split(DATA, "val"), preprocess_spec(DATA))
     cfg = CBKDConfig(min_ratio=0.3, max_ratio=0.5, recover=TrainConfig(epochs=1, batch_size=16),
                      finetune=TrainConfig(epochs=1, batch_size=16))
-    ref, ref_summary = run_cbkd(_model(), train, val, pp, cfg, tmp_path / "ref", _save)
+    ref, ref_summary = run_cbkd(_model(), task, cfg, tmp_path / "ref", _save)
     stages = ref_summary["stages"]
     assert [s["block"] for s in stages] == ["stages.1", "stages.0"]  # deepest first
     assert stages[0]["macs"] >= stages[1]["macs"] and stages[1]["params"] < ref_summary["start"]["params"]
@@ -88,9 +96,9 @@ def test_cbkd_stages_bookkeeping_and_resume(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_cbkd(_model(), train, val, pp, cfg, tmp_path / "run", _save, die_in_stage_two)
+        run_cbkd(_model(), task, cfg, tmp_path / "run", _save, die_in_stage_two)
     seen = set()
-    student, summary = run_cbkd(_model(), train, val, pp, cfg, tmp_path / "run", _save,
+    student, summary = run_cbkd(_model(), task, cfg, tmp_path / "run", _save,
                                 lambda stage, d, t, i: seen.add(stage.split(" ")[1] if " " in stage else stage))
     assert "1/2" not in seen and "2/2" in seen  # stage 1 was not redone
     drop = lambda recs: [{k: v for k, v in r.items() if k != "seconds"} for r in recs]  # noqa: E731

@@ -212,16 +212,6 @@ def test_masked_softmax_matches_minus_infinity_masking():
 
 # --- training objective and decoding ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def nlq_data(tmp_path_factory):
-    from trainer.nlq.synthetic import NLQDataConfig, generate
-    from trainer.nlq.train import NLQDataSpec, load_data
-
-    cfg = NLQDataConfig(train_clips=12, val_clips=4, test_clips=4, queries=2, dim=8, min_seconds=10, max_seconds=30)
-    root = generate(cfg, tmp_path_factory.mktemp("nlq"))
-    return load_data(NLQDataSpec(str(root), max_pos_len=24, max_query_len=10))
-
-
 def test_generated_dataset_is_in_the_official_format(nlq_data):
     ann = nlq_data.annotation("train")
     clip = ann["videos"][0]["clips"][0]

@@ -36,3 +36,40 @@ def test_quantized_graph_tracks_float_model(model_cls, quantizer):
         ref, out = model(x), q(x)
     assert out.shape == ref.shape
     assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 1e-3
+
+
+class _TwoSoftmaxes(torch.nn.Module):
+    """Softmax over the last axis after a linear, and over axis 1 after a broadcast add (as CQ attention)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        s = h @ h.transpose(1, 2) + h.sum(-1, keepdim=True)
+        return torch.softmax(h, -1).sum(-1) + torch.softmax(s, 1).sum(-1)
+
+
+def test_litert_quantizer_gives_every_softmax_the_fixed_int8_output_scale():
+    """TFLite's int8 SOFTMAX refuses any output scale but 1/256 (it once failed NLQ exports)."""
+    from trainer.quantize.pt2e import softmax_as_core_op
+
+    model = _TwoSoftmaxes().eval()
+    x = (torch.randn(2, 5, 8),)
+    graph = torch.export.export(model, x, strict=False).module()
+    assert sum(n.target == torch.ops.aten.softmax.int for n in graph.graph.nodes) == 2
+    softmax_as_core_op(graph)
+    assert sum(n.target == torch.ops.aten._softmax.default for n in graph.graph.nodes) == 2
+    torch.testing.assert_close(graph(*x), model(*x))  # same maths
+
+    quantizer = QUANTIZERS.get("litert")()
+    annotated = quantizer.annotate(quantizer.transform_for_annotation(
+        torch.export.export(model, x, strict=False).module()))
+    softmaxes = [n for n in annotated.graph.nodes if n.target == torch.ops.aten._softmax.default]
+    assert len(softmaxes) == 2
+    for node in softmaxes:
+        spec = node.meta["quantization_annotation"].output_qspec
+        assert spec.scale == pytest.approx(1 / 256) and spec.zero_point == -128
+    q = quantize_pt2e(model, x, [x], QUANTIZERS.get("litert")(), fold=False)
+    assert torch.isfinite(q(*x)).all()

@@ -197,7 +197,7 @@ class CQAttention(nn.Module):
         to_context = masked_softmax(s, c_mask[:, :, None], 1)
         a = to_query @ q
         b = to_query @ (to_context.transpose(1, 2) @ c)
-        return self.proj(torch.cat([c, a, c * a, c * b], -1))
+        return self.proj(torch.cat([c, a, c * a, c * b], 2))
 
 
 class CQConcat(nn.Module):
@@ -211,7 +211,7 @@ class CQConcat(nn.Module):
     def forward(self, c: torch.Tensor, q: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
         alpha = masked_softmax(self.score(q).squeeze(-1), q_mask, 1)
         pooled = (alpha.unsqueeze(-1) * q).sum(1, keepdim=True)
-        return self.proj(torch.cat([c, pooled.expand(-1, c.shape[1], -1)], -1))
+        return self.proj(torch.cat([c, pooled.expand(-1, c.shape[1], -1)], 2))
 
 
 class Predictor(nn.Module):
@@ -231,8 +231,8 @@ class Predictor(nn.Module):
         e = s
         for layer in self.end_enc:
             e = layer(e)
-        start = self.start_head(torch.cat([s, x], -1)).squeeze(-1)
-        end = self.end_head(torch.cat([e, x], -1)).squeeze(-1)
+        start = self.start_head(torch.cat([s, x], 2)).squeeze(-1)
+        end = self.end_head(torch.cat([e, x], 2)).squeeze(-1)
         return start, end
 
 
@@ -342,6 +342,31 @@ class VSLNet(nn.Module):
     @property
     def tokenizer(self) -> str:
         return self.cfg.text
+
+    def param_groups(self) -> list[dict]:
+        """Optimiser groups of the trainable parameters; a fine-tuned MiniLM moves at its ``lr_scale``."""
+        bert = list(self.text.bert.parameters()) if isinstance(self.text, MiniLMText) else []
+        ids = {id(p) for p in bert}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
+        if any(p.requires_grad for p in bert):
+            groups.append({"params": [p for p in bert if p.requires_grad], "lr_scale": self.text.bert.lr_scale})
+        return groups
+
+    def ptq_units(self) -> list[str]:
+        """The units PTQ may keep in fp32, in forward order: each encoder block and each top-level part.
+
+        The word table is not one: it always stays float (``float_modules``).
+        """
+        units = []
+        for name, child in self.named_children():
+            if isinstance(child, FeatureEncoder):
+                units += [f"{name}.blocks.{i}" for i in range(len(child.blocks))]
+            elif name == "text":
+                units += [f"text.{n}" for n, m in child.named_children()
+                          if n != "embed" and next(m.parameters(), None) is not None]
+            elif next(child.parameters(), None) is not None:
+                units.append(name)
+        return units
 
 
 def _builder(name: str, doc: str, **defaults):

@@ -12,6 +12,11 @@ temperature ``T`` from the uncompressed network, plus cross-entropy) follows.
 
 Each finished stage is saved (checkpoint with its pruning plan + ``cbkd_state.json``), so
 ``egoedge train cbkd`` resumes from the last finished stage.
+
+The schedule is task-agnostic; a :class:`CBKDTask` supplies the rest — where the blocks live, a
+training forward pass, the validation score and the end-to-end fine-tune. :class:`ClipTask` is
+the clip classifiers' (blocks: the image encoder's stages); the NLQ span models have theirs in
+:mod:`trainer.nlq.compress`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +45,6 @@ from trainer.prune.plan import IMPORTANCE, apply_plan, prune_block
 from trainer.train import KDConfig, distill_student, evaluate
 
 ORDERS = ("deep_first", "shallow_first")
-SCOPE = "encoder"  # the image encoder is what gets split into blocks; pooling and head stay whole
 
 
 @dataclass(frozen=True)
@@ -72,20 +78,83 @@ class CBKDConfig:
         IMPORTANCE.get(self.importance)
 
 
+class CBKDTask(Protocol):
+    """What CBKD needs from a task: where its blocks live, a training forward pass, a score, a fine-tune.
+
+    ``scope`` is the module the blocks are named under (``""``: the whole model); ``metric`` is the
+    key of :meth:`evaluate`'s result that the stage table reports.
+    """
+
+    scope: str
+    metric: str
+
+    def default_blocks(self, model: nn.Module) -> list[str]:
+        """Block names under ``scope``, in forward order."""
+
+    def trace_inputs(self, model: nn.Module) -> tuple[torch.Tensor, ...]:
+        """Inputs of the ``scope`` module, for tracing its dependency graph."""
+
+    def train_size(self) -> int:
+        """Number of training samples."""
+
+    def forward_train(self, net: nn.Module, idx: np.ndarray) -> None:
+        """Run the training samples ``idx`` through ``net`` (the whole model)."""
+
+    def evaluate(self, model: nn.Module) -> dict:
+        """Validation metrics of ``model``."""
+
+    def finetune(self, student: nn.Module, teacher: nn.Module, cfg: CBKDConfig, progress: Progress,
+                 resume: Path, log: Callable[[dict], None] | None) -> list[dict]:
+        """End-to-end distillation of ``teacher`` into the compressed ``student``; returns the history."""
+
+
 _STAGE = re.compile(r"^stages\.\d+$")
 
 
-def block_names(model: nn.Module, cfg: CBKDConfig) -> list[str]:
-    """The encoder blocks CBKD works on, in forward order."""
-    encoder = model.get_submodule(SCOPE)
-    names = list(cfg.blocks) or [n for n, _ in encoder.named_modules() if _STAGE.match(n)]
+@dataclass
+class ClipTask:
+    """CBKD of a clip classifier: blocks are the image encoder's numbered stages; score is top-1."""
+
+    train: ClipSplit
+    val: ClipSplit
+    preprocess: dict
+    scope: str = "encoder"  # the image encoder is what gets split into blocks; pooling and head stay whole
+    metric: str = "top1"
+
+    def default_blocks(self, model: nn.Module) -> list[str]:
+        return [n for n, _ in model.get_submodule(self.scope).named_modules() if _STAGE.match(n)]
+
+    def trace_inputs(self, model: nn.Module) -> tuple[torch.Tensor, ...]:
+        # One batch of two frames, as the encoder sees them.
+        return (torch.zeros(2, 3, model.size, model.size, device=next(model.parameters()).device),)
+
+    def train_size(self) -> int:
+        return len(self.train)
+
+    def forward_train(self, net: nn.Module, idx: np.ndarray) -> None:
+        net(to_model_input(self.train.clips[idx], self.preprocess).to(device()))
+
+    def evaluate(self, model: nn.Module) -> dict:
+        return evaluate(model, self.val, self.preprocess)
+
+    def finetune(self, student, teacher, cfg, progress, resume, log) -> list[dict]:
+        kd = KDConfig(alpha=0.0, beta=1.0, gamma=cfg.gamma, temperature=cfg.temperature)
+        return distill_student(student, teacher, self.train, self.preprocess, cfg.finetune, kd, progress,
+                               resume=resume, log=log)
+
+
+def block_names(model: nn.Module, cfg: CBKDConfig, task: CBKDTask | None = None) -> list[str]:
+    """The blocks CBKD works on (under the task's scope), in forward order."""
+    task = task or ClipTask(None, None, {})  # naming blocks needs only the clip task's scope, not its data
+    scope = model.get_submodule(task.scope)
+    names = list(cfg.blocks) or task.default_blocks(model)
     if not names:
-        raise EgoedgeError(f"{type(encoder).__name__} has no numbered stages; name the CBKD blocks explicitly")
+        raise EgoedgeError(f"{type(scope).__name__} has no default CBKD blocks; name them explicitly")
     for n in names:
         try:
-            encoder.get_submodule(n)
+            scope.get_submodule(n)
         except AttributeError:
-            raise EgoedgeError(f"the encoder has no block '{n}'") from None
+            raise EgoedgeError(f"the {task.scope or 'model'} has no block '{n}'") from None
     return names
 
 
@@ -100,28 +169,27 @@ def stage_plan(names: list[str], cfg: CBKDConfig) -> list[tuple[str, float]]:
     return plan[::-1] if cfg.order == "deep_first" else plan
 
 
-def encoder_example(model: nn.Module) -> torch.Tensor:
-    """One batch of two frames, as the encoder sees them, for tracing the dependency graph."""
-    return torch.zeros(2, 3, model.size, model.size, device=next(model.parameters()).device)
-
-
-def pruning_config(steps: list[dict], model: nn.Module) -> dict:
-    """The ``config["pruning"]`` block of a checkpoint: scope, trace input shape, replayable steps."""
-    return {"scope": SCOPE, "input": list(encoder_example(model).shape), "steps": steps}
+def pruning_config(steps: list[dict], scope: str, inputs: tuple[torch.Tensor, ...]) -> dict:
+    """The ``config["pruning"]`` block of a checkpoint: scope, trace inputs (shape, dtype), replayable steps."""
+    return {"scope": scope, "inputs": [{"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
+                                       for x in inputs], "steps": steps}
 
 
 def apply_pruning_config(model: nn.Module, pruning: dict) -> None:
     """Rebuild a pruned model's shape from its checkpoint's ``config["pruning"]``."""
     scope = model.get_submodule(pruning["scope"])
-    apply_plan(scope, pruning["steps"], torch.zeros(pruning["input"]))
+    if "inputs" in pruning:
+        example = tuple(torch.zeros(x["shape"], dtype=getattr(torch, x["dtype"])) for x in pruning["inputs"])
+    else:  # checkpoints written before multi-input scopes: one float tensor
+        example = (torch.zeros(pruning["input"]),)
+    apply_plan(scope, pruning["steps"], example)
 
 
-def recover_block(student: nn.Module, teacher: nn.Module, block: str, train: ClipSplit, preprocess: dict,
-                  cfg: TrainConfig, progress: Progress, resume: Path | None,
-                  log: Callable[[dict], None] | None, stage: str) -> list[dict]:
-    """Train only ``student.encoder.<block>`` to reproduce the teacher block's output; the rest stays frozen."""
-    dev = device()
-    name = f"{SCOPE}.{block}"
+def recover_block(student: nn.Module, teacher: nn.Module, block: str, task: CBKDTask, cfg: TrainConfig,
+                  progress: Progress, resume: Path | None, log: Callable[[dict], None] | None,
+                  stage: str) -> list[dict]:
+    """Train only ``<scope>.<block>`` to reproduce the teacher block's output; the rest stays frozen."""
+    name = ".".join(p for p in (task.scope, block) if p)
     target = student.get_submodule(name)
     for p in student.parameters():
         p.requires_grad_(False)
@@ -132,34 +200,35 @@ def recover_block(student: nn.Module, teacher: nn.Module, block: str, train: Cli
     s_tap, t_tap = FeatureTaps(student, [name]), FeatureTaps(teacher, [name])
 
     def train_mode() -> None:
-        student.eval()  # frozen BatchNorm statistics outside the block
+        student.eval()  # frozen BatchNorm statistics and no dropout outside the block
         target.train()
 
     def step(idx):
-        x = to_model_input(train.clips[idx], preprocess).to(dev)
         with torch.no_grad(), t_tap:
-            teacher(x)
+            task.forward_train(teacher, idx)
         with s_tap:
-            net(x)
+            task.forward_train(net, idx)
         return {"loss": F.mse_loss(s_tap.outputs[0], t_tap.outputs[0])}
 
     try:
-        return fit(student, params, len(train), cfg, step, stage, progress, resume, log, train_mode=train_mode)
+        return fit(student, params, task.train_size(), cfg, step, stage, progress, resume, log,
+                   train_mode=train_mode)
     finally:
         for p in student.parameters():
             p.requires_grad_(True)
 
 
-def _measure(model: nn.Module, val: ClipSplit, preprocess: dict) -> dict:
+def _measure(model: nn.Module, task: CBKDTask) -> dict:
     example = tuple(t.to(next(model.parameters()).device) for t in model.example_inputs())
-    return {"params": count_params(model), "macs": count_macs(model, example), "val": evaluate(model, val, preprocess)}
+    return {"params": count_params(model), "macs": count_macs(model, example), "val": task.evaluate(model)}
 
 
-def run_cbkd(teacher: nn.Module, train: ClipSplit, val: ClipSplit, preprocess: dict, cfg: CBKDConfig,
-             work: Path, save: Callable[[nn.Module, dict, Path], None], progress: Progress = no_progress,
+def run_cbkd(teacher: nn.Module, task: CBKDTask, cfg: CBKDConfig, work: Path,
+             save: Callable[[nn.Module, dict, Path], None], progress: Progress = no_progress,
              log: Callable[[dict], None] | None = None) -> tuple[nn.Module, dict]:
     """Compress a copy of ``teacher`` stage by stage into ``work``; returns ``(student, summary)``.
 
+    ``task`` is a :class:`ClipTask` or another :class:`CBKDTask` (the NLQ family has its own).
     ``save(model, pruning_config, path)`` writes a checkpoint (the caller owns the format); each
     finished stage is saved as ``work/cbkd_stage{k}.pt`` and listed in ``work/cbkd_state.json``,
     and a rerun with the same ``work`` folder and config continues after the last finished stage.
@@ -172,66 +241,68 @@ def run_cbkd(teacher: nn.Module, train: ClipSplit, val: ClipSplit, preprocess: d
     student = copy.deepcopy(teacher)
     for p in student.parameters():
         p.requires_grad_(True)
-    names = block_names(student, cfg)
+    names = block_names(student, cfg, task)
     plan = stage_plan(names, cfg)
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "cbkd_state.json"
     fingerprint = json.dumps({"cbkd": asdict(cfg), "plan": plan}, sort_keys=True, default=str)
     state = {"fingerprint": fingerprint, "steps": [], "stages": []}
+    trace = task.trace_inputs(student)
     if state_path.exists():
         old = json.loads(state_path.read_text())
         if old.get("fingerprint") == fingerprint and old["stages"]:
             state = old
-            apply_pruning_config(student, pruning_config(state["steps"], student))
+            apply_pruning_config(student, pruning_config(state["steps"], task.scope, trace))
             from trainer.checkpoint import read_checkpoint
 
             ckpt = read_checkpoint(work / f"cbkd_stage{len(state['stages'])}.pt")
             student.load_state_dict(ckpt["state_dict"])
     student.to(dev)
     if not state["stages"]:
-        state["start"] = _measure(student, val, preprocess)
+        state["start"] = _measure(student, task)
     for k, (block, ratio) in enumerate(plan, start=1):
         if k <= len(state["stages"]):
             continue
         t0 = time.perf_counter()
-        scope = student.get_submodule(SCOPE)
-        state["steps"] += prune_block(scope, block, ratio, encoder_example(student), cfg.importance)
-        pruned = _measure(student, val, preprocess)
+        scope = student.get_submodule(task.scope)
+        state["steps"] += prune_block(scope, block, ratio, task.trace_inputs(student), cfg.importance)
+        pruned = _measure(student, task)
         label = f"cbkd {k}/{len(plan)} {block}"
-        history = recover_block(student, teacher, block, train, preprocess, cfg.recover, progress,
+        history = recover_block(student, teacher, block, task, cfg.recover, progress,
                                 work / "cbkd_recover.resume.pt", log, label)
         record = {"stage": k, "block": block, "ratio": round(ratio, 4), "params": pruned["params"],
                   "macs": pruned["macs"], "val_after_prune": pruned["val"],
-                  "val": evaluate(student, val, preprocess), "recover_loss": history[-1]["loss"] if history else None,
+                  "val": task.evaluate(student), "recover_loss": history[-1]["loss"] if history else None,
                   "seconds": round(time.perf_counter() - t0, 1)}
-        save(student, pruning_config(state["steps"], student), work / f"cbkd_stage{k}.pt")
+        save(student, pruning_config(state["steps"], task.scope, trace), work / f"cbkd_stage{k}.pt")
         state["stages"].append(record)
         write_json_atomic(state_path, state)
         if log is not None:
             log({"record": "cbkd_stage", **record})
-    kd = KDConfig(alpha=0.0, beta=1.0, gamma=cfg.gamma, temperature=cfg.temperature)
-    history = distill_student(student, teacher, train, preprocess, cfg.finetune, kd, progress,
-                              resume=work / "cbkd_finetune.resume.pt", log=log)
-    final = _measure(student, val, preprocess)
-    summary = {"start": state["start"], "stages": state["stages"], "final": final, "finetune": history,
-               "pruning": pruning_config(state["steps"], student),
+    history = task.finetune(student, teacher, cfg, progress, work / "cbkd_finetune.resume.pt", log)
+    final = _measure(student, task)
+    summary = {"metric": task.metric, "start": state["start"], "stages": state["stages"], "final": final,
+               "finetune": history, "pruning": pruning_config(state["steps"], task.scope, trace),
                "macs_cut": round(1 - final["macs"] / state["start"]["macs"], 4),
                "params_cut": round(1 - final["params"] / state["start"]["params"], 4)}
     return student, summary
 
 
 def stage_table(summary: dict) -> list[dict]:
-    """Rows ``{stage, block, ratio, params, macs, val_top1}`` from the start through the fine-tune."""
-    rows = [{"stage": "start", "block": "-", "ratio": 0.0, "params": summary["start"]["params"],
-             "macs": summary["start"]["macs"], "val_top1": summary["start"]["val"]["top1"]}]
-    for s in summary["stages"]:
-        rows.append({"stage": str(s["stage"]), "block": s["block"], "ratio": s["ratio"], "params": s["params"],
-                     "macs": s["macs"], "val_top1": s["val"]["top1"]})
-    f = summary["final"]
-    rows.append({"stage": "finetune", "block": "all", "ratio": None, "params": f["params"], "macs": f["macs"],
-                 "val_top1": f["val"]["top1"]})
-    return rows
+    """Rows ``{stage, block, ratio, params, macs, metric, val}`` from the start through the fine-tune.
+
+    ``val`` is the task's headline validation score (``metric``: top-1 for clips, R1@0.3 for NLQ).
+    """
+    metric = summary.get("metric", "top1")
+
+    def row(stage: str, block: str, ratio: float | None, rec: dict) -> dict:
+        return {"stage": stage, "block": block, "ratio": ratio, "params": rec["params"], "macs": rec["macs"],
+                "metric": metric, "val": rec["val"][metric]}
+
+    return [row("start", "-", 0.0, summary["start"]),
+            *(row(str(s["stage"]), s["block"], s["ratio"], s) for s in summary["stages"]),
+            row("finetune", "all", None, summary["final"])]
 
 
-__all__ = ["CBKDConfig", "ORDERS", "apply_pruning_config", "block_names", "recover_block", "run_cbkd",
-           "stage_plan", "stage_table"]
+__all__ = ["CBKDConfig", "CBKDTask", "ClipTask", "ORDERS", "apply_pruning_config", "block_names", "recover_block",
+           "run_cbkd", "stage_plan", "stage_table"]

@@ -13,6 +13,9 @@ A pruned model is saved as its original architecture plus the plan — the list 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import torch
 from torch import nn
 
@@ -45,27 +48,39 @@ def _fpgm():
     return tp.importance.FPGMImportance(p=2)
 
 
-def _graph(scope: nn.Module, example: torch.Tensor):
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)  # layers whose output channels a group may be rooted at
+
+
+def _graph(scope: nn.Module, example: tuple[torch.Tensor, ...]):
     import torch_pruning as tp
 
     was_training = scope.training
     scope.eval()
-    graph = tp.DependencyGraph().build_dependency(scope, example_inputs=example)
+    graph = tp.DependencyGraph().build_dependency(scope, example_inputs=tuple(example))
     scope.train(was_training)
     return graph
+
+
+@contextlib.contextmanager
+def _quiet():
+    # torch-pruning's notes on free parameters (learned positions) and deep shape searches concern
+    # the residual stream, whose groups reach outside every block and are never pruned here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def _out_channel_fn(module: nn.Module):
     import torch_pruning as tp
 
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, nn.Conv1d | nn.Conv2d):
         return tp.prune_conv_out_channels
     if isinstance(module, nn.Linear):
         return tp.prune_linear_out_channels
     raise TypeError(f"cannot prune the output channels of a {type(module).__name__}")
 
 
-def prune_block(scope: nn.Module, block: str, ratio: float, example: torch.Tensor, importance: str = "l2",
+def prune_block(scope: nn.Module, block: str, ratio: float, example: tuple[torch.Tensor, ...], importance: str = "l2",
                 round_to: int = 4) -> list[dict]:
     """Remove ``ratio`` of the channels of every prunable group inside ``scope.<block>``; returns the plan steps.
 
@@ -75,16 +90,22 @@ def prune_block(scope: nn.Module, block: str, ratio: float, example: torch.Tenso
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"pruning ratio must be in [0, 1), got {ratio}")
+    with _quiet():
+        return _prune_block(scope, block, ratio, example, importance, round_to)
+
+
+def _prune_block(scope: nn.Module, block: str, ratio: float, example: tuple[torch.Tensor, ...], importance: str,
+                 round_to: int) -> list[dict]:
     graph = _graph(scope, example)
     target = scope.get_submodule(block)
     inside = set(target.modules())
     real = set(scope.modules())
     names = {m: n for n, m in scope.named_modules()}
     keep_whole = [m for n, m in target.named_modules() if n.endswith("qkv")]
-    outside = [m for m in real if m not in inside and isinstance(m, nn.Conv2d | nn.Linear)]
+    outside = [m for m in real if m not in inside and isinstance(m, PRUNABLE)]
     scorer = IMPORTANCE.get(importance)()
     steps: list[dict] = []
-    for group in graph.get_all_groups(ignored_layers=outside + keep_whole, root_module_types=[nn.Conv2d, nn.Linear]):
+    for group in graph.get_all_groups(ignored_layers=outside + keep_whole, root_module_types=list(PRUNABLE)):
         members = [dep.target.module for dep, _ in group]
         if any(m in real and m not in inside for m in members):
             continue
@@ -103,9 +124,10 @@ def prune_block(scope: nn.Module, block: str, ratio: float, example: torch.Tenso
     return steps
 
 
-def apply_plan(scope: nn.Module, steps: list[dict], example: torch.Tensor) -> None:
+def apply_plan(scope: nn.Module, steps: list[dict], example: tuple[torch.Tensor, ...]) -> None:
     """Replay recorded pruning ``steps`` on a freshly built ``scope`` (same architecture as when recorded)."""
-    graph = _graph(scope, example)
-    for step in steps:
-        module = scope.get_submodule(step["module"])
-        graph.get_pruning_group(module, _out_channel_fn(module), idxs=list(step["idxs"])).prune()
+    with _quiet():
+        graph = _graph(scope, example)
+        for step in steps:
+            module = scope.get_submodule(step["module"])
+            graph.get_pruning_group(module, _out_channel_fn(module), idxs=list(step["idxs"])).prune()

@@ -27,17 +27,98 @@ def xnnpack_quantizer(dynamic: bool = False):
     return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
 
 
+def softmax_as_core_op(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Rewrite ``aten.softmax.int`` as ``aten._softmax.default`` (same maths), in place.
+
+    ``torch.export`` keeps the former; LiteRT's quantizer only recognises the latter, and only
+    then gives softmax the fixed int8 output scale (1/256) that TFLite's kernel insists on.
+    """
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.softmax.int:
+            x, dim, *rest = node.args
+            if (rest and rest[0] is not None) or node.kwargs.get("dtype") is not None:
+                continue  # a softmax that casts is left alone
+            node.target, node.args, node.kwargs = torch.ops.aten._softmax.default, (x, dim, False), {}
+    graph.recompile()
+    return graph
+
+
+def annotate_every_softmax(graph: torch.fx.GraphModule, input_spec, output_spec) -> None:
+    """Quantize each softmax still unannotated: int8 input, fixed-scale int8 output.
+
+    LiteRT's own annotator skips a softmax whose producer was not annotated when it ran (a
+    broadcast add, a squeeze annotated only later); its output is then quantized by the next
+    op's observer, and the converter fuses that into an int8 SOFTMAX whose scale is not the
+    1/256 TFLite's kernel requires, so the model fails to prepare.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target != torch.ops.aten._softmax.default:
+            continue
+        if node.meta.get("quantization_annotation") is not None:
+            continue
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={node.args[0]: input_spec}, output_qspec=output_spec, _annotated=True)
+
+
 @QUANTIZERS.register("litert")
 def litert_quantizer(dynamic: bool = False):
     """LiteRT's PT2E quantizer: full-integer when static, dynamic-range (int8 weights) when dynamic."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
-    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    class LiteRTQuantizer(PT2EQuantizer):
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            return super().transform_for_annotation(softmax_as_core_op(model))
+
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            config = self.global_config
+            if config is not None and config.input_activation is not None:
+                annotate_every_softmax(model, config.input_activation, config.fixed_qparams)
+            return model
+
+    return LiteRTQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
 
 
 def _in_blocks(node: torch.fx.Node, blocks: tuple[str, ...]) -> bool:
     stack = node.meta.get("nn_module_stack") or {}
     return any(path == b or path.startswith(b + ".") for path, _ in stack.values() for b in blocks)
+
+
+def _annotation(node: torch.fx.Node):
+    return node.meta.get("quantization_annotation")
+
+
+def _shares_gone(spec) -> bool:
+    """Whether a shared spec points at an output or an input edge that is no longer quantized."""
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    if not isinstance(spec, SharedQuantizationSpec):
+        return False
+    target = spec.edge_or_node
+    if isinstance(target, tuple):  # an input edge (producer, consumer)
+        ann = _annotation(target[1])
+        return ann is None or target[0] not in ann.input_qspec_map
+    ann = _annotation(target)
+    return ann is None or ann.output_qspec is None
+
+
+def _drop_dangling_shares(graph: torch.fx.Graph) -> None:
+    """Leave float every node whose annotation shares observers with a node left float.
+
+    Ops such as add, cat or reshape share their quantization parameters with a neighbour; when
+    that neighbour is in a skipped block, the sharing points nowhere and ``prepare_pt2e`` fails
+    (a KeyError on the missing node). Repeats until no sharing dangles.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            ann = _annotation(node)
+            if ann is not None and any(_shares_gone(s) for s in (*ann.input_qspec_map.values(), ann.output_qspec)):
+                node.meta.pop("quantization_annotation")
+                changed = True
 
 
 class SkipBlocks:
@@ -55,6 +136,7 @@ class SkipBlocks:
                 for node in model.graph.nodes:
                     if _in_blocks(node, blocks):
                         node.meta.pop("quantization_annotation", None)
+                _drop_dangling_shares(model.graph)
                 return model
 
             def validate(self, model) -> None:
@@ -88,6 +170,15 @@ def _export_for_calibration(model: torch.nn.Module, example_inputs: tuple[torch.
     return torch.export.export(model, example_inputs, strict=False).module(), list(calibration or [example_inputs])
 
 
+def _drop_unused_tensors(graph: torch.fx.GraphModule) -> None:
+    """Delete the float weights that folding replaced by int8 constants (else a saved program holds both)."""
+    used = {n.target for n in graph.graph.nodes if n.op == "get_attr"}
+    for name, _ in [*graph.named_parameters(), *graph.named_buffers()]:
+        if name not in used:
+            owner, _, attr = name.rpartition(".")
+            delattr(graph.get_submodule(owner), attr)
+
+
 def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
                   calibration: Sequence[tuple[torch.Tensor, ...]], quantizer,
                   fold: bool = True) -> torch.fx.GraphModule:
@@ -115,6 +206,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
         for batch in feeds:
             prepared(*batch)
     converted = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=fold))
+    _drop_unused_tensors(converted)
     # The graph was traced in eval mode; exported modules refuse .eval(), so clear the flag directly
     # (converters read it and warn about training-mode models).
     for module in converted.modules():

@@ -14,7 +14,7 @@ so what is measured here is what ships.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +65,11 @@ def _with_args(ctor, **kwargs):
 def blocks_of(model: torch.nn.Module) -> list[str]:
     """Candidate fallback units: each stage block of the encoder, its stem and final conv, and the head.
 
+    A model that names its own units (``ptq_units()``, e.g. the NLQ span models) is asked instead.
     Example: ``['encoder.stem', 'encoder.stages.0.0', ..., 'encoder.final_conv', 'pool', 'head']``.
     """
+    if hasattr(model, "ptq_units"):
+        return list(model.ptq_units())
     out = []
     for name, module in model.named_modules():
         parts = name.split(".")
@@ -78,21 +81,55 @@ def blocks_of(model: torch.nn.Module) -> list[str]:
     return out
 
 
-def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+def top1_agreement(a: np.ndarray, b: np.ndarray, inputs: tuple = ()) -> float:
+    """% of rows whose argmax over the last axis is the same in ``a`` and ``b``."""
     return float(100.0 * (a.argmax(-1) == b.argmax(-1)).mean())
 
 
-def _logits(model: torch.nn.Module, inputs: torch.Tensor, batch: int = 32) -> np.ndarray:
+def mean_squared_error(a: np.ndarray, b: np.ndarray, inputs: tuple = ()) -> float:
+    """Mean squared difference of two output arrays."""
+    return float(((a - b) ** 2).mean())
+
+
+# (reference outputs, candidate outputs, the inputs both came from) -> a number
+Comparison = Callable[[np.ndarray, np.ndarray, tuple], float]
+
+
+@dataclass(frozen=True)
+class OutputMatch:
+    """How int8 outputs are compared with fp32: ``agreement`` in %, ``error`` (lower is closer).
+
+    Both see the inputs too, so a task can read e.g. which steps of a sequence are valid.
+    """
+
+    agreement: Comparison = top1_agreement
+    error: Comparison = mean_squared_error
+
+
+def outputs_of(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], batch: int = 32) -> np.ndarray:
+    """The model's outputs on ``inputs`` in batches; several outputs stack on axis 1 (``(N, k, ...)``)."""
     with torch.no_grad():
-        return torch.cat([model(inputs[i:i + batch]) for i in range(0, len(inputs), batch)]).numpy()
+        outs = [model(*(x[i:i + batch] for x in inputs)) for i in range(0, len(inputs[0]), batch)]
+    if isinstance(outs[0], tuple | list):
+        return np.stack([torch.cat(parts).numpy() for parts in zip(*outs, strict=True)], 1)
+    return torch.cat(outs).numpy()
 
 
-def run_ptq(model: torch.nn.Module, calibration: torch.Tensor, val_inputs: torch.Tensor,
-            cfg: PTQConfig = PTQConfig(), progress: Progress = no_progress) -> dict:
+def _as_samples(calibration) -> list[tuple[torch.Tensor, ...]]:
+    if isinstance(calibration, torch.Tensor):  # one input: a batch of samples
+        return [(calibration[i:i + 1],) for i in range(len(calibration))]
+    return list(calibration)
+
+
+def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[torch.Tensor, ...]],
+            val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
+            progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
     """Quantize ``model`` per ``cfg``; returns ``{"model", "skip", "val_agreement", "steps", "sensitivity"}``.
 
-    ``calibration`` and ``val_inputs`` are preprocessed clips ``(N, T, 3, H, W)``; ``steps`` records
-    agreement and logit MSE after each fallback try, ``sensitivity`` the MSE each block removes.
+    ``calibration`` is a batch of preprocessed clips ``(N, T, 3, H, W)`` or a list of input tuples
+    (multi-input models); ``val_inputs`` a batch or a tuple of batches. ``match`` says how outputs
+    are compared (default: top-1 agreement and logit MSE). ``steps`` records agreement and error
+    after each fallback try, ``sensitivity`` the error each block removes.
     """
     model = model.eval()
     if cfg.max_fallback < 0 or not 0 < cfg.target_agreement <= 100:
@@ -101,14 +138,15 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor, val_inputs: torch
     unknown = [b for b in cfg.skip if b not in known]
     if unknown:
         raise EgoedgeError(f"unknown block(s) {unknown}; valid: {', '.join(known)}")
-    calib = [(calibration[i:i + 1],) for i in range(len(calibration))]
-    example = (calibration[:1].clone(),)
-    reference = _logits(model, val_inputs)
+    calib = _as_samples(calibration)
+    val_inputs = (val_inputs,) if isinstance(val_inputs, torch.Tensor) else tuple(val_inputs)
+    example = tuple(x.clone() for x in calib[0])
+    reference = outputs_of(model, val_inputs)
 
     def score(skip: tuple[str, ...]) -> tuple[torch.nn.Module, float, float]:
         q = quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, cfg.observer, skip))
-        out = _logits(q, val_inputs)
-        return q, _agreement(reference, out), float(((out - reference) ** 2).mean())
+        out = outputs_of(q, val_inputs)
+        return q, match.agreement(reference, out, val_inputs), match.error(reference, out, val_inputs)
 
     skip = tuple(cfg.skip)
     progress("PTQ calibrate", 0, 1, {})
@@ -132,6 +170,38 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor, val_inputs: torch
             "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()}}
 
 
+@dataclass
+class PTQJob:
+    """What PTQ needs from a task's checkpoint: the model, its data and how its outputs are scored.
+
+    ``score(outputs)`` turns test outputs into the report's accuracy block (``top1``/``top5``
+    first, then any task figures).
+    """
+
+    model: torch.nn.Module
+    calibration: list[tuple[torch.Tensor, ...]]
+    val_inputs: tuple[torch.Tensor, ...]
+    test_inputs: tuple[torch.Tensor, ...]
+    score: Callable[[np.ndarray], dict]
+    match: OutputMatch = field(default_factory=OutputMatch)
+
+
+def clip_job(path: Path, cfg: PTQConfig) -> PTQJob:
+    """The PTQ job of a clip classifier: calibration clips from train, agreement on val, top-1/5 on test."""
+    from trainer.checkpoint import load_model
+    from trainer.data import DataConfig, load_split, to_model_input
+    from trainer.data.calibration import calibration_inputs
+    from trainer.train import topk_accuracy
+
+    model, ckpt = load_model(path)
+    data_cfg, preprocess = DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"]
+    calib = torch.from_numpy(calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.seed))
+    val = load_split(data_cfg, "val")
+    test = load_split(data_cfg, "test")
+    return PTQJob(model, _as_samples(calib), (to_model_input(val.clips[:cfg.val_samples], preprocess),),
+                  (to_model_input(test.clips, preprocess),), lambda out: topk_accuracy(out, test.labels))
+
+
 def load_program(path: str | Path) -> torch.nn.Module:
     """A saved int8 program (``*_int8.pt2``) as a runnable module, in any process."""
     import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers the quantized_decomposed ops it calls)
@@ -142,7 +212,8 @@ def load_program(path: str | Path) -> torch.nn.Module:
 def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: Progress = no_progress) -> dict:
     """PTQ a student checkpoint; writes ``<stem>_int8.pt2`` and ``<stem>_int8.json`` into ``out_dir``.
 
-    Returns the report: settings, blocks kept fp32, sensitivity, and fp32 vs int8 test accuracy.
+    Clip classifiers and NLQ span models alike (the checkpoint says which). Returns the report:
+    settings, blocks kept fp32, sensitivity, and fp32 vs int8 test accuracy.
 
     Example::
 
@@ -152,11 +223,8 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     import io
     import time
 
-    from trainer.checkpoint import load_model
+    from trainer.checkpoint import read_checkpoint
     from trainer.common.io import write_bytes_atomic, write_json_atomic
-    from trainer.data import DataConfig, load_split, to_model_input
-    from trainer.data.calibration import calibration_inputs
-    from trainer.train import topk_accuracy
 
     path, out_dir = Path(path), Path(out_dir)
     if cfg.observer not in OBSERVERS:
@@ -166,16 +234,15 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     if cfg.val_samples < 1:
         raise EgoedgeError("val_samples must be >= 1")
     t0 = time.perf_counter()
-    model, ckpt = load_model(path)
-    data_cfg, preprocess = DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"]
-    calib = torch.from_numpy(calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.seed))
-    val = load_split(data_cfg, "val")
-    val_inputs = to_model_input(val.clips[:cfg.val_samples], preprocess)
-    result = run_ptq(model, calib, val_inputs, cfg, progress)
-    test = load_split(data_cfg, "test")
-    test_inputs = to_model_input(test.clips, preprocess)
-    fp32, int8 = _logits(model, test_inputs), _logits(result["model"], test_inputs)
-    example = (calib[:1].clone(),)  # a view would drag the whole calibration set into the .pt2's sample inputs
+    if read_checkpoint(path)["config"].get("task") == "nlq":
+        from trainer.nlq.compress import nlq_job
+
+        job = nlq_job(path, cfg)
+    else:
+        job = clip_job(path, cfg)
+    result = run_ptq(job.model, job.calibration, job.val_inputs, cfg, progress, job.match)
+    fp32, int8 = outputs_of(job.model, job.test_inputs), outputs_of(result["model"], job.test_inputs)
+    example = tuple(x.clone() for x in job.calibration[0])  # a view would drag the calibration set into the .pt2
     program = torch.export.export(result["model"], example, strict=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / f"{path.stem}_int8.pt2"
@@ -184,8 +251,8 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     write_bytes_atomic(artifact, buffer.getvalue())
     report = {"source": path.name, "artifact": artifact.name, "config": dataclasses.asdict(cfg),
               "skip": result["skip"], "val_agreement": result["val_agreement"], "steps": result["steps"],
-              "sensitivity": result["sensitivity"], "fp32": topk_accuracy(fp32, test.labels),
-              "int8": topk_accuracy(int8, test.labels), "test_agreement": _agreement(fp32, int8),
+              "sensitivity": result["sensitivity"], "fp32": job.score(fp32), "int8": job.score(int8),
+              "test_agreement": job.match.agreement(fp32, int8, job.test_inputs),
               "wall_s": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out_dir / f"{path.stem}_int8.json", report)
     return report
