@@ -194,16 +194,14 @@ def cbkd(
     from trainer.nlq.compress import cbkd_nlq_checkpoint
 
     try:
-        cfg = nlq_preset("quick").cbkd
-        cfg = replace(cfg, **{k: v for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio)) if v is not None})
+        preset = nlq_preset("quick")
+        cfg = replace(preset.cbkd, **{k: v for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio))
+                                      if v is not None})
         if finetune_epochs is not None:
             if finetune_epochs < 0:
                 raise EgoedgeError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
             cfg = replace(cfg, finetune=replace(cfg.finetune, epochs=finetune_epochs))
-        try:
-            cfg.validate()
-        except (ValueError, KeyError) as e:
-            raise EgoedgeError(str(e.args[0] if e.args else e)) from None
+        replace(preset, cbkd=cfg).validate()
         out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
         with RichProgress() as progress:
             path, summary = cbkd_nlq_checkpoint(checkpoint, out, cfg, progress)

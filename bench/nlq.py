@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench.host import BenchConfig, Target, error_line, new_row, time_session
@@ -42,6 +41,7 @@ from trainer.nlq.train import (
     evaluate_model,
     load_data,
     load_nlq_model,
+    query_ids,
     save_nlq_checkpoint,
     train_nlq,
 )
@@ -259,7 +259,7 @@ def nlq_report(models: list[Trained], manifest: dict, export_dir: Path, data: NL
         progress(f"time {m.name}", 0, 1, {})
         try:
             # A MiniLM model reads its own token ids; every other model reads word ids.
-            ids = data.ids("test", m.tokenizer)[:1].astype(np.int32 if m.tokenizer == "words" else np.int64)
+            ids = query_ids(data, "test", m.tokenizer, slice(0, 1))
             _, timed = time_session(lambda m=m: eager.open(m.model, cfg.threads), [sample[0], sample[1], ids], cfg)
             row.update(timed, status="ok", accuracy=nlq_metrics.accuracy_block(m.metrics["test"]),
                        nlq=m.metrics["test"])

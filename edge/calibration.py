@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from trainer.common.io import EgoedgeError
-from trainer.data.calibration import MIN_CALIBRATION, calibration_inputs, check_preprocess
+from trainer.data.calibration import MIN_CALIBRATION, as_samples, calibration_inputs, check_preprocess
 
 __all__ = ["MIN_CALIBRATION", "as_samples", "calibration_inputs", "check_preprocess", "load_calibration_file"]
 
@@ -32,7 +31,3 @@ def load_calibration_file(path: str | Path, sample_shape: tuple[int, ...]) -> np
         raise EgoedgeError(f"calibration file {path} holds {len(x)} samples; at least {MIN_CALIBRATION} are needed")
     return x.astype(np.float32)
 
-
-def as_samples(*arrays: np.ndarray) -> list[tuple[torch.Tensor, ...]]:
-    """Batch-1 input tuples (one tensor per model input), the form every quantizer's calibration loop feeds."""
-    return [tuple(torch.from_numpy(x[i:i + 1]) for x in arrays) for i in range(len(arrays[0]))]

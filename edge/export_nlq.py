@@ -29,10 +29,12 @@ from trainer.nlq.metrics import accuracy_block, metrics_row
 from trainer.nlq.train import (
     NLQData,
     NLQDataSpec,
+    calibration_queries,
     evaluate_logits,
     load_data,
     load_nlq_model,
     logits_of,
+    query_ids,
     top1_window_agreement,
 )
 
@@ -44,7 +46,7 @@ NLQ_GATE = ParityGate(fp32_max_abs=1e-3, int8_min_agreement=80.0, int8_max_accur
 def nlq_inputs(data: NLQData, split: str, idx: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(video, video_mask, query_ids)`` of some queries, in the artifacts' dtypes."""
     s: NLQSplit = data.splits[split]
-    return (s.video[idx], s.video_mask[idx], data.ids(split, "words")[idx].astype(np.int32))
+    return s.video[idx], s.video_mask[idx], query_ids(data, split, "words", idx)
 
 
 def run_nlq_session(session, inputs: tuple[np.ndarray, ...], progress: Progress = no_progress,
@@ -95,9 +97,7 @@ def export_nlq_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: Expo
     calibration, calib_info = [], None
     if needs_calibration(pairs):
         n = min(cfg.calibration, len(data.splits["train"]))
-        rng = np.random.default_rng(cfg.calibration_seed)
-        idx = np.sort(rng.choice(len(data.splits["train"]), n, replace=False))
-        calibration = as_samples(*nlq_inputs(data, "train", idx))
+        calibration = as_samples(*nlq_inputs(data, "train", calibration_queries(data, n, cfg.calibration_seed)))
         calib_info = {"source": f"{data.spec.root}/train", "samples": n, "seed": cfg.calibration_seed}
 
     out_dir.mkdir(parents=True, exist_ok=True)

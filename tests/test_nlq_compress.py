@@ -227,3 +227,5 @@ def test_cli_quantize_and_cbkd_on_an_nlq_checkpoint(student, tmp_path):
     assert "val R1@0.3 %" in r.output and "MACs cut" in r.output and out.is_file()
     r = CliRunner().invoke(app, ["nlq", "cbkd", str(student), "--max-ratio", "1.5"])
     assert r.exit_code == 1 and "[0, 1)" in r.output
+    r = CliRunner().invoke(app, ["nlq", "cbkd", str(student), "--finetune-epochs", "-1"])
+    assert r.exit_code == 1 and "--finetune-epochs must be >= 0, got -1" in " ".join(r.output.split())

@@ -7,6 +7,7 @@ models differ only in how they quantize, never in what they were shown.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from trainer.common.io import EgoedgeError
 from trainer.data.clips import DataConfig, load_split, preprocess_spec, to_model_input
@@ -27,6 +28,11 @@ def check_preprocess(preprocess: dict, data_cfg: DataConfig) -> None:
 
 def _norm(v):
     return [round(float(x), 6) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def as_samples(*arrays: np.ndarray | torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Batch-1 input tuples (one tensor per model input), the form every quantizer's calibration loop feeds."""
+    return [tuple(torch.as_tensor(x[i:i + 1]) for x in arrays) for i in range(len(arrays[0]))]
 
 
 def calibration_inputs(data_cfg: DataConfig, preprocess: dict, count: int, seed: int = 0) -> np.ndarray:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from trainer.common.progress import Progress, no_progress
+from trainer.data.calibration import MIN_CALIBRATION, as_samples
 from trainer.engine import device
 from trainer.nlq import metrics as nlq_metrics
 from trainer.nlq.train import (
@@ -29,10 +30,12 @@ from trainer.nlq.train import (
     NLQDataSpec,
     SpanLoss,
     batch_of,
+    calibration_queries,
     evaluate_logits,
     evaluate_model,
     load_data,
     load_nlq_model,
+    query_ids,
     save_nlq_checkpoint,
     top1_window_agreement,
     train_nlq,
@@ -123,7 +126,6 @@ def valid_step_error(ref: np.ndarray, got: np.ndarray, inputs: tuple[torch.Tenso
 def nlq_job(path: Path, cfg: PTQConfig) -> PTQJob:
     """The PTQ job of an NLQ checkpoint: training queries calibrate, val queries steer the fallback."""
     from trainer.common.io import EgoedgeError
-    from trainer.data.calibration import MIN_CALIBRATION
 
     model, ckpt = load_nlq_model(path)
     data = load_data(NLQDataSpec(**ckpt["config"]["data"]), vocab=ckpt["preprocess"]["vocab"])
@@ -134,13 +136,10 @@ def nlq_job(path: Path, cfg: PTQConfig) -> PTQJob:
 
     def inputs(split: str, idx) -> tuple[torch.Tensor, ...]:
         s = data.splits[split]
-        ids = data.ids(split, model.tokenizer)[idx]
-        return (torch.from_numpy(s.video[idx]), torch.from_numpy(s.video_mask[idx]),
-                torch.from_numpy(ids.astype(np.int32 if model.tokenizer == "words" else np.int64)))
+        return tuple(torch.from_numpy(x) for x in (s.video[idx], s.video_mask[idx],
+                                                   query_ids(data, split, model.tokenizer, idx)))
 
-    rng = np.random.default_rng(cfg.seed)
-    calib = inputs("train", np.sort(rng.choice(n_train, cfg.calibration, replace=False)))
-    samples = [tuple(x[i:i + 1] for x in calib) for i in range(cfg.calibration)]
+    samples = as_samples(*inputs("train", calibration_queries(data, cfg.calibration, cfg.seed)))
     val = inputs("val", slice(0, cfg.val_samples))
 
     def score(out: np.ndarray) -> dict:

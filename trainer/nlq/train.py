@@ -102,6 +102,16 @@ def load_data(spec: NLQDataSpec, vocab: list[str] | None = None, limit: int | No
     return NLQData(spec, splits, vocab or build_vocab(splits["train"].texts))
 
 
+def query_ids(data: NLQData, split: str, tokenizer: str, idx: slice | np.ndarray = slice(None)) -> np.ndarray:
+    """Token ids as the models take them: int32 word ids (what the exported artifacts read), int64 MiniLM ids."""
+    return data.ids(split, tokenizer)[idx].astype(np.int32 if tokenizer == "words" else np.int64)
+
+
+def calibration_queries(data: NLQData, count: int, seed: int) -> np.ndarray:
+    """``count`` sorted training-query indices, seeded: export and PTQ calibrate on the same queries."""
+    return np.sort(np.random.default_rng(seed).choice(len(data.splits["train"]), count, replace=False))
+
+
 def highlight_labels(split: NLQSplit, idx: np.ndarray, extend: float) -> np.ndarray:
     """1 on the answer window widened by ``extend`` of its length each side, 0 elsewhere."""
     t = split.video.shape[1]

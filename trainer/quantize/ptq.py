@@ -23,6 +23,7 @@ import torch
 
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
+from trainer.data.calibration import as_samples
 from trainer.quantize.observers import OBSERVERS
 from trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, quantize_pt2e
 
@@ -115,12 +116,6 @@ def outputs_of(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], batch: 
     return torch.cat(outs).numpy()
 
 
-def _as_samples(calibration) -> list[tuple[torch.Tensor, ...]]:
-    if isinstance(calibration, torch.Tensor):  # one input: a batch of samples
-        return [(calibration[i:i + 1],) for i in range(len(calibration))]
-    return list(calibration)
-
-
 def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[torch.Tensor, ...]],
             val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
             progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
@@ -138,7 +133,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     unknown = [b for b in cfg.skip if b not in known]
     if unknown:
         raise EgoedgeError(f"unknown block(s) {unknown}; valid: {', '.join(known)}")
-    calib = _as_samples(calibration)
+    calib = as_samples(calibration) if isinstance(calibration, torch.Tensor) else list(calibration)
     val_inputs = (val_inputs,) if isinstance(val_inputs, torch.Tensor) else tuple(val_inputs)
     example = tuple(x.clone() for x in calib[0])
     reference = outputs_of(model, val_inputs)
@@ -198,7 +193,7 @@ def clip_job(path: Path, cfg: PTQConfig) -> PTQJob:
     calib = torch.from_numpy(calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.seed))
     val = load_split(data_cfg, "val")
     test = load_split(data_cfg, "test")
-    return PTQJob(model, _as_samples(calib), (to_model_input(val.clips[:cfg.val_samples], preprocess),),
+    return PTQJob(model, as_samples(calib), (to_model_input(val.clips[:cfg.val_samples], preprocess),),
                   (to_model_input(test.clips, preprocess),), lambda out: topk_accuracy(out, test.labels))
 
 
