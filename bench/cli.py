@@ -17,8 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 # The terminal table keeps what fits 80 columns; report.md has every column.
-TERMINAL_COLUMNS = {"name": "name", "size MB": "MB", "median ms": "ms", "p90 ms": "p90", "top-1 %": "top-1",
-                    "R1@0.3 %": "R1@.3", "agree %": "agree", "status": "status"}
+TERMINAL_COLUMNS = {"name": "name", "threads": "thr", "size MB": "MB", "median ms": "ms", "p90 ms": "p90",
+                    "top-1 %": "top-1", "R1@0.3 %": "R1@.3", "agree %": "agree", "status": "status"}
 
 
 def results_table(report: dict) -> Table:
@@ -36,6 +36,23 @@ def results_table(report: dict) -> Table:
     for row in rows:
         row = [short_status(cell) if i == status else cell for i, cell in enumerate(row)]
         table.add_row(*[row[i] for i in keep])
+    return table
+
+
+def speedup_table(report: dict) -> Table | None:
+    """Reduced precision vs fp32 per runtime and thread count, then the fastest artifact vs eager (or None)."""
+    from bench.report import SPEEDUP_HEADER, best_vs_eager, speedup_cells, speedups
+
+    rows, best = speedups(report), best_vs_eager(report)
+    if not rows and not best:
+        return None
+    caption = "; ".join(f"fastest at {b['threads']}t: {b['name']} {b['ms']:.3f} ms = {b['speedup']:.2f}x eager"
+                        for b in best)
+    table = Table(title="speed-ups vs fp32 (same runtime, same threads)", caption=caption or None)
+    for h in SPEEDUP_HEADER:
+        table.add_column(h, justify="left" if h in ("runtime", "precision", "status") else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*speedup_cells(row))
     return table
 
 
@@ -75,8 +92,9 @@ def run(
     recipe: str = typer.Option(None, help="Distillation recipe of the student (default clip_kd); see `egoedge "
                                "train student --help`."),
     student: str = typer.Option(None, help="Student variant of the preset's MobileViT (micro, tiny, xxs, xs, s), or "
-                                "ARCH:VARIANT for another student, e.g. mobilenet:v4_small (v4_small_035, "
-                                "v4_small_050, v4_small, v2_050, lite0): export-friendly CNNs."),
+                                "ARCH:VARIANT for another student: export-friendly CNNs, mobilenet:v4_small "
+                                "(v4_small_035, v4_small_050, v4_small, v2_050, lite0) or resnet:r10_48 (r10_16, "
+                                "r10_32, r10_48, r10_64, r18_32; dense convs, the ones int8 speeds up most)."),
     alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
     beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
     gamma: float = typer.Option(None, help="Weight of the cross-entropy term (default 0.5)."),
@@ -276,7 +294,8 @@ def bench(
     device: str = typer.Option("host", help="Where to run, comma-separated: host, android[:SERIAL], "
                                "emulator[:SERIAL], ios[:UDID]."),
     out: Path = typer.Option(None, help="Report folder (default: the export folder's parent)."),
-    threads: int = typer.Option(2, help="Threads for every runtime."),
+    threads: str = typer.Option("2", help="Threads for every runtime; a comma-separated list (e.g. 1,2 or 1,all) "
+                                "times every host target at each count, accuracy and profiles at the first."),
     warmup: int = typer.Option(5, help="Untimed warm-up iterations."),
     iterations: int = typer.Option(30, help="Timed iterations."),
     budget_s: float = typer.Option(None, "--budget-s", help="Time each target for this many seconds instead "
@@ -298,20 +317,22 @@ def bench(
     """Benchmark the eager source model and every artifact side by side; write report.json/md/png.
 
     Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench --compare runs/baseline
-             egoedge bench runs/quick/export --profile
+             egoedge bench runs/quick/export --threads 1,2 --profile
     """
     from bench.compare import check_max_slowdown, load_report
-    from bench.host import BenchConfig
+    from bench.host import BenchConfig, parse_threads
     from bench.session import bench_export, parse_tools
 
     try:
-        if threads < 1 or iterations < 1 or warmup < 0 or (budget_s is not None and budget_s <= 0):
-            raise EgoedgeError("--threads and --iterations must be >= 1, --warmup >= 0, --budget-s > 0")
+        counts = parse_threads(threads)
+        if iterations < 1 or warmup < 0 or (budget_s is not None and budget_s <= 0):
+            raise EgoedgeError("--iterations must be >= 1, --warmup >= 0, --budget-s > 0")
         if profile_runs < 1:
             raise EgoedgeError(f"--profile-runs must be >= 1, got {profile_runs}")
         check_max_slowdown(max_slowdown)
         baseline = load_report(compare) if compare else None  # a bad baseline fails before minutes of benching
-        cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=threads, budget_s=budget_s,
+        cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=counts[0], more_threads=counts[1:],
+                          budget_s=budget_s,
                           isolate=isolate, options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
                           device_timeout_s=device_timeout, profile_runs=profile_runs if profile else 0)
         with RichProgress() as progress:
@@ -322,6 +343,8 @@ def bench(
     except KeyboardInterrupt:
         fail(f"interrupted; rows measured so far are in {(out or export_dir.parent) / 'report.json'}")
     console.print(results_table(report))
+    if table := speedup_table(report):
+        console.print(table)
     if profile:
         for table in profile_tables(report, top=5):
             console.print(table)
@@ -362,8 +385,10 @@ def print_comparison(base: dict, other: dict, base_label: str, other_label: str,
     table = Table(title=f"{base_label} → {other_label}")
     for h in ("name", "ms", "→ ms", "×", "top-1", "→ top-1", "Δ top-1"):
         table.add_column(h, justify="left" if h == "name" else "right", no_wrap=h == "name")
+    swept = len({row["threads"] for row in rows}) > 1
     for row in rows:
-        table.add_row(row["name"], fmt(row["median_ms"][0], ".2f"), fmt(row["median_ms"][1], ".2f"),
+        name = f"{row['name']} @{row['threads']}t" if swept else row["name"]
+        table.add_row(name, fmt(row["median_ms"][0], ".2f"), fmt(row["median_ms"][1], ".2f"),
                       fmt(row["speedup"], ".2f") + ("x" if row["speedup"] else ""),
                       fmt(row["top1"][0], ".1f"), fmt(row["top1"][1], ".1f"), fmt(row["top1_delta"], "+.1f"))
     console.print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.report import validate_report
+from bench.report import row_threads, validate_report
 from trainer.common.io import EgoedgeError
 
 
@@ -23,25 +23,25 @@ def load_report(path: str | Path) -> dict:
     return report
 
 
-def _key(r: dict) -> tuple[str, str]:
-    return r["name"], r.get("device", "host")
+def _key(report: dict, r: dict) -> tuple[str, str, int]:
+    return r["name"], r.get("device", "host"), row_threads(report, r)
 
 
 def compare_reports(base: dict, other: dict) -> list[dict]:
-    """One row per result present in both: latency, accuracy and size of each, and the change.
+    """One row per result present in both (same name, device and thread count): latency, accuracy, size, change.
 
     ``speedup`` > 1 means ``other`` is faster; ``top1_delta`` is in points (other − base).
     """
-    others = {_key(r): r for r in other["results"]}
+    others = {_key(other, r): r for r in other["results"]}
     rows = []
     for a in base["results"]:
-        b = others.get(_key(a))
+        b = others.get(_key(base, a))
         if b is None:
             continue
         lat_a, lat_b = (a["latency_ms"] or {}).get("median"), (b["latency_ms"] or {}).get("median")
         acc_a, acc_b = (a["accuracy"] or {}).get("top1"), (b["accuracy"] or {}).get("top1")
         rows.append({
-            "name": a["name"], "device": a.get("device", "host"),
+            "name": a["name"], "device": a.get("device", "host"), "threads": row_threads(base, a),
             "median_ms": [lat_a, lat_b], "speedup": lat_a / lat_b if lat_a and lat_b else None,
             "top1": [acc_a, acc_b], "top1_delta": acc_b - acc_a if acc_a is not None and acc_b is not None else None,
             "size_bytes": [a["size_bytes"], b["size_bytes"]], "status": [a["status"], b["status"]]})
@@ -50,8 +50,8 @@ def compare_reports(base: dict, other: dict) -> list[dict]:
 
 def only_in(base: dict, other: dict) -> list[str]:
     """Names of results in ``base`` with no counterpart in ``other``."""
-    keys = {_key(r) for r in other["results"]}
-    return [r["name"] for r in base["results"] if _key(r) not in keys]
+    keys = {_key(other, r) for r in other["results"]}
+    return [r["name"] for r in base["results"] if _key(base, r) not in keys]
 
 
 def check_max_slowdown(max_slowdown: float) -> float:
@@ -68,8 +68,10 @@ def regressions(rows: list[dict], max_slowdown: float = 0.10) -> list[str]:
     """
     check_max_slowdown(max_slowdown)
     slower = []
+    swept = len({r.get("threads") for r in rows}) > 1  # name the thread count only where it tells rows apart
     for r in rows:
         old, new = r["median_ms"]
         if old and new and new / old - 1.0 > max_slowdown:
-            slower.append(f"{r['name']}: {old:.2f} -> {new:.2f} ms ({100 * (new / old - 1.0):+.0f}%)")
+            name = f"{r['name']} @ {r['threads']} threads" if swept else r["name"]
+            slower.append(f"{name}: {old:.2f} -> {new:.2f} ms ({100 * (new / old - 1.0):+.0f}%)")
     return slower

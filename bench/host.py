@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,27 @@ class BenchConfig:
     options: dict = field(default_factory=dict)  # runtime options per format, e.g. {"tflite": {"xnnpack": False}}
     device_timeout_s: float = 600.0  # the longest one artifact may take on a phone before it counts as hung
     profile_runs: int = 0  # > 0: also profile each host target's ops over this many calls (after the timing)
+    more_threads: tuple[int, ...] = ()  # host: time every target again at each of these thread counts
+
+
+def parse_threads(text: str) -> tuple[int, ...]:
+    """``"2"`` -> ``(2,)``, ``"1,all"`` -> ``(1, cores)``: thread counts to bench at, the first one in full.
+
+    Example: ``parse_threads("2,1")`` -> ``(2, 1)``
+    """
+    import os
+
+    counts: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if part == "all":
+            n = os.cpu_count() or 1
+        elif part.isdigit() and int(part) >= 1:
+            n = int(part)
+        else:
+            raise EgoedgeError(f"--threads takes counts >= 1 or 'all', comma-separated (e.g. 1,2); got '{text}'")
+        if n not in counts:
+            counts.append(n)
+    return tuple(counts)
 
 
 DELEGATION_KEYS = ("delegated_subgraphs", "delegated_nodes", "portable_nodes")
@@ -220,15 +241,41 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
     return results
 
 
+ACCURACY_KEYS = ("accuracy", "top1_agreement", "parity_max_abs")
+
+
 def host_report(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
                 progress: Progress = no_progress, peaks: bool = True) -> dict:
-    """``{"machine", "results"}``: the targets measured side by side, each set against this CPU's GEMM peak."""
-    progress("GEMM peak", 0, 1, {})
-    peaks = measure_peaks(cfg.threads) if peaks else None
-    progress("GEMM peak", 1, 1, {})
-    results = bench_targets(targets, data_cfg, preprocess, cfg, progress)
-    add_throughput(results, peaks)
-    return {"machine": {**machine_info(cfg.threads), "peak_gmacs": peaks}, "results": results}
+    """``{"machine", "results"}``: the targets measured side by side, each set against this CPU's GEMM peak.
+
+    Every row carries its ``threads``. With ``cfg.more_threads`` each target is timed again at
+    those counts (its accuracy is the first pass's: thread count does not change the
+    predictions), so 1-thread and all-core numbers come from one command, each against the
+    peak measured at its own thread count (``machine.peak_gmacs_by_threads``).
+    """
+    counts = (cfg.threads, *(t for t in cfg.more_threads if t != cfg.threads))
+    peaks_by: dict[str, dict | None] = {}
+    results: list[dict] = []
+    first: dict[str, dict] = {}
+    for i, threads in enumerate(counts):
+        run_cfg = cfg if i == 0 else replace(cfg, threads=threads, accuracy=False, profile_runs=0)
+        progress(f"GEMM peak, {threads} threads", 0, 1, {})
+        peaks_by[str(threads)] = measure_peaks(threads) if peaks else None
+        progress(f"GEMM peak, {threads} threads", 1, 1, {})
+        rows = bench_targets(targets, data_cfg, preprocess, run_cfg, progress)
+        for row in rows:
+            row["threads"] = threads
+            if i == 0:
+                first[row["name"]] = row
+            elif row["name"] in first:
+                row.update({k: first[row["name"]][k] for k in ACCURACY_KEYS})
+        add_throughput(rows, peaks_by[str(threads)])
+        results += rows
+    machine = {**machine_info(cfg.threads), "peak_gmacs": peaks_by[str(cfg.threads)]}
+    if len(counts) > 1:
+        machine["thread_counts"] = list(counts)
+        machine["peak_gmacs_by_threads"] = peaks_by
+    return {"machine": machine, "results": results}
 
 
 def teacher_of(source: Path, ckpt: dict) -> Path | None:

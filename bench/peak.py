@@ -13,8 +13,15 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-# fp32 artifacts compute in float; w8 (weight-only) too. int8/w8a8 run integer kernels.
+# fp32 artifacts compute in float; Core ML's w8 (weight-only) too. int8/w8a8 run integer kernels.
 PEAK_KIND = {"fp32": "fp32", "fp16": "fp32", "w8": "fp32", "int8": "int8", "w8a8": "int8"}
+# LiteRT's w8 is dynamic range: XNNPACK quantizes each activation on the fly and multiplies in int8.
+PEAK_KIND_OF_FORMAT = {("tflite", "w8"): "int8"}
+
+
+def peak_kind(row: dict) -> str:
+    """Which peak a row's arithmetic is measured against: ``"fp32"`` or ``"int8"``."""
+    return PEAK_KIND_OF_FORMAT.get((row.get("format"), row["precision"]), PEAK_KIND.get(row["precision"], "fp32"))
 
 
 def _best_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -79,5 +86,5 @@ def add_throughput(results: list[dict], peaks: dict[str, float] | None) -> None:
         r["gmacs_per_s"] = round(r["macs"] / 1e9 / (median / 1000.0), 3)
         # The peak is this host's: a row measured on a phone gets throughput but no % of it.
         on_host = r.get("device", "host") == "host"
-        peak = (peaks or {}).get(PEAK_KIND.get(r["precision"], "fp32")) if on_host else None
+        peak = (peaks or {}).get(peak_kind(r)) if on_host else None
         r["peak_pct"] = round(100.0 * r["gmacs_per_s"] / peak, 2) if peak else None

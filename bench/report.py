@@ -74,9 +74,122 @@ def render_profiles(report: dict) -> list[str]:
     return lines
 
 
+def row_threads(report: dict, row: dict) -> int:
+    """The thread count a row was measured at (rows of older reports: the machine's)."""
+    return row.get("threads") or report["machine"]["threads"]
+
+
+def thread_counts(report: dict) -> list[int]:
+    """Every thread count the report's rows were measured at, the main one (``machine.threads``) first."""
+    counts = [report["machine"]["threads"]]
+    for r in report["results"]:
+        if row_threads(report, r) not in counts:
+            counts.append(row_threads(report, r))
+    return counts
+
+
+def at_threads(report: dict, threads: int | None = None) -> dict:
+    """The report with only the rows measured at ``threads`` (default: the main count)."""
+    threads = threads or report["machine"]["threads"]
+    return {**report, "results": [r for r in report["results"] if row_threads(report, r) == threads]}
+
+
+def _reference(rows: list[dict]) -> dict | None:
+    """The eager fp32 model every artifact was compared with (it agrees with itself exactly)."""
+    eager = [r for r in rows if r["format"] == "pytorch" and r["status"] == "ok" and r["latency_ms"]]
+    exact = [r for r in eager if r["parity_max_abs"] == 0.0]
+    named = [r for r in eager if r["name"] == "student"]
+    return (named or exact or [None])[0]
+
+
+def speedups(report: dict) -> list[dict]:
+    """Each reduced-precision artifact against the fp32 artifact of its runtime, at the same thread count.
+
+    Rows: ``{"threads", "format", "runtime", "precision", "fp32_ms", "ms", "speedup", "top1_delta",
+    "delegation": [fp32, this], "peak_pct": [fp32, this], "status"}``, gate-refused artifacts included
+    (their speed is a measured fact) with their status.
+    """
+    out = []
+    for threads in thread_counts(report):
+        rows = [r for r in at_threads(report, threads)["results"]
+                if r["format"] != "pytorch" and (r["latency_ms"] or {}).get("median")]
+        fp32 = {(r.get("device", "host"), r["format"]): r for r in rows
+                if r["precision"] == "fp32" and r["status"] == "ok"}
+        for r in rows:
+            base = fp32.get((r.get("device", "host"), r["format"]))
+            if base is None or r is base:
+                continue
+            acc, base_acc = (r["accuracy"] or {}).get("top1"), (base["accuracy"] or {}).get("top1")
+            out.append({"threads": threads, "device": r.get("device", "host"), "format": r["format"],
+                        "runtime": r["runtime"], "precision": r["precision"],
+                        "fp32_ms": base["latency_ms"]["median"], "ms": r["latency_ms"]["median"],
+                        "speedup": base["latency_ms"]["median"] / r["latency_ms"]["median"],
+                        "top1_delta": acc - base_acc if acc is not None and base_acc is not None else None,
+                        "delegation": [_delegation(base.get("delegation")), _delegation(r.get("delegation"))],
+                        "peak_pct": [base.get("peak_pct"), r.get("peak_pct")], "status": r["status"]})
+    return out
+
+
+def best_vs_eager(report: dict) -> list[dict]:
+    """Per thread count, the fastest host artifact against the eager fp32 model it came from."""
+    out = []
+    for threads in thread_counts(report):
+        rows = at_threads(report, threads)["results"]
+        ref = _reference(rows)
+        artifacts = [r for r in rows if r["format"] != "pytorch" and r["status"] == "ok" and r["latency_ms"]
+                     and _on_host(r)]
+        if ref is None or not artifacts:
+            continue
+        best = min(artifacts, key=lambda r: r["latency_ms"]["median"])
+        out.append({"threads": threads, "name": best["name"], "runtime": best["runtime"],
+                    "ms": best["latency_ms"]["median"], "eager_ms": ref["latency_ms"]["median"],
+                    "speedup": ref["latency_ms"]["median"] / best["latency_ms"]["median"],
+                    "peak_pct": best.get("peak_pct")})
+    return out
+
+
+def speedup_cells(row: dict) -> list[str]:
+    """One ``speedups`` row as table cells (report.md and the terminal)."""
+    where = row["runtime"] + ("" if row["device"] == "host" else f" on {row['device']}")
+    return [where, str(row["threads"]), row["precision"], fmt(row["fp32_ms"], ".3f"), fmt(row["ms"], ".3f"),
+            f"{row['speedup']:.2f}x", fmt(row["top1_delta"], "+.1f"),
+            "–" if set(row["delegation"]) == {"–"} else " → ".join(row["delegation"]),
+            " / ".join(fmt(p, ".0f") for p in row["peak_pct"]), "ok" if row["status"] == "ok" else "refused"]
+
+
+SPEEDUP_HEADER = ["runtime", "threads", "precision", "fp32 ms", "ms", "speed-up", "Δ top-1", "delegate calls",
+                  "% peak fp32 / this", "status"]
+
+
+def render_speedups(report: dict) -> list[str]:
+    """The report.md section: reduced precision vs fp32 per runtime and thread count, and the best vs eager."""
+    rows = speedups(report)
+    best = best_vs_eager(report)
+    if not rows and not best:
+        return []
+    lines = ["## Speed-ups", ""]
+    if rows:
+        lines += ["Each reduced-precision artifact against its own runtime's fp32 artifact at the same thread "
+                  "count (`% peak`: each against the GEMM peak of its arithmetic at that count; delegate calls "
+                  "for ExecuTorch, fp32 → this).", "",
+                  "| " + " | ".join(SPEEDUP_HEADER) + " |", "|" + "---|" * len(SPEEDUP_HEADER)]
+        lines += ["| " + " | ".join(speedup_cells(r)) + " |" for r in rows]
+        lines.append("")
+    for b in best:
+        lines.append(f"- fastest artifact at {b['threads']} thread{'s' if b['threads'] > 1 else ''}: {b['name']} "
+                     f"({b['runtime']}), {b['ms']:.3f} ms, {b['speedup']:.2f}x the eager fp32 model"
+                     + (f", {b['peak_pct']:.0f}% of the peak" if b.get("peak_pct") is not None else ""))
+    return lines + ([""] if best else [])
+
+
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the results table, shared by report.md and the CLI's rich table."""
-    header = ["name", "format", "precision", "runtime", "size MB", "params M", "GMACs", "median ms", "p90 ms",
+    """Header and rows of the results table, shared by report.md and the CLI's rich table.
+
+    A report measured at several thread counts gets a ``threads`` column.
+    """
+    swept = len(thread_counts(report)) > 1
+    header = ["name", "format", "precision", "runtime", *(["threads"] if swept else []), "size MB", "params M",
+              "GMACs", "median ms", "p90 ms",
               "GMAC/s", "% peak", "peak RSS MB", "R1@0.3 %" if report.get("task") == "nlq" else "top-1 %",
               "agree %", "max abs Δ", "delegate calls / portable ops", "status"]
     rows = []
@@ -84,7 +197,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         lat = r["latency_ms"] or {}
         acc = r["accuracy"] or {}
         rows.append([
-            r["name"], r["format"], r["precision"], r["runtime"], _mb(r["size_bytes"]),
+            r["name"], r["format"], r["precision"], r["runtime"], *([str(row_threads(report, r))] if swept else []),
+            _mb(r["size_bytes"]),
             fmt(r["params"] and r["params"] / 1e6, ".2f"), fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
             fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
             fmt(r.get("gmacs_per_s"), ".1f"), fmt(r.get("peak_pct"), ".1f"),
@@ -103,10 +217,13 @@ def render_markdown(report: dict) -> str:
     lines = ["# egoedge report", "",
              f"Machine: {m['cpu']} ({m['cores']} cores), {m['threads']} threads, {m['os']}, "
              f"Python {m['python']}, torch {m['torch']}."]
-    if m.get("peak_gmacs"):
-        lines.append(f"Measured GEMM peak at {m['threads']} threads: fp32 {m['peak_gmacs']['fp32']:.1f} GMAC/s, "
-                     f"int8 {m['peak_gmacs']['int8']:.1f} GMAC/s (`% peak` compares each row with the one "
-                     "matching its arithmetic).")
+    peaks = m.get("peak_gmacs_by_threads") or ({str(m["threads"]): m["peak_gmacs"]} if m.get("peak_gmacs") else {})
+    for threads, peak in peaks.items():
+        if peak:
+            plural = "" if str(threads) == "1" else "s"
+            lines.append(f"Measured GEMM peak at {threads} thread{plural}: fp32 {peak['fp32']:.1f} GMAC/s, "
+                         f"int8 {peak['int8']:.1f} GMAC/s (`% peak` compares each row with the one "
+                         "matching its arithmetic and thread count).")
     lines.append("")
     for key, value in report.get("summary", {}).items():
         lines.append(f"- {key}: {value}")
@@ -126,6 +243,7 @@ def render_markdown(report: dict) -> str:
               "portable ops: for ExecuTorch, how many XNNPACK subgraphs the graph was cut into and how many nodes "
               "run in portable kernels between them (fewer is faster).", "",
               "![pareto](pareto.png)", ""]
+    lines += render_speedups(report)
     lines += render_profiles(report)
     return "\n".join(lines)
 
@@ -138,7 +256,7 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    ok = [r for r in report["results"] if r["status"] == "ok" and r["accuracy"] and r["latency_ms"]]
+    ok = [r for r in at_threads(report)["results"] if r["status"] == "ok" and r["accuracy"] and r["latency_ms"]]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     largest = max((r["size_bytes"] for r in ok), default=1)
     colors = {"pytorch": "tab:blue", "executorch": "tab:orange", "tflite": "tab:green", "onnx": "tab:purple",
@@ -183,7 +301,8 @@ def _on_host(row: dict) -> bool:
 
 
 def summarize(report: dict) -> dict[str, str]:
-    """The headline ratios: teacher vs student size and speed, accuracies, artifact parity."""
+    """The headline ratios at the main thread count: teacher vs student size and speed, accuracies, artifact parity."""
+    report = at_threads(report)
     by = {r["name"]: r for r in report["results"] if r["status"] == "ok"}
     s: dict[str, str] = {}
     t, st = by.get("teacher"), by.get("student")

@@ -74,6 +74,7 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
         targets += manifest_targets(export_dir, manifest, student.params, student.macs)
     report = host_report(targets, data_cfg, preprocess, cfg, progress, peaks="host" in specs)
     report["devices"] = {"host": {"name": report["machine"]["cpu"]}} if "host" in specs else {}
+    host_rows = len(report["results"])
     if phones:
         test = load_split(data_cfg, "test")
         inputs = to_model_input(test.clips, preprocess).numpy()
@@ -96,6 +97,6 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
                 raise EgoedgeError(f"{label}: {e} ({len(report['results']) - done} rows kept in "
                                    f"{out / 'report.json'})") from None
             report["devices"][label]["skipped"] = skipped
-        add_throughput(report["results"], report["machine"].get("peak_gmacs"))
+        add_throughput(report["results"][host_rows:], report["machine"].get("peak_gmacs"))
     report["summary"] = summarize(report)
     return report, write_report(report, out)

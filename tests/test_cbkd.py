@@ -25,7 +25,7 @@ DATA = DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
 KW = {"num_classes": 16, "frames": DATA.frames, "size": DATA.size, "variant": "micro"}
 
 
-STUDENTS = {"mobilevit": "micro", "mobilenet": "v4_small_035"}
+STUDENTS = {"mobilevit": "micro", "mobilenet": "v4_small_035", "resnet": "r10_16"}
 
 
 def _model(arch="mobilevit"):

@@ -60,18 +60,27 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
     (tmp_path / "baseline").mkdir()
     (tmp_path / "baseline/report.json").write_text(json.dumps(baseline))
     result = runner.invoke(app, ["bench", str(out / "export"), "--out", str(tmp_path), "--iterations", "2",
-                                 "--warmup", "0", "--compare", str(tmp_path / "baseline")])
+                                 "--warmup", "0", "--threads", "2,1", "--compare", str(tmp_path / "baseline")])
     assert result.exit_code == 1, result.output
     message = " ".join(result.output.split())
+    # Only the 2-thread rows have a counterpart in the baseline.
     assert "1 result(s) slower than the baseline by more than 10%: student:" in message, message
     report = json.loads((tmp_path / "report.json").read_text())
-    # The teacher the student came from is found beside it and timed as the baseline.
-    assert [(r["name"], r["format"]) for r in report["results"]] == [
-        ("teacher", "pytorch"), ("student", "pytorch"), ("student_executorch_fp32", "executorch"),
-        ("student_onnx_fp32", "onnx")]
-    assert report["machine"]["peak_gmacs"]["fp32"] > 0 and report["machine"]["peak_gmacs"]["int8"] > 0
+    # The teacher the student came from is found beside it and timed as the baseline; then all again at 1 thread.
+    names = [("teacher", "pytorch"), ("student", "pytorch"), ("student_executorch_fp32", "executorch"),
+             ("student_onnx_fp32", "onnx")]
+    assert [(r["name"], r["format"], r["threads"]) for r in report["results"]] == [
+        *((n, f, 2) for n, f in names), *((n, f, 1) for n, f in names)]
+    assert report["machine"]["thread_counts"] == [2, 1] and report["machine"]["threads"] == 2
+    for peak in (report["machine"]["peak_gmacs"], *report["machine"]["peak_gmacs_by_threads"].values()):
+        assert peak["fp32"] > 0 and peak["int8"] > 0
     assert all(r["peak_pct"] > 0 for r in report["results"])
+    one, two = report["results"][5], report["results"][1]  # the eager student at 1 and at 2 threads
+    assert one["accuracy"] == two["accuracy"] and one["latency_ms"] != two["latency_ms"]
     assert "fastest artifact vs eager student" in report["summary"]
+    md = (tmp_path / "report.md").read_text()
+    assert "- fastest artifact at 1 thread: " in md and "- fastest artifact at 2 threads: " in md
+    assert "| name | format | precision | runtime | threads |" in md
 
 
 def test_bench_refuses_a_missing_baseline_before_benching(tmp_path):
@@ -114,8 +123,10 @@ def test_export_command_table_and_gate_exit_code(mini_run, tmp_path):
     (["bench", "{tmp}", "--tool", "tensorrt=x"], "no native tool for 'tensorrt'"),
     (["bench", "{tmp}", "--tool", "tflite"], "--tool takes FORMAT=PATH"),
     (["bench", "{tmp}", "--budget-s", "0"], "--budget-s > 0"),
+    (["bench", "{tmp}", "--threads", "0"], "--threads takes counts >= 1 or 'all'"),
+    (["bench", "{tmp}", "--threads", "1,two"], "got '1,two'"),
     (["bench", "{tmp}", "--device", "ios:0000-NOPE"], "ios"),
-    (["train", "teacher", "--preset", "mini", "--arch", "resnet", "--out", "{tmp}/t"], "unknown model 'resnet'"),
+    (["train", "teacher", "--preset", "mini", "--arch", "vgg", "--out", "{tmp}/t"], "unknown model 'vgg'"),
     (["train", "teacher", "--preset", "mini", "--arch", "minilm", "--out", "{tmp}/t"], "--task anticipation"),
     (["train", "teacher", "--preset", "mini", "--task", "forecast"], "'forecast' is not one of"),
 ])
@@ -198,7 +209,9 @@ def test_overrides_reach_the_config():
 def test_unknown_student_arch_fails_before_training():
     from bench.pipeline import check_models, resolve_config
 
-    with pytest.raises(Exception, match="valid: .*mobilenet, mobilevit"):
+    with pytest.raises(Exception, match="valid: .*mobilenet, mobilevit, resnet"):
+        check_models(resolve_config("mini", student_variant="vgg:16"), 16)
+    with pytest.raises(Exception, match="unknown resnet variant '18'"):
         check_models(resolve_config("mini", student_variant="resnet:18"), 16)
     with pytest.raises(Exception, match="unknown mobilenet variant 'v9'"):
         check_models(resolve_config("mini", student_variant="mobilenet:v9"), 16)

@@ -33,8 +33,8 @@ def test_temporal_order_matters():
 
 
 def test_unknown_model_and_variant():
-    with pytest.raises(KeyError, match="clip_vit, flow_cnn, minilm, mobilenet, mobilevit"):
-        build_model("resnet", num_classes=2, frames=1, size=32)
+    with pytest.raises(KeyError, match="clip_vit, flow_cnn, minilm, mobilenet, mobilevit, resnet"):
+        build_model("vgg", num_classes=2, frames=1, size=32)
     with pytest.raises(ValueError, match="valid: micro, tiny, xxs, xs, s"):
         build_model("mobilevit", num_classes=2, frames=1, size=32, variant="huge")
     with pytest.raises(ValueError, match="divisible by 32"):
@@ -43,11 +43,15 @@ def test_unknown_model_and_variant():
         build_model("mobilenet", num_classes=2, frames=1, size=32, variant="v5")
     with pytest.raises(ValueError, match="divisible by 32"):
         build_model("mobilenet", num_classes=2, frames=1, size=48, variant="v4_small_035")
+    with pytest.raises(ValueError, match="valid: r10_16, r10_32, r10_48, r10_64, r18_32"):
+        build_model("resnet", num_classes=2, frames=1, size=32, variant="r50")
 
 
 @pytest.mark.parametrize("arch,variant,low,high", [("mobilevit", "tiny", 0.3e6, 1.0e6),
                                                    ("mobilevit", "xxs", 0.9e6, 1.6e6),
-                                                   ("mobilenet", "v4_small", 1.5e6, 2.0e6)])
+                                                   ("mobilenet", "v4_small", 1.5e6, 2.0e6),
+                                                   ("resnet", "r10_32", 1.4e6, 1.8e6),
+                                                   ("resnet", "r10_48", 2.9e6, 3.4e6)])
 def test_student_sizes(arch, variant, low, high):
     model = build_model(arch, num_classes=16, frames=4, size=64, variant=variant)
     assert low < sum(p.numel() for p in model.parameters()) < high
@@ -61,6 +65,18 @@ def test_mobilenet_student_is_a_conv_trunk_with_numbered_stages():
     assert block_names(model, CBKDConfig()) == [f"stages.{i}" for i in range(5)]
     assert model.encoder.proj.in_features == 960 and model.embed_dim == 128
     assert not any(isinstance(m, torch.nn.MultiheadAttention | torch.nn.LayerNorm) for m in model.encoder.modules())
+
+
+def test_resnet_student_is_dense_convs_with_four_stages():
+    """Basic blocks only: no depthwise or grouped conv (those are what int8 does not speed up on x86)."""
+    from trainer.prune.cbkd import CBKDConfig, block_names
+
+    model = build_model("resnet", num_classes=16, frames=4, size=64, variant="r10_32")
+    assert block_names(model, CBKDConfig()) == [f"stages.{i}" for i in range(4)]
+    assert model.encoder.proj.in_features == 256
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.groups == 1 for c in convs)
+    assert tuple(model(model.example_inputs()[0]).shape) == (1, 16)
 
 
 def test_macs_count_transformer_encoders_in_eval_mode():

@@ -93,3 +93,71 @@ def test_summary_marks_gate_refused_artifacts():
     s = summarize({**REPORT, "results": REPORT["results"] + [refused]})
     assert s["executorch int8 vs fp32"] == "size 0.25x, 2.50x faster, top-1 +0.0 points, refused by the parity gate"
     assert "student_executorch_int8 vs eager student" not in s
+
+
+def _swept() -> dict:
+    """REPORT plus int8 artifacts, measured at 2 threads and again at 1 thread."""
+    def row(name, fmt, precision, ms, threads, top1=70.0, **kw):
+        runtime = {"pytorch": "torch-eager", "executorch": "executorch-xnnpack", "onnx": "onnxruntime-cpu"}[fmt]
+        return {**ROW, "name": name, "format": fmt, "precision": precision, "threads": threads, "runtime": runtime,
+                "latency_ms": {**ROW["latency_ms"], "median": ms}, "accuracy": {"top1": top1, "top5": 95.0}, **kw}
+    rows = []
+    for threads, scale in ((2, 1.0), (1, 1.8)):
+        rows += [row("student", "pytorch", "fp32", 9.5 * scale, threads),
+                 row("student_executorch_fp32", "executorch", "fp32", 4.0 * scale, threads,
+                     delegation={"delegated_subgraphs": 6, "portable_nodes": 24}, peak_pct=40.0),
+                 row("student_executorch_int8", "executorch", "int8", 1.6 * scale, threads, top1=69.5,
+                     delegation={"delegated_subgraphs": 6, "portable_nodes": 23}, peak_pct=30.0),
+                 row("student_onnx_fp32", "onnx", "fp32", 3.0 * scale, threads),
+                 row("student_onnx_int8", "onnx", "int8", 2.0 * scale, threads, status="failed", error="gate")]
+    machine = {**REPORT["machine"], "thread_counts": [2, 1],
+               "peak_gmacs_by_threads": {"2": {"fp32": 170.0, "int8": 640.0}, "1": {"fp32": 90.0, "int8": 330.0}},
+               "peak_gmacs": {"fp32": 170.0, "int8": 640.0}}
+    return {"machine": machine, "results": rows}
+
+
+def test_speedups_pair_each_int8_with_its_runtimes_fp32_at_the_same_threads():
+    from bench.report import best_vs_eager, speedups
+
+    rows = speedups(_swept())
+    assert [(r["threads"], r["format"], r["precision"]) for r in rows] == [
+        (2, "executorch", "int8"), (2, "onnx", "int8"), (1, "executorch", "int8"), (1, "onnx", "int8")]
+    et = rows[0]
+    assert et["speedup"] == pytest.approx(2.5) and et["top1_delta"] == pytest.approx(-0.5)
+    assert et["delegation"] == ["6 / 24", "6 / 23"] and et["peak_pct"] == [40.0, 30.0]
+    assert rows[1]["status"] == "failed" and rows[1]["speedup"] == pytest.approx(1.5)
+    best = best_vs_eager(_swept())
+    assert [(b["threads"], b["name"]) for b in best] == [(2, "student_executorch_int8"), (1, "student_executorch_int8")]
+    assert best[1]["speedup"] == pytest.approx(9.5 / 1.6)
+
+
+def test_a_swept_report_renders_threads_and_summarizes_its_main_count():
+    from bench.compare import compare_reports
+    from bench.report import summarize, table_rows
+
+    report = _swept()
+    validate_report(report)
+    header, rows = table_rows(report)
+    assert header[4] == "threads" and [r[4] for r in rows] == ["2"] * 5 + ["1"] * 5
+    md = render_markdown(report)
+    assert "Measured GEMM peak at 1 thread: fp32 90.0" in md and "## Speed-ups" in md
+    assert "| executorch-xnnpack | 1 | int8 | 7.200 | 2.880 | 2.50x | -0.5 | 6 / 24 → 6 / 23 | 40 / 30 | ok |" in md
+    # The summary speaks of the main thread count only (the 2-thread eager student is 9.5 ms).
+    assert summarize(report)["student_executorch_fp32 vs eager student"].startswith("2.38x faster")
+    # Compared with itself at 1 thread only, the 2-thread rows find no counterpart.
+    one = {**report, "results": [r for r in report["results"] if r["threads"] == 1]}
+    assert {r["threads"] for r in compare_reports(report, one)} == {1}
+    assert "threads" not in table_rows(REPORT)[0]  # one thread count: no column
+
+
+def test_parse_threads():
+    import os
+
+    from bench.host import parse_threads
+    from trainer.common.io import EgoedgeError
+
+    assert parse_threads("2") == (2,) and parse_threads("2, 1,2") == (2, 1)
+    assert parse_threads("1,all") == (1, os.cpu_count()) or os.cpu_count() == 1
+    for bad in ("0", "", "1,x", "-1"):
+        with pytest.raises(EgoedgeError, match="--threads takes"):
+            parse_threads(bad)
