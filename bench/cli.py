@@ -332,8 +332,8 @@ def bench(
         check_max_slowdown(max_slowdown)
         baseline = load_report(compare) if compare else None  # a bad baseline fails before minutes of benching
         cfg = BenchConfig(warmup=warmup, iterations=iterations, threads=counts[0], more_threads=counts[1:],
-                          budget_s=budget_s,
-                          isolate=isolate, options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
+                          budget_s=budget_s, isolate=isolate,
+                          options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
                           device_timeout_s=device_timeout, profile_runs=profile_runs if profile else 0)
         with RichProgress() as progress:
             report, paths = bench_export(export_dir, out or export_dir.parent, device, cfg, parse_tools(tool),

@@ -105,7 +105,7 @@ def _reference(rows: list[dict]) -> dict | None:
 def speedups(report: dict) -> list[dict]:
     """Each reduced-precision artifact against the fp32 artifact of its runtime, at the same thread count.
 
-    Rows: ``{"threads", "format", "runtime", "precision", "fp32_ms", "ms", "speedup", "top1_delta",
+    Rows: ``{"threads", "format", "runtime", "precision", "fp32_ms", "ms", "speedup", "size_ratio", "top1_delta",
     "delegation": [fp32, this], "peak_pct": [fp32, this], "status"}``, gate-refused artifacts included
     (their speed is a measured fact) with their status.
     """
@@ -124,6 +124,7 @@ def speedups(report: dict) -> list[dict]:
                         "runtime": r["runtime"], "precision": r["precision"],
                         "fp32_ms": base["latency_ms"]["median"], "ms": r["latency_ms"]["median"],
                         "speedup": base["latency_ms"]["median"] / r["latency_ms"]["median"],
+                        "size_ratio": r["size_bytes"] / base["size_bytes"],
                         "top1_delta": acc - base_acc if acc is not None and base_acc is not None else None,
                         "delegation": [_delegation(base.get("delegation")), _delegation(r.get("delegation"))],
                         "peak_pct": [base.get("peak_pct"), r.get("peak_pct")], "status": r["status"]})
@@ -324,27 +325,20 @@ def summarize(report: dict) -> dict[str, str]:
                 f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, {parity}")
         elif not _on_host(r):  # another machine: its own numbers, no ratio to the host's eager model
             s[r["name"]] = f"{r['latency_ms']['median']:.2f} ms on {r['device']} ({r['runtime']}), {parity}"
-    artifacts = [r for r in by.values() if r["format"] != "pytorch" and r["latency_ms"] and _on_host(r)]
-    if artifacts and st:
-        best = min(artifacts, key=lambda r: r["latency_ms"]["median"])
-        s["fastest artifact vs eager student"] = (
-            f"{best['name']} ({best['runtime']}), {st['latency_ms']['median'] / best['latency_ms']['median']:.2f}x"
-            + (f", {best['peak_pct']:.0f}% of the measured peak" if best.get("peak_pct") is not None else ""))
+    if st:  # report is at one thread count: at most one fastest artifact
+        for best in best_vs_eager(report):
+            s["fastest artifact vs eager student"] = (
+                f"{best['name']} ({best['runtime']}), {best['speedup']:.2f}x"
+                + (f", {best['peak_pct']:.0f}% of the measured peak" if best.get("peak_pct") is not None else ""))
     # Reduced precisions against their own backend's fp32, gate-refused ones included (marked):
     # their speed and size are measured facts even when their predictions were not accepted.
-    timed = [r for r in report["results"] if r["format"] != "pytorch" and (r["latency_ms"] or {}).get("median")]
-    fp32 = {(r["device"], r["format"]): r for r in timed if r["precision"] == "fp32" and r["status"] == "ok"}
-    for r in timed:
-        base = fp32.get((r["device"], r["format"]))
-        if base is None or r is base:
-            continue
-        line = (f"size {r['size_bytes'] / base['size_bytes']:.2f}x, "
-                f"{base['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster")
-        if r["accuracy"] and base["accuracy"]:
-            line += f", top-1 {r['accuracy']['top1'] - base['accuracy']['top1']:+.1f} points"
-        if r["status"] != "ok":
+    for x in speedups(report):
+        line = f"size {x['size_ratio']:.2f}x, {x['speedup']:.2f}x faster"
+        if x["top1_delta"] is not None:
+            line += f", top-1 {x['top1_delta']:+.1f} points"
+        if x["status"] != "ok":
             line += ", refused by the parity gate"
-        s[f"{r['format']} {r['precision']} vs fp32" + ("" if _on_host(r) else f" on {r['device']}")] = line
+        s[f"{x['format']} {x['precision']} vs fp32" + ("" if x["device"] == "host" else f" on {x['device']}")] = line
     return s
 
 
