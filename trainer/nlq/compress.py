@@ -123,11 +123,14 @@ def valid_step_error(ref: np.ndarray, got: np.ndarray, inputs: tuple[torch.Tenso
     return float(((ref - got) ** 2)[valid].mean())
 
 
-def nlq_job(path: Path, cfg: PTQConfig) -> PTQJob:
-    """The PTQ job of an NLQ checkpoint: training queries calibrate, val queries steer the fallback."""
+def nlq_job(path: Path, cfg: PTQConfig, ckpt: dict) -> PTQJob:
+    """The PTQ job of an NLQ checkpoint: training queries calibrate, val queries steer the fallback.
+
+    ``ckpt`` is the checkpoint as already read from ``path``.
+    """
     from trainer.common.io import EgoedgeError
 
-    model, ckpt = load_nlq_model(path)
+    model, ckpt = load_nlq_model(path, ckpt)
     data = load_data(NLQDataSpec(**ckpt["config"]["data"]), vocab=ckpt["preprocess"]["vocab"])
     n_train = len(data.splits["train"])
     if not MIN_CALIBRATION <= cfg.calibration <= n_train:

@@ -259,9 +259,9 @@ def save_nlq_checkpoint(path: str | Path, arch: str, model: VSLNet, data: NLQDat
                            label_names=[], preprocess=preprocess, config=config)
 
 
-def load_nlq_model(path: str | Path) -> tuple[VSLNet, dict]:
-    """Rebuild an NLQ checkpoint's model in eval mode; returns ``(model, checkpoint)``."""
-    ckpt = read_checkpoint(path)
+def load_nlq_model(path: str | Path, ckpt: dict | None = None) -> tuple[VSLNet, dict]:
+    """Rebuild an NLQ checkpoint's model in eval mode; returns ``(model, checkpoint)`` (``ckpt``: already read)."""
+    ckpt = ckpt if ckpt is not None else read_checkpoint(path)
     if ckpt["config"].get("task") != "nlq":
         raise EgoedgeError(f"{path} is not an NLQ checkpoint; train one with `egoedge nlq train`")
     return load_model(path, build_nlq_model, ckpt)

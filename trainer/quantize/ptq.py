@@ -181,14 +181,17 @@ class PTQJob:
     match: OutputMatch = field(default_factory=OutputMatch)
 
 
-def clip_job(path: Path, cfg: PTQConfig) -> PTQJob:
-    """The PTQ job of a clip classifier: calibration clips from train, agreement on val, top-1/5 on test."""
+def clip_job(path: Path, cfg: PTQConfig, ckpt: dict) -> PTQJob:
+    """The PTQ job of a clip classifier: calibration clips from train, agreement on val, top-1/5 on test.
+
+    ``ckpt`` is the checkpoint as already read from ``path``.
+    """
     from trainer.checkpoint import load_model
     from trainer.data import DataConfig, load_split, to_model_input
     from trainer.data.calibration import calibration_inputs
     from trainer.train import topk_accuracy
 
-    model, ckpt = load_model(path)
+    model, ckpt = load_model(path, ckpt=ckpt)
     data_cfg, preprocess = DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"]
     calib = torch.from_numpy(calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.seed))
     val = load_split(data_cfg, "val")
@@ -229,12 +232,13 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     if cfg.val_samples < 1:
         raise EgoedgeError("val_samples must be >= 1")
     t0 = time.perf_counter()
-    if read_checkpoint(path)["config"].get("task") == "nlq":
+    ckpt = read_checkpoint(path)  # read once: it says the task, and the task's job builds from it
+    if ckpt["config"].get("task") == "nlq":
         from trainer.nlq.compress import nlq_job
 
-        job = nlq_job(path, cfg)
+        job = nlq_job(path, cfg, ckpt)
     else:
-        job = clip_job(path, cfg)
+        job = clip_job(path, cfg, ckpt)
     result = run_ptq(job.model, job.calibration, job.val_inputs, cfg, progress, job.match)
     fp32, int8 = outputs_of(job.model, job.test_inputs), outputs_of(result["model"], job.test_inputs)
     example = tuple(x.clone() for x in job.calibration[0])  # a view would drag the calibration set into the .pt2
