@@ -39,8 +39,12 @@ def results_table(report: dict) -> Table:
     return table
 
 
-def speedup_table(report: dict) -> Table | None:
-    """Reduced precision vs fp32 per runtime and thread count, then the fastest artifact vs eager (or None)."""
+def speedup_table(report: dict) -> Table | str | None:
+    """Reduced precision vs fp32 per runtime and thread count, then the fastest artifact vs eager.
+
+    Without reduced-precision artifacts only the fastest-artifact lines remain (a string); with
+    neither, None.
+    """
     from bench.report import SPEEDUP_HEADER, best_vs_eager, speedup_cells, speedups
 
     rows, best = speedups(report), best_vs_eager(report)
@@ -48,6 +52,8 @@ def speedup_table(report: dict) -> Table | None:
         return None
     caption = "; ".join(f"fastest at {b['threads']}t: {b['name']} {b['ms']:.3f} ms = {b['speedup']:.2f}x eager"
                         for b in best)
+    if not rows:  # an empty table would print only its borders
+        return caption
     table = Table(title="speed-ups vs fp32 (same runtime, same threads)", caption=caption or None)
     for h in SPEEDUP_HEADER:
         table.add_column(h, justify="left" if h in ("runtime", "precision", "status") else "right", no_wrap=True)
@@ -91,10 +97,10 @@ def run(
     config: Path = typer.Option(None, help="YAML/JSON overrides of the preset (any part of run_config.yaml)."),
     recipe: str = typer.Option(None, help="Distillation recipe of the student (default clip_kd); see `egoedge "
                                "train student --help`."),
-    student: str = typer.Option(None, help="Student variant of the preset's MobileViT (micro, tiny, xxs, xs, s), or "
-                                "ARCH:VARIANT for another student: export-friendly CNNs, mobilenet:v4_small "
-                                "(v4_small_035, v4_small_050, v4_small, v2_050, lite0) or resnet:r10_48 (r10_16, "
-                                "r10_32, r10_48, r10_64, r18_32; dense convs, the ones int8 speeds up most)."),
+    student: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant: resnet:r10_48 (the quick "
+                                "default; r10_16, r10_32, r10_48, r10_64, r18_32: dense convs, the ones int8 speeds up "
+                                "most), mobilevit:xxs (micro, tiny, xxs, xs, s; the full preset's), mobilenet:v4_small "
+                                "(v4_small_035, v4_small_050, v4_small, v2_050, lite0)."),
     alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
     beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
     gamma: float = typer.Option(None, help="Weight of the cross-entropy term (default 0.5)."),
@@ -344,7 +350,7 @@ def bench(
         fail(f"interrupted; rows measured so far are in {(out or export_dir.parent) / 'report.json'}")
     console.print(results_table(report))
     if table := speedup_table(report):
-        console.print(table)
+        console.print(table, highlight=False)
     if profile:
         for table in profile_tables(report, top=5):
             console.print(table)

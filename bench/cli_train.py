@@ -101,7 +101,8 @@ def student(
                                   "multi_teacher (one teacher per modality, learned ensemble)."),
     preset: Preset = typer.Option("quick", help="Defaults for model and schedule."),
     config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. kd: {top_k: 3}, student_train: {epochs: 8})."),
-    variant: str = typer.Option(None, help="MobileViT student variant: micro, tiny, xxs, xs, s."),
+    variant: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant (mobilevit:xxs, r10_32, ...; "
+                                "default: the preset's, resnet:r10_48 in quick); see `egoedge run --help`."),
     task: Task = typer.Option(None, help="Task of a teacher-less (ce) student; with --teacher it is the teacher's."),
     epochs: int = typer.Option(None, help="Student epochs."),
     temperature: float = typer.Option(None, help="KD temperature T."),
@@ -133,7 +134,8 @@ def student(
                                  {"preset": cfg.preset, "run": to_dict(cfg)})
     except EgoedgeError as e:
         fail(str(e))
-    console.print(_stage_table(path, f"student ({cfg.student.variant}, recipe {recipe.value}, {cfg.data.task})"))
+    student = f"{cfg.student.arch}:{cfg.student.variant}"
+    console.print(_stage_table(path, f"student ({student}, recipe {recipe.value}, {cfg.data.task})"))
 
 
 @train_app.command("cbkd")

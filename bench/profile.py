@@ -109,14 +109,10 @@ def ort_trace_events(trace: list[dict], skip: int = 0) -> list[tuple[str, str, f
 @PROFILERS.register("onnx")
 def profile_onnx(target: Path, sample: list[np.ndarray], threads: int, runs: int) -> dict:
     """ONNX Runtime's session profiler over ``runs`` calls; the warm-up call before them is recorded, then dropped."""
-    import onnxruntime as ort
+    from edge.exporters.onnx import ort_session
 
     with tempfile.TemporaryDirectory(prefix="egoedge-ort-") as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+        session = ort_session(target, threads, profile_prefix=str(Path(tmp) / "ort"))
         feed = dict(zip([i.name for i in session.get_inputs()], sample, strict=True))
         session.run(None, feed)
         for _ in range(runs):

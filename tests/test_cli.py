@@ -201,9 +201,23 @@ def test_overrides_reach_the_config():
 
     cfg = resolve_config("quick", alpha=0.0, temperature=2.0, student_variant="tiny", threads=1)
     assert cfg.kd.alpha == 0.0 and cfg.kd.temperature == 2.0 and cfg.kd.beta == 1.0
-    assert cfg.student.variant == "tiny" and cfg.bench.threads == 1
+    assert cfg.bench.threads == 1
     other = resolve_config("quick", student_variant="mobilenet:v4_small").student
     assert (other.arch, other.variant) == ("mobilenet", "v4_small")
+
+
+def test_a_bare_student_variant_finds_its_family():
+    from bench.pipeline import check_models, resolve_config
+    from trainer.stages import ModelChoice
+
+    assert resolve_config("quick").student == ModelChoice("resnet", "r10_48")
+    # The preset's own family first, else the one family that has the variant.
+    assert resolve_config("quick", student_variant="r10_32").student == ModelChoice("resnet", "r10_32")
+    assert resolve_config("quick", student_variant="tiny").student == ModelChoice("mobilevit", "tiny")
+    assert resolve_config("mini", student_variant="r10_16").student == ModelChoice("resnet", "r10_16")
+    # A variant no family has stays with the preset's family, whose error lists its variants.
+    with pytest.raises(Exception, match="unknown resnet variant 'r99'; valid: r10_16"):
+        check_models(resolve_config("quick", student_variant="r99"), 16)
 
 
 def test_unknown_student_arch_fails_before_training():

@@ -131,6 +131,21 @@ def test_speedups_pair_each_int8_with_its_runtimes_fp32_at_the_same_threads():
     assert best[1]["speedup"] == pytest.approx(9.5 / 1.6)
 
 
+def test_terminal_speedup_table_degrades_to_the_fastest_line_without_int8_rows():
+    from rich.table import Table
+
+    from bench.cli import speedup_table
+
+    report = _swept()
+    assert isinstance(speedup_table(report), Table)
+    fp32_only = {**report, "results": [r for r in report["results"] if r["precision"] == "fp32"]}
+    line = speedup_table(fp32_only)
+    assert line == ("fastest at 2t: student_onnx_fp32 3.000 ms = 3.17x eager; "
+                    "fastest at 1t: student_onnx_fp32 5.400 ms = 3.17x eager")
+    eager_only = {**report, "results": [r for r in report["results"] if r["format"] == "pytorch"]}
+    assert speedup_table(eager_only) is None
+
+
 def test_a_swept_report_renders_threads_and_summarizes_its_main_count():
     from bench.compare import compare_reports
     from bench.report import summarize, table_rows

@@ -22,6 +22,22 @@ from trainer.common.io import atomic_write
 OPSET = 18
 
 
+def ort_session(path: Path, threads: int | None = None, profile_prefix: str | None = None):
+    """A CPU ``onnxruntime.InferenceSession`` on ``threads`` intra-op threads, profiling to ``profile_prefix`` if given.
+
+    The bench's timing and its op profiler both open sessions here, so a profile describes the
+    session that was timed.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    if profile_prefix is not None:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxExporter:
     format = "onnx"
     ext = "onnx"
@@ -86,13 +102,7 @@ class OnnxExporter:
         return None
 
     def load(self, path: Path, threads: int | None = None) -> Session:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads)
         names = [i.name for i in session.get_inputs()]
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
