@@ -79,6 +79,9 @@ PRESETS: dict[str, RunConfig] = {
         # 0.5 -> 0.8 per block cuts 47 % of the ResNet's MACs for +0.9 points of test top-1
         # (0.3 -> 0.6 cut 31 %: its stem and block outputs are not pruned).
         cbkd=CBKDConfig(min_ratio=0.5, max_ratio=0.8),
+        # Up to two blocks fp32 (~1 min): on the ResNet, keeping the temporal pool and head fp32
+        # lifts test agreement with fp32 from 97.5 % to 99.4 % (top-1 -1.3 -> -0.4 points).
+        ptq=PTQConfig(max_fallback=2),
         export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256),
         bench=BenchConfig(isolate=True),
     ),
