@@ -208,6 +208,8 @@ def export(
     precision: str = typer.Option(None, help="Exact precisions instead, comma-separated: fp32,fp16,int8,w8,w8a8."),
     calib: int = typer.Option(256, help="Calibration clips drawn from the checkpoint's training split."),
     calib_file: Path = typer.Option(None, help="Use preprocessed clips from this .npy (N,T,3,H,W) instead."),
+    int8_keep_float: str = typer.Option(None, help="Comma-separated modules the int8 artifacts keep fp32, e.g. "
+                                        "pool,head (ExecuTorch, LiteRT, Core ML; not ONNX Runtime's int8)."),
     out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
     parity_samples: int = typer.Option(32, help="Held-out clips in the parity batch."),
     fp32_tol: float = typer.Option(1e-4, help="fp32 gate: max |logit difference| to PyTorch."),
@@ -229,6 +231,7 @@ def export(
             raise EgoedgeError(f"--calib-file {calib_file} does not exist")
         cfg = ExportConfig(formats=formats, precisions=precisions, int8=int8, calibration=calib,
                            calibration_file=str(calib_file) if calib_file else None, parity_samples=parity_samples,
+                           int8_keep_float=tuple(m.strip() for m in (int8_keep_float or "").split(",") if m.strip()),
                            gate=ParityGate(fp32_tol, int8_agreement, int8_drop))
         out = out or checkpoint.parent / "export"
         with RichProgress() as progress:

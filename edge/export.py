@@ -48,6 +48,9 @@ class ExportConfig:
     calibration: int = 256
     calibration_file: str | None = None
     calibration_seed: int = 0
+    # Modules (by name, e.g. "pool", "head") that the PT2E int8 backends (ExecuTorch, LiteRT,
+    # Core ML) leave fp32; ONNX Runtime's quantizer does not take module names.
+    int8_keep_float: tuple[str, ...] = ()
     parity_samples: int = 32
     gate: ParityGate = field(default_factory=ParityGate)
 
@@ -124,6 +127,22 @@ def export_artifact(fmt: str, precision: str, model: torch.nn.Module, example: t
     return entry
 
 
+def keep_float(model: torch.nn.Module, names: tuple[str, ...]) -> None:
+    """Add ``names`` to the modules ``model``'s int8 quantization leaves fp32; an unknown name is an error.
+
+    Example: ``keep_float(model, ("pool", "head"))`` keeps a clip student's temporal pool and classifier fp32.
+    """
+    if not names:
+        return
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if not n or n not in modules]
+    if unknown:
+        top = ", ".join(n for n, _ in model.named_children())
+        raise EgoedgeError(f"--int8-keep-float: no module named {', '.join(map(repr, unknown))} in this model; "
+                           f"its top-level modules are {top}")
+    model.float_modules = tuple(dict.fromkeys((*getattr(model, "float_modules", ()), *names)))
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
                       progress: Progress = no_progress) -> dict:
     """Export ``checkpoint`` per ``cfg`` into ``out_dir``; returns the manifest (also written there).
@@ -137,6 +156,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     pairs = plan(cfg)
     model, ckpt = load_model(checkpoint)
+    keep_float(model, cfg.int8_keep_float)
     data_cfg = DataConfig(**ckpt["config"]["data"])
     preprocess = ckpt["preprocess"]
     check_preprocess(preprocess, data_cfg)
@@ -151,6 +171,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         else:
             calib_x = calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.calibration_seed)
             calib_info = {"source": f"{data_cfg.name}/train", "samples": len(calib_x), "seed": cfg.calibration_seed}
+        if cfg.int8_keep_float:
+            calib_info["keep_float"] = list(cfg.int8_keep_float)
         calibration = as_samples(calib_x)
 
     val, test = load_split(data_cfg, "val"), load_split(data_cfg, "test")

@@ -237,3 +237,27 @@ def test_undecided_note_blames_small_margins():
     cand = ref + np.array([[0.0, 0.02, 0.0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
     note = undecided_note(ref, cand)
     assert note.startswith("1 of 4 test clips flipped; on 25.0% of clips")
+
+
+def test_int8_keep_float_reaches_the_pt2e_quantizer(student_ckpt, tmp_path, monkeypatch):
+    import trainer.quantize.pt2e as pt2e
+
+    seen = []
+    real = pt2e.SkipBlocks
+
+    def spy(quantizer, blocks):
+        seen.append(tuple(blocks))
+        return real(quantizer, blocks)
+
+    monkeypatch.setattr(pt2e, "SkipBlocks", spy)
+    cfg = ExportConfig(formats=("executorch",), precisions=("int8",), calibration=8, parity_samples=8,
+                       gate=LENIENT, int8_keep_float=("pool", "head"))
+    manifest = export_checkpoint(student_ckpt, tmp_path / "export", cfg)
+    assert manifest["artifacts"][0]["status"] == "ok"
+    assert manifest["calibration"]["keep_float"] == ["pool", "head"] and seen == [("pool", "head")]
+
+
+def test_int8_keep_float_names_an_existing_module(student_ckpt, tmp_path):
+    cfg = ExportConfig(formats=("executorch",), precisions=("int8",), int8_keep_float=("pool", "neck"))
+    with pytest.raises(EgoedgeError, match="no module named 'neck'.*top-level modules are encoder, pool, head"):
+        export_checkpoint(student_ckpt, tmp_path / "export", cfg)
