@@ -151,7 +151,7 @@ def best_vs_eager(report: dict) -> list[dict]:
 
 def speedup_cells(row: dict) -> list[str]:
     """One ``speedups`` row as table cells (report.md and the terminal)."""
-    where = row["runtime"] + ("" if row["device"] == "host" else f" on {row['device']}")
+    where = row["runtime"] + ("" if _on_host(row) else f" on {row['device']}")
     return [where, str(row["threads"]), row["precision"], fmt(row["fp32_ms"], ".3f"), fmt(row["ms"], ".3f"),
             f"{row['speedup']:.2f}x", fmt(row["top1_delta"], "+.1f"),
             "–" if set(row["delegation"]) == {"–"} else " → ".join(row["delegation"]),
@@ -338,7 +338,7 @@ def summarize(report: dict) -> dict[str, str]:
             line += f", top-1 {x['top1_delta']:+.1f} points"
         if x["status"] != "ok":
             line += ", refused by the parity gate"
-        s[f"{x['format']} {x['precision']} vs fp32" + ("" if x["device"] == "host" else f" on {x['device']}")] = line
+        s[f"{x['format']} {x['precision']} vs fp32" + ("" if _on_host(x) else f" on {x['device']}")] = line
     return s
 
 
