@@ -209,7 +209,7 @@ def export(
     calib: int = typer.Option(256, help="Calibration clips drawn from the checkpoint's training split."),
     calib_file: Path = typer.Option(None, help="Use preprocessed clips from this .npy (N,T,3,H,W) instead."),
     int8_keep_float: str = typer.Option(None, help="Comma-separated modules the int8 artifacts keep fp32, e.g. "
-                                        "pool,head (ExecuTorch, LiteRT, Core ML; not ONNX Runtime's int8)."),
+                                        "pool,head (default: none; the quick run keeps pool,head)."),
     out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
     parity_samples: int = typer.Option(32, help="Held-out clips in the parity batch."),
     fp32_tol: float = typer.Option(1e-4, help="fp32 gate: max |logit difference| to PyTorch."),

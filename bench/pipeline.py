@@ -82,7 +82,10 @@ PRESETS: dict[str, RunConfig] = {
         # Up to two blocks fp32 (~1 min): on the ResNet, keeping the temporal pool and head fp32
         # lifts test agreement with fp32 from 97.5 % to 99.4 % (top-1 -1.3 -> -0.4 points).
         ptq=PTQConfig(max_fallback=2),
-        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256),
+        # The exported int8 artifacts keep the same two modules fp32: full-integer ones agreed with
+        # fp32 on only 95.9-97.2 % of test clips (the parity gate wants 99 %), these on 99.1-99.4 %,
+        # still 2.0-2.8x faster than fp32 (README, "Performance").
+        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256, int8_keep_float=("pool", "head")),
         bench=BenchConfig(isolate=True),
     ),
     # For a GPU: a wider, deeper teacher, 8 frames at 128 px, longer schedules.

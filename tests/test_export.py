@@ -261,3 +261,20 @@ def test_int8_keep_float_names_an_existing_module(student_ckpt, tmp_path):
     cfg = ExportConfig(formats=("executorch",), precisions=("int8",), int8_keep_float=("pool", "neck"))
     with pytest.raises(EgoedgeError, match="no module named 'neck'.*top-level modules are encoder, pool, head"):
         export_checkpoint(student_ckpt, tmp_path / "export", cfg)
+
+
+@pytest.mark.parametrize("keep", [(), ("pool", "head")])
+def test_onnx_int8_keep_float_leaves_those_modules_unquantized(student_ckpt, tmp_path, keep):
+    import onnx
+
+    cfg = ExportConfig(formats=("onnx",), precisions=("int8",), calibration=8, parity_samples=8, gate=LENIENT,
+                       int8_keep_float=keep)
+    artifact = export_checkpoint(student_ckpt, tmp_path / "export", cfg)["artifacts"][0]
+    assert artifact["status"] == "ok"
+    graph = onnx.load(str(tmp_path / "export" / artifact["file"])).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    head = [n for n in graph.node if n.op_type in ("Gemm", "MatMul")][-1]  # the classifier
+    head_quantized = any(producer.get(i) == "DequantizeLinear" for i in head.input)
+    assert head_quantized == (not keep)
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # the encoder stays int8
+    assert artifact["backend"].get("float_nodes", 0) > 0 if keep else "float_nodes" not in artifact["backend"]

@@ -6,6 +6,7 @@ check on the calibration set that the mobile backends share.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import logging
@@ -38,6 +39,50 @@ def ort_session(path: Path, threads: int | None = None, profile_prefix: str | No
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def module_nodes(graph, modules: tuple[str, ...]) -> set[str]:
+    """Names of the nodes the dynamo exporter traced inside any of ``modules`` (dotted paths, e.g. ``pool``)."""
+    found = set()
+    for node in graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        if any(s == m or s.startswith(m + ".") for s in scopes for m in modules):
+            found.add(node.name)
+    return found
+
+
+def float_nodes(traced: Path, pre: Path, modules: tuple[str, ...]) -> list[str]:
+    """The nodes of the pre-processed model ``pre`` that lie in ``modules`` of the ``traced`` export.
+
+    ONNX Runtime's quantizer excludes nodes by name, and only the traced graph knows which module
+    a node came from. Pre-processing keeps most names, renames fused nodes ``ORIGINAL/Fusion`` and
+    adds a few glue nodes (reshapes, transposes) with new names: those follow their neighbours.
+    """
+    import onnx
+
+    traced_graph = onnx.load(str(traced)).graph
+    inside = module_nodes(traced_graph, modules)
+    traced_names = {n.name for n in traced_graph.node}
+    nodes = list(onnx.load(str(pre)).graph.node)
+    keep = {n.name for n in nodes if n.name in inside or n.name.split("/")[0] in inside}
+    glue = [n for n in nodes if n.name not in traced_names and n.name.split("/")[0] not in traced_names]
+    producer = {o: n.name for n in nodes for o in n.output}
+    consumers: dict[str, list[str]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.name)
+    changed = True
+    while changed:  # a chain of glue nodes between kept nodes
+        changed = False
+        for n in glue:
+            if n.name in keep:
+                continue
+            near = [producer.get(i) for i in n.input] + [c for o in n.output for c in consumers.get(o, [])]
+            if any(x in keep for x in near if x):
+                keep.add(n.name)
+                changed = True
+    return sorted(keep)
+
+
 class OnnxExporter:
     format = "onnx"
     ext = "onnx"
@@ -61,15 +106,21 @@ class OnnxExporter:
                 onnx.checker.check_model(str(fp32))
             except Exception as e:  # noqa: BLE001  (the exporter raises from many layers)
                 raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
-            source = fp32 if precision == "fp32" else self._quantize(fp32, Path(tmp), calibration, names)
+            keep = tuple(getattr(model, "float_modules", ()))
+            source, excluded = (fp32, []) if precision == "fp32" else \
+                self._quantize(fp32, Path(tmp), calibration, names, keep)
             atomic_write(path, lambda p: p.write_bytes(source.read_bytes()))
         graph = onnx.load(str(path)).graph
         ops = sorted({n.op_type for n in graph.node})
-        return {"opset": OPSET, "ops": ops,
+        info = {"opset": OPSET, "ops": ops,
                 "quantization": "static QDQ, per-channel int8 weights, uint8 activations (MinMax)"
                 if precision == "int8" else None}
+        if precision == "int8" and keep:
+            info["float_nodes"] = len(excluded)
+        return info
 
-    def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames) -> Path:
+    def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames,
+                  keep: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -87,16 +138,18 @@ class OnnxExporter:
         root.setLevel(logging.ERROR)  # the quantizer logs a warning for every 1-D weight it skips
         try:
             quant_pre_process(str(fp32), str(pre))
+            exclude = float_nodes(fp32, pre, keep) if keep else []
             # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
             # at (VNNI's u8*s8 dot product); with int8 activations MobileViT-xxs ran 1.7x and
             # MobileNetV4 2.4x slower here.
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=exclude)
         except Exception as e:  # noqa: BLE001
             raise lowering_error(self.format, e) from e
         finally:
             root.setLevel(level)
-        return out
+        return out, exclude
 
     def unavailable(self) -> str | None:
         return None
