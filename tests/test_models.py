@@ -43,7 +43,7 @@ def test_unknown_model_and_variant():
         build_model("mobilenet", num_classes=2, frames=1, size=32, variant="v5")
     with pytest.raises(ValueError, match="divisible by 32"):
         build_model("mobilenet", num_classes=2, frames=1, size=48, variant="v4_small_035")
-    with pytest.raises(ValueError, match="valid: r10_16, r10_32, r10_48, r10_64, r18_32"):
+    with pytest.raises(ValueError, match="valid: r10_16, r10_16_e128, r10_32, r10_48, r10_64, r18_32"):
         build_model("resnet", num_classes=2, frames=1, size=32, variant="r50")
 
 
@@ -51,10 +51,17 @@ def test_unknown_model_and_variant():
                                                    ("mobilevit", "xxs", 0.9e6, 1.6e6),
                                                    ("mobilenet", "v4_small", 1.5e6, 2.0e6),
                                                    ("resnet", "r10_32", 1.4e6, 1.8e6),
-                                                   ("resnet", "r10_48", 2.9e6, 3.4e6)])
+                                                   ("resnet", "r10_48", 2.9e6, 3.4e6),
+                                                   # 1/50 of the 22.7 M MiniLM teacher is 0.45 M
+                                                   ("resnet", "r10_16_e128", 0.3e6, 0.45e6)])
 def test_student_sizes(arch, variant, low, high):
     model = build_model(arch, num_classes=16, frames=4, size=64, variant=variant)
     assert low < sum(p.numel() for p in model.parameters()) < high
+
+
+def test_a_resnet_variant_may_fix_its_embedding_width():
+    assert build_model("resnet", num_classes=16, frames=4, size=64, variant="r10_16_e128").embed_dim == 128
+    assert build_model("resnet", num_classes=16, frames=4, size=64, variant="r10_16", embed_dim=96).embed_dim == 96
 
 
 def test_mobilenet_student_is_a_conv_trunk_with_numbered_stages():

@@ -26,10 +26,14 @@ MOBILENET_VARIANTS = {
     "lite0": "efficientnet_lite0",
 }
 
-# variant -> (basic blocks per stage, width of the first stage; each later stage doubles it).
-# ``r10_16`` is the test-sized one; ``r10_64`` is ResNet-10 at full width.
+# variant -> (basic blocks per stage, width of the first stage; each later stage doubles it),
+# optionally an embedding width that overrides ``embed_dim``. ``r10_16`` is the test-sized one;
+# ``r10_64`` is ResNet-10 at full width. ``r10_16_e128`` is the smallest: at 256 wide the temporal
+# pool alone would hold 330 K weights, more than the trunk; at 128 the model has 0.41 M, 1/55 of
+# the 22.7 M MiniLM teacher.
 RESNET_VARIANTS = {
     "r10_16": ((1, 1, 1, 1), 16),
+    "r10_16_e128": ((1, 1, 1, 1), 16, 128),
     "r10_32": ((1, 1, 1, 1), 32),
     "r10_48": ((1, 1, 1, 1), 48),
     "r10_64": ((1, 1, 1, 1), 64),
@@ -80,14 +84,15 @@ def mobilenet(num_classes: int, frames: int, size: int, variant: str = "v4_small
 @MODELS.register("resnet")
 def resnet(num_classes: int, frames: int, size: int, variant: str = "r10_48",
            embed_dim: int = 256) -> VideoClassifier:
-    """ResNet student of basic blocks (dense 3×3 convs); ``variant`` is one of r10_16/r10_32/r10_48/r10_64/r18_32.
+    """ResNet student of basic blocks (dense 3×3 convs); ``variant`` is a key of ``RESNET_VARIANTS`` (r10_48...).
 
     Example: ``MODELS.get("resnet")(num_classes=16, frames=4, size=64, variant="r10_48")``
     """
     from timm.models.resnet import BasicBlock, ResNet
 
     _check("resnet", variant, RESNET_VARIANTS, size)
-    layers, width = RESNET_VARIANTS[variant]
+    layers, width, *embed = RESNET_VARIANTS[variant]
+    embed_dim = embed[0] if embed else embed_dim
     widths = tuple(width * 2 ** i for i in range(4))
     trunk = ResNet(BasicBlock, list(layers), num_classes=0, stem_width=width, channels=widths)
     stem = nn.Sequential(trunk.conv1, trunk.bn1, trunk.act1, trunk.maxpool)
