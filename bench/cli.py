@@ -387,16 +387,14 @@ def devices() -> None:
 
 def print_comparison(base: dict, other: dict, base_label: str, other_label: str, max_slowdown: float) -> list[str]:
     """The row-by-row change from ``base`` to ``other``; returns the rows slower by more than ``max_slowdown``."""
-    from bench.compare import compare_reports, only_in, regressions
+    from bench.compare import compare_reports, only_in, regressions, row_labels
     from bench.report import fmt
 
     rows = compare_reports(base, other)
     table = Table(title=f"{base_label} → {other_label}")
     for h in ("name", "ms", "→ ms", "×", "top-1", "→ top-1", "Δ top-1"):
         table.add_column(h, justify="left" if h == "name" else "right", no_wrap=h == "name")
-    swept = len({row["threads"] for row in rows}) > 1
-    for row in rows:
-        name = f"{row['name']} @{row['threads']}t" if swept else row["name"]
+    for row, name in zip(rows, row_labels(rows), strict=True):
         table.add_row(name, fmt(row["median_ms"][0], ".2f"), fmt(row["median_ms"][1], ".2f"),
                       fmt(row["speedup"], ".2f") + ("x" if row["speedup"] else ""),
                       fmt(row["top1"][0], ".1f"), fmt(row["top1"][1], ".1f"), fmt(row["top1_delta"], "+.1f"))

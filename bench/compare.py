@@ -68,10 +68,17 @@ def regressions(rows: list[dict], max_slowdown: float = 0.10) -> list[str]:
     """
     check_max_slowdown(max_slowdown)
     slower = []
-    swept = len({r.get("threads") for r in rows}) > 1  # name the thread count only where it tells rows apart
-    for r in rows:
+    for r, name in zip(rows, row_labels(rows), strict=True):
         old, new = r["median_ms"]
         if old and new and new / old - 1.0 > max_slowdown:
-            name = f"{r['name']} @ {r['threads']} threads" if swept else r["name"]
             slower.append(f"{name}: {old:.2f} -> {new:.2f} ms ({100 * (new / old - 1.0):+.0f}%)")
     return slower
+
+
+def row_labels(rows: list[dict]) -> list[str]:
+    """Each compared row's name, with ``@Nt`` only where rows span several thread counts.
+
+    Example: a sweep gives ``["student @2t", "student @1t"]``; one thread count gives ``["student"]``.
+    """
+    swept = len({r.get("threads") for r in rows}) > 1
+    return [f"{r['name']} @{r['threads']}t" if swept else r["name"] for r in rows]

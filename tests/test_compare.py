@@ -6,7 +6,7 @@ from test_report import REPORT
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.compare import compare_reports, load_report, only_in, regressions
+from bench.compare import compare_reports, load_report, only_in, regressions, row_labels
 from bench.report import write_report
 from trainer.common.io import EgoedgeError
 
@@ -55,6 +55,14 @@ def test_regressions_flag_only_slowdowns_over_the_limit():
     assert regressions(compare_reports(REPORT, faster(REPORT, 1 / 1.05))) == []
     with pytest.raises(EgoedgeError, match="max-slowdown must be >= 0"):
         regressions(slower, -0.1)
+
+
+def test_rows_name_their_thread_count_only_in_a_sweep():
+    rows = [{"name": "student", "threads": 2, "median_ms": (1.0, 1.5)},
+            {"name": "student", "threads": 1, "median_ms": (2.0, 2.0)}]
+    assert row_labels(rows) == ["student @2t", "student @1t"]
+    assert regressions(rows) == ["student @2t: 1.00 -> 1.50 ms (+50%)"]
+    assert row_labels(rows[:1]) == ["student"]
 
 
 def test_report_compare_exits_1_on_a_regression(tmp_path):
