@@ -98,9 +98,9 @@ def run(
     recipe: str = typer.Option(None, help="Distillation recipe of the student (default clip_kd); see `egoedge "
                                "train student --help`."),
     student: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant: resnet:r10_48 (the quick "
-                                "default; r10_16, r10_32, r10_48, r10_64, r18_32: dense convs, the ones int8 speeds up "
-                                "most), mobilevit:xxs (micro, tiny, xxs, xs, s; the full preset's), mobilenet:v4_small "
-                                "(v4_small_035, v4_small_050, v4_small, v2_050, lite0)."),
+                                "default; r10_16, r10_16_e128, r10_32, r10_48, r10_64, r18_32: dense convs, the ones "
+                                "int8 speeds up most), mobilevit:xxs (micro, tiny, xxs, xs, s; the full preset's), "
+                                "mobilenet:v4_small (v4_small_035, v4_small_050, v4_small, v2_050, lite0)."),
     alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
     beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
     gamma: float = typer.Option(None, help="Weight of the cross-entropy term (default 0.5)."),

@@ -84,7 +84,7 @@ PRESETS: dict[str, RunConfig] = {
         ptq=PTQConfig(max_fallback=2),
         # The exported int8 artifacts keep the same two modules fp32: full-integer ones agreed with
         # fp32 on only 95.9-97.2 % of test clips (the parity gate wants 99 %), these on 99.1-99.4 %,
-        # still 2.0-2.8x faster than fp32 (README, "Performance").
+        # still 2.1-3.2x faster than fp32 at 1 and 2 threads (README, "Performance").
         export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256, int8_keep_float=("pool", "head")),
         bench=BenchConfig(isolate=True),
     ),

@@ -48,8 +48,8 @@ class ExportConfig:
     calibration: int = 256
     calibration_file: str | None = None
     calibration_seed: int = 0
-    # Modules (by name, e.g. "pool", "head") that the PT2E int8 backends (ExecuTorch, LiteRT,
-    # Core ML) leave fp32; ONNX Runtime's quantizer does not take module names.
+    # Modules (by name, e.g. "pool", "head") that every int8 artifact leaves fp32: PT2E backends
+    # (ExecuTorch, LiteRT, Core ML) skip their nodes, ONNX Runtime excludes the nodes traced in them.
     int8_keep_float: tuple[str, ...] = ()
     parity_samples: int = 32
     gate: ParityGate = field(default_factory=ParityGate)
