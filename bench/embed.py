@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.ondevice.app import ANDROID_FORMATS
-from bench.session import load_manifest
+from bench.bench_export import load_manifest
+from bench.device_runners.app import ANDROID_FORMATS
 from edge.preprocess import preprocess_clip
 from edge.schema import validate
 from trainer.common.io import EgoedgeError, remove_path, sha256_file, write_json_atomic
+from trainer.tasks import task_named
 
 ASSETS = Path("app/src/main/assets")
 VERSIONS = Path("gradle/libs.versions.toml")
@@ -152,8 +153,9 @@ def embed(run: str | Path, app: str | Path = "android_demo", cfg: EmbedConfig = 
     manifest_file = export / "manifest.json"
     manifest, _ = load_manifest(export)
     validate(manifest, "manifest", str(manifest_file))
-    if manifest.get("task") == "nlq":
-        raise EgoedgeError(f"{manifest_file} holds NLQ span models; the Android demo runs clip classifiers only")
+    task = task_named(manifest.get("task"), str(manifest_file))
+    if not task.app:
+        raise EgoedgeError(f"{manifest_file} holds {task.name} models; the Android demo does not run that task")
     chosen = select(manifest, cfg.models)
     sources = [check_file(export, a) for a in chosen]
     if len({Path(a["file"]).name for a in chosen}) != len(chosen):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.common.io import atomic_write, write_json_atomic
+from trainer.tasks import task_named
 
 RESULT_KEYS = ("name", "format", "precision", "device", "runtime", "size_bytes", "params", "macs", "load_ms",
                "latency_ms", "peak_rss_mb", "accuracy", "top1_agreement", "parity_max_abs", "status", "error")
@@ -191,7 +192,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     swept = len(thread_counts(report)) > 1
     header = ["name", "format", "precision", "runtime", *(["threads"] if swept else []), "size MB", "params M",
               "GMACs", "median ms", "p90 ms",
-              "GMAC/s", "% peak", "peak RSS MB", "R1@0.3 %" if report.get("task") == "nlq" else "top-1 %",
+              "GMAC/s", "% peak", "peak RSS MB", task_named(report.get("task"), "the report").metric_column,
               "agree %", "max abs Δ", "delegate calls / portable ops", "status"]
     rows = []
     for r in report["results"]:
@@ -232,13 +233,7 @@ def render_markdown(report: dict) -> str:
         lines.append("")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    if report.get("task") == "nlq":
-        note = ("Latency is per query at batch 1 (a full-length clip and query); R1@0.3 is the official Recall@1 at "
-                "IoU 0.3 on the test split (report.json has every figure per row under `nlq`); agreement is the "
-                "share of queries whose top-1 window equals the fp32 PyTorch student's.")
-    else:
-        note = ("Latency is per clip at batch 1 (warm-up, then timed iterations); accuracy is on the test split; "
-                "agreement and max abs Δ compare logits with the fp32 PyTorch student.")
+    note = task_named(report.get("task"), "the report").report_note
     lines += ["", note + " Peak RSS is the whole "
               "process while the target loaded and ran (it includes everything resident before). Delegate calls / "
               "portable ops: for ExecuTorch, how many XNNPACK subgraphs the graph was cut into and how many nodes "
@@ -262,15 +257,13 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     largest = max((r["size_bytes"] for r in ok), default=1)
     colors = {"pytorch": "tab:blue", "executorch": "tab:orange", "tflite": "tab:green", "onnx": "tab:purple",
               "coreml": "tab:red"}
-    # Artifacts of one model share an accuracy and sit close in latency: alternate their labels
-    # above and below the markers, in latency order, so neighbours do not overprint.
-    for i, r in enumerate(sorted(ok, key=lambda r: r["latency_ms"]["median"])):
+    points, labels = [], []
+    for r in sorted(ok, key=lambda r: r["latency_ms"]["median"]):
         x, y = r["latency_ms"]["median"], r["accuracy"]["top1"]
         ax.scatter(x, y, s=60 + 1500 * r["size_bytes"] / largest, alpha=0.6,
                    color=colors.get(r["format"], "tab:gray"), edgecolors="black", linewidths=0.6)
-        label = r["name"].removeprefix("student_").replace("_", " ")
-        ax.annotate(f"{label}\n{r['size_bytes'] / 2**20:.1f} MB", (x, y), textcoords="offset points",
-                    xytext=(4, 10) if i % 2 == 0 else (4, -26), fontsize=7.5)
+        points.append((x, y))
+        labels.append(f"{r['name'].removeprefix('student_').replace('_', ' ')}\n{r['size_bytes'] / 2**20:.1f} MB")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -291,10 +284,58 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
         xs = [r["latency_ms"]["median"] for r in ok]
         ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
     fig.tight_layout()
+    place_labels(ax, points, labels)
     path = Path(path)
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
     return path
+
+
+# Offsets (points) tried for each label, nearest first: right of the marker above and below, then
+# left, then further out; a label that fits nowhere takes the least crowded place and a leader line.
+# A two-line label at 7.5 pt is about 19 points tall: the rings are 22 points apart.
+_LABEL_OFFSETS = [(dx, dy) for dy in (6, -28, 28, -50, 50, -72, 72, -94, 94, -116) for dx in (6, -6)]
+
+
+def place_labels(ax, points: list[tuple[float, float]], labels: list[str], fontsize: float = 7.5) -> list:
+    """Annotate each point with its label where it overlaps no label placed before it; returns the texts.
+
+    Call it after the axes' limits and scales are final: placement works in display coordinates.
+    """
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed, texts = [], []
+
+    def annotate(label, xy, offset, leader):
+        return ax.annotate(label, xy, textcoords="offset points", xytext=offset, fontsize=fontsize,
+                           ha="left" if offset[0] > 0 else "right", va="bottom",
+                           arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.45"} if leader else None)
+
+    for xy, label in zip(points, labels, strict=True):
+        best = None
+        for offset in _LABEL_OFFSETS:
+            text = annotate(label, xy, offset, False)
+            box = text.get_window_extent(renderer)
+            text.remove()
+            clash = sum(_overlap(box, other) for other in placed) + (0 if _inside(box, frame) else 1e6)
+            if best is None or clash < best[0]:
+                best = (clash, offset, box)
+            if clash == 0:
+                break
+        _, offset, box = best
+        texts.append(annotate(label, xy, offset, leader=abs(offset[1]) > 28))
+        placed.append(box)
+    return texts
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _inside(box, frame) -> bool:
+    return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
 
 
 def _on_host(row: dict) -> bool:

@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edge.calibration import as_samples, calibration_inputs, check_preprocess, load_calibration_file
+from edge.calibration import as_samples, load_calibration_file
 from edge.exporters import CLIP_IO, EXPORTERS, ExportError, IONames, export_ready
-from edge.parity import ParityGate, compare
+from edge.parity import ParityGate
 from edge.schema import validate
-from trainer.checkpoint import load_model
+from trainer.checkpoint import load_model, read_checkpoint
 from trainer.common.io import (
     EgoedgeError,
     atomic_write,
@@ -31,8 +31,8 @@ from trainer.common.io import (
     write_json_atomic,
 )
 from trainer.common.progress import Progress, no_progress
-from trainer.data import DataConfig, load_split, to_model_input
-from trainer.train import predict, topk_accuracy
+from trainer.tasks import task_of
+from trainer.tasks.base import model_outputs
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ExportConfig:
     # (ExecuTorch, LiteRT, Core ML) skip their nodes, ONNX Runtime excludes the nodes traced in them.
     int8_keep_float: tuple[str, ...] = ()
     parity_samples: int = 32
-    gate: ParityGate = field(default_factory=ParityGate)
+    gate: ParityGate | None = None  # None: the checkpoint's task's default gate
 
 
 def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
@@ -82,13 +82,19 @@ def io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:
             for n, a in zip(names, arrays, strict=True)]
 
 
-def run_session(session, inputs: np.ndarray, progress: Progress = no_progress, stage: str = "") -> np.ndarray:
-    """Run a batch-1 session over every sample of ``inputs`` ``(N, ...)``; returns stacked outputs."""
-    outs = []
-    for i in range(len(inputs)):
-        outs.append(session([inputs[i:i + 1]])[0])
-        progress(stage, i + 1, len(inputs), {})
-    return np.concatenate(outs)
+def run_session(session, inputs: tuple[np.ndarray, ...], progress: Progress = no_progress,
+                stage: str = "") -> tuple[np.ndarray, ...]:
+    """Run a batch-1 session over every sample of ``inputs`` (one ``(N, ...)`` array per model input).
+
+    Returns one ``(N, ...)`` array per model output.
+    """
+    outs: list[list[np.ndarray]] = []
+    n = len(inputs[0])
+    for i in range(n):
+        got = session([x[i:i + 1] for x in inputs])
+        outs.append([o.reshape(1, -1) if o.ndim < 2 else o for o in got])  # some runtimes drop the batch axis
+        progress(stage, i + 1, n, {})
+    return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
 
 
 # verify(exporter, path, precision, name) -> manifest fields: status, verified, parity, accuracy, reason
@@ -145,7 +151,10 @@ def keep_float(model: torch.nn.Module, names: tuple[str, ...]) -> None:
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
                       progress: Progress = no_progress) -> dict:
-    """Export ``checkpoint`` per ``cfg`` into ``out_dir``; returns the manifest (also written there).
+    """Export a checkpoint of any task per ``cfg`` into ``out_dir``; returns the manifest (also written there).
+
+    The checkpoint's task supplies the held-out data, the calibration draw, the scoring and the
+    default parity gate; everything else is the same for every task.
 
     Example::
 
@@ -155,64 +164,96 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     pairs = plan(cfg)
-    model, ckpt = load_model(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
+    task = task_of(ckpt)
+    model, ckpt = load_model(checkpoint, ckpt=ckpt)
     keep_float(model, cfg.int8_keep_float)
-    data_cfg = DataConfig(**ckpt["config"]["data"])
-    preprocess = ckpt["preprocess"]
-    check_preprocess(preprocess, data_cfg)
-    example_shape = tuple(model.example_inputs()[0].shape[1:])
-
+    ev = task.evaluation(ckpt)
+    gate = cfg.gate or ParityGate(**asdict(task.gate))
     calibration, calib_info = [], None
     if needs_calibration(pairs):
         progress("calibration set", 0, 1, {})
         if cfg.calibration_file:
-            calib_x = load_calibration_file(cfg.calibration_file, example_shape)
-            calib_info = {"source": str(cfg.calibration_file), "samples": len(calib_x)}
+            if len(ev.inputs) != 1:
+                raise EgoedgeError(f"--calib-file holds one input array; this {task.name} model takes "
+                                   f"{len(ev.inputs)} ({', '.join(ev.inputs)}): calibrate from its dataset instead")
+            sample_shape = tuple(model.example_inputs()[0].shape[1:])
+            calib_x = (load_calibration_file(cfg.calibration_file, sample_shape),)
+            calib_info = {"source": str(cfg.calibration_file), "samples": len(calib_x[0])}
         else:
-            calib_x = calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.calibration_seed)
-            calib_info = {"source": f"{data_cfg.name}/train", "samples": len(calib_x), "seed": cfg.calibration_seed}
+            calib_x = ev.calibration(cfg.calibration, cfg.calibration_seed)
+            calib_info = {"source": f"{ev.source}/train", "samples": len(calib_x[0]), "seed": cfg.calibration_seed}
         if cfg.int8_keep_float:
             calib_info["keep_float"] = list(cfg.int8_keep_float)
-        calibration = as_samples(calib_x)
+        calibration = as_samples(*calib_x)
 
-    val, test = load_split(data_cfg, "val"), load_split(data_cfg, "test")
-    if cfg.parity_samples > len(val):
-        raise EgoedgeError(f"parity batch of {cfg.parity_samples} exceeds the {len(val)} held-out clips")
-    parity_x = to_model_input(val.clips[:cfg.parity_samples], preprocess).numpy()
-    test_x = to_model_input(test.clips, preprocess).numpy()
-    with torch.no_grad():
-        parity_ref = model(torch.from_numpy(parity_x)).numpy()
-    ref_test_logits, _ = predict(model, test, preprocess)
-    ref_accuracy = topk_accuracy(ref_test_logits, test.labels)
+    parity_x, test_x = ev.parity_inputs(cfg.parity_samples), ev.test_inputs()
+    parity_ref, ref_test = model_outputs(model, parity_x), model_outputs(model, test_x)
+    reference = ev.score(ref_test)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "sample_input.npy", lambda p: np.save(open(p, "wb"), parity_x[:1]))
-    atomic_write(out_dir / "sample_output.npy", lambda p: np.save(open(p, "wb"), parity_ref[:1]))
-    # The same clip raw: an app runs its own preprocessing on it and must get sample_input.npy.
-    atomic_write(out_dir / "sample_clip.npy", lambda p: np.save(open(p, "wb"), val.clips[0]))
-    ready = export_ready(model)
-    example = (torch.from_numpy(parity_x[:1]),)
-    entry = {"inputs": io_spec(["clip"], [parity_x[:1]]), "outputs": io_spec(["logits"], [parity_ref[:1]]),
-             "preprocess": preprocess, "labels": ckpt["label_names"]}
+    sample = write_samples(out_dir, ev, parity_x, parity_ref)
+    entry = {"inputs": io_spec(list(ev.inputs), [x[:1] for x in parity_x]),
+             "outputs": io_spec(list(ev.outputs), [x[:1] for x in parity_ref]),
+             "preprocess": ckpt["preprocess"], "labels": ckpt["label_names"]}
 
     def verify(exporter, path: Path, precision: str, name: str) -> dict:
-        return _verify(exporter, path, precision, parity_x, parity_ref, test_x, test.labels,
-                       ref_test_logits, ref_accuracy, cfg.gate, progress, name)
+        """Run the artifact next to PyTorch and apply the gate; one this host cannot run is spec-checked only."""
+        if reason := exporter.unavailable():
+            return {"status": "ok", "verified": f"spec only ({reason})"}
+        try:
+            session = exporter.load(path)
+            got = run_session(session, parity_x)
+            test = run_session(session, test_x, progress, f"verify {name}")
+        except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)
+            return runtime_failure(exporter, e)
+        scored = ev.score(test)
+        parity = ev.parity(parity_ref, got, parity_x)
+        parity["top1_agreement"] = ev.parity(ref_test, test, test_x)["top1_agreement"]
+        reason = gate.check(precision, parity, scored["accuracy"], reference["accuracy"])
+        if reason and parity["top1_agreement"] < 100.0 and (note := ev.flip_note(ref_test, test)):
+            reason += "; " + note
+        return {**scored, "parity": parity, "verified": "runtime",
+                "status": "ok" if reason is None else "failed", "reason": reason}
 
+    ready = export_ready(model)
+    example = tuple(torch.from_numpy(x[:1]) for x in parity_x)
+    names = IONames(tuple(ev.inputs), tuple(ev.outputs))
     artifacts = [export_artifact(fmt, precision, ready, example, out_dir, checkpoint.stem, calibration, entry,
-                                 verify, progress) for fmt, precision in pairs]
-    manifest = {"source": {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
-                           "sha256": sha256_file(checkpoint), "arch": ckpt["arch"],
-                           "accuracy": ref_accuracy},
+                                 verify, progress, names) for fmt, precision in pairs]
+    manifest = {"task": task.name,
+                "source": {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
+                           "sha256": sha256_file(checkpoint), "arch": ckpt["arch"], **reference},
                 "calibration": calib_info,
-                "gate": {"fp32_max_abs": cfg.gate.fp32_max_abs, "int8_min_agreement": cfg.gate.int8_min_agreement,
-                         "int8_max_accuracy_drop": cfg.gate.int8_max_accuracy_drop},
-                "sample": {"clip": "sample_clip.npy", "input": "sample_input.npy", "output": "sample_output.npy",
-                           "label": ckpt["label_names"][int(val.labels[0])]},
+                "gate": asdict(gate),
+                "sample": sample,
                 "artifacts": artifacts}
     validate(manifest, "manifest", "the manifest being written")
     write_json_atomic(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def write_samples(out_dir: Path, ev, inputs: tuple[np.ndarray, ...], outputs: tuple[np.ndarray, ...]) -> dict:
+    """Save the parity batch's first sample (inputs and PyTorch's outputs) beside the artifacts; the manifest block.
+
+    One array is saved as ``.npy``, several as ``.npz`` keyed by tensor name. A task with a raw
+    form of the sample (a uint8 clip) saves it too, so an app can replay its own preprocessing.
+    """
+    files = {}
+    for stem, names, arrays in (("sample_input", ev.inputs, inputs), ("sample_output", ev.outputs, outputs)):
+        first = [a[:1] for a in arrays]
+        if len(first) == 1:
+            files[stem] = f"{stem}.npy"
+            atomic_write(out_dir / files[stem], lambda p, a=first[0]: np.save(open(p, "wb"), a))
+        else:
+            files[stem] = f"{stem}.npz"
+            atomic_write(out_dir / files[stem], lambda p, a=dict(zip(names, first, strict=True)):
+                         np.savez(open(p, "wb"), **a))
+    raw = ev.raw_sample()
+    if raw is not None:
+        atomic_write(out_dir / "sample_clip.npy", lambda p: np.save(open(p, "wb"), raw))
+    return {"clip": "sample_clip.npy" if raw is not None else files["sample_input"],
+            "input": files["sample_input"], "output": files["sample_output"], **ev.sample()}
 
 
 def runtime_failure(exporter, error: BaseException) -> dict:
@@ -220,39 +261,3 @@ def runtime_failure(exporter, error: BaseException) -> dict:
     return {"status": "failed", "verified": "runtime",
             "reason": f"{exporter.format}: running the artifact failed: {type(error).__name__}: "
                       f"{(str(error).splitlines() or [''])[0][:300]}"}
-
-
-def undecided_note(reference: np.ndarray, candidate: np.ndarray) -> str:
-    """Why predictions flipped: how many clips the fp32 model itself barely decides.
-
-    A clip whose top-2 logit margin is below the artifact's own error can flip under any
-    reduced precision; many such clips point at an undertrained model, not a broken export.
-    """
-    top2 = np.sort(reference, axis=-1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    error = np.abs(reference - candidate).max(axis=-1)
-    flipped = int((reference.argmax(-1) != candidate.argmax(-1)).sum())
-    undecided = float(100.0 * np.mean(margin < 2 * error))
-    return (f"{flipped} of {len(reference)} test clips flipped; on {undecided:.1f}% of clips the fp32 top-2 margin "
-            f"is under twice this artifact's logit error (median fp32 margin {np.median(margin):.3f})")
-
-
-def _verify(exporter, path: Path, precision: str, parity_x: np.ndarray, parity_ref: np.ndarray,
-            test_x: np.ndarray, labels: np.ndarray, ref_test_logits: np.ndarray, ref_accuracy: dict,
-            gate: ParityGate, progress: Progress, name: str) -> dict:
-    """Run the artifact next to PyTorch and apply the gate; an artifact this host cannot run is spec-checked only."""
-    if reason := exporter.unavailable():
-        return {"status": "ok", "verified": f"spec only ({reason})"}
-    try:
-        session = exporter.load(path)
-        parity = compare(parity_ref, run_session(session, parity_x))
-        test_logits = run_session(session, test_x, progress, f"verify {name}")
-    except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)
-        return runtime_failure(exporter, e)
-    accuracy = topk_accuracy(test_logits, labels)
-    parity["top1_agreement"] = compare(ref_test_logits, test_logits)["top1_agreement"]
-    reason = gate.check(precision, parity, accuracy, ref_accuracy)
-    if reason and parity["top1_agreement"] < 100.0:
-        reason += "; " + undecided_note(ref_test_logits, test_logits)
-    return {"accuracy": accuracy, "parity": parity, "verified": "runtime",
-            "status": "ok" if reason is None else "failed", "reason": reason}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class ParityGate:
@@ -31,11 +29,3 @@ class ParityGate:
         if drop > self.int8_max_accuracy_drop:
             return f"top-1 drop {drop:.2f} points > {self.int8_max_accuracy_drop}"
         return None
-
-
-def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """``{"max_abs", "top1_agreement"}`` of candidate logits against reference logits."""
-    if reference.shape != candidate.shape:
-        raise ValueError(f"output shape {candidate.shape} != reference {reference.shape}")
-    return {"max_abs": float(np.max(np.abs(reference.astype(np.float64) - candidate))),
-            "top1_agreement": float(100.0 * np.mean(reference.argmax(-1) == candidate.argmax(-1)))}

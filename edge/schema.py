@@ -1,7 +1,7 @@
 """The JSON contracts shared with the demo apps, checked against their JSON Schema files.
 
 ``edge/schemas/manifest.schema.json`` describes ``manifest.json`` (export folders and app assets);
-``bench/ondevice/result.schema.json`` describes the benchmark result the apps write.
+``bench/device_runners/result.schema.json`` describes the benchmark result the apps write.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from importlib.resources import files
 from trainer.common.io import EgoedgeError
 
 SCHEMAS = {"manifest": ("edge", "schemas/manifest.schema.json"),
-           "app_result": ("bench.ondevice", "result.schema.json")}
+           "app_result": ("bench.device_runners", "result.schema.json")}
 
 
 @cache
@@ -25,11 +25,27 @@ def load_schema(name: str) -> dict:
     return json.loads(files(package).joinpath(path).read_text())
 
 
+def checked_schema(name: str) -> dict:
+    """Schema ``name`` as this process checks it: the manifest's formats are the registered exporters.
+
+    The file lists the formats too, for readers outside Python; a test keeps the two equal.
+    """
+    schema = load_schema(name)
+    if name != "manifest":
+        return schema
+    from edge.exporters import EXPORTERS
+
+    artifact = schema["$defs"]["artifact"]
+    fmt = {**artifact["properties"]["format"], "enum": list(EXPORTERS.keys())}
+    return {**schema, "$defs": {**schema["$defs"], "artifact": {
+        **artifact, "properties": {**artifact["properties"], "format": fmt}}}}
+
+
 def schema_errors(instance: object, name: str) -> list[str]:
     """Every violation of schema ``name`` as ``path: message``, outermost first; empty when valid."""
     from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator(load_schema(name))
+    validator = Draft202012Validator(checked_schema(name))
     errors = sorted(validator.iter_errors(instance),
                     key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]

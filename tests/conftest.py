@@ -40,8 +40,8 @@ def micro_ckpt():
 @pytest.fixture(scope="session")
 def nlq_data(tmp_path_factory):
     """A tiny generated NLQ dataset (24 train queries, 8-d features, 24 steps, 10 query tokens)."""
+    from trainer.nlq.dataset import NLQDataSpec, load_data
     from trainer.nlq.synthetic import NLQDataConfig, generate
-    from trainer.nlq.train import NLQDataSpec, load_data
 
     cfg = NLQDataConfig(train_clips=12, val_clips=4, test_clips=4, queries=2, dim=8, min_seconds=10, max_seconds=30)
     root = generate(cfg, tmp_path_factory.mktemp("nlq"))

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.ondevice.android import intent_command
-from bench.ondevice.app import ANDROID_ACTIVITY, ANDROID_PACKAGE, AppRequest
-from bench.ondevice.parsers import parse_app_result
+from bench.device_runners.android import intent_command
+from bench.device_runners.app import ANDROID_ACTIVITY, ANDROID_PACKAGE, AppRequest
+from bench.device_runners.parsers import parse_app_result
 from edge.preprocess import center_crop_box, dequantize, preprocess_clip, quantize, resize_bilinear, runtime_input
 from edge.schema import schema_errors, validate
 from trainer.common.io import EgoedgeError
@@ -183,7 +183,7 @@ def test_benchmark_activity_reads_exactly_the_extras_egoedge_sends():
     getters = {"getStringExtra": "--es", "getIntExtra": "--ei", "getBooleanExtra": "--ez"}
     read = {constants[c]: getters[g] for g, c in re.findall(r"(get\w+Extra)\((EXTRA_\w+)", source)}
     cmd = intent_command(AppRequest("/sdcard/m.pte", "/sdcard/r.json", "/sdcard/i.f32", (4, 2, 3, 32, 32),
-                                    __import__("bench.host", fromlist=["BenchConfig"]).BenchConfig()))
+                                    __import__("bench.host_bench", fromlist=["BenchConfig"]).BenchConfig()))
     sent = dict((key, flag) for flag, key in re.findall(r"(--e[siz]) (\w+)", cmd))
     assert read == sent
     assert f"-n {ANDROID_PACKAGE}/{ANDROID_ACTIVITY}" in cmd

@@ -13,7 +13,7 @@ from trainer.models import build_model
 from trainer.prune import prune_block
 from trainer.prune.cbkd import (
     CBKDConfig,
-    ClipTask,
+    ClipCBKDTask,
     apply_pruning_config,
     block_names,
     run_cbkd,
@@ -79,7 +79,7 @@ def test_block_names_default_to_encoder_stages_and_reject_unknown():
 
 @pytest.mark.slow
 def test_cbkd_stages_bookkeeping_and_resume(tmp_path):
-    task = ClipTask(load_split(DATA, "train"), load_split(DATA, "val"), preprocess_spec(DATA))
+    task = ClipCBKDTask(load_split(DATA, "train"), load_split(DATA, "val"), preprocess_spec(DATA))
     cfg = CBKDConfig(min_ratio=0.3, max_ratio=0.5, recover=TrainConfig(epochs=1, batch_size=16),
                      finetune=TrainConfig(epochs=1, batch_size=16))
     ref, ref_summary = run_cbkd(_model(), task, cfg, tmp_path / "ref", _save)

@@ -149,7 +149,7 @@ def test_help_lists_commands():
 
 @pytest.mark.parametrize("preset", ["mini", "quick", "full"])
 def test_every_preset_builds_its_models(preset):
-    from bench.pipeline import resolve_config
+    from bench.flows.clips import resolve_config
     from trainer.stages import build
 
     cfg = resolve_config(preset)
@@ -176,7 +176,7 @@ def test_teacher_stage_is_seeded(tmp_path, mini_data_cfg):
 
 
 def test_teacher_and_task_overrides():
-    from bench.pipeline import resolve_config
+    from bench.flows.clips import resolve_config
 
     assert resolve_config("mini", teacher_arch="flow_cnn").teacher.variant == "test"  # mini: test sizes
     assert resolve_config("mini", teacher_arch="minilm").teacher.variant == "l6"  # it has no test size
@@ -197,7 +197,7 @@ def test_train_teacher_of_another_modality_names_its_checkpoint(tmp_path):
 
 
 def test_overrides_reach_the_config():
-    from bench.pipeline import resolve_config
+    from bench.flows.clips import resolve_config
 
     cfg = resolve_config("quick", alpha=0.0, temperature=2.0, student_variant="tiny", threads=1)
     assert cfg.kd.alpha == 0.0 and cfg.kd.temperature == 2.0 and cfg.kd.beta == 1.0
@@ -207,7 +207,7 @@ def test_overrides_reach_the_config():
 
 
 def test_a_bare_student_variant_finds_its_family():
-    from bench.pipeline import check_models, resolve_config
+    from bench.flows.clips import check_models, resolve_config
     from trainer.stages import ModelChoice
 
     assert resolve_config("quick").student == ModelChoice("resnet", "r10_48")
@@ -221,7 +221,7 @@ def test_a_bare_student_variant_finds_its_family():
 
 
 def test_unknown_student_arch_fails_before_training():
-    from bench.pipeline import check_models, resolve_config
+    from bench.flows.clips import check_models, resolve_config
 
     with pytest.raises(Exception, match="valid: .*mobilenet, mobilevit, resnet"):
         check_models(resolve_config("mini", student_variant="vgg:16"), 16)
@@ -240,3 +240,20 @@ def test_export_rejects_an_unknown_backend(command, tmp_path):
     result = CliRunner().invoke(app, [*command, str(tmp_path / "model.pt"), "--to", "onnx, tensorrt"])
     assert result.exit_code != 0
     assert "unknown backend 'tensorrt' in --to; valid: " in result.output
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_third_party_notices_stay_out_of_the_terminal_unless_verbose(verbose):
+    """A native runtime's line on fd 2 and a library warning are dropped; egoedge's own error line is not."""
+    import subprocess
+    import sys
+
+    script = ("import os, warnings\n"
+              "from bench.cli.console import err_console, quiet_third_party\n"
+              f"if not {verbose}: quiet_third_party()\n"
+              "os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+              "warnings.warn('Torch version 2.14.1 has not been tested with coremltools')\n"
+              "err_console.print('error: the line that matters')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert "error: the line that matters" in done.stderr
+    assert ("XNNPACK delegate" in done.stderr) == verbose and ("has not been tested" in done.stderr) == verbose

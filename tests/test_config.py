@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.pipeline import PRESETS, resolve_config
+from bench.flows.clips import PRESETS, resolve_config
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError
 from trainer.config import from_dict, merge, to_dict, write_config_file

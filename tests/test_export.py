@@ -8,10 +8,11 @@ import torch
 from edge.calibration import MIN_CALIBRATION, calibration_inputs, load_calibration_file
 from edge.export import ExportConfig, export_checkpoint, plan
 from edge.exporters import EXPORTERS, ExportError
-from edge.parity import ParityGate, compare
+from edge.parity import ParityGate
 from trainer.common.io import EgoedgeError, path_bytes, sha256_path
 from trainer.data import preprocess_spec
 from trainer.models import build_model
+from trainer.tasks.clips import logit_parity, undecided_note
 
 ALL = tuple((fmt, p) for fmt in EXPORTERS.keys() for p in EXPORTERS.get(fmt).float_precisions
             + EXPORTERS.get(fmt).int8_precisions)
@@ -200,7 +201,7 @@ def test_parity_gate():
     assert "agreement" in gate.check("int8", {"max_abs": 1.0, "top1_agreement": 97.0}, ref, ref)
     assert "drop" in gate.check("int8", {"max_abs": 1.0, "top1_agreement": 99.5}, {"top1": 78.0}, ref)
     a = np.array([[1.0, 2.0], [3.0, 0.0]])
-    assert compare(a, a + [[0, 0], [0, 4.0]]) == {"max_abs": 4.0, "top1_agreement": 50.0}
+    assert logit_parity(a, a + [[0, 0], [0, 4.0]]) == {"max_abs": 4.0, "top1_agreement": 50.0}
 
 
 class _Inner(torch.nn.Module):
@@ -231,7 +232,6 @@ def test_unsupported_op_names_op_backend_and_module(fmt, tmp_path):
 
 
 def test_undecided_note_blames_small_margins():
-    from edge.export import undecided_note
 
     ref = np.array([[1.0, 0.99, 0.0], [3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
     cand = ref + np.array([[0.0, 0.02, 0.0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])

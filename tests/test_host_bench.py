@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.host import BenchConfig
+from bench.host_bench import BenchConfig
 from bench.measure import MIN_BUDGET_ITERATIONS, time_calls
 
 
@@ -23,7 +23,7 @@ def exported(tmp_path_factory, mini_data_cfg):
 
 
 def test_isolated_targets_report_their_own_memory(exported, tmp_path):
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
 
     report, _ = bench_export(exported, tmp_path, "host", BenchConfig(warmup=1, iterations=3, isolate=True))
     rows = {r["name"]: r for r in report["results"]}
@@ -37,7 +37,7 @@ def test_isolated_targets_report_their_own_memory(exported, tmp_path):
 
 
 def test_litert_without_xnnpack_gives_the_same_logits(exported, tmp_path):
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
 
     cfg = BenchConfig(warmup=1, iterations=3, options={"tflite": {"xnnpack": False}, "onnx": {"xnnpack": False}})
     report, _ = bench_export(exported, tmp_path, "host", cfg)

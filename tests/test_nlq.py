@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from trainer.common.io import EgoedgeError
-from trainer.models.vslnet import FILM_MODES, NLQ_MODELS, build_nlq_model, masked_softmax
+from trainer.models import MODELS, build_model
+from trainer.models.vslnet import FILM_MODES, masked_softmax
 from trainer.nlq import metrics as M
 from trainer.nlq.data import (
     build_vocab,
@@ -176,7 +177,7 @@ def test_glove_file(tmp_path):
 def _tiny(arch="vslnet", **kw):
     sizes = {"feature_dim": 8, "vocab_size": 20, "dim": 16, "heads": 2, "word_dim": 8, "conv_layers": 1,
              "max_pos_len": 12, "max_query_len": 5}
-    return build_nlq_model(arch, **{**sizes, **kw})
+    return build_model(arch, **{**sizes, **kw})
 
 
 @pytest.mark.parametrize("film", FILM_MODES)
@@ -195,7 +196,7 @@ def test_every_film_mode_gives_span_logits_and_starts_as_identity(film):
 
 
 def test_registry_and_bad_settings():
-    assert {"vslbase", "vslnet", "deepvslnet", "lightvslnet"} <= set(NLQ_MODELS.keys())
+    assert {"vslbase", "vslnet", "deepvslnet", "lightvslnet"} <= set(MODELS.keys())
     assert _tiny("vslbase").highlighter is None and _tiny("vslnet").highlighter is not None
     with pytest.raises(ValueError, match="unknown FiLM mode 'inside'"):
         _tiny(film="inside")
@@ -222,7 +223,7 @@ def test_generated_dataset_is_in_the_official_format(nlq_data):
 
 
 def test_highlight_labels_widen_the_answer(nlq_data):
-    from trainer.nlq.train import highlight_labels
+    from trainer.nlq.loss import highlight_labels
 
     s = nlq_data.splits["train"]
     s.start_idx[0], s.end_idx[0] = 5, 14  # 10 steps: widened by 1 each side
@@ -231,7 +232,7 @@ def test_highlight_labels_widen_the_answer(nlq_data):
 
 
 def test_top_windows_respect_order_and_mask():
-    from trainer.nlq.train import top_windows
+    from trainer.nlq.decode import top_windows
 
     start = np.array([[0.0, 5.0, 0.0, 9.0]])
     end = np.array([[9.0, 0.0, 5.0, 0.0]])
@@ -242,7 +243,8 @@ def test_top_windows_respect_order_and_mask():
 
 
 def test_training_step_losses_and_kd(nlq_data):
-    from trainer.nlq.train import SpanLoss, batch_of, build_for, kd_loss, span_loss
+    from trainer.nlq.loss import SpanLoss, kd_loss, span_loss
+    from trainer.nlq.train import batch_of, build_for
 
     model = build_for("vslnet", nlq_data, dim=16, heads=2, conv_layers=1)
     b = batch_of(nlq_data, "train", np.arange(4), "words", 0.1, torch.device("cpu"))
@@ -304,15 +306,14 @@ def test_clip_checkpoint_is_not_an_nlq_checkpoint(tmp_path, mini_data_cfg, micro
 
 @pytest.mark.slow
 def test_export_parity_executorch_and_onnx(nlq_data, tmp_path):
-    from edge.export import ExportConfig
-    from edge.export_nlq import export_nlq_checkpoint
+    from edge.export import ExportConfig, export_checkpoint
     from trainer.nlq.train import build_for, save_nlq_checkpoint
 
     torch.manual_seed(0)
     model = build_for("lightvslnet", nlq_data, dim=16, heads=2, word_dim=8).eval()
     ckpt = save_nlq_checkpoint(tmp_path / "light.pt", "lightvslnet", model, nlq_data, {})
-    manifest = export_nlq_checkpoint(ckpt, tmp_path / "export",
-                                     ExportConfig(formats=("executorch", "onnx"), parity_samples=4))
+    manifest = export_checkpoint(ckpt, tmp_path / "export",
+                                 ExportConfig(formats=("executorch", "onnx"), parity_samples=4))
     assert manifest["task"] == "nlq"
     for a in manifest["artifacts"]:
         assert a["status"] == "ok", a["reason"]
@@ -364,13 +365,33 @@ def test_cli_errors_are_one_line(args, message, tmp_path, monkeypatch):
     assert message in " ".join(r.output.split()), r.output
 
 
-def test_cli_export_refuses_a_clip_checkpoint(tmp_path, mini_data_cfg, micro_ckpt):
+def test_egoedge_export_takes_an_nlq_checkpoint(nlq_data, tmp_path):
+    """One export command for every task: the NLQ student goes through `egoedge export` with its task's gate."""
+    import json
+
     from typer.testing import CliRunner
 
     from bench.cli import app
+    from trainer.nlq.train import build_for, save_nlq_checkpoint
 
-    r = CliRunner().invoke(app, ["nlq", "export", str(micro_ckpt(tmp_path / "s.pt", mini_data_cfg))])
-    assert r.exit_code == 1 and "not an NLQ checkpoint" in " ".join(r.output.split())
+    torch.manual_seed(0)
+    model = build_for("lightvslnet", nlq_data, dim=16, heads=2, word_dim=8).eval()
+    ckpt = save_nlq_checkpoint(tmp_path / "light.pt", "lightvslnet", model, nlq_data, {})
+    r = CliRunner().invoke(app, ["export", str(ckpt), "--to", "onnx", "--parity-samples", "4",
+                                 "--out", str(tmp_path / "export")])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["task"] == "nlq" and manifest["gate"]["int8_min_agreement"] == 80.0
+    assert [a["status"] for a in manifest["artifacts"]] == ["ok"] and "R1@0.3" in r.output
+    # ... and the same bench as every task: eager and artifact timed side by side, scored with R1@0.3.
+    r = CliRunner().invoke(app, ["bench", str(tmp_path / "export"), "--iterations", "2", "--warmup", "0",
+                                 "--in-process", "--out", str(tmp_path / "bench")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "bench" / "report.json").read_text())
+    assert report["task"] == "nlq" and [row["status"] for row in report["results"]] == ["ok", "ok"]
+    eager, onnx = report["results"]
+    assert onnx["top1_agreement"] == 100.0 and onnx["nlq"] == eager["nlq"] and "mIoU" in onnx["nlq"]
+    assert "R1@0.3 %" in (tmp_path / "bench" / "report.md").read_text()
 
 
 def test_embed_refuses_nlq_exports(tmp_path):
@@ -383,14 +404,7 @@ def test_embed_refuses_nlq_exports(tmp_path):
                                                       "artifacts": []}))
     app = tmp_path / "app"
     shutil.copytree(Path(__file__).parents[1] / "android_demo", app, ignore=shutil.ignore_patterns("build"))
-    with pytest.raises(EgoedgeError, match="NLQ span models"):
+    with pytest.raises(EgoedgeError, match="holds nlq models; the Android demo does not run that task"):
         embed(tmp_path / "run", app)
 
 
-def test_bench_points_nlq_exports_to_run_task_nlq(tmp_path):
-    from bench.session import bench_export
-
-    (tmp_path / "manifest.json").write_text(json.dumps({"task": "nlq", "source": {"checkpoint": "x.pt"},
-                                                        "artifacts": []}))
-    with pytest.raises(EgoedgeError, match="run --task nlq"):
-        bench_export(tmp_path, tmp_path / "out")

@@ -9,11 +9,12 @@ import torch
 from trainer.common.complexity import count_macs
 from trainer.common.io import EgoedgeError
 from trainer.engine import TrainConfig
-from trainer.nlq.compress import NLQTask, cbkd_nlq_checkpoint, valid_step_error, window_agreement
+from trainer.nlq.compress import NLQCBKDTask, cbkd_nlq_checkpoint, valid_step_error, window_agreement
 from trainer.nlq.train import build_for, load_nlq_model, save_nlq_checkpoint, train_nlq
 from trainer.prune import prune_block
 from trainer.prune.cbkd import CBKDConfig, stage_table
-from trainer.quantize.ptq import PTQConfig, blocks_of, load_program, quantize_checkpoint
+from trainer.quantize.checkpoint import quantize_checkpoint
+from trainer.quantize.ptq import PTQConfig, blocks_of, load_program
 
 SMALL = {"dim": 16, "heads": 2, "word_dim": 8}
 STAGE = TrainConfig(epochs=1, batch_size=8, label_smoothing=0.0)
@@ -34,9 +35,10 @@ def student(nlq_data, tmp_path_factory):
 
 def test_default_blocks_are_the_encoder_blocks_and_the_heads(nlq_data):
     heads = ["predictor.start_head", "predictor.end_head"]
-    assert NLQTask(nlq_data).default_blocks(_light(nlq_data)) == ["query_encoder.blocks.0", "encoder.blocks.0", *heads]
+    light = NLQCBKDTask(nlq_data).default_blocks(_light(nlq_data))
+    assert light == ["query_encoder.blocks.0", "encoder.blocks.0", *heads]
     deep = build_for("deepvslnet", nlq_data, dim=16, heads=2)  # one encoder shared by video and query
-    assert NLQTask(nlq_data).default_blocks(deep) == ["encoder.blocks.0", "encoder.blocks.1", *heads]
+    assert NLQCBKDTask(nlq_data).default_blocks(deep) == ["encoder.blocks.0", "encoder.blocks.1", *heads]
 
 
 @pytest.mark.parametrize("block, hidden", [("encoder.blocks.0", "encoder.blocks.0.ffn.0"),
@@ -135,7 +137,7 @@ def test_window_agreement_and_error_ignore_padded_steps():
 
 
 def test_film_modes_parse_all_and_lists():
-    from bench.nlq import film_modes
+    from bench.flows.nlq import film_modes
 
     assert film_modes("all") == ("before_encoder", "after_encoder", "inside_encoder:after_pos",
                                  "inside_encoder:after_conv", "inside_encoder:after_attn", "inside_encoder:multi")
@@ -145,7 +147,7 @@ def test_film_modes_parse_all_and_lists():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--film", "all"], "--film applies to --task nlq only"),
+    (["run", "--film", "all"], "--film does not apply to --task recognition"),
     (["run", "--task", "nlq", "--film", "inside_encoder:nowhere"], "unknown FiLM mode(s) inside_encoder:nowhere"),
 ])
 def test_cli_film_errors(args, message, tmp_path, monkeypatch):
@@ -186,13 +188,12 @@ def test_run_task_nlq_mini_end_to_end(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_litert_int8_export_of_the_nlq_student_prepares(student, tmp_path):
     """Its attention softmaxes once failed TFLite's prepare (int8 SOFTMAX output scale must be 1/256)."""
-    from edge.export import ExportConfig
-    from edge.export_nlq import export_nlq_checkpoint
+    from edge.export import ExportConfig, export_checkpoint
     from edge.parity import ParityGate
 
     lenient = ParityGate(fp32_max_abs=1e-3, int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
-    manifest = export_nlq_checkpoint(student, tmp_path / "export", ExportConfig(
-        formats=("tflite",), int8=True, calibration=8, parity_samples=4), gate=lenient)
+    manifest = export_checkpoint(student, tmp_path / "export", ExportConfig(
+        formats=("tflite",), int8=True, calibration=8, parity_samples=4, gate=lenient))
     artifacts = {a["precision"]: a for a in manifest["artifacts"]}
     assert artifacts["int8"]["status"] == "ok", artifacts["int8"]["reason"]
     assert artifacts["int8"]["inputs"][0]["dtype"] == "int8" and artifacts["int8"]["parity"]["max_abs"] < 5.0

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.device_runners.android import intent_command
+from bench.device_runners.app import AppRequest
+from bench.device_runners.ios import launch_env
+from bench.device_runners.native import NATIVE_TOOLS
+from bench.device_runners.parsers import parse_app_result, parse_benchmark_model, parse_executor_runner
+from bench.device_runners.run import parse_device_specs, select_device
 from bench.devices import DeviceError, DeviceInfo
-from bench.host import BenchConfig
-from bench.ondevice.android import intent_command
-from bench.ondevice.app import AppRequest
-from bench.ondevice.ios import launch_env
-from bench.ondevice.native import NATIVE_TOOLS
-from bench.ondevice.parsers import parse_app_result, parse_benchmark_model, parse_executor_runner
-from bench.ondevice.run import parse_device_specs, select_device
+from bench.host_bench import BenchConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOGS = FIXTURES / "ondevice"
@@ -170,7 +170,7 @@ def exported(tmp_path_factory, mini_data_cfg):
 def phone(monkeypatch, tmp_path):
     monkeypatch.setenv("EGOEDGE_ADB", str(FAKE_ADB))
     monkeypatch.setenv("FAKE_DEVICE_ROOT", str(tmp_path / "phone"))
-    monkeypatch.setattr("bench.ondevice.android.POLL_S", 0.01)
+    monkeypatch.setattr("bench.device_runners.android.POLL_S", 0.01)
     return monkeypatch
 
 
@@ -185,7 +185,7 @@ CFG = BenchConfig(warmup=1, iterations=3, isolate=False)
 
 
 def test_native_tools_on_a_phone(phone, exported, tmp_path):
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
 
     tools = {"tflite": _tool(tmp_path, "benchmark_model", "benchmark_model_v2.txt"),
              "executorch": _tool(tmp_path, "executor_runner", "executor_runner.txt")}
@@ -204,7 +204,7 @@ def test_native_tools_on_a_phone(phone, exported, tmp_path):
 
 
 def test_demo_app_gives_accuracy_and_agreement(phone, exported, tmp_path, mini_data_cfg):
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
     from edge.export import run_session
     from trainer.checkpoint import load_model
     from trainer.data import load_split, preprocess_spec, to_model_input
@@ -213,7 +213,7 @@ def test_demo_app_gives_accuracy_and_agreement(phone, exported, tmp_path, mini_d
     inputs = to_model_input(load_split(mini_data_cfg, "test").clips, preprocess_spec(mini_data_cfg)).numpy()
     from bench.runners import RUNNERS
 
-    np.save(tmp_path / "logits.npy", run_session(RUNNERS.get("pytorch").open(model, 1), inputs))
+    np.save(tmp_path / "logits.npy", run_session(RUNNERS.get("pytorch").open(model, 1), (inputs,))[0])
     phone.setenv("FAKE_APP", "1")
     phone.setenv("FAKE_APP_LOGITS", str(tmp_path / "logits.npy"))
     report, _ = bench_export(exported, tmp_path / "out", "android:FAKE0001", CFG)
@@ -229,7 +229,7 @@ def test_demo_app_gives_accuracy_and_agreement(phone, exported, tmp_path, mini_d
 @pytest.mark.parametrize("mode,message", [("crash", "exited without a result (crash log: "),
                                           ("error", "Failed to load method forward")])
 def test_app_faults_are_per_artifact(phone, exported, tmp_path, mode, message):
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
 
     phone.setenv("FAKE_APP", "1")
     phone.setenv("FAKE_APP_MODE", mode)
@@ -239,7 +239,7 @@ def test_app_faults_are_per_artifact(phone, exported, tmp_path, mode, message):
 
 
 def test_unplugged_mid_run_keeps_what_was_measured(phone, exported, tmp_path):
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
 
     phone.setenv("FAKE_UNPLUG_AFTER", "1")
     tools = {"tflite": _tool(tmp_path, "benchmark_model", "benchmark_model_v2.txt"),
@@ -253,7 +253,7 @@ def test_unplugged_mid_run_keeps_what_was_measured(phone, exported, tmp_path):
 
 
 def test_tool_failure_on_the_phone_is_reported(phone, exported, tmp_path):
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
 
     tools = {"executorch": _tool(tmp_path, "executor_runner", "executor_runner_error.txt")}
     report, _ = bench_export(exported, tmp_path / "out", "android", CFG, tools)

@@ -74,8 +74,8 @@ def exported(tmp_path_factory, mini_data_cfg):
 
 
 def test_bench_profile_reports_top_ops_per_runtime(exported, tmp_path):
-    from bench.host import BenchConfig
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
+    from bench.host_bench import BenchConfig
 
     cfg = BenchConfig(warmup=1, iterations=3, profile_runs=3)
     report, paths = bench_export(exported, tmp_path, "host", cfg)
@@ -99,8 +99,8 @@ def test_bench_profile_reports_top_ops_per_runtime(exported, tmp_path):
 
 
 def test_bench_without_profile_has_no_profile(exported, tmp_path):
-    from bench.host import BenchConfig
-    from bench.session import bench_export
+    from bench.bench_export import bench_export
+    from bench.host_bench import BenchConfig
 
     report, paths = bench_export(exported, tmp_path, "host", BenchConfig(warmup=1, iterations=2, isolate=True))
     assert all("profile" not in r for r in report["results"])

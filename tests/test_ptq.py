@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from trainer.common.io import EgoedgeError
+from trainer.quantize.checkpoint import quantize_checkpoint
 from trainer.quantize.observers import OBSERVERS
 from trainer.quantize.pt2e import quantize_pt2e
-from trainer.quantize.ptq import PTQConfig, blocks_of, load_program, quantize_checkpoint, quantizer_for, run_ptq
+from trainer.quantize.ptq import PTQConfig, blocks_of, load_program, quantizer_for, run_ptq
 
 
 def _range(observer: str, x: torch.Tensor) -> tuple[float, float]:

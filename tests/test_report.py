@@ -168,7 +168,7 @@ def test_a_swept_report_renders_threads_and_summarizes_its_main_count():
 def test_parse_threads():
     import os
 
-    from bench.host import parse_threads
+    from bench.host_bench import parse_threads
     from trainer.common.io import EgoedgeError
 
     assert parse_threads("2") == (2,) and parse_threads("2, 1,2") == (2, 1)
@@ -176,3 +176,32 @@ def test_parse_threads():
     for bad in ("0", "", "1,x", "-1"):
         with pytest.raises(EgoedgeError, match="--threads takes"):
             parse_threads(bad)
+
+
+def test_pareto_labels_do_not_overlap():
+    """Ten crowded points (the quick run's artifacts sit within 1 ms and 1 point of each other)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.report import place_labels
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = [(0.9 + 0.05 * i, 65.0 + 0.1 * (i % 3)) for i in range(10)]
+    ax.scatter(*zip(*points, strict=True))
+    ax.set_xscale("log")
+    ax.set_xlim(0.5, 2.5)
+    ax.set_ylim(55, 102)
+    fig.tight_layout()
+    texts = place_labels(ax, points, [f"student_artifact_{i}\n3.8 MB" for i in range(10)])
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    for t in texts:
+        t.update_positions(renderer)
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the text itself, without its leader line
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert min(a.x1, b.x1) <= max(a.x0, b.x0) or min(a.y1, b.y1) <= max(a.y0, b.y0), (a, b)
+    plt.close(fig)

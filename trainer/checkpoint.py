@@ -9,14 +9,14 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from trainer.common.io import EgoedgeError, write_bytes_atomic
-from trainer.models import VideoClassifier, build_model
+from trainer.models import build_model
+from trainer.prune.plan import apply_pruning_config
 
 REQUIRED_KEYS = ("arch", "config", "state_dict", "metrics", "label_names", "preprocess")
 
@@ -24,9 +24,10 @@ REQUIRED_KEYS = ("arch", "config", "state_dict", "metrics", "label_names", "prep
 def save_checkpoint(path: str | Path, *, arch: str, model_kwargs: dict, model: torch.nn.Module,
                     metrics: dict, label_names: list[str], preprocess: dict, config: dict) -> Path:
     """Write a checkpoint atomically; ``config["model"]`` rebuilds the architecture."""
+    task = config.get("task") or (config.get("data") or {}).get("task")  # every checkpoint says its task
     payload = {
         "arch": arch,
-        "config": {**config, "model": dict(model_kwargs)},
+        "config": {**({"task": task} if task else {}), **config, "model": dict(model_kwargs)},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": metrics,
         "label_names": list(label_names),
@@ -54,19 +55,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(path: str | Path, build: Callable[..., torch.nn.Module] = build_model,
-               ckpt: dict[str, Any] | None = None) -> tuple[VideoClassifier, dict[str, Any]]:
-    """Rebuild the model of a checkpoint in eval mode; returns ``(model, checkpoint_dict)``.
+def load_model(path: str | Path, ckpt: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint of any task in eval mode; returns ``(model, checkpoint_dict)``.
 
-    ``build(arch, **config["model"])`` makes the architecture (the clip registry by default; the
-    NLQ family passes its own); ``ckpt`` is the already-read checkpoint, if the caller has it.
+    ``build_model(arch, **config["model"])`` makes the architecture; ``ckpt`` is the already-read
+    checkpoint, if the caller has it.
     """
     ckpt = ckpt if ckpt is not None else read_checkpoint(path)
     try:
-        model = build(ckpt["arch"], **ckpt["config"]["model"])
+        model = build_model(ckpt["arch"], **ckpt["config"]["model"])
         if ckpt["config"].get("pruning"):  # a CBKD student: replay its channel pruning first
-            from trainer.prune.cbkd import apply_pruning_config
-
             apply_pruning_config(model, ckpt["config"]["pruning"])
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:

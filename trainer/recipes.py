@@ -1,9 +1,33 @@
-"""Named distillation recipes: each is a :class:`KDConfig` selectable with ``--recipe``."""
+"""The student objective's settings (:class:`KDConfig`) and its named recipes, selectable with ``--recipe``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from trainer.common.registry import Registry
-from trainer.train import KDConfig
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """The student objective ``alpha*feature + beta*response + gamma*task + delta*hint``.
+
+    ``response``: ``response_kl`` (full KL at ``temperature``) or ``topk_kl`` (teacher's
+    ``top_k`` classes + rest). ``feature``: ``feature_mse`` or ``feature_cosine`` on the clip
+    embeddings. ``hints``: ``(student module, teacher module)`` name pairs for intermediate
+    FitNets hints; ``[("auto", "auto")]`` picks a pair at the same relative depth.
+    ``ensemble``: how several teachers' logits combine (``mean`` or ``learned``).
+    """
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 0.5
+    temperature: float = 4.0
+    response: str = "response_kl"
+    top_k: int = 5
+    feature: str = "feature_mse"
+    hints: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    delta: float = 1.0
+    ensemble: str = "mean"
 
 RECIPES: Registry = Registry("distillation recipe")
 

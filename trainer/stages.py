@@ -157,7 +157,7 @@ def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg
 def cbkd_stage(student: Path, splits: Splits, cfg, out: Path, progress: Progress = no_progress,
                log: Log | None = None, config: dict | None = None) -> tuple[Path, dict]:
     """CBKD-compress a trained student checkpoint into ``out``; per-stage checkpoints go beside it."""
-    from trainer.prune.cbkd import ClipTask, run_cbkd
+    from trainer.prune.cbkd import ClipCBKDTask, run_cbkd
 
     source, ckpt = load_model(student)
     work = out.parent / f"{out.stem}_stages"
@@ -167,7 +167,7 @@ def cbkd_stage(student: Path, splits: Splits, cfg, out: Path, progress: Progress
                         label_names=ckpt["label_names"], preprocess=ckpt["preprocess"],
                         config={"data": ckpt["config"].get("data"), "pruning": pruning})
 
-    task = ClipTask(splits.train, splits.val, splits.preprocess)
+    task = ClipCBKDTask(splits.train, splits.val, splits.preprocess)
     model, summary = run_cbkd(source, task, cfg, work, save_stage, progress, log)
     metrics = metrics_of(model, splits, summary["finetune"])
     metrics["cbkd"] = {k: v for k, v in summary.items() if k not in ("finetune", "pruning")}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,32 +19,10 @@ from trainer.common.progress import Progress, no_progress
 from trainer.data import ClipSplit, model_input, to_model_input
 from trainer.distill import DistillationLoss, FeatureTaps, LogitEnsemble
 from trainer.engine import TrainConfig, device, fit, wrap_ddp
+from trainer.recipes import KDConfig
 
 __all__ = ["KDConfig", "TrainConfig", "default_hint_pair", "device", "distill_student", "evaluate",
            "linear_probe", "predict", "topk_accuracy", "train_teacher"]
-
-
-@dataclass(frozen=True)
-class KDConfig:
-    """The student objective ``alpha*feature + beta*response + gamma*task + delta*hint``.
-
-    ``response``: ``response_kl`` (full KL at ``temperature``) or ``topk_kl`` (teacher's
-    ``top_k`` classes + rest). ``feature``: ``feature_mse`` or ``feature_cosine`` on the clip
-    embeddings. ``hints``: ``(student module, teacher module)`` name pairs for intermediate
-    FitNets hints; ``[("auto", "auto")]`` picks a pair at the same relative depth.
-    ``ensemble``: how several teachers' logits combine (``mean`` or ``learned``).
-    """
-
-    alpha: float = 1.0
-    beta: float = 1.0
-    gamma: float = 0.5
-    temperature: float = 4.0
-    response: str = "response_kl"
-    top_k: int = 5
-    feature: str = "feature_mse"
-    hints: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    delta: float = 1.0
-    ensemble: str = "mean"
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ android {
     compileSdk = 36
 
     defaultConfig {
-        applicationId = "org.egoedge.demo" // bench/ondevice/app.py ANDROID_PACKAGE
+        applicationId = "org.egoedge.demo" // bench/device_runners/app.py ANDROID_PACKAGE
         minSdk = 26
         targetSdk = 36
         versionCode = 1

@@ -6,4 +6,15 @@ from trainer.common.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-__all__ = ["DEVICES", "DeviceError", "DeviceInfo"]
+
+def device_kinds() -> list[str]:
+    """Every ``--device`` kind, host first."""
+    return sorted(DEVICES.keys(), key=lambda k: k != "host")
+
+
+def device_choices() -> str:
+    """``host, android[:SERIAL], emulator[:SERIAL], ios[:UDID]``: the ``--device`` forms, from the registry."""
+    return ", ".join(k + (f"[:{i}]" if (i := getattr(DEVICES.get(k), "id_name", None)) else "") for k in device_kinds())
+
+
+__all__ = ["DEVICES", "DeviceError", "DeviceInfo", "device_choices", "device_kinds"]

@@ -95,3 +95,20 @@ def discover_android() -> list[DeviceInfo]:
                 continue
         found.append(describe(row, props))
     return found
+
+
+discover_android.id_name = "SERIAL"
+
+
+def is_emulator(d: DeviceInfo) -> bool:
+    """An emulator, or the one placeholder row that says why adb sees nothing."""
+    return bool(d.details.get("emulator")) or (not d.usable and d.id == "-")
+
+
+@DEVICES.register("emulator")
+def discover_emulator() -> list[DeviceInfo]:
+    """The Android emulators adb knows (a view of ``android``: ``egoedge devices`` lists them there)."""
+    return [d for d in discover_android() if is_emulator(d)]
+
+
+discover_emulator.id_name, discover_emulator.base, discover_emulator.keep = "SERIAL", "android", is_emulator

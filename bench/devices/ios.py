@@ -34,3 +34,6 @@ def discover_ios() -> list[DeviceInfo]:
     except DeviceError as e:
         return [DeviceInfo("ios", "-", "iOS", "unavailable", False, str(e))]
     return found or [DeviceInfo("ios", "-", "iOS", "no device", False, "no paired iPhone is connected")]
+
+
+discover_ios.id_name = "UDID"

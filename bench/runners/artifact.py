@@ -27,6 +27,5 @@ class ArtifactRunner:
             raise
 
 
-for _format, _runtime in (("executorch", "executorch-xnnpack"), ("tflite", "litert-interpreter"),
-                          ("onnx", "onnxruntime-cpu"), ("coreml", "coreml-cpu")):
-    RUNNERS.register(_format)(ArtifactRunner(_format, _runtime))
+for _format in EXPORTERS.keys():  # a new exporter is benchmarked by being registered
+    RUNNERS.register(_format)(ArtifactRunner(_format, EXPORTERS.get(_format).runtime))

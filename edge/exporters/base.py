@@ -39,6 +39,7 @@ class Exporter(Protocol):
 
     format: str
     ext: str
+    runtime: str  # the bench's name for the host runtime that runs these artifacts
     precisions: tuple[str, ...]
     float_precisions: tuple[str, ...]
     int8_precisions: tuple[str, ...]

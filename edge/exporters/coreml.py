@@ -108,6 +108,7 @@ def validate_spec(summary: dict, precision: str, input_shapes: list[list[int]], 
 class CoreMLExporter:
     format = "coreml"
     ext = "mlpackage"
+    runtime = "coreml-cpu"  # what the bench calls the host runtime of these artifacts
     precisions = ("fp32", "fp16", "w8", "w8a8")
     float_precisions = ("fp16",)
     int8_precisions = ("w8", "w8a8")

@@ -17,6 +17,7 @@ from trainer.quantize import QUANTIZERS, quantize_pt2e
 class ExecuTorchExporter:
     format = "executorch"
     ext = "pte"
+    runtime = "executorch-xnnpack"  # what the bench calls the host runtime of these artifacts
     precisions = ("fp32", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("int8",)

@@ -86,6 +86,7 @@ def float_nodes(traced: Path, pre: Path, modules: tuple[str, ...]) -> list[str]:
 class OnnxExporter:
     format = "onnx"
     ext = "onnx"
+    runtime = "onnxruntime-cpu"  # what the bench calls the host runtime of these artifacts
     precisions = ("fp32", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("int8",)
@@ -140,8 +141,7 @@ class OnnxExporter:
             quant_pre_process(str(fp32), str(pre))
             exclude = float_nodes(fp32, pre, keep) if keep else []
             # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
-            # at (VNNI's u8*s8 dot product); with int8 activations MobileViT-xxs ran 1.7x and
-            # MobileNetV4 2.4x slower here.
+            # at (VNNI's u8*s8 dot product); int8 activations were measured slower (README, "Export").
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=exclude)

@@ -34,6 +34,7 @@ def _io_specs(details: list[dict], names: list[str]) -> list[dict]:
 class TFLiteExporter:
     format = "tflite"
     ext = "tflite"
+    runtime = "litert-interpreter"  # what the bench calls the host runtime of these artifacts
     precisions = ("fp32", "w8", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("w8", "int8")

@@ -11,14 +11,15 @@ import numpy as np
 import torch
 
 from trainer.common.io import EgoedgeError, atomic_write
-from trainer.data.synthetic import LABELS, ClipSpec, generate_split
+from trainer.data.synthetic import ClipSpec, generate_split
+from trainer.data.vocab import LABELS
 
 # CLIP's normalisation: the teacher is CLIP-style and the student shares its input.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-TASKS = ("recognition", "anticipation")
+CLIP_TASKS = ("recognition", "anticipation")
 # Bump when the generator's output changes, so that cached splits are regenerated.
 _GENERATOR_VERSION = 3
 
@@ -98,8 +99,8 @@ def load_split(cfg: DataConfig, split: str) -> ClipSplit:
     """Generate (or read from ``$EGOEDGE_CACHE``) one split of the dataset named by ``cfg``."""
     if cfg.name != "synthetic":
         raise EgoedgeError(f"unknown dataset '{cfg.name}'; available: synthetic")
-    if cfg.task not in TASKS:
-        raise EgoedgeError(f"unknown task '{cfg.task}'; valid: {', '.join(TASKS)}")
+    if cfg.task not in CLIP_TASKS:
+        raise EgoedgeError(f"unknown task '{cfg.task}'; valid: {', '.join(CLIP_TASKS)}")
     n = getattr(cfg, split)
     cache = _cache_path(cfg, split, n)
     if cache is not None and cache.exists():

@@ -17,7 +17,8 @@ import torch
 from trainer.common.io import EgoedgeError
 from trainer.common.registry import Registry
 from trainer.data.clips import ClipSplit, DataConfig, derived, preprocess_spec, to_model_input
-from trainer.data.synthetic import BOX_CLASSES, BOX_SLOTS
+from trainer.data.synthetic import BOX_SLOTS
+from trainer.data.vocab import BOX_CLASSES
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VERBS: tuple[str, ...] = ("open", "close", "pick", "put")
-NOUNS: tuple[str, ...] = ("drawer", "cup", "knife", "box")
-LABELS: tuple[str, ...] = tuple(f"{v}_{n}" for v in VERBS for n in NOUNS)
+from trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
+from trainer.data.vocab import BOX_CLASSES, LABELS, NOUNS
+
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
-# What an object detector would name in these clips: the hand, the four nouns, and clutter.
-BOX_CLASSES: tuple[str, ...] = ("hand", *NOUNS, "clutter")
 MAX_CLUTTER = 4
 BOX_SLOTS = 2 + MAX_CLUTTER  # hand, acted-on object, clutter items
 
@@ -316,8 +314,6 @@ def _balanced_labels(split: str, n: int, seed: int) -> np.ndarray:
 def render_split(split: str, labels: np.ndarray, spec: ClipSpec, seed: int = 0, annotations: dict | None = None,
                  stream: int | None = None) -> np.ndarray:
     """Render one clip per label (clip ``i`` from the random stream ``(seed, split, i[, stream])``)."""
-    from trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
-
     n = len(labels)
     clips = np.empty((n, spec.frames, spec.size, spec.size, 3), np.uint8)
     if annotations is not None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from trainer.common.io import EgoedgeError
 from trainer.common.registry import Registry
-from trainer.data.synthetic import NOUNS, VERBS
+from trainer.data.vocab import NOUNS, VERBS
 
 TOKENIZERS: Registry = Registry("tokenizer")
 WORDS: tuple[str, ...] = ("<pad>", "<cls>", ",", *VERBS, *NOUNS)

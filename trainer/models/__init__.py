@@ -1,6 +1,6 @@
 """Registry of teachers and students; importing this package registers every model."""
 
-from trainer.models import cnn, modality, student, teacher, text  # noqa: F401  (registration side effects)
+from trainer.models import cnn, modality, student, teacher, text, vslnet  # noqa: F401  (registration side effects)
 from trainer.models.registry import MODELS
 from trainer.models.video import TemporalAttentionPool, VideoClassifier
 

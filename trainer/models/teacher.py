@@ -22,10 +22,9 @@ class ViTSize:
 
 
 # CLIP ViT-B/32 is (768, 12, 12, 32, 512). The others use a convolutional stem and average the
-# patch tokens: trained from scratch on a few thousand clips within the quick budget, a
-# patchify ViT stayed at chance, a conv-stem ViT reading the class token reached 10-24%, and
-# the conv-stem ViT with mean-pooled tokens 74% top-1 (Xiao et al. 2021, "Early convolutions
-# help transformers see better"; Hassani et al. 2021, CCT's sequence pooling).
+# patch tokens: trained from scratch on a few thousand clips within the quick budget, a patchify
+# ViT stays near chance and only the conv-stem ViT with mean-pooled tokens learns (README, "Models";
+# Xiao et al. 2021, "Early convolutions help transformers see better"; Hassani et al. 2021, CCT).
 VIT_SIZES: dict[str, ViTSize] = {
     "test": ViTSize(32, 1, 2, 8, 32, conv_stem=True, pool="avg"),
     "small": ViTSize(256, 4, 4, 16, 256, conv_stem=True, pool="avg"),

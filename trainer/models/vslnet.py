@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.common.registry import Registry
+from trainer.models.registry import MODELS
 
-NLQ_MODELS: Registry = Registry("NLQ model")
 FILM_POINTS = ("after_pos", "after_conv", "after_attn")
 FILM_MODES = ("off", "before_encoder", "after_encoder", *(f"inside_encoder:{p}" for p in (*FILM_POINTS, "multi")))
 TEXT_ENCODERS = ("words", "minilm")
@@ -373,8 +372,8 @@ def _builder(name: str, doc: str, **defaults):
     def build(**kwargs) -> VSLNet:
         return VSLNet(VSLConfig(**{**defaults, **kwargs}))
 
-    build.__doc__, build.defaults = doc, defaults
-    NLQ_MODELS.register(name)(build)
+    build.__doc__, build.defaults, build.task = doc, defaults, "nlq"
+    MODELS.register(name)(build)
     return build
 
 
@@ -386,11 +385,6 @@ _builder("deepvslnet", "DeepVSLNet teacher: 2 encoder blocks, 2-layer predictor,
 _builder("lightvslnet", "LightVSLNet student: width 64, 2 conv layers of kernel 5, word embeddings, "
          "separate query encoder (lowers whole to XNNPACK).",
          highlight=True, shared_encoder=False, dim=64, heads=2, word_dim=64, conv_layers=2, kernel=5, ffn_mult=2)
-
-
-def build_nlq_model(arch: str, **kwargs) -> VSLNet:
-    """Build a registered NLQ model, e.g. ``build_nlq_model("vslnet", feature_dim=256, vocab_size=400)``."""
-    return NLQ_MODELS.get(arch)(**kwargs)
 
 
 def config_dict(model: VSLNet) -> dict:

@@ -25,27 +25,16 @@ from trainer.common.progress import Progress, no_progress
 from trainer.data.calibration import MIN_CALIBRATION, as_samples
 from trainer.engine import device
 from trainer.nlq import metrics as nlq_metrics
-from trainer.nlq.train import (
-    NLQData,
-    NLQDataSpec,
-    SpanLoss,
-    batch_of,
-    calibration_queries,
-    evaluate_logits,
-    evaluate_model,
-    load_data,
-    load_nlq_model,
-    query_ids,
-    save_nlq_checkpoint,
-    top1_window_agreement,
-    train_nlq,
-)
+from trainer.nlq.dataset import NLQData, NLQDataSpec, calibration_queries, load_data, query_ids
+from trainer.nlq.decode import evaluate_logits, top1_window_agreement
+from trainer.nlq.loss import SpanLoss
+from trainer.nlq.train import batch_of, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
 from trainer.prune.cbkd import CBKDConfig, run_cbkd
 from trainer.quantize.ptq import OutputMatch, PTQConfig, PTQJob
 
 
 @dataclass
-class NLQTask:
+class NLQCBKDTask:
     """The :class:`~trainer.prune.cbkd.CBKDTask` of a VSLNet-family model on ``data``."""
 
     data: NLQData
@@ -95,7 +84,7 @@ def cbkd_nlq_checkpoint(source: str | Path, out: str | Path, cfg: CBKDConfig, pr
     def save_stage(model: nn.Module, pruning: dict, path: Path) -> None:
         save_nlq_checkpoint(path, arch, model, data, {}, {"pruning": pruning})
 
-    model, summary = run_cbkd(teacher, NLQTask(data, loss), cfg, out.parent / f"{out.stem}_stages", save_stage,
+    model, summary = run_cbkd(teacher, NLQCBKDTask(data, loss), cfg, out.parent / f"{out.stem}_stages", save_stage,
                               progress, log)
     model.cpu().eval()
     rows = {s: nlq_metrics.metrics_row(evaluate_model(model, data, s)[1]) for s in ("val", "test")}

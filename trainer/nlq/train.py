@@ -1,147 +1,23 @@
-"""Train, distil, decode and evaluate the VSLNet family on an NLQ dataset.
-
-The objective is VSLNet's: cross-entropy on the start and on the end index (over valid steps),
-plus ``highlight_weight`` × a weighted binary cross-entropy of the highlight scores against the
-answer window widened by ``extend`` of its length on each side. Distillation adds
-``T²·KL`` between the teacher's and the student's start (and end) distributions at
-temperature ``T``. Decoding takes the ``top_k`` (start ≤ end) pairs of the outer product of
-the two distributions, as the Ego4D VSLNet baseline does, and converts them to seconds.
-"""
+"""Train, distil and evaluate the VSLNet family on an NLQ dataset, and save or load its checkpoints."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from trainer.checkpoint import load_model, read_checkpoint, save_checkpoint
 from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
-from trainer.distill import ResponseKL
 from trainer.engine import TrainConfig, device, fit
-from trainer.models.vslnet import VSLNet, build_nlq_model, config_dict, mask_logits
-from trainer.nlq import metrics as nlq_metrics
-from trainer.nlq.data import NLQSplit, build_vocab, index_to_time, load_split, word_ids
-
-SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class SpanLoss:
-    """Weights of VSLNet's objective and of the distillation term."""
-
-    highlight_weight: float = 5.0
-    extend: float = 0.1
-    kd_weight: float = 1.0  # weight of the KL term when a teacher is given
-    task_weight: float = 1.0  # weight of the supervised span loss when a teacher is given
-    temperature: float = 4.0
-
-
-@dataclass(frozen=True)
-class NLQDataSpec:
-    """Where an NLQ dataset lives and how its tensors are shaped."""
-
-    root: str
-    max_pos_len: int = 128
-    max_query_len: int = 20
-    feature_fps: float = 1.875
-
-
-@dataclass
-class NLQData:
-    """The three splits of a dataset, its word vocabulary (from train) and tokenised queries per tokenizer."""
-
-    spec: NLQDataSpec
-    splits: dict[str, NLQSplit]
-    vocab: list[str]
-    _ids: dict = field(default_factory=dict)
-
-    def ids(self, split: str, tokenizer: str) -> np.ndarray:
-        """``(N, max_query_len)`` token ids of ``split``'s queries for the ``words`` or ``minilm`` tokenizer."""
-        key = (split, tokenizer)
-        if key not in self._ids:
-            texts = self.splits[split].texts
-            if tokenizer == "words":
-                self._ids[key] = word_ids(texts, self.vocab, self.spec.max_query_len)
-            else:
-                from trainer.data.text import tokenize
-
-                self._ids[key] = tokenize(texts, tokenizer, self.spec.max_query_len)
-        return self._ids[key]
-
-    @cached_property
-    def feature_dim(self) -> int:
-        return int(self.splits["train"].video.shape[-1])
-
-    def annotation(self, split: str) -> dict:
-        return json.loads(Path(self.splits[split].annotation_file).read_text())
-
-
-def annotation_files(root: str | Path) -> dict[str, Path]:
-    """``annotations/nlq_{train,val,test}.json`` under ``root``; a missing test split falls back to val."""
-    root = Path(root)
-    files = {s: root / "annotations" / f"nlq_{s}.json" for s in SPLITS}
-    for s in ("train", "val"):
-        if not files[s].is_file():
-            raise EgoedgeError(f"NLQ dataset {root} lacks {files[s].relative_to(root)}")
-    if not files["test"].is_file():
-        files["test"] = files["val"]
-    return files
-
-
-def load_data(spec: NLQDataSpec, vocab: list[str] | None = None, limit: int | None = None) -> NLQData:
-    """Load every split of ``spec.root`` (features from ``<root>/features``); the vocabulary comes from train."""
-    files = annotation_files(spec.root)
-    splits = {s: load_split(files[s], Path(spec.root) / "features", spec.max_pos_len, limit) for s in SPLITS}
-    return NLQData(spec, splits, vocab or build_vocab(splits["train"].texts))
-
-
-def query_ids(data: NLQData, split: str, tokenizer: str, idx: slice | np.ndarray = slice(None)) -> np.ndarray:
-    """Token ids as the models take them: int32 word ids (what the exported artifacts read), int64 MiniLM ids."""
-    return data.ids(split, tokenizer)[idx].astype(np.int32 if tokenizer == "words" else np.int64)
-
-
-def calibration_queries(data: NLQData, count: int, seed: int) -> np.ndarray:
-    """``count`` sorted training-query indices, seeded: export and PTQ calibrate on the same queries."""
-    return np.sort(np.random.default_rng(seed).choice(len(data.splits["train"]), count, replace=False))
-
-
-def highlight_labels(split: NLQSplit, idx: np.ndarray, extend: float) -> np.ndarray:
-    """1 on the answer window widened by ``extend`` of its length each side, 0 elsewhere."""
-    t = split.video.shape[1]
-    s, e = split.start_idx[idx], split.end_idx[idx]
-    ext = np.round(extend * (e - s + 1)).astype(np.int64)
-    lo, hi = np.maximum(0, s - ext), np.minimum(split.num_units[idx] - 1, e + ext)
-    steps = np.arange(t)[None, :]
-    return ((steps >= lo[:, None]) & (steps <= hi[:, None])).astype(np.float32)
-
-
-def span_loss(out: dict, batch: dict, loss: SpanLoss) -> dict[str, torch.Tensor]:
-    """VSLNet's supervised objective: start/end cross-entropy + weighted highlight BCE."""
-    mask = batch["video_mask"]
-    ce = (F.cross_entropy(mask_logits(out["start"], mask), batch["start"])
-          + F.cross_entropy(mask_logits(out["end"], mask), batch["end"]))
-    terms = {"span": ce}
-    if out.get("highlight") is not None:
-        labels = batch["highlight"]
-        weights = torch.where(labels > 0, 2.0, 1.0) * mask
-        bce = F.binary_cross_entropy_with_logits(out["highlight"], labels, weight=weights, reduction="sum")
-        terms["highlight"] = bce / mask.sum()
-        ce = ce + loss.highlight_weight * terms["highlight"]
-    return {"loss": ce, **terms}
-
-
-def kd_loss(student: dict, teacher: dict, mask: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T²·KL`` of the teacher's start and end distributions to the student's, over valid steps."""
-    kl = ResponseKL(temperature)
-    return sum(kl({"student_logits": mask_logits(student[k], mask), "teacher_logits": mask_logits(teacher[k], mask)})
-               for k in ("start", "end"))
+from trainer.models import MODELS, build_model
+from trainer.models.vslnet import VSLNet, config_dict
+from trainer.nlq.dataset import NLQData
+from trainer.nlq.decode import evaluate_logits
+from trainer.nlq.loss import SpanLoss, highlight_labels, kd_loss, span_loss
 
 
 def batch_of(data: NLQData, split: str, idx: np.ndarray, tokenizer: str, extend: float,
@@ -201,40 +77,6 @@ def logits_of(model: VSLNet, data: NLQData, split: str, tokenizer: str,
     return np.concatenate(starts), np.concatenate(ends)
 
 
-def top_windows(start: np.ndarray, end: np.ndarray, mask: np.ndarray, top_k: int = 5) -> np.ndarray:
-    """``(N, top_k, 2)`` index pairs ``start <= end`` with the highest ``p_start · p_end``, best first."""
-    st = torch.softmax(mask_logits(torch.from_numpy(start).double(), torch.from_numpy(mask).double()), -1)
-    en = torch.softmax(mask_logits(torch.from_numpy(end).double(), torch.from_numpy(mask).double()), -1)
-    outer = torch.triu(st.unsqueeze(2) * en.unsqueeze(1))
-    t = start.shape[1]
-    k = min(top_k, int(mask.sum(1).min() * (mask.sum(1).min() + 1) // 2))
-    best = outer.flatten(1).topk(k, dim=1).indices.numpy()
-    return np.stack([best // t, best % t], -1)
-
-
-def top1_window_agreement(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray],
-                          mask: np.ndarray) -> float:
-    """% of queries whose best window from ``got``'s start/end logits is the one from ``ref``'s."""
-    return float(100.0 * (top_windows(*ref, mask, 1) == top_windows(*got, mask, 1)).all(-1).mean())
-
-
-def predictions(split: NLQSplit, start: np.ndarray, end: np.ndarray, top_k: int = 5) -> list[dict]:
-    """Per-query results in the official submission form (``predicted_times`` in clip seconds)."""
-    windows = top_windows(start, end, split.video_mask, top_k)
-    results = []
-    for q, w, units in zip(split.queries, windows, split.num_units, strict=True):
-        times = [list(index_to_time(int(s), int(e), int(units), q.duration)) for s, e in w]
-        results.append({"clip_uid": q.clip_uid, "annotation_uid": q.annotation_uid, "query_idx": q.query_idx,
-                        "predicted_times": [[round(a, 3), round(b, 3)] for a, b in times]})
-    return results
-
-
-def evaluate_logits(data: NLQData, split: str, start: np.ndarray, end: np.ndarray) -> tuple[list[dict], dict]:
-    """Predictions and official metrics of given logits on ``split``."""
-    preds = predictions(data.splits[split], start, end)
-    return preds, nlq_metrics.evaluate(preds, data.annotation(split))
-
-
 def evaluate_model(model: VSLNet, data: NLQData, split: str = "test",
                    tokenizer: str | None = None) -> tuple[list[dict], dict]:
     """Predictions and official metrics of ``model`` on ``split``."""
@@ -264,13 +106,16 @@ def load_nlq_model(path: str | Path, ckpt: dict | None = None) -> tuple[VSLNet, 
     ckpt = ckpt if ckpt is not None else read_checkpoint(path)
     if ckpt["config"].get("task") != "nlq":
         raise EgoedgeError(f"{path} is not an NLQ checkpoint; train one with `egoedge nlq train`")
-    return load_model(path, build_nlq_model, ckpt)
+    return load_model(path, ckpt=ckpt)
 
 
 def build_for(arch: str, data: NLQData, **overrides) -> VSLNet:
     """An NLQ model sized for ``data`` (feature width, vocabulary, lengths)."""
+    family = [a for a in MODELS if getattr(MODELS.get(a), "task", None) == "nlq"]
+    if arch not in family:
+        raise EgoedgeError(f"unknown NLQ model '{arch}'; valid: {', '.join(family)}")
     try:
-        return build_nlq_model(arch, feature_dim=data.feature_dim, vocab_size=len(data.vocab),
+        return build_model(arch, feature_dim=data.feature_dim, vocab_size=len(data.vocab),
                                max_pos_len=data.spec.max_pos_len, max_query_len=data.spec.max_query_len,
                                **overrides)
     except KeyError as e:

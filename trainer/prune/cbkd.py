@@ -14,7 +14,7 @@ Each finished stage is saved (checkpoint with its pruning plan + ``cbkd_state.js
 ``egoedge train cbkd`` resumes from the last finished stage.
 
 The schedule is task-agnostic; a :class:`CBKDTask` supplies the rest — where the blocks live, a
-training forward pass, the validation score and the end-to-end fine-tune. :class:`ClipTask` is
+training forward pass, the validation score and the end-to-end fine-tune. :class:`ClipCBKDTask` is
 the clip classifiers' (blocks: the image encoder's stages); the NLQ span models have theirs in
 :mod:`trainer.nlq.compress`.
 """
@@ -35,13 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.checkpoint import read_checkpoint
 from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError, write_json_atomic
 from trainer.common.progress import Progress, no_progress
 from trainer.data import ClipSplit, to_model_input
 from trainer.distill import FeatureTaps
 from trainer.engine import TrainConfig, device, fit, wrap_ddp
-from trainer.prune.plan import IMPORTANCE, apply_plan, prune_block
+from trainer.prune.plan import IMPORTANCE, apply_pruning_config, prune_block
 from trainer.train import KDConfig, distill_student, evaluate
 
 ORDERS = ("deep_first", "shallow_first")
@@ -112,7 +113,7 @@ _STAGE = re.compile(r"^stages\.\d+$")
 
 
 @dataclass
-class ClipTask:
+class ClipCBKDTask:
     """CBKD of a clip classifier: blocks are the image encoder's numbered stages; score is top-1."""
 
     train: ClipSplit
@@ -145,7 +146,7 @@ class ClipTask:
 
 def block_names(model: nn.Module, cfg: CBKDConfig, task: CBKDTask | None = None) -> list[str]:
     """The blocks CBKD works on (under the task's scope), in forward order."""
-    task = task or ClipTask(None, None, {})  # naming blocks needs only the clip task's scope, not its data
+    task = task or ClipCBKDTask(None, None, {})  # naming blocks needs only the clip task's scope, not its data
     scope = model.get_submodule(task.scope)
     names = list(cfg.blocks) or task.default_blocks(model)
     if not names:
@@ -173,16 +174,6 @@ def pruning_config(steps: list[dict], scope: str, inputs: tuple[torch.Tensor, ..
     """The ``config["pruning"]`` block of a checkpoint: scope, trace inputs (shape, dtype), replayable steps."""
     return {"scope": scope, "inputs": [{"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
                                        for x in inputs], "steps": steps}
-
-
-def apply_pruning_config(model: nn.Module, pruning: dict) -> None:
-    """Rebuild a pruned model's shape from its checkpoint's ``config["pruning"]``."""
-    scope = model.get_submodule(pruning["scope"])
-    if "inputs" in pruning:
-        example = tuple(torch.zeros(x["shape"], dtype=getattr(torch, x["dtype"])) for x in pruning["inputs"])
-    else:  # checkpoints written before multi-input scopes: one float tensor
-        example = (torch.zeros(pruning["input"]),)
-    apply_plan(scope, pruning["steps"], example)
 
 
 def recover_block(student: nn.Module, teacher: nn.Module, block: str, task: CBKDTask, cfg: TrainConfig,
@@ -228,7 +219,7 @@ def run_cbkd(teacher: nn.Module, task: CBKDTask, cfg: CBKDConfig, work: Path,
              log: Callable[[dict], None] | None = None) -> tuple[nn.Module, dict]:
     """Compress a copy of ``teacher`` stage by stage into ``work``; returns ``(student, summary)``.
 
-    ``task`` is a :class:`ClipTask` or another :class:`CBKDTask` (the NLQ family has its own).
+    ``task`` is a :class:`ClipCBKDTask` or another :class:`CBKDTask` (the NLQ family has its own).
     ``save(model, pruning_config, path)`` writes a checkpoint (the caller owns the format); each
     finished stage is saved as ``work/cbkd_stage{k}.pt`` and listed in ``work/cbkd_state.json``,
     and a rerun with the same ``work`` folder and config continues after the last finished stage.
@@ -253,8 +244,6 @@ def run_cbkd(teacher: nn.Module, task: CBKDTask, cfg: CBKDConfig, work: Path,
         if old.get("fingerprint") == fingerprint and old["stages"]:
             state = old
             apply_pruning_config(student, pruning_config(state["steps"], task.scope, trace))
-            from trainer.checkpoint import read_checkpoint
-
             ckpt = read_checkpoint(work / f"cbkd_stage{len(state['stages'])}.pt")
             student.load_state_dict(ckpt["state_dict"])
     student.to(dev)
@@ -304,5 +293,5 @@ def stage_table(summary: dict) -> list[dict]:
             row("finetune", "all", None, summary["final"])]
 
 
-__all__ = ["CBKDConfig", "CBKDTask", "ClipTask", "ORDERS", "apply_pruning_config", "block_names", "recover_block",
+__all__ = ["CBKDConfig", "CBKDTask", "ClipCBKDTask", "ORDERS", "apply_pruning_config", "block_names", "recover_block",
            "run_cbkd", "stage_plan", "stage_table"]

@@ -131,3 +131,13 @@ def apply_plan(scope: nn.Module, steps: list[dict], example: tuple[torch.Tensor,
         for step in steps:
             module = scope.get_submodule(step["module"])
             graph.get_pruning_group(module, _out_channel_fn(module), idxs=list(step["idxs"])).prune()
+
+
+def apply_pruning_config(model: nn.Module, pruning: dict) -> None:
+    """Rebuild a pruned model's shape from its checkpoint's ``config["pruning"]``."""
+    scope = model.get_submodule(pruning["scope"])
+    if "inputs" in pruning:
+        example = tuple(torch.zeros(x["shape"], dtype=getattr(torch, x["dtype"])) for x in pruning["inputs"])
+    else:  # checkpoints written before multi-input scopes: one float tensor
+        example = (torch.zeros(pruning["input"]),)
+    apply_plan(scope, pruning["steps"], example)

@@ -7,8 +7,9 @@
 3. Keep the most sensitive blocks in fp32, one at a time, until the target is met (or
    ``max_fallback`` blocks are float), then report accuracy on the test split.
 
-The result is what ``edge`` exports with ``--int8-skip`` (same quantizer, same blocks kept float),
-so what is measured here is what ships.
+The blocks kept fp32 here can be given to ``egoedge export --int8-keep-float`` so that the
+exported int8 artifacts keep the same blocks float (the quantize driver is
+:mod:`trainer.quantize.checkpoint`).
 """
 
 from __future__ import annotations
@@ -181,77 +182,8 @@ class PTQJob:
     match: OutputMatch = field(default_factory=OutputMatch)
 
 
-def clip_job(path: Path, cfg: PTQConfig, ckpt: dict) -> PTQJob:
-    """The PTQ job of a clip classifier: calibration clips from train, agreement on val, top-1/5 on test.
-
-    ``ckpt`` is the checkpoint as already read from ``path``.
-    """
-    from trainer.checkpoint import load_model
-    from trainer.data import DataConfig, load_split, to_model_input
-    from trainer.data.calibration import calibration_inputs
-    from trainer.train import topk_accuracy
-
-    model, ckpt = load_model(path, ckpt=ckpt)
-    data_cfg, preprocess = DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"]
-    calib = torch.from_numpy(calibration_inputs(data_cfg, preprocess, cfg.calibration, cfg.seed))
-    val = load_split(data_cfg, "val")
-    test = load_split(data_cfg, "test")
-    return PTQJob(model, as_samples(calib), (to_model_input(val.clips[:cfg.val_samples], preprocess),),
-                  (to_model_input(test.clips, preprocess),), lambda out: topk_accuracy(out, test.labels))
-
-
 def load_program(path: str | Path) -> torch.nn.Module:
     """A saved int8 program (``*_int8.pt2``) as a runnable module, in any process."""
     import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers the quantized_decomposed ops it calls)
 
     return torch.export.load(path).module()
-
-
-def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: Progress = no_progress) -> dict:
-    """PTQ a student checkpoint; writes ``<stem>_int8.pt2`` and ``<stem>_int8.json`` into ``out_dir``.
-
-    Clip classifiers and NLQ span models alike (the checkpoint says which). Returns the report:
-    settings, blocks kept fp32, sensitivity, and fp32 vs int8 test accuracy.
-
-    Example::
-
-        report = quantize_checkpoint("runs/quick/student.pt", "runs/quick", PTQConfig(observer="percentile"))
-        report["int8"]["top1"], report["skip"]
-    """
-    import io
-    import time
-
-    from trainer.checkpoint import read_checkpoint
-    from trainer.common.io import write_bytes_atomic, write_json_atomic
-
-    path, out_dir = Path(path), Path(out_dir)
-    if cfg.observer not in OBSERVERS:
-        raise EgoedgeError(f"unknown observer '{cfg.observer}'; valid: {', '.join(OBSERVERS.keys())}")
-    if cfg.backend not in STATIC_BACKENDS:
-        raise EgoedgeError(f"unknown PTQ backend '{cfg.backend}'; valid: {', '.join(STATIC_BACKENDS)}")
-    if cfg.val_samples < 1:
-        raise EgoedgeError("val_samples must be >= 1")
-    t0 = time.perf_counter()
-    ckpt = read_checkpoint(path)  # read once: it says the task, and the task's job builds from it
-    if ckpt["config"].get("task") == "nlq":
-        from trainer.nlq.compress import nlq_job
-
-        job = nlq_job(path, cfg, ckpt)
-    else:
-        job = clip_job(path, cfg, ckpt)
-    result = run_ptq(job.model, job.calibration, job.val_inputs, cfg, progress, job.match)
-    fp32, int8 = outputs_of(job.model, job.test_inputs), outputs_of(result["model"], job.test_inputs)
-    example = tuple(x.clone() for x in job.calibration[0])  # a view would drag the calibration set into the .pt2
-    program = torch.export.export(result["model"], example, strict=False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    artifact = out_dir / f"{path.stem}_int8.pt2"
-    buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer, not our temp file
-    torch.export.save(program, buffer)
-    write_bytes_atomic(artifact, buffer.getvalue())
-    report = {"source": path.name, "artifact": artifact.name, "config": dataclasses.asdict(cfg),
-              "skip": result["skip"], "val_agreement": result["val_agreement"], "steps": result["steps"],
-              "sensitivity": result["sensitivity"], "fp32": job.score(fp32), "int8": job.score(int8),
-              "test_agreement": job.match.agreement(fp32, int8, job.test_inputs),
-              "wall_s": round(time.perf_counter() - t0, 1)}
-    write_json_atomic(out_dir / f"{path.stem}_int8.json", report)
-    return report

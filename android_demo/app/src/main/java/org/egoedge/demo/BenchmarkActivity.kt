@@ -13,7 +13,7 @@ import java.io.File
 import kotlin.concurrent.thread
 
 /**
- * The benchmark protocol (egoedge `bench/ondevice/app.py`, version 1): started with intent extras,
+ * The benchmark protocol (egoedge `bench/device_runners/app.py`, version 1): started with intent extras,
  * it loads one model, warms up, times `iterations` runs, optionally runs the given clips for
  * accuracy, writes the result JSON (temp file, then rename) and finishes. `egoedge bench --device
  * android` drives it; by hand:

@@ -8,10 +8,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.pipeline import PRESETS
+# Every run flow has these presets (a test holds each flow's table to them); kept here, not imported
+# from the flows, so that `egoedge --help` does not load PyTorch.
+PRESET_NAMES = ("mini", "quick", "full")
 
 console = Console()
-Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # CLI choices come from the presets
+Preset = Enum("Preset", {name: name for name in PRESET_NAMES}, type=str)
 err_console = Console(stderr=True)
 
 
@@ -48,6 +50,29 @@ def parse_backends(to: str) -> tuple[str, ...]:
         if f not in EXPORTERS:
             raise EgoedgeError(f"unknown backend '{f}' in --to; valid: {', '.join(EXPORTERS.keys())}")
     return formats
+
+
+def quiet_third_party() -> None:
+    """Keep third-party notices out of the terminal: Python warnings, library logging below ERROR, and what
+    native runtimes write straight to file descriptor 2 (XNNPACK, LiteRT, ExecuTorch log lines).
+
+    egoedge's own stderr (errors, progress bars) keeps a duplicate of the real descriptor. Called by
+    the console script unless ``--verbose``; never inside tests, whose runner captures ``sys.stderr``.
+    """
+    import logging
+    import os
+    import sys
+    import warnings
+
+    warnings.simplefilter("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    real = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="replace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = real
+    err_console.file = real
 
 
 def fail(message: str) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.device_runners.app import INPUTS_NAME, IOS_BUNDLE, RESULT_NAME, AppRequest, inputs_bytes
+from bench.device_runners.parsers import parse_app_result
+from bench.device_runners.registry import BACKENDS
 from bench.devices.base import DeviceError, DeviceInfo, run_tool
-from bench.host import BenchConfig
-from bench.ondevice.app import INPUTS_NAME, IOS_BUNDLE, RESULT_NAME, AppRequest, inputs_bytes
-from bench.ondevice.parsers import parse_app_result
-from bench.ondevice.registry import BACKENDS
+from bench.host_bench import BenchConfig
 
 TIMEOUT_S = 60.0
 POLL_S = 2.0

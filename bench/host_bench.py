@@ -21,13 +21,13 @@ from bench.profile import profile_target
 from bench.runners import RUNNERS
 from edge.export import run_session
 from edge.exporters import Session
-from edge.parity import compare
-from trainer.checkpoint import load_model
+from trainer.checkpoint import load_model, read_checkpoint
 from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError
 from trainer.common.progress import Progress, no_progress
-from trainer.data import DataConfig, load_split, to_model_input
-from trainer.train import topk_accuracy
+from trainer.tasks import Evaluation, Task, task_of
+
+Arrays = tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class Target:
     refused: str | None = None  # the export's parity-gate verdict: measured, but reported as failed
     path: Path | None = None  # a file a fresh process can load ``target`` from
     delegation: dict | None = None  # ExecuTorch: delegated subgraphs/nodes and portable nodes, from the manifest
+    variant: object = None  # which form of the test inputs it reads (the task's ``input_variant``)
 
     @property
     def loadable(self) -> torch.nn.Module | Path:
@@ -91,11 +92,12 @@ class Target:
 
 
 def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Target:
-    """An eager PyTorch target from a checkpoint file."""
-    model, _ = load_model(path)
+    """An eager PyTorch target from a checkpoint file of any task."""
+    ckpt = read_checkpoint(path)
+    model, _ = load_model(path, ckpt=ckpt)
     macs = count_macs(model, model.example_inputs())
     return Target(name, "pytorch", "fp32", model, path.stat().st_size, count_params(model), macs,
-                  compare_to_reference, path=path)
+                  compare_to_reference, path=path, variant=task_of(ckpt).input_variant(ckpt))
 
 
 def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs: int | None,
@@ -117,19 +119,21 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
     return out
 
 
-def measure(format: str, target: torch.nn.Module | Path, inputs: np.ndarray, cfg: BenchConfig,
+def measure(format: str, target: torch.nn.Module | Path, inputs: Arrays, cfg: BenchConfig,
             progress: Progress = no_progress, stage: str = "") -> dict:
-    """Load one target, time it on the first input, then run every input for accuracy.
+    """Load one target, time it on the first sample, then run every sample for accuracy.
 
-    Returns ``load_ms`` (load plus the first call, where lazy allocation happens), ``latency_ms``
-    statistics, ``peak_rss_mb`` of this process while loading and timing, ``logits``, and with
+    ``inputs`` holds one ``(N, ...)`` array per model input. Returns ``load_ms`` (load plus the
+    first call, where lazy allocation happens), ``latency_ms`` statistics, ``peak_rss_mb`` of this
+    process while loading and timing, ``outputs`` (one array per model output), and with
     ``cfg.profile_runs`` a top-ops ``profile`` (recorded after the timing, so it cannot slow it).
     """
+    first = [x[:1] for x in inputs]
     session, out = time_session(lambda: RUNNERS.get(format).open(target, cfg.threads, cfg.options.get(format)),
-                                [inputs[:1]], cfg)
-    out["logits"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
+                                first, cfg)
+    out["outputs"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
     if cfg.profile_runs:
-        out["profile"] = profile_target(format, target, [inputs[:1]], cfg.threads, cfg.profile_runs)
+        out["profile"] = profile_target(format, target, first, cfg.threads, cfg.profile_runs)
     return out
 
 
@@ -156,7 +160,8 @@ def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str
     import psutil
 
     try:
-        inputs = np.load(inputs_path)
+        with np.load(inputs_path) as z:
+            inputs = tuple(z[f"arr_{i}"] for i in range(len(z.files)))
         before = psutil.Process().memory_info().rss / 2**20
         out = measure(format, target, inputs, cfg)
         out["rss_added_mb"] = round(out["peak_rss_mb"] - before, 1)
@@ -187,13 +192,19 @@ def new_row(tgt: Target, name: str, device: str, runtime: str) -> dict:
             "top1_agreement": None, "parity_max_abs": None, "status": "failed", "error": None}
 
 
-def finish_row(row: dict, tgt: Target, logits: np.ndarray | None, labels: np.ndarray,
-               reference: np.ndarray | None) -> None:
-    """Accuracy and parity from a measured target's logits; ok, unless the export's gate refused it."""
-    if logits is not None:
-        row["accuracy"] = topk_accuracy(logits, labels)
+def finish_row(row: dict, tgt: Target, outputs: Arrays | None, ev: Evaluation, inputs: Arrays,
+               reference: Arrays | None, report_field: str | None = None) -> None:
+    """Accuracy and parity from a measured target's outputs on ``inputs``; ok, unless the export's gate refused it.
+
+    ``report_field``: where the row keeps the task's own figures (``score()``'s ``metrics``), if it has any.
+    """
+    if outputs is not None:
+        scored = ev.score(outputs)
+        row["accuracy"] = scored["accuracy"]
+        if report_field and "metrics" in scored:
+            row[report_field] = scored["metrics"]
         if reference is not None:
-            parity = compare(reference, logits)
+            parity = ev.parity(reference, outputs, inputs)
             row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
     row["status"] = "ok"
     if tgt.refused:
@@ -206,21 +217,18 @@ def error_line(e: BaseException) -> str:
     return text if isinstance(e, EgoedgeError) else f"{type(e).__name__}: {text}"
 
 
-def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
-                  progress: Progress = no_progress) -> list[dict]:
-    """Measure every target; the first target with ``compare_to_reference`` is the reference.
+def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progress: Progress = no_progress,
+                  report_field: str | None = None) -> list[dict]:
+    """Measure every target on the task's test split; the first target with ``compare_to_reference`` is the reference.
 
     A target that fails to load or run gets ``status: "failed"`` and its error; the others go on.
     """
-    test = load_split(data_cfg, "test")
-    inputs = to_model_input(test.clips, preprocess).numpy()
-    reference: np.ndarray | None = None
+    reference: Arrays | None = None
     results = []
     with tempfile.TemporaryDirectory(prefix="egoedge-bench-") as tmp:
-        inputs_path = Path(tmp) / "inputs.npy"
-        if cfg.isolate:
-            np.save(inputs_path, inputs)
+        saved: dict[object, Path] = {}
         for tgt in targets:
+            inputs = ev.test_inputs(tgt.variant)
             row = new_row(tgt, tgt.name, "host", RUNNERS.get(tgt.format).runtime)
             if cfg.options.get(tgt.format):
                 row["runtime_options"] = cfg.options[tgt.format]
@@ -228,13 +236,19 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
                 row["delegation"] = tgt.delegation
             try:
                 progress(f"{'process' if cfg.isolate else 'time'} {tgt.name}", 0, 1, {})
-                out = (measure_isolated(tgt, inputs_path, cfg) if cfg.isolate
-                       else measure(tgt.format, tgt.target, inputs, cfg, progress, f"accuracy {tgt.name}"))
-                logits = out.pop("logits")
+                if cfg.isolate:
+                    if tgt.variant not in saved:
+                        saved[tgt.variant] = Path(tmp) / f"inputs{len(saved)}.npz"
+                        np.savez(saved[tgt.variant], *inputs)
+                    out = measure_isolated(tgt, saved[tgt.variant], cfg)
+                else:
+                    out = measure(tgt.format, tgt.target, inputs, cfg, progress, f"accuracy {tgt.name}")
+                outputs = out.pop("outputs")
                 row.update(out)
-                if logits is not None and tgt.compare_to_reference and reference is None:
-                    reference = logits
-                finish_row(row, tgt, logits, test.labels, reference if tgt.compare_to_reference else None)
+                if outputs is not None and tgt.compare_to_reference and reference is None:
+                    reference = outputs
+                finish_row(row, tgt, outputs, ev, inputs, reference if tgt.compare_to_reference else None,
+                           report_field)
             except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
                 row["error"] = error_line(e)
             results.append(row)
@@ -244,9 +258,11 @@ def bench_targets(targets: list[Target], data_cfg: DataConfig, preprocess: dict,
 ACCURACY_KEYS = ("accuracy", "top1_agreement", "parity_max_abs")
 
 
-def host_report(targets: list[Target], data_cfg: DataConfig, preprocess: dict, cfg: BenchConfig,
+def host_report(targets: list[Target], task: Task, ev: Evaluation, cfg: BenchConfig,
                 progress: Progress = no_progress, peaks: bool = True) -> dict:
-    """``{"machine", "results"}``: the targets measured side by side, each set against this CPU's GEMM peak.
+    """``{"task", "machine", "results"}``: the targets measured side by side on ``task``'s test split (``ev``).
+
+    Each row is set against this CPU's GEMM peak.
 
     Every row carries its ``threads``. With ``cfg.more_threads`` each target is timed again at
     those counts (its accuracy is the first pass's: thread count does not change the
@@ -254,6 +270,7 @@ def host_report(targets: list[Target], data_cfg: DataConfig, preprocess: dict, c
     peak measured at its own thread count (``machine.peak_gmacs_by_threads``).
     """
     counts = (cfg.threads, *(t for t in cfg.more_threads if t != cfg.threads))
+    copied = (*ACCURACY_KEYS, *filter(None, [task.report_field]))
     peaks_by: dict[str, dict | None] = {}
     results: list[dict] = []
     first: dict[str, dict] = {}
@@ -262,20 +279,20 @@ def host_report(targets: list[Target], data_cfg: DataConfig, preprocess: dict, c
         progress(f"GEMM peak, {threads} threads", 0, 1, {})
         peaks_by[str(threads)] = measure_peaks(threads) if peaks else None
         progress(f"GEMM peak, {threads} threads", 1, 1, {})
-        rows = bench_targets(targets, data_cfg, preprocess, run_cfg, progress)
+        rows = bench_targets(targets, ev, run_cfg, progress, task.report_field)
         for row in rows:
             row["threads"] = threads
             if i == 0:
                 first[row["name"]] = row
             elif row["name"] in first:
-                row.update({k: first[row["name"]][k] for k in ACCURACY_KEYS})
+                row.update({k: first[row["name"]].get(k) for k in copied})
         add_throughput(rows, peaks_by[str(threads)])
         results += rows
     machine = {**machine_info(cfg.threads), "peak_gmacs": peaks_by[str(cfg.threads)]}
     if len(counts) > 1:
         machine["thread_counts"] = list(counts)
         machine["peak_gmacs_by_threads"] = peaks_by
-    return {"machine": machine, "results": results}
+    return {"task": task.name, "machine": machine, "results": results}
 
 
 def teacher_of(source: Path, ckpt: dict) -> Path | None:

@@ -16,7 +16,7 @@ parameter               type     meaning
 ``result``              string   where to write the result JSON (write a temp file, then rename)
 ======================  =======  ==================================================================
 
-The result JSON follows ``bench/ondevice/result.schema.json``: ``{"protocol": 1, "status": "ok" |
+The result JSON follows ``bench/device_runners/result.schema.json``: ``{"protocol": 1, "status": "ok" |
 "error", "error": str | null}`` and, when ok, the host report's fields for one row -- ``"name",
 "format", "precision", "device", "runtime", "threads", "size_bytes", "load_ms", "latency_ms": {"mean",
 "median", "p90", "p99", "std", "iterations", "warmup"}, "peak_rss_mb"`` -- plus ``"latency_samples_ms"``
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.host import BenchConfig
+from bench.host_bench import BenchConfig
 
 ANDROID_PACKAGE = "org.egoedge.demo"
 ANDROID_FORMATS = ("executorch", "tflite")  # the runtimes the Android app links (ExecuTorch AAR, LiteRT)

@@ -89,7 +89,7 @@ def parse_executor_runner(text: str, warmup: int) -> dict:
 
 
 def parse_app_result(text: str) -> dict:
-    """The JSON the demo app's benchmark activity writes (protocol 1, see ``bench/ondevice/app.py``)."""
+    """The JSON the demo app's benchmark activity writes (protocol 1, see ``bench/device_runners/app.py``)."""
     from edge.schema import schema_errors
 
     try:

@@ -3,90 +3,28 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from bench.console import Preset, RichProgress, console, err_console, fail, parse_backends
-from bench.pipeline import resolve_config
+from bench.cli.console import Preset, RichProgress, console, err_console, fail, parse_backends, quiet_third_party
+from bench.cli.render import (
+    export_and_show,
+    print_task_metrics,
+    profile_tables,
+    results_table,
+    speedup_table,
+)
+from bench.devices import DEVICES, device_choices, device_kinds
 from trainer.common.io import EgoedgeError
+from trainer.recipes import DEFAULT_RECIPE, RECIPES
+from trainer.tasks import TASKS
 
+TaskName = Enum("TaskName", {name: name for name in TASKS.keys()}, type=str)  # --task choices: the registry's
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts.")
-
-
-# The terminal table keeps what fits 80 columns; report.md has every column.
-TERMINAL_COLUMNS = {"name": "name", "threads": "thr", "size MB": "MB", "median ms": "ms", "p90 ms": "p90",
-                    "top-1 %": "top-1", "R1@0.3 %": "R1@.3", "agree %": "agree", "status": "status"}
-
-
-def results_table(report: dict) -> Table:
-    """The report's results as a rich table."""
-    from bench.report import table_rows
-
-    header, rows = table_rows(report)
-    keep = [i for i, h in enumerate(header) if h in TERMINAL_COLUMNS]
-    table = Table(title=f"egoedge — {report['machine']['cpu']}, {report['machine']['threads']} threads, "
-                        f"latency per {'query' if report.get('task') == 'nlq' else 'clip'}")
-    for i in keep:
-        table.add_column(TERMINAL_COLUMNS[header[i]], justify="left" if header[i] in ("name", "status") else "right",
-                         no_wrap=header[i] != "status")
-    status = header.index("status")
-    for row in rows:
-        row = [short_status(cell) if i == status else cell for i, cell in enumerate(row)]
-        table.add_row(*[row[i] for i in keep])
-    return table
-
-
-def speedup_table(report: dict) -> Table | str | None:
-    """Reduced precision vs fp32 per runtime and thread count, then the fastest artifact vs eager.
-
-    Without reduced-precision artifacts only the fastest-artifact lines remain (a string); with
-    neither, None.
-    """
-    from bench.report import SPEEDUP_HEADER, best_vs_eager, speedup_cells, speedups
-
-    rows, best = speedups(report), best_vs_eager(report)
-    if not rows and not best:
-        return None
-    caption = "; ".join(f"fastest at {b['threads']}t: {b['name']} {b['ms']:.3f} ms = {b['speedup']:.2f}x eager"
-                        for b in best)
-    if not rows:  # an empty table would print only its borders
-        return caption
-    table = Table(title="speed-ups vs fp32 (same runtime, same threads)", caption=caption or None)
-    for h in SPEEDUP_HEADER:
-        table.add_column(h, justify="left" if h in ("runtime", "precision", "status") else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(*speedup_cells(row))
-    return table
-
-
-def profile_tables(report: dict, top: int = 5) -> list[Table]:
-    """One small table per profiled row: its ``top`` ops by time per inference."""
-    from bench.report import profile_rows
-
-    tables = []
-    for r in report["results"]:
-        prof = r.get("profile")
-        if not prof:
-            continue
-        if "error" in prof:
-            console.print(f"{r['name']}: no profile ({prof['error']})", highlight=False)
-            continue
-        table = Table(title=f"{r['name']} — top ops ({prof['tool']}, {prof['total_ms']:.3f} ms of kernels per call)")
-        for col in ("op", "where", "calls", "ms", "%"):
-            table.add_column(col, justify="left" if col in ("op", "where") else "right")
-        for row in profile_rows(prof)[:top]:
-            table.add_row(*row)
-        tables.append(table)
-    return tables
-
-
-def short_status(text: str) -> str:
-    """The verdict without its explanation (the files keep the whole reason), to fit a terminal."""
-    text = text.split(";")[0].replace("failed: refused by the parity gate:", "refused:")
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @app.command()
@@ -95,8 +33,8 @@ def run(
     data: str = typer.Option("synthetic", help="Dataset: 'synthetic' (the generated egocentric clips)."),
     out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
     config: Path = typer.Option(None, help="YAML/JSON overrides of the preset (any part of run_config.yaml)."),
-    recipe: str = typer.Option(None, help="Distillation recipe of the student (default clip_kd); see `egoedge "
-                               "train student --help`."),
+    recipe: str = typer.Option(None, help=f"Distillation recipe of the student: {', '.join(RECIPES.keys())} "
+                               f"(default {DEFAULT_RECIPE}); see `egoedge train student --help`."),
     student: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant: resnet:r10_48 (the quick "
                                 "default; r10_16, r10_16_e128, r10_32, r10_48, r10_64, r18_32: dense convs, the ones "
                                 "int8 speeds up most), mobilevit:xxs (micro, tiny, xxs, xs, s; the full preset's), "
@@ -107,9 +45,9 @@ def run(
     temperature: float = typer.Option(None, help="KD temperature T (default 4.0)."),
     threads: int = typer.Option(None, help="Threads for every runtime in the bench (default 2)."),
     iterations: int = typer.Option(None, help="Timed iterations per benchmark target."),
-    task: str = typer.Option(None, help="recognition (default), anticipation, or nlq (the Ego4D NLQ family: "
-                             "VSLBase/VSLNet/FiLM, DeepVSLNet -> LightVSLNet -> CBKD -> int8, exported; writes "
-                             "nlq_*.json)."),
+    task: TaskName = typer.Option("recognition", help="What the models do (the task registry); nlq runs the Ego4D "
+                                  "NLQ family: VSLBase/VSLNet/FiLM, DeepVSLNet -> LightVSLNet -> CBKD -> int8, "
+                                  "exported; writes nlq_*.json."),
     film: str = typer.Option(None, help="--task nlq: the FiLM modes trained as extra VSLNets, comma-separated, or "
                              "'all' (default: the preset's, inside_encoder:after_pos for quick)."),
 ) -> None:
@@ -118,61 +56,29 @@ def run(
     Example: egoedge run --preset quick --out runs/quick
              egoedge run --task nlq --out runs/nlq
     """
-    from bench.pipeline import run as run_pipeline
+    from bench.flows import FLOWS, RunRequest
 
     if threads is not None and threads < 1:
         fail(f"--threads must be >= 1, got {threads}")
     if iterations is not None and iterations < 1:
         fail(f"--iterations must be >= 1, got {iterations}")
-    if task == "nlq":
-        return _run_nlq(preset, data, out, threads, iterations, film)
-    if film is not None:
-        fail("--film applies to --task nlq only")
+    options = {"recipe": recipe, "student": student, "alpha": alpha, "beta": beta, "gamma": gamma,
+               "temperature": temperature, "threads": threads, "iterations": iterations, "film": film,
+               "config": config}
     try:
-        if data != "synthetic":
-            raise EgoedgeError(f"unknown dataset '{data}'; available: synthetic")
-        cfg = resolve_config(preset.value, config, recipe=recipe, student_variant=student, alpha=alpha, beta=beta,
-                             gamma=gamma, task=task,
-                             temperature=temperature, threads=threads, iterations=iterations)
-        out = out or Path("runs") / preset.value
+        request = RunRequest(preset.value, task.value, out, data, config,
+                             {k: v for k, v in options.items() if v is not None})
         with RichProgress() as progress:
-            report = run_pipeline(cfg, out, progress)
+            result = FLOWS.get(task.value)(request, progress)
     except EgoedgeError as e:
         fail(str(e))
+    report = result.report
+    print_task_metrics(report)
     console.print(results_table(report))
     for key, value in report["summary"].items():
         console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
-    for name in ("report.json", "report.md", "pareto.png"):
-        console.print(f"{name}: {out / name}", highlight=False)
-
-
-def _run_nlq(preset, data: str, out: Path | None, threads: int | None, iterations: int | None,
-             film: str | None) -> None:
-    from dataclasses import replace
-
-    from bench.cli_nlq import metrics_table
-    from bench.nlq import film_modes, nlq_preset, run_nlq
-
-    try:
-        if data != "synthetic":
-            raise EgoedgeError(f"unknown dataset '{data}' for --task nlq; available: synthetic "
-                               "(train on your own Ego4D features with `egoedge nlq train --data DIR`)")
-        cfg = nlq_preset(preset.value)
-        bench = replace(cfg.bench, **{k: v for k, v in (("threads", threads), ("iterations", iterations))
-                                      if v is not None})
-        cfg = replace(cfg, bench=bench, film=cfg.film if film is None else film_modes(film))
-        out = out or Path("runs") / f"nlq-{preset.value}"
-        with RichProgress() as progress:
-            report = run_nlq(cfg, out, progress)
-    except EgoedgeError as e:
-        fail(str(e))
-    rows = {r["name"]: r["nlq"] for r in report["results"] if r.get("nlq") and r["format"] == "pytorch"}
-    console.print(metrics_table(rows, "Ego4D NLQ, test split (official metrics, %)"))
-    console.print(results_table(report))
-    for key, value in report["summary"].items():
-        console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
-    for name in ("nlq_predictions.json", "nlq_metrics.json", "report.json", "report.md", "pareto.png"):
-        console.print(f"{name}: {out / name}", highlight=False)
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}", highlight=False)
 
 
 def _all_backends() -> str:
@@ -181,75 +87,57 @@ def _all_backends() -> str:
     return ",".join(EXPORTERS.keys())
 
 
-def manifest_table(manifest: dict, title: str) -> Table:
-    """One row per artifact: format, precision, size, parity, accuracy and status (with the reason)."""
-    table = Table(title=title)
-    for h, justify in (("format", "left"), ("precision", "left"), ("MB", "right"), ("top-1 %", "right"),
-                       ("max |Δ|", "right"), ("agree %", "right"), ("status", "left")):
-        table.add_column(h, justify=justify)
-    for a in manifest["artifacts"]:
-        p, acc = a["parity"] or {}, a["accuracy"] or {}
-        status = a["status"]
-        if a["reason"]:
-            status = short_status(f"{status}: {a['reason']}")
-        elif (a.get("verified") or "").startswith("spec only"):
-            status += " (spec only)"
-        table.add_row(a["format"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
-                      f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
-                      f"{p['top1_agreement']:.1f}" if p else "–", status)
-    return table
-
-
 @app.command()
 def export(
-    checkpoint: Path = typer.Argument(..., help="An egoedge checkpoint (e.g. runs/quick/student.pt)."),
+    checkpoint: Path = typer.Argument(..., help="An egoedge checkpoint of any task (e.g. runs/quick/student.pt, "
+                                      "runs/nlq/nlq_student.pt)."),
     to: str = typer.Option(None, help="Comma-separated backends (default: all of executorch,coreml,tflite,onnx)."),
     int8: bool = typer.Option(False, "--int8", help="Also make each backend's int8 artifacts (calibrated)."),
     precision: str = typer.Option(None, help="Exact precisions instead, comma-separated: fp32,fp16,int8,w8,w8a8."),
-    calib: int = typer.Option(256, help="Calibration clips drawn from the checkpoint's training split."),
-    calib_file: Path = typer.Option(None, help="Use preprocessed clips from this .npy (N,T,3,H,W) instead."),
+    calib: int = typer.Option(256, help="Calibration samples drawn from the checkpoint's training split."),
+    calib_file: Path = typer.Option(None, help="Use preprocessed clips from this .npy (N,T,3,H,W) instead "
+                                    "(single-input models)."),
     int8_keep_float: str = typer.Option(None, help="Comma-separated modules the int8 artifacts keep fp32, e.g. "
                                         "pool,head (default: none; the quick run keeps pool,head)."),
     out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
-    parity_samples: int = typer.Option(32, help="Held-out clips in the parity batch."),
-    fp32_tol: float = typer.Option(1e-4, help="fp32 gate: max |logit difference| to PyTorch."),
-    int8_agreement: float = typer.Option(99.0, help="int8 gate: minimum top-1 agreement with PyTorch (%)."),
-    int8_drop: float = typer.Option(1.0, help="int8 gate: maximum top-1 accuracy drop (points)."),
+    parity_samples: int = typer.Option(32, help="Held-out samples in the parity batch."),
+    fp32_tol: float = typer.Option(None, help="fp32 gate: max |logit difference| to PyTorch (default: the task's, "
+                                   "1e-4 for clips, 1e-3 for NLQ)."),
+    int8_agreement: float = typer.Option(None, help="int8 gate: minimum top-1 agreement with PyTorch, % (default: "
+                                         "the task's, 99 for clips, 80 for NLQ windows)."),
+    int8_drop: float = typer.Option(None, help="int8 gate: maximum top-1 accuracy drop, points (default: the "
+                                    "task's, 1 for clips, 2 for NLQ)."),
     allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
 ) -> None:
-    """Export a student to edge formats, check each against PyTorch, write manifest.json.
+    """Export a student of any task to edge formats, check each against PyTorch, write manifest.json.
 
     Example: egoedge export runs/quick/student.pt --to executorch,coreml,tflite,onnx --int8 --calib 256
+             egoedge export runs/nlq/nlq_student.pt --to onnx --int8
     """
-    from edge.export import ExportConfig, export_checkpoint
-    from edge.parity import ParityGate
+    from edge.export import ExportConfig
 
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip()) if precision else None
-    try:
-        formats = parse_backends(to or _all_backends())
+    def config() -> ExportConfig:
         if calib_file is not None and not calib_file.is_file():
             raise EgoedgeError(f"--calib-file {calib_file} does not exist")
-        cfg = ExportConfig(formats=formats, precisions=precisions, int8=int8, calibration=calib,
-                           calibration_file=str(calib_file) if calib_file else None, parity_samples=parity_samples,
-                           int8_keep_float=tuple(m.strip() for m in (int8_keep_float or "").split(",") if m.strip()),
-                           gate=ParityGate(fp32_tol, int8_agreement, int8_drop))
-        out = out or checkpoint.parent / "export"
-        with RichProgress() as progress:
-            manifest = export_checkpoint(checkpoint, out, cfg, progress)
-    except EgoedgeError as e:
-        fail(str(e))
-    console.print(manifest_table(manifest, str(out / "manifest.json")))
-    src = manifest["source"]["accuracy"]
-    console.print(f"PyTorch reference: top-1 {src['top1']:.1f}%, top-5 {src['top5']:.1f}%", highlight=False)
-    fail_on_failed_artifacts(manifest, out, allow_failed)
+        return ExportConfig(formats=parse_backends(to or _all_backends()), precisions=precisions, int8=int8,
+                            calibration=calib, calibration_file=str(calib_file) if calib_file else None,
+                            parity_samples=parity_samples, gate=gate_of(fp32_tol, int8_agreement, int8_drop),
+                            int8_keep_float=tuple(m.strip() for m in (int8_keep_float or "").split(",") if m.strip()))
+
+    export_and_show(checkpoint, out, config, allow_failed)
 
 
-def fail_on_failed_artifacts(manifest: dict, out: Path, allow_failed: bool) -> None:
-    """Exit 1 naming every artifact that failed to export or its gate, unless ``allow_failed``."""
-    failed = [a["name"] for a in manifest["artifacts"] if a["status"] != "ok"]
-    if failed and not allow_failed:
-        fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)} (reasons in {out / 'manifest.json'}; "
-             "--allow-failed to accept)")
+def gate_of(fp32_tol: float | None, int8_agreement: float | None, int8_drop: float | None):
+    """The gate the user set, each unset bound from the default gate; ``None`` when nothing was set (the task's)."""
+    from edge.parity import ParityGate
+
+    if fp32_tol is None and int8_agreement is None and int8_drop is None:
+        return None
+    d = ParityGate()
+    return ParityGate(d.fp32_max_abs if fp32_tol is None else fp32_tol,
+                      d.int8_min_agreement if int8_agreement is None else int8_agreement,
+                      d.int8_max_accuracy_drop if int8_drop is None else int8_drop)
 
 
 @app.command()
@@ -270,7 +158,9 @@ def quantize(
 
     Example: egoedge quantize runs/quick/student.pt --observer percentile --max-fallback 2
     """
-    from trainer.quantize.ptq import PTQConfig, quantize_checkpoint
+    from trainer.quantize.checkpoint import quantize_checkpoint
+    from trainer.quantize.ptq import PTQConfig
+    from trainer.tasks import task_named
 
     try:
         if not checkpoint.is_file():
@@ -282,12 +172,11 @@ def quantize(
             report = quantize_checkpoint(checkpoint, out or checkpoint.parent, cfg, progress)
     except EgoedgeError as e:
         fail(str(e))
-    nlq = "R1@0.3" in report["fp32"]  # an NLQ span model: Recall@K at IoU and mIoU instead of top-k
-    cols = ("R1@0.3", "R1@0.5", "R5@0.3", "mIoU") if nlq else ("top1", "top5")
-    table = Table(title=f"PTQ int8 ({backend}, {observer} observer, {calib} calibration "
-                  f"{'queries' if nlq else 'clips'})")
-    for col in ("model", *(c if nlq else c.replace("top", "top-") + " %" for c in cols),
-                "top-1 window = fp32 %" if nlq else "agreement %"):
+    task = task_named(report["task"], str(report["artifact"]))
+    cols = task.ptq_columns
+    table = Table(title=f"PTQ int8 ({backend}, {observer} observer, {calib} calibration {task.units})")
+    for col in ("model", *(c.replace("top", "top-") + " %" if c.startswith("top") else c for c in cols),
+                task.agreement_column):
         table.add_column(col)
     table.add_row("fp32", *(f"{report['fp32'][c]:.1f}" for c in cols), "100.0")
     table.add_row("int8", *(f"{report['int8'][c]:.1f}" for c in cols), f"{report['test_agreement']:.1f}")
@@ -300,8 +189,7 @@ def quantize(
 @app.command()
 def bench(
     export_dir: Path = typer.Argument(..., help="A folder with manifest.json (from `egoedge export`)."),
-    device: str = typer.Option("host", help="Where to run, comma-separated: host, android[:SERIAL], "
-                               "emulator[:SERIAL], ios[:UDID]."),
+    device: str = typer.Option("host", help=f"Where to run, comma-separated: {device_choices()}."),
     out: Path = typer.Option(None, help="Report folder (default: the export folder's parent)."),
     threads: str = typer.Option("2", help="Threads for every runtime; a comma-separated list (e.g. 1,2 or 1,all) "
                                 "times every host target at each count, accuracy and profiles at the first."),
@@ -328,9 +216,9 @@ def bench(
     Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench --compare runs/baseline
              egoedge bench runs/quick/export --threads 1,2 --profile
     """
+    from bench.bench_export import bench_export, parse_tools
     from bench.compare import check_max_slowdown, load_report
-    from bench.host import BenchConfig, parse_threads
-    from bench.session import bench_export, parse_tools
+    from bench.host_bench import BenchConfig, parse_threads
 
     try:
         counts = parse_threads(threads)
@@ -373,12 +261,12 @@ def devices() -> None:
 
     Example: egoedge devices
     """
-    from bench.devices import DEVICES
-
     table = Table(title="devices")
     for h in ("kind", "id", "name", "state", "usable", "why not / details"):
         table.add_column(h, no_wrap=h in ("kind", "id"))
-    for kind in sorted(DEVICES.keys(), key=lambda k: k != "host"):
+    for kind in device_kinds():
+        if hasattr(DEVICES.get(kind), "base"):
+            continue  # a view of another kind, whose rows already show it
         for d in DEVICES.get(kind)():
             extra = ", ".join(f"{k} {v}" for k, v in d.details.items() if v not in (None, ""))
             table.add_row(d.kind, d.id, d.name, d.state, "yes" if d.usable else "no", d.reason or extra)
@@ -475,15 +363,23 @@ def embed(
     console.print(f"next: cd {app_dir} && ./gradlew installDebug", highlight=False, soft_wrap=True)
 
 
-from bench.cli_nlq import nlq_app  # noqa: E402
-from bench.cli_train import train_app  # noqa: E402  (needs `app`'s helpers above)
+from bench.cli.nlq import nlq_app  # noqa: E402
+from bench.cli.train import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")
 app.add_typer(nlq_app, name="nlq")
 
 
+@app.callback()
+def options(verbose: bool = typer.Option(False, "--verbose", help="Also show third-party notices (library "
+                                         "warnings, native runtime log lines), which are hidden by default.")) -> None:
+    """egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts."""
+
+
 def main() -> None:
     """Console-script entry point."""
+    if "--verbose" not in sys.argv[1:]:
+        quiet_third_party()
     try:
         app()
     except KeyboardInterrupt:

@@ -17,36 +17,27 @@ from pathlib import Path
 
 import torch
 
-from bench.host import BenchConfig, Target, error_line, new_row, time_session
-from bench.machine import machine_info
-from bench.peak import add_throughput, measure_peaks
-from bench.pipeline import RunLog, check_out_dir
+from bench.flows.base import RunRequest, RunResult
+from bench.flows.common import RunLog, check_out_dir
+from bench.flows.registry import FLOWS
+from bench.host_bench import BenchConfig, Target, host_report, manifest_targets
 from bench.report import summarize, write_report
-from bench.runners import RUNNERS
-from edge.export import ExportConfig
-from edge.export_nlq import export_nlq_checkpoint, nlq_inputs
+from edge.export import ExportConfig, export_checkpoint
+from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, write_json_atomic
 from trainer.common.progress import Progress, no_progress
 from trainer.engine import TrainConfig
 from trainer.models.vslnet import FILM_MODES
 from trainer.nlq import metrics as nlq_metrics
 from trainer.nlq.compress import cbkd_nlq_checkpoint
+from trainer.nlq.dataset import NLQData, NLQDataSpec, load_data
+from trainer.nlq.loss import SpanLoss
 from trainer.nlq.synthetic import NLQDataConfig, generate
-from trainer.nlq.train import (
-    NLQData,
-    NLQDataSpec,
-    SpanLoss,
-    build_for,
-    complexity,
-    evaluate_model,
-    load_data,
-    load_nlq_model,
-    query_ids,
-    save_nlq_checkpoint,
-    train_nlq,
-)
+from trainer.nlq.train import build_for, complexity, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
 from trainer.prune.cbkd import CBKDConfig, stage_table
-from trainer.quantize.ptq import PTQConfig, quantize_checkpoint
+from trainer.quantize.checkpoint import quantize_checkpoint
+from trainer.quantize.ptq import PTQConfig
+from trainer.tasks import task_of
 
 _NLQ_STAGE = {"weight_decay": 0.01, "label_smoothing": 0.0}
 
@@ -73,7 +64,7 @@ class NLQRunConfig:
         recover=TrainConfig(epochs=2, batch_size=32, lr=1e-3, **_NLQ_STAGE),
         finetune=TrainConfig(epochs=6, batch_size=32, lr=5e-4, **_NLQ_STAGE)))
     # The predictor is by far the most int8-sensitive unit (`egoedge quantize --max-fallback 2` measures
-    # it removing 10x the logit error of any other), so the quick run keeps it fp32 without the search.
+    # it; README, "NLQ"), so the quick run keeps it fp32 without the search.
     ptq: PTQConfig | None = field(default_factory=lambda: PTQConfig(calibration=128, val_samples=120,
                                                                     max_fallback=0, skip=("predictor",)))
     export: ExportConfig = field(default_factory=lambda: ExportConfig(
@@ -219,9 +210,16 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
         metrics, data.splits["test"].annotation_file, model=student.name,
         models={m.name: m.metrics["test"] for m in models}))
 
-    manifest = export_nlq_checkpoint(student.path, out / "export", cfg.export, progress)
+    manifest = export_checkpoint(student.path, out / "export", cfg.export, progress)
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
-    report = nlq_report(models, manifest, out / "export", data, cfg.bench, progress)
+    # Every model is timed and scored on the test queries; the student is the reference for agreement.
+    ckpt = read_checkpoint(student.path)
+    task = task_of(ckpt)
+    reference = models.index(student)
+    targets = [Target(m.name, "pytorch", m.precision, m.model, m.path.stat().st_size, m.cost["params"],
+                      m.cost["macs"], i >= reference, path=m.path, variant=m.tokenizer) for i, m in enumerate(models)]
+    targets += manifest_targets(out / "export", manifest, student.cost["params"], student.cost["macs"])
+    report = host_report(targets, task, task.evaluation(ckpt), cfg.bench, progress)
     report["run"] = {"preset": cfg.preset, "task": "nlq", "dataset": str(root), "wall_s": None,
                      "kd": asdict(cfg.loss), "cbkd": cbkd_info, "ptq": ptq_info}
     report["summary"] = summarize(report)
@@ -244,48 +242,20 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
     return report
 
 
-def nlq_report(models: list[Trained], manifest: dict, export_dir: Path, data: NLQData, cfg: BenchConfig,
-               progress: Progress = no_progress) -> dict:
-    """``{"task", "machine", "results"}``: every PyTorch model and every exported artifact, timed at batch 1."""
-    sample = [x[:1] for x in nlq_inputs(data, "test", slice(0, 1))]
-    progress("GEMM peak", 0, 1, {})
-    peaks = measure_peaks(cfg.threads)
-    rows = []
-    student = next(m for m in models if m.name == "student")
-    eager = RUNNERS.get("pytorch")
-    for m in models:
-        row = new_row(Target(m.name, "pytorch", m.precision, m.model, m.path.stat().st_size, m.cost["params"],
-                             m.cost["macs"], False), m.name, "host", eager.runtime)
-        progress(f"time {m.name}", 0, 1, {})
-        try:
-            # A MiniLM model reads its own token ids; every other model reads word ids.
-            ids = query_ids(data, "test", m.tokenizer, slice(0, 1))
-            _, timed = time_session(lambda m=m: eager.open(m.model, cfg.threads), [sample[0], sample[1], ids], cfg)
-            row.update(timed, status="ok", accuracy=nlq_metrics.accuracy_block(m.metrics["test"]),
-                       nlq=m.metrics["test"])
-        except (EgoedgeError, RuntimeError, ValueError) as e:
-            row["error"] = error_line(e)
-        rows.append(row)
-    for a in manifest["artifacts"]:
-        runner = RUNNERS.get(a["format"])
-        path = export_dir / a["file"] if a["file"] else None
-        row = new_row(Target(a["name"], a["format"], a["precision"], path, a["bytes"], student.cost["params"],
-                             student.cost["macs"], True), a["name"], "host", runner.runtime)
-        if path is None or (reason := runner.available()):
-            row["error"] = a["reason"] if path is None else f"not run here: {reason}"
-            rows.append(row)
-            continue
-        progress(f"time {a['name']}", 0, 1, {})
-        try:
-            _, timed = time_session(lambda path=path, runner=runner: runner.open(path, cfg.threads), sample, cfg)
-            row.update(timed, status="ok" if a["status"] == "ok" else "failed", accuracy=a["accuracy"],
-                       nlq=a.get("metrics"), top1_agreement=(a["parity"] or {}).get("top1_agreement"),
-                       parity_max_abs=(a["parity"] or {}).get("max_abs"))
-            if a["status"] != "ok":
-                row["error"] = f"refused by the parity gate: {a['reason']}"
-        except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
-            row["error"] = error_line(e)
-        rows.append(row)
-    add_throughput(rows, peaks)
-    return {"task": "nlq", "machine": {**machine_info(cfg.threads), "peak_gmacs": peaks}, "results": rows}
+def run_request(request: RunRequest, progress: Progress = no_progress) -> RunResult:
+    """``egoedge run --task nlq``: the preset's NLQ settings with ``--threads``/``--iterations``/``--film``."""
+    request.refuse("config", "recipe", "student", "alpha", "beta", "gamma", "temperature")
+    if request.data != "synthetic":
+        raise EgoedgeError(f"unknown dataset '{request.data}' for --task nlq; available: synthetic "
+                           "(train on your own Ego4D features with `egoedge nlq train --data DIR`)")
+    o = request.options
+    cfg = nlq_preset(request.preset)
+    bench = replace(cfg.bench, **{k: o[k] for k in ("threads", "iterations") if o.get(k) is not None})
+    cfg = replace(cfg, bench=bench, film=cfg.film if o.get("film") is None else film_modes(o["film"]))
+    out = request.out or Path("runs") / f"nlq-{request.preset}"
+    report = run_nlq(cfg, out, progress)
+    return RunResult(report, {name: out / name for name in ("nlq_predictions.json", "nlq_metrics.json",
+                                                             "report.json", "report.md", "pareto.png")})
 
+
+FLOWS.register("nlq")(run_request)

@@ -7,25 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.devices import DEVICES, DeviceError, DeviceInfo
-from bench.host import BenchConfig, Target, finish_row, new_row
-from bench.ondevice.registry import BACKENDS
+from bench.device_runners.registry import BACKENDS
+from bench.devices import DEVICES, DeviceError, DeviceInfo, device_choices
+from bench.host_bench import BenchConfig, Target, finish_row, new_row
 from trainer.common.progress import Progress, no_progress
-
-DEVICE_KINDS = ("host", "android", "emulator", "ios")
+from trainer.tasks import Evaluation
 
 
 def parse_device_specs(text: str) -> list[str]:
     """``host,android:SERIAL`` → ``["host", "android:SERIAL"]``, each kind checked."""
     specs = [s.strip() for s in text.split(",") if s.strip()]
     if not specs:
-        raise DeviceError(f"--device is empty; valid: {', '.join(DEVICE_KINDS)} (with :ID for a phone)")
+        raise DeviceError(f"--device is empty; valid: {device_choices()}")
     for spec in specs:
-        kind = spec.partition(":")[0]
-        if kind not in DEVICE_KINDS:
-            raise DeviceError(f"unknown device '{spec}'; valid: host, android[:SERIAL], emulator[:SERIAL], ios[:UDID]")
-        if kind == "host" and spec != "host":
-            raise DeviceError("'host' takes no :ID")
+        kind, sep, _ = spec.partition(":")
+        if kind not in DEVICES:
+            raise DeviceError(f"unknown device '{spec}'; valid: {device_choices()}")
+        if sep and not getattr(DEVICES.get(kind), "id_name", None):
+            raise DeviceError(f"'{kind}' takes no :ID")
     if len(set(specs)) != len(specs):
         raise DeviceError(f"--device names a device twice: {text}")
     return specs
@@ -34,9 +33,11 @@ def parse_device_specs(text: str) -> list[str]:
 def select_device(spec: str, discover: Callable[[str], list[DeviceInfo]] | None = None) -> DeviceInfo:
     """The one usable device ``spec`` means, or a ``DeviceError`` saying what is attached and why not."""
     kind, _, wanted = spec.partition(":")
-    found = (discover or (lambda k: DEVICES.get(k)()))("android" if kind == "emulator" else kind)
-    if kind == "emulator":
-        found = [d for d in found if d.details.get("emulator") or not d.usable and d.id == "-"]
+    entry = DEVICES.get(kind)
+    # A kind may be a view of another (emulator: the Android devices that are emulators).
+    found = (discover or (lambda k: DEVICES.get(k)()))(getattr(entry, "base", kind))
+    if keep := getattr(entry, "keep", None):
+        found = [d for d in found if keep(d)]
     if wanted:
         match = [d for d in found if d.id == wanted]
         if not match:
@@ -57,16 +58,22 @@ def device_label(device: DeviceInfo) -> str:
     return f"{device.kind}:{device.id}"
 
 
-def bench_on_device(device: DeviceInfo, targets: list[Target], inputs: np.ndarray, labels: np.ndarray,
-                    reference: np.ndarray | None, cfg: BenchConfig, tools: dict[str, Path] | None = None,
+def bench_on_device(device: DeviceInfo, targets: list[Target], ev: Evaluation, reference: np.ndarray | None,
+                    cfg: BenchConfig, tools: dict[str, Path] | None = None,
                     on_row: Callable[[dict], None] = lambda row: None,
                     progress: Progress = no_progress) -> tuple[list[dict], dict[str, str]]:
     """Measure every artifact target the device can run; returns (rows, skipped name → reason).
 
     A failing artifact gets a failed row with the tool's message and the run goes on; once the
     device itself is gone (unplugged, adb offline) the remaining artifacts are reported as not run.
-    ``on_row`` sees each row as soon as it exists, so a caller can save partial results.
+    ``on_row`` sees each row as soon as it exists, so a caller can save partial results. Phones
+    run single-input models (``ev``'s test inputs are one array); ``reference`` is PyTorch's output on them.
     """
+    test_inputs = ev.test_inputs()
+    if len(test_inputs) != 1:
+        raise DeviceError(f"phones run single-input models; this one takes {len(test_inputs)} inputs "
+                          f"({', '.join(ev.inputs)})")
+    inputs = test_inputs[0]
     backend = BACKENDS.get(device.kind)(device, cfg, tools or {})
     rows: list[dict] = []
     skipped: dict[str, str] = {}
@@ -86,9 +93,10 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], inputs: np.ndarra
                 measured = backend.run(tgt.target, tgt.format, inputs if cfg.accuracy else None)
                 logits = measured.pop("logits", None)
                 row.update({k: v for k, v in measured.items() if k != "details"}, tool=measured.get("details"))
-                if logits is not None and logits.shape[0] != len(labels):
-                    raise DeviceError(f"the app returned {logits.shape[0]} logit rows for {len(labels)} clips")
-                finish_row(row, tgt, logits, labels, reference)
+                if logits is not None and logits.shape[0] != len(inputs):
+                    raise DeviceError(f"the app returned {logits.shape[0]} logit rows for {len(inputs)} clips")
+                finish_row(row, tgt, None if logits is None else (logits,), ev, test_inputs,
+                           None if reference is None else (reference,))
             except DeviceError as e:
                 row["error"] = str(e)
                 gone = backend.alive()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.device_runners.native import NATIVE_TOOLS
+from bench.device_runners.run import bench_on_device, device_label, parse_device_specs, select_device
 from bench.devices import DeviceError, DeviceInfo
-from bench.host import BenchConfig, checkpoint_target, host_report, manifest_targets, teacher_of
-from bench.ondevice.native import NATIVE_TOOLS
-from bench.ondevice.run import bench_on_device, device_label, parse_device_specs, select_device
+from bench.host_bench import BenchConfig, checkpoint_target, host_report, manifest_targets, teacher_of
 from bench.peak import add_throughput
 from bench.report import summarize, write_report
 from bench.runners import RUNNERS
@@ -16,7 +16,7 @@ from edge.export import run_session
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, write_json_atomic
 from trainer.common.progress import Progress, no_progress
-from trainer.data import DataConfig, load_split, to_model_input
+from trainer.tasks import task_of
 
 
 def parse_tools(items: list[str]) -> dict[str, Path]:
@@ -61,24 +61,20 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
     specs = parse_device_specs(devices)
     phones: list[DeviceInfo] = [select_device(s) for s in specs if s != "host"]  # fail before measuring
     manifest, source = load_manifest(export_dir)
-    if manifest.get("task") == "nlq":
-        raise EgoedgeError(f"{export_dir} holds NLQ span models; `egoedge run --task nlq` benchmarks them "
-                           "(`egoedge bench` measures clip classifiers)")
     ckpt = read_checkpoint(source)
-    data_cfg, preprocess = DataConfig(**ckpt["config"]["data"]), ckpt["preprocess"]
+    task = task_of(ckpt)
+    ev = task.evaluation(ckpt)
     student = checkpoint_target(source, source.stem, compare_to_reference=True)
     targets = [student]
     if teacher := teacher_of(source, ckpt):  # the model it was distilled from: the baseline to beat
         targets.insert(0, checkpoint_target(teacher, teacher.stem, compare_to_reference=False))
     if "host" in specs:
         targets += manifest_targets(export_dir, manifest, student.params, student.macs)
-    report = host_report(targets, data_cfg, preprocess, cfg, progress, peaks="host" in specs)
+    report = host_report(targets, task, ev, cfg, progress, peaks="host" in specs)
     report["devices"] = {"host": {"name": report["machine"]["cpu"]}} if "host" in specs else {}
     host_rows = len(report["results"])
     if phones:
-        test = load_split(data_cfg, "test")
-        inputs = to_model_input(test.clips, preprocess).numpy()
-        reference = run_session(RUNNERS.get("pytorch").open(student.target, cfg.threads), inputs)
+        reference = run_session(RUNNERS.get("pytorch").open(student.target, cfg.threads), ev.test_inputs())[0]
         artifacts = manifest_targets(export_dir, manifest, student.params, student.macs, host_only=False)
         out.mkdir(parents=True, exist_ok=True)
         for phone in phones:
@@ -91,8 +87,7 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
                 write_json_atomic(out / "report.json", {**report, "partial": True})
 
             try:
-                _, skipped = bench_on_device(phone, artifacts, inputs, test.labels, reference, cfg, tools,
-                                             save_partial, progress)
+                _, skipped = bench_on_device(phone, artifacts, ev, reference, cfg, tools, save_partial, progress)
             except DeviceError as e:
                 raise EgoedgeError(f"{label}: {e} ({len(report['results']) - done} rows kept in "
                                    f"{out / 'report.json'})") from None

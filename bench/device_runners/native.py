@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from bench.host import BenchConfig
+from bench.device_runners.parsers import parse_benchmark_model, parse_executor_runner
+from bench.host_bench import BenchConfig
 from bench.measure import MIN_BUDGET_ITERATIONS
-from bench.ondevice.parsers import parse_benchmark_model, parse_executor_runner
 from trainer.common.registry import Registry
 
 NATIVE_TOOLS: Registry = Registry("native benchmark tool")

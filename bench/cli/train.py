@@ -13,17 +13,20 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.console import Preset, RichProgress, console, fail
-from bench.pipeline import PRESETS, RunConfig, RunLog, resolve_config
+from bench.cli.console import Preset, RichProgress, console, fail
+from bench.cli.render import cbkd_table
 from trainer.common.io import EgoedgeError
-from trainer.data.clips import TASKS
-from trainer.recipes import RECIPES
+from trainer.recipes import DEFAULT_RECIPE, RECIPES
+from trainer.tasks import TASKS
+from trainer.tasks.clips import ClipTask
 
 train_app = typer.Typer(no_args_is_help=True, help="Train one stage: a teacher, a KD student, or a CBKD student.")
 Recipe = Enum("Recipe", {name: name for name in RECIPES.keys()}, type=str)
 
 
-def _resolve(preset: Preset, config: Path | None, **overrides) -> RunConfig:
+def _resolve(preset: Preset, config: Path | None, **overrides):
+    """The run config of ``preset`` with ``--config`` and the flags applied (under torchrun: joined first)."""
+    from bench.flows.clips import resolve_config
     from trainer.engine import init_distributed
 
     init_distributed()
@@ -51,11 +54,14 @@ def _stage_table(path: Path, title: str) -> Table:
 
 def _log(out: Path):
     out.mkdir(parents=True, exist_ok=True)
+    from bench.flows.common import RunLog
+
     log = RunLog(out / "log.jsonl")
     return log, (lambda record: log("epoch", **record))
 
 
-Task = Enum("Task", {name: name for name in TASKS}, type=str)
+# The clip tasks: the ones these trainer stages serve (NLQ trains with `egoedge nlq train`).
+Task = Enum("Task", {name: name for name in TASKS if isinstance(TASKS.get(name), ClipTask)}, type=str)
 
 
 @train_app.command("teacher")
@@ -75,6 +81,7 @@ def teacher(
 
     Example: egoedge train teacher --arch flow_cnn --out runs/exp1
     """
+    from bench.flows.clips import PRESETS
     from trainer.config import to_dict
     from trainer.stages import load_splits, teacher_stage
 
@@ -97,8 +104,8 @@ def teacher(
 @train_app.command("student")
 def student(
     teacher: list[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint; repeat for several teachers."),
-    recipe: Recipe = typer.Option("clip_kd", help="ce (no KD), response, topk, clip_kd, cosine, hints, "
-                                  "multi_teacher (one teacher per modality, learned ensemble)."),
+    recipe: Recipe = typer.Option(DEFAULT_RECIPE, help=f"Named KD recipe: {', '.join(RECIPES.keys())} (ce: labels "
+                                  "only, no KD; multi_teacher: one teacher per modality, learned ensemble)."),
     preset: Preset = typer.Option("quick", help="Defaults for model and schedule."),
     config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. kd: {top_k: 3}, student_train: {epochs: 8})."),
     variant: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant (mobilevit:xxs, r10_32, ...; "
@@ -152,6 +159,7 @@ def cbkd(
     Resumes from the last finished stage when rerun with the same settings.
     Example: egoedge train cbkd runs/exp1/student.pt --max-ratio 0.6
     """
+    from bench.flows.clips import PRESETS
     from trainer.checkpoint import read_checkpoint
     from trainer.config import to_dict
     from trainer.stages import cbkd_stage, data_config_of, load_splits
@@ -176,17 +184,3 @@ def cbkd(
     except (EgoedgeError, ValueError, KeyError) as e:
         fail(str(e.args[0]) if e.args else str(e))
     console.print(cbkd_table(summary, f"CBKD {checkpoint} -> {path}"))
-
-
-def cbkd_table(summary: dict, title: str) -> Table:
-    """The CBKD stage table (params, MACs, validation score per stage) with the cuts in its caption."""
-    from trainer.prune.cbkd import stage_table
-
-    table = Table(title=title, caption=f"MACs cut {100 * summary['macs_cut']:.1f}%, params cut "
-                  f"{100 * summary['params_cut']:.1f}%")
-    for col in ("stage", "block", "ratio", "params", "MMACs", f"val {summary.get('metric', 'top1')} %"):
-        table.add_column(col, justify="left" if col in ("stage", "block") else "right")
-    for r in stage_table(summary):
-        table.add_row(r["stage"], r["block"], "–" if r["ratio"] is None else f"{r['ratio']:.2f}", f"{r['params']:,}",
-                      f"{r['macs'] / 1e6:.1f}", f"{r['val']:.1f}")
-    return table

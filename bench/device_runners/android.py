@@ -16,10 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.devices.android import adb
-from bench.devices.base import DeviceError, DeviceInfo
-from bench.host import BenchConfig
-from bench.ondevice.app import (
+from bench.device_runners.app import (
     ANDROID_ACTIVITY,
     ANDROID_FORMATS,
     ANDROID_PACKAGE,
@@ -28,9 +25,12 @@ from bench.ondevice.app import (
     AppRequest,
     inputs_bytes,
 )
-from bench.ondevice.native import NATIVE_TOOLS
-from bench.ondevice.parsers import parse_app_result
-from bench.ondevice.registry import BACKENDS
+from bench.device_runners.native import NATIVE_TOOLS
+from bench.device_runners.parsers import parse_app_result
+from bench.device_runners.registry import BACKENDS
+from bench.devices.android import adb
+from bench.devices.base import DeviceError, DeviceInfo
+from bench.host_bench import BenchConfig
 
 REMOTE_DIR = "/data/local/tmp/egoedge"
 APP_DIR = f"/sdcard/Android/data/{ANDROID_PACKAGE}/files/egoedge"  # the app's own storage: adb may write it

@@ -1,6 +1,6 @@
 """Benchmarks on phones: one backend per device kind; importing this package registers all of them."""
 
-from bench.ondevice.registry import BACKENDS
+from bench.device_runners.registry import BACKENDS
 from trainer.common.registry import import_submodules
 
 import_submodules(__name__, __path__)

@@ -9,29 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from bench.console import RichProgress, console, fail, parse_backends
+from bench.cli.console import RichProgress, console, fail, parse_backends
+from bench.cli.render import export_and_show, metrics_table
 from trainer.common.io import EgoedgeError
 
 nlq_app = typer.Typer(no_args_is_help=True, help="Ego4D NLQ: VSLBase/VSLNet with FiLM, DeepVSLNet -> LightVSLNet.")
 
 
-def metrics_table(rows: dict[str, dict], title: str) -> Table:
-    """One row per model: the official Recall@K at IoU and mIoU (percent)."""
-    table = Table(title=title)
-    cols = ["R1@0.3", "R1@0.5", "R5@0.3", "R5@0.5", "mIoU"]
-    table.add_column("model")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, m in rows.items():
-        table.add_row(name, *(f"{m[c]:.2f}" for c in cols))
-    return table
-
-
 def _data(data: str, max_pos_len: int, max_query_len: int, fps: float):
+    from trainer.nlq.dataset import NLQDataSpec, load_data
     from trainer.nlq.synthetic import NLQDataConfig, generate
-    from trainer.nlq.train import NLQDataSpec, load_data
 
     if data == "synthetic":
         root, fps = generate(NLQDataConfig()), NLQDataConfig().fps
@@ -73,15 +61,8 @@ def train(
     from trainer.engine import TrainConfig
     from trainer.nlq import metrics as nlq_metrics
     from trainer.nlq.data import load_glove
-    from trainer.nlq.train import (
-        SpanLoss,
-        build_for,
-        complexity,
-        evaluate_model,
-        load_nlq_model,
-        save_nlq_checkpoint,
-        train_nlq,
-    )
+    from trainer.nlq.loss import SpanLoss
+    from trainer.nlq.train import build_for, complexity, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
 
     try:
         if epochs < 1:
@@ -141,7 +122,8 @@ def evaluate(
 
     from trainer.common.io import write_json_atomic
     from trainer.nlq import metrics as nlq_metrics
-    from trainer.nlq.train import NLQDataSpec, evaluate_model, load_data, load_nlq_model
+    from trainer.nlq.dataset import NLQDataSpec, load_data
+    from trainer.nlq.train import evaluate_model, load_nlq_model
 
     try:
         if predictions is not None:
@@ -189,8 +171,8 @@ def cbkd(
     """
     from dataclasses import replace
 
-    from bench.cli_train import cbkd_table
-    from bench.nlq import nlq_preset
+    from bench.cli.render import cbkd_table
+    from bench.flows.nlq import nlq_preset
     from trainer.nlq.compress import cbkd_nlq_checkpoint
 
     try:
@@ -220,24 +202,11 @@ def export(
     parity_samples: int = typer.Option(32, help="Validation queries in the parity batch."),
     allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
 ) -> None:
-    """Export an NLQ span model to edge formats (features + mask + query ids in, start/end logits out).
+    """`egoedge export` with the NLQ defaults (kept so that earlier commands still work).
 
     Example: egoedge nlq export runs/nlq/nlq_student.pt --int8
     """
-    from bench.cli import fail_on_failed_artifacts, manifest_table
     from edge.export import ExportConfig
-    from edge.export_nlq import export_nlq_checkpoint
 
-    try:
-        formats = parse_backends(to)
-        cfg = ExportConfig(formats=formats, int8=int8, calibration=calib, parity_samples=parity_samples)
-        out = out or checkpoint.parent / "export"
-        with RichProgress() as progress:
-            manifest = export_nlq_checkpoint(checkpoint, out, cfg, progress)
-    except EgoedgeError as e:
-        fail(str(e))
-    console.print(manifest_table(manifest, str(out / "manifest.json")))
-    src = manifest["source"]["metrics"]
-    console.print(f"PyTorch reference: R1@0.3 {src['R1@0.3']:.1f}%, mIoU {src['mIoU']:.1f}% "
-                  "(the top-1 column is R1@0.3)", highlight=False)
-    fail_on_failed_artifacts(manifest, out, allow_failed)
+    export_and_show(checkpoint, out, lambda: ExportConfig(formats=parse_backends(to), int8=int8, calibration=calib,
+                                                          parity_samples=parity_samples), allow_failed)

@@ -1,0 +1,183 @@
+"""How the CLI shows results (rich tables of reports, manifests, speed-ups, profiles, task figures), and the
+export body that `egoedge export` and `egoedge nlq export` share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from bench.cli.console import RichProgress, console, fail
+from trainer.common.io import EgoedgeError
+
+if TYPE_CHECKING:
+    from edge.export import ExportConfig
+
+# The terminal table keeps what fits 80 columns; report.md has every column.
+TERMINAL_COLUMNS = {"name": "name", "threads": "thr", "size MB": "MB", "median ms": "ms", "p90 ms": "p90",
+                    "top-1 %": "top-1", "R1@0.3 %": "R1@.3", "agree %": "agree", "status": "status"}
+
+
+def results_table(report: dict) -> Table:
+    """The report's results as a rich table."""
+    from bench.report import table_rows
+
+    header, rows = table_rows(report)
+    keep = [i for i, h in enumerate(header) if h in TERMINAL_COLUMNS]
+    from trainer.tasks import task_named
+
+    unit = task_named(report.get("task"), "the report").unit
+    table = Table(title=f"egoedge — {report['machine']['cpu']}, {report['machine']['threads']} threads, "
+                        f"latency per {unit}")
+    for i in keep:
+        table.add_column(TERMINAL_COLUMNS[header[i]], justify="left" if header[i] in ("name", "status") else "right",
+                         no_wrap=header[i] != "status")
+    status = header.index("status")
+    for row in rows:
+        row = [short_status(cell) if i == status else cell for i, cell in enumerate(row)]
+        table.add_row(*[row[i] for i in keep])
+    return table
+
+
+def speedup_table(report: dict) -> Table | str | None:
+    """Reduced precision vs fp32 per runtime and thread count, then the fastest artifact vs eager.
+
+    Without reduced-precision artifacts only the fastest-artifact lines remain (a string); with
+    neither, None.
+    """
+    from bench.report import SPEEDUP_HEADER, best_vs_eager, speedup_cells, speedups
+
+    rows, best = speedups(report), best_vs_eager(report)
+    if not rows and not best:
+        return None
+    caption = "; ".join(f"fastest at {b['threads']}t: {b['name']} {b['ms']:.3f} ms = {b['speedup']:.2f}x eager"
+                        for b in best)
+    if not rows:  # an empty table would print only its borders
+        return caption
+    table = Table(title="speed-ups vs fp32 (same runtime, same threads)", caption=caption or None)
+    for h in SPEEDUP_HEADER:
+        table.add_column(h, justify="left" if h in ("runtime", "precision", "status") else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*speedup_cells(row))
+    return table
+
+
+def profile_tables(report: dict, top: int = 5) -> list[Table]:
+    """One small table per profiled row: its ``top`` ops by time per inference."""
+    from bench.report import profile_rows
+
+    tables = []
+    for r in report["results"]:
+        prof = r.get("profile")
+        if not prof:
+            continue
+        if "error" in prof:
+            console.print(f"{r['name']}: no profile ({prof['error']})", highlight=False)
+            continue
+        table = Table(title=f"{r['name']} — top ops ({prof['tool']}, {prof['total_ms']:.3f} ms of kernels per call)")
+        for col in ("op", "where", "calls", "ms", "%"):
+            table.add_column(col, justify="left" if col in ("op", "where") else "right")
+        for row in profile_rows(prof)[:top]:
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def short_status(text: str) -> str:
+    """The verdict without its explanation (the files keep the whole reason), to fit a terminal."""
+    text = text.split(";")[0].replace("failed: refused by the parity gate:", "refused:")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+
+def print_task_metrics(report: dict) -> None:
+    """The task's own figures of every PyTorch model (e.g. NLQ's Recall@K and mIoU), where the task has any."""
+    from trainer.tasks import task_named
+
+    field = task_named(report.get("task"), "the report").report_field
+    first = report["machine"]["threads"]  # a thread sweep repeats the same figures at each count
+    rows = {r["name"]: r[field] for r in report["results"]
+            if field and r.get(field) and r["format"] == "pytorch" and r.get("threads", first) == first}
+    if rows:
+        console.print(metrics_table(rows, f"{report['task']}, test split (%)"))
+
+
+def metrics_table(rows: dict[str, dict], title: str) -> Table:
+    """One row per model, one column per figure of its metrics dict."""
+    table = Table(title=title)
+    cols = list(next(iter(rows.values())))
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in rows.items():
+        table.add_row(name, *(f"{m[c]:.2f}" for c in cols))
+    return table
+
+
+
+def manifest_table(manifest: dict, title: str) -> Table:
+    """One row per artifact: format, precision, size, parity, accuracy and status (with the reason)."""
+    table = Table(title=title)
+    for h, justify in (("format", "left"), ("precision", "left"), ("MB", "right"), ("top-1 %", "right"),
+                       ("max |Δ|", "right"), ("agree %", "right"), ("status", "left")):
+        table.add_column(h, justify=justify)
+    for a in manifest["artifacts"]:
+        p, acc = a["parity"] or {}, a["accuracy"] or {}
+        status = a["status"]
+        if a["reason"]:
+            status = short_status(f"{status}: {a['reason']}")
+        elif (a.get("verified") or "").startswith("spec only"):
+            status += " (spec only)"
+        table.add_row(a["format"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
+                      f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
+                      f"{p['top1_agreement']:.1f}" if p else "–", status)
+    return table
+
+
+
+def export_and_show(checkpoint: Path, out: Path | None, config: Callable[[], ExportConfig],
+                    allow_failed: bool) -> None:
+    """``egoedge export``: build the config (its errors are one line too), export into ``out``, show the result."""
+    from edge.export import export_checkpoint
+
+    try:
+        cfg = config()
+        out = out or checkpoint.parent / "export"
+        with RichProgress() as progress:
+            manifest = export_checkpoint(checkpoint, out, cfg, progress)
+    except EgoedgeError as e:
+        fail(str(e))
+    print_export(manifest, out, allow_failed)
+
+
+def print_export(manifest: dict, out: Path, allow_failed: bool) -> None:
+    """The artifact table, the PyTorch reference figures, and exit 1 on a failed artifact unless allowed."""
+    console.print(manifest_table(manifest, str(out / "manifest.json")))
+    src = manifest["source"]
+    figures = src.get("metrics") or {"top-1": src["accuracy"]["top1"], "top-5": src["accuracy"]["top5"]}
+    console.print("PyTorch reference: " + ", ".join(f"{k} {v:.1f}%" for k, v in figures.items()), highlight=False)
+    fail_on_failed_artifacts(manifest, out, allow_failed)
+
+
+def fail_on_failed_artifacts(manifest: dict, out: Path, allow_failed: bool) -> None:
+    """Exit 1 naming every artifact that failed to export or its gate, unless ``allow_failed``."""
+    failed = [a["name"] for a in manifest["artifacts"] if a["status"] != "ok"]
+    if failed and not allow_failed:
+        fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)} (reasons in {out / 'manifest.json'}; "
+             "--allow-failed to accept)")
+
+
+def cbkd_table(summary: dict, title: str) -> Table:
+    """The CBKD stage table (params, MACs, validation score per stage) with the cuts in its caption."""
+    from trainer.prune.cbkd import stage_table
+
+    table = Table(title=title, caption=f"MACs cut {100 * summary['macs_cut']:.1f}%, params cut "
+                  f"{100 * summary['params_cut']:.1f}%")
+    for col in ("stage", "block", "ratio", "params", "MMACs", f"val {summary.get('metric', 'top1')} %"):
+        table.add_column(col, justify="left" if col in ("stage", "block") else "right")
+    for r in stage_table(summary):
+        table.add_row(r["stage"], r["block"], "–" if r["ratio"] is None else f"{r['ratio']:.2f}", f"{r['params']:,}",
+                      f"{r['macs'] / 1e6:.1f}", f"{r['val']:.1f}")
+    return table
