@@ -85,6 +85,7 @@ class Target:
     path: Path | None = None  # a file a fresh process can load ``target`` from
     delegation: dict | None = None  # ExecuTorch: delegated subgraphs/nodes and portable nodes, from the manifest
     variant: object = None  # which form of the test inputs it reads (the task's ``input_variant``)
+    io: dict | None = None  # an artifact's manifest ``inputs``/``outputs`` specs (names, dtypes, scale, zero point)
 
     @property
     def loadable(self) -> torch.nn.Module | Path:
@@ -115,7 +116,8 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
             backend = a.get("backend") or {}
             delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
             out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
-                              params, macs, True, refused, delegation=delegation))
+                              params, macs, True, refused, delegation=delegation,
+                              io={"inputs": a["inputs"], "outputs": a["outputs"]}))
     return out
 
 

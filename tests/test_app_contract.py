@@ -195,6 +195,8 @@ def test_android_manifest_and_build_match_the_protocol():
     assert f'namespace = "{ANDROID_PACKAGE}"' in build and f'applicationId = "{ANDROID_PACKAGE}"' in build
     benchmark = re.search(r'<activity\s+android:name="\.BenchmarkActivity"(.*?)/>', manifest, re.S)
     assert benchmark and 'android:exported="true"' in benchmark[1]
+    # Only the shell (adb) may start it: DUMP is held by the shell and by no installable app.
+    assert 'android:permission="android.permission.DUMP"' in benchmark[1]
     assert ANDROID_ACTIVITY == f"{ANDROID_PACKAGE}.BenchmarkActivity"
     assert re.search(r"minSdk = 26\b", build)
 
@@ -321,3 +323,27 @@ def test_app_unit_tests_pass(tmp_path):
     run = subprocess.run([JAVA, "-cp", f"{jar}:{cp}:{_stdlib()}", "org.junit.runner.JUnitCore", *classes],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "OK (" in run.stdout, run.stdout[-3000:]
+
+
+def test_benchmark_activity_reads_and_writes_only_its_push_folder():
+    """The activity resolves every path extra inside the folder `egoedge bench` pushes to, and nowhere else."""
+    from bench.device_runners.android import APP_DIR
+
+    source = _kotlin("BenchmarkActivity.kt")
+    folder = re.search(r'const val PUSH_FOLDER = "([^"]+)"', source)[1]
+    assert APP_DIR == f"/sdcard/Android/data/{ANDROID_PACKAGE}/files/{folder}"
+    assert "File(getExternalFilesDir(null), PUSH_FOLDER)" in source
+    assert re.search(r"EXTRA_RESULT\)\?\.let \{ SafePaths\.resolveInside\(it, listOf\(pushFolder\(\)\)\) \}", source)
+    assert re.search(r"SafePaths\.require\(model, readable, \"model\"\)", source)
+    assert re.search(r"EXTRA_INPUTS\)\?\.let \{ SafePaths\.require\(it, listOf\(pushFolder\(\)\), \"inputs\"\)", source)
+    assert "File(" not in source.split("private fun request")[1].split("return Request")[0].replace(
+        'File(filesDir, "models")', "")  # no path extra is opened without SafePaths
+
+
+def test_main_activity_stops_frames_before_shutting_its_executors_down():
+    source = _kotlin("MainActivity.kt")
+    body = source.split("override fun onDestroy()")[1].split("\n    }\n")[0]
+    order = [body.index(s) for s in ("stopCamera()", "analysis.shutdown()", "analysis.awaitTermination",
+                                     "inference.shutdown()")]
+    assert order == sorted(order)
+    assert "if (inference.isShutdown)" in source.split("private fun classify")[1].split("inference.execute")[0]

@@ -253,6 +253,6 @@ def test_device_choices_come_from_the_device_registry():
     from bench.device_runners.run import parse_device_specs
     from bench.devices import DEVICES, device_choices
 
-    assert device_choices() == "host, android[:SERIAL], emulator[:SERIAL], ios[:UDID]"
+    assert device_choices() == "host, aihub[:NAME], android[:SERIAL], emulator[:SERIAL], ios[:UDID]"
     assert parse_device_specs("emulator:emulator-5554,host") == ["emulator:emulator-5554", "host"]
     assert DEVICES.get("emulator").base == "android"

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.devices import DEVICES
 from bench.devices import android as adb_mod
+from bench.devices import ios as ios_mod
 from bench.devices.ios import parse_pymobiledevice3
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adb"
@@ -79,9 +80,51 @@ def test_ios_parsing_and_absence(monkeypatch):
             '"ProductVersion": "18.0", "UniqueDeviceID": "00008110-000A1B2C3D4E5F6G"}]')
     (d,) = parse_pymobiledevice3(text)
     assert d.usable and d.name == "Test iPhone" and d.details["ios"] == "18.0"
-    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(ios_mod, "ios_tool", lambda: None)
     (d,) = DEVICES.get("ios")()
-    assert not d.usable and "pymobiledevice3" in d.reason
+    assert not d.usable and d.state == "unavailable" and "pip install pymobiledevice3" in d.reason
+
+
+def test_the_installed_ios_tool_is_found_without_path(monkeypatch):
+    """pymobiledevice3 is a dependency: found through this Python when its script is not on PATH."""
+    import sys
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert ios_mod.ios_tool() == [sys.executable, "-m", "pymobiledevice3"]
+    (d,) = DEVICES.get("ios")()  # no iPhone and, here, no usbmuxd: the tool answers, nothing is attached
+    assert d.state == "no device" and not d.usable and ("usbmuxd" in d.reason or "no paired iPhone" in d.reason)
+
+
+def test_adb_comes_from_the_env_then_path_then_the_adbutils_wheel(monkeypatch, tmp_path):
+    fake = tmp_path / "adb"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("EGOEDGE_ADB", "/opt/my/adb")
+    assert adb_mod.adb_source() == ("/opt/my/adb", "EGOEDGE_ADB")
+    monkeypatch.delenv("EGOEDGE_ADB")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert adb_mod.adb_source() == (str(fake), "PATH")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    binary, source = adb_mod.adb_source()
+    assert source == "adbutils wheel" and Path(binary).name == "adb" and "adbutils" in binary
+
+
+def test_the_bundled_adb_works_with_nothing_attached(monkeypatch):
+    """A fresh install can list phones: the wheel's real adb runs (its server is stopped afterwards)."""
+    import subprocess
+
+    monkeypatch.delenv("EGOEDGE_ADB", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    binary = adb_mod.bundled_adb()
+    assert binary is not None
+    try:
+        found = DEVICES.get("android")()
+    finally:
+        subprocess.run([str(binary), "kill-server"], capture_output=True, timeout=30, check=False)
+    if any(d.usable for d in found):
+        pytest.skip("a real device is attached")
+    (d,) = found
+    assert d.state == "no device" and "(adbutils wheel)" in d.reason and d.details["adb"].endswith("(adbutils wheel)")
 
 
 def test_devices_command(fake_adb):

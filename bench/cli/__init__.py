@@ -17,7 +17,7 @@ from bench.cli.render import (
     results_table,
     speedup_table,
 )
-from bench.devices import DEVICES, device_choices, device_kinds
+from bench.devices import DEVICES, device_choices, device_kinds, farms
 from trainer.common.io import EgoedgeError
 from trainer.recipes import DEFAULT_RECIPE, RECIPES
 from trainer.tasks import TASKS
@@ -256,17 +256,24 @@ def bench(
 
 
 @app.command()
-def devices() -> None:
+def devices(
+    farm: str = typer.Option(None, help=f"List a device farm's hosted devices instead: {', '.join(farms())} "
+                             "(uses the farm's own client configuration)."),
+) -> None:
     """List the host and every attached Android phone/emulator and iPhone, with why any is unusable.
 
     Example: egoedge devices
+             egoedge devices --farm aihub
     """
-    table = Table(title="devices")
+    if farm is not None and farm not in farms():
+        fail(f"unknown farm '{farm}'; valid: {', '.join(farms())}")
+    table = Table(title=f"{farm} devices" if farm else "devices")
     for h in ("kind", "id", "name", "state", "usable", "why not / details"):
         table.add_column(h, no_wrap=h in ("kind", "id"))
-    for kind in device_kinds():
-        if hasattr(DEVICES.get(kind), "base"):
-            continue  # a view of another kind, whose rows already show it
+    for kind in [farm] if farm else device_kinds():
+        entry = DEVICES.get(kind)
+        if not farm and (hasattr(entry, "base") or getattr(entry, "farm", False)):
+            continue  # a view of another kind (its rows show it), or a farm (listed with --farm)
         for d in DEVICES.get(kind)():
             extra = ", ".join(f"{k} {v}" for k, v in d.details.items() if v not in (None, ""))
             table.add_row(d.kind, d.id, d.name, d.state, "yes" if d.usable else "no", d.reason or extra)

@@ -101,7 +101,7 @@ class AndroidBackend:
         return NATIVE_TOOLS.get(format).runtime if format in self.tools else f"{format}-android-app"
 
     # --- running ------------------------------------------------------------------------------------
-    def run(self, artifact: Path, format: str, inputs: np.ndarray | None) -> dict:
+    def run(self, artifact: Path, format: str, inputs: np.ndarray | None, io: dict | None = None) -> dict:
         return self._run_native(artifact, format) if format in self.tools else self._run_app(artifact, inputs)
 
     def _run_native(self, artifact: Path, format: str) -> dict:

@@ -59,7 +59,7 @@ class IOSBackend:
     def runtime(self, format: str) -> str:
         return "coreml-ios-app"
 
-    def run(self, artifact: Path, format: str, inputs: np.ndarray | None) -> dict:
+    def run(self, artifact: Path, format: str, inputs: np.ndarray | None, io: dict | None = None) -> dict:
         model, result = f"{DOCS}/{artifact.name}", f"{DOCS}/{RESULT_NAME}"
         self.push(artifact, model)
         if inputs is not None and self._inputs is None:

@@ -42,15 +42,17 @@ def select_device(spec: str, discover: Callable[[str], list[DeviceInfo]] | None 
         match = [d for d in found if d.id == wanted]
         if not match:
             seen = ", ".join(d.id for d in found if d.id != "-") or "none"
-            raise DeviceError(f"no {kind} device '{wanted}' (attached: {seen})")
+            why = "; ".join(d.reason for d in found if d.id == "-" and d.reason)  # e.g. the tool is missing
+            raise DeviceError(f"no {kind} device '{wanted}' (attached: {seen})" + (f": {why}" if why else ""))
         found = match
     usable = [d for d in found if d.usable]
     if not usable:
         reasons = "; ".join(f"{d.id if d.id != '-' else d.name}: {d.reason}" for d in found) or "nothing attached"
         raise DeviceError(f"no usable {kind} device — {reasons}")
     if len(usable) > 1:
-        raise DeviceError(f"several {kind} devices are attached; pick one with {kind}:ID "
-                          f"({', '.join(d.id for d in usable)})")
+        id_name = getattr(entry, "id_name", None) or "ID"
+        shown = ", ".join(d.id for d in usable[:8]) + (f", ... ({len(usable)} in all)" if len(usable) > 8 else "")
+        raise DeviceError(f"several {kind} devices are available; pick one with {kind}:{id_name} ({shown})")
     return usable[0]
 
 
@@ -90,7 +92,7 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], ev: Evaluation, r
         else:
             progress(f"{device.kind} {tgt.name}", 0, 1, {})
             try:
-                measured = backend.run(tgt.target, tgt.format, inputs if cfg.accuracy else None)
+                measured = backend.run(tgt.target, tgt.format, inputs if cfg.accuracy else None, tgt.io)
                 logits = measured.pop("logits", None)
                 row.update({k: v for k, v in measured.items() if k != "details"}, tool=measured.get("details"))
                 if logits is not None and logits.shape[0] != len(inputs):

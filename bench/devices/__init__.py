@@ -12,9 +12,14 @@ def device_kinds() -> list[str]:
     return sorted(DEVICES.keys(), key=lambda k: k != "host")
 
 
+def farms() -> list[str]:
+    """The kinds that are device farms (hosted devices behind a service): listed only on request."""
+    return [k for k in device_kinds() if getattr(DEVICES.get(k), "farm", False)]
+
+
 def device_choices() -> str:
     """``host, android[:SERIAL], emulator[:SERIAL], ios[:UDID]``: the ``--device`` forms, from the registry."""
     return ", ".join(k + (f"[:{i}]" if (i := getattr(DEVICES.get(k), "id_name", None)) else "") for k in device_kinds())
 
 
-__all__ = ["DEVICES", "DeviceError", "DeviceInfo", "device_choices", "device_kinds"]
+__all__ = ["DEVICES", "DeviceError", "DeviceInfo", "device_choices", "device_kinds", "farms"]

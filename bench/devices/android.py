@@ -1,13 +1,17 @@
 """Android phones and emulators over adb: discovery and properties.
 
-``adb`` comes from Android platform-tools or Debian's ``adb`` package; ``$EGOEDGE_ADB``
-overrides which binary is used. Every call has a timeout.
+Which ``adb``: ``$EGOEDGE_ADB`` if set, else one on ``PATH`` (Android platform-tools, Debian's
+``adb``), else the one inside the ``adbutils`` wheel that egoedge installs, so that phones work
+right after ``pip install``. Every call has a timeout.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shutil
+from pathlib import Path
 
 from bench.devices.base import DeviceError, DeviceInfo, run_tool
 from bench.devices.registry import DEVICES
@@ -24,8 +28,31 @@ _STATE_HELP = {
 }
 
 
+def adb_source() -> tuple[str, str]:
+    """``(adb binary, where it came from)``: ``EGOEDGE_ADB``, ``PATH`` or the ``adbutils`` wheel."""
+    if env := os.environ.get("EGOEDGE_ADB"):
+        return env, "EGOEDGE_ADB"
+    if found := shutil.which("adb"):
+        return found, "PATH"
+    bundled = bundled_adb()
+    return (str(bundled), "adbutils wheel") if bundled else ("adb", "PATH")
+
+
+def bundled_adb() -> Path | None:
+    """The adb binary the ``adbutils`` wheel carries (Linux x86-64, macOS, Windows), if it is installed."""
+    spec = importlib.util.find_spec("adbutils")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        for name in ("adb", "adb.exe"):
+            path = Path(folder) / "binaries" / name
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+    return None
+
+
 def adb_binary() -> str:
-    return os.environ.get("EGOEDGE_ADB", "adb")
+    return adb_source()[0]
 
 
 def adb(*args: str, serial: str | None = None, timeout: float | None = None) -> str:
@@ -75,14 +102,17 @@ def describe(row: dict, props: dict[str, str] | None) -> DeviceInfo:
 @DEVICES.register("android")
 def discover_android() -> list[DeviceInfo]:
     """Every phone and emulator adb knows, or one unusable entry saying why none can be seen."""
+    binary, source = adb_source()
+    tool = {"adb": f"{binary} ({source})"}
     try:
         rows = parse_devices(adb("devices", "-l"))
     except DeviceError as e:
         return [DeviceInfo("android", "-", "adb", "unavailable", False,
-                           f"{e}; install Android platform-tools (or Debian's `adb`) or set EGOEDGE_ADB")]
+                           f"{e}; install Android platform-tools (or Debian's `adb`) or set EGOEDGE_ADB", tool)]
     if not rows:
         return [DeviceInfo("android", "-", "adb", "no device", False,
-                           "adb sees no phone or emulator: plug one in with USB debugging on, or start an emulator")]
+                           f"adb ({source}) sees no phone or emulator: plug one in with USB debugging on, or start "
+                           "an emulator", tool)]
     found = []
     for row in rows:
         props = None
@@ -94,6 +124,8 @@ def discover_android() -> list[DeviceInfo]:
                                         str(e)))
                 continue
         found.append(describe(row, props))
+    for d in found:
+        d.details.update(tool)
     return found
 
 

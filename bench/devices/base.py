@@ -28,6 +28,11 @@ class DeviceInfo:
 
 def run_tool(argv: list[str], timeout: float) -> str:
     """Run a device tool; a missing binary, a timeout or a failure is a one-line ``DeviceError``."""
+    return run_tool_output(argv, timeout)[0]
+
+
+def run_tool_output(argv: list[str], timeout: float) -> tuple[str, str]:
+    """``run_tool`` that also returns what the tool wrote to stderr (some tools report problems there and exit 0)."""
     if shutil.which(argv[0]) is None:
         raise DeviceError(f"'{argv[0]}' not found on PATH")
     try:
@@ -37,4 +42,4 @@ def run_tool(argv: list[str], timeout: float) -> str:
     if done.returncode != 0:
         message = (done.stderr or done.stdout).strip().splitlines()
         raise DeviceError(f"'{' '.join(argv)}' failed: {message[-1] if message else f'exit {done.returncode}'}")
-    return done.stdout
+    return done.stdout, done.stderr

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+import sys
 
-from bench.devices.base import DeviceError, DeviceInfo, run_tool
+from bench.devices.base import DeviceError, DeviceInfo, run_tool_output
 from bench.devices.registry import DEVICES
 
 TIMEOUT_S = 20.0
@@ -23,17 +25,41 @@ def parse_pymobiledevice3(text: str) -> list[DeviceInfo]:
                         "connection": e.get("ConnectionType")}) for e in entries]
 
 
+def ios_tool() -> list[str] | None:
+    """The pymobiledevice3 command: on PATH, else the installed package run by this Python (a venv's
+    scripts need not be on PATH)."""
+    if found := shutil.which("pymobiledevice3"):
+        return [found]
+    if importlib.util.find_spec("pymobiledevice3") is not None:
+        return [sys.executable, "-m", "pymobiledevice3"]
+    return None
+
+
+# What pymobiledevice3 says when no usbmuxd runs (Linux without an iPhone ever plugged in): the tool
+# works, nothing is attached.
+_NO_USBMUXD = ("usbmuxd", "ConnectionFailedToUsbmuxdError", "No such file or directory")
+
+
 @DEVICES.register("ios")
 def discover_ios() -> list[DeviceInfo]:
     """Paired iPhones, or one unusable entry saying why none can be seen."""
+    tool = ios_tool()
+    if tool is None:
+        return [DeviceInfo("ios", "-", "iOS", "unavailable", False,
+                           "no iOS tool: pip install pymobiledevice3 (the only iOS discovery egoedge parses)")]
+    details = {"tool": " ".join(tool[-3:] if len(tool) > 1 else tool)}
     try:
-        if shutil.which("pymobiledevice3"):
-            found = parse_pymobiledevice3(run_tool(["pymobiledevice3", "usbmux", "list"], TIMEOUT_S))
-        else:
-            raise DeviceError("no iOS tool: pip install pymobiledevice3 (the only iOS discovery egoedge parses)")
+        out, err = run_tool_output([*tool, "usbmux", "list"], TIMEOUT_S)
+        if not out.strip() and any(marker in err for marker in _NO_USBMUXD):  # it logs the error and exits 0
+            raise DeviceError(err.strip().splitlines()[-1])
+        found = parse_pymobiledevice3(out)
     except DeviceError as e:
-        return [DeviceInfo("ios", "-", "iOS", "unavailable", False, str(e))]
-    return found or [DeviceInfo("ios", "-", "iOS", "no device", False, "no paired iPhone is connected")]
+        if any(marker in str(e) for marker in _NO_USBMUXD):
+            return [DeviceInfo("ios", "-", "iOS", "no device", False,
+                               "no iPhone: usbmuxd is not running (it starts when an iPhone is plugged in; "
+                               "install Debian's usbmuxd on Linux)", details)]
+        return [DeviceInfo("ios", "-", "iOS", "unavailable", False, str(e), details)]
+    return found or [DeviceInfo("ios", "-", "iOS", "no device", False, "no paired iPhone is connected", details)]
 
 
 discover_ios.id_name = "UDID"

@@ -8,6 +8,7 @@ import android.util.Log
 import org.egoedge.demo.core.BenchResult
 import org.egoedge.demo.core.Inputs
 import org.egoedge.demo.core.Json
+import org.egoedge.demo.core.SafePaths
 import org.egoedge.demo.runtime.RunnerOptions
 import java.io.File
 import kotlin.concurrent.thread
@@ -39,20 +40,23 @@ class BenchmarkActivity : Activity() {
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
-        val resultPath = intent.getStringExtra(EXTRA_RESULT)
-        if (resultPath == null) {
-            Log.e(TAG, "no '$EXTRA_RESULT' extra: nowhere to write the result")
+        // Only the shell may start this activity (AndroidManifest: android.permission.DUMP), and even
+        // then it reads models and inputs only from the push folder or the app's own models, and
+        // writes its result only into the push folder: an intent cannot point it anywhere else.
+        val resultFile = intent.getStringExtra(EXTRA_RESULT)?.let { SafePaths.resolveInside(it, listOf(pushFolder())) }
+        if (resultFile == null) {
+            Log.e(TAG, "no '$EXTRA_RESULT' extra inside ${pushFolder()}: nowhere to write the result")
             finish()
             return
         }
         thread(name = "egoedge-benchmark") {
             val result = try {
-                measure(request(File(resultPath)))
+                measure(request(resultFile))
             } catch (e: Throwable) { // a result file is the only way egoedge learns what went wrong
                 Log.e(TAG, "benchmark failed", e)
                 BenchResult.error("${e::class.java.simpleName}: ${e.message}")
             }
-            write(File(resultPath), Json.write(result))
+            write(resultFile, Json.write(result))
             runOnUiThread { finish() }
         }
     }
@@ -62,11 +66,12 @@ class BenchmarkActivity : Activity() {
         val iterations = intent.getIntExtra(EXTRA_ITERATIONS, 20)
         val warmup = intent.getIntExtra(EXTRA_WARMUP, 3)
         require(iterations >= 1 && warmup >= 0) { "iterations must be >= 1 and warmup >= 0" }
-        val inputs = intent.getStringExtra(EXTRA_INPUTS)?.let(::File)
+        val readable = listOf(pushFolder(), File(filesDir, "models"))
+        val inputs = intent.getStringExtra(EXTRA_INPUTS)?.let { SafePaths.require(it, listOf(pushFolder()), "inputs") }
         val shape = intent.getStringExtra(EXTRA_INPUT_SHAPE)?.let(Inputs::parseShape)
         require((inputs == null) == (shape == null)) { "'$EXTRA_INPUTS' and '$EXTRA_INPUT_SHAPE' come together" }
         return Request(
-            File(model), iterations, warmup,
+            SafePaths.require(model, readable, "model"), iterations, warmup,
             threads = intent.getIntExtra(EXTRA_THREADS, Runtime.getRuntime().availableProcessors()),
             xnnpack = intent.getBooleanExtra(EXTRA_XNNPACK, true),
             inputs = inputs, inputShape = shape, result = result,
@@ -117,8 +122,12 @@ class BenchmarkActivity : Activity() {
         }
     }
 
+    /** Where `egoedge bench` pushes models and inputs and reads the result (bench/device_runners/android.py APP_DIR). */
+    private fun pushFolder(): File = File(getExternalFilesDir(null), PUSH_FOLDER)
+
     companion object {
         private const val TAG = "egoedge-bench"
+        const val PUSH_FOLDER = "egoedge"
         const val EXTRA_MODEL = "model"
         const val EXTRA_ITERATIONS = "iterations"
         const val EXTRA_WARMUP = "warmup"

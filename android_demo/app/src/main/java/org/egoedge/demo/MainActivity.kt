@@ -30,6 +30,7 @@ import org.egoedge.demo.runtime.ModelRunner
 import org.egoedge.demo.runtime.RunnerOptions
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
+import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicBoolean
 
 /**
@@ -112,11 +113,15 @@ class MainActivity : AppCompatActivity() {
     }
 
     override fun onDestroy() {
-        super.onDestroy()
+        // Stop the frames before the executors: a frame still being analysed would otherwise hand
+        // its clip to a shut-down inference executor (RejectedExecutionException on the analysis
+        // thread, a crash on rotation with the camera on).
         stopCamera()
+        analysis.shutdown()
+        analysis.awaitTermination(ANALYSIS_DRAIN_MS, TimeUnit.MILLISECONDS)
         inference.execute { runner?.close() }
         inference.shutdown()
-        analysis.shutdown()
+        super.onDestroy()
     }
 
     private fun threads(): Int = binding.threads.selectedItem.toString().takeWhile { it.isDigit() }.toInt()
@@ -145,6 +150,10 @@ class MainActivity : AppCompatActivity() {
             return
         }
         val (a, threads) = current
+        if (inference.isShutdown) { // the activity is going away: drop the clip
+            busy.set(false)
+            return
+        }
         inference.execute {
             val text = try {
                 val model = runnerFor(a, threads)
@@ -246,5 +255,8 @@ class MainActivity : AppCompatActivity() {
     private companion object {
         /** One camera frame per 125 ms into the clip: 8 frames span about a second, like a training clip. */
         const val FRAME_INTERVAL_MS = 125L
+
+        /** How long onDestroy waits for a frame being analysed to finish (well under Android's ANR limit). */
+        const val ANALYSIS_DRAIN_MS = 500L
     }
 }

@@ -1,0 +1,128 @@
+"""Run artifacts on Qualcomm AI Hub's hosted phones: a profile job for speed and memory, an inference job
+for accuracy, both through the official ``qai-hub`` client.
+
+``.tflite`` and ``.onnx`` artifacts run as they are (LiteRT and ONNX Runtime on the phone). Each job
+waits at most ``--device-timeout`` seconds, and all of them together at most ``--budget-s``; a job
+that fails or times out becomes a failed row with the reason and the job's address.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from bench.device_runners.registry import BACKENDS
+from bench.devices.aihub import client, hub_error
+from bench.devices.base import DeviceError, DeviceInfo
+from bench.host_bench import BenchConfig
+from bench.measure import latency_stats
+from edge.preprocess import dequantize, runtime_input
+
+FORMATS = ("tflite", "onnx")
+
+
+def profile_fields(profile: dict) -> dict:
+    """Report-row fields from a profile job's ``download_profile()`` dict (times in µs, memory in bytes)."""
+    summary = profile.get("execution_summary") or {}
+    times = summary.get("all_inference_times") or [summary.get("estimated_inference_time")]
+    times = [t for t in times if t is not None]
+    if not times:
+        raise DeviceError("the AI Hub profile has no inference time")
+    peak, load = summary.get("estimated_inference_peak_memory"), summary.get("first_load_time")
+    units = Counter(layer.get("compute_unit", "?") for layer in profile.get("execution_detail") or [])
+    return {"load_ms": load / 1000.0 if load is not None else None,
+            "latency_ms": latency_stats([t / 1000.0 for t in times], 0),
+            "peak_rss_mb": round(peak / 2**20, 1) if peak is not None else None, "rss_added_mb": None,
+            "compute_units": dict(units)}
+
+
+class AIHubBackend:
+    """One hosted device of the farm; ``unsupported(format)`` says why a format cannot run there."""
+
+    kind = "aihub"
+
+    def __init__(self, device: DeviceInfo, cfg: BenchConfig, tools: dict[str, Path]) -> None:
+        self.device, self.cfg = device, cfg
+        self.deadline = time.monotonic() + cfg.budget_s if cfg.budget_s else None
+        self.hub = client()
+        self.target = self.hub.Device(device.id)
+
+    def alive(self) -> str | None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return f"the --budget-s of {self.cfg.budget_s:.0f} s for AI Hub jobs is spent"
+        return None
+
+    def unsupported(self, format: str) -> str | None:
+        return None if format in FORMATS else f"AI Hub runs {' and '.join(FORMATS)} artifacts here, not {format}"
+
+    def runtime(self, format: str) -> str:
+        return f"qai-hub-{format}"
+
+    def _submit(self, what: str, **kwargs):
+        try:
+            submit = self.hub.submit_profile_job if what == "profile" else self.hub.submit_inference_job
+            return submit(device=self.target, **kwargs)
+        except Exception as e:  # noqa: BLE001 - upload refused, quota, network: this artifact's row says why
+            raise DeviceError(f"{what} job not submitted: {hub_error(e)}") from None
+
+    def _wait(self, job, what: str) -> None:
+        timeout = self.cfg.device_timeout_s
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+        if timeout <= 0:
+            raise DeviceError(self.alive() or "no time left for AI Hub jobs")
+        try:
+            status = job.wait(timeout=max(1, math.ceil(timeout)))
+        except TimeoutError:
+            raise DeviceError(f"AI Hub {what} job {job.job_id} did not finish within {timeout:.0f} s "
+                              f"({job.url})") from None
+        except Exception as e:  # noqa: BLE001
+            raise DeviceError(f"AI Hub {what} job {job.job_id}: {hub_error(e)}") from None
+        if not status.success:
+            raise DeviceError(f"AI Hub {what} job {job.job_id} failed: {status.message or status.code} ({job.url})")
+
+    def run(self, artifact: Path, format: str, inputs: np.ndarray | None, io: dict | None = None) -> dict:
+        name = f"egoedge {artifact.stem}"
+        profile_job = self._submit("profile", model=str(artifact), name=name,
+                                   options=f"--max_profiler_iterations {self.cfg.iterations}")
+        self._wait(profile_job, "profile")
+        try:
+            out = profile_fields(profile_job.download_profile())
+        except DeviceError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise DeviceError(f"AI Hub profile job {profile_job.job_id}: {hub_error(e)}") from None
+        jobs = {"profile": profile_job.job_id}
+        out["logits"] = None
+        if inputs is not None:
+            out["logits"], jobs["inference"] = self._infer(artifact, inputs, io or {}, name)
+        out["details"] = {"tool": "qai-hub", "device": self.device.name, "chipset": self.device.details.get("chipset"),
+                          "os": self.device.details.get("os"), "compute_units": out.pop("compute_units"),
+                          "jobs": jobs}
+        return out
+
+    def _infer(self, artifact: Path, inputs: np.ndarray, io: dict, name: str) -> tuple[np.ndarray, str]:
+        """Every sample through an inference job; logits as float32, dequantised where the artifact is integer."""
+        spec = (io.get("inputs") or [{"name": "clip", "shape": [1, *inputs.shape[1:]], "dtype": "float32"}])[0]
+        samples = [runtime_input(inputs[i:i + 1], spec) for i in range(len(inputs))]
+        job = self._submit("inference", model=str(artifact), name=name, inputs={spec["name"]: samples})
+        self._wait(job, "inference")
+        try:
+            data = job.download_output_data()
+        except Exception as e:  # noqa: BLE001
+            raise DeviceError(f"AI Hub inference job {job.job_id}: {hub_error(e)}") from None
+        if not data:
+            raise DeviceError(f"AI Hub inference job {job.job_id} returned no outputs")
+        first = next(iter(data.values()))
+        logits = np.concatenate([np.asarray(o).reshape(1, -1) for o in first])
+        out_spec = (io.get("outputs") or [{}])[0]
+        if out_spec.get("scale") is not None and np.issubdtype(logits.dtype, np.integer):
+            logits = dequantize(logits, out_spec["scale"], out_spec["zero_point"])
+        return logits.astype(np.float32), job.job_id
+
+
+BACKENDS.register("aihub")(AIHubBackend)

@@ -1,0 +1,62 @@
+"""Qualcomm AI Hub: a farm of hosted phones, reached through the official ``qai-hub`` client.
+
+Credentials come from the client's own configuration (``qai-hub configure --api_token TOKEN``,
+stored in ``~/.qai_hub/client.ini``); egoedge never asks for or stores a token. A farm is not
+listed by a plain ``egoedge devices`` (that would query the network on every call): ``egoedge
+devices --farm aihub`` lists its devices, and ``--device aihub:NAME`` picks one.
+"""
+
+from __future__ import annotations
+
+from bench.devices.base import DeviceError, DeviceInfo
+from bench.devices.registry import DEVICES
+
+SETUP = ("configure the qai-hub client first: `qai-hub configure --api_token YOUR_TOKEN` (the token is in your "
+         "AI Hub account settings)")
+
+
+def client():
+    """The ``qai_hub`` module (a dependency of egoedge; imported only when a farm is used)."""
+    try:
+        import qai_hub
+    except ImportError as e:  # a broken install: say what is missing
+        raise DeviceError(f"the qai-hub client cannot be imported ({e}); pip install qai-hub") from None
+    return qai_hub
+
+
+def hub_error(error: BaseException) -> str:
+    """One line for anything the client raised: its missing configuration gets the setup hint."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if type(error).__name__ == "UserError" and "configuration" in text.lower():
+        return f"AI Hub is not configured: {SETUP}"
+    return f"AI Hub: {type(error).__name__}: {text[:300]}"
+
+
+def chipset(attributes: list[str]) -> str | None:
+    """``chipset:qualcomm-snapdragon-8gen3`` from a device's attributes, without the prefix."""
+    return next((a.split(":", 1)[1] for a in attributes if a.startswith("chipset:")), None)
+
+
+def _version(os: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(os).split(".") if p.isdigit())
+
+
+@DEVICES.register("aihub")
+def discover_aihub() -> list[DeviceInfo]:
+    """The hosted devices the configured client may use (one per name: its newest OS), or why none."""
+    try:
+        devices = client().get_devices()
+    except Exception as e:  # noqa: BLE001 - configuration, network or service: one unusable row with the reason
+        return [DeviceInfo("aihub", "-", "Qualcomm AI Hub", "unavailable", False, hub_error(e))]
+    found: dict[str, DeviceInfo] = {}
+    for d in sorted(devices, key=lambda d: _version(d.os), reverse=True):  # the newest OS of each name first
+        attributes = list(d.attributes) if not isinstance(d.attributes, str) else [d.attributes]
+        details = {"os": d.os, "chipset": chipset(attributes),
+                   "form": next((a.split(":", 1)[1] for a in attributes if a.startswith("format:")), None),
+                   "frameworks": ",".join(a.split(":", 1)[1] for a in attributes if a.startswith("framework:"))}
+        found.setdefault(d.name, DeviceInfo("aihub", d.name, d.name, "hosted", True, None, details))
+    return list(found.values()) or [DeviceInfo("aihub", "-", "Qualcomm AI Hub", "no device", False,
+                                               "the client lists no device for this account")]
+
+
+discover_aihub.id_name, discover_aihub.farm = "NAME", True
