@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from bench.device_runners.native import NATIVE_TOOLS
 from bench.device_runners.run import bench_on_device, device_label, parse_device_specs, select_device
@@ -16,7 +19,8 @@ from edge.export import run_session
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, write_json_atomic
 from trainer.common.progress import Progress, no_progress
-from trainer.tasks import task_of
+from trainer.tasks import Evaluation, task_named, task_of
+from trainer.tasks.base import Arrays
 
 
 def parse_tools(items: list[str]) -> dict[str, Path]:
@@ -42,8 +46,58 @@ def load_manifest(export_dir: Path) -> tuple[dict, Path]:
     try:
         manifest = json.loads(path.read_text())
         return manifest, (export_dir / manifest["source"]["checkpoint"]).resolve()
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OSError) as e:  # bad JSON, not UTF-8, wrong shape
         raise EgoedgeError(f"{path} is not an egoedge manifest ({type(e).__name__})") from None
+
+
+class SampleEvaluation(Evaluation):
+    """An export folder on its own (its source checkpoint is not beside it): the saved sample input is the
+    test set and the saved PyTorch output the reference; there is no test accuracy to score."""
+
+    def __init__(self, export_dir: Path, manifest: dict) -> None:
+        sample = manifest.get("sample") or {}
+        names = [a for a in manifest["artifacts"] if a.get("inputs")]
+        if not sample.get("input") or not sample.get("output") or not names:
+            raise EgoedgeError(f"{export_dir} has no source checkpoint and no saved sample to check artifacts on; "
+                               "copy the checkpoint beside it or re-export")
+        self.inputs = tuple(t["name"] for t in names[0]["inputs"])
+        self.outputs = tuple(t["name"] for t in names[0]["outputs"])
+        self.source = str(export_dir)
+        self._inputs = _arrays(export_dir / sample["input"], self.inputs)
+        self._outputs = _arrays(export_dir / sample["output"], self.outputs)
+
+    def parity_inputs(self, count: int) -> Arrays:
+        return self._inputs
+
+    def test_inputs(self, variant=None) -> Arrays:
+        return self._inputs
+
+    def calibration(self, count: int, seed: int) -> Arrays:
+        raise EgoedgeError("an export folder without its checkpoint has no training data to calibrate on")
+
+    def score(self, outputs: Arrays) -> dict:
+        return {"accuracy": None}
+
+    def parity(self, reference: Arrays, candidate: Arrays, inputs: Arrays) -> dict:
+        pairs = list(zip(reference, candidate, strict=True))
+        diff = max(float(np.max(np.abs(r.astype(np.float64) - c))) for r, c in pairs)
+        agree = all(np.array_equal(r.argmax(-1), c.argmax(-1)) for r, c in pairs)
+        return {"max_abs": diff, "top1_agreement": 100.0 if agree else 0.0}
+
+    def reference(self) -> Arrays:
+        return self._outputs
+
+
+def _arrays(path: Path, names: tuple[str, ...]) -> Arrays:
+    """One ``.npy`` array, or an ``.npz``'s arrays in ``names`` order; a damaged file is one line."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return (loaded,)
+        with loaded:
+            return tuple(loaded[n] for n in names)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise EgoedgeError(f"{path}: not a readable sample ({type(e).__name__}: {str(e)[:120]}); re-export") from None
 
 
 def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchConfig = BenchConfig(),
@@ -51,8 +105,11 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
     """Measure the source model and its artifacts on every device in ``devices``; returns (report, paths).
 
     The eager PyTorch model (and its teacher, if beside it) is always measured on the host: it is
-    the baseline and the reference for agreement. report.json is rewritten after every device
-    row, so an unplugged phone or an interrupted run keeps what was measured (``"partial": true``).
+    the baseline and the reference for agreement. An export folder copied without its checkpoint
+    is still benchmarked: each artifact is timed on the saved sample input and checked against the
+    saved PyTorch output (no eager row, no test accuracy; the summary says so). report.json is
+    rewritten after every device row, so an unplugged phone or an interrupted run keeps what was
+    measured (``"partial": true``).
 
     Example::
 
@@ -61,21 +118,28 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
     specs = parse_device_specs(devices)
     phones: list[DeviceInfo] = [select_device(s) for s in specs if s != "host"]  # fail before measuring
     manifest, source = load_manifest(export_dir)
-    ckpt = read_checkpoint(source)
-    task = task_of(ckpt)
-    ev = task.evaluation(ckpt)
-    student = checkpoint_target(source, source.stem, compare_to_reference=True)
-    targets = [student]
-    if teacher := teacher_of(source, ckpt):  # the model it was distilled from: the baseline to beat
-        targets.insert(0, checkpoint_target(teacher, teacher.stem, compare_to_reference=False))
+    if source.is_file():
+        ckpt = read_checkpoint(source)
+        task = task_of(ckpt)
+        ev = task.evaluation(ckpt)
+        student = checkpoint_target(source, source.stem, compare_to_reference=True)
+        targets = [student]
+        if teacher := teacher_of(source, ckpt):  # the model it was distilled from: the baseline to beat
+            targets.insert(0, checkpoint_target(teacher, teacher.stem, compare_to_reference=False))
+        params, macs = student.params, student.macs
+    else:  # a copied export folder: the artifacts and their saved sample are all there is
+        task, ev = task_named(manifest.get("task"), str(export_dir / "manifest.json")), SampleEvaluation(
+            export_dir, manifest)
+        targets, student, params, macs = [], None, None, None
     if "host" in specs:
-        targets += manifest_targets(export_dir, manifest, student.params, student.macs)
+        targets += manifest_targets(export_dir, manifest, params, macs)
     report = host_report(targets, task, ev, cfg, progress, peaks="host" in specs)
     report["devices"] = {"host": {"name": report["machine"]["cpu"]}} if "host" in specs else {}
     host_rows = len(report["results"])
     if phones:
-        reference = run_session(RUNNERS.get("pytorch").open(student.target, cfg.threads), ev.test_inputs())[0]
-        artifacts = manifest_targets(export_dir, manifest, student.params, student.macs, host_only=False)
+        reference = (ev.reference()[0] if student is None else
+                     run_session(RUNNERS.get("pytorch").open(student.target, cfg.threads), ev.test_inputs())[0])
+        artifacts = manifest_targets(export_dir, manifest, params, macs, host_only=False)
         out.mkdir(parents=True, exist_ok=True)
         for phone in phones:
             label = device_label(phone)
@@ -94,4 +158,8 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
             report["devices"][label]["skipped"] = skipped
         add_throughput(report["results"][host_rows:], report["machine"].get("peak_gmacs"))
     report["summary"] = summarize(report)
+    if student is None:
+        report["summary"]["source checkpoint"] = (
+            f"not found ({source}): the eager model and test accuracy are skipped; each artifact was timed on "
+            f"the saved sample input and checked against the saved PyTorch output")
     return report, write_report(report, out)

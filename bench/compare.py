@@ -54,6 +54,30 @@ def only_in(base: dict, other: dict) -> list[str]:
     return [r["name"] for r in base["results"] if _key(base, r) not in keys]
 
 
+def breakages(base: dict, other: dict) -> list[str]:
+    """Results that were ``ok`` in ``base`` and are failed or missing in ``other``: a regression too.
+
+    Example: ``["student_onnx_int8: failed now (modified or truncated after export ...)", "student_tflite_w8:
+    missing"]``
+    """
+    others = {_key(other, r): r for r in other["results"]}
+    broken = []
+    for a in base["results"]:
+        if a["status"] != "ok":
+            continue
+        b = others.get(_key(base, a))
+        label = f"{a['name']} @{row_threads(base, a)}t" if len(thread_set(base)) > 1 else a["name"]
+        if b is None:
+            broken.append(f"{label}: missing")
+        elif b["status"] != "ok":
+            broken.append(f"{label}: failed now ({(b.get('error') or 'no reason given')[:160]})")
+    return broken
+
+
+def thread_set(report: dict) -> set[int]:
+    return {row_threads(report, r) for r in report["results"]}
+
+
 def check_max_slowdown(max_slowdown: float) -> float:
     """``max_slowdown`` if it is a usable limit (>= 0), else one clear error."""
     if max_slowdown < 0:

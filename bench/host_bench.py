@@ -23,7 +23,7 @@ from edge.export import run_session
 from edge.exporters import Session
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.common.complexity import count_macs, count_params
-from trainer.common.io import EgoedgeError
+from trainer.common.io import EgoedgeError, path_bytes, sha256_path
 from trainer.common.progress import Progress, no_progress
 from trainer.tasks import Evaluation, Task, task_of
 
@@ -86,6 +86,7 @@ class Target:
     delegation: dict | None = None  # ExecuTorch: delegated subgraphs/nodes and portable nodes, from the manifest
     variant: object = None  # which form of the test inputs it reads (the task's ``input_variant``)
     io: dict | None = None  # an artifact's manifest ``inputs``/``outputs`` specs (names, dtypes, scale, zero point)
+    damaged: str | None = None  # why the file on disk is not the one the manifest describes: never loaded
 
     @property
     def loadable(self) -> torch.nn.Module | Path:
@@ -117,8 +118,24 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
             delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
             out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
                               params, macs, True, refused, delegation=delegation,
-                              io={"inputs": a["inputs"], "outputs": a["outputs"]}))
+                              io={"inputs": a["inputs"], "outputs": a["outputs"]},
+                              damaged=integrity_error(export_dir / a["file"], a)))
     return out
+
+
+DAMAGED = "modified or truncated after export"
+
+
+def integrity_error(path: Path, artifact: dict) -> str | None:
+    """Why ``path`` is not the artifact the manifest describes (size, then sha256), or ``None`` when it is."""
+    if not path.exists():
+        return f"{DAMAGED}: {path.name} is missing"
+    size = path_bytes(path)
+    if size != artifact["bytes"]:
+        return f"{DAMAGED}: {path.name} has {size} bytes, the manifest says {artifact['bytes']}"
+    if sha256_path(path) != artifact["sha256"]:
+        return f"{DAMAGED}: {path.name}'s sha256 differs from the manifest's"
+    return None
 
 
 def measure(format: str, target: torch.nn.Module | Path, inputs: Arrays, cfg: BenchConfig,
@@ -225,7 +242,7 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
 
     A target that fails to load or run gets ``status: "failed"`` and its error; the others go on.
     """
-    reference: Arrays | None = None
+    reference: Arrays | None = ev.reference()  # a self-contained export's saved outputs, else the first measured
     results = []
     with tempfile.TemporaryDirectory(prefix="egoedge-bench-") as tmp:
         saved: dict[object, Path] = {}
@@ -236,6 +253,10 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
                 row["runtime_options"] = cfg.options[tgt.format]
             if tgt.delegation:
                 row["delegation"] = tgt.delegation
+            if tgt.damaged:  # never load a file that is not the one that passed the gate
+                row["error"] = tgt.damaged
+                results.append(row)
+                continue
             try:
                 progress(f"{'process' if cfg.isolate else 'time'} {tgt.name}", 0, 1, {})
                 if cfg.isolate:
@@ -251,7 +272,7 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
                     reference = outputs
                 finish_row(row, tgt, outputs, ev, inputs, reference if tgt.compare_to_reference else None,
                            report_field)
-            except (EgoedgeError, RuntimeError, ValueError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - a runtime's own error types (ORT's InvalidProtobuf ...): this row
                 row["error"] = error_line(e)
             results.append(row)
     return results

@@ -39,3 +39,67 @@ def test_missing_truncated_and_foreign(tmp_path, ckpt):
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(EgoedgeError, match="not an egoedge checkpoint"):
         read_checkpoint(foreign)
+
+
+def _fuzz_files(valid: bytes, tmp_path, seed: int = 0):
+    """Random bytes of several lengths and truncations of a valid file at several points (seeded)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    blobs = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (0, 1, 100, 3000, 100_000)]
+    blobs += [valid[:cut] for cut in sorted(set(rng.integers(1, len(valid), 6).tolist()))]
+    for i, blob in enumerate(blobs):
+        path = tmp_path / f"fuzz{i}"
+        path.write_bytes(blob)
+        yield path
+
+
+def test_any_unreadable_checkpoint_is_one_egoedge_error(ckpt, tmp_path):
+    """Whatever the bytes, reading a checkpoint raises EgoedgeError (one line), never another exception."""
+    import io
+    import pickle
+    import zipfile
+
+    path, _ = ckpt
+    for bad in _fuzz_files(path.read_bytes(), tmp_path):
+        with pytest.raises(EgoedgeError):
+            read_checkpoint(bad)
+    wrong_zip = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(wrong_zip, "w") as z:
+        z.writestr("data.txt", "a valid zip with the wrong content")
+    with pytest.raises(EgoedgeError, match="not a readable checkpoint"):
+        read_checkpoint(wrong_zip)
+
+    class RunsCode:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    evil = tmp_path / "evil.pt"
+    buf = io.BytesIO()
+    torch.save({"arch": RunsCode()}, buf, pickle_module=pickle)
+    evil.write_bytes(buf.getvalue())
+    with pytest.raises(EgoedgeError, match="not a readable checkpoint"):  # weights_only refuses the call
+        read_checkpoint(evil)
+
+
+def test_any_unreadable_manifest_or_report_is_one_egoedge_error(tmp_path):
+    import json
+
+    from bench.bench_export import load_manifest
+    from bench.compare import load_report
+
+    valid = json.dumps({"source": {"checkpoint": "s.pt", "sha256": "0" * 64}, "artifacts": []}).encode()
+    for bad in _fuzz_files(valid, tmp_path, seed=1):
+        folder = tmp_path / f"d_{bad.name}"
+        folder.mkdir()
+        (folder / "manifest.json").write_bytes(bad.read_bytes())
+        (folder / "report.json").write_bytes(bad.read_bytes())
+        with pytest.raises(EgoedgeError):
+            load_manifest(folder)
+        with pytest.raises(EgoedgeError):
+            load_report(folder)
+    shaped_wrong = tmp_path / "shape"
+    shaped_wrong.mkdir()
+    (shaped_wrong / "manifest.json").write_text("[1, 2, 3]")
+    with pytest.raises(EgoedgeError, match="is not an egoedge manifest"):
+        load_manifest(shaped_wrong)

@@ -65,11 +65,27 @@ def test_rows_name_their_thread_count_only_in_a_sweep():
     assert row_labels(rows[:1]) == ["student"]
 
 
+def test_a_result_that_stops_working_is_a_regression(tmp_path):
+    """A row ok in the baseline and failed or missing now fails the guard, however fast the rest is."""
+    from bench.compare import breakages
+
+    other = faster(REPORT, 2.0)
+    other["results"][0].update(status="failed", error="modified or truncated after export: x.pte has 3 bytes")
+    other["results"] = other["results"][:1]  # and the ExecuTorch row is gone
+    assert breakages(REPORT, other) == ["student: failed now (modified or truncated after export: x.pte has 3 "
+                                        "bytes)", "student_executorch_fp32: missing"]
+    assert breakages(REPORT, REPORT) == []
+    write_report(REPORT, tmp_path / "a")
+    write_report(other, tmp_path / "b")
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--compare", str(tmp_path / "b")])
+    assert result.exit_code == 1 and "2 regression(s)" in result.output and "missing" in result.output
+
+
 def test_report_compare_exits_1_on_a_regression(tmp_path):
     write_report(REPORT, tmp_path / "a")
     write_report(faster(REPORT, 1 / 1.5), tmp_path / "b")
     result = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--compare", str(tmp_path / "b")])
-    assert result.exit_code == 1 and "slower than the baseline by more than 10%" in result.output
+    assert result.exit_code == 1 and "slower by more than 10%" in " ".join(result.output.split())
     loose = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--compare", str(tmp_path / "b"),
                                      "--max-slowdown", "0.6"])
     assert loose.exit_code == 0, loose.output

@@ -1,12 +1,17 @@
 """Host bench options: one process per target, the LiteRT delegate switch, time budgets."""
 
+import json
+import shutil
 import time
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from bench.cli import app
 from bench.host_bench import BenchConfig
 from bench.measure import MIN_BUDGET_ITERATIONS, time_calls
+from trainer.common.io import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +23,13 @@ def exported(tmp_path_factory, mini_data_cfg):
     tmp = tmp_path_factory.mktemp("hostbench")
     ckpt = make_ckpt(tmp / "student.pt", mini_data_cfg)
     export_checkpoint(ckpt, tmp / "export", ExportConfig(formats=("tflite", "onnx"), parity_samples=4))
-    (tmp / "export" / "student_onnx_fp32.onnx").write_bytes(b"not an onnx file")  # a broken artifact
+    # An artifact that was broken when exported (the manifest describes these very bytes): its runtime fails.
+    broken = tmp / "export" / "student_onnx_fp32.onnx"
+    broken.write_bytes(b"not an onnx file")
+    manifest = json.loads((tmp / "export" / "manifest.json").read_text())
+    entry = next(a for a in manifest["artifacts"] if a["name"] == "student_onnx_fp32")
+    entry.update(bytes=broken.stat().st_size, sha256=sha256_file(broken))
+    (tmp / "export" / "manifest.json").write_text(json.dumps(manifest))
     return tmp / "export"
 
 
@@ -66,3 +77,45 @@ def test_tflite_loader_switches_the_delegate(exported):
     on = EXPORTERS.get("tflite").load(path, threads=1)([x])[0]
     off = EXPORTERS.get("tflite").load(path, threads=1, xnnpack=False)([x])[0]
     np.testing.assert_allclose(on, off, atol=1e-4)
+
+
+def test_an_artifact_changed_after_export_is_refused_unloaded(exported, tmp_path):
+    """bench compares bytes and sha256 with the manifest before loading; the other rows go on."""
+    folder = tmp_path / "export"
+    shutil.copytree(exported, folder)
+    shutil.copy(exported.parent / "student.pt", tmp_path / "student.pt")  # the manifest's ../student.pt
+    tflite = folder / "student_tflite_fp32.tflite"
+    tflite.write_bytes(tflite.read_bytes()[: tflite.stat().st_size // 2])  # truncated, e.g. a copy cut short
+    args = ["bench", str(folder), "--iterations", "2", "--warmup", "0", "--in-process", "--out", str(tmp_path / "b")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "1 artifact(s) modified or truncated after export, not run: student_tflite_fp32" in \
+        " ".join(result.output.split())
+    rows = {r["name"]: r for r in json.loads((tmp_path / "b" / "report.json").read_text())["results"]}
+    assert rows["student_tflite_fp32"]["status"] == "failed" and rows["student_tflite_fp32"]["latency_ms"] is None
+    assert "has " in rows["student_tflite_fp32"]["error"] and rows["student"]["status"] == "ok"
+    assert CliRunner().invoke(app, [*args, "--allow-failed"]).exit_code == 0
+    tflite.write_bytes((exported / tflite.name).read_bytes()[::-1])  # same size, other bytes
+    assert CliRunner().invoke(app, args).exit_code == 1
+    rows = {r["name"]: r for r in json.loads((tmp_path / "b" / "report.json").read_text())["results"]}
+    assert "sha256 differs" in rows["student_tflite_fp32"]["error"]
+
+
+def test_a_copied_export_folder_is_benchmarked_on_its_saved_sample(exported, tmp_path):
+    """Without its source checkpoint: each artifact timed on sample_input and checked against sample_output."""
+    from bench.bench_export import bench_export
+
+    folder = tmp_path / "elsewhere" / "export"
+    shutil.copytree(exported, folder)
+    report, paths = bench_export(folder, tmp_path / "b", "host", BenchConfig(warmup=0, iterations=2))
+    rows = {r["name"]: r for r in report["results"]}
+    assert set(rows) == {"student_tflite_fp32", "student_onnx_fp32"}  # no eager row: no model to build
+    tfl = rows["student_tflite_fp32"]
+    assert tfl["status"] == "ok" and tfl["top1_agreement"] == 100.0 and tfl["parity_max_abs"] < 1e-4
+    assert tfl["accuracy"] is None and tfl["latency_ms"]["iterations"] == 2
+    assert "the eager model and test accuracy are skipped" in report["summary"]["source checkpoint"]
+    assert "source checkpoint" in paths["report.md"].read_text()
+    # A sample that does not match what the artifact computes is caught: agreement is measured, not assumed.
+    np.save(folder / "sample_output.npy", -np.load(folder / "sample_output.npy"))
+    report, _ = bench_export(folder, tmp_path / "c", "host", BenchConfig(warmup=0, iterations=2))
+    assert next(r for r in report["results"] if r["name"] == "student_tflite_fp32")["parity_max_abs"] > 1e-3

@@ -210,6 +210,8 @@ def bench(
     profile: bool = typer.Option(False, "--profile", help="Host: also profile every target's ops (ExecuTorch ETDump, "
                                  "ONNX Runtime profiler, torch.profiler) and report the top ops of each."),
     profile_runs: int = typer.Option(20, help="With --profile: profiled calls per target."),
+    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact on disk is not the one its manifest "
+                                      "describes (modified or truncated after export)."),
 ) -> None:
     """Benchmark the eager source model and every artifact side by side; write report.json/md/png.
 
@@ -218,7 +220,7 @@ def bench(
     """
     from bench.bench_export import bench_export, parse_tools
     from bench.compare import check_max_slowdown, load_report
-    from bench.host_bench import BenchConfig, parse_threads
+    from bench.host_bench import DAMAGED, BenchConfig, parse_threads
 
     try:
         counts = parse_threads(threads)
@@ -250,9 +252,13 @@ def bench(
             console.print(f"{label}: skipped {name}: {reason}", highlight=False)
     for name, path in paths.items():
         console.print(f"{name}: {path}", highlight=False)
+    damaged = [r["name"] for r in report["results"] if (r.get("error") or "").startswith(DAMAGED)]
     if baseline is not None:
         slower = print_comparison(baseline, report, str(compare), str(paths["report.json"]), max_slowdown)
         fail_on_regressions(slower, max_slowdown)
+    if damaged and not allow_failed:
+        fail(f"{len(damaged)} artifact(s) {DAMAGED}, not run: {', '.join(damaged)} (re-export, or --allow-failed "
+             "to accept)")
 
 
 @app.command()
@@ -282,7 +288,7 @@ def devices(
 
 def print_comparison(base: dict, other: dict, base_label: str, other_label: str, max_slowdown: float) -> list[str]:
     """The row-by-row change from ``base`` to ``other``; returns the rows slower by more than ``max_slowdown``."""
-    from bench.compare import compare_reports, only_in, regressions, row_labels
+    from bench.compare import breakages, compare_reports, only_in, regressions, row_labels
     from bench.report import fmt
 
     rows = compare_reports(base, other)
@@ -298,13 +304,14 @@ def print_comparison(base: dict, other: dict, base_label: str, other_label: str,
                          ("only in " + other_label, only_in(other, base))):
         if names:
             console.print(f"{label}: {', '.join(names)}", highlight=False)
-    return regressions(rows, max_slowdown)
+    return regressions(rows, max_slowdown) + breakages(base, other)
 
 
 def fail_on_regressions(slower: list[str], max_slowdown: float) -> None:
     """Exit 1 naming every row slower than the baseline by more than the allowed fraction."""
     if slower:
-        fail(f"{len(slower)} result(s) slower than the baseline by more than {100 * max_slowdown:.0f}%: "
+        fail(f"{len(slower)} regression(s) against the baseline (slower by more than {100 * max_slowdown:.0f}%, "
+             "failed or missing): "
              + "; ".join(slower))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from enum import Enum
 
 import typer
@@ -52,12 +54,42 @@ def parse_backends(to: str) -> tuple[str, ...]:
     return formats
 
 
-def quiet_third_party() -> None:
-    """Keep third-party notices out of the terminal: Python warnings, library logging below ERROR, and what
-    native runtimes write straight to file descriptor 2 (XNNPACK, LiteRT, ExecuTorch log lines).
+# Log lines native runtimes print, some straight to a file descriptor, some through Python's sys.stderr
+# (ExecuTorch's pybind sink): "[cpuinfo_utils.cpp:71] ...", glog/absl "W1129 18:36:28.27 ...", LiteRT's "INFO: ...".
+_NATIVE_LOG = re.compile(r"^(\[[\w./-]+\.(cpp|cc|c|h|hpp|mm):\d+\]"  # ExecuTorch
+                         r"|[IWEF]\d{4} \d\d:\d\d:\d\d"  # glog / absl / torch's logging
+                         r"|INFO: |WARNING: All log messages)")  # LiteRT
 
-    egoedge's own stderr (errors, progress bars) keeps a duplicate of the real descriptor. Called by
-    the console script unless ``--verbose``; never inside tests, whose runner captures ``sys.stderr``.
+
+class _DropNativeLogs(io.TextIOBase):
+    """A text stream that passes whole lines on to ``target`` unless they are a native runtime's log line."""
+
+    def __init__(self, target) -> None:
+        self.target, self.pending = target, ""
+
+    def write(self, text: str) -> int:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            if not _NATIVE_LOG.match(line):
+                self.target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    @property
+    def encoding(self) -> str:
+        return self.target.encoding
+
+
+def quiet_third_party() -> None:
+    """Keep third-party notices out of the terminal: Python warnings, library logging up to WARNING, and the
+    log lines native runtimes write (to file descriptors 1 and 2, or through ``sys.stderr``).
+
+    egoedge's own output (tables, errors, progress bars) goes to duplicates of the real descriptors.
+    Called by the console script unless ``--verbose``; never inside tests, whose runner captures
+    ``sys.stdout`` and ``sys.stderr``.
     """
     import logging
     import os
@@ -65,14 +97,16 @@ def quiet_third_party() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    logging.getLogger().setLevel(logging.ERROR)
-    real = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="replace")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    sys.stderr.flush()
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    sys.stderr = real
-    err_console.file = real
+    logging.disable(logging.WARNING)  # also loggers with their own handlers and levels (torch's)
+    for fd, name, rich in ((1, "stdout", console), (2, "stderr", err_console)):
+        stream = getattr(sys, name)
+        real = os.fdopen(os.dup(fd), "w", buffering=1, encoding=stream.encoding or "utf-8", errors="replace")
+        stream.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        setattr(sys, name, _DropNativeLogs(real))  # what other libraries print still shows, their log lines do not
+        rich.file = real
 
 
 def fail(message: str) -> None:

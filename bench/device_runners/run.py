@@ -89,6 +89,8 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], ev: Evaluation, r
         row = new_row(tgt, f"{tgt.name}@{device.kind}", device_label(device), backend.runtime(tgt.format))
         if gone:
             row["error"] = f"not run: {gone}"
+        elif tgt.damaged:
+            row["error"] = tgt.damaged
         else:
             progress(f"{device.kind} {tgt.name}", 0, 1, {})
             try:

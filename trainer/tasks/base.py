@@ -66,6 +66,11 @@ class Evaluation(ABC):
         """The manifest's sample block fields beyond input/output: what a person reads (``label``)."""
         return {}
 
+    def reference(self) -> Arrays | None:
+        """Outputs every measured target is compared with, when they are known beforehand (``None``: the
+        first measured reference target's)."""
+        return None
+
     def raw_sample(self) -> np.ndarray | None:
         """The parity batch's first sample before preprocessing (an app replays its own preprocessing on it)."""
         return None
