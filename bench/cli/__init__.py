@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
 
@@ -276,11 +277,13 @@ def devices(
     table = Table(title=f"{farm} devices" if farm else "devices")
     for h in ("kind", "id", "name", "state", "usable", "why not / details"):
         table.add_column(h, no_wrap=h in ("kind", "id"))
-    for kind in [farm] if farm else device_kinds():
-        entry = DEVICES.get(kind)
-        if not farm and (hasattr(entry, "base") or getattr(entry, "farm", False)):
-            continue  # a view of another kind (its rows show it), or a farm (listed with --farm)
-        for d in DEVICES.get(kind)():
+    # A view of another kind (emulator: its rows are android's) or a farm (listed with --farm) is skipped.
+    kinds = [farm] if farm else [k for k in device_kinds() if not hasattr(DEVICES.get(k), "base")
+                                 and not getattr(DEVICES.get(k), "farm", False)]
+    with ThreadPoolExecutor(max_workers=len(kinds)) as pool:  # each kind waits on its own tool
+        found = list(pool.map(lambda kind: DEVICES.get(kind)(), kinds))
+    for rows in found:
+        for d in rows:
             extra = ", ".join(f"{k} {v}" for k, v in d.details.items() if v not in (None, ""))
             table.add_row(d.kind, d.id, d.name, d.state, "yes" if d.usable else "no", d.reason or extra)
     console.print(table)
