@@ -18,6 +18,7 @@ from bench.runners import RUNNERS
 from edge.export import run_session
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, write_json_atomic
+from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
 from trainer.tasks import Evaluation, task_named, task_of
 from trainer.tasks.base import Arrays
@@ -100,6 +101,7 @@ def _arrays(path: Path, names: tuple[str, ...]) -> Arrays:
         raise EgoedgeError(f"{path}: not a readable sample ({type(e).__name__}: {str(e)[:120]}); re-export") from None
 
 
+@locks_folder("out", "egoedge bench")
 def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchConfig = BenchConfig(),
                  tools: dict[str, Path] | None = None, progress: Progress = no_progress) -> tuple[dict, dict]:
     """Measure the source model and its artifacts on every device in ``devices``; returns (report, paths).

@@ -30,6 +30,7 @@ from trainer.common.io import (
     sha256_path,
     write_json_atomic,
 )
+from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
 from trainer.tasks import task_of
 from trainer.tasks.base import model_outputs
@@ -149,6 +150,7 @@ def keep_float(model: torch.nn.Module, names: tuple[str, ...]) -> None:
     model.float_modules = tuple(dict.fromkeys((*getattr(model, "float_modules", ()), *names)))
 
 
+@locks_folder("out_dir", "egoedge export")
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
                       progress: Progress = no_progress) -> dict:
     """Export a checkpoint of any task per ``cfg`` into ``out_dir``; returns the manifest (also written there).

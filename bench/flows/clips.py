@@ -19,6 +19,7 @@ from edge.export import ExportConfig, export_checkpoint
 from edge.exporters import EXPORTERS
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError
+from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
 from trainer.config import merge, read_config_file, to_dict, write_config_file
 from trainer.data import CLIP_TASKS, DataConfig, label_names
@@ -195,6 +196,7 @@ def check_models(cfg: RunConfig, num_classes: int) -> None:
     build(cfg.student, cfg.data, num_classes)
 
 
+@locks_folder("out", "egoedge run")
 def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
     """Run the whole flow into ``out``; returns the report (also written there with its paths)."""
     out = Path(out)

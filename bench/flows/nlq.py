@@ -25,6 +25,7 @@ from bench.report import summarize, write_report
 from edge.export import ExportConfig, export_checkpoint
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, write_json_atomic
+from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
 from trainer.engine import TrainConfig
 from trainer.models.vslnet import FILM_MODES
@@ -161,6 +162,7 @@ def _train_one(name: str, arch: str, data: NLQData, cfg: NLQRunConfig, out: Path
     return Trained(name, arch, path, model, metrics, cost, model.tokenizer)
 
 
+@locks_folder("out", "egoedge run --task nlq")
 def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress) -> dict:
     """Run the NLQ flow into ``out``; returns the report (also written there)."""
     cfg.validate()

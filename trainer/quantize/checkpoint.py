@@ -15,12 +15,14 @@ import torch
 
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, write_bytes_atomic, write_json_atomic
+from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
 from trainer.quantize.observers import OBSERVERS
 from trainer.quantize.ptq import STATIC_BACKENDS, PTQConfig, outputs_of, run_ptq
 from trainer.tasks import task_of
 
 
+@locks_folder("out_dir", "egoedge quantize")
 def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: Progress = no_progress) -> dict:
     """PTQ a student checkpoint; writes ``<stem>_int8.pt2`` and ``<stem>_int8.json`` into ``out_dir``.
 
