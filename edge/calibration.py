@@ -20,8 +20,8 @@ def load_calibration_file(path: str | Path, sample_shape: tuple[int, ...]) -> np
     path = Path(path)
     try:
         x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise EgoedgeError(f"cannot read calibration file {path}: {e}") from None
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+        raise EgoedgeError(f"cannot read calibration file {path}: {e or type(e).__name__}") from None
     if x.ndim != len(sample_shape) + 1 or tuple(x.shape[1:]) != tuple(sample_shape):
         raise EgoedgeError(f"calibration file {path} has shape {tuple(x.shape)}; the model takes "
                            f"(N, {', '.join(map(str, sample_shape))}) preprocessed clips")

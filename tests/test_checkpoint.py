@@ -103,3 +103,34 @@ def test_any_unreadable_manifest_or_report_is_one_egoedge_error(tmp_path):
     (shaped_wrong / "manifest.json").write_text("[1, 2, 3]")
     with pytest.raises(EgoedgeError, match="is not an egoedge manifest"):
         load_manifest(shaped_wrong)
+
+
+def test_any_unreadable_config_calibration_or_program_is_one_egoedge_error(tmp_path):
+    import logging
+
+    from edge.calibration import load_calibration_file
+    from trainer.config import read_config_file
+    from trainer.quantize.ptq import load_program
+
+    valid_npy = tmp_path / "ok.npy"
+    import numpy as np
+
+    np.save(valid_npy, np.zeros((8, 2, 3, 4, 4), np.float32))
+    loaders = [(".yaml", read_config_file, b"student_train: {epochs: 3}\n"),
+               (".json", read_config_file, b'{"student_train": {"epochs": 3}}'),
+               (".npy", lambda p: load_calibration_file(p, (2, 3, 4, 4)), valid_npy.read_bytes()),
+               (".pt2", load_program, b"PK\x03\x04" + bytes(200))]
+    logging.disable(logging.WARNING)  # torch.export logs the archive error before raising
+    try:
+        for ext, load, valid in loaders:
+            for bad in _fuzz_files(valid, tmp_path, seed=len(ext)):
+                path = bad.with_suffix(ext)
+                bad.rename(path)
+                try:
+                    out = load(path)
+                except EgoedgeError:
+                    continue
+                # Only a config may load (an empty file or a cut that keeps whole lines is still valid).
+                assert ext in (".yaml", ".json") and isinstance(out, dict), (path, out)
+    finally:
+        logging.disable(logging.NOTSET)

@@ -88,7 +88,11 @@ def read_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise EgoedgeError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EgoedgeError(f"{path}: not a readable text file ({type(e).__name__}); give a YAML or JSON "
+                           "config") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml

@@ -186,4 +186,8 @@ def load_program(path: str | Path) -> torch.nn.Module:
     """A saved int8 program (``*_int8.pt2``) as a runnable module, in any process."""
     import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers the quantized_decomposed ops it calls)
 
-    return torch.export.load(path).module()
+    try:
+        return torch.export.load(path).module()
+    except Exception as e:  # noqa: BLE001 - not a zip, a zip of something else, a truncated archive ...
+        raise EgoedgeError(f"{path}: not a readable torch.export program ({type(e).__name__}); re-run "
+                           "`egoedge quantize`") from None
