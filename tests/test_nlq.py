@@ -408,3 +408,32 @@ def test_embed_refuses_nlq_exports(tmp_path):
         embed(tmp_path / "run", app)
 
 
+
+
+def test_any_unreadable_annotation_feature_or_submission_file_is_one_egoedge_error(tmp_path):
+    """NLQ's loaders turn any bytes into one EgoedgeError: random bytes, cuts, JSON of the wrong shape."""
+    from trainer.nlq import metrics as nlq_metrics
+    from trainer.nlq.dataset import NLQDataSpec, load_data
+    from trainer.nlq.synthetic import NLQDataConfig, generate
+
+    rng = np.random.default_rng(0)
+    root = generate(NLQDataConfig(train_clips=4, val_clips=2, test_clips=2, queries=1, dim=8, min_seconds=10,
+                                  max_seconds=30), tmp_path / "nlq")
+    noise = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (0, 1, 100, 3000)]
+    shapes = [b"[1, 2]", b'{"videos": 3}', b'{"videos": [{"clips": 5}]}']
+    ann = root / "annotations" / "nlq_train.json"
+    feature = next((root / "features").glob("*.pt"))
+    cases = [(ann, noise + shapes + [ann.read_bytes()[:c] for c in (10, 100, ann.stat().st_size // 2)]),
+             (feature, noise + [feature.read_bytes()[:feature.stat().st_size // 2]])]
+    for path, blobs in cases:
+        valid = path.read_bytes()
+        for blob in blobs:
+            path.write_bytes(blob)
+            with pytest.raises(EgoedgeError):
+                load_data(NLQDataSpec(str(root), 24, 10))
+        path.write_bytes(valid)
+    submission = tmp_path / "sub.json"
+    for blob in noise + shapes:
+        submission.write_bytes(blob)
+        with pytest.raises(EgoedgeError):
+            nlq_metrics.read_submission(submission)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from trainer.common.io import EgoedgeError, write_bytes_atomic
+from trainer.common.io import EgoedgeError, first_line, write_bytes_atomic
 from trainer.models import build_model
 from trainer.prune.plan import apply_pruning_config
 
@@ -45,7 +45,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any bytes that are not a checkpoint (IndexError, KeyError ... too)
         raise EgoedgeError(f"{path} is not a readable checkpoint (truncated or not a torch file): "
-                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                           f"{first_line(e)}") from None
     missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise EgoedgeError(f"{path} is not an egoedge checkpoint (missing {', '.join(missing)}); "
@@ -67,5 +67,5 @@ def load_model(path: str | Path, ckpt: dict[str, Any] | None = None) -> tuple[to
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise EgoedgeError(f"{path}: cannot rebuild '{ckpt['arch']}' from its config: "
-                           f"{str(e).splitlines()[0]}") from None
+                           f"{first_line(e)}") from None
     return model.eval(), ckpt

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trainer.common.io import EgoedgeError, atomic_write
+from trainer.common.io import EgoedgeError, atomic_write, first_line
 
 T = TypeVar("T")
 
@@ -106,7 +106,7 @@ def read_config_file(path: str | Path) -> dict:
         raise EgoedgeError(f"{path}: not valid JSON: {e}") from None
     except Exception as e:
         if type(e).__module__.startswith("yaml"):  # yaml.YAMLError, without importing yaml for JSON files
-            raise EgoedgeError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+            raise EgoedgeError(f"{path}: not valid YAML: {first_line(e)}") from None
         raise
     if data is None:
         return {}

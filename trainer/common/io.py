@@ -96,3 +96,8 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 class EgoedgeError(RuntimeError):
     """An error the CLI shows as one line (what, where, what to do) without a traceback."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first non-empty line, or its type's name when it has no message (for one-line errors)."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError
+from trainer.common.io import EgoedgeError, first_line
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
@@ -49,7 +49,7 @@ def read_annotations(path: str | Path) -> tuple[list[Query], int]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise EgoedgeError(f"NLQ annotation file not found: {path}") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise EgoedgeError(f"{path} is not readable JSON: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
         raise EgoedgeError(f"{path} is not an Ego4D NLQ annotation file (no 'videos' list)")
@@ -82,7 +82,7 @@ def load_features(folder: str | Path, clip_uid: str, dim: int | None = None) -> 
     try:
         x = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (torch raises many types for a damaged file)
-        raise EgoedgeError(f"{path} is not a readable feature tensor: {str(e).splitlines()[0][:200]}") from None
+        raise EgoedgeError(f"{path} is not a readable feature tensor: {first_line(e)[:200]}") from None
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] < 1:
         raise EgoedgeError(f"{path} must hold a (T, D) tensor, got "
                            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")

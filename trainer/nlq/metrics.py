@@ -75,7 +75,7 @@ def read_submission(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise EgoedgeError(f"cannot read predictions {path}: {e}") from None
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, list):
