@@ -46,3 +46,17 @@ def nlq_data(tmp_path_factory):
     cfg = NLQDataConfig(train_clips=12, val_clips=4, test_clips=4, queries=2, dim=8, min_seconds=10, max_seconds=30)
     root = generate(cfg, tmp_path_factory.mktemp("nlq"))
     return load_data(NLQDataSpec(str(root), max_pos_len=24, max_query_len=10))
+
+
+def assert_one_line_error(result, message: str | None = None) -> str:
+    """A CLI result that failed the way egoedge promises: exit 1 through its own `fail` (an uncaught exception
+    would be a traceback for a user; Typer's test runner hides it, so check the exception, not the text),
+    with one `error:` line. Returns that line with white space folded."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), f"uncaught {type(result.exception).__name__}: {result.exception}"
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.output
+    text = " ".join(result.output[result.output.index("error:"):].split())
+    if message is not None:
+        assert message in text, text
+    return text

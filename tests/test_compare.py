@@ -2,6 +2,7 @@ import copy
 import json
 
 import pytest
+from conftest import assert_one_line_error
 from test_report import REPORT
 from typer.testing import CliRunner
 
@@ -44,7 +45,7 @@ def test_report_command_prints_delta_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "student_executorch_fp32" in result.output and "2.00x" in result.output
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
-    assert bad.exit_code == 1 and "no report.json" in bad.output and "Traceback" not in bad.output
+    assert_one_line_error(bad, "no report.json")
 
 
 def test_regressions_flag_only_slowdowns_over_the_limit():

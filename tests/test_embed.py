@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
 from bench.cli import app as cli
@@ -147,4 +148,4 @@ def test_cli_embed(run_dir, app_dir):
     out = " ".join(result.output.split())
     assert "models/student_executorch_fp32.pte" in out and "./gradlew installDebug" in out
     bad = CliRunner().invoke(cli, ["embed", str(run_dir), "--app", str(app_dir), "--models", "student_onnx_fp32"])
-    assert bad.exit_code == 1 and "error:" in bad.output and "Traceback" not in bad.output
+    assert_one_line_error(bad)

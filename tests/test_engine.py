@@ -1,5 +1,6 @@
 """The training engine: resume equivalence, EMA, DDP over gloo, and the distillation recipes' plumbing."""
 
+import datetime
 import json
 
 import pytest
@@ -66,7 +67,8 @@ def test_single_process_epoch_covers_every_sample_once():
 
 
 def _ddp_worker(rank: int, world_size: int, rdv: str, out: str) -> None:
-    torch.distributed.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world_size)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world_size,
+                                         timeout=datetime.timedelta(seconds=120))
     torch.set_num_threads(1)
     seen = [int(i) for b in epoch_batches(DATA.train, 8, 0, 0) for i in b]
     model, history = _train(TrainConfig(epochs=2, batch_size=8))
@@ -77,7 +79,15 @@ def _ddp_worker(rank: int, world_size: int, rdv: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rdv"), str(tmp_path)), nprocs=2, join=True)
+    import time
+
+    context = mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rdv"), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300  # a hang in a gloo collective must fail the test, not stall CI
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in context.processes:
+                p.kill()
+            pytest.fail("the 2 gloo processes did not finish within 300 s")
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert sorted(r0["seen"] + r1["seen"]) == list(range(DATA.train))  # disjoint shards, all samples
