@@ -256,3 +256,45 @@ def test_device_choices_come_from_the_device_registry():
     assert device_choices() == "host, aihub[:NAME], android[:SERIAL], emulator[:SERIAL], ios[:UDID]"
     assert parse_device_specs("emulator:emulator-5554,host") == ["emulator:emulator-5554", "host"]
     assert DEVICES.get("emulator").base == "android"
+
+
+class DriftingExporter(ToyExporter):
+    """A backend with a real bug: it exports the model with its classifier's weights slightly off."""
+
+    format, runtime = "drifting", "drifting-torch-export"
+
+    def export(self, model, example_inputs, path, precision, calibration, names=None) -> dict:
+        import copy
+
+        import torch
+
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in broken.head.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        return super().export(broken, example_inputs, path, precision, calibration, names)
+
+
+def test_the_default_gate_refuses_a_wrong_artifact_and_bench_says_why(monkeypatch, tmp_path, mini_data_cfg,
+                                                                      micro_ckpt):
+    """Not an extreme threshold: the default gate (fp32 max |Δ| 1e-4) catches a backend that drifts."""
+    from bench.bench_export import bench_export
+    from bench.host_bench import BenchConfig
+    from bench.runners import RUNNERS
+    from bench.runners.artifact import ArtifactRunner
+    from edge.export import ExportConfig, export_checkpoint
+    from edge.exporters import EXPORTERS
+
+    monkeypatch.setitem(EXPORTERS._items, "drifting", DriftingExporter())
+    monkeypatch.setitem(RUNNERS._items, "drifting", ArtifactRunner("drifting", DriftingExporter.runtime))
+    path = micro_ckpt(tmp_path / "run" / "student.pt", mini_data_cfg)
+    manifest = export_checkpoint(path, tmp_path / "run" / "export", ExportConfig(formats=("drifting",),
+                                                                                  parity_samples=4))
+    [artifact] = manifest["artifacts"]
+    assert artifact["status"] == "failed" and artifact["reason"].startswith("max |logit diff|")
+    assert artifact["parity"]["max_abs"] > 1e-3
+    report, _ = bench_export(tmp_path / "run" / "export", tmp_path / "bench", "host",
+                             BenchConfig(iterations=2, warmup=0))
+    row = next(r for r in report["results"] if r["name"] == "student_drifting_fp32")
+    assert row["status"] == "failed" and row["latency_ms"] is not None  # measured, but reported as refused
+    assert row["error"].startswith("refused by the parity gate: max |logit diff|")

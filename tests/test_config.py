@@ -21,7 +21,10 @@ runner = CliRunner()
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_run_config_round_trips(tmp_path, suffix, preset):
     path = write_config_file(PRESETS[preset], tmp_path / f"run{suffix}")
-    assert resolve_config(preset, path) == PRESETS[preset]
+    # Loaded onto another preset, so that every field must come from the file (an empty file would fail).
+    other = "full" if preset != "full" else "mini"
+    assert PRESETS[other] != PRESETS[preset]
+    assert resolve_config(other, path) == PRESETS[preset]
 
 
 def test_partial_overrides_and_nested_tuples(tmp_path):

@@ -74,9 +74,12 @@ def test_tflite_loader_switches_the_delegate(exported):
 
     path = exported / "student_tflite_fp32.tflite"
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 32, 32)).astype(np.float32)
-    on = EXPORTERS.get("tflite").load(path, threads=1)([x])[0]
-    off = EXPORTERS.get("tflite").load(path, threads=1, xnnpack=False)([x])[0]
-    np.testing.assert_allclose(on, off, atol=1e-4)
+    with_delegate = EXPORTERS.get("tflite").load(path, threads=1)
+    builtin = EXPORTERS.get("tflite").load(path, threads=1, xnnpack=False)
+    # The switch takes effect: XNNPACK replaces the ops it takes with DELEGATE nodes; without it there are none.
+    assert "DELEGATE" in {op["op_name"] for op in with_delegate.interpreter._get_ops_details()}
+    assert "DELEGATE" not in {op["op_name"] for op in builtin.interpreter._get_ops_details()}
+    np.testing.assert_allclose(with_delegate([x])[0], builtin([x])[0], atol=1e-4)
 
 
 def test_an_artifact_changed_after_export_is_refused_unloaded(exported, tmp_path):

@@ -85,6 +85,22 @@ def test_fallback_search_records_every_step(micro):
     assert accepted and accepted[-1]["val_agreement"] == result["val_agreement"]
 
 
+
+def test_the_most_sensitive_block_is_kept_fp32_first(micro):
+    """An agreement that never reaches the target forces the search; its order follows the measured error."""
+    from trainer.quantize.ptq import OutputMatch, mean_squared_error
+
+    _, model, x = micro
+    never = OutputMatch(agreement=lambda ref, out, inputs: 0.0, error=mean_squared_error)
+    result = run_ptq(model, x[:8], x[8:], PTQConfig(observer="minmax", max_fallback=2), match=never)
+    sensitivity = result["sensitivity"]
+    assert set(sensitivity) == set(blocks_of(model)) and max(sensitivity.values()) > 0
+    ranked = sorted((b for b in sensitivity if sensitivity[b] > 0), key=sensitivity.get, reverse=True)
+    # Each try adds the next most sensitive block, starting from the one whose fp32 copy removes the most error.
+    assert [step["skip"][-1] for step in result["steps"][1:]] == ranked[:len(result["steps"]) - 1]
+    assert result["steps"][1]["skip"] == [ranked[0]]
+
+
 def test_no_fallback_when_max_is_zero(micro):
     _, model, x = micro
     result = run_ptq(model, x[:8], x[8:], PTQConfig(target_agreement=100.0, max_fallback=0))

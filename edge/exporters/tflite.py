@@ -111,6 +111,7 @@ class TFLiteExporter:
                 results.append(y.astype(np.float32, copy=True))
             return results
 
+        run.interpreter = interpreter  # what was opened, for a caller (or test) that inspects it
         return run
 
 
