@@ -17,11 +17,12 @@ from bench.report import summarize, write_report
 from bench.runners import RUNNERS
 from edge.export import run_session
 from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError, write_json_atomic
+from trainer.common.io import EgoedgeError, first_line, write_json_atomic
 from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
 from trainer.tasks import Evaluation, task_named, task_of
 from trainer.tasks.base import Arrays
+from trainer.tasks.clips import logit_parity
 
 
 def parse_tools(items: list[str]) -> dict[str, Path]:
@@ -80,10 +81,8 @@ class SampleEvaluation(Evaluation):
         return {"accuracy": None}
 
     def parity(self, reference: Arrays, candidate: Arrays, inputs: Arrays) -> dict:
-        pairs = list(zip(reference, candidate, strict=True))
-        diff = max(float(np.max(np.abs(r.astype(np.float64) - c))) for r, c in pairs)
-        agree = all(np.array_equal(r.argmax(-1), c.argmax(-1)) for r, c in pairs)
-        return {"max_abs": diff, "top1_agreement": 100.0 if agree else 0.0}
+        each = [logit_parity(r, c) for r, c in zip(reference, candidate, strict=True)]  # one per model output
+        return {"max_abs": max(p["max_abs"] for p in each), "top1_agreement": min(p["top1_agreement"] for p in each)}
 
     def reference(self) -> Arrays:
         return self._outputs
@@ -98,7 +97,8 @@ def _arrays(path: Path, names: tuple[str, ...]) -> Arrays:
         with loaded:
             return tuple(loaded[n] for n in names)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise EgoedgeError(f"{path}: not a readable sample ({type(e).__name__}: {str(e)[:120]}); re-export") from None
+        raise EgoedgeError(f"{path}: not a readable sample ({type(e).__name__}: {first_line(e)[:120]}); "
+                           "re-export") from None
 
 
 @locks_folder("out", "egoedge bench")
@@ -124,7 +124,7 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
         ckpt = read_checkpoint(source)
         task = task_of(ckpt)
         ev = task.evaluation(ckpt)
-        student = checkpoint_target(source, source.stem, compare_to_reference=True)
+        student = checkpoint_target(source, source.stem, compare_to_reference=True, ckpt=ckpt)
         targets = [student]
         if teacher := teacher_of(source, ckpt):  # the model it was distilled from: the baseline to beat
             targets.insert(0, checkpoint_target(teacher, teacher.stem, compare_to_reference=False))

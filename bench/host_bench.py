@@ -26,8 +26,7 @@ from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError, path_bytes, sha256_path
 from trainer.common.progress import Progress, no_progress
 from trainer.tasks import Evaluation, Task, task_of
-
-Arrays = tuple[np.ndarray, ...]
+from trainer.tasks.base import Arrays
 
 
 @dataclass(frozen=True)
@@ -93,9 +92,9 @@ class Target:
         return self.path if self.path is not None else self.target
 
 
-def checkpoint_target(path: Path, name: str, compare_to_reference: bool) -> Target:
-    """An eager PyTorch target from a checkpoint file of any task."""
-    ckpt = read_checkpoint(path)
+def checkpoint_target(path: Path, name: str, compare_to_reference: bool, ckpt: dict | None = None) -> Target:
+    """An eager PyTorch target from a checkpoint file of any task (``ckpt``: the file, if already read)."""
+    ckpt = ckpt if ckpt is not None else read_checkpoint(path)
     model, _ = load_model(path, ckpt=ckpt)
     macs = count_macs(model, model.example_inputs())
     return Target(name, "pytorch", "fp32", model, path.stat().st_size, count_params(model), macs,

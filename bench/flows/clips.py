@@ -237,7 +237,8 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     manifest = export_checkpoint(student_path, out / "export", cfg.export, progress)
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
 
-    student_target = checkpoint_target(student_path, "student", compare_to_reference=True)
+    ckpt = read_checkpoint(student_path)  # read once: the target, its task and its held-out data come from it
+    student_target = checkpoint_target(student_path, "student", compare_to_reference=True, ckpt=ckpt)
     targets: list[Target] = [checkpoint_target(teacher_path, "teacher", compare_to_reference=False), student_target]
     if cbkd_path is not None:
         targets.append(checkpoint_target(cbkd_path, "student_cbkd", compare_to_reference=True))
@@ -250,7 +251,6 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
         targets.append(Target(f"{source.name}_int8", "pytorch", "int8", int8_path, int8_path.stat().st_size,
                               source.params, source.macs, True, path=int8_path))
     targets += manifest_targets(out / "export", manifest, student_target.params, student_target.macs)
-    ckpt = read_checkpoint(student_path)
     task = task_of(ckpt)
     report = {**host_report(targets, task, task.evaluation(ckpt), cfg.bench, progress),
               "run": {"preset": cfg.preset, "dataset": cfg.data.name, "linear_probe_top1": probe,

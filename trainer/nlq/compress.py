@@ -25,7 +25,7 @@ from trainer.common.progress import Progress, no_progress
 from trainer.data.calibration import MIN_CALIBRATION, as_samples
 from trainer.engine import device
 from trainer.nlq import metrics as nlq_metrics
-from trainer.nlq.dataset import NLQData, NLQDataSpec, calibration_queries, load_data, query_ids
+from trainer.nlq.dataset import NLQData, NLQDataSpec, calibration_queries, load_data, model_inputs
 from trainer.nlq.decode import evaluate_logits, top1_window_agreement
 from trainer.nlq.loss import SpanLoss
 from trainer.nlq.train import batch_of, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
@@ -127,9 +127,7 @@ def nlq_job(path: Path, cfg: PTQConfig, ckpt: dict) -> PTQJob:
                            "training queries")
 
     def inputs(split: str, idx) -> tuple[torch.Tensor, ...]:
-        s = data.splits[split]
-        return tuple(torch.from_numpy(x) for x in (s.video[idx], s.video_mask[idx],
-                                                   query_ids(data, split, model.tokenizer, idx)))
+        return tuple(torch.from_numpy(x) for x in model_inputs(data, split, idx, model.tokenizer))
 
     samples = as_samples(*inputs("train", calibration_queries(data, cfg.calibration, cfg.seed)))
     val = inputs("val", slice(0, cfg.val_samples))

@@ -79,6 +79,13 @@ def query_ids(data: NLQData, split: str, tokenizer: str, idx: slice | np.ndarray
     return data.ids(split, tokenizer)[idx].astype(np.int32 if tokenizer == "words" else np.int64)
 
 
+def model_inputs(data: NLQData, split: str, idx: slice | np.ndarray = slice(None),
+                 tokenizer: str = "words") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(video, video_mask, query_ids)`` of some queries of ``split``, as the models take them."""
+    s = data.splits[split]
+    return s.video[idx], s.video_mask[idx], query_ids(data, split, tokenizer, idx)
+
+
 def calibration_queries(data: NLQData, count: int, seed: int) -> np.ndarray:
     """``count`` sorted training-query indices, seeded: export and PTQ calibrate on the same queries."""
     return np.sort(np.random.default_rng(seed).choice(len(data.splits["train"]), count, replace=False))

@@ -12,25 +12,12 @@ window with PyTorch's and by the drop of Recall@1 at IoU 0.3 on the test split.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trainer.common.io import EgoedgeError
 from trainer.tasks.base import Arrays, Evaluation, GateDefaults, Task
 from trainer.tasks.registry import TASKS
-
-if TYPE_CHECKING:  # the NLQ stack loads when the task does work, not when tasks are listed
-    from trainer.nlq.dataset import NLQData
-
-
-def nlq_inputs(data: NLQData, split: str, idx: slice | np.ndarray = slice(None),
-               tokenizer: str = "words") -> Arrays:
-    """``(video, video_mask, query_ids)`` of some queries, in the models' dtypes."""
-    from trainer.nlq.dataset import query_ids
-
-    s = data.splits[split]
-    return s.video[idx], s.video_mask[idx], query_ids(data, split, tokenizer, idx)
 
 
 def span_parity(reference: Arrays, candidate: Arrays, mask: np.ndarray) -> dict:
@@ -57,16 +44,20 @@ class NLQEvaluation(Evaluation):
     def parity_inputs(self, count: int) -> Arrays:
         if count > len(self.data.splits["val"]):
             raise EgoedgeError(f"parity batch of {count} exceeds the {len(self.data.splits['val'])} val queries")
-        return nlq_inputs(self.data, "val", slice(0, count))
+        from trainer.nlq.dataset import model_inputs
+
+        return model_inputs(self.data, "val", slice(0, count))
 
     def test_inputs(self, variant=None) -> Arrays:
-        return nlq_inputs(self.data, "test", slice(None), variant or "words")
+        from trainer.nlq.dataset import model_inputs
+
+        return model_inputs(self.data, "test", slice(None), variant or "words")
 
     def calibration(self, count: int, seed: int) -> Arrays:
-        from trainer.nlq.dataset import calibration_queries
+        from trainer.nlq.dataset import calibration_queries, model_inputs
 
         n = min(count, len(self.data.splits["train"]))
-        return nlq_inputs(self.data, "train", calibration_queries(self.data, n, seed))
+        return model_inputs(self.data, "train", calibration_queries(self.data, n, seed))
 
     def score(self, outputs: Arrays) -> dict:
         from trainer.nlq.decode import evaluate_logits
