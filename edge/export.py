@@ -54,6 +54,7 @@ class ExportConfig:
     int8_keep_float: tuple[str, ...] = ()
     parity_samples: int = 32
     gate: ParityGate | None = None  # None: the checkpoint's task's default gate
+    data: str | None = None  # a --data spec for calibration and parity; None: the checkpoint's own dataset
 
 
 def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
@@ -168,6 +169,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     pairs = plan(cfg)
     ckpt = read_checkpoint(checkpoint)
     task = task_of(ckpt)
+    if cfg.data:
+        ckpt = task.with_data(ckpt, cfg.data)
     model, ckpt = load_model(checkpoint, ckpt=ckpt)
     keep_float(model, cfg.int8_keep_float)
     ev = task.evaluation(ckpt)

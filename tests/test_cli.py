@@ -111,7 +111,7 @@ def test_export_command_table_and_gate_exit_code(mini_run, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["run", "--preset", "huge"], "'huge' is not one of"),
-    (["run", "--preset", "mini", "--data", "/nowhere"], "unknown dataset '/nowhere'"),
+    (["run", "--preset", "mini", "--data", "/nowhere"], "unknown data source '/nowhere'; use one of: "),
     (["run", "--preset", "mini", "--threads", "0"], "--threads must be >= 1"),
     (["run", "--preset", "mini", "--student", "giant", "--out", "{tmp}/x"], "valid: micro, tiny, xxs, xs, s"),
     (["run", "--preset", "mini", "--out", "/proc/egoedge-run"], "cannot create run folder"),

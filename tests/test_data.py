@@ -83,7 +83,7 @@ def test_unknown_task():
 
 
 def test_unknown_dataset():
-    with pytest.raises(EgoedgeError, match="unknown dataset"):
+    with pytest.raises(EgoedgeError, match="unknown data source .kinetics.; use one of: .*folder:clips"):
         load_split(DataConfig(name="kinetics"), "train")
 
 

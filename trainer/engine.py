@@ -14,7 +14,7 @@ import io
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -83,19 +83,44 @@ def autocast(dev: torch.device, enabled: bool) -> contextlib.AbstractContextMana
     return torch.autocast("cuda", dtype=dtype)
 
 
-def epoch_batches(n: int, batch_size: int, epoch: int, seed: int) -> Iterator[np.ndarray]:
-    """This process's index batches for one epoch: a seeded shuffle, sharded by ``DistributedSampler``."""
-    rank, size = world()
-    sampler = DistributedSampler(range(n), num_replicas=size, rank=rank, shuffle=True, seed=seed)
-    sampler.set_epoch(epoch)
-    order = np.fromiter(iter(sampler), dtype=np.int64)
-    for i in range(0, len(order), batch_size):
+def epoch_batches(n: int | Sequence[int], batch_size: int, epoch: int, seed: int) -> Iterator[np.ndarray]:
+    """This process's index batches for one epoch: a seeded shuffle, split between the processes.
+
+    ``n`` is a sample count, or the per-shard counts of a sharded split (consecutive indices per
+    shard): then, under torchrun, each process reads whole shards of its own (a new assignment
+    every epoch), so with the shards on shared storage no two machines read the same file.
+    """
+    for i in range(0, len(order := _epoch_order(n, epoch, seed)), batch_size):
         yield order[i:i + batch_size]
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
+def _epoch_order(n: int | Sequence[int], epoch: int, seed: int) -> np.ndarray:
+    rank, size = world()
+    if isinstance(n, int) or size == 1 or len(n) < size:
+        total = n if isinstance(n, int) else int(sum(n))
+        sampler = DistributedSampler(range(total), num_replicas=size, rank=rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        return np.fromiter(iter(sampler), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+    shards = np.random.default_rng([seed, epoch]).permutation(len(n))[rank::size]
+    mine = np.concatenate([np.arange(starts[s], starts[s] + n[s]) for s in shards])
+    np.random.default_rng([seed, epoch, rank]).shuffle(mine)
+    # every process takes the same number of steps (DDP's all-reduce needs it), the same every epoch
+    return mine[:_per_rank(n, size)]
+
+
+def _per_rank(n: Sequence[int], size: int) -> int:
+    """Samples each process reads per epoch from shards: what the fewest, smallest shards it may get hold."""
+    return int(sum(sorted(n)[:len(n) // size]))
+
+
+def steps_per_epoch(n: int | Sequence[int], batch_size: int) -> int:
     """Optimizer steps per epoch in this process."""
-    return math.ceil(math.ceil(n / world()[1]) / batch_size)
+    size = world()[1]
+    if isinstance(n, int) or size == 1 or len(n) < size:
+        total = n if isinstance(n, int) else int(sum(n))
+        return math.ceil(math.ceil(total / size) / batch_size)
+    return math.ceil(_per_rank(n, size) / batch_size)
 
 
 def wrap_ddp(model: nn.Module) -> nn.Module:
@@ -113,12 +138,12 @@ def wrap_ddp(model: nn.Module) -> nn.Module:
 StepLoss = Callable[[np.ndarray], dict[str, torch.Tensor]]
 
 
-def fit(model: nn.Module, params: list[nn.Parameter] | list[dict], n: int, cfg: TrainConfig, step_loss: StepLoss,
-        stage: str,
+def fit(model: nn.Module, params: list[nn.Parameter] | list[dict], n: int | Sequence[int], cfg: TrainConfig,
+        step_loss: StepLoss, stage: str,
         progress: Progress = no_progress, resume: os.PathLike | None = None,
         log: Callable[[dict], None] | None = None, extra: nn.Module | None = None,
         train_mode: Callable[[], None] | None = None) -> list[dict]:
-    """Optimise ``params`` for ``cfg.epochs`` over ``n`` samples; returns the per-epoch history.
+    """Optimise ``params`` for ``cfg.epochs`` over ``n`` samples (or per-shard counts); returns the per-epoch history.
 
     ``step_loss`` computes one batch's losses; ``extra`` holds trainable loss parts (projections)
     saved with the resume state; ``train_mode`` puts the modules into train/eval mode at the

@@ -86,7 +86,7 @@ def train_teacher(model: nn.Module, train: ClipSplit, preprocess: dict, cfg: Tra
         x, y = _batch(train, preprocess, idx, dev)
         return {"loss": F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)}
 
-    return fit(model, param_groups(model), len(train), cfg, step, stage, progress, resume, log)
+    return fit(model, param_groups(model), train.sample_plan(), cfg, step, stage, progress, resume, log)
 
 
 _BLOCK = re.compile(r"^(.*\.)?(stages|blocks|layers)\.\d+$")
@@ -190,7 +190,7 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
         return loss(out)
 
     try:
-        history = fit(student, list(student.parameters()) + list(loss.parameters()), len(train), cfg, step,
+        history = fit(student, list(student.parameters()) + list(loss.parameters()), train.sample_plan(), cfg, step,
                       "student", progress, resume, log, extra=loss)
     finally:
         for taps in (s_taps, t_taps):
@@ -203,11 +203,22 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
 
 
 def linear_probe(train: ClipSplit, test: ClipSplit, preprocess: dict, epochs: int = 30, seed: int = 0) -> float:
-    """Top-1 (percent) of a linear classifier on raw normalised pixels — the floor the models must beat."""
+    """Top-1 (percent) of a linear classifier on raw normalised pixels — the floor the models must beat.
+
+    On a large dataset it fits on a seeded subset (about 1 GB of float pixels per split at most).
+    """
     torch.manual_seed(seed)
-    xtr = to_model_input(train.clips, preprocess).flatten(1)
-    xte = to_model_input(test.clips, preprocess).flatten(1)
-    ytr = torch.from_numpy(train.labels)
+    features = int(np.prod(train.clips.shape[1:]))
+    cap = max(256, int(2.5e8 // features))
+
+    def subset(split: ClipSplit) -> np.ndarray:
+        n = len(split)
+        return np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+    itr, ite = subset(train), subset(test)
+    xtr = to_model_input(train.clips[itr], preprocess).flatten(1)
+    xte = to_model_input(test.clips[ite], preprocess).flatten(1)
+    ytr = torch.from_numpy(train.labels[itr])
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     probe = nn.Linear(xtr.shape[1], num_classes)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-2)
@@ -217,4 +228,4 @@ def linear_probe(train: ClipSplit, test: ClipSplit, preprocess: dict, epochs: in
             F.cross_entropy(probe(xtr[idx]), ytr[idx]).backward()
             opt.step()
     with torch.no_grad():
-        return float(100.0 * (probe(xte).argmax(1).numpy() == test.labels).mean())
+        return float(100.0 * (probe(xte).argmax(1).numpy() == test.labels[ite]).mean())

@@ -10,7 +10,17 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.cli.console import Preset, RichProgress, console, err_console, fail, parse_backends, quiet_third_party
+from bench.cli.console import (
+    DATA_HELP,
+    Preset,
+    RichProgress,
+    console,
+    err_console,
+    fail,
+    parse_backends,
+    quiet_third_party,
+)
+from bench.cli.data import data_app
 from bench.cli.render import (
     export_and_show,
     print_task_metrics,
@@ -31,7 +41,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 @app.command()
 def run(
     preset: Preset = typer.Option("quick", help="quick: about 14 min on 2 CPU cores; full: GPU-sized; mini: seconds."),
-    data: str = typer.Option("synthetic", help="Dataset: 'synthetic' (the generated egocentric clips)."),
+    data: str = typer.Option("synthetic", help=DATA_HELP),
+    videos: Path = typer.Option(None, help="epic100: the videos folder (<participant>/videos/<video>.MP4) when "
+                                "not beside the annotation CSVs."),
+    max_bad: float = typer.Option(None, help="Largest fraction of unusable clips a video source may skip (default "
+                                  "0.05); more stops the run."),
     out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
     config: Path = typer.Option(None, help="YAML/JSON overrides of the preset (any part of run_config.yaml)."),
     recipe: str = typer.Option(None, help=f"Distillation recipe of the student: {', '.join(RECIPES.keys())} "
@@ -55,6 +69,7 @@ def run(
     """Train a teacher, distil a student, export it, benchmark everything, write the report.
 
     Example: egoedge run --preset quick --out runs/quick
+             egoedge run --data folder:my_clips/ --out runs/mine
              egoedge run --task nlq --out runs/nlq
     """
     from bench.flows import FLOWS, RunRequest
@@ -65,7 +80,7 @@ def run(
         fail(f"--iterations must be >= 1, got {iterations}")
     options = {"recipe": recipe, "student": student, "alpha": alpha, "beta": beta, "gamma": gamma,
                "temperature": temperature, "threads": threads, "iterations": iterations, "film": film,
-               "config": config}
+               "config": config, "videos": videos, "max_bad": max_bad}
     try:
         request = RunRequest(preset.value, task.value, out, data, config,
                              {k: v for k, v in options.items() if v is not None})
@@ -109,6 +124,8 @@ def export(
     int8_drop: float = typer.Option(None, help="int8 gate: maximum top-1 accuracy drop, points (default: the "
                                     "task's, 1 for clips, 2 for NLQ)."),
     allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
+    data: str = typer.Option(None, help="Calibrate and check parity on this dataset instead of the checkpoint's "
+                             "own (same classes), e.g. folder:clips/."),
 ) -> None:
     """Export a student of any task to edge formats, check each against PyTorch, write manifest.json.
 
@@ -124,6 +141,7 @@ def export(
         return ExportConfig(formats=parse_backends(to or _all_backends()), precisions=precisions, int8=int8,
                             calibration=calib, calibration_file=str(calib_file) if calib_file else None,
                             parity_samples=parity_samples, gate=gate_of(fp32_tol, int8_agreement, int8_drop),
+                            data=data,
                             int8_keep_float=tuple(m.strip() for m in (int8_keep_float or "").split(",") if m.strip()))
 
     export_and_show(checkpoint, out, config, allow_failed)
@@ -154,6 +172,8 @@ def quantize(
     skip: str = typer.Option("", help="Comma-separated blocks to keep fp32 from the start."),
     val_samples: int = typer.Option(160, help="Validation clips scored per sensitivity trial."),
     out: Path = typer.Option(None, help="Output folder (default: beside the checkpoint)."),
+    data: str = typer.Option(None, help="Calibrate and score on this dataset instead of the checkpoint's own "
+                             "(same classes), e.g. folder:clips/."),
 ) -> None:
     """Static int8 PTQ with measured per-block fp32 fallback; writes NAME_int8.pt2 and NAME_int8.json.
 
@@ -170,7 +190,7 @@ def quantize(
                         target_agreement=target_agreement, max_fallback=max_fallback,
                         skip=tuple(s.strip() for s in skip.split(",") if s.strip()))
         with RichProgress() as progress:
-            report = quantize_checkpoint(checkpoint, out or checkpoint.parent, cfg, progress)
+            report = quantize_checkpoint(checkpoint, out or checkpoint.parent, cfg, progress, data=data)
     except EgoedgeError as e:
         fail(str(e))
     task = task_named(report["task"], str(report["artifact"]))
@@ -384,6 +404,7 @@ from bench.cli.nlq import nlq_app  # noqa: E402
 from bench.cli.train import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")
+app.add_typer(data_app, name="data")
 app.add_typer(nlq_app, name="nlq")
 
 

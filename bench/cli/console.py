@@ -14,6 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 # from the flows, so that `egoedge --help` does not load PyTorch.
 PRESET_NAMES = ("mini", "quick", "full")
 
+# --data's help (kept literal so that `egoedge --help` does not import the sources); `egoedge data sources`
+# lists the registry itself.
+DATA_HELP = ("Dataset: synthetic (generated), folder:PATH (PATH/<class>/<clip>.mp4 or PATH/labels.csv), "
+             "epic100:PATH (EPIC-KITCHENS-100 CSVs + videos); `egoedge data sources` lists all.")
+
 console = Console()
 Preset = Enum("Preset", {name: name for name in PRESET_NAMES}, type=str)
 err_console = Console(stderr=True)

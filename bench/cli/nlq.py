@@ -1,6 +1,6 @@
 """``egoedge nlq train|eval|export``: the Ego4D natural-language-query family, one step at a time.
 
-Data is the generated default (``--data synthetic``) or a folder in the official layout:
+Data is the generated default (``--data synthetic``) or ``--data ego4d:DIR`` in the official layout:
 ``annotations/nlq_{train,val[,test]}.json`` plus ``features/<clip_uid>.pt``.
 """
 
@@ -18,15 +18,19 @@ nlq_app = typer.Typer(no_args_is_help=True, help="Ego4D NLQ: VSLBase/VSLNet with
 
 
 def _data(data: str, max_pos_len: int, max_query_len: int, fps: float):
+    from trainer.data.sources import parse_spec
     from trainer.nlq.dataset import NLQDataSpec, load_data
     from trainer.nlq.synthetic import NLQDataConfig, generate
 
     if data == "synthetic":
         root, fps = generate(NLQDataConfig()), NLQDataConfig().fps
     else:
-        root = Path(data)
-        if not root.is_dir():
-            raise EgoedgeError(f"--data {data} is neither 'synthetic' nor a folder")
+        # a bare folder is the official layout, as before sources had names
+        source, arg = parse_spec(data if ":" in data or not Path(data).is_dir() else f"ego4d:{data}")
+        if "nlq" not in source.tasks or not hasattr(source, "nlq_folder"):
+            raise EgoedgeError(f"--data {data}: the {source.name} source does not feed NLQ; use ego4d:DIR "
+                               "(annotations/ and features/)")
+        root = source.nlq_folder(arg)
     return load_data(NLQDataSpec(str(root), max_pos_len, max_query_len, fps))
 
 
@@ -34,7 +38,7 @@ def _data(data: str, max_pos_len: int, max_query_len: int, fps: float):
 def train(
     arch: str = typer.Option("vslnet", help="vslbase, vslnet, deepvslnet (teacher) or lightvslnet (student)."),
     out: Path = typer.Option(..., help="Checkpoint to write, e.g. runs/nlq/vslnet.pt."),
-    data: str = typer.Option("synthetic", help="'synthetic' or a folder with annotations/ and features/."),
+    data: str = typer.Option("synthetic", help="'synthetic' or ego4d:DIR (annotations/ and features/)."),
     film: str = typer.Option("off", help="FiLM: off, before_encoder, after_encoder, "
                              "inside_encoder:{after_pos,after_conv,after_attn,multi}."),
     text: str = typer.Option(None, help="Query encoder: words (trainable embeddings) or minilm (pretrained)."),

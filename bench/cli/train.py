@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.cli.console import Preset, RichProgress, console, fail
+from bench.cli.console import DATA_HELP, Preset, RichProgress, console, fail
 from bench.cli.render import cbkd_table
 from trainer.common.io import EgoedgeError
 from trainer.recipes import DEFAULT_RECIPE, RECIPES
@@ -76,6 +76,9 @@ def teacher(
     epochs: int = typer.Option(None, help="Teacher epochs."),
     out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
     name: str = typer.Option(None, help="Checkpoint name without .pt (default teacher, or teacher_<arch>)."),
+    data: str = typer.Option(None, help=DATA_HELP),
+    videos: Path = typer.Option(None, help="epic100: the videos folder when not beside the annotation CSVs."),
+    max_bad: float = typer.Option(None, help="Largest fraction of unusable clips to skip (default 0.05)."),
 ) -> None:
     """Train a teacher with cross-entropy on its modality (resumes after a kill).
 
@@ -83,17 +86,19 @@ def teacher(
     """
     from bench.flows.clips import PRESETS
     from trainer.config import to_dict
+    from trainer.data import prepare_data
     from trainer.stages import load_splits, teacher_stage
 
     try:
         cfg = _resolve(preset, config, teacher_epochs=epochs, teacher_arch=arch, teacher_variant=variant,
-                       task=task.value if task else None)
+                       task=task.value if task else None, data=data, videos=videos, max_bad=max_bad)
         out = out or Path("runs") / preset.value
         log, epoch_log = _log(out)
         log("train_teacher", config=to_dict(cfg))
         default_arch = PRESETS[preset.value].teacher.arch
         path = out / f"{name or ('teacher' if cfg.teacher.arch == default_arch else 'teacher_' + cfg.teacher.arch)}.pt"
         with RichProgress() as progress:
+            prepare_data(cfg.data, progress)
             path = teacher_stage(cfg.teacher, load_splits(cfg.data), cfg.teacher_train, path, progress,
                                  epoch_log, {"preset": cfg.preset, "run": to_dict(cfg)})
     except EgoedgeError as e:
@@ -115,6 +120,7 @@ def student(
     temperature: float = typer.Option(None, help="KD temperature T."),
     out: Path = typer.Option(None, help="Folder for the checkpoint (default: the first teacher's)."),
     name: str = typer.Option(None, help="Checkpoint name without .pt (default student_<recipe>)."),
+    data: str = typer.Option(None, help="Dataset (default: the first teacher's); " + DATA_HELP[9:]),
 ) -> None:
     """Distil a student from one or more teacher checkpoints with a named recipe (data: the teacher's).
 
@@ -123,19 +129,22 @@ def student(
     """
     from trainer.checkpoint import read_checkpoint
     from trainer.config import to_dict
+    from trainer.data import prepare_data
     from trainer.stages import data_config_of, load_splits, student_stage
 
     try:
         teachers = list(teacher or [])
         cfg = _resolve(preset, config, recipe=recipe.value, student_variant=variant, student_epochs=epochs,
-                       temperature=temperature, task=task.value if task else None)
+                       temperature=temperature, task=task.value if task else None, data=data)
         if teachers:
-            cfg = replace(cfg, data=data_config_of(read_checkpoint(teachers[0])))
+            own = data_config_of(read_checkpoint(teachers[0]))
+            cfg = replace(cfg, data=replace(own, name=cfg.data.name) if data else own)
         out = out or (teachers[0].parent if teachers else Path("runs") / preset.value)
         log, epoch_log = _log(out)
         log("train_student", config=to_dict(cfg), teachers=[str(t) for t in teachers])
         path = out / f"{name or 'student_' + recipe.value}.pt"
         with RichProgress() as progress:
+            prepare_data(cfg.data, progress)
             path = student_stage(cfg.student, teachers, load_splits(cfg.data), cfg.student_train,
                                  cfg.kd_settings(), cfg.recipe, path, progress, epoch_log,
                                  {"preset": cfg.preset, "run": to_dict(cfg)})
@@ -153,6 +162,7 @@ def cbkd(
     min_ratio: float = typer.Option(None, help="Compression of the shallowest block."),
     max_ratio: float = typer.Option(None, help="Compression of the deepest block."),
     out: Path = typer.Option(None, help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it)."),
+    data: str = typer.Option(None, help="Dataset (default: the checkpoint's); " + DATA_HELP[9:]),
 ) -> None:
     """CBKD: prune one block per stage (deepest first), recover it by block distillation, fine-tune.
 
@@ -162,6 +172,7 @@ def cbkd(
     from bench.flows.clips import PRESETS
     from trainer.checkpoint import read_checkpoint
     from trainer.config import to_dict
+    from trainer.data import prepare_data
     from trainer.stages import cbkd_stage, data_config_of, load_splits
 
     try:
@@ -174,12 +185,18 @@ def cbkd(
         if max_ratio is not None:
             cb = replace(cb, max_ratio=max_ratio)
         cb.validate()
-        data = data_config_of(read_checkpoint(checkpoint))
+        source = read_checkpoint(checkpoint)
+        if data:
+            from trainer.tasks import task_of
+
+            source = task_of(source).with_data(source, data)  # refuses data with other classes
+        data_cfg = data_config_of(source)
         out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
         log, epoch_log = _log(out.parent)
         log("train_cbkd", cbkd=to_dict(cb), source=str(checkpoint))
         with RichProgress() as progress:
-            path, summary = cbkd_stage(checkpoint, load_splits(data), cb, out, progress, epoch_log,
+            prepare_data(data_cfg, progress)
+            path, summary = cbkd_stage(checkpoint, load_splits(data_cfg), cb, out, progress, epoch_log,
                                        {"preset": cfg.preset})
     except (EgoedgeError, ValueError, KeyError) as e:
         fail(str(e.args[0]) if e.args else str(e))

@@ -246,10 +246,10 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
 
 def run_request(request: RunRequest, progress: Progress = no_progress) -> RunResult:
     """``egoedge run --task nlq``: the preset's NLQ settings with ``--threads``/``--iterations``/``--film``."""
-    request.refuse("config", "recipe", "student", "alpha", "beta", "gamma", "temperature")
+    request.refuse("config", "recipe", "student", "alpha", "beta", "gamma", "temperature", "videos", "max_bad")
     if request.data != "synthetic":
-        raise EgoedgeError(f"unknown dataset '{request.data}' for --task nlq; available: synthetic "
-                           "(train on your own Ego4D features with `egoedge nlq train --data DIR`)")
+        raise EgoedgeError(f"egoedge run --task nlq runs on the generated queries; train on your own Ego4D "
+                           f"features step by step: egoedge nlq train --data {request.data}")
     o = request.options
     cfg = nlq_preset(request.preset)
     bench = replace(cfg.bench, **{k: o[k] for k in ("threads", "iterations") if o.get(k) is not None})

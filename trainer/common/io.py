@@ -39,6 +39,16 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
+def write_csv_atomic(path: str | Path, rows: list[list]) -> Path:
+    """Write ``rows`` (the header first) as a CSV file atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return atomic_write(path, lambda p: p.write_text(buf.getvalue()))
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()

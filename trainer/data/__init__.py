@@ -1,21 +1,13 @@
-"""Datasets: the generated egocentric clip default, its other modalities, and the shared preprocessing."""
+"""Datasets: generated clips or your own videos (by ``--data`` source), other modalities, shared preprocessing."""
 
-from trainer.data.clips import (
-    CLIP_TASKS,
-    ClipSplit,
-    DataConfig,
-    derived,
-    label_names,
-    load_split,
-    preprocess_spec,
-    to_model_input,
-)
+from trainer.data.clips import CLIP_TASKS, ClipSplit, DataConfig, derived, preprocess_spec, to_model_input
 from trainer.data.modalities import MODALITIES, modality_of, model_input
+from trainer.data.sources import DATA_SOURCES, label_names, load_split, normalize_spec, prepare_data
 from trainer.data.synthetic import ClipSpec, generate_split, render_clip
 from trainer.data.vocab import BOX_CLASSES, LABELS, NOUNS, VERBS
 
 __all__ = [
-    "BOX_CLASSES", "LABELS", "MODALITIES", "NOUNS", "CLIP_TASKS", "VERBS", "ClipSpec", "ClipSplit", "DataConfig",
-    "derived", "generate_split", "label_names", "load_split", "model_input", "modality_of", "preprocess_spec",
-    "render_clip", "to_model_input",
+    "BOX_CLASSES", "CLIP_TASKS", "DATA_SOURCES", "LABELS", "MODALITIES", "NOUNS", "VERBS", "ClipSpec", "ClipSplit",
+    "DataConfig", "derived", "generate_split", "label_names", "load_split", "model_input", "modality_of",
+    "normalize_spec", "prepare_data", "preprocess_spec", "render_clip", "to_model_input",
 ]

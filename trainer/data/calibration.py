@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from trainer.common.io import EgoedgeError
-from trainer.data.clips import DataConfig, load_split, preprocess_spec, to_model_input
+from trainer.data.clips import DataConfig, preprocess_spec, to_model_input
+from trainer.data.sources import load_split
 
 MIN_CALIBRATION = 8  # fewer samples give activation ranges that miss the tails of real inputs
 

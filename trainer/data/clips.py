@@ -1,18 +1,14 @@
-"""Clip datasets as in-memory uint8 arrays plus the preprocessing every consumer shares."""
+"""Clip splits (arrays, or shards read on demand), their config, and the preprocessing every consumer shares."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from trainer.common.io import EgoedgeError, atomic_write
-from trainer.data.synthetic import ClipSpec, generate_split
-from trainer.data.vocab import LABELS
 
 # CLIP's normalisation: the teacher is CLIP-style and the student shares its input.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -20,16 +16,19 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 CLIP_TASKS = ("recognition", "anticipation")
-# Bump when the generator's output changes, so that cached splits are regenerated.
-_GENERATOR_VERSION = 3
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset, which task on it, and how big each split is.
+    """Which dataset, which task on it, and how its clips are sampled.
 
+    ``name``: the ``--data`` spec (``synthetic``, ``folder:PATH``, ``epic100:PATH``).
     ``task``: ``recognition`` (label = the action in the clip) or ``anticipation`` (label =
-    the next action; the clip shows the last of ``history`` past actions).
+    the next action). ``train``/``val``/``test`` size the generated splits; a video source's
+    splits are what its files hold. ``label``: which EPIC-KITCHENS class (``verb``, ``noun``,
+    ``action``); ``videos``: EPIC's videos folder when not beside the annotations;
+    ``observe_s``: seconds observed before the 1 s anticipation gap; ``max_bad``: the largest
+    fraction of unusable clips a video source may skip.
     """
 
     name: str = "synthetic"
@@ -41,11 +40,15 @@ class DataConfig:
     seed: int = 0
     task: str = "recognition"
     history: int = 3
+    label: str = "verb"
+    videos: str = ""
+    observe_s: float = 2.0
+    max_bad: float = 0.05
 
 
 @dataclass
 class ClipSplit:
-    """One split: ``clips`` uint8 ``(N, T, H, W, 3)``, ``labels`` int64 ``(N,)`` and other modalities.
+    """One split: ``clips`` uint8 ``(N, T, H, W, 3)`` (an array, or shards read on demand), ``labels`` and more.
 
     ``extras`` holds the same clips' other modalities by name (``boxes``, ``present``,
     ``box_classes``, ``audio``; ``history`` for anticipation) and what is derived from them
@@ -59,6 +62,11 @@ class ClipSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def sample_plan(self) -> int | list[int]:
+        """What the engine samples an epoch from: the clip count, or per-shard counts when read from shards."""
+        counts = getattr(self.clips, "shard_counts", None)
+        return list(counts) if counts else len(self)
 
 
 def preprocess_spec(cfg: DataConfig) -> dict:
@@ -87,40 +95,6 @@ def to_model_input(clips: np.ndarray, preprocess: dict) -> torch.Tensor:
     return ((x - mean) / std).contiguous()
 
 
-def _cache_path(cfg: DataConfig, split: str, n: int) -> Path | None:
-    root = os.environ.get("EGOEDGE_CACHE")
-    if not root:
-        return None
-    key = hashlib.sha1(repr((asdict(cfg), split, n, LABELS, _GENERATOR_VERSION)).encode()).hexdigest()[:16]
-    return Path(root) / "data" / f"{cfg.name}_{split}_{key}.npz"
-
-
-def load_split(cfg: DataConfig, split: str) -> ClipSplit:
-    """Generate (or read from ``$EGOEDGE_CACHE``) one split of the dataset named by ``cfg``."""
-    if cfg.name != "synthetic":
-        raise EgoedgeError(f"unknown dataset '{cfg.name}'; available: synthetic")
-    if cfg.task not in CLIP_TASKS:
-        raise EgoedgeError(f"unknown task '{cfg.task}'; valid: {', '.join(CLIP_TASKS)}")
-    n = getattr(cfg, split)
-    cache = _cache_path(cfg, split, n)
-    if cache is not None and cache.exists():
-        with np.load(cache) as z:
-            extras = {k[2:]: z[k] for k in z.files if k.startswith("x_")}
-            return ClipSplit(z["clips"], z["labels"], extras, cache)
-    spec = ClipSpec(frames=cfg.frames, size=cfg.size)
-    extras: dict[str, np.ndarray] = {}
-    if cfg.task == "anticipation":
-        from trainer.data.anticipation import generate_anticipation_split
-
-        clips, labels, extras["history"] = generate_anticipation_split(split, n, spec, cfg.history, cfg.seed, extras)
-    else:
-        clips, labels = generate_split(split, n, spec, seed=cfg.seed, annotations=extras)
-    if cache is not None:
-        atomic_write(cache, lambda p: np.savez(open(p, "wb"), clips=clips, labels=labels,
-                                               **{f"x_{k}": v for k, v in extras.items()}))
-    return ClipSplit(clips, labels, extras, cache)
-
-
 def derived(split: ClipSplit, name: str, compute) -> np.ndarray:
     """``split.extras[name]``, computed once by ``compute(split)`` and kept beside the cached split."""
     if name not in split.extras:
@@ -132,8 +106,3 @@ def derived(split: ClipSplit, name: str, compute) -> np.ndarray:
             if path is not None:
                 atomic_write(path, lambda p: np.save(open(p, "wb"), split.extras[name]))
     return split.extras[name]
-
-
-def label_names(cfg: DataConfig) -> list[str]:
-    """Class names of the dataset named by ``cfg``."""
-    return list(LABELS)

@@ -95,8 +95,8 @@ class CBKDTask(Protocol):
     def trace_inputs(self, model: nn.Module) -> tuple[torch.Tensor, ...]:
         """Inputs of the ``scope`` module, for tracing its dependency graph."""
 
-    def train_size(self) -> int:
-        """Number of training samples."""
+    def train_size(self) -> int | list[int]:
+        """Number of training samples (or per-shard counts, :meth:`ClipSplit.sample_plan`)."""
 
     def forward_train(self, net: nn.Module, idx: np.ndarray) -> None:
         """Run the training samples ``idx`` through ``net`` (the whole model)."""
@@ -129,8 +129,8 @@ class ClipCBKDTask:
         # One batch of two frames, as the encoder sees them.
         return (torch.zeros(2, 3, model.size, model.size, device=next(model.parameters()).device),)
 
-    def train_size(self) -> int:
-        return len(self.train)
+    def train_size(self) -> int | list[int]:
+        return self.train.sample_plan()
 
     def forward_train(self, net: nn.Module, idx: np.ndarray) -> None:
         net(to_model_input(self.train.clips[idx], self.preprocess).to(device()))

@@ -23,11 +23,13 @@ from trainer.tasks import task_of
 
 
 @locks_folder("out_dir", "egoedge quantize")
-def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: Progress = no_progress) -> dict:
+def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: Progress = no_progress,
+                        data: str | None = None) -> dict:
     """PTQ a student checkpoint; writes ``<stem>_int8.pt2`` and ``<stem>_int8.json`` into ``out_dir``.
 
     Clip classifiers and NLQ span models alike (the checkpoint says which). Returns the report:
-    settings, blocks kept fp32, sensitivity, and fp32 vs int8 test accuracy.
+    settings, blocks kept fp32, sensitivity, and fp32 vs int8 test accuracy. ``data``: a ``--data``
+    spec to calibrate and score on instead of the checkpoint's own dataset.
 
     Example::
 
@@ -44,6 +46,8 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     t0 = time.perf_counter()
     ckpt = read_checkpoint(path)  # read once: it says the task, and the task's job builds from it
     task = task_of(ckpt)
+    if data:
+        ckpt = task.with_data(ckpt, data)
     job = task.ptq_job(path, cfg, ckpt)
     result = run_ptq(job.model, job.calibration, job.val_inputs, cfg, progress, job.match)
     fp32, int8 = outputs_of(job.model, job.test_inputs), outputs_of(result["model"], job.test_inputs)

@@ -99,6 +99,10 @@ class Task(ABC):
     def ptq_job(self, path: Path, cfg, ckpt: dict):
         """The :class:`~trainer.quantize.ptq.PTQJob` of a checkpoint of this task."""
 
+    def with_data(self, ckpt: dict, spec: str) -> dict:
+        """The checkpoint with its held-out and calibration data taken from ``--data spec`` instead."""
+        raise EgoedgeError(f"--data does not apply to --task {self.name} checkpoints")
+
     def input_variant(self, ckpt: dict) -> Any:
         """Which form of the test inputs this checkpoint's model reads (``None``: the exported one)."""
         return None

@@ -122,6 +122,17 @@ class ClipTask(Task):
     def evaluation(self, ckpt: dict) -> ClipEvaluation:
         return ClipEvaluation(ckpt)
 
+    def with_data(self, ckpt: dict, spec: str) -> dict:
+        from trainer.data import DataConfig, label_names, normalize_spec
+
+        data = {**ckpt["config"]["data"], "name": normalize_spec(spec)}
+        names = label_names(DataConfig(**data))
+        if names != list(ckpt["label_names"]):
+            raise EgoedgeError(f"--data {spec} has {len(names)} classes ({', '.join(names[:4])}...) but the "
+                               f"checkpoint {len(ckpt['label_names'])} ({', '.join(ckpt['label_names'][:4])}...); "
+                               "calibrate and check on data with the checkpoint's classes")
+        return {**ckpt, "config": {**ckpt["config"], "data": data}}
+
     def ptq_job(self, path: Path, cfg, ckpt: dict) -> PTQJob:
         """Calibration clips from train, agreement on val, top-1/5 on test."""
         import torch
