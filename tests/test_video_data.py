@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
 from bench.cli import app
-from tests.conftest import assert_one_line_error
 from trainer.common.io import EgoedgeError
 from trainer.data import DATA_SOURCES, DataConfig, label_names, load_split, prepare_data
 from trainer.data.decode import VideoError, decode_segment, tsn_times

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
-from trainer.common.io import write_bytes_atomic
+from trainer.common.io import EgoedgeError, write_bytes_atomic
 from trainer.common.progress import Progress, no_progress
 
 
@@ -123,6 +123,16 @@ def steps_per_epoch(n: int | Sequence[int], batch_size: int) -> int:
     return math.ceil(_per_rank(n, size) / batch_size)
 
 
+def _settings_diff(state: dict, cfg: TrainConfig, stage: str) -> str:
+    """Which settings differ between a resume file and this training, in a few words."""
+    old = state.get("settings")
+    if not isinstance(old, dict):
+        return "made by an older egoedge"
+    new = {**asdict(cfg), "stage": stage, "world": world()[1]}
+    return ", ".join(f"{k} {old.get(k)} vs {new.get(k)}" for k in sorted(set(old) | set(new))
+                     if old.get(k) != new.get(k)) or "other loss settings"
+
+
 def wrap_ddp(model: nn.Module) -> nn.Module:
     """``model`` in DistributedDataParallel inside a process group, else itself.
 
@@ -170,14 +180,17 @@ def fit(model: nn.Module, params: list[nn.Parameter] | list[dict], n: int | Sequ
     fingerprint = repr(asdict(cfg)) + stage + f"/world{size}"
     if resume is not None and resume.exists():
         state = torch.load(resume, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            if extra is not None:
-                extra.load_state_dict(state["extra"])
-            if ema is not None:
-                ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["optimizer"])
-            start_epoch, history = state["epoch"] + 1, list(state["history"])
+        if state.get("fingerprint") != fingerprint:
+            # resuming other settings' weights would silently mix two trainings
+            raise EgoedgeError(f"{resume}: resume file of other training settings ({_settings_diff(state, cfg, stage)}"
+                               f"); delete it to train this {stage} stage from the start")
+        model.load_state_dict(state["model"])
+        if extra is not None:
+            extra.load_state_dict(state["extra"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"] + 1, list(state["history"])
     for epoch in range(start_epoch, cfg.epochs):
         (train_mode or model.train)()
         torch.manual_seed(cfg.seed * 1000 + epoch * size + rank)
@@ -210,6 +223,7 @@ def fit(model: nn.Module, params: list[nn.Parameter] | list[dict], n: int | Sequ
         if resume is not None and rank == 0:
             buf = io.BytesIO()
             torch.save({"fingerprint": fingerprint, "epoch": epoch, "history": history,
+                        "settings": {**asdict(cfg), "stage": stage, "world": size},
                         "model": model.state_dict(), "optimizer": opt.state_dict(),
                         "ema": ema.state_dict() if ema is not None else {},
                         "extra": extra.state_dict() if extra is not None else {}}, buf)

@@ -6,12 +6,13 @@ be re-run alone from them.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.flows.base import RunRequest, RunResult
-from bench.flows.common import RunLog, check_out_dir
+from bench.flows.common import RunLog, RunState, check_out_dir
 from bench.flows.registry import FLOWS
 from bench.host_bench import BenchConfig, Target, checkpoint_target, host_report, manifest_targets
 from bench.report import summarize, write_report
@@ -229,27 +230,54 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     progress("data", 1, 1, {})
     log("data", train=len(splits.train), val=len(splits.val), test=len(splits.test),
         seconds=round(time.perf_counter() - t_start, 1), **({"skipped": data_info["skipped"]} if data_info else {}))
+    # Whole-flow resume: each finished stage whose files are intact is reused (bench settings do not count).
+    state = RunState(out, {k: v for k, v in to_dict(cfg).items() if k != "bench"})
+    reused = lambda stage: (progress(f"{stage} (finished before)", 1, 1, {}), log("reused", stage=stage))  # noqa: E731
     probe = None
     if cfg.linear_probe:
-        progress("linear probe", 0, 1, {})
-        probe = linear_probe(splits.train, splits.test, preprocess)
-        progress("linear probe", 1, 1, {})
+        if "linear_probe" in state.done:
+            probe = state.info("linear_probe")["top1"]
+        else:
+            progress("linear probe", 0, 1, {})
+            probe = linear_probe(splits.train, splits.test, preprocess)
+            progress("linear probe", 1, 1, {})
+            state.mark("linear_probe", top1=probe)
         log("linear_probe", top1=probe)
 
     common = {"preset": cfg.preset, "run": to_dict(cfg)}
-    teacher_path = teacher_stage(cfg.teacher, splits, cfg.teacher_train, out / "teacher.pt", progress, epoch_log,
-                                 common)
+    teacher_path, student_path = out / "teacher.pt", out / "student.pt"
+    if state.finished("teacher", teacher_path):
+        reused("teacher")
+    else:
+        teacher_stage(cfg.teacher, splits, cfg.teacher_train, teacher_path, progress, epoch_log, common)
+        state.mark("teacher", teacher_path)
     log("teacher", **_metrics_line(teacher_path))
-    student_path = student_stage(cfg.student, [teacher_path], splits, cfg.student_train, cfg.kd_settings(),
-                                 cfg.recipe, out / "student.pt", progress, epoch_log, common)
+    if state.finished("student", teacher_path, student_path):
+        reused("student")
+    else:
+        student_stage(cfg.student, [teacher_path], splits, cfg.student_train, cfg.kd_settings(), cfg.recipe,
+                      student_path, progress, epoch_log, common)
+        state.mark("student", teacher_path, student_path)
     log("student", **_metrics_line(student_path))
     cbkd_path = None
     if cfg.cbkd is not None:
-        cbkd_path, summary = cbkd_stage(student_path, splits, cfg.cbkd, out / "student_cbkd.pt", progress,
-                                        epoch_log, common)
-        log("cbkd", **_metrics_line(cbkd_path), macs_cut=summary["macs_cut"], params_cut=summary["params_cut"])
+        cbkd_path = out / "student_cbkd.pt"
+        if state.finished("cbkd", student_path, cbkd_path):
+            reused("cbkd")
+        else:
+            cbkd_stage(student_path, splits, cfg.cbkd, cbkd_path, progress, epoch_log, common)
+            state.mark("cbkd", student_path, cbkd_path)
+        cbkd_metrics = read_checkpoint(cbkd_path)["metrics"]["cbkd"]
+        log("cbkd", **_metrics_line(cbkd_path), macs_cut=cbkd_metrics["macs_cut"],
+            params_cut=cbkd_metrics["params_cut"])
 
-    manifest = export_checkpoint(student_path, out / "export", cfg.export, progress)
+    manifest_path = out / "export" / "manifest.json"
+    if state.finished("export", student_path, manifest_path):
+        reused("export")
+        manifest = json.loads(manifest_path.read_text())  # its artifacts' hashes are checked by the bench
+    else:
+        manifest = export_checkpoint(student_path, out / "export", cfg.export, progress)
+        state.mark("export", student_path, manifest_path)
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
 
     ckpt = read_checkpoint(student_path)  # read once: the target, its task and its held-out data come from it
@@ -259,7 +287,13 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
         targets.append(checkpoint_target(cbkd_path, "student_cbkd", compare_to_reference=True))
     if cfg.ptq is not None:  # the PTQ int8 student (of the CBKD student when there is one), as a PyTorch program
         source = targets[-1] if cbkd_path is not None else student_target
-        ptq = quantize_checkpoint(source.path, out, cfg.ptq, progress)
+        ptq_json = out / f"{source.path.stem}_int8.json"
+        if state.finished("ptq", source.path, ptq_json, ptq_json.with_suffix(".pt2")):
+            reused("ptq")
+            ptq = json.loads(ptq_json.read_text())
+        else:
+            ptq = quantize_checkpoint(source.path, out, cfg.ptq, progress)
+            state.mark("ptq", source.path, ptq_json, ptq_json.with_suffix(".pt2"))
         log("ptq", source=source.name, **{k: ptq[k] for k in ("skip", "val_agreement", "fp32", "int8",
                                                              "test_agreement")})
         int8_path = out / ptq["artifact"]

@@ -1,13 +1,14 @@
-"""Pieces every run flow shares: the run folder check and the event log."""
+"""Pieces every run flow shares: the run folder check, the event log and the resumable run state."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
 
-from trainer.common.io import EgoedgeError
+from trainer.common.io import EgoedgeError, sha256_path, write_json_atomic
 
 
 class RunLog:
@@ -30,3 +31,55 @@ def check_out_dir(out: Path) -> None:
         raise EgoedgeError(f"cannot create run folder {out}: {e.strerror}; choose another --out") from None
     if not os.access(out, os.W_OK):
         raise EgoedgeError(f"run folder {out} is not writable; choose another --out")
+
+
+class RunState:
+    """``run_state.json``: the stages of a run that finished, with their files' hashes and the settings behind them.
+
+    A rerun of ``egoedge run`` skips every finished stage whose files are still intact; a run
+    folder holding another configuration's stages is refused instead of mixed.
+
+    Example::
+
+        state = RunState(out, to_dict(cfg))
+        if not state.finished("teacher", out / "teacher.pt"):
+            train_teacher(...); state.mark("teacher", out / "teacher.pt")
+    """
+
+    NAME = "run_state.json"
+
+    def __init__(self, out: Path, config: dict) -> None:
+        self.path = out / self.NAME
+        self.config = json.loads(json.dumps(config, default=str))
+        self.fingerprint = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
+        self.done: dict[str, dict] = {}
+        if not self.path.exists():
+            return
+        try:
+            old = json.loads(self.path.read_text())
+            fingerprint, done, old_config = old["fingerprint"], dict(old["done"]), old["config"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise EgoedgeError(f"{self.path}: unreadable ({type(e).__name__}); delete it to start this run over") \
+                from None
+        if fingerprint != self.fingerprint:
+            diff = sorted(k for k in set(old_config) | set(self.config) if old_config.get(k) != self.config.get(k))
+            raise EgoedgeError(f"{self.path.parent} holds a run of other settings ({', '.join(diff) or 'config'} "
+                               f"differ); use another --out, or delete {self.path} to start over")
+        self.done = done
+
+    def finished(self, stage: str, *files: Path) -> bool:
+        """Whether ``stage`` finished before and each of its files still has the recorded bytes."""
+        rec = self.done.get(stage)
+        if rec is None:
+            return False
+        hashes = rec.get("sha256", {})
+        return all(f.exists() and hashes.get(str(f.relative_to(self.path.parent))) == sha256_path(f) for f in files)
+
+    def mark(self, stage: str, *files: Path, **info) -> None:
+        """Record ``stage`` as finished with its files' hashes (and any small ``info`` to reuse)."""
+        self.done[stage] = {"sha256": {str(f.relative_to(self.path.parent)): sha256_path(f) for f in files}, **info}
+        write_json_atomic(self.path, {"fingerprint": self.fingerprint, "config": self.config, "done": self.done})
+
+    def info(self, stage: str) -> dict:
+        """What :meth:`mark` kept for ``stage``."""
+        return self.done.get(stage, {})

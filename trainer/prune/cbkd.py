@@ -248,6 +248,9 @@ def run_cbkd(teacher: nn.Module, task: CBKDTask, cfg: CBKDConfig, work: Path,
             student.load_state_dict(ckpt["state_dict"])
     student.to(dev)
     if not state["stages"]:
+        # starting over (new settings, or nothing finished): another run's half-trained epochs must not resume
+        for stale in ("cbkd_recover.resume.pt", "cbkd_finetune.resume.pt"):
+            (work / stale).unlink(missing_ok=True)
         state["start"] = _measure(student, task)
     for k, (block, ratio) in enumerate(plan, start=1):
         if k <= len(state["stages"]):
