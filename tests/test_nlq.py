@@ -348,8 +348,9 @@ def test_cli_scores_a_submission_file(tmp_path):
     (["nlq", "eval"], "give a checkpoint"),
     (["nlq", "train", "--out", "x.pt", "--film", "sideways"], "unknown FiLM mode 'sideways'"),
     (["nlq", "train", "--out", "x.pt", "--arch", "bignet"], "unknown NLQ model 'bignet'"),
-    (["nlq", "train", "--out", "x.pt", "--data", "/nonexistent"], "neither 'synthetic' nor a folder"),
-    (["run", "--task", "nlq", "--data", "ego4d"], "unknown dataset 'ego4d' for --task nlq"),
+    (["nlq", "train", "--out", "x.pt", "--data", "/nonexistent"], "unknown data source '/nonexistent'; use one of:"),
+    (["run", "--task", "nlq", "--data", "ego4d"], "runs on the generated queries; train on your own Ego4D features "
+                                                  "step by step: egoedge nlq train --data ego4d"),
     (["run", "--task", "nlq", "--threads", "0"], "--threads must be >= 1, got 0"),
     (["run", "--task", "nlq", "--iterations", "0"], "--iterations must be >= 1, got 0"),
 ])
