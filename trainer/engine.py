@@ -96,8 +96,8 @@ def epoch_batches(n: int | Sequence[int], batch_size: int, epoch: int, seed: int
 
 def _epoch_order(n: int | Sequence[int], epoch: int, seed: int) -> np.ndarray:
     rank, size = world()
-    if isinstance(n, int) or size == 1 or len(n) < size:
-        total = n if isinstance(n, int) else int(sum(n))
+    total = _unsharded_total(n, size)
+    if total is not None:
         sampler = DistributedSampler(range(total), num_replicas=size, rank=rank, shuffle=True, seed=seed)
         sampler.set_epoch(epoch)
         return np.fromiter(iter(sampler), dtype=np.int64)
@@ -109,6 +109,13 @@ def _epoch_order(n: int | Sequence[int], epoch: int, seed: int) -> np.ndarray:
     return mine[:_per_rank(n, size)]
 
 
+def _unsharded_total(n: int | Sequence[int], size: int) -> int | None:
+    """The sample count when an epoch is a plain shuffle (no shards, one process, or fewer shards than processes)."""
+    if isinstance(n, int) or size == 1 or len(n) < size:
+        return n if isinstance(n, int) else int(sum(n))
+    return None
+
+
 def _per_rank(n: Sequence[int], size: int) -> int:
     """Samples each process reads per epoch from shards: what the fewest, smallest shards it may get hold."""
     return int(sum(sorted(n)[:len(n) // size]))
@@ -117,8 +124,8 @@ def _per_rank(n: Sequence[int], size: int) -> int:
 def steps_per_epoch(n: int | Sequence[int], batch_size: int) -> int:
     """Optimizer steps per epoch in this process."""
     size = world()[1]
-    if isinstance(n, int) or size == 1 or len(n) < size:
-        total = n if isinstance(n, int) else int(sum(n))
+    total = _unsharded_total(n, size)
+    if total is not None:
         return math.ceil(math.ceil(total / size) / batch_size)
     return math.ceil(_per_rank(n, size) / batch_size)
 
