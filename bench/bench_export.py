@@ -15,7 +15,7 @@ from bench.host_bench import BenchConfig, checkpoint_target, host_report, manife
 from bench.peak import add_throughput
 from bench.report import summarize, write_report
 from bench.runners import RUNNERS
-from edge.export import run_session
+from edge.artifact import run_session
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, first_line, write_json_atomic
 from trainer.common.lock import locks_folder

@@ -8,7 +8,8 @@ What lands in ``android_demo/app/src/main/assets/``::
                         in the manifest's ``sample`` block, so the app can show its own parity
 
 Only artifacts the app can run (ExecuTorch, LiteRT) that passed the parity gate are taken; a
-failed, missing or modified artifact is refused with the reason. The new files are staged beside
+failed, missing or modified artifact is refused with the reason. A streaming artifact brings its
+other half, and the manifest keeps the ``streaming`` block the camera path needs. The new files are staged beside
 the assets and moved in place at the end; the manifest, which the app reads first, is replaced last.
 """
 
@@ -86,7 +87,23 @@ def select(manifest: dict, patterns: tuple[str, ...] | None) -> list[dict]:
             raise EgoedgeError(f"{a['name']} is {a['format']}; the Android app runs {', '.join(ANDROID_FORMATS)}")
         if a["status"] != "ok":
             raise EgoedgeError(f"refusing {a['name']}: it failed the parity gate ({a['reason']})")
-    return chosen
+    return with_pairs(artifacts, chosen)
+
+
+def with_pairs(artifacts: list[dict], chosen: list[dict]) -> list[dict]:
+    """``chosen`` plus the other half of every streaming artifact in it: half a pair cannot run."""
+    by_name = {a["name"]: a for a in artifacts}
+    out = list(chosen)
+    for a in chosen:
+        if a.get("role", "clip") == "clip":
+            continue
+        other = by_name.get(a.get("pair"))
+        if other is None:
+            raise EgoedgeError(f"{a['name']} is half of a streaming pair whose other half ({a.get('pair')}) "
+                               "is not in the manifest; re-export with --streaming")
+        if other not in out:
+            out.append(other)
+    return out
 
 
 def check_file(export: Path, artifact: dict) -> Path:
@@ -175,6 +192,9 @@ def embed(run: str | Path, app: str | Path = "android_demo", cfg: EmbedConfig = 
     out = {"source": manifest["source"], "calibration": manifest.get("calibration"), "gate": manifest.get("gate", {}),
            "embedded": {"run": str(Path(run)), "manifest_sha256": sha256_file(manifest_file)},
            "artifacts": entries}
+    if any(a.get("role", "clip") != "clip" for a in chosen):  # the app's camera path streams the pair
+        out["streaming"] = {k: v for k, v in manifest["streaming"].items()
+                            if k not in ("sample_stream", "sample_stream_logits")}
     if cfg.sample:
         out["sample"], clip = sample_block(export, manifest, chosen[0]["preprocess"])
         (staging / SAMPLE).mkdir()

@@ -19,8 +19,9 @@ from bench.measure import PeakRSS, time_calls
 from bench.peak import add_throughput, measure_peaks
 from bench.profile import profile_target
 from bench.runners import RUNNERS
-from edge.export import run_session
-from edge.exporters import Session
+from edge.artifact import run_session
+from edge.exporters import EXPORTERS, Session
+from edge.streaming import StreamRunner, head_threads, sliding_accuracy, stream_of
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.common.complexity import count_macs, count_params
 from trainer.common.io import EgoedgeError, path_bytes, sha256_path
@@ -68,6 +69,18 @@ def parse_threads(text: str) -> tuple[int, ...]:
 DELEGATION_KEYS = ("delegated_subgraphs", "delegated_nodes", "portable_nodes")
 
 
+@dataclass(frozen=True)
+class StreamPair:
+    """The other half of a streaming target and how the two are fed (the manifest's ``streaming`` block)."""
+
+    head: Path
+    window: int
+    dim: int
+    clip: str  # the name of the clip artifact of the same backend and precision, for the ratio
+    names: tuple[str, str]  # encoder and head artifact names
+    frame_shape: tuple[int, ...]  # the encoder's input, batch 1
+
+
 @dataclass
 class Target:
     """One thing to measure: an eager model or an exported artifact."""
@@ -86,6 +99,7 @@ class Target:
     variant: object = None  # which form of the test inputs it reads (the task's ``input_variant``)
     io: dict | None = None  # an artifact's manifest ``inputs``/``outputs`` specs (names, dtypes, scale, zero point)
     damaged: str | None = None  # why the file on disk is not the one the manifest describes: never loaded
+    stream: StreamPair | None = None  # a streaming pair: ``target`` is its frame encoder, this the rest
 
     @property
     def loadable(self) -> torch.nn.Module | Path:
@@ -106,20 +120,45 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
     """Targets for every artifact on disk (``host_only``: whose format this host can run).
 
     An artifact the parity gate refused is still measured (its size and speed are facts about
-    the backend) but its row is reported as failed, with the gate's reason.
+    the backend) but its row is reported as failed, with the gate's reason. A streaming pair
+    (frame encoder + temporal head) is one target, timed per new frame.
     """
     out = []
+    by_name = {a["name"]: a for a in manifest["artifacts"]}
     for a in manifest["artifacts"]:
+        role = a.get("role", "clip")
         runnable = a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None
-        if a["file"] and (runnable or not host_only):
-            refused = None if a["status"] == "ok" else (a["reason"] or "failed at export")
-            backend = a.get("backend") or {}
-            delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
-            out.append(Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
-                              params, macs, True, refused, delegation=delegation,
-                              io={"inputs": a["inputs"], "outputs": a["outputs"]},
-                              damaged=integrity_error(export_dir / a["file"], a)))
+        if not a["file"] or not (runnable or not host_only) or role == "temporal_head":
+            continue
+        refused = None if a["status"] == "ok" else (a["reason"] or "failed at export")
+        backend = a.get("backend") or {}
+        delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
+        target = Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
+                        params, macs, True, refused, delegation=delegation,
+                        io={"inputs": a["inputs"], "outputs": a["outputs"]},
+                        damaged=integrity_error(export_dir / a["file"], a))
+        if role == "frame_encoder":
+            head = by_name.get(a.get("pair"))
+            streaming = manifest.get("streaming") or {}
+            if head is None or not head["file"] or not streaming:
+                continue  # an encoder without its head cannot run; the manifest check reports the gap
+            target.name = stream_name(a["name"])
+            target.size_bytes = a["bytes"] + head["bytes"]
+            target.macs = streaming.get("frame_macs")
+            target.damaged = target.damaged or integrity_error(export_dir / head["file"], head)
+            target.stream = StreamPair(export_dir / head["file"], streaming["window"], streaming["embedding_dim"],
+                                       a["name"].replace("_frame_encoder_", "_", 1), (a["name"], head["name"]),
+                                       tuple(a["inputs"][0]["shape"]))
+        out.append(target)
     return out
+
+
+def stream_name(encoder_name: str) -> str:
+    """A streaming pair's report name from its encoder's.
+
+    Example: ``stream_name("student_frame_encoder_onnx_int8")`` is ``"student_stream_onnx_int8"``.
+    """
+    return encoder_name.replace("_frame_encoder_", "_stream_", 1)
 
 
 DAMAGED = "modified or truncated after export"
@@ -138,20 +177,59 @@ def integrity_error(path: Path, artifact: dict) -> str | None:
 
 
 def measure(format: str, target: torch.nn.Module | Path, inputs: Arrays, cfg: BenchConfig,
-            progress: Progress = no_progress, stage: str = "") -> dict:
+            progress: Progress = no_progress, stage: str = "", stream: StreamPair | None = None) -> dict:
     """Load one target, time it on the first sample, then run every sample for accuracy.
 
     ``inputs`` holds one ``(N, ...)`` array per model input. Returns ``load_ms`` (load plus the
     first call, where lazy allocation happens), ``latency_ms`` statistics, ``peak_rss_mb`` of this
     process while loading and timing, ``outputs`` (one array per model output), and with
     ``cfg.profile_runs`` a top-ops ``profile`` (recorded after the timing, so it cannot slow it).
+    A streaming pair is timed per new frame instead (:func:`measure_stream`).
     """
+    if stream is not None:
+        return measure_stream(format, target, stream, inputs, cfg)
     first = [x[:1] for x in inputs]
     session, out = time_session(lambda: RUNNERS.get(format).open(target, cfg.threads, cfg.options.get(format)),
                                 first, cfg)
     out["outputs"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
     if cfg.profile_runs:
         out["profile"] = profile_target(format, target, first, cfg.threads, cfg.profile_runs)
+    return out
+
+
+def measure_stream(format: str, encoder: Path, stream: StreamPair, inputs: Arrays, cfg: BenchConfig) -> dict:
+    """A streaming pair: the steady-state cost of one new frame (encoder + head on a full window), then accuracy.
+
+    The test clips are played back to back through the pair once: the logits at each clip's
+    last frame are its clip prediction (the window then holds exactly that clip), and every step's
+    logits come back as ``stream_logits`` for the sliding-window score.
+    """
+    runner_of = RUNNERS.get(format)
+    clips = inputs[0]
+    frame = [clips[0, :1]]
+
+    def open_pair():
+        opts = cfg.options.get(format)
+        enc = runner_of.open(encoder, cfg.threads, opts)  # first: a process-wide pool is sized by the encoder
+        head = runner_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
+        runner = StreamRunner(enc, head, stream.window, stream.dim, runner_of.runtime)
+        for t in range(stream.window - 1):  # a full window: the steady state of a live camera
+            runner.step(clips[0, t:t + 1])
+        return lambda sample: [runner.step(sample[0])], runner
+
+    holder: dict = {}
+
+    def opened():
+        session, holder["runner"] = open_pair()
+        return session
+
+    _, out = time_session(opened, frame, cfg)
+    if cfg.accuracy:
+        steps = holder["runner"].frames(stream_of(clips, len(clips)))
+        out["outputs"] = (np.ascontiguousarray(steps[stream.window - 1::stream.window]),)
+        out["stream_logits"] = steps
+    else:
+        out["outputs"] = None
     return out
 
 
@@ -173,7 +251,8 @@ def time_session(open_session: Callable[[], Session], sample: list[np.ndarray],
     return session, out
 
 
-def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str, cfg: BenchConfig) -> dict:
+def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str, cfg: BenchConfig,
+                   stream: StreamPair | None = None) -> dict:
     """``measure`` in a fresh process; errors come back as text (not every runtime's exception pickles)."""
     import psutil
 
@@ -181,7 +260,7 @@ def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str
         with np.load(inputs_path) as z:
             inputs = tuple(z[f"arr_{i}"] for i in range(len(z.files)))
         before = psutil.Process().memory_info().rss / 2**20
-        out = measure(format, target, inputs, cfg)
+        out = measure(format, target, inputs, cfg, stream=stream)
         out["rss_added_mb"] = round(out["peak_rss_mb"] - before, 1)
         return out
     except Exception as e:  # noqa: BLE001 - reported in the row, the parent goes on
@@ -193,13 +272,33 @@ def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig) -> dict:
     ctx = multiprocessing.get_context("spawn")  # fork would inherit every earlier target's memory
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            out = pool.submit(_measure_child, tgt.format, tgt.loadable, str(inputs_path), cfg).result()
+            out = pool.submit(_measure_child, tgt.format, tgt.loadable, str(inputs_path), cfg,
+                              tgt.stream).result()
     except BrokenProcessPool:
         raise EgoedgeError(f"the {RUNNERS.get(tgt.format).runtime} process died while running {tgt.name} "
                            "(crashed or was killed)") from None
     if "error" in out:
         raise EgoedgeError(out["error"])
     return out
+
+
+def stream_fields(pair: StreamPair, frame_ms: dict | None, stream_logits: np.ndarray | None, ev: Evaluation) -> dict:
+    """A streaming row's ``streaming`` block; ``clip_ms`` and ``ratio`` come once its clip artifact is timed."""
+    labels = ev.labels()
+    sliding = (sliding_accuracy(stream_logits, labels, pair.window)
+               if stream_logits is not None and labels is not None else None)
+    return {"frame_ms": frame_ms, "clip_ms": None, "ratio": None, "clip": pair.clip, "window": pair.window,
+            "artifacts": list(pair.names), "sliding": sliding}
+
+
+def add_stream_ratios(rows: list[dict]) -> None:
+    """Each streaming row against the clip artifact of its backend and precision, measured in the same pass."""
+    medians = {r["name"]: (r["latency_ms"] or {}).get("median") for r in rows if r["status"] == "ok"}
+    for r in rows:
+        block = r.get("streaming")
+        if block and medians.get(block["clip"]) and block["frame_ms"]:
+            block["clip_ms"] = medians[block["clip"]]
+            block["ratio"] = round(block["frame_ms"]["median"] / block["clip_ms"], 4)
 
 
 def new_row(tgt: Target, name: str, device: str, runtime: str) -> dict:
@@ -252,6 +351,8 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
                 row["runtime_options"] = cfg.options[tgt.format]
             if tgt.delegation:
                 row["delegation"] = tgt.delegation
+            if tgt.stream is not None:  # marks the row as a pair's even if it fails
+                row["streaming"] = stream_fields(tgt.stream, None, None, ev)
             if tgt.damaged:  # never load a file that is not the one that passed the gate
                 row["error"] = tgt.damaged
                 results.append(row)
@@ -264,9 +365,13 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
                         np.savez(saved[tgt.variant], *inputs)
                     out = measure_isolated(tgt, saved[tgt.variant], cfg)
                 else:
-                    out = measure(tgt.format, tgt.target, inputs, cfg, progress, f"accuracy {tgt.name}")
+                    out = measure(tgt.format, tgt.target, inputs, cfg, progress, f"accuracy {tgt.name}",
+                                  tgt.stream)
                 outputs = out.pop("outputs")
+                stream_logits = out.pop("stream_logits", None)
                 row.update(out)
+                if tgt.stream is not None:
+                    row["streaming"] = stream_fields(tgt.stream, row["latency_ms"], stream_logits, ev)
                 if outputs is not None and tgt.compare_to_reference and reference is None:
                     reference = outputs
                 finish_row(row, tgt, outputs, ev, inputs, reference if tgt.compare_to_reference else None,
@@ -308,6 +413,9 @@ def host_report(targets: list[Target], task: Task, ev: Evaluation, cfg: BenchCon
                 first[row["name"]] = row
             elif row["name"] in first:
                 row.update({k: first[row["name"]].get(k) for k in copied})
+                if row.get("streaming") is not None:
+                    row["streaming"]["sliding"] = first[row["name"]].get("streaming", {}).get("sliding")
+        add_stream_ratios(rows)
         add_throughput(rows, peaks_by[str(threads)])
         results += rows
     machine = {**machine_info(cfg.threads), "peak_gmacs": peaks_by[str(cfg.threads)]}

@@ -95,6 +95,52 @@ def at_threads(report: dict, threads: int | None = None) -> dict:
     return {**report, "results": [r for r in report["results"] if row_threads(report, r) == threads]}
 
 
+def clip_rows(rows: list[dict]) -> list[dict]:
+    """Rows timed per call on the whole input; streaming rows are timed per frame and compared only in their section."""
+    return [r for r in rows if r.get("streaming") is None]
+
+
+def stream_rows(report: dict) -> list[dict]:
+    """The streaming pairs' rows, every thread count."""
+    return [r for r in report["results"] if r.get("streaming") is not None]
+
+
+STREAM_HEADER = ["pair", "runtime", "precision", "threads", "frame ms", "p90", "clip ms", "frame / clip",
+                 "top-1 %", "agree %", "sliding top-1 %", "lag (frames)", "status"]
+
+
+def stream_cells(report: dict, r: dict) -> list[str]:
+    """One streaming row as table cells (report.md and the terminal)."""
+    s = r["streaming"]
+    frame = s.get("frame_ms") or {}
+    sliding = s.get("sliding") or {}
+    lag = sliding.get("lag_frames_median")
+    return [r["name"], r["runtime"], r["precision"], str(row_threads(report, r)), fmt(frame.get("median"), ".3f"),
+            fmt(frame.get("p90"), ".3f"), fmt(s.get("clip_ms"), ".3f"), fmt(s.get("ratio"), ".2f"),
+            fmt((r["accuracy"] or {}).get("top1"), ".1f"), fmt(r["top1_agreement"], ".1f"),
+            fmt(sliding.get("top1"), ".1f"),
+            "–" if lag is None else f"{lag:.0f} (median of {sliding['followed']}, {sliding['missed']} missed)",
+            "ok" if r["status"] == "ok" else f"failed: {r['error']}"]
+
+
+def render_streaming(report: dict) -> list[str]:
+    """The report.md section on streaming pairs."""
+    rows = stream_rows(report)
+    if not rows:
+        return []
+    window = rows[0]["streaming"].get("window")
+    lines = ["## Streaming", "",
+             f"Each pair is a frame encoder plus a temporal head over the last {window} embeddings. `frame ms` is the "
+             "steady-state cost of one new camera frame (encoder on the frame, head on the full window); `clip ms` "
+             "the clip artifact of the same runtime and precision, which recomputes every frame of the window. "
+             "Top-1 and agreement: each test clip played frame by frame, scored at its last frame. Sliding: the "
+             "test clips played back to back, every step from the first full window scored against the action of "
+             "its newest frame; lag is how many frames of a new action pass before the prediction names it.", "",
+             "| " + " | ".join(STREAM_HEADER) + " |", "|" + "---|" * len(STREAM_HEADER)]
+    lines += ["| " + " | ".join(stream_cells(report, r)) + " |" for r in rows]
+    return lines + [""]
+
+
 def _reference(rows: list[dict]) -> dict | None:
     """The eager fp32 model every artifact was compared with (it agrees with itself exactly)."""
     eager = [r for r in rows if r["format"] == "pytorch" and r["status"] == "ok" and r["latency_ms"]]
@@ -112,7 +158,7 @@ def speedups(report: dict) -> list[dict]:
     """
     out = []
     for threads in thread_counts(report):
-        rows = [r for r in at_threads(report, threads)["results"]
+        rows = [r for r in clip_rows(at_threads(report, threads)["results"])
                 if r["format"] != "pytorch" and (r["latency_ms"] or {}).get("median")]
         fp32 = {(r.get("device", "host"), r["format"]): r for r in rows
                 if r["precision"] == "fp32" and r["status"] == "ok"}
@@ -136,7 +182,7 @@ def best_vs_eager(report: dict) -> list[dict]:
     """Per thread count, the fastest host artifact against the eager fp32 model it came from."""
     out = []
     for threads in thread_counts(report):
-        rows = at_threads(report, threads)["results"]
+        rows = clip_rows(at_threads(report, threads)["results"])
         ref = _reference(rows)
         artifacts = [r for r in rows if r["format"] != "pytorch" and r["status"] == "ok" and r["latency_ms"]
                      and _on_host(r)]
@@ -195,7 +241,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
               "GMAC/s", "% peak", "peak RSS MB", task_named(report.get("task"), "the report").metric_column,
               "agree %", "max abs Δ", "delegate calls / portable ops", "status"]
     rows = []
-    for r in report["results"]:
+    for r in clip_rows(report["results"]):
         lat = r["latency_ms"] or {}
         acc = r["accuracy"] or {}
         rows.append([
@@ -240,6 +286,7 @@ def render_markdown(report: dict) -> str:
               "run in portable kernels between them (fewer is faster).", "",
               "![pareto](pareto.png)", ""]
     lines += render_speedups(report)
+    lines += render_streaming(report)
     lines += render_profiles(report)
     return "\n".join(lines)
 
@@ -252,7 +299,8 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    ok = [r for r in at_threads(report)["results"] if r["status"] == "ok" and r["accuracy"] and r["latency_ms"]]
+    ok = [r for r in clip_rows(at_threads(report)["results"])
+          if r["status"] == "ok" and r["accuracy"] and r["latency_ms"]]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     largest = max((r["size_bytes"] for r in ok), default=1)
     colors = {"pytorch": "tab:blue", "executorch": "tab:orange", "tflite": "tab:green", "onnx": "tab:purple",
@@ -357,7 +405,7 @@ def summarize(report: dict) -> dict[str, str]:
     probe = report.get("run", {}).get("linear_probe_top1")
     if probe is not None:
         s["linear probe on raw pixels (top-1)"] = f"{probe:.1f}%"
-    for r in report["results"]:
+    for r in clip_rows(report["results"]):
         if r["format"] == "pytorch" or r["status"] != "ok":
             continue
         parity = f"max |Δ| {fmt(r['parity_max_abs'], '.1e')}, agreement {fmt(r['top1_agreement'], '.1f')}%"
@@ -380,6 +428,13 @@ def summarize(report: dict) -> dict[str, str]:
         if x["status"] != "ok":
             line += ", refused by the parity gate"
         s[f"{x['format']} {x['precision']} vs fp32" + ("" if _on_host(x) else f" on {x['device']}")] = line
+    timed = [r for r in stream_rows(report) if r["status"] == "ok" and r["streaming"].get("ratio")]
+    if timed:
+        ratios = sorted(r["streaming"]["ratio"] for r in timed)
+        best = min(timed, key=lambda r: r["streaming"]["frame_ms"]["median"])
+        s["streaming per frame vs clip"] = (
+            f"{ratios[0]:.2f}-{ratios[-1]:.2f}x the clip artifact's latency over {len(timed)} pairs; fastest "
+            f"{best['name']}, {best['streaming']['frame_ms']['median']:.3f} ms per new frame")
     return s
 
 

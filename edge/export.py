@@ -8,30 +8,28 @@ PyTorch -> record ``ok`` or ``failed`` with the measured numbers and the reason.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edge.artifact import export_artifact, io_spec, run_session, runtime_failure
 from edge.calibration import as_samples, load_calibration_file
-from edge.exporters import CLIP_IO, EXPORTERS, ExportError, IONames, export_ready
+from edge.exporters import EXPORTERS, IONames, export_ready
 from edge.parity import ParityGate
 from edge.schema import validate
+from edge.stream_export import export_pair, pair_checker, stream_calibration, streaming_block, write_stream_sample
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.common.io import (
     EgoedgeError,
     atomic_write,
-    path_bytes,
-    remove_path,
     sha256_file,
-    sha256_path,
     write_json_atomic,
 )
 from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
+from trainer.models.streaming import split_streaming
 from trainer.tasks import task_of
 from trainer.tasks.base import model_outputs
 
@@ -55,6 +53,8 @@ class ExportConfig:
     parity_samples: int = 32
     gate: ParityGate | None = None  # None: the checkpoint's task's default gate
     data: str | None = None  # a --data spec for calibration and parity; None: the checkpoint's own dataset
+    # Also a frame encoder + temporal head per backend and precision, for a live camera (edge/stream_export.py).
+    streaming: bool = False
 
 
 def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
@@ -77,62 +77,6 @@ def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
 
 def needs_calibration(pairs: list[tuple[str, str]]) -> bool:
     return any(p in ("int8", "w8a8") for _, p in pairs)
-
-
-def io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:
-    return [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype), "scale": None, "zero_point": None}
-            for n, a in zip(names, arrays, strict=True)]
-
-
-def run_session(session, inputs: tuple[np.ndarray, ...], progress: Progress = no_progress,
-                stage: str = "") -> tuple[np.ndarray, ...]:
-    """Run a batch-1 session over every sample of ``inputs`` (one ``(N, ...)`` array per model input).
-
-    Returns one ``(N, ...)`` array per model output.
-    """
-    outs: list[list[np.ndarray]] = []
-    n = len(inputs[0])
-    for i in range(n):
-        got = session([x[i:i + 1] for x in inputs])
-        outs.append([o.reshape(1, -1) if o.ndim < 2 else o for o in got])  # some runtimes drop the batch axis
-        progress(stage, i + 1, n, {})
-    return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
-
-
-# verify(exporter, path, precision, name) -> manifest fields: status, verified, parity, accuracy, reason
-Verify = Callable[[object, Path, str, str], dict]
-
-
-def export_artifact(fmt: str, precision: str, model: torch.nn.Module, example: tuple[torch.Tensor, ...],
-                    out_dir: Path, stem: str, calibration: list, entry: dict, verify: Verify,
-                    progress: Progress = no_progress, names: IONames = CLIP_IO) -> dict:
-    """Export one ``(format, precision)`` artifact, hash it and verify it; returns its manifest entry.
-
-    ``entry`` supplies the task's fields (IO specs, preprocess, labels); an export error becomes
-    a ``failed`` entry with the reason, never an exception.
-    """
-    exporter = EXPORTERS.get(fmt)
-    name = f"{stem}_{fmt}_{precision}"
-    entry = {"name": name, "file": f"{name}.{exporter.ext}", "sha256": None, "bytes": None,
-             "format": fmt, "precision": precision, **entry,
-             "accuracy": None, "parity": None, "status": "failed", "reason": None, "verified": None}
-    path = out_dir / entry["file"]
-    t0 = time.perf_counter()
-    progress(f"export {name}", 0, 1, {})
-    try:
-        backend = exporter.export(model, example, path, precision, calibration, names)
-    except ExportError as e:
-        entry["reason"] = str(e)
-        remove_path(path)
-        entry["file"] = None
-        return entry
-    entry["export_seconds"] = round(time.perf_counter() - t0, 2)
-    entry["inputs"] = backend.pop("inputs", entry["inputs"])
-    entry["outputs"] = backend.pop("outputs", entry["outputs"])
-    entry["backend"] = backend
-    entry["sha256"], entry["bytes"] = sha256_path(path), path_bytes(path)
-    entry.update(verify(exporter, path, precision, name))
-    return entry
 
 
 def keep_float(model: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -173,6 +117,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         ckpt = task.with_data(ckpt, cfg.data)
     model, ckpt = load_model(checkpoint, ckpt=ckpt)
     keep_float(model, cfg.int8_keep_float)
+    if cfg.streaming:
+        split_streaming(model, f"{checkpoint} ({ckpt['arch']})")  # a model that cannot stream fails before any work
     ev = task.evaluation(ckpt)
     gate = cfg.gate or ParityGate(**asdict(task.gate))
     calibration, calib_info = [], None
@@ -200,7 +146,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     sample = write_samples(out_dir, ev, parity_x, parity_ref)
     entry = {"inputs": io_spec(list(ev.inputs), [x[:1] for x in parity_x]),
              "outputs": io_spec(list(ev.outputs), [x[:1] for x in parity_ref]),
-             "preprocess": ckpt["preprocess"], "labels": ckpt["label_names"]}
+             "preprocess": ckpt["preprocess"], "labels": ckpt["label_names"], "role": "clip"}
 
     def verify(exporter, path: Path, precision: str, name: str) -> dict:
         """Run the artifact next to PyTorch and apply the gate; one this host cannot run is spec-checked only."""
@@ -226,6 +172,18 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     names = IONames(tuple(ev.inputs), tuple(ev.outputs))
     artifacts = [export_artifact(fmt, precision, ready, example, out_dir, checkpoint.stem, calibration, entry,
                                  verify, progress, names) for fmt, precision in pairs]
+    streaming = None
+    if cfg.streaming:
+        encoder, head = split_streaming(ready)
+        stream_calib = stream_calibration(encoder, calib_x[0]) if calibration else ([], [])
+        frames, expected, fields = write_stream_sample(out_dir, ready, encoder, head, parity_x[0])
+        check = pair_checker(ev, gate, reference, (parity_x, parity_ref), (test_x, ref_test), (frames, expected),
+                             head.frames, head.embed_dim, progress)
+        for fmt, precision in pairs:
+            artifacts += export_pair(fmt, precision, encoder, head, out_dir, checkpoint.stem, stream_calib,
+                                     {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")},
+                                     check, progress)
+        streaming = streaming_block(encoder, head, fields)
     manifest = {"task": task.name,
                 "source": {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
                            "sha256": sha256_file(checkpoint), "arch": ckpt["arch"], **reference},
@@ -233,6 +191,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
                 "gate": asdict(gate),
                 "sample": sample,
                 "artifacts": artifacts}
+    if streaming is not None:
+        manifest["streaming"] = streaming
     validate(manifest, "manifest", "the manifest being written")
     write_json_atomic(out_dir / "manifest.json", manifest)
     return manifest
@@ -259,10 +219,3 @@ def write_samples(out_dir: Path, ev, inputs: tuple[np.ndarray, ...], outputs: tu
         atomic_write(out_dir / "sample_clip.npy", lambda p: np.save(open(p, "wb"), raw))
     return {"clip": "sample_clip.npy" if raw is not None else files["sample_input"],
             "input": files["sample_input"], "output": files["sample_output"], **ev.sample()}
-
-
-def runtime_failure(exporter, error: BaseException) -> dict:
-    """Manifest fields of an artifact whose runtime loads but cannot execute it."""
-    return {"status": "failed", "verified": "runtime",
-            "reason": f"{exporter.format}: running the artifact failed: {type(error).__name__}: "
-                      f"{(str(error).splitlines() or [''])[0][:300]}"}

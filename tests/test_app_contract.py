@@ -182,10 +182,17 @@ def test_benchmark_activity_reads_exactly_the_extras_egoedge_sends():
     constants = dict(re.findall(r'const val (EXTRA_\w+) = "(\w+)"', source))
     getters = {"getStringExtra": "--es", "getIntExtra": "--ei", "getBooleanExtra": "--ez"}
     read = {constants[c]: getters[g] for g, c in re.findall(r"(get\w+Extra)\((EXTRA_\w+)", source)}
+    from bench.device_runners.app import StreamRequest
+    from bench.host_bench import BenchConfig
+
     cmd = intent_command(AppRequest("/sdcard/m.pte", "/sdcard/r.json", "/sdcard/i.f32", (4, 2, 3, 32, 32),
-                                    __import__("bench.host_bench", fromlist=["BenchConfig"]).BenchConfig()))
+                                    BenchConfig()))
     sent = dict((key, flag) for flag, key in re.findall(r"(--e[siz]) (\w+)", cmd))
-    assert read == sent
+    stream = intent_command(AppRequest("/sdcard/e.pte", "/sdcard/r.json", None, None, BenchConfig(),
+                                       StreamRequest("/sdcard/h.pte", 4, 256, (1, 3, 32, 32))))
+    streamed = dict((key, flag) for flag, key in re.findall(r"(--e[siz]) (\w+)", stream))
+    assert {"head", "window", "embedding_dim", "frame_shape", "head_threads"} <= set(streamed)
+    assert read == {**sent, **streamed}
     assert f"-n {ANDROID_PACKAGE}/{ANDROID_ACTIVITY}" in cmd
 
 
@@ -219,8 +226,9 @@ def test_app_reads_only_fields_the_manifest_schema_defines():
 
     known = names(load_schema("manifest"))
     source = _kotlin("ModelManifest.kt")
-    read = set(re.findall(r'(?:get|opt)(?:String|Int|Long|Double|JSONArray|JSONObject)\("(\w+)"\)', source))
-    read |= set(re.findall(r'isNull\("(\w+)"\)', source))
+    read = set(re.findall(r'(?:get|opt)(?:String|Int|Long|Double|JSONArray|JSONObject)\("(\w+)"[,)]', source))
+    read |= set(re.findall(r'(?:isNull|has)\("(\w+)"\)', source))
+    assert {"role", "pair", "streaming", "window", "embedding_dim", "head_threads"} <= read
     assert read and read <= known, read - known
 
 
@@ -346,4 +354,25 @@ def test_main_activity_stops_frames_before_shutting_its_executors_down():
     order = [body.index(s) for s in ("stopCamera()", "analysis.shutdown()", "analysis.awaitTermination",
                                      "inference.shutdown()")]
     assert order == sorted(order)
-    assert "if (inference.isShutdown)" in source.split("private fun classify")[1].split("inference.execute")[0]
+    for fn in ("private fun classify(", "private fun classifyFrame("):  # the clip path and the streaming path
+        assert "inference.isShutdown)" in source.split(fn)[1].split("inference.execute")[0], fn
+
+
+@needs_kotlin
+@pytest.mark.kotlin
+@pytest.mark.slow
+def test_kotlin_stream_buffer_feeds_the_head_what_the_reference_does(harness, tmp_path):
+    """The app's ring buffer (core/StreamBuffer.kt) gives the temporal head exactly edge/streaming.py's inputs."""
+    from edge.streaming import RingBuffer
+
+    window, dim = 4, 3
+    emb = np.random.default_rng(1).normal(size=(11, dim)).astype("<f4")
+    emb.tofile(tmp_path / "e.f32")
+    subprocess.run([*harness, "stream", str(tmp_path / "e.f32"), str(window), str(dim), str(tmp_path / "o.f32")],
+                   check=True, timeout=120)
+    got = np.fromfile(tmp_path / "o.f32", dtype="<f4").reshape(len(emb), window * dim + window)
+    ref = RingBuffer(window, dim)
+    for s, e in enumerate(emb):
+        ref.push(e)
+        w, v = ref.view()
+        assert np.array_equal(got[s], np.concatenate([w.reshape(-1), v.reshape(-1)])), s

@@ -35,8 +35,11 @@ def test_run_writes_the_run_folder(mini_run):
     validate_report(report)
     names = [r["name"] for r in report["results"]]
     assert names == ["teacher", "student", "student_cbkd", "student_cbkd_int8", "student_executorch_fp32",
-                     "student_onnx_fp32"]
+                     "student_onnx_fp32", "student_stream_executorch_fp32", "student_stream_onnx_fp32"]
     assert all(r["status"] == "ok" for r in report["results"])
+    for pair in report["results"][6:]:  # the mini preset exports streaming pairs too, timed per frame
+        assert pair["streaming"]["clip_ms"] and pair["streaming"]["ratio"] and pair["top1_agreement"] == 100.0
+    report["results"] = report["results"][:6]
     teacher, student, cbkd, int8 = report["results"][:4]
     assert (int8["format"], int8["precision"]) == ("pytorch", "int8") and int8["accuracy"] is not None
     assert cbkd["macs"] < student["macs"] and cbkd["params"] < student["params"] and int8["params"] == cbkd["params"]
@@ -73,7 +76,8 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     # The teacher the student came from is found beside it and timed as the baseline; then all again at 1 thread.
     names = [("teacher", "pytorch"), ("student", "pytorch"), ("student_executorch_fp32", "executorch"),
-             ("student_onnx_fp32", "onnx")]
+             ("student_onnx_fp32", "onnx"), ("student_stream_executorch_fp32", "executorch"),
+             ("student_stream_onnx_fp32", "onnx")]
     assert [(r["name"], r["format"], r["threads"]) for r in report["results"]] == [
         *((n, f, 2) for n, f in names), *((n, f, 1) for n, f in names)]
     assert report["machine"]["thread_counts"] == [2, 1] and report["machine"]["threads"] == 2

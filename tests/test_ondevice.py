@@ -259,3 +259,27 @@ def test_tool_failure_on_the_phone_is_reported(phone, exported, tmp_path):
     assert et["status"] == "failed" and "Missing operator" in et["error"]
     skipped = report["devices"]["android:FAKE0001"]["skipped"]  # no tool and no app for tflite: not a row
     assert "demo app (org.egoedge.demo) is not installed" in skipped["student_tflite_fp32"]
+
+
+@pytest.mark.slow
+def test_demo_app_streams_a_pair_per_frame(phone, tmp_path, mini_data_cfg):
+    """Streaming mode up to the boundary: both halves pushed, the mode's extras sent, per-frame rows back."""
+    from conftest import make_ckpt
+
+    from bench.bench_export import bench_export
+    from edge.export import ExportConfig, export_checkpoint
+
+    ckpt = make_ckpt(tmp_path / "student.pt", mini_data_cfg)
+    export_checkpoint(ckpt, tmp_path / "export", ExportConfig(formats=("executorch",), parity_samples=4,
+                                                              streaming=True))
+    phone.setenv("FAKE_APP", "1")
+    report, _ = bench_export(tmp_path / "export", tmp_path / "out", "android:FAKE0001", CFG)
+    rows = {r["name"]: r for r in report["results"] if r["device"] != "host"}
+    pair = rows["student_stream_executorch_fp32@android"]
+    assert pair["status"] == "ok" and pair["top1_agreement"] == 100.0, pair
+    s = pair["streaming"]
+    assert s["clip"] == "student_executorch_fp32@android"
+    assert s["clip_ms"] == rows[s["clip"]]["latency_ms"]["median"] and s["ratio"] is not None
+    assert s["frame_ms"]["iterations"] == 3
+    pushed = tmp_path / "phone/sdcard/Android/data/org.egoedge.demo/files/egoedge"
+    assert (pushed / "student_temporal_head_executorch_fp32.pte").is_file()

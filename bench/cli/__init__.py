@@ -126,10 +126,14 @@ def export(
     allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
     data: str = typer.Option(None, help="Calibrate and check parity on this dataset instead of the checkpoint's "
                              "own (same classes), e.g. folder:clips/."),
+    streaming: bool = typer.Option(False, "--streaming", help="Also export each backend and precision as a "
+                                   "streaming pair for a live camera: a frame encoder (one frame in) and a temporal "
+                                   "head (the last T embeddings in), checked frame by frame against the clip model."),
 ) -> None:
     """Export a student of any task to edge formats, check each against PyTorch, write manifest.json.
 
     Example: egoedge export runs/quick/student.pt --to executorch,coreml,tflite,onnx --int8 --calib 256
+             egoedge export runs/quick/student.pt --to executorch,tflite,onnx --int8 --streaming
              egoedge export runs/nlq/nlq_student.pt --to onnx --int8
     """
     from edge.export import ExportConfig
@@ -141,7 +145,7 @@ def export(
         return ExportConfig(formats=parse_backends(to or _all_backends()), precisions=precisions, int8=int8,
                             calibration=calib, calibration_file=str(calib_file) if calib_file else None,
                             parity_samples=parity_samples, gate=gate_of(fp32_tol, int8_agreement, int8_drop),
-                            data=data,
+                            data=data, streaming=streaming,
                             int8_keep_float=tuple(m.strip() for m in (int8_keep_float or "").split(",") if m.strip()))
 
     export_and_show(checkpoint, out, config, allow_failed)

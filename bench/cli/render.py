@@ -117,11 +117,31 @@ def metrics_table(rows: dict[str, dict], title: str) -> Table:
 
 
 
+ROLE_CELLS = {"clip": "clip", "frame_encoder": "stream: encoder", "temporal_head": "stream: head"}
+
+
+def streaming_table(report: dict) -> Table | None:
+    """Per new frame (encoder + head) against the clip artifact of the same backend and precision."""
+    from bench.report import STREAM_HEADER, stream_cells, stream_rows
+
+    rows = stream_rows(report)
+    if not rows:
+        return None
+    table = Table(title="streaming: per new frame vs the clip artifact (same runtime, same threads)")
+    for h in STREAM_HEADER:
+        table.add_column(h, justify="left" if h in ("pair", "runtime", "status") else "right")
+    for r in rows:
+        table.add_row(*stream_cells(report, r))
+    return table
+
+
 def manifest_table(manifest: dict, title: str) -> Table:
     """One row per artifact: format, precision, size, parity, accuracy and status (with the reason)."""
     table = Table(title=title)
-    for h, justify in (("format", "left"), ("precision", "left"), ("MB", "right"), ("top-1 %", "right"),
-                       ("max |Δ|", "right"), ("agree %", "right"), ("status", "left")):
+    roles = any(a.get("role", "clip") != "clip" for a in manifest["artifacts"])
+    for h, justify in ((("role", "left"),) if roles else ()) + (
+            ("format", "left"), ("precision", "left"), ("MB", "right"), ("top-1 %", "right"),
+            ("max |Δ|", "right"), ("agree %", "right"), ("status", "left")):
         table.add_column(h, justify=justify)
     for a in manifest["artifacts"]:
         p, acc = a["parity"] or {}, a["accuracy"] or {}
@@ -130,7 +150,8 @@ def manifest_table(manifest: dict, title: str) -> Table:
             status = short_status(f"{status}: {a['reason']}")
         elif (a.get("verified") or "").startswith("spec only"):
             status += " (spec only)"
-        table.add_row(a["format"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
+        role = (ROLE_CELLS.get(a.get("role", "clip"), "clip"),) if roles else ()
+        table.add_row(*role, a["format"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
                       f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
                       f"{p['top1_agreement']:.1f}" if p else "–", status)
     return table

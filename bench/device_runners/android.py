@@ -23,6 +23,7 @@ from bench.device_runners.app import (
     INPUTS_NAME,
     RESULT_NAME,
     AppRequest,
+    StreamRequest,
     inputs_bytes,
 )
 from bench.device_runners.native import NATIVE_TOOLS
@@ -101,7 +102,16 @@ class AndroidBackend:
         return NATIVE_TOOLS.get(format).runtime if format in self.tools else f"{format}-android-app"
 
     # --- running ------------------------------------------------------------------------------------
-    def run(self, artifact: Path, format: str, inputs: np.ndarray | None, io: dict | None = None) -> dict:
+    def unsupported_stream(self, format: str) -> str | None:
+        """Why a streaming pair of ``format`` cannot run here: native tools time one model, the app times pairs."""
+        if format in self.tools:
+            return f"--tool {format} times one model; streaming pairs run in the demo app's streaming mode"
+        return self.unsupported(format)
+
+    def run(self, artifact: Path, format: str, inputs: np.ndarray | None, io: dict | None = None,
+            stream=None) -> dict:
+        if stream is not None:
+            return self._run_app(artifact, inputs, stream)
         return self._run_native(artifact, format) if format in self.tools else self._run_app(artifact, inputs)
 
     def _run_native(self, artifact: Path, format: str) -> dict:
@@ -125,12 +135,19 @@ class AndroidBackend:
             self._inputs = (f"{APP_DIR}/{INPUTS_NAME}", tuple(inputs.shape))
         return self._inputs
 
-    def _run_app(self, artifact: Path, inputs: np.ndarray | None) -> dict:
+    def _run_app(self, artifact: Path, inputs: np.ndarray | None, stream=None) -> dict:
+        """The demo app on one artifact, or on a streaming pair (``stream``: the host bench's ``StreamPair``)."""
         self.shell(f"mkdir -p {APP_DIR}")
         model, result = f"{APP_DIR}/{artifact.name}", f"{APP_DIR}/{RESULT_NAME}"
         self.push(artifact, model)
         pushed = self._push_inputs(inputs) if inputs is not None else None
-        request = AppRequest(model, result, pushed[0] if pushed else None, pushed[1] if pushed else None, self.cfg)
+        streaming = None
+        if stream is not None:
+            head = f"{APP_DIR}/{stream.head.name}"
+            self.push(stream.head, head)
+            streaming = StreamRequest(head, stream.window, stream.dim, tuple(stream.frame_shape))
+        request = AppRequest(model, result, pushed[0] if pushed else None, pushed[1] if pushed else None, self.cfg,
+                             streaming)
         self.shell(f"rm -f {result}")
         started = self.shell(intent_command(request))
         if "Error:" in started:

@@ -14,7 +14,16 @@ parameter               type     meaning
 ``inputs``              string   optional: raw little-endian float32 clips, shape ``input_shape``
 ``input_shape``         string   ``N,T,3,H,W`` of ``inputs``
 ``result``              string   where to write the result JSON (write a temp file, then rename)
+``head``                string   streaming mode: the temporal head of the pair whose encoder is ``model``
+``window``              int      streaming mode: embeddings in the head's ring buffer (T)
+``embedding_dim``       int      streaming mode: width of one embedding
+``frame_shape``         string   streaming mode: ``1,3,H,W`` of one preprocessed frame
+``head_threads``        int      streaming mode: threads for the head where its runtime's pool is its own
 ======================  =======  ==================================================================
+
+In streaming mode every timed run is one new frame (encoder, then head on a full window) and
+each input clip is played frame by frame from an empty window (its logits: the last step's); the
+result adds ``"streaming": {"window", "head"}``.
 
 The result JSON follows ``bench/device_runners/result.schema.json``: ``{"protocol": 1, "status": "ok" |
 "error", "error": str | null}`` and, when ok, the host report's fields for one row -- ``"name",
@@ -49,6 +58,17 @@ INPUTS_NAME = "inputs.f32"
 
 
 @dataclass(frozen=True)
+class StreamRequest:
+    """Streaming mode's parameters: where the head was pushed and the shapes around the ring buffer."""
+
+    head: str
+    window: int
+    embedding_dim: int
+    frame_shape: tuple[int, ...]
+    head_threads: int = 1
+
+
+@dataclass(frozen=True)
 class AppRequest:
     """One benchmark the app is asked to run; ``params`` are the protocol's parameters."""
 
@@ -57,6 +77,7 @@ class AppRequest:
     inputs: str | None
     input_shape: tuple[int, ...] | None
     cfg: BenchConfig
+    stream: StreamRequest | None = None
 
     def params(self) -> dict[str, str | int | bool]:
         out: dict[str, str | int | bool] = {
@@ -66,6 +87,10 @@ class AppRequest:
         if self.inputs is not None and self.input_shape is not None:
             out["inputs"] = self.inputs
             out["input_shape"] = ",".join(str(d) for d in self.input_shape)
+        if self.stream is not None:
+            out.update(head=self.stream.head, window=self.stream.window, embedding_dim=self.stream.embedding_dim,
+                       frame_shape=",".join(str(d) for d in self.stream.frame_shape),
+                       head_threads=self.stream.head_threads)
         return out
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from bench.device_runners.registry import BACKENDS
 from bench.devices import DEVICES, DeviceError, DeviceInfo, device_choices
-from bench.host_bench import BenchConfig, Target, finish_row, new_row
+from bench.host_bench import BenchConfig, Target, add_stream_ratios, finish_row, new_row, stream_fields
 from trainer.common.progress import Progress, no_progress
 from trainer.tasks import Evaluation
 
@@ -83,10 +83,13 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], ev: Evaluation, r
     for tgt in targets:
         if not isinstance(tgt.target, Path):
             raise TypeError(f"{tgt.name}: only exported artifacts run on devices")
-        if reason := backend.unsupported(tgt.format):
+        if reason := (backend.unsupported(tgt.format) if tgt.stream is None else stream_unsupported(backend, tgt)):
             skipped[tgt.name] = reason
             continue
         row = new_row(tgt, f"{tgt.name}@{device.kind}", device_label(device), backend.runtime(tgt.format))
+        if tgt.stream is not None:
+            row["streaming"] = stream_fields(tgt.stream, None, None, ev)
+            row["streaming"]["clip"] = f"{tgt.stream.clip}@{device.kind}"
         if gone:
             row["error"] = f"not run: {gone}"
         elif tgt.damaged:
@@ -94,17 +97,29 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], ev: Evaluation, r
         else:
             progress(f"{device.kind} {tgt.name}", 0, 1, {})
             try:
-                measured = backend.run(tgt.target, tgt.format, inputs if cfg.accuracy else None, tgt.io)
+                extra = {} if tgt.stream is None else {"stream": tgt.stream}
+                measured = backend.run(tgt.target, tgt.format, inputs if cfg.accuracy else None, tgt.io, **extra)
                 logits = measured.pop("logits", None)
                 row.update({k: v for k, v in measured.items() if k != "details"}, tool=measured.get("details"))
                 if logits is not None and logits.shape[0] != len(inputs):
                     raise DeviceError(f"the app returned {logits.shape[0]} logit rows for {len(inputs)} clips")
                 finish_row(row, tgt, None if logits is None else (logits,), ev, test_inputs,
                            None if reference is None else (reference,))
+                if tgt.stream is not None:
+                    row["streaming"]["frame_ms"] = row["latency_ms"]
             except DeviceError as e:
                 row["error"] = str(e)
                 gone = backend.alive()
             progress(f"{device.kind} {tgt.name}", 1, 1, {})
         rows.append(row)
         on_row(row)
+    add_stream_ratios(rows)
     return rows, skipped
+
+
+def stream_unsupported(backend, tgt: Target) -> str | None:
+    """Why ``backend`` cannot time the streaming pair ``tgt`` (a backend without a streaming mode says so)."""
+    check = getattr(backend, "unsupported_stream", None)
+    if check is None:
+        return f"{backend.kind} runs no streaming pairs (the Android demo app's streaming mode does)"
+    return check(tgt.format)

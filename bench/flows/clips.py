@@ -67,7 +67,7 @@ PRESETS: dict[str, RunConfig] = {
         data=DataConfig(frames=2, size=32, train=48, val=16, test=16),
         teacher=ModelChoice("clip_vit", "test"), student=ModelChoice("mobilevit", "micro"),
         teacher_train=TrainConfig(epochs=1, batch_size=16), student_train=TrainConfig(epochs=1, batch_size=16),
-        export=ExportConfig(formats=("executorch", "onnx"), parity_samples=8),
+        export=ExportConfig(formats=("executorch", "onnx"), parity_samples=8, streaming=True),
         bench=BenchConfig(warmup=1, iterations=3),
         cbkd=CBKDConfig(recover=_MINI_STAGE, finetune=_MINI_STAGE),
         ptq=PTQConfig(calibration=16, val_samples=8, max_fallback=0),
@@ -92,7 +92,8 @@ PRESETS: dict[str, RunConfig] = {
         ptq=PTQConfig(max_fallback=2),
         # The exported int8 artifacts keep the same two modules fp32: full-integer ones miss the
         # 99 % parity gate, these pass it and keep most of the int8 speed-up (README, "Performance").
-        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256, int8_keep_float=("pool", "head")),
+        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256, int8_keep_float=("pool", "head"),
+                            streaming=True),
         bench=BenchConfig(isolate=True),
     ),
     # For a GPU: a wider, deeper teacher, 8 frames at 128 px, longer schedules.

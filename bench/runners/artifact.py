@@ -18,7 +18,7 @@ class ArtifactRunner:
     def available(self) -> str | None:
         return EXPORTERS.get(self.format).unavailable()
 
-    def open(self, target: Path, threads: int, options: dict | None = None) -> Session:
+    def open(self, target: Path, threads: int | None, options: dict | None = None) -> Session:
         try:
             return EXPORTERS.get(self.format).load(Path(target), threads=threads, **(options or {}))
         except TypeError as e:

@@ -20,6 +20,6 @@ class Runner(Protocol):
         """Why this host cannot run the format (``None`` if it can)."""
         ...
 
-    def open(self, target: torch.nn.Module | Path, threads: int, options: dict | None = None) -> Session:
+    def open(self, target: torch.nn.Module | Path, threads: int | None, options: dict | None = None) -> Session:
         """Load ``target`` ready for inference with ``threads`` threads and runtime ``options``."""
         ...

@@ -40,6 +40,9 @@ class Exporter(Protocol):
     format: str
     ext: str
     runtime: str  # the bench's name for the host runtime that runs these artifacts
+    # Whether ``load(threads=...)`` sizes one thread pool for the whole process (ExecuTorch) rather
+    # than the session's own; a second session then opens with ``threads=None`` to leave it as is.
+    process_threads: bool
     precisions: tuple[str, ...]
     float_precisions: tuple[str, ...]
     int8_precisions: tuple[str, ...]

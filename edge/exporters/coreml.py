@@ -86,8 +86,21 @@ def spec_summary(path: Path) -> dict:
             "ops": dict(sorted(ops.items())), "weight_elements": dict(sorted(weights.items()))}
 
 
-def validate_spec(summary: dict, precision: str, input_shapes: list[list[int]], names: IONames = CLIP_IO) -> None:
-    """Raise if the package is not what was asked for: IO, and weights stored in the right dtype."""
+def quantizable_share(model: torch.nn.Module) -> float:
+    """The share of the model's weights that w8a8 quantizes: all but those of its ``float_modules``."""
+    keep = tuple(getattr(model, "float_modules", ()))
+    sizes = [(n, p.numel()) for n, p in model.named_parameters()]
+    total = sum(k for _, k in sizes) or 1
+    return sum(k for n, k in sizes if not any(n == m or n.startswith(m + ".") for m in keep)) / total
+
+
+def validate_spec(summary: dict, precision: str, input_shapes: list[list[int]], names: IONames = CLIP_IO,
+                  quantizable: float = 1.0) -> None:
+    """Raise if the package is not what was asked for: IO, and weights stored in the right dtype.
+
+    ``quantizable``: the share of weights w8a8 was allowed to quantize (modules kept float are not);
+    a model kept float whole (a streaming head with ``--int8-keep-float pool,head``) has none.
+    """
     got_in = [(i["name"], i["shape"]) for i in summary["inputs"]]
     got_out = [(o["name"], o["shape"]) for o in summary["outputs"]]
     want_in = list(zip(names.inputs, input_shapes, strict=True))
@@ -97,11 +110,12 @@ def validate_spec(summary: dict, precision: str, input_shapes: list[list[int]], 
         raise ExportError(f"coreml: outputs {got_out} are not {list(names.outputs)}")
     w = summary["weight_elements"]
     total = sum(w.values()) or 1
-    if precision in ("w8", "w8a8") and w.get("int8", 0) / total < 0.5:
+    share = quantizable if precision == "w8a8" else 1.0  # w8 quantizes every weight, kept-float modules too
+    if precision in ("w8", "w8a8") and share > 0 and w.get("int8", 0) / total < 0.5 * share:
         raise ExportError(f"coreml {precision}: only {w.get('int8', 0)} of {total} weight elements are int8")
     if precision == "fp16" and w.get("float32", 0) > w.get("float16", 0):
         raise ExportError(f"coreml fp16: weights are mostly float32 ({w})")
-    if precision == "w8a8" and not summary["ops"].get("quantize"):
+    if precision == "w8a8" and quantizable > 0 and not summary["ops"].get("quantize"):
         raise ExportError("coreml w8a8: no activation quantize ops in the program")
 
 
@@ -109,6 +123,7 @@ class CoreMLExporter:
     format = "coreml"
     ext = "mlpackage"
     runtime = "coreml-cpu"  # what the bench calls the host runtime of these artifacts
+    process_threads = False
     precisions = ("fp32", "fp16", "w8", "w8a8")
     float_precisions = ("fp16",)
     int8_precisions = ("w8", "w8a8")
@@ -124,7 +139,7 @@ class CoreMLExporter:
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
         atomic_write_dir(path, lambda p: mlmodel.save(str(p)))
         summary = spec_summary(path)
-        validate_spec(summary, precision, [list(x.shape) for x in example_inputs], names)
+        validate_spec(summary, precision, [list(x.shape) for x in example_inputs], names, quantizable_share(model))
         return {"deployment_target": DEPLOYMENT_TARGET, "coremltools": ct.__version__, "spec": summary}
 
     @staticmethod

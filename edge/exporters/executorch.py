@@ -18,6 +18,7 @@ class ExecuTorchExporter:
     format = "executorch"
     ext = "pte"
     runtime = "executorch-xnnpack"  # what the bench calls the host runtime of these artifacts
+    process_threads = True  # XNNPACK runs on ExecuTorch's process-wide pool (set_threads)
     precisions = ("fp32", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("int8",)

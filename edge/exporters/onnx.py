@@ -87,6 +87,7 @@ class OnnxExporter:
     format = "onnx"
     ext = "onnx"
     runtime = "onnxruntime-cpu"  # what the bench calls the host runtime of these artifacts
+    process_threads = False
     precisions = ("fp32", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("int8",)

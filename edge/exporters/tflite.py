@@ -35,6 +35,7 @@ class TFLiteExporter:
     format = "tflite"
     ext = "tflite"
     runtime = "litert-interpreter"  # what the bench calls the host runtime of these artifacts
+    process_threads = False
     precisions = ("fp32", "w8", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("w8", "int8")

@@ -7,6 +7,7 @@ import org.egoedge.demo.core.Preprocess
 import org.egoedge.demo.core.PreprocessSpec
 import org.egoedge.demo.core.Quant
 import org.egoedge.demo.core.QuantParams
+import org.egoedge.demo.core.StreamBuffer
 import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
@@ -42,6 +43,19 @@ fun main(args: Array<String>) {
             samplesMs = args[1].split(',').map { it.toDouble() }.toDoubleArray(), warmup = args[2].toInt(),
             peakRssMb = 91.5, logits = listOf(floatArrayOf(0.25f, -1.5f, 3f)),
         )))
+        // stream EMBEDDINGS.f32 WINDOW DIM OUT.f32: after each push, the window then the mask (the head's inputs)
+        "stream" -> {
+            val dim = args[3].toInt()
+            val embeddings = readF32(File(args[1]))
+            val buffer = StreamBuffer(args[2].toInt(), dim)
+            val out = ArrayList<Float>()
+            for (s in 0 until embeddings.size / dim) {
+                buffer.push(embeddings.copyOfRange(s * dim, (s + 1) * dim))
+                out.addAll(buffer.window().toList())
+                out.addAll(buffer.valid().toList())
+            }
+            writeF32(File(args[4]), out.toFloatArray())
+        }
         "error" -> File(args[1]).writeText(Json.write(BenchResult.error("IllegalArgumentException: cannot open /x.pte")))
         else -> error("unknown command ${args[0]}")
     }

@@ -7,6 +7,10 @@ import math
 import torch
 from torch import nn
 
+# Added to the attention logits of a missing frame: exp(-1e4) is 0 in float32, and the bias stays
+# finite so an int8 observer or a float16 runtime never meets an infinity.
+MASK_BIAS = 1e4
+
 
 class TemporalAttentionPool(nn.Module):
     """Pool ``(B, T, D)`` frame embeddings into ``(B, D)`` with a learned query token.
@@ -33,11 +37,20 @@ class TemporalAttentionPool(nn.Module):
         # open from close and pick from put.
         nn.init.trunc_normal_(self.pos, std=0.5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``valid`` (``(B, T)``, 1 or 0): frames that exist; a streaming head starts with an empty window.
+
+        Missing frames are masked by an additive bias rather than ``masked_fill``: a boolean
+        select splits mobile delegates, an add lowers everywhere. With every frame valid the bias
+        is zero and the output is the clip model's exactly.
+        """
         b, t, d = x.shape
         x = torch.cat([self.query.expand(b, -1, -1), x + self.pos[:, :t]], dim=1)
         q, k, v = self.qkv(self.norm(x)).reshape(b, t + 1, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         attn = (q[:, :, :1] @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
+        if valid is not None:
+            bias = torch.cat([torch.zeros_like(valid[:, :1]), (valid - 1.0) * MASK_BIAS], dim=1)
+            attn = attn + bias[:, None, None, :]
         pooled = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, d)
         return self.out_norm(x[:, 0] + self.proj(pooled))
 

@@ -71,6 +71,10 @@ class Evaluation(ABC):
         first measured reference target's)."""
         return None
 
+    def labels(self) -> np.ndarray | None:
+        """The test split's class per sample, for scores beyond :meth:`score` (``None``: not a classifier)."""
+        return None
+
     def raw_sample(self) -> np.ndarray | None:
         """The parity batch's first sample before preprocessing (an app replays its own preprocessing on it)."""
         return None

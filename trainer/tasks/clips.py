@@ -109,6 +109,9 @@ class ClipEvaluation(Evaluation):
     def flip_note(self, reference: Arrays, candidate: Arrays) -> str | None:
         return undecided_note(reference[0], candidate[0])
 
+    def labels(self) -> np.ndarray:
+        return self.test.labels
+
     def sample(self) -> dict:
         return {"label": self.label_names[int(self.val.labels[0])]}
 

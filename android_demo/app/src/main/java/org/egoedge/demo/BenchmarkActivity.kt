@@ -9,6 +9,7 @@ import org.egoedge.demo.core.BenchResult
 import org.egoedge.demo.core.Inputs
 import org.egoedge.demo.core.Json
 import org.egoedge.demo.core.SafePaths
+import org.egoedge.demo.core.StreamingClassifier
 import org.egoedge.demo.runtime.RunnerOptions
 import java.io.File
 import kotlin.concurrent.thread
@@ -23,6 +24,11 @@ import kotlin.concurrent.thread
  *         --es model /sdcard/Android/data/org.egoedge.demo/files/egoedge/student_tflite_int8.tflite \
  *         --ei iterations 50 --ei warmup 5 --ei threads 4 --ez xnnpack true \
  *         --es result /sdcard/Android/data/org.egoedge.demo/files/egoedge/result.json
+ *
+ * Streaming mode (a streaming pair: `model` is its frame encoder): `head` names the temporal head,
+ * `window` and `embedding_dim` the ring buffer, `frame_shape` one frame (`1,3,H,W`). Each timed run
+ * is one new frame (encoder, then head on the full window); each input clip is played frame by
+ * frame from an empty window and its logits are the last step's.
  */
 class BenchmarkActivity : Activity() {
 
@@ -36,7 +42,11 @@ class BenchmarkActivity : Activity() {
         val inputs: File?,
         val inputShape: LongArray?,
         val result: File,
+        val stream: Stream?,
     )
+
+    /** Streaming mode's parameters: the temporal head and the shapes around the ring buffer. */
+    private class Stream(val head: File, val window: Int, val dim: Int, val frameShape: LongArray, val headThreads: Int)
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
@@ -70,16 +80,25 @@ class BenchmarkActivity : Activity() {
         val inputs = intent.getStringExtra(EXTRA_INPUTS)?.let { SafePaths.require(it, listOf(pushFolder()), "inputs") }
         val shape = intent.getStringExtra(EXTRA_INPUT_SHAPE)?.let(Inputs::parseShape)
         require((inputs == null) == (shape == null)) { "'$EXTRA_INPUTS' and '$EXTRA_INPUT_SHAPE' come together" }
+        val stream = intent.getStringExtra(EXTRA_HEAD)?.let { head ->
+            val window = intent.getIntExtra(EXTRA_WINDOW, 0)
+            val dim = intent.getIntExtra(EXTRA_EMBEDDING_DIM, 0)
+            val frame = intent.getStringExtra(EXTRA_FRAME_SHAPE)?.let(Inputs::parseShape)
+                ?: throw IllegalArgumentException("streaming mode needs '$EXTRA_FRAME_SHAPE'")
+            require(window > 0 && dim > 0) { "streaming mode needs '$EXTRA_WINDOW' and '$EXTRA_EMBEDDING_DIM' > 0" }
+            Stream(SafePaths.require(head, readable, "head"), window, dim, frame, intent.getIntExtra(EXTRA_HEAD_THREADS, 1))
+        }
         return Request(
             SafePaths.require(model, readable, "model"), iterations, warmup,
             threads = intent.getIntExtra(EXTRA_THREADS, Runtime.getRuntime().availableProcessors()),
             xnnpack = intent.getBooleanExtra(EXTRA_XNNPACK, true),
-            inputs = inputs, inputShape = shape, result = result,
+            inputs = inputs, inputShape = shape, result = result, stream = stream,
         )
     }
 
     private fun measure(r: Request): Map<String, Any?> {
         require(r.model.isFile) { "cannot open ${r.model}" }
+        if (r.stream != null) return measureStream(r, r.stream)
         val clips = r.inputs?.let { Inputs.clips(it.readBytes(), r.inputShape!!) }
         val clipShape = r.inputShape?.let { longArrayOf(1) + it.copyOfRange(1, it.size) }
             ?: ModelManifest.load(this)?.artifacts?.firstOrNull { it.file.endsWith("/${r.model.name}") }?.input?.shape
@@ -111,6 +130,47 @@ class BenchmarkActivity : Activity() {
         }
     }
 
+    private fun measureStream(r: Request, s: Stream): Map<String, Any?> {
+        require(s.head.isFile) { "cannot open ${s.head}" }
+        val clips = r.inputs?.let { Inputs.clips(it.readBytes(), r.inputShape!!) }
+        val options = RunnerOptions(r.threads, r.xnnpack)
+        val headShapes = listOf(longArrayOf(1, s.window.toLong(), s.dim.toLong()), longArrayOf(1, s.window.toLong()))
+        val t0 = SystemClock.elapsedRealtimeNanos()
+        Runners.open(r.model, options, s.frameShape).use { encoder ->
+            val headOptions = RunnerOptions(Runners.headThreads(BenchResult.formatOf(s.head.name) ?: "", r.threads, s.headThreads), r.xnnpack)
+            Runners.open(s.head, headOptions, null).use { head ->
+                val loadMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
+                val stream = StreamingClassifier(encoder::run, { w, v -> head.runInputs(listOf(w, v), headShapes) },
+                                                 s.window, s.dim)
+                val frameSize = s.frameShape.fold(1L) { a, b -> a * b }.toInt()
+                val frame = clips?.first()?.copyOfRange(0, frameSize) ?: FloatArray(frameSize)
+                repeat(s.window - 1 + r.warmup) { stream.step(frame) } // timed runs start on a full window
+                val samples = DoubleArray(r.iterations) {
+                    val start = SystemClock.elapsedRealtimeNanos()
+                    stream.step(frame)
+                    (SystemClock.elapsedRealtimeNanos() - start) / 1e6
+                }
+                val frames = r.inputShape?.get(1)?.toInt() ?: s.window
+                val logits = clips?.map { stream.clip(it, frames) }
+                return BenchResult.ok(
+                    name = r.model.nameWithoutExtension,
+                    format = BenchResult.formatOf(r.model.name)!!,
+                    precision = BenchResult.precisionOf(r.model.name),
+                    device = "${Build.MANUFACTURER} ${Build.MODEL} (Android ${Build.VERSION.RELEASE}, ${Build.SUPPORTED_ABIS.first()})",
+                    runtime = encoder.runtime,
+                    threads = r.threads,
+                    sizeBytes = r.model.length() + s.head.length(),
+                    loadMs = loadMs,
+                    samplesMs = samples,
+                    warmup = r.warmup,
+                    peakRssMb = peakRssMb(),
+                    logits = logits,
+                    streaming = mapOf("window" to s.window, "head" to s.head.name),
+                )
+            }
+        }
+    }
+
     private fun write(target: File, text: String) {
         try {
             target.parentFile?.mkdirs()
@@ -136,5 +196,10 @@ class BenchmarkActivity : Activity() {
         const val EXTRA_INPUTS = "inputs"
         const val EXTRA_INPUT_SHAPE = "input_shape"
         const val EXTRA_RESULT = "result"
+        const val EXTRA_HEAD = "head"
+        const val EXTRA_WINDOW = "window"
+        const val EXTRA_EMBEDDING_DIM = "embedding_dim"
+        const val EXTRA_FRAME_SHAPE = "frame_shape"
+        const val EXTRA_HEAD_THREADS = "head_threads"
     }
 }

@@ -24,6 +24,7 @@ import org.egoedge.demo.core.ClipBuffer
 import org.egoedge.demo.core.Frame
 import org.egoedge.demo.core.LatencyStats
 import org.egoedge.demo.core.Preprocess
+import org.egoedge.demo.core.StreamingClassifier
 import org.egoedge.demo.core.TopK
 import org.egoedge.demo.databinding.ActivityMainBinding
 import org.egoedge.demo.runtime.ModelRunner
@@ -37,6 +38,10 @@ import java.util.concurrent.atomic.AtomicBoolean
  * Pick an embedded model (format x precision), run it on the bundled sample clip or on the camera,
  * and see the top-5 labels with their latency. The models and everything about their inputs come
  * from `assets/manifest.json`, written by `egoedge embed`.
+ *
+ * A streaming pair (frame encoder + temporal head) runs the camera frame by frame: each frame
+ * taken goes through the encoder once, its embedding into the ring buffer, and the head over the
+ * window gives the labels; a clip model instead reruns every frame of the window on each step.
  */
 class MainActivity : AppCompatActivity() {
     private lateinit var binding: ActivityMainBinding
@@ -48,6 +53,8 @@ class MainActivity : AppCompatActivity() {
     private val analysis: ExecutorService = Executors.newSingleThreadExecutor()
     private var runner: ModelRunner? = null
     private var runnerKey: Pair<String, Int>? = null
+    private var headRunner: ModelRunner? = null
+    private var stream: StreamingClassifier? = null
     private val latencies = ArrayDeque<Double>()
 
     /** The chosen artifact and thread count, written on the UI thread, read by the worker threads. */
@@ -72,7 +79,7 @@ class MainActivity : AppCompatActivity() {
             binding.status.text = getString(R.string.bad_manifest, e.message)
             null
         }
-        if (loaded == null || loaded.artifacts.isEmpty()) {
+        if (loaded == null || loaded.choices.isEmpty()) {
             if (binding.status.text.isNullOrEmpty()) binding.status.setText(R.string.no_models)
             binding.runSample.isEnabled = false
             binding.camera.isEnabled = false
@@ -88,16 +95,16 @@ class MainActivity : AppCompatActivity() {
         binding.runSample.isEnabled = sample != null
 
         binding.model.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item,
-            loaded.artifacts.map { it.title })
+            loaded.choices.map { it.title })
         val cores = Runtime.getRuntime().availableProcessors()
         val threadChoices = listOf(1, 2, 4, cores).filter { it <= cores }.distinct().sorted()
         binding.threads.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item,
             threadChoices.map { resources.getQuantityString(R.plurals.threads, it, it) })
         binding.threads.setSelection(threadChoices.indexOf(minOf(4, cores)).coerceAtLeast(0))
-        choice = loaded.artifacts.first() to threads()
+        choice = loaded.choices.first() to threads()
         val reset = object : AdapterView.OnItemSelectedListener {
             override fun onItemSelected(parent: AdapterView<*>?, view: View?, position: Int, id: Long) {
-                val a = loaded.artifacts[binding.model.selectedItemPosition]
+                val a = loaded.choices[binding.model.selectedItemPosition]
                 choice = a to threads()
                 // A model with another clip length needs another buffer; the camera keeps running.
                 clipBuffer = clipBuffer?.let { ClipBuffer(a.preprocess.frames, FRAME_INTERVAL_MS) }
@@ -119,7 +126,10 @@ class MainActivity : AppCompatActivity() {
         stopCamera()
         analysis.shutdown()
         analysis.awaitTermination(ANALYSIS_DRAIN_MS, TimeUnit.MILLISECONDS)
-        inference.execute { runner?.close() }
+        inference.execute {
+            runner?.close()
+            headRunner?.close()
+        }
         inference.shutdown()
         super.onDestroy()
     }
@@ -136,11 +146,60 @@ class MainActivity : AppCompatActivity() {
         val key = a.name to threads
         if (runnerKey != key) {
             runner?.close()
+            headRunner?.close()
+            headRunner = null
+            stream = null
             runner = Runners.open(manifest!!.localFile(this, a), a.format, RunnerOptions(threads), a.input.shape)
             runnerKey = key
             latencies.clear()
         }
         return runner!!
+    }
+
+    /** The streaming pair of a frame encoder, with its ring buffer; on the inference thread, like [runnerFor]. */
+    private fun streamFor(encoder: Artifact, threads: Int): StreamingClassifier {
+        val m = manifest!!
+        val enc = runnerFor(encoder, threads)
+        stream?.let { return it }
+        val head = m.headOf(encoder) ?: error("${encoder.name}: its temporal head is not embedded")
+        val spec = m.streaming ?: error("the manifest has no streaming block")
+        val h = Runners.open(m.localFile(this, head), head.format,
+            RunnerOptions(Runners.headThreads(head.format, threads, spec.headThreads)), null)
+        headRunner = h
+        val shapes = listOf(longArrayOf(1, spec.window.toLong(), spec.embeddingDim.toLong()), longArrayOf(1, spec.window.toLong()))
+        return StreamingClassifier(enc::run, { w, v -> h.runInputs(listOf(w, v), shapes) }, spec.window, spec.embeddingDim)
+            .also { stream = it }
+    }
+
+    /** One camera frame through the streaming pair: one encoder call, one head call, labels once the window is full. */
+    private fun classifyFrame(frame: Frame) {
+        val current = choice
+        if (current == null || inference.isShutdown) { // nothing chosen, or the activity is going away
+            busy.set(false)
+            return
+        }
+        val (a, threads) = current
+        inference.execute {
+            val text = try {
+                val pair = streamFor(a, threads)
+                val input = Preprocess.frame(frame, a.preprocess)
+                val start = SystemClock.elapsedRealtimeNanos()
+                val logits = pair.step(input)
+                val ms = (SystemClock.elapsedRealtimeNanos() - start) / 1e6
+                if (pair.buffer.isFull) {
+                    latencies.addLast(ms)
+                    if (latencies.size > 30) latencies.removeFirst()
+                    report(a, logits, ms, null, null)
+                } else {
+                    getString(R.string.filling_window, pair.buffer.count, pair.buffer.window)
+                }
+            } catch (e: Exception) {
+                getString(R.string.run_failed, a.name, e.message)
+            } finally {
+                busy.set(false)
+            }
+            runOnUiThread { binding.results.text = text }
+        }
     }
 
     private fun classify(frames: List<Frame>, reference: FloatArray?, label: String?) {
@@ -156,10 +215,18 @@ class MainActivity : AppCompatActivity() {
         }
         inference.execute {
             val text = try {
-                val model = runnerFor(a, threads)
                 val clip = Preprocess.clip(frames, a.preprocess)
+                // A streaming pair plays the clip frame by frame from an empty window: the sample's
+                // parity line then checks the pair against the clip model's logits.
+                val run: (FloatArray) -> FloatArray
+                if (a.streams) {
+                    val pair = streamFor(a, threads)
+                    run = { x -> pair.clip(x, frames.size) }
+                } else {
+                    run = runnerFor(a, threads)::run
+                }
                 val start = SystemClock.elapsedRealtimeNanos()
-                val logits = model.run(clip)
+                val logits = run(clip)
                 val ms = (SystemClock.elapsedRealtimeNanos() - start) / 1e6
                 latencies.addLast(ms)
                 if (latencies.size > 30) latencies.removeFirst()
@@ -234,14 +301,21 @@ class MainActivity : AppCompatActivity() {
     }
 
     private fun analyze(image: ImageProxy) {
+        var taken: Frame? = null
         image.use {
             val buffer = clipBuffer ?: return
             val now = SystemClock.elapsedRealtime()
             if (!buffer.wants(now)) return
-            buffer.offer(toFrame(it.toBitmap(), it.imageInfo.rotationDegrees), now)
+            taken = toFrame(it.toBitmap(), it.imageInfo.rotationDegrees)
+            buffer.offer(taken!!, now)
         }
         val buffer = clipBuffer ?: return
-        if (buffer.isFull && busy.compareAndSet(false, true)) classify(buffer.snapshot(), null, null)
+        if (choice?.first?.streams == true) {
+            // Each frame taken is encoded once; a frame that arrives while the last is still running is dropped.
+            if (busy.compareAndSet(false, true)) classifyFrame(taken!!)
+        } else if (buffer.isFull && busy.compareAndSet(false, true)) {
+            classify(buffer.snapshot(), null, null)
+        }
     }
 
     private fun toFrame(bitmap: Bitmap, rotation: Int): Frame {

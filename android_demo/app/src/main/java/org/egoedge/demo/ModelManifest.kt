@@ -26,9 +26,18 @@ data class Artifact(
     val labels: List<String>,
     val top1: Double?,
     val parityMaxAbs: Double?,
+    /** `clip` (the whole clip in one call), or `frame_encoder` / `temporal_head`: the halves of a streaming pair. */
+    val role: String = "clip",
+    /** A streaming artifact's other half, by name. */
+    val pair: String? = null,
 ) {
-    val title: String get() = "$name · ${"%.2f".format(bytes / 1e6)} MB" + (top1?.let { " · top-1 %.1f%%".format(it) } ?: "")
+    val streams: Boolean get() = role == "frame_encoder"
+    val title: String get() = (if (streams) "$name (streaming) · " else "$name · ") + "%.2f MB".format(bytes / 1e6) +
+        (top1?.let { " · top-1 %.1f%%".format(it) } ?: "")
 }
+
+/** The manifest's `streaming` block: how the camera path feeds a streaming pair's temporal head. */
+data class StreamingSpec(val window: Int, val embeddingDim: Int, val headThreads: Int = 1)
 
 /** The held-out clip embedded with the models, with PyTorch's logits for it. */
 data class SampleClip(val frames: List<Frame>, val label: String, val referenceLogits: FloatArray)
@@ -39,7 +48,17 @@ data class SampleClip(val frames: List<Frame>, val label: String, val referenceL
  * Everything about a model the app needs -- input shape, preprocessing, int8 parameters, labels --
  * comes from here; nothing is hard-coded.
  */
-class ModelManifest(val artifacts: List<Artifact>, private val sample: JSONObject?) {
+class ModelManifest(
+    val artifacts: List<Artifact>,
+    private val sample: JSONObject?,
+    val streaming: StreamingSpec? = null,
+) {
+    /** What the model picker offers: clip artifacts, and each streaming pair once (by its frame encoder). */
+    val choices: List<Artifact>
+        get() = artifacts.filter { it.role == "clip" || (it.streams && streaming != null && headOf(it) != null) }
+
+    /** The temporal head of a streaming pair's frame encoder. */
+    fun headOf(encoder: Artifact): Artifact? = artifacts.firstOrNull { it.role == "temporal_head" && it.name == encoder.pair }
 
     /** Decodes the sample clip from the assets (raw uint8 T x H x W x 3). */
     fun sampleClip(context: Context): SampleClip? {
@@ -81,7 +100,10 @@ class ModelManifest(val artifacts: List<Artifact>, private val sample: JSONObjec
             val artifacts = (0 until items.length()).map { items.getJSONObject(it) }
                 .filter { it.getString("status") == "ok" && it.getString("format") in Runners.formats }
                 .map(::artifact)
-            return ModelManifest(artifacts, json.optJSONObject("sample"))
+            val streaming = json.optJSONObject("streaming")?.let {
+                StreamingSpec(it.getInt("window"), it.getInt("embedding_dim"), it.optInt("head_threads", 1))
+            }
+            return ModelManifest(artifacts, json.optJSONObject("sample"), streaming)
         }
 
         private fun artifact(a: JSONObject): Artifact {
@@ -104,6 +126,8 @@ class ModelManifest(val artifacts: List<Artifact>, private val sample: JSONObjec
                 labels = a.getJSONArray("labels").let { l -> List(l.length()) { l.getString(it) } },
                 top1 = a.optJSONObject("accuracy")?.optDouble("top1"),
                 parityMaxAbs = a.optJSONObject("parity")?.optDouble("max_abs"),
+                role = a.optString("role", "clip"),
+                pair = if (a.has("pair")) a.getString("pair") else null,
             )
         }
 

@@ -17,6 +17,13 @@ object Runners {
 
     val formats: Set<String> get() = registry.keys
 
+    /** Runtimes whose thread count sizes one pool for the whole process (a second model must not resize it). */
+    private val processWideThreads = setOf("executorch")
+
+    /** Threads for a streaming pair's tiny temporal head: the manifest's `head_threads`, or the encoder's on a shared pool. */
+    fun headThreads(format: String, encoderThreads: Int, headThreads: Int): Int =
+        if (format in processWideThreads) encoderThreads else headThreads
+
     fun open(file: File, format: String, options: RunnerOptions, inputShape: LongArray?): ModelRunner {
         val factory = registry[format]
             ?: throw IllegalArgumentException("no runner for '$format' (this app runs ${formats.joinToString()})")

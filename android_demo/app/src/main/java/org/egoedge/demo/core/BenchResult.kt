@@ -2,7 +2,8 @@ package org.egoedge.demo.core
 
 /**
  * The benchmark protocol's result (egoedge `bench/device_runners/result.schema.json`, protocol 1):
- * the host report's fields for one row, every timed run, and the logits of the given clips.
+ * the host report's fields for one row, every timed run, and the logits of the given clips. A
+ * streaming pair's result adds `streaming` (`window`, `head`): its timed runs are one new frame each.
  */
 object BenchResult {
     const val PROTOCOL = 1
@@ -29,13 +30,17 @@ object BenchResult {
         warmup: Int,
         peakRssMb: Double?,
         logits: List<FloatArray>?,
+        streaming: Map<String, Any?>? = null,
     ): Map<String, Any?> = linkedMapOf<String, Any?>(
         "protocol" to PROTOCOL, "status" to "ok", "error" to null,
         "name" to name, "format" to format, "precision" to precision, "device" to device, "runtime" to runtime,
         "threads" to threads, "size_bytes" to sizeBytes, "load_ms" to loadMs,
         "latency_ms" to LatencyStats.of(samplesMs, warmup).toMap(),
         "latency_samples_ms" to samplesMs, "peak_rss_mb" to peakRssMb,
-    ).also { if (logits != null) it["logits"] = logits }
+    ).also {
+        if (logits != null) it["logits"] = logits
+        if (streaming != null) it["streaming"] = streaming
+    }
 
     fun error(message: String): Map<String, Any?> =
         linkedMapOf("protocol" to PROTOCOL, "status" to "error", "error" to message.ifBlank { "unknown error" })

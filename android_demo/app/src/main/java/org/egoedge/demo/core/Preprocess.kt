@@ -118,6 +118,13 @@ object Preprocess {
         return out
     }
 
+    /**
+     * One frame of any size -> a streaming pair's frame-encoder input (`1,3,H,W`, or `1,H,W,3` for
+     * NTHWC): the same floats as that frame's slice of [clip], so the pair sees what the clip model sees.
+     */
+    fun frame(frame: Frame, spec: PreprocessSpec): FloatArray =
+        clip(listOf(frame), PreprocessSpec(spec.height, spec.width, spec.mean, spec.std, 1, spec.layout))
+
     /** Frames of any size -> one model input (batch 1) in the spec's layout, normalised. */
     fun clip(frames: List<Frame>, spec: PreprocessSpec): FloatArray {
         require(frames.size == spec.frames) { "the model takes ${spec.frames} frames, got ${frames.size}" }

@@ -19,6 +19,14 @@ class ExecuTorchRunner(file: File, options: RunnerOptions, override val inputSha
         return outputs[0].toTensor().dataAsFloatArray
     }
 
+    override fun runInputs(inputs: List<FloatArray>, shapes: List<LongArray>): FloatArray {
+        require(inputs.size == shapes.size) { "${inputs.size} inputs but ${shapes.size} shapes" }
+        val values = inputs.zip(shapes) { x, shape -> EValue.from(Tensor.fromBlob(x, shape)) }
+        val outputs = module.forward(*values.toTypedArray())
+        check(outputs.isNotEmpty()) { "forward returned nothing (see logcat tag ExecuTorch)" }
+        return outputs[0].toTensor().dataAsFloatArray
+    }
+
     // Without inputs ExecuTorch runs forward on inputs of the program's own shapes.
     override fun runWithoutData(): FloatArray =
         inputShape?.let { run(FloatArray(it.fold(1L) { a, b -> a * b }.toInt())) }

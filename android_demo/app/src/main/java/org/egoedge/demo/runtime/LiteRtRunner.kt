@@ -55,6 +55,29 @@ class LiteRtRunner(file: File, options: RunnerOptions, shape: LongArray?) : Mode
 
     override fun runWithoutData(): FloatArray = run(FloatArray(inTensor.numElements()))
 
+    override fun runInputs(inputs: List<FloatArray>, shapes: List<LongArray>): FloatArray {
+        require(inputs.size == interpreter.inputTensorCount) {
+            "the model takes ${interpreter.inputTensorCount} inputs, got ${inputs.size}"
+        }
+        val buffers = inputs.mapIndexed { i, x ->
+            val t = interpreter.getInputTensor(i)
+            require(x.size == t.numElements()) { "input ${t.name()} takes ${t.numElements()} values, got ${x.size}" }
+            val q = quant(t)
+            ByteBuffer.allocateDirect(t.numBytes()).order(ByteOrder.nativeOrder()).also { b ->
+                if (q != null) b.put(Quant.quantize(x, q)) else b.asFloatBuffer().put(x)
+                b.rewind()
+            }
+        }
+        outBuffer.rewind()
+        interpreter.runForMultipleInputsOutputs(buffers.toTypedArray<Any>(), mapOf(0 to outBuffer))
+        outBuffer.rewind()
+        return if (outQuant != null) {
+            Quant.dequantize(ByteArray(outTensor.numElements()).also { outBuffer.get(it) }, outQuant)
+        } else {
+            FloatArray(outTensor.numElements()).also { outBuffer.asFloatBuffer().get(it) }
+        }
+    }
+
     override fun close() = interpreter.close()
 
     private companion object {

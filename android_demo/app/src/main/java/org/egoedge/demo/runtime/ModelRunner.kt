@@ -22,6 +22,12 @@ interface ModelRunner : AutoCloseable {
 
     fun run(clip: FloatArray): FloatArray
 
+    /**
+     * Several float inputs in the model's input order (a streaming pair's temporal head takes the
+     * window of embeddings and its valid mask), each of the given shape; the first output back.
+     */
+    fun runInputs(inputs: List<FloatArray>, shapes: List<LongArray>): FloatArray
+
     /** One run on whatever input the runtime can make up (a zero clip): for timing without data. */
     fun runWithoutData(): FloatArray
 }

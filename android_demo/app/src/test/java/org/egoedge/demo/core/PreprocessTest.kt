@@ -50,4 +50,17 @@ class PreprocessTest {
         val f = Frame.fromArgb(intArrayOf(0xFF102030.toInt()), 1, 1)
         assertArrayEquals(byteArrayOf(0x10, 0x20, 0x30), f.rgb)
     }
+
+    @Test
+    fun aFrameIsItsSliceOfTheClip() {
+        for (layout in PreprocessSpec.LAYOUTS) {
+            val frames = List(3) { t -> Frame(5, 4, ByteArray(60) { (it * 7 + t * 31).toByte() }) }
+            val s = spec(4, 4, frames = 3, layout = layout)
+            val clip = Preprocess.clip(frames, s)
+            val per = clip.size / 3
+            for ((t, f) in frames.withIndex()) {
+                assertArrayEquals(clip.copyOfRange(t * per, (t + 1) * per), Preprocess.frame(f, s), 0f)
+            }
+        }
+    }
 }

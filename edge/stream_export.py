@@ -1,0 +1,148 @@
+"""Streaming pairs: export a clip model's frame encoder and temporal head per backend, then gate the pair.
+
+Reads top to bottom: split the model -> calibration frames and windows -> the sample stream and
+its expected logits per step -> for each backend and precision: export encoder, export head ->
+load both -> play the parity clips, the test clips and the sample stream through them frame by
+frame -> compare with the PyTorch clip model -> one verdict for the pair, on both entries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.artifact import export_artifact, io_spec, run_session, runtime_failure
+from edge.calibration import as_samples
+from edge.exporters import EXPORTERS, IONames
+from edge.parity import ParityGate
+from edge.streaming import HEAD_THREADS, StreamRunner, stream_of
+from trainer.common.io import EgoedgeError, atomic_write
+from trainer.common.progress import Progress, no_progress
+from trainer.models.streaming import STREAM_IO, FrameEncoder, TemporalHead, window_logits
+from trainer.tasks.base import Arrays
+from trainer.tasks.clips import logit_parity
+
+ROLES = ("clip", "frame_encoder", "temporal_head")
+SAMPLE_STREAM, SAMPLE_STREAM_LOGITS = "sample_stream.npy", "sample_stream_logits.npy"
+ENCODER_IO = IONames((STREAM_IO.frame_input,), (STREAM_IO.embedding_output,))
+HEAD_IO = IONames((STREAM_IO.buffer_input, STREAM_IO.valid_input), (STREAM_IO.logits_output,))
+
+
+def _embed(encoder: FrameEncoder, frames: np.ndarray, batch: int = 256) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([encoder(torch.from_numpy(frames[i:i + batch])).numpy()
+                               for i in range(0, len(frames), batch)])
+
+
+def stream_calibration(encoder: FrameEncoder, clips: np.ndarray) -> tuple[list, list]:
+    """Calibration samples for each half from the clip artifacts' calibration clips: every frame, every window.
+
+    The encoder sees exactly the frames the clip model's encoder saw, so its observers (and with
+    them its int8 ranges) are the clip artifact's; a subsample of frames cost ONNX int8 pairs a
+    point of agreement. The head is calibrated on the PyTorch encoder's embeddings of full
+    windows, what it sees on a live camera after the first T frames.
+    """
+    frames = clips.reshape(-1, *clips.shape[2:])
+    emb = _embed(encoder, frames).reshape(len(clips), clips.shape[1], -1)
+    return as_samples(frames), as_samples(emb, np.ones(emb.shape[:2], np.float32))
+
+
+def write_stream_sample(out_dir: Path, model: torch.nn.Module, encoder: FrameEncoder, head: TemporalHead,
+                        clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Two held-out clips back to back as one stream, and the logits expected at each step; the manifest's fields.
+
+    Steps from ``T-1`` on hold the clip model's logits on that window (every window position,
+    including those across the two clips); earlier steps the PyTorch pair's on the partial window.
+    """
+    t = head.frames
+    frames = stream_of(clips, 2)
+    expected = window_logits(encoder, head, torch.from_numpy(frames)).numpy()
+    with torch.no_grad():
+        windows = np.stack([frames[s - t + 1:s + 1] for s in range(t - 1, len(frames))])
+        expected[t - 1:] = model(torch.from_numpy(windows)).numpy()
+    for name, array in ((SAMPLE_STREAM, frames), (SAMPLE_STREAM_LOGITS, expected)):
+        atomic_write(out_dir / name, lambda p, a=array: np.save(open(p, "wb"), a))
+    return frames, expected, {"sample_stream": SAMPLE_STREAM, "sample_stream_logits": SAMPLE_STREAM_LOGITS,
+                              "full_from_step": t - 1}
+
+
+def streaming_block(encoder: FrameEncoder, head: TemporalHead, sample_fields: dict) -> dict:
+    """The manifest's top-level ``streaming`` block: the window, the tensor names, the sample stream, and the
+    multiply-accumulates of one new frame (encoder + head), against which the bench sets the per-frame time."""
+    from trainer.common.complexity import count_macs
+
+    return {"window": head.frames, "embedding_dim": head.embed_dim, "frame_input": STREAM_IO.frame_input,
+            "embedding_output": STREAM_IO.embedding_output, "buffer_input": STREAM_IO.buffer_input,
+            "valid_input": STREAM_IO.valid_input, "order": "oldest_first", "head_threads": HEAD_THREADS,
+            "frame_macs": count_macs(encoder, encoder.example_inputs()) + count_macs(head, head.example_inputs()),
+            **sample_fields}
+
+
+def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalHead, out_dir: Path, stem: str,
+                calibration: tuple[list, list], entry: dict, check, progress: Progress = no_progress) -> list[dict]:
+    """Export one backend's encoder and head at ``precision``; ``check(exporter, enc, head, precision, name)``
+    gives the pair's verdict, written on both entries."""
+    frame = encoder.example_inputs()
+    window = head.example_inputs()
+    with torch.no_grad():
+        emb = encoder(*frame)
+        logits = head(*window)
+    specs = {"frame_encoder": (io_spec(list(ENCODER_IO.inputs), [frame[0].numpy()]),
+                               io_spec(list(ENCODER_IO.outputs), [emb.numpy()])),
+             "temporal_head": (io_spec(list(HEAD_IO.inputs), [w.numpy() for w in window]),
+                               io_spec(list(HEAD_IO.outputs), [logits.numpy()]))}
+    unchecked = lambda *_: {"status": "ok", "verified": None}  # noqa: E731  (the pair is checked as one)
+    made = []
+    for role, model, example, names, calib in (("frame_encoder", encoder, frame, ENCODER_IO, calibration[0]),
+                                               ("temporal_head", head, window, HEAD_IO, calibration[1])):
+        inputs, outputs = specs[role]
+        made.append(export_artifact(fmt, precision, model, example, out_dir, f"{stem}_{role}", calib,
+                                    {**entry, "inputs": inputs, "outputs": outputs, "role": role}, unchecked,
+                                    progress, names))
+    enc, hd = made
+    enc["pair"], hd["pair"] = hd["name"], enc["name"]
+    if enc["file"] is None or hd["file"] is None:
+        failed = enc if enc["file"] is None else hd
+        verdict = {"status": "failed", "verified": None,
+                   "reason": f"{failed['role'].replace('_', ' ')}: {failed['reason']}"}
+    else:
+        verdict = check(EXPORTERS.get(fmt), out_dir / enc["file"], out_dir / hd["file"], precision, enc["name"])
+    for e in made:
+        e.update(verdict)
+    return made
+
+
+def pair_checker(ev, gate: ParityGate, reference: dict, parity: tuple[Arrays, Arrays], test: tuple[Arrays, Arrays],
+                 stream: tuple[np.ndarray, np.ndarray], window: int, dim: int, progress: Progress = no_progress):
+    """The check for a streaming pair: the clip gate, applied to the pair played frame by frame.
+
+    ``parity``/``test`` are ``(inputs, PyTorch clip outputs)``; ``stream`` the sample stream and its
+    expected logits. ``max_abs`` is the worst of the parity clips and every full window of the stream.
+    """
+    (parity_x, parity_ref), (test_x, ref_test), (frames, expected) = parity, test, stream
+
+    def check(exporter, enc_path: Path, head_path: Path, precision: str, name: str) -> dict:
+        if reason := exporter.unavailable():
+            return {"status": "ok", "verified": f"spec only ({reason})"}
+        try:
+            runner = StreamRunner(exporter.load(enc_path), exporter.load(head_path), window, dim, exporter.format)
+            got = run_session(runner.clip, parity_x)
+            test_out = run_session(runner.clip, test_x, progress, f"verify {name} (frame by frame)")
+            steps = runner.frames(frames)
+        except EgoedgeError as e:
+            return {"status": "failed", "verified": "runtime", "reason": str(e)}
+        except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)
+            return runtime_failure(exporter, e)
+        scored = ev.score(test_out)
+        clip_parity = ev.parity(parity_ref, got, parity_x)
+        full = logit_parity(expected[window - 1:], steps[window - 1:])
+        result = {"max_abs": max(clip_parity["max_abs"], full["max_abs"]),
+                  "top1_agreement": ev.parity(ref_test, test_out, test_x)["top1_agreement"],
+                  "stream_max_abs": full["max_abs"], "stream_top1_agreement": full["top1_agreement"]}
+        reason = gate.check(precision, result, scored["accuracy"], reference["accuracy"])
+        return {**scored, "parity": result, "verified": "runtime (frame by frame)",
+                "status": "ok" if reason is None else "failed", "reason": reason}
+
+    return check

@@ -1,0 +1,133 @@
+"""Run a streaming pair (frame encoder + temporal head) the way an app does: one frame in, logits out.
+
+The caller keeps the last T embeddings in a ring buffer and hands the head its contents oldest
+first with a 0/1 mask of the slots filled so far. The Android app's ``core/StreamBuffer.kt`` is
+the same buffer; the export's parity check and the bench both go through :class:`StreamRunner`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.exporters import Session
+from trainer.common.io import EgoedgeError, first_line
+
+
+class RingBuffer:
+    """The last ``window`` embeddings of width ``dim``; :meth:`view` gives them oldest first with their mask.
+
+    Example::
+
+        buf = RingBuffer(4, 256)
+        buf.push(embedding)            # (256,) or (1, 256)
+        window, valid = buf.view()     # (1, 4, 256), (1, 4): empty slots first, zero and 0
+    """
+
+    def __init__(self, window: int, dim: int) -> None:
+        self.window, self.dim = window, dim
+        self.slots = np.zeros((window, dim), np.float32)
+        self.next, self.count = 0, 0
+
+    def reset(self) -> None:
+        self.slots[:] = 0.0
+        self.next, self.count = 0, 0
+
+    def push(self, embedding: np.ndarray) -> None:
+        e = np.asarray(embedding, np.float32).reshape(-1)
+        if e.shape[0] != self.dim:
+            raise ValueError(f"embedding of width {e.shape[0]} pushed into a buffer of width {self.dim}")
+        self.slots[self.next] = e
+        self.next = (self.next + 1) % self.window
+        self.count = min(self.count + 1, self.window)
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        order = (self.next + np.arange(self.window)) % self.window  # oldest slot first
+        window = self.slots[order]
+        valid = (np.arange(self.window) >= self.window - self.count).astype(np.float32)
+        return window[None], valid[None]
+
+
+@dataclass
+class StreamRunner:
+    """A loaded encoder and head session plus the ring buffer between them."""
+
+    encoder: Session
+    head: Session
+    window: int
+    dim: int
+    runtime: str = "runtime"  # named in errors: which engine refused the buffer
+
+    def __post_init__(self) -> None:
+        self.buffer = RingBuffer(self.window, self.dim)
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """One new frame ``(1, *frame_shape)`` -> ``(1, num_classes)`` logits over the window so far."""
+        embedding = self.encoder([frame])[0]
+        if embedding.size != self.dim:
+            raise EgoedgeError(f"{self.runtime}: the frame encoder gives embeddings of {embedding.size} values but "
+                               f"the stream buffer holds {self.dim} (the manifest's streaming.embedding_dim)")
+        self.buffer.push(embedding)
+        window, valid = self.buffer.view()
+        try:
+            return self.head([window, valid])[0].reshape(1, -1)
+        except Exception as e:  # noqa: BLE001  (each runtime raises its own types)
+            raise EgoedgeError(f"{self.runtime}: the temporal head refused a buffer of shape {window.shape} with a "
+                               f"mask of shape {valid.shape}: {type(e).__name__}: {first_line(e)[:200]}") from None
+
+    def frames(self, frames: np.ndarray) -> np.ndarray:
+        """Feed ``(S, *frame_shape)`` frames from an empty window; ``(S, num_classes)`` logits, one row per step."""
+        self.buffer.reset()
+        return np.concatenate([self.step(frames[i:i + 1]) for i in range(len(frames))])
+
+    def clip(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """A clip session's call: ``[(1, T, *frame_shape)]`` -> ``[(1, num_classes)]``, frame by frame."""
+        return [self.frames(inputs[0][0])[-1:]]
+
+
+HEAD_THREADS = 1
+
+
+def head_threads(process_threads: bool) -> int | None:
+    """Threads for a streaming pair's temporal head: one, unless the runtime's pool is process-wide.
+
+    The head is about a million multiply-accumulates: a second thread costs more in hand-off than
+    it saves, and an idle session's spinning workers steal the cores the encoder runs on next
+    (ONNX Runtime int8 steps took 0.36 ms with a 2-thread head and 0.20 ms with a 1-thread one).
+    Where one pool serves the whole process, resizing it would slow the encoder: keep it.
+    """
+    return None if process_threads else HEAD_THREADS
+
+
+def stream_of(clips: np.ndarray, count: int) -> np.ndarray:
+    """The frames of the first ``count`` clips one after another: ``(N, T, ...)`` -> ``(count*T, ...)``."""
+    return np.ascontiguousarray(clips[:count].reshape(-1, *clips.shape[2:]))
+
+
+def sliding_accuracy(logits: np.ndarray, labels: np.ndarray, window: int) -> dict:
+    """Per-step top-1 over clips played back to back, and how fast the prediction follows each change.
+
+    ``logits`` ``(S, K)`` come from feeding the clips of ``labels`` (``T = window`` frames each)
+    one after another. A step is scored against the action of its newest frame, from the first
+    full window on. ``lag`` counts the new action's frames seen until the prediction first names
+    it (1 = at its first frame; a window at T means only once the window is all new frames);
+    a change not followed within its clip counts as ``missed``.
+    """
+    steps = np.repeat(labels, window)
+    pred = logits.argmax(-1)
+    scored = np.arange(len(steps)) >= window - 1
+    lags, missed = [], 0
+    for i in range(1, len(labels)):
+        if labels[i] == labels[i - 1]:
+            continue
+        seg = pred[i * window:(i + 1) * window] == labels[i]
+        if seg.any():
+            lags.append(int(np.argmax(seg)) + 1)
+        else:
+            missed += 1
+    changes = len(lags) + missed
+    return {"steps": int(scored.sum()), "top1": round(float(100.0 * np.mean(pred[scored] == steps[scored])), 2),
+            "changes": changes, "followed": len(lags),
+            "lag_frames_median": float(np.median(lags)) if lags else None,
+            "lag_frames_mean": round(float(np.mean(lags)), 2) if lags else None, "missed": missed}

@@ -1,0 +1,215 @@
+"""Streaming pairs: the split, the ring buffer, export + parity frame by frame, the per-frame bench, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge.export import ExportConfig, export_checkpoint
+from edge.exporters import EXPORTERS
+from edge.parity import ParityGate
+from edge.schema import validate
+from edge.streaming import RingBuffer, StreamRunner, sliding_accuracy, stream_of
+from trainer.common.io import EgoedgeError
+from trainer.models import build_model
+from trainer.models.streaming import split_streaming, window_logits
+
+LENIENT = ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
+# One test-sized entry per clip-model family of the registry (the per-frame trunk differs, the split does not).
+CLIP_MODELS = [("mobilevit", "micro", 32), ("resnet", "r10_16", 32), ("mobilenet", "v4_small_035", 32),
+               ("clip_vit", "test", 32)]
+
+
+@pytest.mark.parametrize(("arch", "variant", "size"), CLIP_MODELS, ids=[a for a, *_ in CLIP_MODELS])
+def test_full_windows_are_the_clip_model_at_every_position(arch, variant, size):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=5, frames=3, size=size, variant=variant).eval()
+    encoder, head = split_streaming(model)
+    frames = torch.randn(7, 3, size, size)
+    steps = window_logits(encoder, head, frames)
+    with torch.no_grad():
+        clips = model(torch.stack([frames[s - 2:s + 1] for s in range(2, 7)]))
+    assert torch.allclose(steps[2:], clips, atol=1e-5)
+
+
+def test_empty_slots_do_not_reach_the_logits():
+    torch.manual_seed(0)
+    _, head = split_streaming(build_model("resnet", num_classes=4, frames=4, size=32, variant="r10_16").eval())
+    window = torch.randn(1, 4, head.embed_dim)
+    valid = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    other = window.clone()
+    other[:, :2] = torch.randn(1, 2, head.embed_dim) * 100  # garbage where no frame is yet
+    with torch.no_grad():
+        assert torch.allclose(head(window, valid), head(other, valid), atol=1e-5)
+        assert not torch.allclose(head(window, torch.ones(1, 4)), head(other, torch.ones(1, 4)), atol=1e-3)
+
+
+def test_models_that_cannot_stream_say_which_module():
+    with pytest.raises(EgoedgeError, match=r"cannot stream .*TextClassifier is not a per-frame encoder.*modules: "):
+        split_streaming(build_model("text_transformer", num_classes=3, max_len=8, variant="small"))
+    model = build_model("resnet", num_classes=4, frames=2, size=32, variant="r10_16")
+    model.pool = torch.nn.Identity()
+    with pytest.raises(EgoedgeError, match="its module 'pool' is a Identity, not a TemporalAttentionPool"):
+        split_streaming(model)
+
+
+def test_ring_buffer_fills_from_the_end_and_slides():
+    buf = RingBuffer(3, 2)
+    for v in (1.0, 2.0):
+        buf.push(np.array([v, -v]))
+    window, valid = buf.view()
+    assert valid.tolist() == [[0.0, 1.0, 1.0]]
+    assert window.tolist() == [[[0.0, 0.0], [1.0, -1.0], [2.0, -2.0]]]
+    buf.push(np.array([3.0, -3.0]))
+    buf.push(np.array([4.0, -4.0]))
+    window, valid = buf.view()
+    assert window[0, :, 0].tolist() == [2.0, 3.0, 4.0] and valid.tolist() == [[1.0, 1.0, 1.0]]
+    with pytest.raises(ValueError, match="embedding of width 3 pushed into a buffer of width 2"):
+        buf.push(np.zeros(3))
+
+
+def test_sliding_accuracy_counts_steps_and_lag():
+    labels = np.array([0, 0, 1, 2])
+    t = 2
+    pred = np.array([9, 0, 0, 0, 0, 1, 1, 2])  # step 0 is before the first full window
+    logits = np.eye(10)[pred]
+    s = sliding_accuracy(logits, labels, t)
+    assert s["steps"] == 7 and s["top1"] == pytest.approx(100 * 5 / 7, abs=0.01)  # wrong at steps 4 and 6
+    # 0 -> 1 at frame 4: named at its 2nd frame; 1 -> 2 at frame 6: named at its 2nd frame.
+    assert (s["changes"], s["followed"], s["missed"], s["lag_frames_median"]) == (2, 2, 0, 2.0)
+    assert sliding_accuracy(np.eye(10)[np.zeros(8, int)], labels, t)["missed"] == 2
+
+
+@pytest.fixture(scope="module")
+def stream_export(tmp_path_factory, mini_data_cfg):
+    """ExecuTorch, LiteRT and ONNX, fp32 and int8, with streaming pairs, from one untrained micro student."""
+    from conftest import make_ckpt
+
+    ckpt = make_ckpt(tmp_path_factory.mktemp("stream") / "student.pt", mini_data_cfg)
+    out = ckpt.parent / "export"
+    cfg = ExportConfig(formats=("executorch", "tflite", "onnx"), precisions=("fp32", "int8"), calibration=16,
+                       parity_samples=8, gate=LENIENT, streaming=True, int8_keep_float=("pool", "head"))
+    return ckpt, out, export_checkpoint(ckpt, out, cfg)
+
+
+@pytest.mark.slow
+def test_streaming_pairs_pass_parity_for_every_backend_and_precision(stream_export):
+    _, out, manifest = stream_export
+    validate(manifest, "manifest", "test")
+    s = manifest["streaming"]
+    assert (s["window"], s["buffer_input"], s["valid_input"], s["order"]) == (2, "embeddings", "valid", "oldest_first")
+    assert s["frame_macs"] > 0
+    clips = [a for a in manifest["artifacts"] if a["role"] == "clip"]
+    encoders = [a for a in manifest["artifacts"] if a["role"] == "frame_encoder"]
+    heads = {a["name"]: a for a in manifest["artifacts"] if a["role"] == "temporal_head"}
+    assert len(encoders) == len(heads) == len(clips) == 6  # ET, LiteRT, ONNX: fp32 and int8
+    for enc in encoders:
+        head = heads[enc["pair"]]
+        assert head["pair"] == enc["name"] and enc["status"] == head["status"] == "ok", enc["reason"]
+        assert enc["inputs"][0]["shape"] == [1, 3, 32, 32]  # one frame: 4-D, what mobile GPU delegates take
+        assert [t["name"] for t in head["inputs"]] == ["embeddings", "valid"]
+        assert enc["verified"] == "runtime (frame by frame)"
+        if enc["precision"] == "fp32":
+            assert enc["parity"]["max_abs"] <= 1e-4 and enc["parity"]["stream_max_abs"] <= 1e-4
+            assert enc["parity"]["top1_agreement"] == 100.0
+        assert enc["file"] == enc["name"] + "." + EXPORTERS.get(enc["format"]).ext
+        assert enc["name"].startswith("student_frame_encoder_") and head["name"].startswith("student_temporal_head_")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["executorch", "tflite", "onnx"])
+def test_sample_stream_replays_frame_by_frame(stream_export, fmt):
+    _, out, manifest = stream_export
+    s = manifest["streaming"]
+    frames, expected = np.load(out / s["sample_stream"]), np.load(out / s["sample_stream_logits"])
+    assert len(frames) > s["window"] and expected.shape == (len(frames), 16)
+    by = {a["name"]: a for a in manifest["artifacts"]}
+    enc = by[f"student_frame_encoder_{fmt}_fp32"]
+    exporter = EXPORTERS.get(fmt)
+    runner = StreamRunner(exporter.load(out / enc["file"]), exporter.load(out / by[enc["pair"]]["file"]),
+                          s["window"], s["embedding_dim"])
+    got = runner.frames(frames)
+    full = s["full_from_step"]
+    assert np.abs(got[full:] - expected[full:]).max() <= 1e-4
+    assert np.abs(got[:full] - expected[:full]).max() <= 1e-4  # the partial window matches PyTorch's masked head
+
+
+@pytest.mark.slow
+def test_bench_times_pairs_per_frame_next_to_their_clip_artifact(stream_export, tmp_path):
+    from bench.bench_export import bench_export
+    from bench.host_bench import BenchConfig
+
+    _, out, _ = stream_export
+    report, paths = bench_export(out, tmp_path, cfg=BenchConfig(warmup=1, iterations=3))
+    rows = {r["name"]: r for r in report["results"]}
+    for fmt in ("executorch", "tflite", "onnx"):
+        for precision in ("fp32", "int8"):
+            row = rows[f"student_stream_{fmt}_{precision}"]
+            assert row["status"] == "ok", row["error"]
+            s = row["streaming"]
+            assert s["clip"] == f"student_{fmt}_{precision}"
+            assert s["clip_ms"] == rows[s["clip"]]["latency_ms"]["median"]
+            assert s["ratio"] == pytest.approx(s["frame_ms"]["median"] / s["clip_ms"], rel=1e-3)
+            assert s["frame_ms"]["iterations"] == 3 and s["sliding"]["steps"] == 16 * 2 - 1
+            if precision == "fp32":  # played frame by frame, each test clip gives the clip model's prediction
+                assert row["top1_agreement"] == 100.0 and row["parity_max_abs"] <= 1e-4
+    md = paths["report.md"].read_text()
+    assert "## Streaming" in md and "| student_stream_onnx_int8 |" in md.split("## Streaming")[1]
+    assert "| student_stream_" not in md.split("## Streaming")[0]  # per-frame rows stay out of the clip table
+
+
+@pytest.mark.slow
+def test_a_head_fed_the_wrong_buffer_names_the_runtime(stream_export, tmp_path):
+    from bench.bench_export import bench_export
+    from bench.host_bench import BenchConfig
+
+    _, out, manifest = stream_export
+    copy = tmp_path / "export"
+    import shutil
+
+    shutil.copytree(out, copy)
+    shutil.copy(out.parent / "student.pt", tmp_path / "student.pt")
+    bad = json.loads((copy / "manifest.json").read_text())
+    bad["source"]["checkpoint"] = "../student.pt"
+    bad["streaming"]["window"] = 3  # the head was exported for 2
+    (copy / "manifest.json").write_text(json.dumps(bad))
+    report, _ = bench_export(copy, tmp_path / "bench", cfg=BenchConfig(warmup=1, iterations=2))
+    row = next(r for r in report["results"] if r["name"] == "student_stream_onnx_fp32")
+    assert row["status"] == "failed"
+    assert row["error"].startswith("onnxruntime-cpu: the temporal head refused a buffer of shape (1, 3, ")
+
+
+def test_streaming_export_of_an_nlq_model_is_one_line(tmp_path, nlq_data):
+    from trainer.nlq.train import build_for, save_nlq_checkpoint
+
+    torch.manual_seed(0)
+    model = build_for("lightvslnet", nlq_data, dim=16, heads=2, word_dim=8).eval()
+    ckpt = save_nlq_checkpoint(tmp_path / "nlq.pt", "lightvslnet", model, nlq_data, {})
+    with pytest.raises(EgoedgeError, match=r"cannot stream .*nlq\.pt \(lightvslnet\): .* is not a per-frame encoder"):
+        export_checkpoint(ckpt, tmp_path / "export", ExportConfig(formats=("onnx",), streaming=True))
+    assert [p.name for p in (tmp_path / "export").iterdir()] == [".egoedge.lock"]  # refused before any artifact
+
+
+def test_stream_of_concatenates_clips_in_order():
+    clips = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    assert stream_of(clips, 2).shape == (6, 4) and stream_of(clips, 2)[3].tolist() == clips[1, 0].tolist()
+
+
+def test_embed_takes_both_halves_of_a_pair():
+    from bench.embed import select
+
+    def art(name, role="clip", pair=None, fmt="executorch"):
+        return {"name": name, "format": fmt, "status": "ok", "reason": None, "role": role,
+                **({"pair": pair} if pair else {})}
+
+    manifest = {"artifacts": [art("student_executorch_fp32"),
+                              art("student_frame_encoder_executorch_fp32", "frame_encoder",
+                                  "student_temporal_head_executorch_fp32"),
+                              art("student_temporal_head_executorch_fp32", "temporal_head",
+                                  "student_frame_encoder_executorch_fp32")]}
+    names = [a["name"] for a in select(manifest, ("student_frame_encoder_*",))]
+    assert names == ["student_frame_encoder_executorch_fp32", "student_temporal_head_executorch_fp32"]
+    manifest["artifacts"].pop()
+    with pytest.raises(EgoedgeError, match="half of a streaming pair whose other half"):
+        select(manifest, ("student_frame_encoder_*",))

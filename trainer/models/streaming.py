@@ -1,0 +1,101 @@
+"""A clip model split for a live camera: a per-frame encoder and a temporal head over the last T embeddings.
+
+``VideoClassifier`` already is encoder-per-frame then pool-over-time, so the split is exact: the
+encoder sees one frame (a 4-D image, what mobile GPU delegates take), the head sees the window
+of embeddings oldest first with a 0/1 mask of the slots that hold a frame yet. Once the window is
+full the pair computes the clip model's function, and each new frame costs one encoder call
+plus one head call instead of T encoder calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainer.common.io import EgoedgeError
+from trainer.models.video import TemporalAttentionPool, VideoClassifier
+
+
+@dataclass(frozen=True)
+class StreamIO:
+    """Tensor names of a streaming pair; the manifest's ``streaming`` block repeats them."""
+
+    frame_input: str = "frame"
+    embedding_output: str = "embedding"
+    buffer_input: str = "embeddings"
+    valid_input: str = "valid"
+    logits_output: str = "logits"
+
+
+STREAM_IO = StreamIO()
+
+
+class FrameEncoder(nn.Module):
+    """``(1, *frame_shape)`` one time step -> ``(1, D)`` its embedding (the clip model's encoder)."""
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.encoder = model.encoder  # same attribute name: the clip model's module paths stay valid
+        self.frame_shape = model.frame_shape
+        self.train(model.training)  # a new module starts in training mode; exporters check the flag
+        self.float_modules = tuple(n for n in getattr(model, "float_modules", ()) if n.split(".")[0] == "encoder")
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.encoder(frame)
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
+        return (torch.randn(batch, *self.frame_shape),)
+
+
+class TemporalHead(nn.Module):
+    """``(1, T, D)`` embeddings oldest first + ``(1, T)`` valid mask -> ``(1, num_classes)`` logits."""
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.pool, self.head = model.pool, model.head
+        self.frames, self.embed_dim = model.frames, model.embed_dim
+        self.train(model.training)
+        self.float_modules = tuple(n for n in getattr(model, "float_modules", ())
+                                   if n.split(".")[0] in ("pool", "head"))
+
+    def forward(self, embeddings: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(embeddings, valid))
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(batch, self.frames, self.embed_dim), torch.ones(batch, self.frames)
+
+
+def split_streaming(model: nn.Module, what: str = "this model") -> tuple[FrameEncoder, TemporalHead]:
+    """The model's per-frame encoder and temporal head, or one line saying which part cannot be split.
+
+    Example: ``encoder, head = split_streaming(load_model("runs/quick/student.pt")[0])``
+    """
+    if not isinstance(model, VideoClassifier):
+        parts = ", ".join(n for n, _ in model.named_children()) or "none"
+        raise EgoedgeError(f"cannot stream {what}: {type(model).__name__} is not a per-frame encoder followed by a "
+                           f"temporal pool (its modules: {parts}); only clip models (encoder, pool, head) stream")
+    if not isinstance(model.pool, TemporalAttentionPool):
+        raise EgoedgeError(f"cannot stream {what}: its module 'pool' is a {type(model.pool).__name__}, not a "
+                           "TemporalAttentionPool, so the temporal part cannot be fed a window of embeddings")
+    return FrameEncoder(model), TemporalHead(model)
+
+
+def window_logits(encoder: FrameEncoder, head: TemporalHead, frames: torch.Tensor) -> torch.Tensor:
+    """PyTorch streaming reference: ``(S, *frame_shape)`` frames fed one by one -> ``(S, num_classes)`` logits.
+
+    Step ``s`` sees frames ``max(0, s-T+1)..s``; from step ``T-1`` on the window is full and the
+    logits are the clip model's on that window.
+    """
+    t = head.frames
+    with torch.no_grad():
+        emb = encoder(frames)
+        out = []
+        for s in range(len(frames)):
+            window = emb[max(0, s - t + 1):s + 1]
+            n = len(window)
+            buf = torch.cat([torch.zeros(t - n, emb.shape[1]), window])[None]
+            valid = torch.cat([torch.zeros(t - n), torch.ones(n)])[None]
+            out.append(head(buf, valid))
+    return torch.cat(out)
