@@ -206,26 +206,21 @@ def measure_stream(format: str, encoder: Path, stream: StreamPair, inputs: Array
     """
     runner_of = RUNNERS.get(format)
     clips = inputs[0]
-    frame = [clips[0, :1]]
+    runner: StreamRunner | None = None
 
-    def open_pair():
+    def open_pair() -> Session:
+        nonlocal runner
         opts = cfg.options.get(format)
         enc = runner_of.open(encoder, cfg.threads, opts)  # first: a process-wide pool is sized by the encoder
         head = runner_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
         runner = StreamRunner(enc, head, stream.window, stream.dim, runner_of.runtime)
         for t in range(stream.window - 1):  # a full window: the steady state of a live camera
             runner.step(clips[0, t:t + 1])
-        return lambda sample: [runner.step(sample[0])], runner
+        return lambda sample: [runner.step(sample[0])]
 
-    holder: dict = {}
-
-    def opened():
-        session, holder["runner"] = open_pair()
-        return session
-
-    _, out = time_session(opened, frame, cfg)
+    _, out = time_session(open_pair, [clips[0, :1]], cfg)
     if cfg.accuracy:
-        steps = holder["runner"].frames(stream_of(clips, len(clips)))
+        steps = runner.frames(stream_of(clips, len(clips)))
         out["outputs"] = (np.ascontiguousarray(steps[stream.window - 1::stream.window]),)
         out["stream_logits"] = steps
     else:

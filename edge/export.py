@@ -117,8 +117,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         ckpt = task.with_data(ckpt, cfg.data)
     model, ckpt = load_model(checkpoint, ckpt=ckpt)
     keep_float(model, cfg.int8_keep_float)
-    if cfg.streaming:
-        split_streaming(model, f"{checkpoint} ({ckpt['arch']})")  # a model that cannot stream fails before any work
+    ready = export_ready(model)
+    # A model that cannot stream fails here, before any work.
+    halves = split_streaming(ready, f"{checkpoint} ({ckpt['arch']})") if cfg.streaming else None
     ev = task.evaluation(ckpt)
     gate = cfg.gate or ParityGate(**asdict(task.gate))
     calibration, calib_info = [], None
@@ -167,14 +168,13 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         return {**scored, "parity": parity, "verified": "runtime",
                 "status": "ok" if reason is None else "failed", "reason": reason}
 
-    ready = export_ready(model)
     example = tuple(torch.from_numpy(x[:1]) for x in parity_x)
     names = IONames(tuple(ev.inputs), tuple(ev.outputs))
     artifacts = [export_artifact(fmt, precision, ready, example, out_dir, checkpoint.stem, calibration, entry,
                                  verify, progress, names) for fmt, precision in pairs]
     streaming = None
-    if cfg.streaming:
-        encoder, head = split_streaming(ready)
+    if halves is not None:
+        encoder, head = halves
         stream_calib = stream_calibration(encoder, calib_x[0]) if calibration else ([], [])
         frames, expected, fields = write_stream_sample(out_dir, ready, encoder, head, parity_x[0])
         check = pair_checker(ev, gate, reference, (parity_x, parity_ref), (test_x, ref_test), (frames, expected),

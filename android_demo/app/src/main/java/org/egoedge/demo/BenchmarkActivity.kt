@@ -107,28 +107,43 @@ class BenchmarkActivity : Activity() {
             val loadMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
             val once = { clips?.first()?.let(runner::run) ?: runner.runWithoutData() }
             repeat(r.warmup) { once() }
-            val samples = DoubleArray(r.iterations) {
-                val start = SystemClock.elapsedRealtimeNanos()
-                once()
-                (SystemClock.elapsedRealtimeNanos() - start) / 1e6
-            }
+            val samples = timed(r.iterations) { once() }
             val logits = clips?.map(runner::run)
-            return BenchResult.ok(
-                name = r.model.nameWithoutExtension,
-                format = BenchResult.formatOf(r.model.name)!!,
-                precision = BenchResult.precisionOf(r.model.name),
-                device = "${Build.MANUFACTURER} ${Build.MODEL} (Android ${Build.VERSION.RELEASE}, ${Build.SUPPORTED_ABIS.first()})",
-                runtime = runner.runtime,
-                threads = r.threads,
-                sizeBytes = r.model.length(),
-                loadMs = loadMs,
-                samplesMs = samples,
-                warmup = r.warmup,
-                peakRssMb = peakRssMb(),
-                logits = logits,
-            )
+            return result(r, runner.runtime, r.model.length(), loadMs, samples, logits)
         }
     }
+
+    /** `iterations` runs of `run`, each timed in milliseconds. */
+    private fun timed(iterations: Int, run: () -> Unit): DoubleArray = DoubleArray(iterations) {
+        val start = SystemClock.elapsedRealtimeNanos()
+        run()
+        (SystemClock.elapsedRealtimeNanos() - start) / 1e6
+    }
+
+    /** The protocol's ok result for the request's model, measured on this phone. */
+    private fun result(
+        r: Request,
+        runtime: String,
+        sizeBytes: Long,
+        loadMs: Double,
+        samples: DoubleArray,
+        logits: List<FloatArray>?,
+        streaming: Map<String, Any?>? = null,
+    ): Map<String, Any?> = BenchResult.ok(
+        name = r.model.nameWithoutExtension,
+        format = BenchResult.formatOf(r.model.name)!!,
+        precision = BenchResult.precisionOf(r.model.name),
+        device = "${Build.MANUFACTURER} ${Build.MODEL} (Android ${Build.VERSION.RELEASE}, ${Build.SUPPORTED_ABIS.first()})",
+        runtime = runtime,
+        threads = r.threads,
+        sizeBytes = sizeBytes,
+        loadMs = loadMs,
+        samplesMs = samples,
+        warmup = r.warmup,
+        peakRssMb = peakRssMb(),
+        logits = logits,
+        streaming = streaming,
+    )
 
     private fun measureStream(r: Request, s: Stream): Map<String, Any?> {
         require(s.head.isFile) { "cannot open ${s.head}" }
@@ -145,28 +160,11 @@ class BenchmarkActivity : Activity() {
                 val frameSize = s.frameShape.fold(1L) { a, b -> a * b }.toInt()
                 val frame = clips?.first()?.copyOfRange(0, frameSize) ?: FloatArray(frameSize)
                 repeat(s.window - 1 + r.warmup) { stream.step(frame) } // timed runs start on a full window
-                val samples = DoubleArray(r.iterations) {
-                    val start = SystemClock.elapsedRealtimeNanos()
-                    stream.step(frame)
-                    (SystemClock.elapsedRealtimeNanos() - start) / 1e6
-                }
+                val samples = timed(r.iterations) { stream.step(frame) }
                 val frames = r.inputShape?.get(1)?.toInt() ?: s.window
                 val logits = clips?.map { stream.clip(it, frames) }
-                return BenchResult.ok(
-                    name = r.model.nameWithoutExtension,
-                    format = BenchResult.formatOf(r.model.name)!!,
-                    precision = BenchResult.precisionOf(r.model.name),
-                    device = "${Build.MANUFACTURER} ${Build.MODEL} (Android ${Build.VERSION.RELEASE}, ${Build.SUPPORTED_ABIS.first()})",
-                    runtime = encoder.runtime,
-                    threads = r.threads,
-                    sizeBytes = r.model.length() + s.head.length(),
-                    loadMs = loadMs,
-                    samplesMs = samples,
-                    warmup = r.warmup,
-                    peakRssMb = peakRssMb(),
-                    logits = logits,
-                    streaming = mapOf("window" to s.window, "head" to s.head.name),
-                )
+                return result(r, encoder.runtime, r.model.length() + s.head.length(), loadMs, samples, logits,
+                              mapOf("window" to s.window, "head" to s.head.name))
             }
         }
     }
