@@ -11,7 +11,14 @@ import numpy as np
 from bench.device_runners.native import NATIVE_TOOLS
 from bench.device_runners.run import bench_on_device, device_label, parse_device_specs, select_device
 from bench.devices import DeviceError, DeviceInfo
-from bench.host_bench import BenchConfig, checkpoint_target, host_report, manifest_targets, teacher_of
+from bench.host_bench import (
+    BenchConfig,
+    checkpoint_target,
+    host_report,
+    manifest_targets,
+    program_target,
+    teacher_of,
+)
 from bench.peak import add_throughput
 from bench.report import summarize, write_report
 from bench.runners import RUNNERS
@@ -120,7 +127,15 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
     specs = parse_device_specs(devices)
     phones: list[DeviceInfo] = [select_device(s) for s in specs if s != "host"]  # fail before measuring
     manifest, source = load_manifest(export_dir)
-    if source.is_file():
+    if source.is_file() and source.suffix == ".pt2":  # your own model: its program and saved held-out inputs
+        task = task_named(manifest.get("task"), str(export_dir / "manifest.json"))
+        ev = task.evaluation({"samples": str(export_dir / manifest["source"].get("samples", "samples.npz"))})
+        from edge.sources import source_of
+
+        model = manifest["source"].get("model") or str(source)
+        student = program_target(source, source_of(model).stem(model), ev.parity_inputs(1))
+        targets, params, macs = [student], student.params, student.macs
+    elif source.is_file():
         ckpt = read_checkpoint(source)
         task = task_of(ckpt)
         ev = task.evaluation(ckpt)

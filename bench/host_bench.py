@@ -115,6 +115,19 @@ def checkpoint_target(path: Path, name: str, compare_to_reference: bool, ckpt: d
                   compare_to_reference, path=path, variant=task_of(ckpt).input_variant(ckpt))
 
 
+def program_target(path: Path, name: str, example: tuple) -> Target:
+    """The eager reference of your own model's export: its ``source.pt2`` program, run by PyTorch."""
+    import torch
+
+    from trainer.quantize.ptq import load_program
+
+    module = load_program(path)
+    inputs = tuple(torch.from_numpy(x) for x in example)
+    # The runner loads the program from its path (an exported module cannot be switched to eval mode).
+    return Target(name, "pytorch", "fp32", path, path.stat().st_size, count_params(module),
+                  count_macs(module, inputs), True, path=path)
+
+
 def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs: int | None,
                      host_only: bool = True) -> list[Target]:
     """Targets for every artifact on disk (``host_only``: whose format this host can run).

@@ -116,11 +116,24 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     if cfg.data:
         ckpt = task.with_data(ckpt, cfg.data)
     model, ckpt = load_model(checkpoint, ckpt=ckpt)
+    source = {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
+              "sha256": sha256_file(checkpoint), "arch": ckpt["arch"]}
+    entry = {"preprocess": ckpt["preprocess"], "labels": ckpt["label_names"], "role": "clip"}
+    return export_model(model, task, task.evaluation(ckpt), out_dir, cfg, pairs, checkpoint.stem, source, entry,
+                        f"{checkpoint} ({ckpt['arch']})", progress)
+
+
+def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportConfig, pairs: list[tuple[str, str]],
+                 stem: str, source: dict, entry: dict, where: str, progress: Progress = no_progress) -> dict:
+    """Export ``model`` to every ``(format, precision)`` of ``pairs``, each gated on ``ev``; writes the manifest.
+
+    ``source`` is the manifest's source block (the file the model came from); ``entry`` the
+    task's fields of every artifact (preprocess, labels, role).
+    """
     keep_float(model, cfg.int8_keep_float)
     ready = export_ready(model)
     # A model that cannot stream fails here, before any work.
-    halves = split_streaming(ready, f"{checkpoint} ({ckpt['arch']})") if cfg.streaming else None
-    ev = task.evaluation(ckpt)
+    halves = split_streaming(ready, where) if cfg.streaming else None
     gate = cfg.gate or ParityGate(**asdict(task.gate))
     calibration, calib_info = [], None
     if needs_calibration(pairs):
@@ -129,8 +142,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
             if len(ev.inputs) != 1:
                 raise EgoedgeError(f"--calib-file holds one input array; this {task.name} model takes "
                                    f"{len(ev.inputs)} ({', '.join(ev.inputs)}): calibrate from its dataset instead")
-            sample_shape = tuple(model.example_inputs()[0].shape[1:])
-            calib_x = (load_calibration_file(cfg.calibration_file, sample_shape),)
+            calib_x = (load_calibration_file(cfg.calibration_file, tuple(ev.parity_inputs(1)[0].shape[1:])),)
             calib_info = {"source": str(cfg.calibration_file), "samples": len(calib_x[0])}
         else:
             calib_x = ev.calibration(cfg.calibration, cfg.calibration_seed)
@@ -146,8 +158,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
     out_dir.mkdir(parents=True, exist_ok=True)
     sample = write_samples(out_dir, ev, parity_x, parity_ref)
     entry = {"inputs": io_spec(list(ev.inputs), [x[:1] for x in parity_x]),
-             "outputs": io_spec(list(ev.outputs), [x[:1] for x in parity_ref]),
-             "preprocess": ckpt["preprocess"], "labels": ckpt["label_names"], "role": "clip"}
+             "outputs": io_spec(list(ev.outputs), [x[:1] for x in parity_ref]), **entry}
 
     def verify(exporter, path: Path, precision: str, name: str) -> dict:
         """Run the artifact next to PyTorch and apply the gate; one this host cannot run is spec-checked only."""
@@ -170,7 +181,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
 
     example = tuple(torch.from_numpy(x[:1]) for x in parity_x)
     names = IONames(tuple(ev.inputs), tuple(ev.outputs))
-    artifacts = [export_artifact(fmt, precision, ready, example, out_dir, checkpoint.stem, calibration, entry,
+    artifacts = [export_artifact(fmt, precision, ready, example, out_dir, stem, calibration, entry,
                                  verify, progress, names) for fmt, precision in pairs]
     streaming = None
     if halves is not None:
@@ -180,13 +191,12 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         check = pair_checker(ev, gate, reference, (parity_x, parity_ref), (test_x, ref_test), (frames, expected),
                              head.frames, head.embed_dim, progress)
         for fmt, precision in pairs:
-            artifacts += export_pair(fmt, precision, encoder, head, out_dir, checkpoint.stem, stream_calib,
+            artifacts += export_pair(fmt, precision, encoder, head, out_dir, stem, stream_calib,
                                      {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")},
                                      check, progress)
         streaming = streaming_block(encoder, head, fields)
     manifest = {"task": task.name,
-                "source": {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
-                           "sha256": sha256_file(checkpoint), "arch": ckpt["arch"], **reference},
+                "source": {**source, **reference},
                 "calibration": calib_info,
                 "gate": asdict(gate),
                 "sample": sample,

@@ -4,6 +4,8 @@ import pytest
 
 # Keep tests deterministic and light on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Nothing downloads in tests: a pretrained path that tried would fail at once (set before huggingface_hub loads).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,7 @@ def test_every_backend_has_a_bench_runner_and_every_task_a_run_flow():
     from trainer.tasks import TASKS
 
     assert set(EXPORTERS.keys()) <= set(RUNNERS.keys())
-    assert set(FLOWS.keys()) == set(TASKS.keys())
+    assert set(FLOWS.keys()) == {t for t in TASKS.keys() if TASKS.get(t).trains}
 
 
 @pytest.mark.parametrize("task", ["recognition", "anticipation", "nlq"])

@@ -33,7 +33,7 @@ def test_temporal_order_matters():
 
 
 def test_unknown_model_and_variant():
-    with pytest.raises(KeyError, match="clip_vit, deepvslnet, flow_cnn, lightvslnet, minilm, mobilenet, mobilevit"):
+    with pytest.raises(KeyError, match="clip_vit, deepvslnet, flow_cnn, hf, lightvslnet, minilm, mobilenet, mobilevit"):
         build_model("vgg", num_classes=2, frames=1, size=32)
     with pytest.raises(ValueError, match="valid: micro, tiny, xxs, xs, s"):
         build_model("mobilevit", num_classes=2, frames=1, size=32, variant="huge")

@@ -22,7 +22,7 @@ from trainer.common.progress import Progress, no_progress
 from trainer.data import ClipSplit, DataConfig, label_names, load_split, modality_of, preprocess_spec
 from trainer.data.modalities import modality_model_kwargs, modality_preprocess
 from trainer.engine import TrainConfig, world
-from trainer.models import build_model, model_modality, model_tokenizer
+from trainer.models import MODELS, build_model, model_modality, model_tokenizer
 from trainer.train import KDConfig, distill_student, evaluate, train_teacher
 
 Log = Callable[[dict], None]
@@ -30,10 +30,45 @@ Log = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A registered architecture and its variant."""
+    """A registered architecture and its variant, optionally with pretrained weights for its trunk.
+
+    ``pretrained``: load the trunk's pretrained weights (``weights``, a safetensors or state-dict
+    file, or the library's own download when ``weights`` is unset and the machine is online); a
+    pretrained teacher stays frozen and only its temporal pool and head are fitted.
+    """
 
     arch: str
     variant: str
+    weights: str | None = None
+    pretrained: bool = False
+
+    @property
+    def spec(self) -> str:
+        return f"{self.arch}:{self.variant}"
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the trunk comes pretrained (an ``hf:`` folder always does)."""
+        always = self.arch in MODELS and getattr(MODELS.get(self.arch), "always_pretrained", False)
+        return self.pretrained or self.weights is not None or always
+
+
+def parse_model_spec(spec: str, weights: str | None = None) -> ModelChoice:
+    """``timm:NAME`` or ``hf:DIR`` (pretrained, frozen as a teacher), or ``ARCH:VARIANT`` of the registry (trained).
+
+    Example: ``parse_model_spec("timm:vit_base_patch32_clip_224.openai", "b32.safetensors")``.
+    """
+    arch, sep, variant = spec.partition(":")
+    if not sep or not variant:
+        raise EgoedgeError(f"model spec '{spec}' is not ARCH:VARIANT (e.g. timm:resnet18, hf:models/clip-vit, "
+                           "clip_vit:small)")
+    if arch == "hf":
+        variant = str(Path(variant).expanduser().resolve())
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise EgoedgeError(f"weights file not found: {weights}")
+        weights = str(Path(weights).expanduser().resolve())
+    return ModelChoice(arch, variant, weights, pretrained=arch in ("timm", "hf") or weights is not None)
 
 
 @dataclass
@@ -77,7 +112,9 @@ def build(choice: ModelChoice, data: DataConfig, num_classes: int) -> tuple[nn.M
         pp = input_spec(choice, data)
         kwargs = {"num_classes": num_classes, "variant": choice.variant,
                   **modality_model_kwargs(modality_of(pp), data, pp)}
-        return build_model(choice.arch, **kwargs), kwargs
+        model = build_model(choice.arch, **kwargs)
+        # What a checkpoint needs beyond the options to rebuild the model elsewhere (an hf: model's config).
+        return model, {**kwargs, **getattr(model, "rebuild_kwargs", {})}
     except (KeyError, ValueError) as e:
         raise EgoedgeError(f"cannot build {choice.arch}: {e.args[0]}") from None
 
@@ -118,13 +155,46 @@ def _save(path: Path, choice_arch: str, kwargs: dict, model: nn.Module, metrics:
 
 def teacher_stage(choice: ModelChoice, splits: Splits, cfg: TrainConfig, out: Path, progress: Progress = no_progress,
                   log: Log | None = None, config: dict | None = None) -> Path:
-    """Train a teacher of any modality with cross-entropy; writes ``out`` (resumable through ``out``.resume)."""
+    """Train a teacher of any modality with cross-entropy; writes ``out`` (resumable through ``out``.resume).
+
+    A pretrained choice (``timm:NAME``, ``hf:DIR``) is frozen: see :func:`frozen_teacher_stage`.
+    """
+    if choice.frozen:
+        return frozen_teacher_stage(choice, splits, cfg, out, progress, log, config)
     torch.manual_seed(splits.data.seed)
     model, kwargs = build(choice, splits.data, len(splits.labels))
     pp = input_spec(choice, splits.data)
     history = train_teacher(model, splits.train, pp, cfg, progress, resume=out.with_suffix(".resume.pt"), log=log)
     return _save(out, choice.arch, kwargs, model, metrics_of(model, splits, history, pp), splits,
                  {**(config or {}), "train": asdict(cfg)}, pp)
+
+
+def frozen_teacher_stage(choice: ModelChoice, splits: Splits, cfg: TrainConfig, out: Path,
+                         progress: Progress = no_progress, log: Log | None = None, config: dict | None = None) -> Path:
+    """A pretrained trunk, frozen, with a temporal pool and linear head fitted on its cached embeddings.
+
+    Writes ``out`` (the whole model, so it rebuilds with no weights file or folder) and, beside it,
+    the teacher's logits and clip embeddings of every split, which the student stage reads.
+    """
+    from trainer import frozen_teacher as ft
+
+    torch.manual_seed(splits.data.seed)
+    model, kwargs = build(choice, splits.data, len(splits.labels))
+    ft.load_trunk_weights(model, choice.weights, choice.spec)
+    pp = input_spec(choice, splits.data)
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    key = ft.fingerprint(choice.spec, choice.weights, asdict(splits.data), pp)
+    history, outputs = ft.train_frozen_teacher(model, parts, pp, cfg, out.parent / f"{out.stem}_cache", key,
+                                               progress, log)
+    example = tuple(t.to(next(model.parameters()).device) for t in model.example_inputs())
+    metrics = {**ft.scores(outputs, parts), "params": count_params(model), "macs": count_macs(model, example),
+               "history": history, "frozen": {"trunk": choice.spec, "weights": choice.weights,
+                                              "fitted": "temporal pool + linear head on the training split"}}
+    path = _save(out, choice.arch, kwargs, model, metrics, splits,
+                 {**(config or {}), "train": asdict(cfg), "frozen_trunk": choice.spec}, pp)
+    if world()[0] == 0:
+        ft.save_outputs(path, outputs, asdict(splits.data))
+    return path
 
 
 def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg: TrainConfig, kd: KDConfig,
@@ -137,15 +207,22 @@ def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg
     """
     torch.manual_seed(splits.data.seed + 1)
     model, kwargs = build(choice, splits.data, len(splits.labels))
+    if choice.frozen:  # a student starts from pretrained trunk weights and fine-tunes them
+        from trainer.frozen_teacher import load_trunk_weights
+
+        load_trunk_weights(model, choice.weights, choice.spec)
     resume = out.with_suffix(".resume.pt")
     uses_teacher = kd.alpha > 0 or kd.beta > 0 or bool(kd.hints)
     if uses_teacher:
         if not teachers:
             raise EgoedgeError(f"recipe '{recipe}' distils from a teacher; pass --teacher CHECKPOINT")
+        from trainer.frozen_teacher import cached_outputs
+
         loaded = [load_model(t) for t in teachers]
+        saved = [cached_outputs(t, splits.data) for t in teachers]  # a frozen teacher's, computed when it was fitted
         history = distill_student(model, [m for m, _ in loaded], splits.train, splits.preprocess, cfg, kd, progress,
                                   resume, log, teacher_preprocess=[ckpt["preprocess"] for _, ckpt in loaded],
-                                  held_out=splits.val)
+                                  held_out=splits.val, teacher_outputs=saved)
     else:  # the label-only baseline: same student, same schedule, no teacher
         history = train_teacher(model, splits.train, splits.preprocess, cfg, progress, resume=resume, log=log,
                                 stage="student")

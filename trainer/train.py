@@ -127,7 +127,8 @@ def _logits_of(teacher: nn.Module, split: ClipSplit, preprocess: dict, dev: torc
 def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module], train: ClipSplit,
                     preprocess: dict, cfg: TrainConfig, kd: KDConfig, progress: Progress = no_progress,
                     resume: Path | None = None, log: Callable[[dict], None] | None = None,
-                    teacher_preprocess: Sequence[dict] | None = None, held_out: ClipSplit | None = None) -> list[dict]:
+                    teacher_preprocess: Sequence[dict] | None = None, held_out: ClipSplit | None = None,
+                    teacher_outputs: Sequence[dict] | None = None) -> list[dict]:
     """Distil one or several frozen teachers into ``student`` in place with :class:`DistillationLoss`.
 
     The clips are not augmented, so each teacher's logits (and the first teacher's embeddings)
@@ -138,6 +139,8 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
     :class:`LogitEnsemble` (``kd.ensemble``) whose ``learned`` weights are fitted on
     ``held_out`` when given: on the training split a teacher that memorised it (the audio
     one, say) would take all the weight. Feature KD and hints read the first teacher.
+    ``teacher_outputs[i]`` may hold teacher ``i``'s saved ``(logits, embeddings)`` under ``"train"``
+    and ``"val"`` (a frozen pretrained teacher's); those are used instead of running it.
     """
     dev = device()
     teachers = [teachers] if isinstance(teachers, nn.Module) else list(teachers)
@@ -150,12 +153,18 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
     if len(pps) != len(teachers):
         raise ValueError(f"{len(teachers)} teachers but {len(pps)} teacher preprocess blocks")
     rgb = lambda idx: model_input(train, idx, preprocess)  # noqa: E731
-    outs = [_logits_of(t, train, pp, dev, features=i == 0) for i, (t, pp) in enumerate(zip(teachers, pps, strict=True))]
+    saved = list(teacher_outputs) if teacher_outputs is not None else [{}] * len(teachers)
+
+    def outputs_of(i: int, split: ClipSplit, name: str, features: bool = False):
+        if (got := saved[i].get(name)) is not None and len(got[0]) == len(split):
+            return got[0].to(dev), (got[1].to(dev) if features else None)
+        return _logits_of(teachers[i], split, pps[i], dev, features=features)
+
+    outs = [outputs_of(i, train, "train", features=i == 0) for i in range(len(teachers))]
     all_logits, first_feats = [z for z, _ in outs], outs[0][1]
     ensemble = LogitEnsemble(len(teachers), kd.ensemble).to(dev)
     fit_on = held_out if held_out is not None and len(teachers) > 1 and kd.ensemble == "learned" else train
-    fit_logits = all_logits if fit_on is train else \
-        [_logits_of(t, fit_on, pp, dev)[0] for t, pp in zip(teachers, pps, strict=True)]
+    fit_logits = all_logits if fit_on is train else [outputs_of(i, fit_on, "val")[0] for i in range(len(teachers))]
     weights = ensemble.fit(torch.stack(fit_logits), torch.from_numpy(fit_on.labels).to(dev))
     t_logits = ensemble(torch.stack(all_logits)).detach()
 

@@ -33,7 +33,8 @@ from trainer.common.io import EgoedgeError
 from trainer.recipes import DEFAULT_RECIPE, RECIPES
 from trainer.tasks import TASKS
 
-TaskName = Enum("TaskName", {name: name for name in TASKS.keys()}, type=str)  # --task choices: the registry's
+# --task choices: the registry's tasks that egoedge trains (the `model` task is your own model's export)
+TaskName = Enum("TaskName", {name: name for name in TASKS.keys() if TASKS.get(name).trains}, type=str)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts.")
 
@@ -50,10 +51,17 @@ def run(
     config: Path = typer.Option(None, help="YAML/JSON overrides of the preset (any part of run_config.yaml)."),
     recipe: str = typer.Option(None, help=f"Distillation recipe of the student: {', '.join(RECIPES.keys())} "
                                f"(default {DEFAULT_RECIPE}); see `egoedge train student --help`."),
-    student: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant: resnet:r10_48 (the quick "
+    student: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant: timm:NAME (any timm backbone "
+                                "per frame, e.g. timm:mobilenetv3_small_100), resnet:r10_48 (the quick "
                                 "default; r10_16, r10_16_e128, r10_32, r10_48, r10_64, r18_32: dense convs, the ones "
                                 "int8 speeds up most), mobilevit:xxs (micro, tiny, xxs, xs, s; the full preset's), "
                                 "mobilenet:v4_small (v4_small_035, v4_small_050, v4_small, v2_050, lite0)."),
+    teacher: str = typer.Option(None, help="Teacher as timm:NAME (e.g. timm:vit_base_patch32_clip_224.openai) or "
+                                "hf:DIR (a local transformers vision/video model folder): pretrained and frozen, only "
+                                "its temporal pool and linear head are fitted; or ARCH:VARIANT of ours, trained "
+                                "(default: the preset's, clip_vit:small in quick)."),
+    teacher_weights: Path = typer.Option(None, help="The pretrained teacher's weights (safetensors or a state dict); "
+                                         "without it timm downloads them when online (hf: reads its folder)."),
     alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
     beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
     gamma: float = typer.Option(None, help="Weight of the cross-entropy term (default 0.5)."),
@@ -78,8 +86,9 @@ def run(
         fail(f"--threads must be >= 1, got {threads}")
     if iterations is not None and iterations < 1:
         fail(f"--iterations must be >= 1, got {iterations}")
-    options = {"recipe": recipe, "student": student, "alpha": alpha, "beta": beta, "gamma": gamma,
-               "temperature": temperature, "threads": threads, "iterations": iterations, "film": film,
+    options = {"recipe": recipe, "student": student, "teacher": teacher,
+               "teacher_weights": str(teacher_weights) if teacher_weights else None, "alpha": alpha, "beta": beta,
+               "gamma": gamma, "temperature": temperature, "threads": threads, "iterations": iterations, "film": film,
                "config": config, "videos": videos, "max_bad": max_bad}
     try:
         request = RunRequest(preset.value, task.value, out, data, config,
@@ -105,18 +114,32 @@ def _all_backends() -> str:
 
 @app.command()
 def export(
-    checkpoint: Path = typer.Argument(..., help="An egoedge checkpoint of any task (e.g. runs/quick/student.pt, "
-                                      "runs/nlq/nlq_student.pt)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="An egoedge checkpoint of any task (runs/quick/student.pt, "
+                                "runs/nlq/nlq_student.pt), or your own model: a torch.export program (model.pt2), "
+                                "timm:NAME, or package.module:factory / file.py:factory (a callable returning an "
+                                "nn.Module); your own model needs --input-shape or --example-inputs."),
+    input_shape: str = typer.Option(None, help="Your own model: its batch-1 input shape, e.g. 1,3,224,224 (several "
+                                    "inputs: 1,3,224,224;1,10); held-out inputs are seeded random ones."),
+    example_inputs: Path = typer.Option(None, help="Your own model: held-out inputs, a .npy (N, ...) or a .npz (one "
+                                        "array per input); parity and the bench run on them."),
+    labels: Path = typer.Option(None, help="Your own model: a .npy of N class indices for --example-inputs, so "
+                                "artifacts are scored on accuracy too."),
+    weights: Path = typer.Option(None, help="timm:NAME or a factory's model: a weights file (safetensors or a state "
+                                 "dict) loaded strictly."),
     to: str = typer.Option(None, help="Comma-separated backends (default: all of executorch,coreml,tflite,onnx)."),
     int8: bool = typer.Option(False, "--int8", help="Also make each backend's int8 artifacts (calibrated)."),
     precision: str = typer.Option(None, help="Exact precisions instead, comma-separated: fp32,fp16,int8,w8,w8a8."),
-    calib: int = typer.Option(256, help="Calibration samples drawn from the checkpoint's training split."),
-    calib_file: Path = typer.Option(None, help="Use preprocessed clips from this .npy (N,T,3,H,W) instead "
-                                    "(single-input models)."),
+    calib: int = typer.Option(256, help="Calibration samples drawn from the checkpoint's training split (or "
+                              "--data's)."),
+    calib_file: Path = typer.Option(None, help="Use preprocessed inputs from this .npy (N, ...) instead, shaped like "
+                                    "the model's input (single-input models; your own model's int8 needs it or "
+                                    "--data)."),
     int8_keep_float: str = typer.Option(None, help="Comma-separated modules the int8 artifacts keep fp32, e.g. "
                                         "pool,head (default: none; the quick run keeps pool,head)."),
-    out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
-    parity_samples: int = typer.Option(32, help="Held-out samples in the parity batch."),
+    out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint; export/<MODEL> for "
+                             "your own model)."),
+    parity_samples: int = typer.Option(32, help="Held-out samples in the parity batch (random ones of "
+                                       "--input-shape: this many)."),
     fp32_tol: float = typer.Option(None, help="fp32 gate: max |logit difference| to PyTorch (default: the task's, "
                                    "1e-4 for clips, 1e-3 for NLQ)."),
     int8_agreement: float = typer.Option(None, help="int8 gate: minimum top-1 agreement with PyTorch, % (default: "
@@ -125,18 +148,23 @@ def export(
                                     "task's, 1 for clips, 2 for NLQ)."),
     allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
     data: str = typer.Option(None, help="Calibrate and check parity on this dataset instead of the checkpoint's "
-                             "own (same classes), e.g. folder:clips/."),
+                             "own (same classes), e.g. folder:clips/; your own model: int8 calibrates on its clips "
+                             "or frames."),
     streaming: bool = typer.Option(False, "--streaming", help="Also export each backend and precision as a "
                                    "streaming pair for a live camera: a frame encoder (one frame in) and a temporal "
                                    "head (the last T embeddings in), checked frame by frame against the clip model."),
 ) -> None:
-    """Export a student of any task to edge formats, check each against PyTorch, write manifest.json.
+    """Export a checkpoint of any task, or your own PyTorch model, to edge formats; gate each, write manifest.json.
 
     Example: egoedge export runs/quick/student.pt --to executorch,coreml,tflite,onnx --int8 --calib 256
              egoedge export runs/quick/student.pt --to executorch,tflite,onnx --int8 --streaming
              egoedge export runs/nlq/nlq_student.pt --to onnx --int8
+             egoedge export timm:mobilenetv3_small_100 --input-shape 1,3,224,224 --to executorch,tflite,onnx
+             egoedge export my_model.pt2 --example-inputs x.npy --int8 --calib-file calib.npy --out export/mine
     """
     from edge.export import ExportConfig
+    from edge.foreign import ModelInputs
+    from edge.sources import source_of
 
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip()) if precision else None
     def config() -> ExportConfig:
@@ -148,7 +176,16 @@ def export(
                             data=data, streaming=streaming,
                             int8_keep_float=tuple(m.strip() for m in (int8_keep_float or "").split(",") if m.strip()))
 
-    export_and_show(checkpoint, out, config, allow_failed)
+    inputs = ModelInputs(input_shape, str(example_inputs) if example_inputs else None,
+                         str(labels) if labels else None, str(weights) if weights else None, samples=parity_samples)
+    try:
+        source = source_of(model)
+    except EgoedgeError as e:
+        fail(str(e))
+    if source.checkpoint and (input_shape or example_inputs or labels or weights):
+        fail("--input-shape, --example-inputs, --labels and --weights are for your own model; an egoedge checkpoint "
+             "brings its own")
+    export_and_show(model, None if source.checkpoint else inputs, out, config, allow_failed)
 
 
 def gate_of(fp32_tol: float | None, int8_agreement: float | None, int8_drop: float | None):

@@ -212,5 +212,6 @@ def export(
     """
     from edge.export import ExportConfig
 
-    export_and_show(checkpoint, out, lambda: ExportConfig(formats=parse_backends(to), int8=int8, calibration=calib,
+    export_and_show(str(checkpoint), None, out, lambda: ExportConfig(formats=parse_backends(to), int8=int8,
+                                                                     calibration=calib,
                                                           parity_samples=parity_samples), allow_failed)

@@ -158,16 +158,24 @@ def manifest_table(manifest: dict, title: str) -> Table:
 
 
 
-def export_and_show(checkpoint: Path, out: Path | None, config: Callable[[], ExportConfig],
+def export_and_show(model: str, inputs, out: Path | None, config: Callable[[], ExportConfig],
                     allow_failed: bool) -> None:
-    """``egoedge export``: build the config (its errors are one line too), export into ``out``, show the result."""
+    """``egoedge export``: build the config (its errors are one line too), export into ``out``, show the result.
+
+    ``inputs`` (:class:`edge.foreign.ModelInputs`) is ``None`` for an egoedge checkpoint.
+    """
     from edge.export import export_checkpoint
+    from edge.foreign import export_any
 
     try:
         cfg = config()
-        out = out or checkpoint.parent / "export"
         with RichProgress() as progress:
-            manifest = export_checkpoint(checkpoint, out, cfg, progress)
+            if inputs is None:
+                out = out or Path(model).parent / "export"
+                manifest = export_checkpoint(model, out, cfg, progress)
+            else:
+                out = out or Path("export") / model.replace(":", "_").replace("/", "_")
+                manifest = export_any(model, out, cfg, inputs, progress)
     except EgoedgeError as e:
         fail(str(e))
     print_export(manifest, out, allow_failed)
@@ -177,8 +185,9 @@ def print_export(manifest: dict, out: Path, allow_failed: bool) -> None:
     """The artifact table, the PyTorch reference figures, and exit 1 on a failed artifact unless allowed."""
     console.print(manifest_table(manifest, str(out / "manifest.json")))
     src = manifest["source"]
-    figures = src.get("metrics") or {"top-1": src["accuracy"]["top1"], "top-5": src["accuracy"]["top5"]}
-    console.print("PyTorch reference: " + ", ".join(f"{k} {v:.1f}%" for k, v in figures.items()), highlight=False)
+    if src.get("accuracy") or src.get("metrics"):  # your own model without --labels has no accuracy
+        figures = src.get("metrics") or {"top-1": src["accuracy"]["top1"], "top-5": src["accuracy"]["top5"]}
+        console.print("PyTorch reference: " + ", ".join(f"{k} {v:.1f}%" for k, v in figures.items()), highlight=False)
     fail_on_failed_artifacts(manifest, out, allow_failed)
 
 
@@ -194,8 +203,11 @@ def cbkd_table(summary: dict, title: str) -> Table:
     """The CBKD stage table (params, MACs, validation score per stage) with the cuts in its caption."""
     from trainer.prune.cbkd import stage_table
 
+    unpruned = summary.get("unpruned") or []
+    note = (f"; nothing prunable inside {', '.join(unpruned)} (every channel group reaches outside the block)"
+            if unpruned else "")
     table = Table(title=title, caption=f"MACs cut {100 * summary['macs_cut']:.1f}%, params cut "
-                  f"{100 * summary['params_cut']:.1f}%")
+                  f"{100 * summary['params_cut']:.1f}%{note}")
     for col in ("stage", "block", "ratio", "params", "MMACs", f"val {summary.get('metric', 'top1')} %"):
         table.add_column(col, justify="left" if col in ("stage", "block") else "right")
     for r in stage_table(summary):

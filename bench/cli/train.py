@@ -66,10 +66,12 @@ Task = Enum("Task", {name: name for name in TASKS if isinstance(TASKS.get(name),
 
 @train_app.command("teacher")
 def teacher(
-    arch: str = typer.Option(None, help="Teacher architecture and so its modality: clip_vit (RGB, default), "
+    arch: str = typer.Option(None, help="Teacher architecture and so its modality: timm:NAME or hf:DIR (pretrained, "
+                             "frozen: only its temporal pool and head are fitted), clip_vit (RGB, default), "
                              "flow_cnn (optical flow), audio_cnn (audio), box_transformer (object boxes), "
                              "text_transformer or minilm (past actions as text; --task anticipation)."),
     variant: str = typer.Option(None, help="Architecture size (default: the preset's, or the builder's)."),
+    weights: Path = typer.Option(None, help="Pretrained weights of a timm:/hf: teacher (safetensors or a state dict)."),
     task: Task = typer.Option(None, help="recognition (the action in the clip) or anticipation (the next one)."),
     preset: Preset = typer.Option("quick", help="Defaults for data, model and schedule."),
     config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. teacher_train: {epochs: 12})."),
@@ -91,12 +93,14 @@ def teacher(
 
     try:
         cfg = _resolve(preset, config, teacher_epochs=epochs, teacher_arch=arch, teacher_variant=variant,
+                       teacher_weights=str(weights) if weights else None,
                        task=task.value if task else None, data=data, videos=videos, max_bad=max_bad)
         out = out or Path("runs") / preset.value
         log, epoch_log = _log(out)
         log("train_teacher", config=to_dict(cfg))
         default_arch = PRESETS[preset.value].teacher.arch
-        path = out / f"{name or ('teacher' if cfg.teacher.arch == default_arch else 'teacher_' + cfg.teacher.arch)}.pt"
+        default = "teacher" if cfg.teacher.arch == default_arch else "teacher_" + cfg.teacher.arch
+        path = out / f"{name or default}.pt"
         with RichProgress() as progress:
             prepare_data(cfg.data, progress)
             path = teacher_stage(cfg.teacher, load_splits(cfg.data), cfg.teacher_train, path, progress,
@@ -134,6 +138,11 @@ def student(
 
     try:
         teachers = list(teacher or [])
+        for t in teachers:
+            kind = str(t).partition(":")[0]
+            if not t.is_file() and kind in ("timm", "hf"):
+                raise EgoedgeError(f"--teacher takes checkpoints; fit the pretrained one first: egoedge train teacher "
+                                   f"--arch {t} [--weights FILE], then pass --teacher <out>/teacher_{kind}.pt")
         cfg = _resolve(preset, config, recipe=recipe.value, student_variant=variant, student_epochs=epochs,
                        temperature=temperature, task=task.value if task else None, data=data)
         if teachers:

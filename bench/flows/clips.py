@@ -29,7 +29,15 @@ from trainer.prune.cbkd import CBKDConfig
 from trainer.quantize.checkpoint import quantize_checkpoint
 from trainer.quantize.ptq import PTQConfig
 from trainer.recipes import DEFAULT_RECIPE, RECIPES
-from trainer.stages import ModelChoice, build, cbkd_stage, load_splits, student_stage, teacher_stage
+from trainer.stages import (
+    ModelChoice,
+    build,
+    cbkd_stage,
+    load_splits,
+    parse_model_spec,
+    student_stage,
+    teacher_stage,
+)
 from trainer.tasks import task_of
 from trainer.train import KDConfig, linear_probe
 
@@ -96,12 +104,15 @@ PRESETS: dict[str, RunConfig] = {
                             streaming=True),
         bench=BenchConfig(isolate=True),
     ),
-    # For a GPU: a wider, deeper teacher, 8 frames at 128 px, longer schedules.
+    # For a GPU: the published pairing, OpenAI's CLIP ViT-B/32 (frozen; timm's download, or
+    # --teacher-weights FILE) -> MobileViT-XXS, 8 frames at 128 px, longer schedules. The teacher's
+    # epochs fit only its temporal pool and linear head, on cached embeddings.
     "full": RunConfig(
         preset="full",
         data=DataConfig(frames=8, size=128, train=8000, val=800, test=800),
-        teacher=ModelChoice("clip_vit", "base"), student=ModelChoice("mobilevit", "xxs"),
-        teacher_train=TrainConfig(epochs=30, batch_size=32, lr=3e-4),
+        teacher=ModelChoice("timm", "vit_base_patch32_clip_224.openai", pretrained=True),
+        student=ModelChoice("mobilevit", "xxs"),
+        teacher_train=TrainConfig(epochs=30, batch_size=32, lr=1e-3),
         student_train=TrainConfig(epochs=30, batch_size=32, lr=1e-3),
         export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=512),
         cbkd=CBKDConfig(recover=TrainConfig(epochs=3, batch_size=32, lr=1e-3, label_smoothing=0.0),
@@ -131,7 +142,8 @@ def student_choice(spec: str, preset_arch: str) -> ModelChoice:
 def resolve_config(preset: str, config_file: str | Path | None = None, **overrides) -> RunConfig:
     """A preset, then a YAML/JSON config file (any subset of :class:`RunConfig`), then CLI overrides.
 
-    Overrides (``None`` means unset): ``teacher_arch``, ``teacher_variant``, ``student_variant``, ``task``,
+    Overrides (``None`` means unset): ``teacher`` (a spec: ``timm:NAME``, ``hf:DIR``, ``ARCH:VARIANT``),
+    ``teacher_weights``, ``teacher_arch``, ``teacher_variant``, ``student_variant``, ``task``,
     ``recipe``, ``alpha``, ``beta``, ``gamma``, ``temperature``, ``threads``, ``iterations``,
     ``teacher_epochs``, ``student_epochs``, ``data`` (a ``--data`` spec), ``videos``, ``max_bad``.
     """
@@ -139,7 +151,8 @@ def resolve_config(preset: str, config_file: str | Path | None = None, **overrid
         raise EgoedgeError(f"unknown preset '{preset}'; valid: {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
     o = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(o) - {"teacher_arch", "teacher_variant", "student_variant", "task", "recipe", "alpha", "beta",
+    unknown = set(o) - {"teacher", "teacher_weights", "teacher_arch", "teacher_variant", "student_variant", "task",
+                        "recipe", "alpha", "beta",
                         "gamma", "temperature", "threads", "iterations", "teacher_epochs", "student_epochs",
                         "data", "videos", "max_bad"}
     if unknown:
@@ -157,6 +170,12 @@ def resolve_config(preset: str, config_file: str | Path | None = None, **overrid
         replace(cfg, recipe=recipe, kd=kd)
     if "student_variant" in o:
         cfg = replace(cfg, student=student_choice(o["student_variant"], cfg.student.arch))
+    if ":" in o.get("teacher_arch", ""):  # `train teacher --arch timm:NAME`
+        o["teacher"] = o.pop("teacher_arch")
+    if "teacher" in o:
+        cfg = replace(cfg, teacher=parse_model_spec(o["teacher"], o.get("teacher_weights")))
+    elif "teacher_weights" in o:
+        cfg = replace(cfg, teacher=replace(parse_model_spec(cfg.teacher.spec, o["teacher_weights"])))
     if "teacher_arch" in o or "teacher_variant" in o:
         arch = o.get("teacher_arch", cfg.teacher.arch)
         cfg = replace(cfg, teacher=ModelChoice(arch, o.get("teacher_variant") or _default_variant(arch, cfg)))
@@ -344,7 +363,8 @@ def _cbkd_summary(path: Path | None) -> dict | None:
     from trainer.prune.cbkd import stage_table
 
     m = read_checkpoint(path)["metrics"]["cbkd"]
-    return {"macs_cut": m["macs_cut"], "params_cut": m["params_cut"], "stages": stage_table(m)}
+    return {"macs_cut": m["macs_cut"], "params_cut": m["params_cut"], "stages": stage_table(m),
+            "unpruned": m.get("unpruned", [])}
 
 
 def run_request(request: RunRequest, progress: Progress = no_progress) -> RunResult:
@@ -352,6 +372,7 @@ def run_request(request: RunRequest, progress: Progress = no_progress) -> RunRes
     request.refuse("film")
     o = request.options
     cfg = resolve_config(request.preset, request.config, recipe=o.get("recipe"), student_variant=o.get("student"),
+                         teacher=o.get("teacher"), teacher_weights=o.get("teacher_weights"),
                          alpha=o.get("alpha"), beta=o.get("beta"), gamma=o.get("gamma"), task=request.task,
                          temperature=o.get("temperature"), threads=o.get("threads"), iterations=o.get("iterations"),
                          data=None if request.data == "synthetic" else request.data, videos=o.get("videos"),

@@ -246,7 +246,8 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
 
 def run_request(request: RunRequest, progress: Progress = no_progress) -> RunResult:
     """``egoedge run --task nlq``: the preset's NLQ settings with ``--threads``/``--iterations``/``--film``."""
-    request.refuse("config", "recipe", "student", "alpha", "beta", "gamma", "temperature", "videos", "max_bad")
+    request.refuse("config", "recipe", "student", "teacher", "teacher_weights", "alpha", "beta", "gamma", "temperature",
+                   "videos", "max_bad")
     if request.data != "synthetic":
         raise EgoedgeError(f"egoedge run --task nlq runs on the generated queries; train on your own Ego4D "
                            f"features step by step: egoedge nlq train --data {request.data}")

@@ -1,6 +1,15 @@
 """Registry of teachers and students; importing this package registers every model."""
 
-from trainer.models import cnn, modality, student, teacher, text, vslnet  # noqa: F401  (registration side effects)
+from trainer.models import (  # noqa: F401  (registration side effects)
+    cnn,
+    hf_trunk,
+    modality,
+    student,
+    teacher,
+    text,
+    timm_trunk,
+    vslnet,
+)
 from trainer.models.registry import MODELS
 from trainer.models.video import TemporalAttentionPool, VideoClassifier
 

@@ -74,10 +74,13 @@ class VideoClassifier(nn.Module):
         self.pool = TemporalAttentionPool(embed_dim, frames, pool_heads)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, num_classes))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def frame_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)``: the encoder on every time step, before the temporal pool."""
         b, t = x.shape[:2]
-        frames = self.encoder(x.reshape(b * t, *x.shape[2:]))
-        return self.pool(frames.reshape(b, t, -1))
+        return self.encoder(x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.frame_embeddings(x))
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         # ``return_features`` lets a DistributedDataParallel wrapper (which syncs gradients only

@@ -123,7 +123,10 @@ class ClipCBKDTask:
     metric: str = "top1"
 
     def default_blocks(self, model: nn.Module) -> list[str]:
-        return [n for n, _ in model.get_submodule(self.scope).named_modules() if _STAGE.match(n)]
+        scope = model.get_submodule(self.scope)
+        if hasattr(scope, "cbkd_blocks"):  # a foreign trunk (timm:NAME) names its own numbered blocks
+            return scope.cbkd_blocks()
+        return [n for n, _ in scope.named_modules() if _STAGE.match(n)]
 
     def trace_inputs(self, model: nn.Module) -> tuple[torch.Tensor, ...]:
         # One batch of two frames, as the encoder sees them.
@@ -257,7 +260,13 @@ def run_cbkd(teacher: nn.Module, task: CBKDTask, cfg: CBKDConfig, work: Path,
             continue
         t0 = time.perf_counter()
         scope = student.get_submodule(task.scope)
-        state["steps"] += prune_block(scope, block, ratio, task.trace_inputs(student), cfg.importance)
+        try:
+            new = prune_block(scope, block, ratio, task.trace_inputs(student), cfg.importance)
+        except (RuntimeError, TypeError, ValueError, AttributeError) as e:  # a graph torch-pruning cannot trace
+            raise EgoedgeError(f"CBKD cannot prune {task.scope}.{block}: torch-pruning's dependency graph fails "
+                               f"on it ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+                               ) from None
+        state["steps"] += new
         pruned = _measure(student, task)
         label = f"cbkd {k}/{len(plan)} {block}"
         history = recover_block(student, teacher, block, task, cfg.recover, progress,
@@ -265,6 +274,8 @@ def run_cbkd(teacher: nn.Module, task: CBKDTask, cfg: CBKDConfig, work: Path,
         record = {"stage": k, "block": block, "ratio": round(ratio, 4), "params": pruned["params"],
                   "macs": pruned["macs"], "val_after_prune": pruned["val"],
                   "val": task.evaluate(student), "recover_loss": history[-1]["loss"] if history else None,
+                  # 0: every channel group of this block reaches outside it (a residual stream), nothing to cut
+                  "groups_pruned": len(new),
                   "seconds": round(time.perf_counter() - t0, 1)}
         save(student, pruning_config(state["steps"], task.scope, trace), work / f"cbkd_stage{k}.pt")
         state["stages"].append(record)
@@ -276,7 +287,8 @@ def run_cbkd(teacher: nn.Module, task: CBKDTask, cfg: CBKDConfig, work: Path,
     summary = {"metric": task.metric, "start": state["start"], "stages": state["stages"], "final": final,
                "finetune": history, "pruning": pruning_config(state["steps"], task.scope, trace),
                "macs_cut": round(1 - final["macs"] / state["start"]["macs"], 4),
-               "params_cut": round(1 - final["params"] / state["start"]["params"], 4)}
+               "params_cut": round(1 - final["params"] / state["start"]["params"], 4),
+               "unpruned": [s["block"] for s in state["stages"] if s.get("groups_pruned") == 0]}
     return student, summary
 
 

@@ -96,6 +96,8 @@ def prune_block(scope: nn.Module, block: str, ratio: float, example: tuple[torch
 
 def _prune_block(scope: nn.Module, block: str, ratio: float, example: tuple[torch.Tensor, ...], importance: str,
                  round_to: int) -> list[dict]:
+    import torch_pruning as tp
+
     graph = _graph(scope, example)
     target = scope.get_submodule(block)
     inside = set(target.modules())
@@ -107,7 +109,8 @@ def _prune_block(scope: nn.Module, block: str, ratio: float, example: tuple[torc
     steps: list[dict] = []
     for group in graph.get_all_groups(ignored_layers=outside + keep_whole, root_module_types=list(PRUNABLE)):
         members = [dep.target.module for dep, _ in group]
-        if any(m in real and m not in inside for m in members):
+        # Outside the block, or the scope's own output (a trunk whose last block feeds only a pool).
+        if any(m in real and m not in inside or isinstance(m, tp.ops._OutputOp) for m in members):
             continue
         scores = scorer(group)
         if scores is None:

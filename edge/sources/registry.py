@@ -1,0 +1,5 @@
+"""The model-source registry: where ``egoedge export MODEL`` gets its model from."""
+
+from trainer.common.registry import Registry
+
+MODEL_SOURCES: Registry = Registry("model source")
