@@ -29,7 +29,7 @@ from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
 from trainer.tasks import Evaluation, task_named, task_of
 from trainer.tasks.base import Arrays
-from trainer.tasks.clips import logit_parity
+from trainer.tasks.model import output_parity
 
 
 def parse_tools(items: list[str]) -> dict[str, Path]:
@@ -88,8 +88,7 @@ class SampleEvaluation(Evaluation):
         return {"accuracy": None}
 
     def parity(self, reference: Arrays, candidate: Arrays, inputs: Arrays) -> dict:
-        each = [logit_parity(r, c) for r, c in zip(reference, candidate, strict=True)]  # one per model output
-        return {"max_abs": max(p["max_abs"] for p in each), "top1_agreement": min(p["top1_agreement"] for p in each)}
+        return output_parity(reference, candidate)  # the worst over every model output
 
     def reference(self) -> Arrays:
         return self._outputs
