@@ -15,12 +15,13 @@ from bench.host_bench import (
     BenchConfig,
     checkpoint_target,
     host_report,
+    int8_program_target,
     manifest_targets,
     program_target,
     teacher_of,
 )
 from bench.peak import add_throughput
-from bench.report import summarize, write_report
+from bench.report import ship_choice, summarize, write_report
 from bench.runners import RUNNERS
 from edge.artifact import run_session
 from trainer.checkpoint import read_checkpoint
@@ -139,7 +140,7 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
         task = task_of(ckpt)
         ev = task.evaluation(ckpt)
         student = checkpoint_target(source, source.stem, compare_to_reference=True, ckpt=ckpt)
-        targets = [student]
+        targets = [student, *int8_program_target(export_dir, manifest, student)]
         if teacher := teacher_of(source, ckpt):  # the model it was distilled from: the baseline to beat
             targets.insert(0, checkpoint_target(teacher, teacher.stem, compare_to_reference=False))
         params, macs = student.params, student.macs
@@ -173,6 +174,7 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
                                    f"{out / 'report.json'})") from None
             report["devices"][label]["skipped"] = skipped
         add_throughput(report["results"][host_rows:], report["machine"].get("peak_gmacs"))
+    report["ship"] = ship_choice(report, {student.name if student else "": export_dir.name})
     report["summary"] = summarize(report)
     if student is None:
         report["summary"]["source checkpoint"] = (

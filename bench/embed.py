@@ -16,6 +16,7 @@ the assets and moved in place at the end; the manifest, which the app reads firs
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shutil
 import tomllib
@@ -47,9 +48,15 @@ class EmbedConfig:
 
 
 def find_export(run: str | Path) -> Path:
-    """The export folder of ``run``: ``run/export`` or ``run`` itself, whichever holds ``manifest.json``."""
+    """The export folder of ``run``: the one its report ships from (``egoedge run`` exports the KD and the CBKD
+    student, and ships the faster), else ``run/export`` or ``run`` itself, whichever holds ``manifest.json``."""
     run = Path(run)
-    for folder in (run / "export", run):
+    shipped = None
+    try:
+        shipped = (json.loads((run / "report.json").read_text()).get("ship") or {}).get("export")
+    except (OSError, ValueError, AttributeError):
+        pass  # no run report (an export folder, or a run still going): the plain layout
+    for folder in ((run / shipped,) if shipped else ()) + (run / "export", run):
         if (folder / "manifest.json").is_file():
             return folder
     raise EgoedgeError(f"no manifest.json in {run} or {run / 'export'}; run `egoedge export` (or `egoedge run`) first")

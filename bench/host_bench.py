@@ -100,6 +100,7 @@ class Target:
     io: dict | None = None  # an artifact's manifest ``inputs``/``outputs`` specs (names, dtypes, scale, zero point)
     damaged: str | None = None  # why the file on disk is not the one the manifest describes: never loaded
     stream: StreamPair | None = None  # a streaming pair: ``target`` is its frame encoder, this the rest
+    reference: str | None = None  # the target whose outputs this one is compared with (None: the first reference)
 
     @property
     def loadable(self) -> torch.nn.Module | Path:
@@ -119,7 +120,7 @@ def program_target(path: Path, name: str, example: tuple) -> Target:
     """The eager reference of your own model's export: its ``source.pt2`` program, run by PyTorch."""
     import torch
 
-    from trainer.quantize.ptq import load_program
+    from trainer.quantize.program import load_program
 
     module = load_program(path)
     inputs = tuple(torch.from_numpy(x) for x in example)
@@ -164,6 +165,17 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
                                        tuple(a["inputs"][0]["shape"]))
         out.append(target)
     return out
+
+
+def int8_program_target(folder: Path, manifest: dict, source: Target) -> list[Target]:
+    """The int8 program every int8 artifact of ``manifest`` was lowered from, as a PyTorch row (``NAME_int8``)."""
+    program = (manifest.get("int8") or {}).get("program")
+    if not program:
+        return []
+    path = folder / program
+    return [Target(f"{source.name}_int8", "pytorch", "int8", path, path_bytes(path) if path.is_file() else None,
+                   source.params, source.macs, True, path=path,
+                   damaged=None if path.is_file() else f"{DAMAGED}: {program} is missing")]
 
 
 def stream_name(encoder_name: str) -> str:
@@ -349,6 +361,7 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
     A target that fails to load or run gets ``status: "failed"`` and its error; the others go on.
     """
     reference: Arrays | None = ev.reference()  # a self-contained export's saved outputs, else the first measured
+    outputs_by: dict[str, Arrays] = {}  # each measured target's outputs, for targets compared with a named one
     results = []
     with tempfile.TemporaryDirectory(prefix="egoedge-bench-") as tmp:
         saved: dict[object, Path] = {}
@@ -382,8 +395,13 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
                     row["streaming"] = stream_fields(tgt.stream, row["latency_ms"], stream_logits, ev)
                 if outputs is not None and tgt.compare_to_reference and reference is None:
                     reference = outputs
-                finish_row(row, tgt, outputs, ev, inputs, reference if tgt.compare_to_reference else None,
-                           report_field)
+                if outputs is not None:
+                    outputs_by[tgt.name] = outputs
+                own = outputs_by.get(tgt.reference) if tgt.reference else None
+                if own is not None:
+                    row["compared_with"] = tgt.reference
+                finish_row(row, tgt, outputs, ev, inputs,
+                           (own if own is not None else reference) if tgt.compare_to_reference else None, report_field)
             except Exception as e:  # noqa: BLE001 - a runtime's own error types (ORT's InvalidProtobuf ...): this row
                 row["error"] = error_line(e)
             results.append(row)

@@ -86,8 +86,29 @@ def profile_executorch(target: Path, sample: list[np.ndarray], threads: int, run
     with tempfile.TemporaryDirectory(prefix="egoedge-etdump-") as tmp:
         path = Path(tmp) / "run.etdp"
         program.write_etdump_result_to_file(str(path), str(Path(tmp) / "debug.bin"))
-        events = etdump_events(Inspector(etdump_path=str(path)).event_blocks, skip=1)
-    return summarize_ops(events, runs, "executorch etdump")
+        blocks = Inspector(etdump_path=str(path)).event_blocks
+        events = etdump_events(blocks, skip=1)
+    return {**summarize_ops(events, runs, "executorch etdump"), **delegate_calls(blocks, skip=1)}
+
+
+def delegate_calls(event_blocks, skip: int = 0) -> dict:
+    """Delegate calls per inference and their time, and the time in portable kernels between them.
+
+    Each ``DELEGATE_CALL`` span is one hand-over to XNNPACK: a graph cut into islands makes many,
+    each with its copies in and out. ``delegate_ms`` includes the kernels inside the calls.
+    """
+    calls, ms, portable = 0, 0.0, 0.0
+    for block in event_blocks:
+        for ev in block.events:
+            if ev.perf_data is None:
+                continue
+            raw = ev.perf_data.raw[skip:]
+            if ev.name == "DELEGATE_CALL":
+                calls += 1
+                ms += float(np.mean(raw)) if len(raw) else 0.0
+            elif ev.name.startswith("native_call_"):
+                portable += float(np.mean(raw)) if len(raw) else 0.0
+    return {"delegate_calls": calls, "delegate_ms": round(ms, 4), "portable_ms": round(portable, 4)}
 
 
 # --- ONNX Runtime ----------------------------------------------------------------------------------------

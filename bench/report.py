@@ -68,7 +68,9 @@ def render_profiles(report: dict) -> list[str]:
             lines += [f"**{r['name']}**: no profile ({prof['error']})", ""]
             continue
         lines += [f"**{r['name']}** — {prof['tool']}, {prof['runs']} runs, {prof['total_ms']:.3f} ms of kernels "
-                  f"per call, {prof['distinct_ops']} distinct ops", "",
+                  f"per call, {prof['distinct_ops']} distinct ops"
+                  + (f", {prof['delegate_calls']} delegate calls ({prof['portable_ms']:.3f} ms in portable kernels "
+                     "between them)" if "delegate_calls" in prof else ""), "",
                   "| op | where | calls | ms | % |", "|---|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in profile_rows(prof)]
         lines.append("")
@@ -149,26 +151,34 @@ def _reference(rows: list[dict]) -> dict | None:
     return (named or exact or [None])[0]
 
 
-def speedups(report: dict) -> list[dict]:
-    """Each reduced-precision artifact against the fp32 artifact of its runtime, at the same thread count.
+def fp32_name(name: str) -> str:
+    """The name of the fp32 artifact a reduced-precision one was exported beside (same student, same backend).
 
-    Rows: ``{"threads", "format", "runtime", "precision", "fp32_ms", "ms", "speedup", "size_ratio", "top1_delta",
-    "delegation": [fp32, this], "peak_pct": [fp32, this], "status"}``, gate-refused artifacts included
-    (their speed is a measured fact) with their status.
+    Example: ``fp32_name("student_cbkd_onnx_int8@android")`` is ``"student_cbkd_onnx_fp32@android"``.
+    """
+    base, at, device = name.partition("@")
+    return f"{base.rsplit('_', 1)[0]}_fp32{at}{device}"
+
+
+def speedups(report: dict) -> list[dict]:
+    """Each reduced-precision artifact against the fp32 artifact of its student and runtime, at the same thread count.
+
+    Rows: ``{"threads", "name", "format", "runtime", "precision", "fp32_ms", "ms", "speedup", "size_ratio",
+    "top1_delta", "delegation": [fp32, this], "peak_pct": [fp32, this], "status"}``, gate-refused artifacts
+    included (their speed is a measured fact) with their status.
     """
     out = []
     for threads in thread_counts(report):
         rows = [r for r in clip_rows(at_threads(report, threads)["results"])
                 if r["format"] != "pytorch" and (r["latency_ms"] or {}).get("median")]
-        fp32 = {(r.get("device", "host"), r["format"]): r for r in rows
-                if r["precision"] == "fp32" and r["status"] == "ok"}
+        fp32 = {r["name"]: r for r in rows if r["precision"] == "fp32" and r["status"] == "ok"}
         for r in rows:
-            base = fp32.get((r.get("device", "host"), r["format"]))
+            base = fp32.get(fp32_name(r["name"]))
             if base is None or r is base:
                 continue
             acc, base_acc = (r["accuracy"] or {}).get("top1"), (base["accuracy"] or {}).get("top1")
-            out.append({"threads": threads, "device": r.get("device", "host"), "format": r["format"],
-                        "runtime": r["runtime"], "precision": r["precision"],
+            out.append({"threads": threads, "name": r["name"], "device": r.get("device", "host"),
+                        "format": r["format"], "runtime": r["runtime"], "precision": r["precision"],
                         "fp32_ms": base["latency_ms"]["median"], "ms": r["latency_ms"]["median"],
                         "speedup": base["latency_ms"]["median"] / r["latency_ms"]["median"],
                         "size_ratio": r["size_bytes"] / base["size_bytes"],
@@ -196,17 +206,44 @@ def best_vs_eager(report: dict) -> list[dict]:
     return out
 
 
+def ship_choice(report: dict, exports: dict[str, str]) -> dict | None:
+    """The artifact to ship: the fastest host artifact that passed its parity gate, at the main thread count.
+
+    ``exports`` maps each student's artifact-name stem to its export folder (``{"student_cbkd": "export_cbkd"}``).
+    """
+    rows = [r for r in clip_rows(at_threads(report)["results"])
+            if r["format"] != "pytorch" and r["status"] == "ok" and (r["latency_ms"] or {}).get("median")
+            and _on_host(r)]
+    if not rows:
+        return None
+    best = min(rows, key=lambda r: r["latency_ms"]["median"])
+    stems = [s for s in exports if best["name"].startswith(s + "_")]
+    stem = max(stems, key=len) if stems else None
+    return {"name": best["name"], "format": best["format"], "precision": best["precision"], "runtime": best["runtime"],
+            "median_ms": best["latency_ms"]["median"], "top1": (best["accuracy"] or {}).get("top1"),
+            "student": stem, "export": exports.get(stem) if stem else None}
+
+
+def ship_line(ship: dict) -> str:
+    """The report's one line naming the artifact to ship."""
+    top1 = f", top-1 {ship['top1']:.1f}%" if ship.get("top1") is not None else ""
+    where = f", in {ship['export']}/" if ship.get("export") else ""
+    return (f"{ship['name']} ({ship['runtime']}, {ship['precision']}): {ship['median_ms']:.3f} ms{top1}{where} "
+            "(the fastest artifact that passed its parity gate)")
+
+
 def speedup_cells(row: dict) -> list[str]:
     """One ``speedups`` row as table cells (report.md and the terminal)."""
     where = row["runtime"] + ("" if _on_host(row) else f" on {row['device']}")
-    return [where, str(row["threads"]), row["precision"], fmt(row["fp32_ms"], ".3f"), fmt(row["ms"], ".3f"),
+    return [row.get("name", "–"), where, str(row["threads"]), row["precision"], fmt(row["fp32_ms"], ".3f"),
+            fmt(row["ms"], ".3f"),
             f"{row['speedup']:.2f}x", fmt(row["top1_delta"], "+.1f"),
             "–" if set(row["delegation"]) == {"–"} else " → ".join(row["delegation"]),
             " / ".join(fmt(p, ".0f") for p in row["peak_pct"]), "ok" if row["status"] == "ok" else "refused"]
 
 
-SPEEDUP_HEADER = ["runtime", "threads", "precision", "fp32 ms", "ms", "speed-up", "Δ top-1", "delegate calls",
-                  "% peak fp32 / this", "status"]
+SPEEDUP_HEADER = ["artifact", "runtime", "threads", "precision", "fp32 ms", "ms", "speed-up", "Δ top-1",
+                  "delegate calls", "% peak fp32 / this", "status"]
 
 
 def render_speedups(report: dict) -> list[str]:
@@ -217,9 +254,9 @@ def render_speedups(report: dict) -> list[str]:
         return []
     lines = ["## Speed-ups", ""]
     if rows:
-        lines += ["Each reduced-precision artifact against its own runtime's fp32 artifact at the same thread "
-                  "count (`% peak`: each against the GEMM peak of its arithmetic at that count; delegate calls "
-                  "for ExecuTorch, fp32 → this).", "",
+        lines += ["Each reduced-precision artifact against the fp32 artifact of its own student and runtime at the "
+                  "same thread count (`% peak`: each against the GEMM peak of its arithmetic at that count; delegate "
+                  "calls for ExecuTorch, fp32 → this).", "",
                   "| " + " | ".join(SPEEDUP_HEADER) + " |", "|" + "---|" * len(SPEEDUP_HEADER)]
         lines += ["| " + " | ".join(speedup_cells(r)) + " |" for r in rows]
         lines.append("")
@@ -306,18 +343,25 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
     colors = {"pytorch": "tab:blue", "executorch": "tab:orange", "tflite": "tab:green", "onnx": "tab:purple",
               "coreml": "tab:red"}
     points, labels = [], []
+    ship = (report.get("ship") or {}).get("name")
     for r in sorted(ok, key=lambda r: r["latency_ms"]["median"]):
         x, y = r["latency_ms"]["median"], r["accuracy"]["top1"]
         ax.scatter(x, y, s=60 + 1500 * r["size_bytes"] / largest, alpha=0.6,
                    color=colors.get(r["format"], "tab:gray"), edgecolors="black", linewidths=0.6)
+        if r["name"] == ship:
+            ax.scatter(x, y, s=(60 + 1500 * r["size_bytes"] / largest) * 2.2, facecolors="none", edgecolors="red",
+                       linewidths=1.8, zorder=5)
         points.append((x, y))
-        labels.append(f"{r['name'].removeprefix('student_').replace('_', ' ')}\n{r['size_bytes'] / 2**20:.1f} MB")
+        labels.append(("SHIP: " if r["name"] == ship else "")
+                      + f"{r['name'].removeprefix('student_').replace('_', ' ')}\n{r['size_bytes'] / 2**20:.1f} MB")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     for fmt in sorted({r["format"] for r in ok}):
         ax.scatter([], [], color=colors.get(fmt, "tab:gray"), label=fmt, s=40)
+    if ship and any(r["name"] == ship for r in ok):
+        ax.scatter([], [], facecolors="none", edgecolors="red", linewidths=1.8, s=60, label="to ship")
     if ok:
         ax.legend(loc="lower right", fontsize=8, title="format", title_fontsize=8)
     ax.set_xlabel("median latency per clip (ms, log scale)")
@@ -395,6 +439,8 @@ def summarize(report: dict) -> dict[str, str]:
     report = at_threads(report)
     by = {r["name"]: r for r in report["results"] if r["status"] == "ok"}
     s: dict[str, str] = {}
+    if report.get("ship"):
+        s["artifact to ship"] = ship_line(report["ship"])
     t, st = by.get("teacher"), by.get("student")
     if t and st:
         s["teacher/student params"] = f"{t['params'] / st['params']:.1f}x ({t['params'] / 1e6:.2f}M vs " \
@@ -427,7 +473,7 @@ def summarize(report: dict) -> dict[str, str]:
             line += f", top-1 {x['top1_delta']:+.1f} points"
         if x["status"] != "ok":
             line += ", refused by the parity gate"
-        s[f"{x['format']} {x['precision']} vs fp32" + ("" if _on_host(x) else f" on {x['device']}")] = line
+        s[f"{x['name']} vs fp32"] = line
     timed = [r for r in stream_rows(report) if r["status"] == "ok" and r["streaming"].get("ratio")]
     if timed:
         ratios = sorted(r["streaming"]["ratio"] for r in timed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,11 +41,13 @@ Verify = Callable[[object, Path, str, str], dict]
 
 def export_artifact(fmt: str, precision: str, model: torch.nn.Module, example: tuple[torch.Tensor, ...],
                     out_dir: Path, stem: str, calibration: list, entry: dict, verify: Verify,
-                    progress: Progress = no_progress, names: IONames = CLIP_IO) -> dict:
+                    progress: Progress = no_progress, names: IONames = CLIP_IO,
+                    program: torch.nn.Module | None = None) -> dict:
     """Export one ``(format, precision)`` artifact, hash it and verify it; returns its manifest entry.
 
-    ``entry`` supplies the task's fields (IO specs, preprocess, labels); an export error becomes
-    a ``failed`` entry with the reason, never an exception.
+    ``entry`` supplies the task's fields (IO specs, preprocess, labels); ``program`` the int8 PT2E
+    program a backend lowers for its static int8 precision (:mod:`edge.int8`). An export error
+    becomes a ``failed`` entry with the reason, never an exception.
     """
     exporter = EXPORTERS.get(fmt)
     name = f"{stem}_{fmt}_{precision}"
@@ -55,7 +58,10 @@ def export_artifact(fmt: str, precision: str, model: torch.nn.Module, example: t
     t0 = time.perf_counter()
     progress(f"export {name}", 0, 1, {})
     try:
-        backend = exporter.export(model, example, path, precision, calibration, names)
+        # A backend written before int8 programs existed quantizes on its own: only pass one where taken.
+        takes = program is not None and "program" in inspect.signature(exporter.export).parameters
+        backend = exporter.export(model, example, path, precision, calibration, names,
+                                  **({"program": program} if takes else {}))
     except ExportError as e:
         entry["reason"] = str(e)
         remove_path(path)

@@ -8,7 +8,7 @@ PyTorch -> record ``ok`` or ``failed`` with the measured numbers and the reason.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 from edge.artifact import export_artifact, io_spec, run_session, runtime_failure
 from edge.calibration import as_samples, load_calibration_file
 from edge.exporters import EXPORTERS, IONames, export_ready
+from edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
 from edge.parity import ParityGate
 from edge.schema import validate
 from edge.stream_export import export_pair, pair_checker, stream_calibration, streaming_block, write_stream_sample
@@ -29,7 +30,9 @@ from trainer.common.io import (
 )
 from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
+from trainer.models.exportable import int8_ready
 from trainer.models.streaming import split_streaming
+from trainer.quantize.program import read_ptq
 from trainer.tasks import task_of
 from trainer.tasks.base import model_outputs
 
@@ -98,10 +101,12 @@ def keep_float(model: torch.nn.Module, names: tuple[str, ...]) -> None:
 @locks_folder("out_dir", "egoedge export")
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
                       progress: Progress = no_progress) -> dict:
-    """Export a checkpoint of any task per ``cfg`` into ``out_dir``; returns the manifest (also written there).
+    """Export a checkpoint of any task, or a PTQ program of one (``NAME_int8.pt2``), per ``cfg`` into ``out_dir``.
 
     The checkpoint's task supplies the held-out data, the calibration draw, the scoring and the
-    default parity gate; everything else is the same for every task.
+    default parity gate; everything else is the same for every task. A PTQ program is lowered as
+    it is for every int8 artifact (and implies ``int8``); the fp32 artifacts come from the
+    checkpoint it was quantized from. Returns the manifest (also written there).
 
     Example::
 
@@ -110,6 +115,17 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         [(a["name"], a["status"]) for a in manifest["artifacts"]]
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    program = checkpoint if checkpoint.suffix == ".pt2" else None
+    record = None
+    if program is not None:
+        report, checkpoint = read_ptq(program)
+        record = report["record"]
+        if cfg.int8_keep_float:
+            raise EgoedgeError(f"{program.name} keeps {', '.join(record['keep_float']) or 'nothing'} fp32 already; "
+                               "--int8-keep-float is for exporting a checkpoint")
+        if cfg.calibration_file:
+            raise EgoedgeError(f"{program.name} was calibrated when it was made; --calib-file is for a checkpoint")
+        cfg = replace(cfg, int8=True, data=cfg.data or record.get("data"))
     pairs = plan(cfg)
     ckpt = read_checkpoint(checkpoint)
     task = task_of(ckpt)
@@ -117,26 +133,36 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         ckpt = task.with_data(ckpt, cfg.data)
     model, ckpt = load_model(checkpoint, ckpt=ckpt)
     source = {"checkpoint": os.path.relpath(checkpoint.resolve(), out_dir.resolve()),
-              "sha256": sha256_file(checkpoint), "arch": ckpt["arch"]}
+              "sha256": sha256_file(checkpoint), "arch": ckpt["arch"], "task": task.name, "data": cfg.data}
     entry = {"preprocess": ckpt["preprocess"], "labels": ckpt["label_names"], "role": "clip"}
-    return export_model(model, task, task.evaluation(ckpt), out_dir, cfg, pairs, checkpoint.stem, source, entry,
-                        f"{checkpoint} ({ckpt['arch']})", progress)
+    ev = task.evaluation(ckpt)
+    recipe = None
+    if program is not None and needs_calibration(pairs):
+        progress("calibration set", 0, 1, {})
+        recipe, _ = program_recipe(program, lambda n, seed: as_samples(*ev.calibration(n, seed)))
+        recipe = replace(recipe, file=os.path.relpath(program.resolve(), out_dir.resolve()))
+        source["program"] = recipe.file
+    return export_model(model, task, ev, out_dir, cfg, pairs, checkpoint.stem, source, entry,
+                        f"{checkpoint} ({ckpt['arch']})", progress, recipe)
 
 
 def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportConfig, pairs: list[tuple[str, str]],
-                 stem: str, source: dict, entry: dict, where: str, progress: Progress = no_progress) -> dict:
+                 stem: str, source: dict, entry: dict, where: str, progress: Progress = no_progress,
+                 recipe: Int8Recipe | None = None) -> dict:
     """Export ``model`` to every ``(format, precision)`` of ``pairs``, each gated on ``ev``; writes the manifest.
 
     ``source`` is the manifest's source block (the file the model came from); ``entry`` the
-    task's fields of every artifact (preprocess, labels, role).
+    task's fields of every artifact (preprocess, labels, role). ``recipe``: the int8 program to
+    lower (a PTQ file); without one it is made here (:mod:`edge.int8`) and saved beside the artifacts.
     """
     keep_float(model, cfg.int8_keep_float)
     ready = export_ready(model)
-    # A model that cannot stream fails here, before any work.
-    halves = split_streaming(ready, where) if cfg.streaming else None
+    quantizable = int8_ready(model) if needs_calibration(pairs) and recipe is None else None
+    if cfg.streaming:  # a model that cannot stream fails here, before any work
+        split_streaming(ready, where)
     gate = cfg.gate or ParityGate(**asdict(task.gate))
-    calibration, calib_info = [], None
-    if needs_calibration(pairs):
+    calib_x = None
+    if needs_calibration(pairs) and recipe is None:
         progress("calibration set", 0, 1, {})
         if cfg.calibration_file:
             if len(ev.inputs) != 1:
@@ -147,11 +173,14 @@ def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportCon
         else:
             calib_x = ev.calibration(cfg.calibration, cfg.calibration_seed)
             calib_info = {"source": f"{ev.source}/train", "samples": len(calib_x[0]), "seed": cfg.calibration_seed}
-        if cfg.int8_keep_float:
-            calib_info["keep_float"] = list(cfg.int8_keep_float)
-        calibration = as_samples(*calib_x)
-
     parity_x, test_x = ev.parity_inputs(cfg.parity_samples), ev.test_inputs()
+    example = tuple(torch.from_numpy(x[:1]) for x in parity_x)
+    if calib_x is not None:
+        recipe = chosen_recipe(quantizable, example, as_samples(*calib_x), calib_info, cfg.int8_keep_float, ev,
+                               gate.int8_min_agreement, progress)
+    if recipe is not None:
+        keep_float(ready, recipe.keep_float)
+
     parity_ref, ref_test = model_outputs(model, parity_x), model_outputs(model, test_x)
     reference = ev.score(ref_test)
 
@@ -179,14 +208,35 @@ def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportCon
         return {**scored, "parity": parity, "verified": "runtime",
                 "status": "ok" if reason is None else "failed", "reason": reason}
 
-    example = tuple(torch.from_numpy(x[:1]) for x in parity_x)
     names = IONames(tuple(ev.inputs), tuple(ev.outputs))
-    artifacts = [export_artifact(fmt, precision, ready, example, out_dir, stem, calibration, entry,
-                                 verify, progress, names) for fmt, precision in pairs]
+
+    def export_all(which: list[tuple[str, str]]) -> list[dict]:
+        program = recipe.program if recipe is not None else None
+        return [export_artifact(fmt, precision, ready, example, out_dir, stem, recipe.calibration if recipe else [],
+                                entry, verify, progress, names, program) for fmt, precision in which]
+
+    artifacts = export_all(pairs)
+    # The gate decides how much stays fp32: while an int8 artifact misses it, keep the next module float.
+    while recipe is not None and (missed := [a for a in artifacts if _missed_gate(a)]):
+        worst = min(a["parity"]["top1_agreement"] for a in missed)
+        progress("int8: keeping more fp32", 0, 1, {})
+        wider = recipe.widened(worst, gate.int8_min_agreement)
+        if wider is None:
+            break
+        recipe = wider
+        keep_float(ready, recipe.keep_float)
+        keep_float(quantizable, recipe.keep_float)
+        progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
+        redo = [(f, p) for f, p in pairs if p in EXPORTERS.get(f).int8_precisions]
+        again = dict(zip(redo, export_all(redo), strict=True))
+        artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
+    if recipe is not None and recipe.file is None:
+        recipe = save_recipe(recipe, out_dir, stem, example, source)
+
     streaming = None
-    if halves is not None:
-        encoder, head = halves
-        stream_calib = stream_calibration(encoder, calib_x[0]) if calibration else ([], [])
+    if cfg.streaming:
+        encoder, head = split_streaming(ready, where)  # after the int8 recipe is final: it names what stays fp32
+        stream_calib = stream_calibration(encoder, _clips(recipe.calibration)) if recipe is not None else ([], [])
         frames, expected, fields = write_stream_sample(out_dir, ready, encoder, head, parity_x[0])
         check = pair_checker(ev, gate, reference, (parity_x, parity_ref), (test_x, ref_test), (frames, expected),
                              head.frames, head.embed_dim, progress)
@@ -196,16 +246,29 @@ def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportCon
                                      check, progress)
         streaming = streaming_block(encoder, head, fields)
     manifest = {"task": task.name,
-                "source": {**source, **reference},
-                "calibration": calib_info,
+                "source": {**{k: v for k, v in source.items() if v is not None}, **reference},
+                "calibration": None if recipe is None else {
+                    **recipe.calib_info, **({"keep_float": list(recipe.keep_float)} if recipe.keep_float else {})},
                 "gate": asdict(gate),
                 "sample": sample,
                 "artifacts": artifacts}
+    if recipe is not None:
+        manifest["int8"] = recipe.block()
     if streaming is not None:
         manifest["streaming"] = streaming
     validate(manifest, "manifest", "the manifest being written")
     write_json_atomic(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _missed_gate(artifact: dict) -> bool:
+    """An int8 artifact that ran and was refused by the parity gate (not one that failed to export or run)."""
+    return artifact["status"] == "failed" and artifact.get("parity") is not None and artifact["precision"] != "fp32"
+
+
+def _clips(calibration: list[tuple[torch.Tensor, ...]]) -> np.ndarray:
+    """The calibration samples' single input as one ``(N, ...)`` array (the streaming halves calibrate on it)."""
+    return torch.cat([sample[0] for sample in calibration]).numpy()
 
 
 def write_samples(out_dir: Path, ev, inputs: tuple[np.ndarray, ...], outputs: tuple[np.ndarray, ...]) -> dict:

@@ -110,7 +110,7 @@ def test_any_unreadable_config_calibration_or_program_is_one_egoedge_error(tmp_p
 
     from edge.calibration import load_calibration_file
     from trainer.config import read_config_file
-    from trainer.quantize.ptq import load_program
+    from trainer.quantize.program import load_program
 
     valid_npy = tmp_path / "ok.npy"
     import numpy as np

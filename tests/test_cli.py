@@ -26,30 +26,41 @@ def mini_run(tmp_path_factory):
 def test_run_writes_the_run_folder(mini_run):
     out, output = mini_run
     for name in ("teacher.pt", "student.pt", "export/manifest.json", "export/sample_input.npy",
-                 "export/sample_output.npy", "export/student_executorch_fp32.pte", "report.json", "report.md",
-                 "pareto.png", "log.jsonl", "student_cbkd.pt", "student_cbkd_int8.pt2", "student_cbkd_int8.json",
-                 "run_config.yaml", "student_cbkd_stages/cbkd_state.json"):
+                 "export/sample_output.npy", "export/student_onnx_fp32.onnx", "export/student_int8.pt2",
+                 "export/student_int8.json", "export_cbkd/manifest.json", "export_cbkd/student_cbkd_onnx_int8.onnx",
+                 "export_cbkd/student_cbkd_int8.pt2", "report.json", "report.md", "pareto.png", "log.jsonl",
+                 "student_cbkd.pt", "run_config.yaml", "student_cbkd_stages/cbkd_state.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.resume.pt"))
     report = json.loads((out / "report.json").read_text())
     validate_report(report)
     names = [r["name"] for r in report["results"]]
-    assert names == ["teacher", "student", "student_cbkd", "student_cbkd_int8", "student_executorch_fp32",
-                     "student_onnx_fp32", "student_stream_executorch_fp32", "student_stream_onnx_fp32"]
+    # Both students are exported fp32 + int8; the one that ships (CBKD) also as streaming pairs.
+    assert names == ["teacher", "student", "student_cbkd", "student_int8", "student_onnx_fp32", "student_onnx_int8",
+                     "student_cbkd_int8", "student_cbkd_onnx_fp32", "student_cbkd_onnx_int8",
+                     "student_cbkd_stream_onnx_fp32", "student_cbkd_stream_onnx_int8"]
     assert all(r["status"] == "ok" for r in report["results"])
-    for pair in report["results"][6:]:  # the mini preset exports streaming pairs too, timed per frame
-        assert pair["streaming"]["clip_ms"] and pair["streaming"]["ratio"] and pair["top1_agreement"] == 100.0
-    report["results"] = report["results"][:6]
-    teacher, student, cbkd, int8 = report["results"][:4]
+    by = {r["name"]: r for r in report["results"]}
+    for pair in ("student_cbkd_stream_onnx_fp32", "student_cbkd_stream_onnx_int8"):  # timed per frame
+        assert by[pair]["streaming"]["clip_ms"] and by[pair]["streaming"]["ratio"]
+    assert by["student_cbkd_stream_onnx_fp32"]["top1_agreement"] == 100.0
+    teacher, student, cbkd, int8 = (by[n] for n in ("teacher", "student", "student_cbkd", "student_cbkd_int8"))
     assert (int8["format"], int8["precision"]) == ("pytorch", "int8") and int8["accuracy"] is not None
     assert cbkd["macs"] < student["macs"] and cbkd["params"] < student["params"] and int8["params"] == cbkd["params"]
     stages = report["run"]["cbkd"]["stages"]
     assert [s["stage"] for s in stages] == ["start", "1", "2", "finetune"] and stages[1]["block"] == "stages.1"
-    for artifact in report["results"][4:]:
-        assert artifact["parity_max_abs"] <= 1e-4 and artifact["top1_agreement"] == 100.0
-    assert report["results"][0]["params"] > report["results"][1]["params"]
-    events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
-    assert events[0] == "start" and events[-1] == "done" and "export" in events
+    for name in ("student_onnx_fp32", "student_cbkd_onnx_fp32"):  # each against its own fp32 PyTorch model
+        assert by[name]["parity_max_abs"] <= 1e-4 and by[name]["top1_agreement"] == 100.0
+    assert by["student_cbkd_onnx_fp32"]["compared_with"] == "student_cbkd"
+    assert teacher["params"] > student["params"]
+    ship = report["ship"]
+    fastest = min((r for r in report["results"] if r["format"] != "pytorch" and not r.get("streaming")),
+                  key=lambda r: r["latency_ms"]["median"])
+    assert ship["name"] == fastest["name"] and ship["export"] == ("export_cbkd" if "cbkd" in ship["name"] else "export")
+    assert "artifact to ship" in output and f"| {ship['name']} |" in (out / "report.md").read_text()
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    assert [e["student"] for e in events if e["event"] == "export"] == ["student", "student_cbkd"]
     for name in ("report.json", "report.md", "pareto.png"):
         assert f"{name}: {out / name}" in output
 
@@ -59,8 +70,8 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
     out, _ = mini_run
     # A baseline in which only the eager student was (impossibly) fast: --compare must flag that row alone.
     baseline = json.loads((out / "report.json").read_text())
-    # The run's CBKD and int8 students are not in the export folder: a baseline row the bench cannot
-    # measure would count as missing (a regression), so the baseline holds only what bench measures.
+    # The run's CBKD student is not in this export folder: a baseline row the bench cannot measure would
+    # count as missing (a regression), so the baseline holds only what bench measures.
     baseline["results"] = [r for r in baseline["results"] if not r["name"].startswith("student_cbkd")]
     for r in baseline["results"]:
         r["latency_ms"]["median"] *= 1e-6 if r["name"] == "student" else 1e6
@@ -74,19 +85,19 @@ def test_bench_command_on_run_export(mini_run, tmp_path):
     assert "1 regression(s) against the baseline (slower by more than 10%, failed or missing): student:" \
         in message, message
     report = json.loads((tmp_path / "report.json").read_text())
-    # The teacher the student came from is found beside it and timed as the baseline; then all again at 1 thread.
-    names = [("teacher", "pytorch"), ("student", "pytorch"), ("student_executorch_fp32", "executorch"),
-             ("student_onnx_fp32", "onnx"), ("student_stream_executorch_fp32", "executorch"),
-             ("student_stream_onnx_fp32", "onnx")]
+    # The teacher the student came from is found beside it and timed as the baseline, the int8 program the
+    # int8 artifacts were lowered from beside the eager student; then all again at 1 thread.
+    names = [("teacher", "pytorch"), ("student", "pytorch"), ("student_int8", "pytorch"),
+             ("student_onnx_fp32", "onnx"), ("student_onnx_int8", "onnx")]
     assert [(r["name"], r["format"], r["threads"]) for r in report["results"]] == [
         *((n, f, 2) for n, f in names), *((n, f, 1) for n, f in names)]
     assert report["machine"]["thread_counts"] == [2, 1] and report["machine"]["threads"] == 2
     for peak in (report["machine"]["peak_gmacs"], *report["machine"]["peak_gmacs_by_threads"].values()):
         assert peak["fp32"] > 0 and peak["int8"] > 0
     assert all(r["peak_pct"] > 0 for r in report["results"])
-    one, two = report["results"][5], report["results"][1]  # the eager student at 1 and at 2 threads
+    two, one = (next(r for r in report["results"] if r["name"] == "student" and r["threads"] == t) for t in (2, 1))
     assert one["accuracy"] == two["accuracy"] and one["latency_ms"] != two["latency_ms"]
-    assert "fastest artifact vs eager student" in report["summary"]
+    assert "fastest artifact vs eager student" in report["summary"] and report["ship"]["export"] == "export"
     md = (tmp_path / "report.md").read_text()
     assert "- fastest artifact at 1 thread: " in md and "- fastest artifact at 2 threads: " in md
     assert "| name | format | precision | runtime | threads |" in md

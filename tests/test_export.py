@@ -96,6 +96,8 @@ def test_backend_details(full_export):
     out, manifest = full_export
     et = artifact(manifest, "executorch", "int8")["backend"]
     assert et["delegate"] == "xnnpack" and et["delegated_nodes"] > 0 and isinstance(et["portable_ops"], list)
+    # MobileViT's layer norms and attention rewritten into ops XNNPACK runs: the whole graph is one delegate call.
+    assert et["delegated_subgraphs"] == 1 and et["portable_ops"] == [] and et["rewritten_ops"]
     full_int = artifact(manifest, "tflite", "int8")
     assert full_int["inputs"][0]["dtype"] == "int8" and full_int["inputs"][0]["scale"] > 0
     assert isinstance(full_int["outputs"][0]["zero_point"], int)
@@ -109,6 +111,7 @@ def test_backend_details(full_export):
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
     assert on_disk["calibration"] == {"source": "synthetic/train", "samples": 16, "seed": 0}
+    assert on_disk["int8"]["program"] == "student_int8.pt2" and (out / "student_int8.pt2").is_file()
 
 
 def test_calibration_is_deterministic_from_train(mini_data_cfg):
@@ -254,7 +257,8 @@ def test_int8_keep_float_reaches_the_pt2e_quantizer(student_ckpt, tmp_path, monk
                        gate=LENIENT, int8_keep_float=("pool", "head"))
     manifest = export_checkpoint(student_ckpt, tmp_path / "export", cfg)
     assert manifest["artifacts"][0]["status"] == "ok"
-    assert manifest["calibration"]["keep_float"] == ["pool", "head"] and seen == [("pool", "head")]
+    assert manifest["calibration"]["keep_float"] == ["pool", "head"] and manifest["int8"]["chosen_by"] == "user"
+    assert seen and set(seen) == {("pool", "head")}
 
 
 def test_int8_keep_float_names_an_existing_module(student_ckpt, tmp_path):

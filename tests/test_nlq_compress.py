@@ -14,7 +14,8 @@ from trainer.nlq.train import build_for, load_nlq_model, save_nlq_checkpoint, tr
 from trainer.prune import prune_block
 from trainer.prune.cbkd import CBKDConfig, stage_table
 from trainer.quantize.checkpoint import quantize_checkpoint
-from trainer.quantize.ptq import PTQConfig, blocks_of, load_program
+from trainer.quantize.program import load_program
+from trainer.quantize.ptq import PTQConfig, blocks_of
 
 SMALL = {"dim": 16, "heads": 2, "word_dim": 8}
 STAGE = TrainConfig(epochs=1, batch_size=8, label_smoothing=0.0)

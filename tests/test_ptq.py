@@ -9,8 +9,9 @@ import torch
 from trainer.common.io import EgoedgeError
 from trainer.quantize.checkpoint import quantize_checkpoint
 from trainer.quantize.observers import OBSERVERS
+from trainer.quantize.program import load_program
 from trainer.quantize.pt2e import quantize_pt2e
-from trainer.quantize.ptq import PTQConfig, blocks_of, load_program, quantizer_for, run_ptq
+from trainer.quantize.ptq import PTQConfig, blocks_of, quantizer_for, run_ptq
 
 
 def _range(observer: str, x: torch.Tensor) -> tuple[float, float]:
@@ -86,17 +87,19 @@ def test_fallback_search_records_every_step(micro):
 
 
 
-def test_the_most_sensitive_block_is_kept_fp32_first(micro):
-    """An agreement that never reaches the target forces the search; its order follows the measured error."""
-    from trainer.quantize.ptq import OutputMatch, mean_squared_error
+def test_the_block_removing_most_error_per_mac_is_kept_fp32_first(micro):
+    """An agreement that never reaches the target forces the search; its order follows the measured error per MAC."""
+    from trainer.quantize.ptq import ISLAND_COST, OutputMatch, mean_squared_error
 
     _, model, x = micro
     never = OutputMatch(agreement=lambda ref, out, inputs: 0.0, error=mean_squared_error)
     result = run_ptq(model, x[:8], x[8:], PTQConfig(observer="minmax", max_fallback=2), match=never)
-    sensitivity = result["sensitivity"]
-    assert set(sensitivity) == set(blocks_of(model)) and max(sensitivity.values()) > 0
-    ranked = sorted((b for b in sensitivity if sensitivity[b] > 0), key=sensitivity.get, reverse=True)
-    # Each try adds the next most sensitive block, starting from the one whose fp32 copy removes the most error.
+    sensitivity, macs = result["sensitivity"], result["macs"]
+    assert set(sensitivity) == set(blocks_of(model)) == set(macs) and max(sensitivity.values()) > 0
+    assert 0.99 < sum(macs.values()) < 1.001  # the blocks cover the model's MACs (rounded to 4 places)
+    value = {b: sensitivity[b] / (macs[b] + ISLAND_COST) for b in sensitivity}
+    ranked = sorted((b for b in sensitivity if sensitivity[b] > 0), key=value.get, reverse=True)
+    # Each try adds the next block, starting from the one whose fp32 copy removes the most error per MAC.
     assert [step["skip"][-1] for step in result["steps"][1:]] == ranked[:len(result["steps"]) - 1]
     assert result["steps"][1]["skip"] == [ranked[0]]
 
@@ -130,7 +133,7 @@ def test_int8_program_loads_in_a_fresh_process(micro, tmp_path):
 
     path, _, _ = micro
     quantize_checkpoint(path, tmp_path, PTQConfig(calibration=16, val_samples=8, max_fallback=0))
-    code = ("import sys; from trainer.quantize.ptq import load_program; "
+    code = ("import sys; from trainer.quantize.program import load_program; "
             "print(type(load_program(sys.argv[1])).__name__)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "student_int8.pt2")], capture_output=True,
                          text=True, timeout=300)

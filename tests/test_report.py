@@ -80,7 +80,7 @@ def test_summary_has_int8_vs_fp32_ratios():
     int8 = {**et, "name": "student_executorch_int8", "precision": "int8", "size_bytes": 1_000_000,
             "latency_ms": {**et["latency_ms"], "median": 2.5}, "accuracy": {"top1": 69.0, "top5": 95.0}}
     s = summarize({**REPORT, "results": REPORT["results"] + [int8]})
-    assert s["executorch int8 vs fp32"] == "size 0.26x, 2.00x faster, top-1 -1.0 points"
+    assert s["student_executorch_int8 vs fp32"] == "size 0.26x, 2.00x faster, top-1 -1.0 points"
 
 
 def test_summary_marks_gate_refused_artifacts():
@@ -91,7 +91,8 @@ def test_summary_marks_gate_refused_artifacts():
                "latency_ms": {**et["latency_ms"], "median": 2.0}, "status": "failed",
                "error": "refused by the parity gate: top-1 agreement 95.00% < 99.0%"}
     s = summarize({**REPORT, "results": REPORT["results"] + [refused]})
-    assert s["executorch int8 vs fp32"] == "size 0.25x, 2.50x faster, top-1 +0.0 points, refused by the parity gate"
+    assert s["student_executorch_int8 vs fp32"] == \
+        "size 0.25x, 2.50x faster, top-1 +0.0 points, refused by the parity gate"
     assert "student_executorch_int8 vs eager student" not in s
 
 

@@ -76,7 +76,9 @@ def profile_tables(report: dict, top: int = 5) -> list[Table]:
         if "error" in prof:
             console.print(f"{r['name']}: no profile ({prof['error']})", highlight=False)
             continue
-        table = Table(title=f"{r['name']} — top ops ({prof['tool']}, {prof['total_ms']:.3f} ms of kernels per call)")
+        calls = f", {prof['delegate_calls']} delegate calls" if "delegate_calls" in prof else ""
+        table = Table(title=f"{r['name']} — top ops ({prof['tool']}, {prof['total_ms']:.3f} ms of kernels per "
+                            f"call{calls})")
         for col in ("op", "where", "calls", "ms", "%"):
             table.add_column(col, justify="left" if col in ("op", "where") else "right")
         for row in profile_rows(prof)[:top]:
@@ -135,9 +137,22 @@ def streaming_table(report: dict) -> Table | None:
     return table
 
 
+def int8_caption(int8: dict | None) -> str | None:
+    """What the int8 artifacts keep fp32 and who chose it, for the export table's caption."""
+    if not int8:
+        return None
+    kept = ", ".join(int8["keep_float"]) or "nothing (every module int8)"
+    why = {"program": f"as in {int8.get('program')}", "user": "as --int8-keep-float asked",
+           "gate": "the fewest that pass the parity gate"}.get(int8.get("chosen_by"), "")
+    sens = int8.get("sensitivity") or {}
+    numbers = ", ".join(f"{m} {sens[m]:.2g}" for m in int8["keep_float"] if m in sens)
+    return (f"int8 keeps fp32: {kept} ({why}" + (f"; error removed: {numbers}" if numbers else "") + ")"
+            + (f"; program {int8['program']}" if int8.get("program") and int8.get("chosen_by") != "program" else ""))
+
+
 def manifest_table(manifest: dict, title: str) -> Table:
     """One row per artifact: format, precision, size, parity, accuracy and status (with the reason)."""
-    table = Table(title=title)
+    table = Table(title=title, caption=int8_caption(manifest.get("int8")))
     roles = any(a.get("role", "clip") != "clip" for a in manifest["artifacts"])
     for h, justify in ((("role", "left"),) if roles else ()) + (
             ("format", "left"), ("precision", "left"), ("MB", "right"), ("top-1 %", "right"),
@@ -166,15 +181,15 @@ def export_and_show(model: str, inputs, out: Path | None, config: Callable[[], E
     """
     from edge.export import export_checkpoint
     from edge.foreign import export_any
+    from edge.sources import source_of
 
     try:
         cfg = config()
+        out = out or source_of(model).default_out(model)
         with RichProgress() as progress:
             if inputs is None:
-                out = out or Path(model).parent / "export"
                 manifest = export_checkpoint(model, out, cfg, progress)
             else:
-                out = out or Path("export") / model.replace(":", "_").replace("/", "_")
                 manifest = export_any(model, out, cfg, inputs, progress)
     except EgoedgeError as e:
         fail(str(e))

@@ -11,7 +11,7 @@ from bench.runners.registry import RUNNERS
 from edge.exporters import Session
 from trainer.checkpoint import load_model
 from trainer.common.io import EgoedgeError
-from trainer.quantize.ptq import load_program
+from trainer.quantize.program import load_program
 
 
 class PyTorchRunner:

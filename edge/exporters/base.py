@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from trainer.common.io import EgoedgeError
+from trainer.models.exportable import export_ready  # noqa: F401  (part of this module's API)
 
 # A loaded artifact: float32 inputs in, float32 outputs out (quantisation handled inside).
 Session = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -48,8 +48,14 @@ class Exporter(Protocol):
     int8_precisions: tuple[str, ...]
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO,
+               program: torch.nn.Module | None = None) -> dict:
         """Write the artifact to ``path`` with tensors named by ``names``; return backend details for the manifest.
+
+        ``program`` is the int8 PT2E program (:mod:`edge.int8`) that a backend taking PT2E graphs
+        lowers for its static int8 precision instead of quantizing ``model`` itself; a backend with
+        its own int8 format (ONNX Runtime) quantizes ``model`` with the same modules kept float
+        (``model.float_modules``) and the same ``calibration``.
 
         The details may carry ``inputs``/``outputs`` IO specs when the artifact's tensors are not
         plain float32 (a full-integer TFLite model takes int8 with a scale and zero point).
@@ -74,19 +80,6 @@ def check_precision(exporter: Exporter, precision: str) -> None:
     if precision not in exporter.precisions:
         raise ExportError(f"{exporter.format}: precision '{precision}' is not supported; "
                           f"valid: {', '.join(exporter.precisions)}")
-
-
-def export_ready(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy in eval mode with timm's fused attention switched off.
-
-    Fused scaled-dot-product attention lowers to a boolean-mask op chain that delegates
-    cannot take; the explicit matmul/softmax path computes the same function and lowers whole.
-    """
-    model = copy.deepcopy(model).eval()
-    for module in model.modules():
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = False
-    return model
 
 
 _OP = re.compile(r"\b(aten|prims)(?:\.|::)([a-z][a-z0-9_]*)")

@@ -129,12 +129,16 @@ class CoreMLExporter:
     int8_precisions = ("w8", "w8a8")
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO,
+               program: torch.nn.Module | None = None) -> dict:
         check_precision(self, precision)
         ct = _coremltools()
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # the converter draws a tqdm bar per pass
-                mlmodel = self._convert(ct, model, example_inputs, precision, calibration, names)
+                if precision == "w8a8" and program is None:
+                    program = quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
+                mlmodel = self._convert(ct, program if precision == "w8a8" else model, example_inputs, precision,
+                                        names)
         except Exception as e:  # noqa: BLE001  (the converter raises from many layers)
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
         atomic_write_dir(path, lambda p: mlmodel.save(str(p)))
@@ -144,9 +148,7 @@ class CoreMLExporter:
 
     @staticmethod
     def _convert(ct, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], precision: str,
-                 calibration: Calibration, names: IONames = CLIP_IO):
-        if precision == "w8a8":
-            model = quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
+                 names: IONames = CLIP_IO):
         program = _drop_aliases(torch.export.export(model, example_inputs, strict=False).run_decompositions())
         mlmodel = ct.convert(
             program,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.delegate_rewrites import delegate_friendly
 from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_precision, example_graph, lowering_error
 from edge.exporters.registry import EXPORTERS
 from trainer.common.io import write_bytes_atomic
@@ -24,7 +25,8 @@ class ExecuTorchExporter:
     int8_precisions = ("int8",)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO,
+               program: torch.nn.Module | None = None) -> dict:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
         from executorch.exir import to_edge_transform_and_lower
@@ -32,21 +34,26 @@ class ExecuTorchExporter:
         check_precision(self, precision)
         try:
             if precision == "int8":
-                model = quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
-            exported = torch.export.export(model, example_inputs, strict=False)
+                model = program if program is not None else \
+                    quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
+            exported, rewritten = delegate_friendly(torch.export.export(model, example_inputs, strict=False),
+                                                    example_inputs)
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
             info = get_delegation_info(edge.exported_program().graph_module)
-            program = edge.to_executorch()
+            lowered = edge.to_executorch()
         except Exception as e:  # noqa: BLE001  (lowering errors come from many layers)
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
-        write_bytes_atomic(path, program.buffer)
-        portable = sorted(op for op, b in info.delegation_by_operator.items() if b.non_delegated and op != "getitem")
+        write_bytes_atomic(path, lowered.buffer)
+        # ``getitem`` reads a delegate's outputs: bookkeeping, not a kernel that runs between delegate calls.
+        kernels = {op: b.non_delegated for op, b in info.delegation_by_operator.items() if b.non_delegated
+                   and op != "getitem"}
+        portable = sorted(kernels)
         # The app's AAR must be this runtime version or newer: `egoedge embed` compares the two.
         return {"exporter": f"executorch {version('executorch')}", "delegate": "xnnpack",
                 "delegated_subgraphs": info.num_delegated_subgraphs,
                 "delegated_nodes": info.num_delegated_nodes,
-                "portable_nodes": info.num_non_delegated_nodes,
-                "portable_ops": portable}
+                "portable_nodes": sum(kernels.values()),
+                "portable_ops": portable, "rewritten_ops": rewritten}
 
     def unavailable(self) -> str | None:
         return None

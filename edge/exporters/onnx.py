@@ -93,7 +93,10 @@ class OnnxExporter:
     int8_precisions = ("int8",)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO,
+               program: torch.nn.Module | None = None) -> dict:
+        # ``program`` is not lowered: ONNX Runtime's int8 is its own QDQ format, made from ``model``
+        # with the program's modules kept float and its calibration set.
         import onnx
 
         check_precision(self, precision)

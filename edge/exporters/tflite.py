@@ -18,7 +18,7 @@ from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_pr
 from edge.exporters.registry import EXPORTERS
 from edge.preprocess import dequantize, quantize
 from trainer.common.io import atomic_write
-from trainer.quantize import QUANTIZERS, quantize_pt2e
+from trainer.quantize import QUANTIZERS, fixed_softmax_outputs, quantize_pt2e, unfold_weights
 
 
 def _io_specs(details: list[dict], names: list[str]) -> list[dict]:
@@ -41,7 +41,8 @@ class TFLiteExporter:
     int8_precisions = ("w8", "int8")
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-               precision: str, calibration: Calibration, names: IONames = CLIP_IO) -> dict:
+               precision: str, calibration: Calibration, names: IONames = CLIP_IO,
+               program: torch.nn.Module | None = None) -> dict:
         import litert_torch
         from litert_torch.quantize.quant_config import QuantConfig
 
@@ -53,8 +54,13 @@ class TFLiteExporter:
                     converted = litert_torch.convert(model, example_inputs)
                 else:
                     quantizer = QUANTIZERS.get("litert")(dynamic=precision == "w8")
-                    graph = quantize_pt2e(model, example_inputs, calibration if precision == "int8" else [],
-                                          quantizer, fold=False)
+                    if precision == "int8" and program is not None:
+                        # The converter reads float weights behind quantize nodes, not folded int8 ones,
+                        # and TFLite's int8 softmax takes only its own fixed output scale.
+                        graph = fixed_softmax_outputs(unfold_weights(program))
+                    else:
+                        graph = quantize_pt2e(model, example_inputs, calibration if precision == "int8" else [],
+                                              quantizer, fold=False)
                     converted = litert_torch.convert(graph, example_inputs,
                                                      quant_config=QuantConfig(pt2e_quantizer=quantizer))
                 atomic_write(path, lambda p: converted.export(str(p)))

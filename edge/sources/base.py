@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 from torch import nn
 
@@ -25,3 +26,9 @@ class ModelSource(ABC):
     def stem(self, spec: str) -> str:
         """The artifacts' file-name stem."""
         return spec.rsplit("/", 1)[-1].rsplit(":", 1)[-1].split(".")[0] or "model"
+
+    def default_out(self, spec: str) -> Path:
+        """Where ``egoedge export`` writes without ``--out``."""
+        if self.checkpoint:
+            return Path(spec).parent / "export"
+        return Path("export") / spec.replace(":", "_").replace("/", "_")

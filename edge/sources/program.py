@@ -34,7 +34,10 @@ class ProgramSource(ModelSource):
     example = "model.pt2"
 
     def matches(self, spec: str) -> bool:
-        return Path(spec).suffix == ".pt2"
+        from trainer.quantize.program import program_record
+
+        # egoedge's own PTQ programs carry a record and are the ``ptq`` source's
+        return Path(spec).suffix == ".pt2" and program_record(spec) is None
 
     def load(self, spec: str, weights: str | None) -> nn.Module:
         if weights is not None:

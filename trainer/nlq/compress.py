@@ -137,4 +137,4 @@ def nlq_job(path: Path, cfg: PTQConfig, ckpt: dict) -> PTQJob:
         return {**nlq_metrics.accuracy_block(row), **row}
 
     return PTQJob(model, samples, val, inputs("test", slice(None)), score,
-                  OutputMatch(window_agreement, valid_step_error))
+                  OutputMatch(window_agreement, valid_step_error), source=str(data.spec.root))

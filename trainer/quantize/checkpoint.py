@@ -1,23 +1,24 @@
 """``egoedge quantize``: PTQ of a checkpoint of any task, saved as a ``torch.export`` program with its report.
 
 The task of the checkpoint supplies the job (model, calibration, validation and test data, how
-outputs are compared and scored); :func:`trainer.quantize.ptq.run_ptq` does the rest.
+outputs are compared and scored); :func:`trainer.quantize.ptq.run_ptq` does the rest. The model
+is quantized in its export-ready form, so ``egoedge export NAME_int8.pt2`` lowers this very program.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
+import os
 import time
 from pathlib import Path
 
-import torch
-
 from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError, write_bytes_atomic, write_json_atomic
+from trainer.common.io import EgoedgeError, sha256_file, write_json_atomic
 from trainer.common.lock import locks_folder
 from trainer.common.progress import Progress, no_progress
+from trainer.models.exportable import int8_ready
 from trainer.quantize.observers import OBSERVERS
+from trainer.quantize.program import save_program
 from trainer.quantize.ptq import STATIC_BACKENDS, PTQConfig, outputs_of, run_ptq
 from trainer.tasks import task_of
 
@@ -49,19 +50,22 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     if data:
         ckpt = task.with_data(ckpt, data)
     job = task.ptq_job(path, cfg, ckpt)
-    result = run_ptq(job.model, job.calibration, job.val_inputs, cfg, progress, job.match)
-    fp32, int8 = outputs_of(job.model, job.test_inputs), outputs_of(result["model"], job.test_inputs)
-    example = tuple(x.clone() for x in job.calibration[0])  # a view would drag the calibration set into the .pt2
-    program = torch.export.export(result["model"], example, strict=False)
+    model = int8_ready(job.model)
+    result = run_ptq(model, job.calibration, job.val_inputs, cfg, progress, job.match)
+    fp32, int8 = outputs_of(model, job.test_inputs), outputs_of(result["model"], job.test_inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / f"{path.stem}_int8.pt2"
-    buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer, not our temp file
-    torch.export.save(program, buffer)
-    write_bytes_atomic(artifact, buffer.getvalue())
-    report = {"task": task.name, "source": path.name, "artifact": artifact.name, "config": dataclasses.asdict(cfg),
+    # The checkpoint is named relative to the program: the two travel together.
+    record = {"task": task.name, "source": Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix(),
+              "source_sha256": sha256_file(path), "quantizer": cfg.backend, "observer": cfg.observer,
+              "keep_float": result["skip"], "data": data,
+              "calibration": {"source": f"{job.source}/train", "samples": len(job.calibration), "seed": cfg.seed}}
+    example = tuple(x.clone() for x in job.calibration[0])  # a view would drag the calibration set into the .pt2
+    digest = save_program(result["model"], example, artifact, record)
+    report = {**record, "artifact": artifact.name, "artifact_sha256": digest, "config": dataclasses.asdict(cfg),
               "skip": result["skip"], "val_agreement": result["val_agreement"], "steps": result["steps"],
-              "sensitivity": result["sensitivity"], "fp32": job.score(fp32), "int8": job.score(int8),
-              "test_agreement": job.match.agreement(fp32, int8, job.test_inputs),
+              "sensitivity": result["sensitivity"], "macs": result["macs"], "fp32": job.score(fp32),
+              "int8": job.score(int8), "test_agreement": job.match.agreement(fp32, int8, job.test_inputs),
               "wall_s": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out_dir / f"{path.stem}_int8.json", report)
     return report

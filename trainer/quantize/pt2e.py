@@ -212,3 +212,63 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     for module in converted.modules():
         module.training = False
     return converted
+
+
+def unfold_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """A copy of a folded int8 graph with every int8 weight stored float behind its own quantize node.
+
+    Folding stores weights as int8 constants read by a dequantize node; LiteRT's converter reads
+    the unfolded form (a float constant -> quantize -> dequantize). The float weights are the int8
+    ones dequantized, so quantizing them again gives back the same integers: the same program.
+    """
+    import copy
+
+    graph = copy.deepcopy(graph)
+    for node in list(graph.graph.nodes):
+        target = str(node.target)
+        weight = node.args[0] if node.op == "call_function" and "dequantize" in target and node.args else None
+        if not (isinstance(weight, torch.fx.Node) and weight.op == "get_attr"):
+            continue
+        stored = _attr(graph, weight.target)
+        if not isinstance(stored, torch.Tensor) or stored.dtype not in (torch.int8, torch.uint8):
+            continue
+        args = [_attr(graph, a.target) if isinstance(a, torch.fx.Node) and a.op == "get_attr" else a
+                for a in node.args[1:]]
+        name = f"{weight.target.replace('.', '_')}_float"
+        graph.register_buffer(name, node.target(stored, *args, **node.kwargs))
+        quantize = getattr(torch.ops.quantized_decomposed, node.target.name().split("::")[1].split(".")[0]
+                           .replace("dequantize", "quantize")).default
+        with graph.graph.inserting_before(node):
+            floats = graph.graph.get_attr(name)
+            requantized = graph.graph.call_function(quantize, (floats, *node.args[1:]), dict(node.kwargs))
+        node.replace_input_with(weight, requantized)
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    return graph
+
+
+def _attr(graph: torch.fx.GraphModule, target: str):
+    owner, _, name = target.rpartition(".")
+    return getattr(graph.get_submodule(owner) if owner else graph, name)
+
+
+SOFTMAX_OPS = (torch.ops.aten.softmax.int, torch.ops.aten._softmax.default)
+
+
+def fixed_softmax_outputs(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Give each int8-quantized softmax output TFLite's fixed scale (1/256, zero point -128), in place.
+
+    A program quantized for XNNPACK takes a softmax's output range from calibration; TFLite's int8
+    SOFTMAX kernel only prepares with 1/256. A softmax lies in [0, 1], so the fixed scale loses at
+    most half a step of 1/256.
+    """
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target not in SOFTMAX_OPS:
+            continue
+        for q in list(node.users):
+            if "quantize_per_tensor" not in str(q.target) or "dequantize" in str(q.target) or q.args[-1] != torch.int8:
+                continue
+            for pair in (q, *[d for d in list(q.users) if "dequantize_per_tensor" in str(d.target)]):
+                pair.args = (pair.args[0], 1.0 / 256, -128, *pair.args[3:])
+    graph.recompile()
+    return graph

@@ -3,13 +3,16 @@
 1. Calibrate the whole model with the target backend's quantizer and the chosen observer.
 2. If its top-1 agreement with fp32 on the validation split is below the target, measure each
    block's sensitivity: how much the logits' mean squared error to fp32 falls when only that
-   block stays in fp32 (a continuous score: agreement on a few hundred clips moves in steps).
-3. Keep the most sensitive blocks in fp32, one at a time, until the target is met (or
-   ``max_fallback`` blocks are float), then report accuracy on the test split.
+   block computes in fp32 (a continuous score: agreement on a few hundred clips moves in steps).
+   One quantized graph serves every block: its quantize/dequantize pairs inside the block are
+   bypassed, so a block costs one pass over the validation clips, not a new calibration.
+3. Keep blocks fp32, one at a time, in order of error removed per share of the model's MACs
+   (a block kept float gives up its int8 speed-up in proportion to its MACs), each only if it
+   measurably helps, until the target is met or ``max_fallback`` blocks are float; then report
+   accuracy on the test split.
 
-The blocks kept fp32 here can be given to ``egoedge export --int8-keep-float`` so that the
-exported int8 artifacts keep the same blocks float (the quantize driver is
-:mod:`trainer.quantize.checkpoint`).
+``egoedge export`` lowers the resulting program itself (:mod:`trainer.quantize.program`), and
+``egoedge export CKPT --int8`` runs the same search when its artifacts miss the parity gate.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +40,7 @@ class PTQConfig:
     backend: str = "xnnpack"
     observer: str = "histogram"
     calibration: int = 256
-    val_samples: int = 160  # validation clips scored per candidate block
+    val_samples: int = 320  # validation clips each candidate is scored on (the gate counts flips in hundreds)
     target_agreement: float = 99.0  # % top-1 agreement with fp32 on the validation split
     max_fallback: int = 4
     skip: tuple[str, ...] = field(default_factory=tuple)  # blocks forced to fp32 from the start
@@ -117,19 +119,73 @@ def outputs_of(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], batch: 
     return torch.cat(outs).numpy()
 
 
+def unit_macs(model: torch.nn.Module, example: tuple[torch.Tensor, ...], units: list[str]) -> dict[str, float]:
+    """Each unit's share of the model's multiply-accumulates on ``example`` (0 to 1)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(*example)
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    total = counts.get("Global") or 1
+    return {u: counts.get(f"{root}.{u}", 0) / total for u in units}
+
+
+# Added to every block's MAC share when ranking: a float island costs conversions at its borders
+# even when it computes little.
+ISLAND_COST = 0.01
+
+
+def _is_dequantize(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and "dequantize" in str(node.target)
+
+
+def _is_quantize(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and "quantize" in str(node.target) and not _is_dequantize(node)
+
+
+def bypass(graph: torch.fx.GraphModule, block: str) -> torch.fx.GraphModule:
+    """A copy of an unfolded int8 graph whose ops inside ``block`` read float inputs (weights and activations).
+
+    Each quantize -> dequantize pair feeding an op of the block is skipped for that op: what keeping
+    the block fp32 does, without calibrating again.
+    """
+    import copy
+
+    graph = copy.deepcopy(graph)
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or _is_dequantize(node) or _is_quantize(node) or not _in_block(node, block):
+            continue
+        for arg in node.all_input_nodes:
+            q = arg.args[0] if _is_dequantize(arg) and arg.args else None
+            if isinstance(q, torch.fx.Node) and _is_quantize(q) and q.args:
+                node.replace_input_with(arg, q.args[0])
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    return graph
+
+
+def _in_block(node: torch.fx.Node, block: str) -> bool:
+    stack = node.meta.get("nn_module_stack") or {}
+    return any(path == block or path.startswith(block + ".") for path, _ in stack.values())
+
+
 def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[torch.Tensor, ...]],
             val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
             progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
-    """Quantize ``model`` per ``cfg``; returns ``{"model", "skip", "val_agreement", "steps", "sensitivity"}``.
+    """Quantize ``model`` per ``cfg``; returns ``{"model", "skip", "val_agreement", "steps", "sensitivity", "macs",
+    "ranked"}``.
 
     ``calibration`` is a batch of preprocessed clips ``(N, T, 3, H, W)`` or a list of input tuples
     (multi-input models); ``val_inputs`` a batch or a tuple of batches. ``match`` says how outputs
     are compared (default: top-1 agreement and logit MSE). ``steps`` records agreement and error
-    after each fallback try, ``sensitivity`` the error each block removes.
+    after each fallback try, ``sensitivity`` the error each block removes, ``macs`` each block's
+    share of the model's MACs, ``ranked`` the blocks not tried yet, best first (empty when no search ran).
     """
     model = model.eval()
-    if cfg.max_fallback < 0 or not 0 < cfg.target_agreement <= 100:
-        raise EgoedgeError("max_fallback must be >= 0 and target_agreement in (0, 100]")
+    if cfg.max_fallback < 0 or not 0 <= cfg.target_agreement <= 100:
+        raise EgoedgeError("max_fallback must be >= 0 and target_agreement in [0, 100]")
     known = blocks_of(model)
     unknown = [b for b in cfg.skip if b not in known]
     if unknown:
@@ -139,31 +195,55 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     example = tuple(x.clone() for x in calib[0])
     reference = outputs_of(model, val_inputs)
 
-    def score(skip: tuple[str, ...]) -> tuple[torch.nn.Module, float, float]:
-        q = quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, cfg.observer, skip))
+    def quantize(skip: tuple[str, ...], fold: bool = True) -> torch.fx.GraphModule:
+        return quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, cfg.observer, skip), fold=fold)
+
+    def measure(q: torch.nn.Module) -> tuple[float, float]:
         out = outputs_of(q, val_inputs)
-        return q, match.agreement(reference, out, val_inputs), match.error(reference, out, val_inputs)
+        return match.agreement(reference, out, val_inputs), match.error(reference, out, val_inputs)
 
     skip = tuple(cfg.skip)
     progress("PTQ calibrate", 0, 1, {})
-    best, agreement, mse = score(skip)
+    best = quantize(skip)
+    agreement, mse = measure(best)
     progress("PTQ calibrate", 1, 1, {"agreement": agreement})
     steps = [{"skip": list(skip), "val_agreement": agreement, "logit_mse": mse}]
+    shares = unit_macs(model, example, known)
     sensitivity: dict[str, float] = {}
+    ranked: list[str] = []
     if agreement < cfg.target_agreement and cfg.max_fallback > len(skip):
-        candidates = [b for b in known if b not in skip]
-        for i, block in enumerate(candidates):
-            sensitivity[block] = mse - score(skip + (block,))[2]  # error removed by keeping it fp32
-            progress("PTQ sensitivity", i + 1, len(candidates), {"block": block})
-        for block in sorted(sensitivity, key=sensitivity.get, reverse=True):
+        sensitivity, ranked = rank_blocks(quantize(skip, fold=False), [b for b in known if b not in skip],
+                                          mse, measure, shares, progress)
+        for block in list(ranked):
             if agreement >= cfg.target_agreement or len(skip) >= cfg.max_fallback or sensitivity[block] <= 0:
                 break
-            q, a, m = score(skip + (block,))
+            ranked.remove(block)
+            q = quantize(skip + (block,))
+            a, m = measure(q)
             steps.append({"skip": list(skip + (block,)), "val_agreement": a, "logit_mse": m})
             if a >= agreement and m < mse:  # keep a block float only when it measurably helps
                 skip, best, agreement, mse = skip + (block,), q, a, m
     return {"model": best, "skip": list(skip), "val_agreement": agreement, "steps": steps,
-            "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()}}
+            "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()},
+            "macs": {k: round(v, 4) for k, v in shares.items()}, "ranked": ranked}
+
+
+def rank_blocks(probe: torch.fx.GraphModule, candidates: list[str], error: float,
+                measure: Callable[[torch.nn.Module], tuple[float, float]], shares: dict[str, float],
+                progress: Progress = no_progress) -> tuple[dict[str, float], list[str]]:
+    """Each candidate's sensitivity (the error removed by computing it in fp32) and the candidates ranked.
+
+    ``probe`` is the int8 graph unfolded (float weights behind quantize nodes), ``error`` its
+    error to fp32, ``measure`` a graph's (agreement, error). The rank is error removed per share
+    of the MACs (plus :data:`ISLAND_COST`), most worth keeping fp32 first; blocks that remove no
+    error come last.
+    """
+    sensitivity = {}
+    for i, block in enumerate(candidates):
+        sensitivity[block] = error - measure(bypass(probe, block))[1]
+        progress("PTQ sensitivity", i + 1, len(candidates), {"block": block})
+    ranked = sorted(candidates, key=lambda b: sensitivity[b] / (shares.get(b, 0.0) + ISLAND_COST), reverse=True)
+    return sensitivity, ranked
 
 
 @dataclass
@@ -180,14 +260,4 @@ class PTQJob:
     test_inputs: tuple[torch.Tensor, ...]
     score: Callable[[np.ndarray], dict]
     match: OutputMatch = field(default_factory=OutputMatch)
-
-
-def load_program(path: str | Path) -> torch.nn.Module:
-    """A saved int8 program (``*_int8.pt2``) as a runnable module, in any process."""
-    import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers the quantized_decomposed ops it calls)
-
-    try:
-        return torch.export.load(path).module()
-    except Exception as e:  # noqa: BLE001 - not a zip, a zip of something else, a truncated archive ...
-        raise EgoedgeError(f"{path}: not a readable torch.export program ({type(e).__name__}); re-run "
-                           "`egoedge quantize`") from None
+    source: str = "the checkpoint's dataset"  # where the data comes from, for the calibration record

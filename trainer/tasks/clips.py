@@ -149,7 +149,8 @@ class ClipTask(Task):
         calib = torch.from_numpy(ev.calibration(cfg.calibration, cfg.seed)[0])
         val = (torch.from_numpy(ev.model_input(ev.val.clips[:cfg.val_samples])),)
         test = (torch.from_numpy(ev.test_inputs()[0]),)
-        return PTQJob(model, as_samples(calib), val, test, lambda out: topk_accuracy(out, ev.test.labels))
+        return PTQJob(model, as_samples(calib), val, test, lambda out: topk_accuracy(out, ev.test.labels),
+                      source=ev.source)
 
 
 _NOTE = ("Latency is per clip at batch 1 (warm-up, then timed iterations); accuracy is on the test split; agreement "

@@ -1,0 +1,288 @@
+"""One int8 path: a PTQ program exported as it is, the gate choosing what stays fp32, the rewrites that keep
+XNNPACK whole, and the report naming the artifact to ship."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_one_line_error
+
+from edge.export import ExportConfig, export_checkpoint
+from edge.int8 import Int8Recipe
+from edge.parity import ParityGate
+from trainer.common.io import EgoedgeError
+from trainer.quantize.checkpoint import quantize_checkpoint
+from trainer.quantize.program import load_program, program_record
+from trainer.quantize.ptq import PTQConfig
+
+LENIENT = ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
+STRICT = ParityGate(int8_min_agreement=100.0, int8_max_accuracy_drop=0.0)
+
+
+@pytest.fixture(scope="module")
+def ptq_program(tmp_path_factory, mini_data_cfg):
+    """A micro student and its PTQ program keeping the head fp32, as `egoedge quantize` writes them."""
+    from conftest import make_ckpt
+
+    folder = tmp_path_factory.mktemp("ptq")
+    ckpt = make_ckpt(folder / "student.pt", mini_data_cfg)
+    report = quantize_checkpoint(ckpt, folder, PTQConfig(calibration=16, val_samples=8, max_fallback=0,
+                                                         skip=("head",)))
+    return ckpt, folder / report["artifact"], report
+
+
+def test_program_carries_its_record_and_sidecar(ptq_program):
+    ckpt, program, report = ptq_program
+    record = program_record(program)
+    assert record["source"] == "student.pt" and record["keep_float"] == ["head"]
+    assert record["calibration"] == {"source": "synthetic/train", "samples": 16, "seed": 0}
+    assert report["artifact_sha256"] and report["source_sha256"] == record["source_sha256"]
+    assert program_record(ckpt) is None  # a checkpoint is no program
+
+
+def test_export_lowers_the_program_itself(ptq_program, tmp_path):
+    _, program, report = ptq_program
+    cfg = ExportConfig(formats=("executorch", "onnx"), calibration=16, parity_samples=8, gate=LENIENT)
+    manifest = export_checkpoint(program, tmp_path / "export", cfg)  # int8 implied by the program
+    assert [(a["format"], a["precision"], a["status"]) for a in manifest["artifacts"]] == [
+        ("executorch", "fp32", "ok"), ("executorch", "int8", "ok"), ("onnx", "fp32", "ok"), ("onnx", "int8", "ok")]
+    int8 = manifest["int8"]
+    assert int8["chosen_by"] == "program" and int8["keep_float"] == ["head"]
+    assert int8["program"].endswith("student_int8.pt2")
+    assert manifest["source"]["checkpoint"].endswith("student.pt") and manifest["source"]["program"] == int8["program"]
+    assert manifest["calibration"]["samples"] == 16
+    # The ExecuTorch artifact is that program: on the same clips it gives what the program gives.
+    from edge.exporters import EXPORTERS
+
+    clips = np.load(tmp_path / "export" / "sample_input.npy")
+    session = EXPORTERS.get("executorch").load(tmp_path / "export" / "student_executorch_int8.pte")
+    want = load_program(program)(torch.from_numpy(clips)).detach().numpy()
+    np.testing.assert_allclose(session([clips])[0], want, atol=0.05)
+    onnx_int8 = [a for a in manifest["artifacts"] if a["name"] == "student_onnx_int8"][0]
+    assert onnx_int8["backend"]["float_nodes"] > 0  # ONNX Runtime keeps the same module float
+
+
+def test_broken_program_pairs_are_one_line(ptq_program, tmp_path):
+    ckpt, program, _ = ptq_program
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(program, alone / program.name)
+    shutil.copy(ckpt, alone / ckpt.name)
+    cfg = ExportConfig(formats=("onnx",), calibration=16, parity_samples=8, gate=LENIENT)
+    with pytest.raises(EgoedgeError, match=r"has no student_int8\.json beside it"):
+        export_checkpoint(alone / program.name, tmp_path / "e1", cfg)
+    sidecar = json.loads(program.with_suffix(".json").read_text())
+    (alone / "student_int8.json").write_text(json.dumps({**sidecar, "artifact_sha256": "0" * 64}))
+    with pytest.raises(EgoedgeError, match="describes another program than student_int8.pt2"):
+        export_checkpoint(alone / program.name, tmp_path / "e2", cfg)
+    (alone / "student_int8.json").write_text(json.dumps(sidecar))
+    torch.save({"not": "the same"}, alone / ckpt.name)
+    with pytest.raises(EgoedgeError, match="was quantized from another student.pt"):
+        export_checkpoint(alone / program.name, tmp_path / "e3", cfg)
+    (alone / ckpt.name).unlink()
+    with pytest.raises(EgoedgeError, match="which is not beside it"):
+        export_checkpoint(alone / program.name, tmp_path / "e4", cfg)
+    with pytest.raises(EgoedgeError, match="keeps head fp32 already"):
+        export_checkpoint(program, tmp_path / "e5", ExportConfig(formats=("onnx",), int8_keep_float=("pool",)))
+
+
+def test_cli_export_of_a_program_without_its_sidecar(ptq_program, tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    _, program, _ = ptq_program
+    shutil.copy(program, tmp_path / program.name)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / program.name), "--to", "onnx"])
+    assert "student_int8.json" in assert_one_line_error(result)
+
+
+def test_the_gate_chooses_what_stays_fp32(ptq_program, tmp_path):
+    ckpt, _, _ = ptq_program
+    # An untrained micro model's near-tied logits flip under any int8: a 100 % gate makes the search run.
+    cfg = ExportConfig(formats=("onnx",), int8=True, calibration=16, parity_samples=8, gate=STRICT)
+    manifest = export_checkpoint(ckpt, tmp_path / "export", cfg)
+    int8 = manifest["int8"]
+    assert int8["chosen_by"] == "gate" and int8["sensitivity"] and int8["macs"]["pool"] > 0
+    assert len(int8["steps"]) > 1 and 0 < len(int8["keep_float"]) <= 4
+    assert int8["steps"][-1]["skip"][:len(int8["keep_float"])] == int8["keep_float"] or \
+        any(s["skip"] == int8["keep_float"] for s in int8["steps"])
+    # The program beside the artifacts is the one they came from, and `egoedge export` takes it back.
+    record = program_record(tmp_path / "export" / int8["program"])
+    assert record["keep_float"] == int8["keep_float"]
+    assert (tmp_path / "export" / record["source"]).resolve() == ckpt.resolve()
+    assert manifest["calibration"]["keep_float"] == int8["keep_float"]
+    again = export_checkpoint(tmp_path / "export" / int8["program"], tmp_path / "again",
+                              ExportConfig(formats=("onnx",), parity_samples=8, gate=LENIENT))
+    assert again["int8"]["chosen_by"] == "program" and again["int8"]["keep_float"] == int8["keep_float"]
+
+
+def test_a_lenient_gate_quantizes_everything(ptq_program, tmp_path):
+    ckpt, _, _ = ptq_program
+    cfg = ExportConfig(formats=("onnx",), int8=True, calibration=16, parity_samples=8, gate=LENIENT)
+    int8 = export_checkpoint(ckpt, tmp_path / "export", cfg)["int8"]
+    assert int8["keep_float"] == [] and int8["sensitivity"] == {} and len(int8["steps"]) == 1
+
+
+def test_widening_aims_the_search_higher_by_the_runtime_gap():
+    asked = []
+
+    def searcher(keep, aim):
+        asked.append((keep, round(aim, 2)))
+        return {"skip": [*keep, "pool"], "model": "p1", "val_agreement": 99.8, "sensitivity": {"pool": 0.1},
+                "steps": [{"skip": [*keep, "pool"], "val_agreement": 99.8}]}
+
+    recipe = Int8Recipe("p0", (), [], {}, "gate", {"test_agreement": 99.2, "steps": [{"skip": []}]}, searcher=searcher)
+    wider = recipe.widened(worst=98.0, target=99.0)  # the artifact flipped 1.2 points more than the program
+    assert asked == [((), 100.0)] and wider.keep_float == ("pool",) and wider.program == "p1"
+    assert "agreed on 98.00%" in wider.search["steps"][-1]["why"] and wider.search["test_agreement"] == 99.8
+    assert Int8Recipe("p", (), [], {}, "user").widened(98.0, 99.0) is None  # the user's choice stands
+    stuck = Int8Recipe("p", ("pool",), [], {}, "gate", {"test_agreement": 99.5},
+                       searcher=lambda keep, aim: {"skip": list(keep)})
+    assert stuck.widened(98.0, 99.0) is None  # nothing more helps: the artifacts stay refused
+
+
+def test_unfolded_weights_give_the_same_program():
+    from trainer.models import MODELS
+    from trainer.quantize import QUANTIZERS, quantize_pt2e, unfold_weights
+
+    model = MODELS.get("resnet")(num_classes=4, frames=2, size=32, variant="r10_16").eval()
+    x = model.example_inputs()
+    folded = quantize_pt2e(model, x, [model.example_inputs() for _ in range(4)], QUANTIZERS.get("xnnpack")())
+    unfolded = unfold_weights(folded)
+    assert any("quantize_per_channel" in str(n.target) for n in unfolded.graph.nodes if n.op == "call_function")
+    assert torch.equal(folded(*x), unfolded(*x))
+
+
+def test_bypass_reads_float_inside_the_block():
+    from trainer.models import MODELS
+    from trainer.quantize import QUANTIZERS, quantize_pt2e
+    from trainer.quantize.ptq import _in_block, _is_dequantize, bypass
+
+    model = MODELS.get("resnet")(num_classes=4, frames=2, size=32, variant="r10_16").eval()
+    x = model.example_inputs()
+    graph = quantize_pt2e(model, x, [x], QUANTIZERS.get("xnnpack")(), fold=False)
+    freed = bypass(graph, "head")
+    head = [n for n in freed.graph.nodes if n.op == "call_function" and _in_block(n, "head")
+            and "linear" in str(n.target)]
+    assert head and not any(_is_dequantize(a) for n in head for a in n.all_input_nodes)
+    assert freed(*x).shape == graph(*x).shape
+
+
+def test_space_to_depth_stem_is_the_same_function():
+    from trainer.models import MODELS
+    from trainer.models.exportable import SpaceToDepthConv, int8_ready
+
+    model = MODELS.get("resnet")(num_classes=4, frames=2, size=64, variant="r10_16").eval()
+    ready = int8_ready(model)
+    assert isinstance(ready.encoder.stem[0], SpaceToDepthConv) and ready.encoder.stem[0].conv.in_channels == 12
+    assert sum(isinstance(m, SpaceToDepthConv) for m in ready.modules()) == 1  # 16+ channel convs stay plain
+    (x,) = model.example_inputs(3)
+    torch.testing.assert_close(ready(x), model(x), atol=1e-5, rtol=1e-5)
+    odd = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    y = torch.randn(2, 3, 33, 31)
+    torch.testing.assert_close(SpaceToDepthConv(odd)(y), odd(y), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["mobilevit:micro", "resnet:r10_16"])
+def test_executorch_takes_the_whole_graph(arch, tmp_path):
+    """Layer norms, attention and the temporal pool in XNNPACK: one delegate call, no portable op."""
+    from edge.exporters import EXPORTERS, export_ready
+    from trainer.models import MODELS
+
+    name, variant = arch.split(":")
+    model = export_ready(MODELS.get(name)(num_classes=4, frames=2, size=32, variant=variant))
+    x = model.example_inputs()
+    for precision in ("fp32", "int8"):
+        path = tmp_path / f"m_{precision}.pte"
+        info = EXPORTERS.get("executorch").export(model, x, path, precision, [x])
+        assert info["delegated_subgraphs"] == 1 and info["portable_ops"] == [], info
+        assert "aten.layer_norm.default" in info["rewritten_ops"]
+        if precision == "fp32":
+            got = EXPORTERS.get("executorch").load(path)([x[0].numpy()])[0]
+            np.testing.assert_allclose(got, model(*x).detach().numpy(), atol=1e-4)
+
+
+
+def test_rewrites_survive_a_graph_xnnpack_splits(tmp_path):
+    """A layer norm next to an op XNNPACK has no kernel for: the rewrite's averager crosses the cut as a buffer."""
+    from edge.delegate_rewrites import delegate_friendly
+    from edge.exporters import EXPORTERS
+
+    class Tokens(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.norm, self.out = torch.nn.Embedding(10, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.out(self.norm(self.embed(ids))).mean(1)
+
+    model, ids = Tokens().eval(), (torch.tensor([[1, 4, 7, 2]]),)
+    program, done = delegate_friendly(torch.export.export(model, ids, strict=False), ids)
+    assert done == {"aten.layer_norm.default": 1}
+    torch.testing.assert_close(program.module()(*ids), model(*ids), atol=1e-5, rtol=1e-5)
+    path = tmp_path / "tokens.pte"
+    info = EXPORTERS.get("executorch").export(model, ids, path, "fp32", [ids])
+    assert info["delegated_subgraphs"] >= 1
+    got = EXPORTERS.get("executorch").load(path)([ids[0].numpy()])[0]
+    np.testing.assert_allclose(got, model(*ids).detach().numpy(), atol=1e-5)
+
+def test_ship_choice_and_per_student_speedups():
+    from bench.report import ship_choice, speedups, summarize
+
+    def row(name, fmt, precision, ms, status="ok"):
+        return {"name": name, "format": fmt, "precision": precision, "runtime": fmt, "device": "host", "threads": 2,
+                "status": status, "latency_ms": {"median": ms}, "accuracy": {"top1": 80.0}, "size_bytes": 100,
+                "top1_agreement": 100.0, "parity_max_abs": 0.0}
+
+    report = {"machine": {"threads": 2}, "results": [
+        row("student", "pytorch", "fp32", 5.0), row("student_onnx_fp32", "onnx", "fp32", 2.0),
+        row("student_onnx_int8", "onnx", "int8", 0.8), row("student_cbkd_onnx_fp32", "onnx", "fp32", 1.2),
+        row("student_cbkd_onnx_int8", "onnx", "int8", 0.4),
+        row("student_cbkd_executorch_int8", "executorch", "int8", 0.3, status="failed")]}
+    ship = ship_choice(report, {"student": "export", "student_cbkd": "export_cbkd"})
+    assert ship["name"] == "student_cbkd_onnx_int8" and ship["export"] == "export_cbkd"  # refused ones never ship
+    pairs = {(x["name"], round(x["speedup"], 2)) for x in speedups(report)}
+    assert pairs == {("student_onnx_int8", 2.5), ("student_cbkd_onnx_int8", 3.0)}
+    report["ship"] = ship
+    assert list(summarize(report))[0] == "artifact to ship"
+
+
+def test_profile_counts_delegate_calls():
+    from types import SimpleNamespace as NS
+
+    from bench.profile import delegate_calls
+
+    def ev(name, times):
+        return NS(name=name, perf_data=NS(raw=times))
+
+    blocks = [NS(events=[ev("DELEGATE_CALL", [9.0, 1.0, 1.0]), ev("native_call_layer_norm.out", [5.0, 0.5, 0.5]),
+                         ev("DELEGATE_CALL", [9.0, 2.0, 2.0]), ev("Method::execute", [20.0, 4.0, 4.0])])]
+    assert delegate_calls(blocks, skip=1) == {"delegate_calls": 2, "delegate_ms": 3.0, "portable_ms": 0.5}
+
+
+@pytest.mark.parametrize("round_to", [8, 16])
+def test_pruned_widths_are_multiples_of_round_to(round_to):
+    from trainer.models import MODELS
+    from trainer.prune import prune_block
+
+    model = MODELS.get("resnet")(num_classes=4, frames=2, size=32, variant="r10_48").eval()
+    steps = prune_block(model.encoder, "stages.1", 0.6, (torch.zeros(2, 3, 32, 32),), round_to=round_to)
+    assert steps
+    conv = model.encoder.stages[1][0].conv1
+    assert conv.out_channels % round_to == 0 and conv.out_channels < 96
+
+
+def test_embed_takes_the_export_the_run_ships(tmp_path):
+    from bench.embed import find_export
+
+    for folder in ("export", "export_cbkd"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "manifest.json").write_text("{}")
+    assert find_export(tmp_path) == tmp_path / "export"  # no run report: the plain layout
+    (tmp_path / "report.json").write_text(json.dumps({"ship": {"name": "student_cbkd_onnx_int8",
+                                                               "export": "export_cbkd"}}))
+    assert find_export(tmp_path) == tmp_path / "export_cbkd"
