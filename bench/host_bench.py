@@ -287,11 +287,23 @@ def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str
         return {"error": error_line(e)}
 
 
+def isolated_context() -> multiprocessing.context.BaseContext:
+    """Fresh processes forked from a server that imported the bench once.
+
+    Each target still gets a process of its own (its memory, its crash), forked from a server that
+    has loaded nothing but this module; ``spawn`` paid the imports again for every target, seconds
+    each, and a plain fork would inherit every earlier target's memory.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    runtimes = [m for f in EXPORTERS.keys() for m in getattr(EXPORTERS.get(f), "runtime_modules", ())]
+    ctx.set_forkserver_preload([__name__, *runtimes])
+    return ctx
+
+
 def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig) -> dict:
-    """``measure`` in a fresh spawned process, so memory and crashes stay with this target."""
-    ctx = multiprocessing.get_context("spawn")  # fork would inherit every earlier target's memory
+    """``measure`` in a fresh process of its own, so memory and crashes stay with this target."""
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=isolated_context()) as pool:
             out = pool.submit(_measure_child, tgt.format, tgt.loadable, str(inputs_path), cfg,
                               tgt.stream).result()
     except BrokenProcessPool:

@@ -325,7 +325,29 @@ def render_markdown(report: dict) -> str:
     lines += render_speedups(report)
     lines += render_streaming(report)
     lines += render_profiles(report)
+    lines += render_stages(report)
     return "\n".join(lines)
+
+
+def stage_rows(report: dict) -> list[list[str]]:
+    """One row per stage of the run (``report["stages"]``): name, wall s, CPU s, cores busy, share of the run."""
+    stages = report.get("stages") or []
+    total = sum(s["wall_s"] for s in stages) or 1.0
+    return [[s["name"] + (" (reused)" if s.get("reused") else ""), f"{s['wall_s']:.1f}", f"{s['cpu_s']:.1f}",
+             fmt(s["cpu_s"] / s["wall_s"] if s["wall_s"] else None, ".1f"), f"{100 * s['wall_s'] / total:.0f}"]
+            for s in stages]
+
+
+STAGE_HEADER = ["stage", "wall s", "CPU s", "cores busy", "% of run"]
+
+
+def render_stages(report: dict) -> list[str]:
+    """The report.md section: where the run's time went, stage by stage."""
+    rows = stage_rows(report)
+    if not rows:
+        return []
+    return ["## Where the run's time went", "", "| " + " | ".join(STAGE_HEADER) + " |",
+            "|" + "---|" * len(STAGE_HEADER), *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
 def plot_pareto(report: dict, path: str | Path) -> Path:

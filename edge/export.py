@@ -20,7 +20,14 @@ from edge.exporters import EXPORTERS, IONames, export_ready
 from edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
 from edge.parity import ParityGate
 from edge.schema import validate
-from edge.stream_export import export_pair, pair_checker, stream_calibration, streaming_block, write_stream_sample
+from edge.stream_export import (
+    export_pair,
+    pair_checker,
+    pair_programs,
+    stream_calibration,
+    streaming_block,
+    write_stream_sample,
+)
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.common.io import (
     EgoedgeError,
@@ -240,10 +247,13 @@ def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportCon
         frames, expected, fields = write_stream_sample(out_dir, ready, encoder, head, parity_x[0])
         check = pair_checker(ev, gate, reference, (parity_x, parity_ref), (test_x, ref_test), (frames, expected),
                              head.frames, head.embed_dim, progress)
+        static_int8 = [(f, p) for f, p in pairs if p == getattr(EXPORTERS.get(f), "program_precision", None)]
+        programs = pair_programs(encoder, head, stream_calib, progress) if recipe is not None and static_int8 \
+            else None
         for fmt, precision in pairs:
             artifacts += export_pair(fmt, precision, encoder, head, out_dir, stem, stream_calib,
                                      {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")},
-                                     check, progress)
+                                     check, progress, programs)
         streaming = streaming_block(encoder, head, fields)
     manifest = {"task": task.name,
                 "source": {**{k: v for k, v in source.items() if v is not None}, **reference},

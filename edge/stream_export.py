@@ -49,6 +49,21 @@ def stream_calibration(encoder: FrameEncoder, clips: np.ndarray) -> tuple[list, 
     return as_samples(frames), as_samples(emb, np.ones(emb.shape[:2], np.float32))
 
 
+def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list, list],
+                  progress: Progress = no_progress) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Each half's int8 PT2E program, calibrated once for every backend that lowers one (as the clip model's is).
+
+    Each backend quantizing the halves itself calibrated the same samples once per backend.
+    """
+    from trainer.quantize import QUANTIZERS, quantize_pt2e
+
+    progress("int8 streaming pair", 0, 1, {})
+    made = tuple(quantize_pt2e(half, half.example_inputs(), calib, QUANTIZERS.get("xnnpack")())
+                 for half, calib in ((encoder, calibration[0]), (head, calibration[1])))
+    progress("int8 streaming pair", 1, 1, {})
+    return made
+
+
 def write_stream_sample(out_dir: Path, model: torch.nn.Module, encoder: FrameEncoder, head: TemporalHead,
                         clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Two held-out clips back to back as one stream, and the logits expected at each step; the manifest's fields.
@@ -81,9 +96,11 @@ def streaming_block(encoder: FrameEncoder, head: TemporalHead, sample_fields: di
 
 
 def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalHead, out_dir: Path, stem: str,
-                calibration: tuple[list, list], entry: dict, check, progress: Progress = no_progress) -> list[dict]:
+                calibration: tuple[list, list], entry: dict, check, progress: Progress = no_progress,
+                programs: tuple[torch.nn.Module, torch.nn.Module] | None = None) -> list[dict]:
     """Export one backend's encoder and head at ``precision``; ``check(exporter, enc, head, precision, name)``
-    gives the pair's verdict, written on both entries."""
+    gives the pair's verdict, written on both entries. ``programs``: each half's int8 PT2E program
+    (:func:`pair_programs`), which a backend lowers for its static int8 precision."""
     frame = encoder.example_inputs()
     window = head.example_inputs()
     with torch.no_grad():
@@ -95,12 +112,13 @@ def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalH
                                io_spec(list(HEAD_IO.outputs), [logits.numpy()]))}
     unchecked = lambda *_: {"status": "ok", "verified": None}  # noqa: E731  (the pair is checked as one)
     made = []
-    for role, model, example, names, calib in (("frame_encoder", encoder, frame, ENCODER_IO, calibration[0]),
-                                               ("temporal_head", head, window, HEAD_IO, calibration[1])):
+    halves = (("frame_encoder", encoder, frame, ENCODER_IO, calibration[0]),
+              ("temporal_head", head, window, HEAD_IO, calibration[1]))
+    for (role, model, example, names, calib), program in zip(halves, programs or (None, None), strict=True):
         inputs, outputs = specs[role]
         made.append(export_artifact(fmt, precision, model, example, out_dir, f"{stem}_{role}", calib,
                                     {**entry, "inputs": inputs, "outputs": outputs, "role": role}, unchecked,
-                                    progress, names))
+                                    progress, names, program))
     enc, hd = made
     enc["pair"], hd["pair"] = hd["name"], enc["name"]
     if enc["file"] is None or hd["file"] is None:

@@ -62,3 +62,50 @@ def assert_one_line_error(result, message: str | None = None) -> str:
     if message is not None:
         assert message in text, text
     return text
+
+
+@pytest.fixture(scope="session")
+def fp32_export(tmp_path_factory, mini_data_cfg):
+    """An untrained micro student (``student.pt``) exported fp32 to ExecuTorch, LiteRT and ONNX, once per session.
+
+    Shared read-only by every file that benches, profiles, embeds or ships an export; a test that
+    changes it works on a copy (``shutil.copytree(fp32_export.parent, ...)``: the checkpoint comes along).
+    """
+    from edge.export import ExportConfig, export_checkpoint
+
+    root = tmp_path_factory.mktemp("fp32_export")
+    make_ckpt(root / "student.pt", mini_data_cfg)
+    export_checkpoint(root / "student.pt", root / "export",
+                      ExportConfig(formats=("executorch", "tflite", "onnx"), parity_samples=4))
+    return root / "export"
+
+
+@pytest.fixture(scope="session")
+def full_export(tmp_path_factory, mini_data_cfg):
+    """Every backend x every precision it makes, with streaming pairs, from one untrained micro student, once.
+
+    ``(export folder, manifest)``; shared read-only by the export matrix, the streaming and the app
+    contract tests. The gate is lenient: an untrained model's logits are near ties any int8 flips.
+    """
+    from edge.export import ExportConfig, export_checkpoint
+    from edge.exporters import EXPORTERS
+    from edge.parity import ParityGate
+
+    root = tmp_path_factory.mktemp("full_export")
+    make_ckpt(root / "student.pt", mini_data_cfg)
+    cfg = ExportConfig(formats=tuple(EXPORTERS.keys()), int8=True, calibration=16, parity_samples=8,
+                       gate=ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0), streaming=True)
+    return root / "export", export_checkpoint(root / "student.pt", root / "export", cfg)
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory):
+    """``egoedge run --preset mini`` once per session: ``(run folder, terminal output)``; read-only (copy to change)."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    out = tmp_path_factory.mktemp("runs") / "mini"
+    result = CliRunner().invoke(app, ["run", "--preset", "mini", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output

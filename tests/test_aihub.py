@@ -70,16 +70,8 @@ class FakeHub:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, mini_data_cfg):
-    from conftest import make_ckpt
-
-    from edge.export import ExportConfig, export_checkpoint
-
-    tmp = tmp_path_factory.mktemp("aihub")
-    make_ckpt(tmp / "student.pt", mini_data_cfg)
-    export_checkpoint(tmp / "student.pt", tmp / "export", ExportConfig(formats=("tflite", "onnx", "executorch"),
-                                                                        parity_samples=4))
-    return tmp / "export"
+def exported(fp32_export):
+    return fp32_export
 
 
 @pytest.fixture

@@ -14,14 +14,6 @@ from trainer.common.io import EgoedgeError
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def mini_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "mini"
-    result = runner.invoke(app, ["run", "--preset", "mini", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out, result.output
-
-
 @pytest.mark.slow
 def test_run_writes_the_run_folder(mini_run):
     out, output = mini_run
@@ -58,6 +50,11 @@ def test_run_writes_the_run_folder(mini_run):
                   key=lambda r: r["latency_ms"]["median"])
     assert ship["name"] == fastest["name"] and ship["export"] == ("export_cbkd" if "cbkd" in ship["name"] else "export")
     assert "artifact to ship" in output and f"| {ship['name']} |" in (out / "report.md").read_text()
+    # Where the time went: every stage that ran, in order, in report.json, report.md and the terminal.
+    assert [s["name"] for s in report["stages"]] == ["data", "teacher", "student", "cbkd", "export",
+                                                     "export student_cbkd", "bench"]
+    assert all(s["wall_s"] >= 0 and s["cpu_s"] >= 0 for s in report["stages"])
+    assert "## Where the run's time went" in (out / "report.md").read_text() and "stages:" in output
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     assert [e["student"] for e in events if e["event"] == "export"] == ["student", "student_cbkd"]

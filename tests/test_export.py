@@ -26,16 +26,10 @@ def student_ckpt(tmp_path_factory, mini_data_cfg):
     return make_ckpt(tmp_path_factory.mktemp("run") / "student.pt", mini_data_cfg)
 
 
-@pytest.fixture(scope="module")
-def full_export(student_ckpt):
-    """Every backend x every precision it makes, once; the matrix tests read this manifest."""
-    out = student_ckpt.parent / "export"
-    cfg = ExportConfig(formats=tuple(EXPORTERS.keys()), int8=True, calibration=16, parity_samples=8, gate=LENIENT)
-    return out, export_checkpoint(student_ckpt, out, cfg)
-
-
 def artifact(manifest, fmt, precision):
-    (a,) = [a for a in manifest["artifacts"] if a["format"] == fmt and a["precision"] == precision]
+    """The clip artifact of ``fmt`` x ``precision`` (the shared export also holds streaming pairs)."""
+    (a,) = [a for a in manifest["artifacts"] if a["format"] == fmt and a["precision"] == precision
+            and a.get("role", "clip") == "clip"]
     return a
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +23,31 @@ EGOEDGE = [sys.executable, "-c", "from bench.cli import main; main()"]
 SEED = 2026
 
 
-def _egoedge(args: list[str], cwd: Path, kill_after: float | None = None) -> int | None:
-    """Run egoedge; with ``kill_after`` send SIGKILL that many seconds in (None: it finished first)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen(EGOEDGE + args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        _, err = proc.communicate(timeout=kill_after if kill_after is not None else 600)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        return None
-    assert kill_after is not None or proc.returncode == 0, err[-2000:]
-    return proc.returncode
+def _egoedge(args: list[str], cwd: Path) -> None:
+    """Run egoedge to the end; it must succeed."""
+    proc = subprocess.run(EGOEDGE + args, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "2"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _kill_when(args: list[str], cwd: Path, under_way: Callable[[], bool], delay: float = 0.0) -> bool:
+    """Run egoedge and SIGKILL it ``delay`` seconds after ``under_way()`` first holds (a file its stage writes).
+
+    Returns whether the kill landed: False when the command finished first (a kill after the work proves nothing).
+    """
+    proc = subprocess.Popen(EGOEDGE + args, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "2"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not under_way():
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.stderr.read()[-2000:]
+            return False
+        assert time.monotonic() < deadline, "no sign of the work after 600 s"
+        time.sleep(0.002)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return proc.returncode == -signal.SIGKILL
 
 
 def _check_nothing_partial(folder: Path) -> None:
@@ -76,23 +89,30 @@ COMMANDS = {
                                  "--out", str(out / "q")],
     "run": lambda ck, out: ["run", "--preset", "mini", "--out", str(out / "run")],
 }
+# Evidence that each command is under way (a file it writes mid-work), and the file it writes last.
+UNDER_WAY = {
+    "export": lambda out: any((out / "export").glob("student_onnx_fp32.onnx")),
+    "quantize": lambda out: (out / "q" / ".egoedge.lock").exists(),
+    "run": lambda out: (out / "run" / "teacher.pt").exists(),
+}
+LAST = {"export": "export/manifest.json", "quantize": "q/student_int8.pt2", "run": "run/report.json"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_kill_9_then_rerun_finishes_and_leaves_nothing_partial(command, student, tmp_path):
-    args = COMMANDS[command](student, tmp_path / "clean")
-    t0 = time.monotonic()
-    _egoedge(args, tmp_path)  # how long it takes uninterrupted
-    full = time.monotonic() - t0
-    rng = np.random.default_rng([SEED, len(command)])
-    for k, frac in enumerate(rng.uniform(0.3, 0.95, 1)):  # one seeded moment per command keeps CI short
-        out = tmp_path / f"killed{k}"
-        args = COMMANDS[command](student, out)
-        _egoedge(args, tmp_path, kill_after=frac * full)
-        _check_nothing_partial(out)
-        _egoedge(args, tmp_path)  # the same command again finishes
-        _check_nothing_partial(out)
+    out = tmp_path / "killed"
+    args = COMMANDS[command](student, out)
+    # A seeded moment after the work is seen under way: never so late that the command is done.
+    delay = float(np.random.default_rng([SEED, len(command)]).uniform(0.0, 0.5))
+    assert _kill_when(args, tmp_path, lambda: UNDER_WAY[command](out), delay), "finished before the kill"
+    assert not (out / LAST[command]).exists(), "the kill landed after the work"
+    _check_nothing_partial(out)
+    _egoedge(args, tmp_path)  # the same command again finishes
+    _check_nothing_partial(out)
+    assert (out / LAST[command]).exists()
+    if command == "run":  # the stage that finished before the kill was taken over, not redone
+        assert '"reused", "stage": "teacher"' in (out / "run" / "log.jsonl").read_text()
 
 
 @pytest.mark.slow
@@ -100,11 +120,9 @@ def test_kill_9_during_bench_then_rerun(student, tmp_path):
     _egoedge(COMMANDS["export"](student, tmp_path), tmp_path)
     bench = ["bench", str(tmp_path / "export"), "--iterations", "5", "--warmup", "1", "--in-process",
              "--out", str(tmp_path / "bench")]
-    t0 = time.monotonic()
-    _egoedge(bench, tmp_path)
-    full = time.monotonic() - t0
-    (tmp_path / "bench" / "report.json").unlink()
-    _egoedge(bench, tmp_path, kill_after=0.6 * full)
+    assert _kill_when(bench, tmp_path, lambda: (tmp_path / "bench" / ".egoedge.lock").exists(), 0.5), \
+        "finished before the kill"
+    assert not (tmp_path / "bench" / "report.json").exists(), "the kill landed after the bench"
     _check_nothing_partial(tmp_path / "bench")
     _egoedge(bench, tmp_path)
     _check_nothing_partial(tmp_path / "bench")
@@ -126,12 +144,17 @@ def test_kill_9_during_embed_then_rerun(student, tmp_path):
     _egoedge(["export", str(run / "student.pt"), "--to", "executorch,tflite", "--parity-samples", "8", "--out",
               str(run / "export")], tmp_path)
     embed = ["embed", str(run), "--app", str(app)]
-    t0 = time.monotonic()
-    _egoedge(embed, tmp_path)
-    full = time.monotonic() - t0
     assets = app / "app" / "src" / "main" / "assets"
-    shutil.rmtree(assets)
-    _egoedge(embed, tmp_path, kill_after=float(np.random.default_rng(SEED).uniform(0.5, 0.95)) * full)
+    # Embedding a micro model takes milliseconds once it starts: kill as its staging folder appears,
+    # and try again (from scratch) the few times the copy wins the race.
+    staging = assets / ".egoedge-staging"
+    for _ in range(5):
+        if _kill_when(embed, tmp_path, staging.exists):
+            break
+        shutil.rmtree(assets)
+    else:
+        pytest.fail("embed finished before the kill 5 times")
+    assert not (assets / "manifest.json").exists(), "the kill landed after the embed"
     _check_nothing_partial(app)
     _egoedge(embed, tmp_path)
     _check_nothing_partial(app)

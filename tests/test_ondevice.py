@@ -156,15 +156,8 @@ def test_device_specs():
 # --- whole runs through the stand-in adb -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, mini_data_cfg):
-    from conftest import make_ckpt
-
-    from edge.export import ExportConfig, export_checkpoint
-
-    tmp = tmp_path_factory.mktemp("ondevice")
-    ckpt = make_ckpt(tmp / "student.pt", mini_data_cfg)
-    export_checkpoint(ckpt, tmp / "export", ExportConfig(formats=("executorch", "tflite", "onnx"), parity_samples=4))
-    return tmp / "export"
+def exported(fp32_export):
+    return fp32_export
 
 
 @pytest.fixture

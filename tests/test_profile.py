@@ -62,15 +62,8 @@ def test_a_format_without_profiler_says_why():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, mini_data_cfg):
-    from conftest import make_ckpt
-
-    from edge.export import ExportConfig, export_checkpoint
-
-    tmp = tmp_path_factory.mktemp("profile")
-    ckpt = make_ckpt(tmp / "student.pt", mini_data_cfg)
-    export_checkpoint(ckpt, tmp / "export", ExportConfig(formats=("executorch", "onnx"), parity_samples=4))
-    return tmp / "export"
+def exported(fp32_export):
+    return fp32_export
 
 
 def test_bench_profile_reports_top_ops_per_runtime(exported, tmp_path):

@@ -4,6 +4,7 @@ and a resume file or run folder of other settings is refused in one line instead
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -85,10 +86,9 @@ def test_run_state_records_refuses_and_detects_changed_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_run_continues_from_its_last_finished_stage(tmp_path):
+def test_a_killed_run_continues_from_its_last_finished_stage(tmp_path, mini_run):
     out = tmp_path / "mini"
-    first = runner.invoke(app, ["run", "--preset", "mini", "--out", str(out)])
-    assert first.exit_code == 0, first.output
+    shutil.copytree(mini_run[0], out)
     report = json.loads((out / "report.json").read_text())
     # as if killed while pruning: CBKD and everything after it never finished
     state = json.loads((out / RunState.NAME).read_text())
@@ -105,6 +105,9 @@ def test_a_killed_run_continues_from_its_last_finished_stage(tmp_path):
     assert second.exit_code == 0, second.output
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["stage"] for e in events if e["event"] == "reused"] == ["teacher", "student"]
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    assert [(s["name"], s.get("reused", False)) for s in stages][1:4] == [("teacher", True), ("student", True),
+                                                                          ("cbkd", False)]
     assert not any(e["event"] == "epoch" and e.get("stage") == "teacher" for e in events)
     assert (out / "teacher.pt").stat().st_mtime_ns == teacher_mtime
     assert (out / "student.pt").stat().st_mtime_ns == student_mtime

@@ -82,15 +82,10 @@ def test_sliding_accuracy_counts_steps_and_lag():
 
 
 @pytest.fixture(scope="module")
-def stream_export(tmp_path_factory, mini_data_cfg):
-    """ExecuTorch, LiteRT and ONNX, fp32 and int8, with streaming pairs, from one untrained micro student."""
-    from conftest import make_ckpt
-
-    ckpt = make_ckpt(tmp_path_factory.mktemp("stream") / "student.pt", mini_data_cfg)
-    out = ckpt.parent / "export"
-    cfg = ExportConfig(formats=("executorch", "tflite", "onnx"), precisions=("fp32", "int8"), calibration=16,
-                       parity_samples=8, gate=LENIENT, streaming=True, int8_keep_float=("pool", "head"))
-    return ckpt, out, export_checkpoint(ckpt, out, cfg)
+def stream_export(full_export):
+    """Every backend and precision with streaming pairs, from one untrained micro student (shared, read-only)."""
+    out, manifest = full_export
+    return out.parent / "student.pt", out, manifest
 
 
 @pytest.mark.slow
@@ -103,12 +98,20 @@ def test_streaming_pairs_pass_parity_for_every_backend_and_precision(stream_expo
     clips = [a for a in manifest["artifacts"] if a["role"] == "clip"]
     encoders = [a for a in manifest["artifacts"] if a["role"] == "frame_encoder"]
     heads = {a["name"]: a for a in manifest["artifacts"] if a["role"] == "temporal_head"}
-    assert len(encoders) == len(heads) == len(clips) == 6  # ET, LiteRT, ONNX: fp32 and int8
+    assert len(encoders) == len(heads) == len(clips)  # a pair for every backend and precision
+    assert {(e["format"], e["precision"]) for e in encoders} == {(c["format"], c["precision"]) for c in clips}
     for enc in encoders:
         head = heads[enc["pair"]]
+        if (enc["format"], enc["precision"]) == ("coreml", "w8a8"):
+            # Known gap (docs/streaming.md): coremltools cannot convert this student's int8 attention-pool head.
+            assert enc["status"] == head["status"] == "failed" and "temporal head: coreml" in enc["reason"]
+            continue
         assert head["pair"] == enc["name"] and enc["status"] == head["status"] == "ok", enc["reason"]
         assert enc["inputs"][0]["shape"] == [1, 3, 32, 32]  # one frame: 4-D, what mobile GPU delegates take
         assert [t["name"] for t in head["inputs"]] == ["embeddings", "valid"]
+        if EXPORTERS.get(enc["format"]).unavailable():  # Core ML off macOS: converted, spec checked
+            assert enc["verified"].startswith("spec only")
+            continue
         assert enc["verified"] == "runtime (frame by frame)"
         if enc["precision"] == "fp32":
             assert enc["parity"]["max_abs"] <= 1e-4 and enc["parity"]["stream_max_abs"] <= 1e-4

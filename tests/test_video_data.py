@@ -502,3 +502,42 @@ def test_full_chroma_keeps_colour_closer(tmp_path, suffix):
     assert err["444"] < 0.6 * err["420"], err
     with pytest.raises(ValueError, match="chroma '422'"):
         write_video(tmp_path / "x.mp4", clip, chroma="422")
+
+
+def _small_folder(root: Path, val: int) -> Path:
+    """A few dozen real clips with a split column, and one unreadable file landing in each split."""
+    write_clip_folder(DataConfig(frames=2, size=32, train=24, val=val, test=6), root, "csv")
+    rows = _rows(root / "labels.csv")
+    (root / "bad").mkdir()
+    for split in ("train", "val", "test"):
+        (root / "bad" / f"{split}.mp4").write_bytes(np.random.default_rng(len(split)).bytes(2000))
+        rows.append([f"bad/{split}.mp4", rows[1][1], split])
+    _write_rows(root / "labels.csv", rows)
+    return root
+
+
+@pytest.mark.slow
+def test_a_small_folder_with_bad_clips_runs_through(tmp_path):
+    """6 val clips (one more unreadable) against the mini preset's parity batch of 8: the run adapts and says so."""
+    folder = _small_folder(tmp_path / "clips", val=6)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "--preset", "mini", "--data", f"folder:{folder}", "--max-bad", "0.1",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["data"]["skipped"] == 3
+    assert report["run"]["adapted"] == ["parity batch of 6 clips, the whole val split (the preset asks 8)"]
+    assert "parity batch of 6 clips" in (out / "report.md").read_text()
+    assert all(r["status"] == "ok" for r in report["results"])
+    assert [s["name"] for s in report["stages"]][:2] == ["data", "teacher"]
+
+
+def test_a_split_too_small_is_refused_before_training(tmp_path):
+    """One readable val clip cannot make the two-clip streaming sample: refused in one line, nothing trained."""
+    folder = _small_folder(tmp_path / "clips", val=1)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "--preset", "mini", "--data", f"folder:{folder}", "--max-bad", "0.2",
+                                 "--out", str(out)])
+    line = assert_one_line_error(result, "the val split of")
+    assert "has 1 clip(s)" in line and "needs at least 2" in line
+    assert not (out / "teacher.pt").exists()

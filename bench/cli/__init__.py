@@ -27,6 +27,7 @@ from bench.cli.render import (
     profile_tables,
     results_table,
     speedup_table,
+    stages_table,
 )
 from bench.devices import DEVICES, device_choices, device_kinds, farms
 from trainer.common.io import EgoedgeError
@@ -102,6 +103,9 @@ def run(
     console.print(results_table(report))
     for key, value in report["summary"].items():
         console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
+    stages = stages_table(report)
+    if stages is not None:
+        console.print(stages)
     for name, path in result.files.items():
         console.print(f"{name}: {path}", highlight=False)
 

@@ -41,6 +41,22 @@ def results_table(report: dict) -> Table:
     return table
 
 
+def stages_table(report: dict) -> Table | None:
+    """Where the run's time went, stage by stage (report.json's ``stages``)."""
+    from bench.report import STAGE_HEADER, stage_rows
+
+    rows = stage_rows(report)
+    if not rows:
+        return None
+    total = sum(s["wall_s"] for s in report["stages"])
+    table = Table(title=f"stages: {total:.0f} s in all")
+    for i, h in enumerate(STAGE_HEADER):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def speedup_table(report: dict) -> Table | str | None:
     """Reduced precision vs fp32 per runtime and thread count, then the fastest artifact vs eager.
 

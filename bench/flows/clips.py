@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.flows.base import RunRequest, RunResult
-from bench.flows.common import RunLog, RunState, check_out_dir
+from bench.flows.common import RunLog, RunState, StageClock, check_out_dir, leave_cores, start_export
 from bench.flows.registry import FLOWS
 from bench.host_bench import (
     BenchConfig,
@@ -92,20 +92,20 @@ PRESETS: dict[str, RunConfig] = {
         linear_probe=False,
     ),
     # The default. The student is the one with the best accuracy per millisecond that int8 speeds
-    # up on every runtime; CNN students are undertrained at fewer epochs (README, "Performance").
+    # up on every runtime; CNN students are undertrained at fewer epochs (docs/performance.md).
     "quick": RunConfig(
         preset="quick",
         data=DataConfig(frames=4, size=64, train=1600, val=320, test=320),
         teacher=ModelChoice("clip_vit", "small"), student=ModelChoice("resnet", "r10_48"),
         # Half the rates first used (1e-3, 2e-3): at those, the ViT could sit at chance for all 8
         # epochs and the KD student lose 16 points, on nothing more than another order of the
-        # class indices (README, "Your own videos").
+        # class indices (docs/data.md).
         teacher_train=TrainConfig(epochs=8, batch_size=16, lr=5e-4),
         student_train=TrainConfig(epochs=10, batch_size=16, lr=1e-3),
         # Cut hard: the ResNet's stem and block outputs are not pruned, so milder ratios remove
-        # little (README, "Training").
+        # little (docs/training.md).
         cbkd=CBKDConfig(min_ratio=0.5, max_ratio=0.8),
-        # int8 keeps fp32 only the modules the parity gate needs (README, "Export").
+        # int8 keeps fp32 only the modules the parity gate needs (docs/export.md).
         export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256, streaming=True),
         bench=BenchConfig(isolate=True),
     ),
@@ -230,6 +230,37 @@ def _default_variant(arch: str, cfg: RunConfig) -> str:
     return inspect.signature(builder).parameters["variant"].default
 
 
+def fit_to_splits(cfg: RunConfig, splits) -> tuple[RunConfig, list[str]]:
+    """Check, before any training, that every later stage has the clips it needs; shrink what can shrink.
+
+    A parity batch or calibration set larger than its split is cut to the split (each cut is one
+    note for the report); a split too small for any stage is refused at once, naming what it needs.
+    """
+    from trainer.data.calibration import MIN_CALIBRATION
+
+    where = f"'{cfg.data.name}'" + (" (data_report.json, splits.csv)" if cfg.data.name != "synthetic" else "")
+    need = {"train": max(2, MIN_CALIBRATION if cfg.export.int8 else 2), "val": 2 if cfg.export.streaming else 1,
+            "test": 1}
+    for split, minimum in need.items():
+        have = len(getattr(splits, split))
+        if have < minimum:
+            why = {"train": f"training{' and an int8 calibration set' if cfg.export.int8 else ''}",
+                   "val": "the parity check" + (" and the streaming sample (two clips)" if cfg.export.streaming
+                                                else ""), "test": "scoring"}[split]
+            raise EgoedgeError(f"the {split} split of {where} has {have} clip(s); {why} needs at least {minimum}: "
+                               "add clips, or set a split column in labels.csv")
+    notes, export = [], cfg.export
+    if export.parity_samples > len(splits.val):
+        notes.append(f"parity batch of {len(splits.val)} clips, the whole val split (the preset asks "
+                     f"{export.parity_samples})")
+        export = replace(export, parity_samples=len(splits.val))
+    if export.int8 and not export.calibration_file and export.calibration > len(splits.train):
+        notes.append(f"int8 calibration on all {len(splits.train)} training clips (the preset asks "
+                     f"{export.calibration})")
+        export = replace(export, calibration=len(splits.train))
+    return replace(cfg, export=export), notes
+
+
 def check_models(cfg: RunConfig, num_classes: int) -> None:
     """Build teacher and student once before any training, so a bad option fails in a second, not after minutes."""
     build(cfg.teacher, cfg.data, num_classes)
@@ -242,30 +273,35 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     out = Path(out)
     check_out_dir(out)
     t_start = time.perf_counter()
+    clock = StageClock()
     check_models(cfg, len(label_names(cfg.data)))
     log = RunLog(out / "log.jsonl")
     log("start", config=to_dict(cfg))
     write_config_file(cfg, out / "run_config.yaml")  # the resolved settings; `--config` accepts it back
     epoch_log = lambda record: log("epoch", **record)  # noqa: E731
 
-    data_info = copy_data_report(prepare_data(cfg.data, progress), out)  # decodes a video source once
-    progress("data", 0, 1, {})
-    splits = load_splits(cfg.data)
-    preprocess = splits.preprocess
-    progress("data", 1, 1, {})
+    with clock("data"):
+        data_info = copy_data_report(prepare_data(cfg.data, progress), out)  # decodes a video source once
+        progress("data", 0, 1, {})
+        splits = load_splits(cfg.data)
+        cfg, data_notes = fit_to_splits(cfg, splits)
+        preprocess = splits.preprocess
+        progress("data", 1, 1, {})
     log("data", train=len(splits.train), val=len(splits.val), test=len(splits.test),
         seconds=round(time.perf_counter() - t_start, 1), **({"skipped": data_info["skipped"]} if data_info else {}))
     # Whole-flow resume: each finished stage whose files are intact is reused (bench settings do not count).
     state = RunState(out, {k: v for k, v in to_dict(cfg).items() if k != "bench"})
-    reused = lambda stage: (progress(f"{stage} (finished before)", 1, 1, {}), log("reused", stage=stage))  # noqa: E731
+    reused = lambda stage: (progress(f"{stage} (finished before)", 1, 1, {}), log("reused", stage=stage),  # noqa: E731
+                            clock.reused(stage))
     probe = None
     if cfg.linear_probe:
         if "linear_probe" in state.done:
             probe = state.info("linear_probe")["top1"]
         else:
-            progress("linear probe", 0, 1, {})
-            probe = linear_probe(splits.train, splits.test, preprocess)
-            progress("linear probe", 1, 1, {})
+            with clock("linear probe"):
+                progress("linear probe", 0, 1, {})
+                probe = linear_probe(splits.train, splits.test, preprocess)
+                progress("linear probe", 1, 1, {})
             state.mark("linear_probe", top1=probe)
         log("linear_probe", top1=probe)
 
@@ -274,23 +310,33 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     if state.finished("teacher", teacher_path):
         reused("teacher")
     else:
-        teacher_stage(cfg.teacher, splits, cfg.teacher_train, teacher_path, progress, epoch_log, common)
+        with clock("teacher"):
+            teacher_stage(cfg.teacher, splits, cfg.teacher_train, teacher_path, progress, epoch_log, common)
         state.mark("teacher", teacher_path)
     log("teacher", **_metrics_line(teacher_path))
     if state.finished("student", teacher_path, student_path):
         reused("student")
     else:
-        student_stage(cfg.student, [teacher_path], splits, cfg.student_train, cfg.kd_settings(), cfg.recipe,
-                      student_path, progress, epoch_log, common)
+        with clock("student"):
+            student_stage(cfg.student, [teacher_path], splits, cfg.student_train, cfg.kd_settings(), cfg.recipe,
+                          student_path, progress, epoch_log, common)
         state.mark("student", teacher_path, student_path)
     log("student", **_metrics_line(student_path))
-    cbkd_path = None
+    cbkd_path, background = None, {}
     if cfg.cbkd is not None:
         cbkd_path = out / "student_cbkd.pt"
         if state.finished("cbkd", student_path, cbkd_path):
             reused("cbkd")
         else:
-            cbkd_stage(student_path, splits, cfg.cbkd, cbkd_path, progress, epoch_log, common)
+            if not state.finished("export", student_path, out / "export" / "manifest.json"):
+                # The KD student's export runs in a process of its own while CBKD trains: it needs only
+                # student.pt, and it is mostly one core of tracing and lowering beside training's two.
+                background["student"] = start_export(student_path, out / "export",
+                                                     replace(cfg.export, streaming=False))
+            # Training leaves the export its core: with both on every core, their threads spin against each
+            # other and training slows by more than the overlap saves (docs/run.md, "Where the time goes").
+            with clock("cbkd"), leave_cores(len(background)):
+                cbkd_stage(student_path, splits, cfg.cbkd, cbkd_path, progress, epoch_log, common)
             state.mark("cbkd", student_path, cbkd_path)
         cbkd_metrics = read_checkpoint(cbkd_path)["metrics"]["cbkd"]
         log("cbkd", **_metrics_line(cbkd_path), macs_cut=cbkd_metrics["macs_cut"],
@@ -308,13 +354,44 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
         if state.finished(stage, path, manifest_path):
             reused(stage)
             manifests[name] = json.loads(manifest_path.read_text())  # its artifacts' hashes are checked by the bench
+        elif name in background:
+            progress(f"{stage} (alongside cbkd)", 0, 1, {})
+            manifests[name], wall, cpu = background[name].result()
+            progress(f"{stage} (alongside cbkd)", 1, 1, {})
+            clock.add(stage, wall, cpu, alongside="cbkd")
+            state.mark(stage, path, manifest_path)
         else:
             ecfg = replace(cfg.export, streaming=cfg.export.streaming and name == students[-1][0])
-            manifests[name] = export_checkpoint(path, folder, ecfg, progress)
+            with clock(stage):
+                manifests[name] = export_checkpoint(path, folder, ecfg, progress)
             state.mark(stage, path, manifest_path)
         log("export", student=name, int8=_int8_line(manifests[name]),
             artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifests[name]["artifacts"]])
 
+    with clock("bench"):
+        report = {**bench_students(teacher_path, students, manifests, cfg.bench, progress),
+                  "run": {"preset": cfg.preset, "dataset": cfg.data.name, "data": data_info,
+                          "linear_probe_top1": probe, "wall_s": None, "recipe": cfg.recipe,
+                          "kd": asdict(cfg.kd_settings()), "cbkd": _cbkd_summary(cbkd_path)}}
+    report["ship"] = ship_choice(report, {name: folder.name for name, _, folder in students})
+    report["summary"] = summarize(report)
+    if data_info:
+        report["summary"]["data"] = data_info["line"]
+    for i, note in enumerate(data_notes):
+        report["summary"][f"adapted to the data{f' ({i + 1})' if i else ''}"] = note
+    report["run"]["adapted"] = data_notes
+    report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
+    report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
+    report["stages"] = clock.stages
+    paths = write_report(report, out)
+    log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
+    return report
+
+
+def bench_students(teacher_path: Path, students: list[tuple[str, Path, Path]], manifests: dict[str, dict],
+                   bench: BenchConfig, progress: Progress) -> dict:
+    """The teacher, each student and every artifact of its export, side by side in one host report."""
+    student_path, cbkd_path = students[0][1], (students[1][1] if len(students) > 1 else None)
     ckpt = read_checkpoint(student_path)  # read once: the target, its task and its held-out data come from it
     student_target = checkpoint_target(student_path, "student", compare_to_reference=True, ckpt=ckpt)
     eager = {"student": student_target}
@@ -328,19 +405,7 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
                     int8_program_target(folder, manifests[name], source) +
                     manifest_targets(folder, manifests[name], source.params, source.macs)]
     task = task_of(ckpt)
-    report = {**host_report(targets, task, task.evaluation(ckpt), cfg.bench, progress),
-              "run": {"preset": cfg.preset, "dataset": cfg.data.name, "data": data_info, "linear_probe_top1": probe,
-                      "wall_s": None, "recipe": cfg.recipe, "kd": asdict(cfg.kd_settings()),
-                      "cbkd": _cbkd_summary(cbkd_path)}}
-    report["ship"] = ship_choice(report, {name: folder.name for name, _, folder in students})
-    report["summary"] = summarize(report)
-    if data_info:
-        report["summary"]["data"] = data_info["line"]
-    report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
-    report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
-    paths = write_report(report, out)
-    log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
-    return report
+    return host_report(targets, task, task.evaluation(ckpt), bench, progress)
 
 
 def _int8_line(manifest: dict) -> dict | None:

@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from trainer.common.io import EgoedgeError, sha256_path, write_json_atomic
@@ -83,3 +86,100 @@ class RunState:
     def info(self, stage: str) -> dict:
         """What :meth:`mark` kept for ``stage``."""
         return self.done.get(stage, {})
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: a background stage ends when the run does (a killed run must not leave it holding its folder)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # elsewhere it runs to its end, writing its own folder atomically
+    if os.getppid() != parent:  # the run died before the signal was asked for
+        os._exit(1)
+
+
+def _timed_export(checkpoint: Path, out_dir: Path, cfg) -> tuple[dict, float, float]:
+    import resource
+
+    import torch
+
+    from edge.export import export_checkpoint
+
+    torch.set_num_threads(1)  # beside a training that uses every core
+    wall, own = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    manifest = export_checkpoint(checkpoint, out_dir, cfg)
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return manifest, time.perf_counter() - wall, now.ru_utime + now.ru_stime - own.ru_utime - own.ru_stime
+
+
+def start_export(checkpoint: Path, out_dir: Path, cfg) -> Future:
+    """``export_checkpoint`` in a process of its own; the future gives ``(manifest, wall s, CPU s)``.
+
+    An error in the export (one line, an ``EgoedgeError``) is raised again by ``result()``.
+    """
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    future = pool.submit(_timed_export, checkpoint, out_dir, cfg)
+    pool.shutdown(wait=False)  # the worker exits once the export is done
+    return future
+
+
+@contextmanager
+def leave_cores(busy: int) -> Iterator[None]:
+    """PyTorch's intra-op threads reduced by ``busy`` (at least one) inside the block, for a process running beside."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before - busy))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class StageClock:
+    """Wall and CPU seconds of each stage of a run: report.json's ``stages`` and the terminal's breakdown.
+
+    CPU time counts this process and the child processes it waited for, so ``cpu_s / wall_s`` near
+    the core count means the stage kept every core busy. The bench's isolated targets run in children
+    of its fork server, not of this process: the bench's CPU time leaves them out.
+
+    Example::
+
+        clock = StageClock()
+        with clock("teacher"):
+            train_teacher(...)
+        clock.stages  # [{"name": "teacher", "wall_s": 181.2, "cpu_s": 352.0}]
+    """
+
+    def __init__(self) -> None:
+        self.stages: list[dict] = []
+
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def add(self, name: str, wall_s: float, cpu_s: float, **fields) -> None:
+        """A stage timed in another process (``fields``: e.g. ``alongside``, the stage it overlapped)."""
+        self.stages.append({"name": name, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1), **fields})
+
+    def reused(self, name: str) -> None:
+        """A stage a resumed run took from the run folder instead of running it."""
+        self.stages.append({"name": name, "wall_s": 0.0, "cpu_s": 0.0, "reused": True})
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), self._cpu()
+        try:
+            yield
+        finally:
+            self.stages.append({"name": name, "wall_s": round(time.perf_counter() - wall, 1),
+                                "cpu_s": round(self._cpu() - cpu, 1)})

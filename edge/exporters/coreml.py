@@ -127,6 +127,7 @@ class CoreMLExporter:
     precisions = ("fp32", "fp16", "w8", "w8a8")
     float_precisions = ("fp16",)
     int8_precisions = ("w8", "w8a8")
+    program_precision = "w8a8"  # the precision it lowers an int8 PT2E program for (edge.int8)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,

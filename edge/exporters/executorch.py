@@ -23,6 +23,9 @@ class ExecuTorchExporter:
     precisions = ("fp32", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("int8",)
+    program_precision = "int8"  # the precision it lowers an int8 PT2E program for (edge.int8)
+    # What load() imports (seconds): the bench's process server imports it once for all isolated targets.
+    runtime_modules = ("executorch.runtime",)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,

@@ -145,7 +145,7 @@ class OnnxExporter:
             quant_pre_process(str(fp32), str(pre))
             exclude = float_nodes(fp32, pre, keep) if keep else []
             # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
-            # at (VNNI's u8*s8 dot product); int8 activations were measured slower (README, "Export").
+            # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md).
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=exclude)

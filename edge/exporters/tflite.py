@@ -39,6 +39,7 @@ class TFLiteExporter:
     precisions = ("fp32", "w8", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("w8", "int8")
+    program_precision = "int8"  # the precision it lowers an int8 PT2E program for (edge.int8)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,

@@ -23,7 +23,7 @@ class ViTSize:
 
 # CLIP ViT-B/32 is (768, 12, 12, 32, 512). The others use a convolutional stem and average the
 # patch tokens: trained from scratch on a few thousand clips within the quick budget, a patchify
-# ViT stays near chance and only the conv-stem ViT with mean-pooled tokens learns (README, "Models";
+# ViT stays near chance and only the conv-stem ViT with mean-pooled tokens learns (docs/training.md;
 # Xiao et al. 2021, "Early convolutions help transformers see better"; Hassani et al. 2021, CCT).
 VIT_SIZES: dict[str, ViTSize] = {
     "test": ViTSize(32, 1, 2, 8, 32, conv_stem=True, pool="avg"),

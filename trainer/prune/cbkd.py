@@ -64,7 +64,7 @@ class CBKDConfig:
     ratios: tuple[float, ...] = ()
     importance: str = "l2"
     # Kept channel counts are multiples of this: int8 GEMM kernels work on groups of channels, and a
-    # width between multiples pays for the whole group. 16 measured no faster than 8 (README, "Training").
+    # width between multiples pays for the whole group. 16 measured no faster than 8 (docs/training.md).
     round_to: int = 8
     recover: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=16, lr=1e-3,
                                                                      label_smoothing=0.0))
