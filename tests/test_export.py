@@ -88,10 +88,12 @@ def test_int8_artifacts_are_smaller(full_export):
 @pytest.mark.slow
 def test_backend_details(full_export):
     out, manifest = full_export
-    et = artifact(manifest, "executorch", "int8")["backend"]
-    assert et["delegate"] == "xnnpack" and et["delegated_nodes"] > 0 and isinstance(et["portable_ops"], list)
-    # MobileViT's layer norms and attention rewritten into ops XNNPACK runs: the whole graph is one delegate call.
-    assert et["delegated_subgraphs"] == 1 and et["portable_ops"] == [] and et["rewritten_ops"]
+    for precision in ("fp32", "int8"):
+        et = artifact(manifest, "executorch", precision)["backend"]
+        assert et["delegate"] == "xnnpack" and et["delegated_nodes"] > 0 and isinstance(et["portable_ops"], list)
+        # MobileViT's layer norms and attention rewritten into ops XNNPACK runs: the whole graph is one delegate call.
+        assert et["delegated_subgraphs"] == 1 and et["portable_ops"] == []
+        assert "aten.layer_norm.default" in et["rewritten_ops"]
     full_int = artifact(manifest, "tflite", "int8")
     assert full_int["inputs"][0]["dtype"] == "int8" and full_int["inputs"][0]["scale"] > 0
     assert isinstance(full_int["outputs"][0]["zero_point"], int)

@@ -194,7 +194,7 @@ def test_litert_int8_export_of_the_nlq_student_prepares(student, tmp_path):
 
     lenient = ParityGate(fp32_max_abs=1e-3, int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
     manifest = export_checkpoint(student, tmp_path / "export", ExportConfig(
-        formats=("tflite",), int8=True, calibration=8, parity_samples=4, gate=lenient))
+        formats=("tflite",), precisions=("w8", "int8"), calibration=8, parity_samples=4, gate=lenient))
     artifacts = {a["precision"]: a for a in manifest["artifacts"]}
     assert artifacts["int8"]["status"] == "ok", artifacts["int8"]["reason"]
     assert artifacts["int8"]["inputs"][0]["dtype"] == "int8" and artifacts["int8"]["parity"]["max_abs"] < 5.0

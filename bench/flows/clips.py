@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.flows.base import RunRequest, RunResult
-from bench.flows.common import RunLog, RunState, StageClock, check_out_dir, leave_cores, start_export
+from bench.flows.common import RunLog, RunState, StageClock, check_out_dir
 from bench.flows.registry import FLOWS
 from bench.host_bench import (
     BenchConfig,
@@ -322,20 +322,13 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
                           student_path, progress, epoch_log, common)
         state.mark("student", teacher_path, student_path)
     log("student", **_metrics_line(student_path))
-    cbkd_path, background = None, {}
+    cbkd_path = None
     if cfg.cbkd is not None:
         cbkd_path = out / "student_cbkd.pt"
         if state.finished("cbkd", student_path, cbkd_path):
             reused("cbkd")
         else:
-            if not state.finished("export", student_path, out / "export" / "manifest.json"):
-                # The KD student's export runs in a process of its own while CBKD trains: it needs only
-                # student.pt, and it is mostly one core of tracing and lowering beside training's two.
-                background["student"] = start_export(student_path, out / "export",
-                                                     replace(cfg.export, streaming=False))
-            # Training leaves the export its core: with both on every core, their threads spin against each
-            # other and training slows by more than the overlap saves (docs/run.md, "Where the time goes").
-            with clock("cbkd"), leave_cores(len(background)):
+            with clock("cbkd"):
                 cbkd_stage(student_path, splits, cfg.cbkd, cbkd_path, progress, epoch_log, common)
             state.mark("cbkd", student_path, cbkd_path)
         cbkd_metrics = read_checkpoint(cbkd_path)["metrics"]["cbkd"]
@@ -354,12 +347,6 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
         if state.finished(stage, path, manifest_path):
             reused(stage)
             manifests[name] = json.loads(manifest_path.read_text())  # its artifacts' hashes are checked by the bench
-        elif name in background:
-            progress(f"{stage} (alongside cbkd)", 0, 1, {})
-            manifests[name], wall, cpu = background[name].result()
-            progress(f"{stage} (alongside cbkd)", 1, 1, {})
-            clock.add(stage, wall, cpu, alongside="cbkd")
-            state.mark(stage, path, manifest_path)
         else:
             ecfg = replace(cfg.export, streaming=cfg.export.streaming and name == students[-1][0])
             with clock(stage):

@@ -7,7 +7,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -88,60 +87,6 @@ class RunState:
         return self.done.get(stage, {})
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: a background stage ends when the run does (a killed run must not leave it holding its folder)."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return  # elsewhere it runs to its end, writing its own folder atomically
-    if os.getppid() != parent:  # the run died before the signal was asked for
-        os._exit(1)
-
-
-def _timed_export(checkpoint: Path, out_dir: Path, cfg) -> tuple[dict, float, float]:
-    import resource
-
-    import torch
-
-    from edge.export import export_checkpoint
-
-    torch.set_num_threads(1)  # beside a training that uses every core
-    wall, own = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    manifest = export_checkpoint(checkpoint, out_dir, cfg)
-    now = resource.getrusage(resource.RUSAGE_SELF)
-    return manifest, time.perf_counter() - wall, now.ru_utime + now.ru_stime - own.ru_utime - own.ru_stime
-
-
-def start_export(checkpoint: Path, out_dir: Path, cfg) -> Future:
-    """``export_checkpoint`` in a process of its own; the future gives ``(manifest, wall s, CPU s)``.
-
-    An error in the export (one line, an ``EgoedgeError``) is raised again by ``result()``.
-    """
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
-    future = pool.submit(_timed_export, checkpoint, out_dir, cfg)
-    pool.shutdown(wait=False)  # the worker exits once the export is done
-    return future
-
-
-@contextmanager
-def leave_cores(busy: int) -> Iterator[None]:
-    """PyTorch's intra-op threads reduced by ``busy`` (at least one) inside the block, for a process running beside."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, before - busy))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class StageClock:
     """Wall and CPU seconds of each stage of a run: report.json's ``stages`` and the terminal's breakdown.
 
@@ -166,10 +111,6 @@ class StageClock:
 
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-    def add(self, name: str, wall_s: float, cpu_s: float, **fields) -> None:
-        """A stage timed in another process (``fields``: e.g. ``alongside``, the stage it overlapped)."""
-        self.stages.append({"name": name, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1), **fields})
 
     def reused(self, name: str) -> None:
         """A stage a resumed run took from the run folder instead of running it."""
