@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.flows.base import RunRequest, RunResult
-from bench.flows.common import RunLog, RunState, StageClock, check_out_dir
+from bench.flows.common import RunLog, RunState, StageClock, check_out_dir, finish_run
 from bench.flows.registry import FLOWS
 from bench.host_bench import (
     BenchConfig,
@@ -22,7 +22,7 @@ from bench.host_bench import (
     int8_program_target,
     manifest_targets,
 )
-from bench.report import ship_choice, summarize, write_report
+from bench.report import ship_choice, summarize
 from edge.export import ExportConfig, export_checkpoint
 from edge.exporters import EXPORTERS
 from edge.parity import ParityGate
@@ -367,12 +367,7 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     for i, note in enumerate(data_notes):
         report["summary"][f"adapted to the data{f' ({i + 1})' if i else ''}"] = note
     report["run"]["adapted"] = data_notes
-    report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
-    report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
-    report["stages"] = clock.stages
-    paths = write_report(report, out)
-    log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
-    return report
+    return finish_run(report, out, t_start, clock, log)
 
 
 def bench_students(teacher_path: Path, students: list[tuple[str, Path, Path]], manifests: dict[str, dict],

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.report import write_report
 from trainer.common.io import EgoedgeError, sha256_path, write_json_atomic
 
 
@@ -124,3 +125,13 @@ class StageClock:
         finally:
             self.stages.append({"name": name, "wall_s": round(time.perf_counter() - wall, 1),
                                 "cpu_s": round(self._cpu() - cpu, 1)})
+
+
+def finish_run(report: dict, out: Path, t_start: float, clock: StageClock, log: RunLog) -> dict:
+    """Stamp the run's wall time and stages on ``report``, write report.json/md/png into ``out``, log the end."""
+    report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
+    report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
+    report["stages"] = clock.stages
+    paths = write_report(report, out)
+    log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
+    return report

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from bench.flows.base import RunRequest, RunResult
-from bench.flows.common import RunLog, StageClock, check_out_dir
+from bench.flows.common import RunLog, StageClock, check_out_dir, finish_run
 from bench.flows.registry import FLOWS
 from bench.host_bench import BenchConfig, Target, host_report, manifest_targets
-from bench.report import summarize, write_report
+from bench.report import summarize
 from edge.export import ExportConfig, export_checkpoint
 from trainer.checkpoint import read_checkpoint
 from trainer.common.io import EgoedgeError, write_json_atomic
@@ -246,12 +246,7 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
         report["summary"]["int8 student (PyTorch)"] = (
             f"R1@0.3 {int8['R1@0.3']:.1f}% (fp32 {compressed.metrics['test']['R1@0.3']:.1f}%), top-1 window = "
             f"fp32's on {ptq_info['test_agreement']:.1f}% of test queries, kept fp32: {kept}")
-    report["run"]["wall_s"] = round(time.perf_counter() - t_start, 1)
-    report["summary"]["run wall time"] = f"{report['run']['wall_s']:.0f} s"
-    report["stages"] = clock.stages
-    paths = write_report(report, out)
-    log("done", wall_s=report["run"]["wall_s"], report={k: str(v) for k, v in paths.items()})
-    return report
+    return finish_run(report, out, t_start, clock, log)
 
 
 def run_request(request: RunRequest, progress: Progress = no_progress) -> RunResult:
