@@ -541,3 +541,24 @@ def test_a_split_too_small_is_refused_before_training(tmp_path):
     line = assert_one_line_error(result, "the val split of")
     assert "has 1 clip(s)" in line and "needs at least 2" in line
     assert not (out / "teacher.pt").exists()
+
+
+def test_fit_to_splits_cuts_what_can_shrink_and_refuses_what_cannot():
+    """Every branch of the check on a run's splits, without training: cuts noted, refusals in one line."""
+    from types import SimpleNamespace
+
+    from bench.flows.clips import PRESETS, fit_to_splits
+
+    quick = PRESETS["quick"]  # parity batch 32, calibration 256, int8 and streaming
+    sized = lambda train, val, test: SimpleNamespace(train=[0] * train, val=[0] * val, test=[0] * test)  # noqa: E731
+    cfg, notes = fit_to_splits(quick, sized(100, 20, 5), decoded=True)
+    assert (cfg.export.parity_samples, cfg.export.calibration) == (20, 100)
+    assert notes == ["parity batch of 20 clips, the whole val split (the preset asks 32)",
+                     "int8 calibration on all 100 training clips (the preset asks 256)"]
+    assert fit_to_splits(quick, sized(1600, 320, 320), decoded=False) == (quick, [])
+    with pytest.raises(EgoedgeError, match=r"the train split of 'synthetic' has 7 clip\(s\); training and an int8 "
+                                           r"calibration set needs at least 8: raise data.train in the config"):
+        fit_to_splits(quick, sized(7, 20, 5), decoded=False)
+    with pytest.raises(EgoedgeError, match=r"the test split of 'synthetic' has 0 clip\(s\); scoring needs at least 1: "
+                                           r"add clips to it \(data_report.json and splits.csv"):
+        fit_to_splits(quick, sized(100, 20, 0), decoded=True)

@@ -230,26 +230,28 @@ def _default_variant(arch: str, cfg: RunConfig) -> str:
     return inspect.signature(builder).parameters["variant"].default
 
 
-def fit_to_splits(cfg: RunConfig, splits) -> tuple[RunConfig, list[str]]:
+def fit_to_splits(cfg: RunConfig, splits, decoded: bool) -> tuple[RunConfig, list[str]]:
     """Check, before any training, that every later stage has the clips it needs; shrink what can shrink.
 
     A parity batch or calibration set larger than its split is cut to the split (each cut is one
     note for the report); a split too small for any stage is refused at once, naming what it needs.
+    ``decoded``: the clips came from a video source (its data_report.json and splits.csv say where each went).
     """
     from trainer.data.calibration import MIN_CALIBRATION
 
-    where = f"'{cfg.data.name}'" + (" (data_report.json, splits.csv)" if cfg.data.name != "synthetic" else "")
-    need = {"train": max(2, MIN_CALIBRATION if cfg.export.int8 else 2), "val": 2 if cfg.export.streaming else 1,
-            "test": 1}
-    for split, minimum in need.items():
+    export = cfg.export
+    need = {"train": (MIN_CALIBRATION, "training and an int8 calibration set") if export.int8 else (2, "training"),
+            "val": (2, "the parity check and the streaming sample (two clips)") if export.streaming
+            else (1, "the parity check"),
+            "test": (1, "scoring")}
+    for split, (minimum, why) in need.items():
         have = len(getattr(splits, split))
         if have < minimum:
-            why = {"train": f"training{' and an int8 calibration set' if cfg.export.int8 else ''}",
-                   "val": "the parity check" + (" and the streaming sample (two clips)" if cfg.export.streaming
-                                                else ""), "test": "scoring"}[split]
-            raise EgoedgeError(f"the {split} split of {where} has {have} clip(s); {why} needs at least {minimum}: "
-                               "add clips, or set a split column in labels.csv")
-    notes, export = [], cfg.export
+            fix = ("add clips to it (data_report.json and splits.csv say where each clip went)" if decoded
+                   else f"raise data.{split} in the config")
+            raise EgoedgeError(f"the {split} split of '{cfg.data.name}' has {have} clip(s); {why} needs at least "
+                               f"{minimum}: {fix}")
+    notes = []
     if export.parity_samples > len(splits.val):
         notes.append(f"parity batch of {len(splits.val)} clips, the whole val split (the preset asks "
                      f"{export.parity_samples})")
@@ -284,7 +286,7 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
         data_info = copy_data_report(prepare_data(cfg.data, progress), out)  # decodes a video source once
         progress("data", 0, 1, {})
         splits = load_splits(cfg.data)
-        cfg, data_notes = fit_to_splits(cfg, splits)
+        cfg, data_notes = fit_to_splits(cfg, splits, decoded=data_info is not None)
         preprocess = splits.preprocess
         progress("data", 1, 1, {})
     log("data", train=len(splits.train), val=len(splits.val), test=len(splits.test),

@@ -46,8 +46,9 @@ class Exporter(Protocol):
     precisions: tuple[str, ...]
     float_precisions: tuple[str, ...]
     int8_precisions: tuple[str, ...]
-    # An optional ``program_precision`` names the precision for which ``export`` lowers a given int8 PT2E
-    # ``program`` (ONNX Runtime has none: its int8 is its own QDQ format); programs are made only for those.
+    # Optional: ``program_precision`` names the precision for which ``export`` lowers a given int8 PT2E
+    # ``program`` (ONNX Runtime has none: its int8 is its own QDQ format), so programs are made only for
+    # those; ``runtime_modules`` names what ``load`` imports, which the bench's fork server imports once.
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,
