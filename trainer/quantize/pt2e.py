@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from trainer.common.registry import Registry
+from trainer.quantize.pattern_cache import memoize_pattern_tracing
 
 QUANTIZERS: Registry = Registry("quantizer")
 
@@ -194,6 +195,8 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     """
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    memoize_pattern_tracing()
 
     # A model may name modules that must stay float (e.g. an embedding table: a lookup gains
     # nothing from int8, and LiteRT's int8 lookup needs a zero point the quantizer does not give).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,12 +21,30 @@ from trainer.data.vocab import LABELS
 _GENERATOR_VERSION = 3
 
 
+# The splits last rendered in this process: a run renders them once for training, and its exports,
+# calibration and bench read the same ones again. Read-only, so no reader can change another's copy.
+_RECENT: OrderedDict[str, ClipSplit] = OrderedDict()
+_RECENT_MAX = 6
+
+
+def _key(cfg: DataConfig, split: str, n: int) -> str:
+    return hashlib.sha1(repr((asdict(cfg), split, n, LABELS, _GENERATOR_VERSION)).encode()).hexdigest()[:16]
+
+
 def _cache_path(cfg: DataConfig, split: str, n: int) -> Path | None:
     root = os.environ.get("EGOEDGE_CACHE")
     if not root:
         return None
-    key = hashlib.sha1(repr((asdict(cfg), split, n, LABELS, _GENERATOR_VERSION)).encode()).hexdigest()[:16]
-    return Path(root) / "data" / f"{cfg.name}_{split}_{key}.npz"
+    return Path(root) / "data" / f"{cfg.name}_{split}_{_key(cfg, split, n)}.npz"
+
+
+def _remember(key: str, split: ClipSplit) -> ClipSplit:
+    for array in (split.clips, split.labels, *split.extras.values()):
+        array.setflags(write=False)
+    _RECENT[key] = split
+    while len(_RECENT) > _RECENT_MAX:
+        _RECENT.popitem(last=False)
+    return split
 
 
 class Synthetic(DataSource):
@@ -39,11 +58,15 @@ class Synthetic(DataSource):
 
     def load_split(self, arg: str, cfg: DataConfig, split: str) -> ClipSplit:
         n = getattr(cfg, split)
+        key = _key(cfg, split, n)
+        if key in _RECENT:
+            _RECENT.move_to_end(key)
+            return _RECENT[key]
         cache = _cache_path(cfg, split, n)
         if cache is not None and cache.exists():
             with np.load(cache) as z:
                 extras = {k[2:]: z[k] for k in z.files if k.startswith("x_")}
-                return ClipSplit(z["clips"], z["labels"], extras, cache)
+                return _remember(key, ClipSplit(z["clips"], z["labels"], extras, cache))
         spec = ClipSpec(frames=cfg.frames, size=cfg.size)
         extras: dict[str, np.ndarray] = {}
         if cfg.task == "anticipation":
@@ -56,7 +79,7 @@ class Synthetic(DataSource):
         if cache is not None:
             atomic_write(cache, lambda p: np.savez(open(p, "wb"), clips=clips, labels=labels,
                                                    **{f"x_{k}": v for k, v in extras.items()}))
-        return ClipSplit(clips, labels, extras, cache)
+        return _remember(key, ClipSplit(clips, labels, extras, cache))
 
 
 DATA_SOURCES.register("synthetic")(Synthetic())
