@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
-import numpy as np
-
-from bench.device_runners.native import NATIVE_TOOLS
-from bench.device_runners.run import bench_on_device, device_label, parse_device_specs, select_device
-from bench.devices import DeviceError, DeviceInfo
-from bench.host_bench import (
+from egoedge.bench.device_runners.native import NATIVE_TOOLS
+from egoedge.bench.device_runners.run import bench_on_device, device_label, parse_device_specs, select_device
+from egoedge.bench.devices import DeviceError, DeviceInfo
+from egoedge.bench.host_bench import (
     BenchConfig,
     checkpoint_target,
     host_report,
@@ -20,17 +16,19 @@ from bench.host_bench import (
     program_target,
     teacher_of,
 )
-from bench.peak import add_throughput
-from bench.report import ship_choice, summarize, write_report
-from bench.runners import RUNNERS
-from edge.artifact import run_session
-from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError, first_line, write_json_atomic
-from trainer.common.lock import locks_folder
-from trainer.common.progress import Progress, no_progress
-from trainer.tasks import Evaluation, task_named, task_of
-from trainer.tasks.base import Arrays
-from trainer.tasks.model import output_parity
+from egoedge.bench.peak import add_throughput
+from egoedge.bench.report import ship_choice, summarize, write_report
+from egoedge.bench.runners import RUNNERS
+from egoedge.edge.artifact import run_session
+from egoedge.edge.manifest import load_manifest
+from egoedge.trainer.checkpoint import read_checkpoint
+from egoedge.trainer.common.arrays import NPY_KEY, pick, read_arrays
+from egoedge.trainer.common.io import EgoedgeError, write_json_atomic
+from egoedge.trainer.common.lock import locks_folder
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.tasks import Evaluation, task_named, task_of
+from egoedge.trainer.tasks.base import Arrays
+from egoedge.trainer.tasks.model import output_parity
 
 
 def parse_tools(items: list[str]) -> dict[str, Path]:
@@ -46,18 +44,6 @@ def parse_tools(items: list[str]) -> dict[str, Path]:
             raise EgoedgeError(f"--tool {fmt}: {path} is not a file")
         tools[fmt] = Path(path)
     return tools
-
-
-def load_manifest(export_dir: Path) -> tuple[dict, Path]:
-    """The export's manifest and the checkpoint it came from, or one clear error."""
-    path = export_dir / "manifest.json"
-    if not path.is_file():
-        raise EgoedgeError(f"no manifest.json in {export_dir}; run `egoedge export` first")
-    try:
-        manifest = json.loads(path.read_text())
-        return manifest, (export_dir / manifest["source"]["checkpoint"]).resolve()
-    except (ValueError, KeyError, TypeError, OSError) as e:  # bad JSON, not UTF-8, wrong shape
-        raise EgoedgeError(f"{path} is not an egoedge manifest ({type(e).__name__})") from None
 
 
 class SampleEvaluation(Evaluation):
@@ -97,15 +83,8 @@ class SampleEvaluation(Evaluation):
 
 def _arrays(path: Path, names: tuple[str, ...]) -> Arrays:
     """One ``.npy`` array, or an ``.npz``'s arrays in ``names`` order; a damaged file is one line."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return (loaded,)
-        with loaded:
-            return tuple(loaded[n] for n in names)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise EgoedgeError(f"{path}: not a readable sample ({type(e).__name__}: {first_line(e)[:120]}); "
-                           "re-export") from None
+    arrays = read_arrays(path, "the export's saved sample")
+    return (arrays[NPY_KEY],) if NPY_KEY in arrays else pick(arrays, names, "the export's saved sample", path)
 
 
 @locks_folder("out", "egoedge bench")
@@ -130,7 +109,7 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
     if source.is_file() and source.suffix == ".pt2":  # your own model: its program and saved held-out inputs
         task = task_named(manifest.get("task"), str(export_dir / "manifest.json"))
         ev = task.evaluation({"samples": str(export_dir / manifest["source"].get("samples", "samples.npz"))})
-        from edge.sources import source_of
+        from egoedge.edge.sources import source_of
 
         model = manifest["source"].get("model") or str(source)
         student = program_target(source, source_of(model).stem(model), ev.parity_inputs(1))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.report import row_threads, validate_report
-from trainer.common.io import EgoedgeError
+from egoedge.bench.report import row_threads, validate_report
+from egoedge.trainer.common.io import EgoedgeError
 
 
 def load_report(path: str | Path) -> dict:

@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from trainer.common.io import EgoedgeError
-from trainer.common.progress import Progress, no_progress
-from trainer.data.clips import DataConfig
-from trainer.data.prepare import Prepared, decode_job, prepare
-from trainer.data.sources import source_for
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data.clips import DataConfig
+from egoedge.trainer.data.prepare import Prepared, decode_job, prepare
+from egoedge.trainer.data.sources import source_for
 
 FLAT_RSS = 0.10  # the 10x epoch may use at most this much more peak memory than the 1x one
 
@@ -46,7 +46,7 @@ def decode_throughput(cfg: DataConfig, workers: int, limit: int = 256) -> dict:
 
 def epoch_rss(prepared: Prepared, repeat: int, batch_size: int = 32) -> dict:
     """Peak RSS (MiB) of one training epoch over the train shards listed ``repeat`` times, in a fresh process."""
-    cmd = [sys.executable, "-m", "bench.data_epoch", str(prepared.folder), str(repeat), str(batch_size)]
+    cmd = [sys.executable, "-m", "egoedge.bench.data_epoch", str(prepared.folder), str(repeat), str(batch_size)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -78,6 +78,6 @@ def data_benchmark(cfg: DataConfig, workers: tuple[int, ...] = (1, 2), repeats: 
 
 def write_benchmark(result: dict, path: str | Path) -> Path:
     """Save the benchmark as JSON."""
-    from trainer.common.io import write_json_atomic
+    from egoedge.trainer.common.io import write_json_atomic
 
     return write_json_atomic(path, result)

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-import trainer.data.decode as decode
-from trainer.data.clips import ClipSplit, preprocess_spec
-from trainer.data.shards import ShardClips
+import egoedge.trainer.data.decode as decode
+from egoedge.trainer.data.clips import ClipSplit, preprocess_spec
+from egoedge.trainer.data.shards import ShardClips
 
 
 def main(folder: str, repeat: int, batch_size: int) -> dict:
-    from trainer.data import DataConfig
-    from trainer.engine import TrainConfig
-    from trainer.models import build_model
-    from trainer.train import train_teacher
+    from egoedge.trainer.data import DataConfig
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.models import build_model
+    from egoedge.trainer.train import train_teacher
 
     calls = {"n": 0}
     original = decode.decode_segment

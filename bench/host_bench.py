@@ -14,20 +14,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.machine import machine_info
-from bench.measure import PeakRSS, time_calls
-from bench.peak import add_throughput, measure_peaks
-from bench.profile import profile_target
-from bench.runners import RUNNERS
-from edge.artifact import run_session
-from edge.exporters import EXPORTERS, Session
-from edge.streaming import StreamRunner, head_threads, sliding_accuracy, stream_of
-from trainer.checkpoint import load_model, read_checkpoint
-from trainer.common.complexity import count_macs, count_params
-from trainer.common.io import EgoedgeError, path_bytes, sha256_path
-from trainer.common.progress import Progress, no_progress
-from trainer.tasks import Evaluation, Task, task_of
-from trainer.tasks.base import Arrays
+from egoedge.bench.machine import machine_info
+from egoedge.bench.measure import PeakRSS, time_calls
+from egoedge.bench.peak import add_throughput, measure_peaks
+from egoedge.bench.profile import profile_target
+from egoedge.bench.runners import RUNNERS
+from egoedge.edge.artifact import run_session
+from egoedge.edge.exporters import EXPORTERS, Session
+from egoedge.edge.streaming import StreamRunner, head_threads, sliding_accuracy, stream_of
+from egoedge.trainer.checkpoint import load_model, read_checkpoint
+from egoedge.trainer.common.arrays import read_arrays
+from egoedge.trainer.common.complexity import count_macs, count_params
+from egoedge.trainer.common.io import EgoedgeError, path_bytes, sha256_path
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.tasks import Evaluation, Task, task_of
+from egoedge.trainer.tasks.base import Arrays
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def program_target(path: Path, name: str, example: tuple) -> Target:
     """The eager reference of your own model's export: its ``source.pt2`` program, run by PyTorch."""
     import torch
 
-    from trainer.quantize.program import load_program
+    from egoedge.trainer.quantize.program import load_program
 
     module = load_program(path)
     inputs = tuple(torch.from_numpy(x) for x in example)
@@ -277,8 +278,8 @@ def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str
     import psutil
 
     try:
-        with np.load(inputs_path) as z:
-            inputs = tuple(z[f"arr_{i}"] for i in range(len(z.files)))
+        arrays = read_arrays(inputs_path, "bench inputs")
+        inputs = tuple(arrays[f"arr_{i}"] for i in range(len(arrays)))
         before = psutil.Process().memory_info().rss / 2**20
         out = measure(format, target, inputs, cfg, stream=stream)
         out["rss_added_mb"] = round(out["peak_rss_mb"] - before, 1)

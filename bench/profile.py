@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.common.registry import Registry
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.registry import Registry
 
 PROFILERS: Registry = Registry("op profiler")
 TOP_OPS = 10  # rows kept per target: the head of the distribution is what a reader acts on
@@ -75,7 +75,7 @@ def profile_executorch(target: Path, sample: list[np.ndarray], threads: int, run
     from executorch.devtools import Inspector
     from executorch.runtime import Runtime
 
-    from edge.exporters.executorch import set_threads
+    from egoedge.edge.exporters.executorch import set_threads
 
     set_threads(threads)
     program = Runtime.get().load_program(Path(target), enable_etdump=True, debug_buffer_size=0)
@@ -130,7 +130,7 @@ def ort_trace_events(trace: list[dict], skip: int = 0) -> list[tuple[str, str, f
 @PROFILERS.register("onnx")
 def profile_onnx(target: Path, sample: list[np.ndarray], threads: int, runs: int) -> dict:
     """ONNX Runtime's session profiler over ``runs`` calls; the warm-up call before them is recorded, then dropped."""
-    from edge.exporters.onnx import ort_session
+    from egoedge.edge.exporters.onnx import ort_session
 
     with tempfile.TemporaryDirectory(prefix="egoedge-ort-") as tmp:
         session = ort_session(target, threads, profile_prefix=str(Path(tmp) / "ort"))
@@ -149,7 +149,7 @@ def profile_pytorch(target: torch.nn.Module | Path, sample: list[np.ndarray], th
     """``torch.profiler`` self CPU time per ATen op over ``runs`` calls."""
     from torch.profiler import ProfilerActivity, profile
 
-    from bench.runners import RUNNERS
+    from egoedge.bench.runners import RUNNERS
 
     session = RUNNERS.get("pytorch").open(target, threads)
     session(sample)  # warm-up, unprofiled

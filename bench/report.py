@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.common.io import atomic_write, write_json_atomic
-from trainer.tasks import task_named
+from egoedge.trainer.common.io import atomic_write, write_json_atomic
+from egoedge.trainer.tasks import task_named
 
 RESULT_KEYS = ("name", "format", "precision", "device", "runtime", "size_bytes", "params", "macs", "load_ms",
                "latency_ms", "peak_rss_mb", "accuracy", "top1_agreement", "parity_max_abs", "status", "error")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters import CLIP_IO, EXPORTERS, ExportError, IONames
-from trainer.common.io import path_bytes, remove_path, sha256_path
-from trainer.common.progress import Progress, no_progress
+from egoedge.edge.exporters import CLIP_IO, EXPORTERS, ExportError, IONames
+from egoedge.trainer.common.io import path_bytes, remove_path, sha256_path
+from egoedge.trainer.common.progress import Progress, no_progress
 
 
 def io_spec(names: list[str], arrays: list[np.ndarray]) -> list[dict]:

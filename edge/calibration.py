@@ -10,24 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
-from trainer.data.calibration import MIN_CALIBRATION, as_samples, calibration_inputs, check_preprocess
+from egoedge.trainer.common.arrays import read_array
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data.calibration import MIN_CALIBRATION, as_samples, calibration_inputs, check_preprocess
 
 __all__ = ["MIN_CALIBRATION", "as_samples", "calibration_inputs", "check_preprocess", "load_calibration_file"]
 
 def load_calibration_file(path: str | Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     """Preprocessed calibration inputs from a ``.npy`` of shape ``(N, *sample_shape)`` float32."""
-    path = Path(path)
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
-        raise EgoedgeError(f"cannot read calibration file {path}: {e or type(e).__name__}") from None
+    x = read_array(path, "--calib-file", kind="f")
     if x.ndim != len(sample_shape) + 1 or tuple(x.shape[1:]) != tuple(sample_shape):
-        raise EgoedgeError(f"calibration file {path} has shape {tuple(x.shape)}; the model takes "
-                           f"(N, {', '.join(map(str, sample_shape))}) preprocessed clips")
-    if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
-        raise EgoedgeError(f"calibration file {path} must hold finite floats, got {x.dtype}")
+        raise EgoedgeError(f"--calib-file {path} has shape {tuple(x.shape)}; the model takes "
+                           f"(N, {', '.join(map(str, sample_shape))}) preprocessed inputs")
+    if not np.isfinite(x).all():
+        raise EgoedgeError(f"--calib-file {path} holds NaN or infinite values; finite floats expected")
     if len(x) < MIN_CALIBRATION:
-        raise EgoedgeError(f"calibration file {path} holds {len(x)} samples; at least {MIN_CALIBRATION} are needed")
+        raise EgoedgeError(f"--calib-file {path} holds {len(x)} samples; at least {MIN_CALIBRATION} are needed")
     return x.astype(np.float32)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.artifact import export_artifact, io_spec, run_session, runtime_failure
-from edge.calibration import as_samples, load_calibration_file
-from edge.exporters import EXPORTERS, IONames, export_ready
-from edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
-from edge.parity import ParityGate
-from edge.schema import validate
-from edge.stream_export import (
+from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
+from egoedge.edge.calibration import as_samples, load_calibration_file
+from egoedge.edge.exporters import EXPORTERS, IONames, export_ready
+from egoedge.edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
+from egoedge.edge.parity import ParityGate
+from egoedge.edge.schema import validate
+from egoedge.edge.stream_export import (
     export_pair,
     pair_checker,
     pair_programs,
@@ -28,20 +28,20 @@ from edge.stream_export import (
     streaming_block,
     write_stream_sample,
 )
-from trainer.checkpoint import load_model, read_checkpoint
-from trainer.common.io import (
+from egoedge.trainer.checkpoint import load_model, read_checkpoint
+from egoedge.trainer.common.io import (
     EgoedgeError,
     atomic_write,
     sha256_file,
     write_json_atomic,
 )
-from trainer.common.lock import locks_folder
-from trainer.common.progress import Progress, no_progress
-from trainer.models.exportable import int8_ready
-from trainer.models.streaming import split_streaming
-from trainer.quantize.program import read_ptq
-from trainer.tasks import task_of
-from trainer.tasks.base import model_outputs
+from egoedge.trainer.common.lock import locks_folder
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.models.exportable import int8_ready
+from egoedge.trainer.models.streaming import split_streaming
+from egoedge.trainer.quantize.program import read_ptq
+from egoedge.trainer.tasks import task_of
+from egoedge.trainer.tasks.base import model_outputs
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.export import ExportConfig, export_model, plan
-from edge.sources import source_of
-from trainer.common.io import EgoedgeError, first_line, sha256_file, write_bytes_atomic
-from trainer.common.lock import locks_folder
-from trainer.common.progress import Progress, no_progress
-from trainer.tasks import TASKS
-from trainer.tasks.model import SAMPLES, ArrayEvaluation
+from egoedge.edge.export import ExportConfig, export_model, plan
+from egoedge.edge.sources import source_of
+from egoedge.trainer.common.arrays import check_array, read_array, read_arrays
+from egoedge.trainer.common.io import EgoedgeError, first_line, sha256_file, write_bytes_atomic
+from egoedge.trainer.common.lock import locks_folder
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.tasks import TASKS
+from egoedge.trainer.tasks.model import SAMPLES, ArrayEvaluation
 
 PROGRAM = "source.pt2"  # the exported model's eager reference, beside its artifacts
 
@@ -53,29 +54,15 @@ def parse_shapes(text: str) -> list[tuple[int, ...]]:
     return shapes
 
 
-def _read_arrays(path: str) -> tuple[np.ndarray, ...]:
-    p = Path(path)
-    if not p.is_file():
-        raise EgoedgeError(f"--example-inputs {path} does not exist")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return (loaded,)
-        with loaded:
-            return tuple(loaded[k] for k in loaded.files)
-    except (OSError, ValueError, EOFError) as e:
-        raise EgoedgeError(f"cannot read --example-inputs {path}: {first_line(e)[:160]}") from None
-
-
 def held_out_inputs(spec: ModelInputs) -> tuple[np.ndarray, ...]:
     """``(N, ...)`` float32 arrays, one per model input: the example inputs, or seeded normal ones of the shapes."""
     if (spec.input_shape is None) == (spec.example_inputs is None):
         raise EgoedgeError("a model that is not an egoedge checkpoint needs its input: --input-shape 1,3,224,224 "
                            "or --example-inputs X.npy (one of the two)")
     if spec.example_inputs is not None:
-        arrays = _read_arrays(spec.example_inputs)
-        if any(a.ndim < 1 or len(a) != len(arrays[0]) or not np.issubdtype(a.dtype, np.floating)
-               for a in arrays):
+        arrays = tuple(check_array(a, "--example-inputs", spec.example_inputs, kind="f")
+                       for a in read_arrays(spec.example_inputs, "--example-inputs").values())
+        if any(a.ndim < 1 or len(a) != len(arrays[0]) for a in arrays):
             raise EgoedgeError(f"--example-inputs {spec.example_inputs}: float arrays with one sample per row "
                                "(N, ...), the same N for every input")
         return tuple(a.astype(np.float32) for a in arrays)
@@ -86,20 +73,17 @@ def held_out_inputs(spec: ModelInputs) -> tuple[np.ndarray, ...]:
 def _labels(path: str | None, count: int) -> np.ndarray | None:
     if path is None:
         return None
-    try:
-        y = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise EgoedgeError(f"cannot read --labels {path}: {first_line(e)[:160]}") from None
-    if y.shape != (count,) or not np.issubdtype(y.dtype, np.integer):
-        raise EgoedgeError(f"--labels {path}: {count} integer class indices expected, got {y.dtype} {y.shape}")
+    y = read_array(path, "--labels", kind="iu")
+    if y.shape != (count,):
+        raise EgoedgeError(f"--labels {path}: {count} integer class indices expected, got shape {y.shape}")
     return y.astype(np.int64)
 
 
 def data_calibration(spec: str, arrays: tuple[np.ndarray, ...], count: int, seed: int) -> tuple[np.ndarray]:
     """``count`` training clips of ``--data spec`` shaped as the model's input: RGB clips ``(N, T, 3, S, S)`` or
     frames ``(N, 3, S, S)`` (each clip's first), normalised with the project's (CLIP's) mean and std."""
-    from trainer.data import DataConfig, normalize_spec, prepare_data, preprocess_spec
-    from trainer.data.calibration import calibration_inputs
+    from egoedge.trainer.data import DataConfig, normalize_spec, prepare_data, preprocess_spec
+    from egoedge.trainer.data.calibration import calibration_inputs
 
     shape = arrays[0].shape[1:]
     clip = len(shape) == 4 and shape[1] == 3 and shape[2] == shape[3]
@@ -167,7 +151,7 @@ def export_any(spec: str, out_dir: str | Path, cfg: ExportConfig = ExportConfig(
     example = tuple(torch.from_numpy(a[:1]) for a in arrays)
     model, outputs = _as_exportable(model, example, spec)
     # Calibration: --calib-file (export_model reads it) or --data's clips; without either, int8 is one line.
-    from edge.export import needs_calibration
+    from egoedge.edge.export import needs_calibration
 
     calib = (data_calibration(cfg.data, arrays, cfg.calibration, cfg.calibration_seed)
              if cfg.data and needs_calibration(pairs) else None)

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.common.io import write_json_atomic
-from trainer.common.progress import Progress, no_progress
-from trainer.quantize import quantize_pt2e
-from trainer.quantize.program import load_program, read_ptq, save_program
-from trainer.quantize.ptq import OutputMatch, PTQConfig, quantizer_for, run_ptq
+from egoedge.trainer.common.io import write_json_atomic
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.quantize import quantize_pt2e
+from egoedge.trainer.quantize.program import load_program, read_ptq, save_program
+from egoedge.trainer.quantize.ptq import OutputMatch, PTQConfig, quantizer_for, run_ptq
 
 QUANTIZER, OBSERVER = "xnnpack", "histogram"  # the scheme every PT2E backend lowers (see trainer.quantize.pt2e)
 MAX_FALLBACK = 6  # at most this many modules kept fp32 by the automatic choice

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
+from egoedge.trainer.common.io import EgoedgeError
 
 LAYOUTS = ("NTCHW", "NTHWC")
 

@@ -10,10 +10,10 @@ import json
 from functools import cache
 from importlib.resources import files
 
-from trainer.common.io import EgoedgeError
+from egoedge.trainer.common.io import EgoedgeError
 
-SCHEMAS = {"manifest": ("edge", "schemas/manifest.schema.json"),
-           "app_result": ("bench.device_runners", "result.schema.json")}
+SCHEMAS = {"manifest": ("egoedge.edge", "schemas/manifest.schema.json"),
+           "app_result": ("egoedge.bench.device_runners", "result.schema.json")}
 
 
 @cache
@@ -33,7 +33,7 @@ def checked_schema(name: str) -> dict:
     schema = load_schema(name)
     if name != "manifest":
         return schema
-    from edge.exporters import EXPORTERS
+    from egoedge.edge.exporters import EXPORTERS
 
     artifact = schema["$defs"]["artifact"]
     fmt = {**artifact["properties"]["format"], "enum": list(EXPORTERS.keys())}

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.artifact import export_artifact, io_spec, run_session, runtime_failure
-from edge.calibration import as_samples
-from edge.exporters import EXPORTERS, IONames
-from edge.parity import ParityGate
-from edge.streaming import HEAD_THREADS, StreamRunner, stream_of
-from trainer.common.io import EgoedgeError, atomic_write
-from trainer.common.progress import Progress, no_progress
-from trainer.models.streaming import STREAM_IO, FrameEncoder, TemporalHead, window_logits
-from trainer.tasks.base import Arrays
-from trainer.tasks.clips import logit_parity
+from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
+from egoedge.edge.calibration import as_samples
+from egoedge.edge.exporters import EXPORTERS, IONames
+from egoedge.edge.parity import ParityGate
+from egoedge.edge.streaming import HEAD_THREADS, StreamRunner, stream_of
+from egoedge.trainer.common.io import EgoedgeError, atomic_write
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.models.streaming import STREAM_IO, FrameEncoder, TemporalHead, window_logits
+from egoedge.trainer.tasks.base import Arrays
+from egoedge.trainer.tasks.clips import logit_parity
 
 ROLES = ("clip", "frame_encoder", "temporal_head")
 SAMPLE_STREAM, SAMPLE_STREAM_LOGITS = "sample_stream.npy", "sample_stream_logits.npy"
@@ -55,7 +55,7 @@ def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[
 
     Each backend quantizing the halves itself calibrated the same samples once per backend.
     """
-    from trainer.quantize import QUANTIZERS, quantize_pt2e
+    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
     progress("int8 streaming pair", 0, 1, {})
     made = tuple(quantize_pt2e(half, half.example_inputs(), calib, QUANTIZERS.get("xnnpack")())
@@ -86,7 +86,7 @@ def write_stream_sample(out_dir: Path, model: torch.nn.Module, encoder: FrameEnc
 def streaming_block(encoder: FrameEncoder, head: TemporalHead, sample_fields: dict) -> dict:
     """The manifest's top-level ``streaming`` block: the window, the tensor names, the sample stream, and the
     multiply-accumulates of one new frame (encoder + head), against which the bench sets the per-frame time."""
-    from trainer.common.complexity import count_macs
+    from egoedge.trainer.common.complexity import count_macs
 
     return {"window": head.frames, "embedding_dim": head.embed_dim, "frame_input": STREAM_IO.frame_input,
             "embedding_output": STREAM_IO.embedding_output, "buffer_input": STREAM_IO.buffer_input,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.exporters import Session
-from trainer.common.io import EgoedgeError, first_line
+from egoedge.edge.exporters import Session
+from egoedge.trainer.common.io import EgoedgeError, first_line
 
 
 class RingBuffer:

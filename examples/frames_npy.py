@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.data import DataConfig, load_split, prepare_data
+from egoedge.trainer.data import DataConfig, load_split, prepare_data
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

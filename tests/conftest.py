@@ -10,7 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 @pytest.fixture(scope="session")
 def mini_data_cfg():
-    from trainer.data import DataConfig
+    from egoedge.trainer.data import DataConfig
 
     return DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
 
@@ -21,9 +21,9 @@ def make_ckpt(path, data_cfg, preprocess=None):
 
     import torch
 
-    from trainer.checkpoint import save_checkpoint
-    from trainer.data import label_names, preprocess_spec
-    from trainer.models import build_model
+    from egoedge.trainer.checkpoint import save_checkpoint
+    from egoedge.trainer.data import label_names, preprocess_spec
+    from egoedge.trainer.models import build_model
 
     torch.manual_seed(0)
     kwargs = {"num_classes": 16, "frames": data_cfg.frames, "size": data_cfg.size, "variant": "micro"}
@@ -42,8 +42,8 @@ def micro_ckpt():
 @pytest.fixture(scope="session")
 def nlq_data(tmp_path_factory):
     """A tiny generated NLQ dataset (24 train queries, 8-d features, 24 steps, 10 query tokens)."""
-    from trainer.nlq.dataset import NLQDataSpec, load_data
-    from trainer.nlq.synthetic import NLQDataConfig, generate
+    from egoedge.trainer.nlq.dataset import NLQDataSpec, load_data
+    from egoedge.trainer.nlq.synthetic import NLQDataConfig, generate
 
     cfg = NLQDataConfig(train_clips=12, val_clips=4, test_clips=4, queries=2, dim=8, min_seconds=10, max_seconds=30)
     root = generate(cfg, tmp_path_factory.mktemp("nlq"))
@@ -71,7 +71,7 @@ def fp32_export(tmp_path_factory, mini_data_cfg):
     Shared read-only by every file that benches, profiles, embeds or ships an export; a test that
     changes it works on a copy (``shutil.copytree(fp32_export.parent, ...)``: the checkpoint comes along).
     """
-    from edge.export import ExportConfig, export_checkpoint
+    from egoedge.edge.export import ExportConfig, export_checkpoint
 
     root = tmp_path_factory.mktemp("fp32_export")
     make_ckpt(root / "student.pt", mini_data_cfg)
@@ -87,9 +87,9 @@ def full_export(tmp_path_factory, mini_data_cfg):
     ``(export folder, manifest)``; shared read-only by the export matrix, the streaming and the app
     contract tests. The gate is lenient: an untrained model's logits are near ties any int8 flips.
     """
-    from edge.export import ExportConfig, export_checkpoint
-    from edge.exporters import EXPORTERS
-    from edge.parity import ParityGate
+    from egoedge.edge.export import ExportConfig, export_checkpoint
+    from egoedge.edge.exporters import EXPORTERS
+    from egoedge.edge.parity import ParityGate
 
     root = tmp_path_factory.mktemp("full_export")
     make_ckpt(root / "student.pt", mini_data_cfg)
@@ -103,7 +103,7 @@ def mini_run(tmp_path_factory):
     """``egoedge run --preset mini`` once per session: ``(run folder, terminal output)``; read-only (copy to change)."""
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     out = tmp_path_factory.mktemp("runs") / "mini"
     result = CliRunner().invoke(app, ["run", "--preset", "mini", "--out", str(out)])

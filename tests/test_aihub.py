@@ -11,9 +11,9 @@ import pytest
 import qai_hub
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.device_runners.aihub import profile_fields
-from bench.host_bench import BenchConfig
+from egoedge.bench.device_runners.aihub import profile_fields
+from egoedge.bench.host_bench import BenchConfig
+from egoedge.cli import app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "aihub"
 PROFILE = json.loads((FIXTURES / "profile_tflite.json").read_text())
@@ -59,7 +59,7 @@ class FakeHub:
         return FakeJob("jp" + stem[:6], PROFILE, hang=stem in self.hang)
 
     def submit_inference_job(self, model, device, inputs, name=None, options="", retry=True):
-        from edge.exporters import EXPORTERS
+        from egoedge.edge.exporters import EXPORTERS
 
         self.submitted.append(("inference", Path(model).name, device.name, sorted(inputs)))
         fmt = {".tflite": "tflite", ".onnx": "onnx"}[Path(model).suffix]
@@ -77,8 +77,8 @@ def exported(fp32_export):
 @pytest.fixture
 def hub(monkeypatch):
     fake = FakeHub()
-    monkeypatch.setattr("bench.devices.aihub.client", lambda: fake)
-    monkeypatch.setattr("bench.device_runners.aihub.client", lambda: fake)
+    monkeypatch.setattr("egoedge.bench.devices.aihub.client", lambda: fake)
+    monkeypatch.setattr("egoedge.bench.device_runners.aihub.client", lambda: fake)
     return fake
 
 
@@ -96,7 +96,7 @@ def test_farm_devices_are_listed_on_request_only(hub, monkeypatch):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "Samsung Galaxy S24 (Family)" in text and "qualcomm-snapdragon-8gen3" in text and "Google Pixel 8" in text
-    from bench.devices.aihub import discover_aihub
+    from egoedge.bench.devices.aihub import discover_aihub
 
     found = {d.id: d for d in discover_aihub()}
     assert len(found) == 3 and found["Samsung Galaxy S24 (Family)"].details["os"] == "14"  # per name, newest OS
@@ -123,7 +123,7 @@ def test_an_unconfigured_client_gets_one_line(hub, monkeypatch, exported, tmp_pa
 
 
 def test_artifacts_are_profiled_and_scored_on_a_hosted_phone(hub, exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     cfg = BenchConfig(iterations=10, warmup=0)
     report, _ = bench_export(exported, tmp_path, "aihub:Samsung Galaxy S24 (Family)", cfg)
@@ -145,7 +145,7 @@ def test_artifacts_are_profiled_and_scored_on_a_hosted_phone(hub, exported, tmp_
 
 
 def test_failed_and_hung_jobs_become_failed_rows_and_the_rest_go_on(hub, exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     hub.fail = {"student_tflite_fp32": "Failed to run the model on the device: TFLite op MEAN unsupported"}
     hub.hang = ("student_onnx_fp32",)
@@ -160,7 +160,7 @@ def test_failed_and_hung_jobs_become_failed_rows_and_the_rest_go_on(hub, exporte
 
 
 def test_the_budget_bounds_all_waiting(hub, exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     report, _ = bench_export(exported, tmp_path, "aihub:Google Pixel 8", BenchConfig(iterations=3, warmup=0,
                                                                                     budget_s=1e-9))

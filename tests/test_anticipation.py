@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.data import LABELS, ClipSpec, DataConfig, load_split, model_input
-from trainer.data.anticipation import (
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data import LABELS, ClipSpec, DataConfig, load_split, model_input
+from egoedge.trainer.data.anticipation import (
     SUCCESSOR_PROBS,
     action_sequences,
     generate_anticipation_split,
@@ -14,8 +14,8 @@ from trainer.data.anticipation import (
     oracle_accuracy,
     transition_matrix,
 )
-from trainer.data.modalities import modality_preprocess
-from trainer.data.text import WORDS, tokenize
+from egoedge.trainer.data.modalities import modality_preprocess
+from egoedge.trainer.data.text import WORDS, tokenize
 
 DATA = DataConfig(frames=2, size=32, train=64, val=32, test=32, task="anticipation", history=3)
 
@@ -73,9 +73,9 @@ def test_words_and_minilm_tokenizers():
 
 def test_text_teacher_learns_the_transitions():
     """A from-scratch transformer reading the past actions gets close to the transition table's ceiling."""
-    from trainer.engine import TrainConfig
-    from trainer.stages import ModelChoice, build, input_spec
-    from trainer.train import evaluate, train_teacher
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.stages import ModelChoice, build, input_spec
+    from egoedge.trainer.train import evaluate, train_teacher
 
     data = DataConfig(frames=2, size=32, train=1024, val=16, test=256, task="anticipation")
     train, test = load_split(data, "train"), load_split(data, "test")
@@ -88,10 +88,10 @@ def test_text_teacher_learns_the_transitions():
 
 
 def test_text_teacher_distils_into_a_video_student(tmp_path):
-    from trainer.checkpoint import load_model
-    from trainer.engine import TrainConfig
-    from trainer.recipes import recipe
-    from trainer.stages import ModelChoice, load_splits, student_stage, teacher_stage
+    from egoedge.trainer.checkpoint import load_model
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.recipes import recipe
+    from egoedge.trainer.stages import ModelChoice, load_splits, student_stage, teacher_stage
 
     splits = load_splits(DATA)
     cfg = TrainConfig(epochs=1, batch_size=16)
@@ -109,7 +109,7 @@ def test_text_teacher_distils_into_a_video_student(tmp_path):
 
 
 def test_minilm_fine_tunes_slower_than_its_head():
-    from trainer.models import build_model
+    from egoedge.trainer.models import build_model
 
     model = build_model("minilm", num_classes=len(LABELS), max_len=16)
     groups = model.param_groups()

@@ -15,12 +15,19 @@ import numpy as np
 import pytest
 import torch
 
-from bench.device_runners.android import intent_command
-from bench.device_runners.app import ANDROID_ACTIVITY, ANDROID_PACKAGE, AppRequest
-from bench.device_runners.parsers import parse_app_result
-from edge.preprocess import center_crop_box, dequantize, preprocess_clip, quantize, resize_bilinear, runtime_input
-from edge.schema import schema_errors, validate
-from trainer.common.io import EgoedgeError
+from egoedge.bench.device_runners.android import intent_command
+from egoedge.bench.device_runners.app import ANDROID_ACTIVITY, ANDROID_PACKAGE, AppRequest
+from egoedge.bench.device_runners.parsers import parse_app_result
+from egoedge.edge.preprocess import (
+    center_crop_box,
+    dequantize,
+    preprocess_clip,
+    quantize,
+    resize_bilinear,
+    runtime_input,
+)
+from egoedge.edge.schema import schema_errors, validate
+from egoedge.trainer.common.io import EgoedgeError
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "android_demo"
@@ -36,7 +43,7 @@ def _frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 # --- the reference preprocessing -----------------------------------------------------------------
 
 def test_reference_preprocessing_is_the_training_input(mini_data_cfg):
-    from trainer.data import load_split, preprocess_spec, to_model_input
+    from egoedge.trainer.data import load_split, preprocess_spec, to_model_input
 
     clips = load_split(mini_data_cfg, "val").clips[:4]
     pp = preprocess_spec(mini_data_cfg)
@@ -175,8 +182,8 @@ def test_benchmark_activity_reads_exactly_the_extras_egoedge_sends():
     constants = dict(re.findall(r'const val (EXTRA_\w+) = "(\w+)"', source))
     getters = {"getStringExtra": "--es", "getIntExtra": "--ei", "getBooleanExtra": "--ez"}
     read = {constants[c]: getters[g] for g, c in re.findall(r"(get\w+Extra)\((EXTRA_\w+)", source)}
-    from bench.device_runners.app import StreamRequest
-    from bench.host_bench import BenchConfig
+    from egoedge.bench.device_runners.app import StreamRequest
+    from egoedge.bench.host_bench import BenchConfig
 
     cmd = intent_command(AppRequest("/sdcard/m.pte", "/sdcard/r.json", "/sdcard/i.f32", (4, 2, 3, 32, 32),
                                     BenchConfig()))
@@ -208,7 +215,7 @@ def test_app_links_the_executorch_that_exports():
 
 
 def test_app_reads_only_fields_the_manifest_schema_defines():
-    from edge.schema import load_schema
+    from egoedge.edge.schema import load_schema
 
     def names(node) -> set[str]:
         if isinstance(node, list):
@@ -289,7 +296,7 @@ def test_kotlin_quantisation_equals_the_reference(harness, tmp_path):
 @pytest.mark.kotlin
 @pytest.mark.slow
 def test_kotlin_result_json_is_what_egoedge_parses(harness, tmp_path):
-    from bench.measure import latency_stats
+    from egoedge.bench.measure import latency_stats
 
     samples = [3.25, 4.0, 5.5, 4.125, 3.0, 9.75, 4.5]
     subprocess.run([*harness, "result", ",".join(map(str, samples)), "3", str(tmp_path / "r.json")], check=True,
@@ -328,7 +335,7 @@ def test_app_unit_tests_pass(tmp_path):
 
 def test_benchmark_activity_reads_and_writes_only_its_push_folder():
     """The activity resolves every path extra inside the folder `egoedge bench` pushes to, and nowhere else."""
-    from bench.device_runners.android import APP_DIR
+    from egoedge.bench.device_runners.android import APP_DIR
 
     source = _kotlin("BenchmarkActivity.kt")
     folder = re.search(r'const val PUSH_FOLDER = "([^"]+)"', source)[1]
@@ -356,7 +363,7 @@ def test_main_activity_stops_frames_before_shutting_its_executors_down():
 @pytest.mark.slow
 def test_kotlin_stream_buffer_feeds_the_head_what_the_reference_does(harness, tmp_path):
     """The app's ring buffer (core/StreamBuffer.kt) gives the temporal head exactly edge/streaming.py's inputs."""
-    from edge.streaming import RingBuffer
+    from egoedge.edge.streaming import RingBuffer
 
     window, dim = 4, 3
     emb = np.random.default_rng(1).normal(size=(11, dim)).astype("<f4")

@@ -1,25 +1,44 @@
-"""The layout's promises, checked: no import cycles (imports inside functions count) and every list from a registry."""
+"""The layout's promises, checked: one import package, layers that import only downwards, no import cycles
+(imports inside functions count), and every list from a registry."""
 
 from __future__ import annotations
 
 import ast
 import json
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).parents[1]
-PACKAGES = ("trainer", "edge", "bench")
+# Repository folder -> the package it installs as (setup.py), in layer order: each imports only those below it.
+PACKAGES = {"egoedge": "egoedge", "bench": "egoedge.bench", "edge": "egoedge.edge", "trainer": "egoedge.trainer"}
+LAYERS = ("egoedge.trainer", "egoedge.edge", "egoedge.bench", "egoedge")  # bottom to top
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:
     """Dotted module name -> file, for every module of our packages (a package is its ``__init__``)."""
     out = {}
-    for pkg in PACKAGES:
-        for f in (root / pkg).rglob("*.py"):
-            parts = list(f.relative_to(root).with_suffix("").parts)
+    for folder, package in PACKAGES.items():
+        for f in (root / folder).rglob("*.py"):
+            parts = [package, *f.relative_to(root / folder).with_suffix("").parts]
             out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
     return out
+
+
+def layer(module: str) -> int:
+    """The index in :data:`LAYERS` of the layer ``module`` belongs to."""
+    return max((i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + ".")),
+               key=lambda i: len(LAYERS[i]))
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``"a -> b"`` for every import of a module from a higher layer (the application root package excepted)."""
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if b != "egoedge" and layer(b) > layer(a))
 
 
 def import_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
@@ -83,42 +102,88 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def _fake_tree(tmp_path: Path) -> Path:
+    for folder in PACKAGES:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    return tmp_path
+
+
 def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import(tmp_path):
-    for pkg in PACKAGES:
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text("")
-    (tmp_path / "trainer" / "a.py").write_text("from trainer.b import x\n")
-    (tmp_path / "trainer" / "b.py").write_text("def x():\n    from trainer import a\n    return a\n")
-    (tmp_path / "edge" / "c.py").write_text("from . import d\n")
-    (tmp_path / "edge" / "d.py").write_text("import edge.c\n")
-    assert sorted(cycles(import_graph(modules(tmp_path)))) == [["edge.c", "edge.d"], ["trainer.a", "trainer.b"]]
+    root = _fake_tree(tmp_path)
+    (root / "trainer" / "a.py").write_text("from egoedge.trainer.b import x\n")
+    (root / "trainer" / "b.py").write_text("def x():\n    from egoedge.trainer import a\n    return a\n")
+    (root / "edge" / "c.py").write_text("from . import d\n")
+    (root / "edge" / "d.py").write_text("import egoedge.edge.c\n")
+    assert sorted(cycles(import_graph(modules(root)))) == [["egoedge.edge.c", "egoedge.edge.d"],
+                                                            ["egoedge.trainer.a", "egoedge.trainer.b"]]
+
+
+def test_the_layer_check_sees_an_upward_import_inside_a_function(tmp_path):
+    root = _fake_tree(tmp_path)
+    (root / "bench" / "m.py").write_text("def f():\n    from egoedge.pipeline import run\n")
+    (root / "egoedge" / "pipeline.py").write_text("from egoedge.bench import m\n")
+    (root / "trainer" / "t.py").write_text("from ..edge import c\n")
+    (root / "edge" / "c.py").write_text("from egoedge.trainer import t\n")
+    assert upward_imports(import_graph(modules(root))) == ["egoedge.bench.m -> egoedge.pipeline",
+                                                           "egoedge.trainer.t -> egoedge.edge.c"]
 
 
 def test_no_import_cycles():
     assert cycles(import_graph(modules())) == []
 
 
+def test_layers_import_only_downwards():
+    """app (egoedge.cli, egoedge.pipeline) -> bench -> edge -> trainer; imports inside functions count."""
+    assert upward_imports(import_graph(modules())) == []
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_one_top_level_package(tmp_path):
+    """`egoedge` is the only name the distribution puts into site-packages (`trainer` is Coqui's, `bench`
+    and `edge` anyone's), and the layer folders land inside it with their data files."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", *PACKAGES):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                         if (ROOT / name).is_dir() else {}))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [wheel] = (tmp_path / "dist").glob("egoedge-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"egoedge", wheel.name.split("-py")[0] + ".dist-info"}
+    for expected in ("egoedge/cli/__init__.py", "egoedge/pipeline/clips.py", "egoedge/trainer/train.py",
+                     "egoedge/edge/export.py", "egoedge/bench/host_bench.py",
+                     "egoedge/edge/schemas/manifest.schema.json",
+                     "egoedge/bench/device_runners/result.schema.json"):
+        assert expected in names
+    entry = zipfile.ZipFile(wheel).read(wheel.name.split("-py")[0] + ".dist-info/entry_points.txt").decode()
+    assert "egoedge = egoedge.cli:main" in entry
+
+
 def test_the_manifest_schema_lists_exactly_the_registered_backends():
-    from edge.exporters import EXPORTERS
+    from egoedge.edge.exporters import EXPORTERS
 
     schema = json.loads((ROOT / "edge" / "schemas" / "manifest.schema.json").read_text())
     formats = schema["$defs"]["artifact"]["properties"]["format"]["enum"]
     assert sorted(formats) == sorted(EXPORTERS.keys())
 
 
-def test_every_backend_has_a_bench_runner_and_every_task_a_run_flow():
-    from bench.flows import FLOWS
-    from bench.runners import RUNNERS
-    from edge.exporters import EXPORTERS
-    from trainer.tasks import TASKS
+def test_every_backend_has_a_bench_runner_and_every_task_a_pipeline():
+    from egoedge.bench.runners import RUNNERS
+    from egoedge.edge.exporters import EXPORTERS
+    from egoedge.pipeline import PIPELINES
+    from egoedge.trainer.tasks import TASKS
 
     assert set(EXPORTERS.keys()) <= set(RUNNERS.keys())
-    assert set(FLOWS.keys()) == {t for t in TASKS.keys() if TASKS.get(t).trains}
+    assert set(PIPELINES.keys()) == {t for t in TASKS.keys() if TASKS.get(t).trains}
 
 
 @pytest.mark.parametrize("task", ["recognition", "anticipation", "nlq"])
 def test_tasks_are_registered_and_say_what_differs(task):
-    from trainer.tasks import TASKS
+    from egoedge.trainer.tasks import TASKS
 
     t = TASKS.get(task)
     assert t.name == task and t.unit in ("clip", "query") and t.metric_column.endswith("%")
@@ -127,11 +192,11 @@ def test_tasks_are_registered_and_say_what_differs(task):
 
 def test_no_module_outside_the_tasks_tests_a_task_name():
     """Stages ask the task what differs; the string of a task name appears only where that task lives."""
-    allowed = {"trainer/tasks", "trainer/nlq", "trainer/models/vslnet.py", "bench/flows/nlq.py", "bench/cli/nlq.py",
-               "trainer/data"}
+    allowed = {"trainer/tasks", "trainer/nlq", "trainer/models/vslnet.py", "egoedge/pipeline/nlq.py",
+               "egoedge/cli/nlq.py", "trainer/data"}
     offenders = []
-    for pkg in PACKAGES:
-        for f in (ROOT / pkg).rglob("*.py"):
+    for folder in PACKAGES:
+        for f in (ROOT / folder).rglob("*.py"):
             rel = f.relative_to(ROOT).as_posix()
             if any(rel.startswith(a) for a in allowed):
                 continue
@@ -175,7 +240,7 @@ class ToyExporter:
 
 
 def _toy_task():
-    from trainer.tasks.clips import ClipEvaluation, ClipTask
+    from egoedge.trainer.tasks.clips import ClipEvaluation, ClipTask
 
     class ErrorRateEvaluation(ClipEvaluation):
         def score(self, outputs):
@@ -192,10 +257,10 @@ def _toy_task():
 @pytest.fixture
 def toy_registered(monkeypatch):
     """Register the toy backend (its exporter; the bench runs it through ArtifactRunner) and the toy task."""
-    from bench.runners import RUNNERS
-    from bench.runners.artifact import ArtifactRunner
-    from edge.exporters import EXPORTERS
-    from trainer.tasks import TASKS
+    from egoedge.bench.runners import RUNNERS
+    from egoedge.bench.runners.artifact import ArtifactRunner
+    from egoedge.edge.exporters import EXPORTERS
+    from egoedge.trainer.tasks import TASKS
 
     monkeypatch.setitem(EXPORTERS._items, "toy", ToyExporter())
     monkeypatch.setitem(RUNNERS._items, "toy", ArtifactRunner("toy", ToyExporter.runtime))
@@ -207,11 +272,11 @@ def test_a_registered_backend_and_task_go_through_export_and_bench(task, toy_reg
                                                                    micro_ckpt):
     import torch
 
-    from bench.bench_export import bench_export
-    from bench.host_bench import BenchConfig
-    from edge.export import ExportConfig, export_checkpoint
-    from trainer.checkpoint import read_checkpoint, save_checkpoint
-    from trainer.models import build_model
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.bench.host_bench import BenchConfig
+    from egoedge.edge.export import ExportConfig, export_checkpoint
+    from egoedge.trainer.checkpoint import read_checkpoint, save_checkpoint
+    from egoedge.trainer.models import build_model
 
     path = micro_ckpt(tmp_path / "run" / "student.pt", mini_data_cfg)
     ckpt = read_checkpoint(path)
@@ -236,12 +301,12 @@ def test_a_registered_backend_and_task_go_through_export_and_bench(task, toy_reg
         assert "top-1 (toy) %" in paths["report.md"].read_text()
 
 
-def test_every_run_flow_has_the_cli_presets():
-    """`--preset`'s choices are a constant (so `--help` does not load PyTorch); every flow must have exactly them."""
-    from bench.cli.console import PRESET_NAMES
-    from bench.flows.clips import PRESETS
-    from bench.flows.nlq import nlq_preset
-    from trainer.common.io import EgoedgeError
+def test_every_pipeline_has_the_cli_presets():
+    """`--preset`'s choices are a constant (so `--help` does not load PyTorch); each pipeline has exactly them."""
+    from egoedge.cli.console import PRESET_NAMES
+    from egoedge.pipeline.clips import PRESETS
+    from egoedge.pipeline.nlq import nlq_preset
+    from egoedge.trainer.common.io import EgoedgeError
 
     assert tuple(PRESETS) == PRESET_NAMES
     assert [nlq_preset(name).preset for name in PRESET_NAMES] == list(PRESET_NAMES)
@@ -250,8 +315,8 @@ def test_every_run_flow_has_the_cli_presets():
 
 
 def test_device_choices_come_from_the_device_registry():
-    from bench.device_runners.run import parse_device_specs
-    from bench.devices import DEVICES, device_choices
+    from egoedge.bench.device_runners.run import parse_device_specs
+    from egoedge.bench.devices import DEVICES, device_choices
 
     assert device_choices() == "host, aihub[:NAME], android[:SERIAL], emulator[:SERIAL], ios[:UDID]"
     assert parse_device_specs("emulator:emulator-5554,host") == ["emulator:emulator-5554", "host"]
@@ -278,12 +343,12 @@ class DriftingExporter(ToyExporter):
 def test_the_default_gate_refuses_a_wrong_artifact_and_bench_says_why(monkeypatch, tmp_path, mini_data_cfg,
                                                                       micro_ckpt):
     """Not an extreme threshold: the default gate (fp32 max |Δ| 1e-4) catches a backend that drifts."""
-    from bench.bench_export import bench_export
-    from bench.host_bench import BenchConfig
-    from bench.runners import RUNNERS
-    from bench.runners.artifact import ArtifactRunner
-    from edge.export import ExportConfig, export_checkpoint
-    from edge.exporters import EXPORTERS
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.bench.host_bench import BenchConfig
+    from egoedge.bench.runners import RUNNERS
+    from egoedge.bench.runners.artifact import ArtifactRunner
+    from egoedge.edge.export import ExportConfig, export_checkpoint
+    from egoedge.edge.exporters import EXPORTERS
 
     monkeypatch.setitem(EXPORTERS._items, "drifting", DriftingExporter())
     monkeypatch.setitem(RUNNERS._items, "drifting", ArtifactRunner("drifting", DriftingExporter.runtime))

@@ -28,8 +28,8 @@ def test_minilm_is_the_pretrained_model_and_loads_offline(monkeypatch):
     """The shipped MiniLM loads from site-packages with the Hub switched off and embeds like a trained model."""
     import torch
 
-    from trainer.data.text import minilm_ids
-    from trainer.models import build_model
+    from egoedge.trainer.data.text import minilm_ids
+    from egoedge.trainer.models import build_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = build_model("minilm", num_classes=4, max_len=16).eval()

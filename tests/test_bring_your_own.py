@@ -12,16 +12,16 @@ import torch
 from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
-from bench.cli import app
-from trainer.common.io import EgoedgeError
+from egoedge.cli import app
+from egoedge.trainer.common.io import EgoedgeError
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def splits():
-    from trainer.data import DataConfig, prepare_data
-    from trainer.stages import load_splits
+    from egoedge.trainer.data import DataConfig, prepare_data
+    from egoedge.trainer.stages import load_splits
 
     cfg = DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
     prepare_data(cfg)
@@ -29,7 +29,7 @@ def splits():
 
 
 def test_weights_that_do_not_fit_are_one_line_naming_keys(tmp_path):
-    from trainer.models.weights import load_weights, read_weights
+    from egoedge.trainer.models.weights import load_weights, read_weights
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     state = model.state_dict()
@@ -52,7 +52,7 @@ def test_weights_that_do_not_fit_are_one_line_naming_keys(tmp_path):
 
 
 def test_unknown_timm_name_lists_close_matches():
-    from trainer.models.timm_trunk import check_timm_name
+    from egoedge.trainer.models.timm_trunk import check_timm_name
 
     with pytest.raises(EgoedgeError, match="close matches: .*mobilenetv3_small_100"):
         check_timm_name("mobilenetv3_smal_100")
@@ -61,11 +61,11 @@ def test_unknown_timm_name_lists_close_matches():
 def test_frozen_timm_teacher_from_file_fits_head_and_caches_outputs(tmp_path, splits):
     import timm
 
-    from trainer.checkpoint import load_model
-    from trainer.engine import TrainConfig
-    from trainer.frozen_teacher import cached_outputs
-    from trainer.recipes import recipe
-    from trainer.stages import ModelChoice, parse_model_spec, student_stage, teacher_stage
+    from egoedge.trainer.checkpoint import load_model
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.frozen_teacher import cached_outputs
+    from egoedge.trainer.recipes import recipe
+    from egoedge.trainer.stages import ModelChoice, parse_model_spec, student_stage, teacher_stage
 
     full = timm.create_model("vit_tiny_patch16_224", num_classes=10)  # with a head and 224 px positions
     torch.save(full.state_dict(), tmp_path / "vit.pt")
@@ -77,7 +77,7 @@ def test_frozen_timm_teacher_from_file_fits_head_and_caches_outputs(tmp_path, sp
     assert torch.equal(trunk.blocks[0].mlp.fc1.weight, full.blocks[0].mlp.fc1.weight)  # the file's, frozen
     assert ckpt["metrics"]["frozen"]["trunk"] == "timm:vit_tiny_patch16_224"
     logits, feats = cached_outputs(path, splits.data)["train"]
-    x = torch.from_numpy(__import__("trainer.data", fromlist=["to_model_input"]).to_model_input(
+    x = torch.from_numpy(__import__("egoedge.trainer.data", fromlist=["to_model_input"]).to_model_input(
         splits.train.clips[:2], ckpt["preprocess"]).numpy())
     with torch.no_grad():
         assert torch.allclose(model(x), logits[:2], atol=1e-4)  # the cache is what the whole model computes
@@ -87,7 +87,7 @@ def test_frozen_timm_teacher_from_file_fits_head_and_caches_outputs(tmp_path, sp
 
 
 def test_timm_download_offline_is_one_line_pointing_at_the_weights_flag():
-    from trainer.models.timm_trunk import TimmTrunk
+    from egoedge.trainer.models.timm_trunk import TimmTrunk
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # conftest: no test downloads
     with pytest.raises(EgoedgeError, match="cannot download timm weights for 'resnet10t'.*--teacher-weights FILE"):
@@ -97,8 +97,8 @@ def test_timm_download_offline_is_one_line_pointing_at_the_weights_flag():
 def test_timm_weights_of_another_model_are_one_line(tmp_path, splits):
     import timm
 
-    from trainer.engine import TrainConfig
-    from trainer.stages import parse_model_spec, teacher_stage
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.stages import parse_model_spec, teacher_stage
 
     torch.save(timm.create_model("resnet10t", num_classes=0).state_dict(), tmp_path / "resnet.pt")
     choice = parse_model_spec("timm:vit_tiny_patch16_224", str(tmp_path / "resnet.pt"))
@@ -110,9 +110,9 @@ def test_timm_weights_of_another_model_are_one_line(tmp_path, splits):
 def test_hf_folder_teacher(tmp_path, splits, kind):
     from transformers import CLIPVisionConfig, CLIPVisionModel, VideoMAEConfig, VideoMAEModel
 
-    from trainer.checkpoint import load_model
-    from trainer.engine import TrainConfig
-    from trainer.stages import parse_model_spec, teacher_stage
+    from egoedge.trainer.checkpoint import load_model
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.stages import parse_model_spec, teacher_stage
 
     small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, patch_size=16)
     hf = (CLIPVisionModel(CLIPVisionConfig(image_size=64, **small)) if kind == "clip_vision" else
@@ -132,8 +132,8 @@ def test_hf_folder_teacher(tmp_path, splits, kind):
 
 
 def test_timm_student_names_its_cbkd_blocks():
-    from trainer.models import build_model
-    from trainer.prune.cbkd import ClipCBKDTask
+    from egoedge.trainer.models import build_model
+    from egoedge.trainer.prune.cbkd import ClipCBKDTask
 
     model = build_model("timm", num_classes=4, frames=2, size=32, variant="mobilenetv3_small_050")
     assert model(model.example_inputs(1)[0]).shape == (1, 4)  # num_features is what forward returns (1024)
@@ -142,7 +142,7 @@ def test_timm_student_names_its_cbkd_blocks():
 
 
 def test_run_config_takes_teacher_spec_and_weights(tmp_path):
-    from bench.flows.clips import resolve_config
+    from egoedge.pipeline.clips import resolve_config
 
     (tmp_path / "w.safetensors").write_bytes(b"x")
     cfg = resolve_config("mini", teacher="timm:vit_tiny_patch16_224", teacher_weights=str(tmp_path / "w.safetensors"))
@@ -176,8 +176,8 @@ def _export_ok(result, out: Path) -> dict:
 def test_export_timm_pt2_and_factory_models_pass_the_gate_and_bench(tmp_path):
     import torchvision
 
-    from bench.bench_export import bench_export
-    from bench.host_bench import BenchConfig
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.bench.host_bench import BenchConfig
 
     res = runner.invoke(app, ["export", "timm:resnet10t", "--input-shape", "1,3,64,64", "--to", "onnx",
                               "--parity-samples", "8", "--out", str(tmp_path / "timm")])
@@ -236,12 +236,12 @@ def test_export_bad_input_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("name", ["resnet10t", "vit_tiny_patch16_224"])
 def test_cbkd_prunes_a_timm_student_block_and_the_checkpoint_replays(tmp_path, name):
-    from trainer.checkpoint import load_model, save_checkpoint
-    from trainer.common.complexity import count_params
-    from trainer.data import DataConfig, label_names, preprocess_spec
-    from trainer.models import build_model
-    from trainer.prune import prune_block
-    from trainer.prune.cbkd import ClipCBKDTask
+    from egoedge.trainer.checkpoint import load_model, save_checkpoint
+    from egoedge.trainer.common.complexity import count_params
+    from egoedge.trainer.data import DataConfig, label_names, preprocess_spec
+    from egoedge.trainer.models import build_model
+    from egoedge.trainer.prune import prune_block
+    from egoedge.trainer.prune.cbkd import ClipCBKDTask
 
     data = DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
     kwargs = {"num_classes": 16, "frames": 2, "size": 32, "variant": name}
@@ -283,7 +283,7 @@ def test_run_with_a_frozen_timm_teacher_and_a_timm_student(tmp_path):
 
     import timm
 
-    from bench.report import validate_report
+    from egoedge.bench.report import validate_report
 
     torch.save(timm.create_model("vit_tiny_patch16_224", num_classes=0).state_dict(), tmp_path / "vit.pt")
     out = tmp_path / "run"

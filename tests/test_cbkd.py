@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from trainer.checkpoint import load_model, save_checkpoint
-from trainer.common.complexity import count_params
-from trainer.data import DataConfig, label_names, load_split, preprocess_spec
-from trainer.engine import TrainConfig
-from trainer.models import build_model
-from trainer.prune import prune_block
-from trainer.prune.cbkd import (
+from egoedge.trainer.checkpoint import load_model, save_checkpoint
+from egoedge.trainer.common.complexity import count_params
+from egoedge.trainer.data import DataConfig, label_names, load_split, preprocess_spec
+from egoedge.trainer.engine import TrainConfig
+from egoedge.trainer.models import build_model
+from egoedge.trainer.prune import prune_block
+from egoedge.trainer.prune.cbkd import (
     CBKDConfig,
     ClipCBKDTask,
     apply_pruning_config,

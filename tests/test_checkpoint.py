@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from trainer.checkpoint import load_model, read_checkpoint, save_checkpoint
-from trainer.common.io import EgoedgeError
-from trainer.models import build_model
+from egoedge.trainer.checkpoint import load_model, read_checkpoint, save_checkpoint
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.models import build_model
 
 
 @pytest.fixture
@@ -85,8 +85,8 @@ def test_any_unreadable_checkpoint_is_one_egoedge_error(ckpt, tmp_path):
 def test_any_unreadable_manifest_or_report_is_one_egoedge_error(tmp_path):
     import json
 
-    from bench.bench_export import load_manifest
-    from bench.compare import load_report
+    from egoedge.bench.compare import load_report
+    from egoedge.edge.manifest import load_manifest
 
     valid = json.dumps({"source": {"checkpoint": "s.pt", "sha256": "0" * 64}, "artifacts": []}).encode()
     for bad in _fuzz_files(valid, tmp_path, seed=1):
@@ -108,9 +108,9 @@ def test_any_unreadable_manifest_or_report_is_one_egoedge_error(tmp_path):
 def test_any_unreadable_config_calibration_or_program_is_one_egoedge_error(tmp_path):
     import logging
 
-    from edge.calibration import load_calibration_file
-    from trainer.config import read_config_file
-    from trainer.quantize.program import load_program
+    from egoedge.edge.calibration import load_calibration_file
+    from egoedge.trainer.config import read_config_file
+    from egoedge.trainer.quantize.program import load_program
 
     valid_npy = tmp_path / "ok.npy"
     import numpy as np

@@ -6,10 +6,10 @@ import pytest
 from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.report import validate_report
-from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError
+from egoedge.bench.report import validate_report
+from egoedge.cli import app
+from egoedge.trainer.checkpoint import read_checkpoint
+from egoedge.trainer.common.io import EgoedgeError
 
 runner = CliRunner()
 
@@ -166,8 +166,8 @@ def test_help_lists_commands():
 
 @pytest.mark.parametrize("preset", ["mini", "quick", "full"])
 def test_every_preset_builds_its_models(preset):
-    from bench.flows.clips import resolve_config
-    from trainer.stages import build
+    from egoedge.pipeline.clips import resolve_config
+    from egoedge.trainer.stages import build
 
     cfg = resolve_config(preset)
     teacher, _ = build(cfg.teacher, cfg.data, 16)
@@ -178,9 +178,9 @@ def test_every_preset_builds_its_models(preset):
 def test_teacher_stage_is_seeded(tmp_path, mini_data_cfg):
     import torch
 
-    from trainer.checkpoint import read_checkpoint
-    from trainer.engine import TrainConfig
-    from trainer.stages import ModelChoice, load_splits, teacher_stage
+    from egoedge.trainer.checkpoint import read_checkpoint
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.stages import ModelChoice, load_splits, teacher_stage
 
     splits = load_splits(mini_data_cfg)
     states = []
@@ -193,7 +193,7 @@ def test_teacher_stage_is_seeded(tmp_path, mini_data_cfg):
 
 
 def test_teacher_and_task_overrides():
-    from bench.flows.clips import resolve_config
+    from egoedge.pipeline.clips import resolve_config
 
     assert resolve_config("mini", teacher_arch="flow_cnn").teacher.variant == "test"  # mini: test sizes
     assert resolve_config("mini", teacher_arch="minilm").teacher.variant == "l6"  # it has no test size
@@ -214,7 +214,7 @@ def test_train_teacher_of_another_modality_names_its_checkpoint(tmp_path):
 
 
 def test_overrides_reach_the_config():
-    from bench.flows.clips import resolve_config
+    from egoedge.pipeline.clips import resolve_config
 
     cfg = resolve_config("quick", alpha=0.0, temperature=2.0, student_variant="tiny", threads=1)
     assert cfg.kd.alpha == 0.0 and cfg.kd.temperature == 2.0 and cfg.kd.beta == 1.0
@@ -224,8 +224,8 @@ def test_overrides_reach_the_config():
 
 
 def test_a_bare_student_variant_finds_its_family():
-    from bench.flows.clips import check_models, resolve_config
-    from trainer.stages import ModelChoice
+    from egoedge.pipeline.clips import check_models, resolve_config
+    from egoedge.trainer.stages import ModelChoice
 
     assert resolve_config("quick").student == ModelChoice("resnet", "r10_48")
     # The preset's own family first, else the one family that has the variant.
@@ -238,7 +238,7 @@ def test_a_bare_student_variant_finds_its_family():
 
 
 def test_unknown_student_arch_fails_before_training():
-    from bench.flows.clips import check_models, resolve_config
+    from egoedge.pipeline.clips import check_models, resolve_config
 
     with pytest.raises(Exception, match="valid: .*mobilenet, mobilevit, resnet"):
         check_models(resolve_config("mini", student_variant="vgg:16"), 16)
@@ -252,7 +252,7 @@ def test_unknown_student_arch_fails_before_training():
 def test_export_rejects_an_unknown_backend(command, tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     result = CliRunner().invoke(app, [*command, str(tmp_path / "model.pt"), "--to", "onnx, tensorrt"])
     assert result.exit_code != 0
@@ -266,7 +266,7 @@ def test_third_party_notices_stay_out_of_the_terminal_unless_verbose(verbose):
     import sys
 
     script = ("import logging, os, warnings\n"
-              "from bench.cli.console import console, err_console, quiet_third_party\n"
+              "from egoedge.cli.console import console, err_console, quiet_third_party\n"
               f"if not {verbose}: quiet_third_party()\n"
               "os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
               "os.write(1, b'[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/image_version\\n')\n"

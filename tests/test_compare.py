@@ -6,10 +6,10 @@ from conftest import assert_one_line_error
 from test_report import REPORT
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.compare import compare_reports, load_report, only_in, regressions, row_labels
-from bench.report import write_report
-from trainer.common.io import EgoedgeError
+from egoedge.bench.compare import compare_reports, load_report, only_in, regressions, row_labels
+from egoedge.bench.report import write_report
+from egoedge.cli import app
+from egoedge.trainer.common.io import EgoedgeError
 
 
 def faster(report, factor):
@@ -68,7 +68,7 @@ def test_rows_name_their_thread_count_only_in_a_sweep():
 
 def test_a_result_that_stops_working_is_a_regression(tmp_path):
     """A row ok in the baseline and failed or missing now fails the guard, however fast the rest is."""
-    from bench.compare import breakages
+    from egoedge.bench.compare import breakages
 
     other = faster(REPORT, 2.0)
     other["results"][0].update(status="failed", error="modified or truncated after export: x.pte has 3 bytes")

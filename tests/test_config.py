@@ -6,13 +6,13 @@ import pytest
 from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.flows.clips import PRESETS, resolve_config
-from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError
-from trainer.config import from_dict, merge, to_dict, write_config_file
-from trainer.engine import TrainConfig
-from trainer.train import KDConfig
+from egoedge.cli import app
+from egoedge.pipeline.clips import PRESETS, resolve_config
+from egoedge.trainer.checkpoint import read_checkpoint
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.config import from_dict, merge, to_dict, write_config_file
+from egoedge.trainer.engine import TrainConfig
+from egoedge.trainer.train import KDConfig
 
 runner = CliRunner()
 

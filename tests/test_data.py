@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from trainer.common.io import EgoedgeError
-from trainer.data import LABELS, ClipSpec, DataConfig, generate_split, load_split, preprocess_spec, to_model_input
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data import (
+    LABELS,
+    ClipSpec,
+    DataConfig,
+    generate_split,
+    load_split,
+    preprocess_spec,
+    to_model_input,
+)
 
 
 def test_shapes_and_dtype():
@@ -37,7 +45,7 @@ def test_frames_change_over_time_and_clips_differ():
 
 def test_verb_pairs_are_time_reversals():
     """put is pick played backwards, and the part's opening in close is open's reversed."""
-    from trainer.data.synthetic import action_timeline
+    from egoedge.trainer.data.synthetic import action_timeline
 
     t = np.linspace(0, 1, 11)
     pick, put = action_timeline("pick", t), action_timeline("put", t)
@@ -49,7 +57,7 @@ def test_verb_pairs_are_time_reversals():
 
 
 def test_same_scene_different_verb_differs_only_by_action():
-    from trainer.data.synthetic import label_of, render_clip
+    from egoedge.trainer.data.synthetic import label_of, render_clip
 
     spec = ClipSpec(frames=4, size=48)
     opened = render_clip(label_of("open", "drawer"), np.random.default_rng(0), spec).astype(float)

@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.devices import DEVICES
-from bench.devices import android as adb_mod
-from bench.devices import ios as ios_mod
-from bench.devices.ios import parse_pymobiledevice3
+from egoedge.bench.devices import DEVICES
+from egoedge.bench.devices import android as adb_mod
+from egoedge.bench.devices import ios as ios_mod
+from egoedge.bench.devices.ios import parse_pymobiledevice3
+from egoedge.cli import app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adb"
 

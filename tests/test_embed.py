@@ -12,10 +12,10 @@ import pytest
 from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
-from bench.cli import app as cli
-from bench.embed import ASSETS, EmbedConfig, embed
-from edge.schema import schema_errors
-from trainer.common.io import EgoedgeError, sha256_file
+from egoedge.cli import app as cli
+from egoedge.edge.embed import ASSETS, EmbedConfig, embed
+from egoedge.edge.schema import schema_errors
+from egoedge.trainer.common.io import EgoedgeError, sha256_file
 
 APP_SOURCE = Path(__file__).resolve().parent.parent / "android_demo"
 

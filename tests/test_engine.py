@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from trainer.data import DataConfig, load_split, preprocess_spec
-from trainer.engine import TrainConfig, epoch_batches, lr_at
-from trainer.models import build_model
-from trainer.train import KDConfig, default_hint_pair, distill_student, train_teacher
+from egoedge.trainer.data import DataConfig, load_split, preprocess_spec
+from egoedge.trainer.engine import TrainConfig, epoch_batches, lr_at
+from egoedge.trainer.models import build_model
+from egoedge.trainer.train import KDConfig, default_hint_pair, distill_student, train_teacher
 
 DATA = DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
 

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from edge.calibration import MIN_CALIBRATION, calibration_inputs, load_calibration_file
-from edge.export import ExportConfig, export_checkpoint, plan
-from edge.exporters import EXPORTERS, ExportError
-from edge.parity import ParityGate
-from trainer.common.io import EgoedgeError, path_bytes, sha256_path
-from trainer.data import preprocess_spec
-from trainer.models import build_model
-from trainer.tasks.clips import logit_parity, undecided_note
+from egoedge.edge.calibration import MIN_CALIBRATION, calibration_inputs, load_calibration_file
+from egoedge.edge.export import ExportConfig, export_checkpoint, plan
+from egoedge.edge.exporters import EXPORTERS, ExportError
+from egoedge.edge.parity import ParityGate
+from egoedge.trainer.common.io import EgoedgeError, path_bytes, sha256_path
+from egoedge.trainer.data import preprocess_spec
+from egoedge.trainer.models import build_model
+from egoedge.trainer.tasks.clips import logit_parity, undecided_note
 
 ALL = tuple((fmt, p) for fmt in EXPORTERS.keys() for p in EXPORTERS.get(fmt).float_precisions
             + EXPORTERS.get(fmt).int8_precisions)
@@ -239,7 +239,7 @@ def test_undecided_note_blames_small_margins():
 
 
 def test_int8_keep_float_reaches_the_pt2e_quantizer(student_ckpt, tmp_path, monkeypatch):
-    import trainer.quantize.pt2e as pt2e
+    import egoedge.trainer.quantize.pt2e as pt2e
 
     seen = []
     real = pt2e.SkipBlocks

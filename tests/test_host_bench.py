@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.host_bench import BenchConfig
-from bench.measure import MIN_BUDGET_ITERATIONS, time_calls
-from trainer.common.io import sha256_file
+from egoedge.bench.host_bench import BenchConfig
+from egoedge.bench.measure import MIN_BUDGET_ITERATIONS, time_calls
+from egoedge.cli import app
+from egoedge.trainer.common.io import sha256_file
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, mini_data_cfg):
     from conftest import make_ckpt
 
-    from edge.export import ExportConfig, export_checkpoint
+    from egoedge.edge.export import ExportConfig, export_checkpoint
 
     tmp = tmp_path_factory.mktemp("hostbench")
     ckpt = make_ckpt(tmp / "student.pt", mini_data_cfg)
@@ -34,7 +34,7 @@ def exported(tmp_path_factory, mini_data_cfg):
 
 
 def test_isolated_targets_report_their_own_memory(exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     report, _ = bench_export(exported, tmp_path, "host", BenchConfig(warmup=1, iterations=3, isolate=True))
     rows = {r["name"]: r for r in report["results"]}
@@ -48,7 +48,7 @@ def test_isolated_targets_report_their_own_memory(exported, tmp_path):
 
 
 def test_litert_without_xnnpack_gives_the_same_logits(exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     cfg = BenchConfig(warmup=1, iterations=3, options={"tflite": {"xnnpack": False}, "onnx": {"xnnpack": False}})
     report, _ = bench_export(exported, tmp_path, "host", cfg)
@@ -70,7 +70,7 @@ def test_time_budget():
 
 
 def test_tflite_loader_switches_the_delegate(exported):
-    from edge.exporters import EXPORTERS
+    from egoedge.edge.exporters import EXPORTERS
 
     path = exported / "student_tflite_fp32.tflite"
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 32, 32)).astype(np.float32)
@@ -106,7 +106,7 @@ def test_an_artifact_changed_after_export_is_refused_unloaded(exported, tmp_path
 
 def test_a_copied_export_folder_is_benchmarked_on_its_saved_sample(exported, tmp_path):
     """Without its source checkpoint: each artifact timed on sample_input and checked against sample_output."""
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     folder = tmp_path / "elsewhere" / "export"
     shutil.copytree(exported, folder)

@@ -9,13 +9,13 @@ import pytest
 import torch
 from conftest import assert_one_line_error
 
-from edge.export import ExportConfig, export_checkpoint
-from edge.int8 import Int8Recipe
-from edge.parity import ParityGate
-from trainer.common.io import EgoedgeError
-from trainer.quantize.checkpoint import quantize_checkpoint
-from trainer.quantize.program import load_program, program_record
-from trainer.quantize.ptq import PTQConfig
+from egoedge.edge.export import ExportConfig, export_checkpoint
+from egoedge.edge.int8 import Int8Recipe
+from egoedge.edge.parity import ParityGate
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
+from egoedge.trainer.quantize.program import load_program, program_record
+from egoedge.trainer.quantize.ptq import PTQConfig
 
 LENIENT = ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
 STRICT = ParityGate(int8_min_agreement=100.0, int8_max_accuracy_drop=0.0)
@@ -54,7 +54,7 @@ def test_export_lowers_the_program_itself(ptq_program, tmp_path):
     assert manifest["source"]["checkpoint"].endswith("student.pt") and manifest["source"]["program"] == int8["program"]
     assert manifest["calibration"]["samples"] == 16
     # The ExecuTorch artifact is that program: on the same clips it gives what the program gives.
-    from edge.exporters import EXPORTERS
+    from egoedge.edge.exporters import EXPORTERS
 
     clips = np.load(tmp_path / "export" / "sample_input.npy")
     session = EXPORTERS.get("executorch").load(tmp_path / "export" / "student_executorch_int8.pte")
@@ -91,7 +91,7 @@ def test_broken_program_pairs_are_one_line(ptq_program, tmp_path):
 def test_cli_export_of_a_program_without_its_sidecar(ptq_program, tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     _, program, _ = ptq_program
     shutil.copy(program, tmp_path / program.name)
@@ -145,8 +145,8 @@ def test_widening_aims_the_search_higher_by_the_runtime_gap():
 
 
 def test_unfolded_weights_give_the_same_program():
-    from trainer.models import MODELS
-    from trainer.quantize import QUANTIZERS, quantize_pt2e, unfold_weights
+    from egoedge.trainer.models import MODELS
+    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e, unfold_weights
 
     model = MODELS.get("resnet")(num_classes=4, frames=2, size=32, variant="r10_16").eval()
     x = model.example_inputs()
@@ -157,9 +157,9 @@ def test_unfolded_weights_give_the_same_program():
 
 
 def test_bypass_reads_float_inside_the_block():
-    from trainer.models import MODELS
-    from trainer.quantize import QUANTIZERS, quantize_pt2e
-    from trainer.quantize.ptq import _in_block, _is_dequantize, bypass
+    from egoedge.trainer.models import MODELS
+    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
+    from egoedge.trainer.quantize.ptq import _in_block, _is_dequantize, bypass
 
     model = MODELS.get("resnet")(num_classes=4, frames=2, size=32, variant="r10_16").eval()
     x = model.example_inputs()
@@ -172,8 +172,8 @@ def test_bypass_reads_float_inside_the_block():
 
 
 def test_space_to_depth_stem_is_the_same_function():
-    from trainer.models import MODELS
-    from trainer.models.exportable import SpaceToDepthConv, int8_ready
+    from egoedge.trainer.models import MODELS
+    from egoedge.trainer.models.exportable import SpaceToDepthConv, int8_ready
 
     model = MODELS.get("resnet")(num_classes=4, frames=2, size=64, variant="r10_16").eval()
     ready = int8_ready(model)
@@ -193,8 +193,8 @@ def test_executorch_takes_the_whole_graph(arch, tmp_path):
 
     MobileViT (attention, layer norms) is checked on the shared every-backend export:
     tests/test_export.py::test_backend_details."""
-    from edge.exporters import EXPORTERS, export_ready
-    from trainer.models import MODELS
+    from egoedge.edge.exporters import EXPORTERS, export_ready
+    from egoedge.trainer.models import MODELS
 
     name, variant = arch.split(":")
     model = export_ready(MODELS.get(name)(num_classes=4, frames=2, size=32, variant=variant))
@@ -212,8 +212,8 @@ def test_executorch_takes_the_whole_graph(arch, tmp_path):
 
 def test_rewrites_survive_a_graph_xnnpack_splits(tmp_path):
     """A layer norm next to an op XNNPACK has no kernel for: the rewrite's averager crosses the cut as a buffer."""
-    from edge.delegate_rewrites import delegate_friendly
-    from edge.exporters import EXPORTERS
+    from egoedge.edge.delegate_rewrites import delegate_friendly
+    from egoedge.edge.exporters import EXPORTERS
 
     class Tokens(torch.nn.Module):
         def __init__(self) -> None:
@@ -234,7 +234,7 @@ def test_rewrites_survive_a_graph_xnnpack_splits(tmp_path):
     np.testing.assert_allclose(got, model(*ids).detach().numpy(), atol=1e-5)
 
 def test_ship_choice_and_per_student_speedups():
-    from bench.report import ship_choice, speedups, summarize
+    from egoedge.bench.report import ship_choice, speedups, summarize
 
     def row(name, fmt, precision, ms, status="ok"):
         return {"name": name, "format": fmt, "precision": precision, "runtime": fmt, "device": "host", "threads": 2,
@@ -257,7 +257,7 @@ def test_ship_choice_and_per_student_speedups():
 def test_profile_counts_delegate_calls():
     from types import SimpleNamespace as NS
 
-    from bench.profile import delegate_calls
+    from egoedge.bench.profile import delegate_calls
 
     def ev(name, times):
         return NS(name=name, perf_data=NS(raw=times))
@@ -269,8 +269,8 @@ def test_profile_counts_delegate_calls():
 
 @pytest.mark.parametrize("round_to", [8, 16])
 def test_pruned_widths_are_multiples_of_round_to(round_to):
-    from trainer.models import MODELS
-    from trainer.prune import prune_block
+    from egoedge.trainer.models import MODELS
+    from egoedge.trainer.prune import prune_block
 
     model = MODELS.get("resnet")(num_classes=4, frames=2, size=32, variant="r10_48").eval()
     steps = prune_block(model.encoder, "stages.1", 0.6, (torch.zeros(2, 3, 32, 32),), round_to=round_to)
@@ -280,7 +280,7 @@ def test_pruned_widths_are_multiples_of_round_to(round_to):
 
 
 def test_embed_takes_the_export_the_run_ships(tmp_path):
-    from bench.embed import find_export
+    from egoedge.edge.embed import find_export
 
     for folder in ("export", "export_cbkd"):
         (tmp_path / folder).mkdir()

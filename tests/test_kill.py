@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from edge.schema import validate
-from trainer.common.io import sha256_path
+from egoedge.edge.schema import validate
+from egoedge.trainer.common.io import sha256_path
 
-EGOEDGE = [sys.executable, "-c", "from bench.cli import main; main()"]
+EGOEDGE = [sys.executable, "-c", "from egoedge.cli import main; main()"]
 SEED = 2026
 
 
@@ -76,7 +76,7 @@ def _check_nothing_partial(folder: Path) -> None:
 def student(tmp_path_factory):
     from conftest import make_ckpt
 
-    from trainer.data import DataConfig
+    from egoedge.trainer.data import DataConfig
 
     folder = tmp_path_factory.mktemp("kill")
     return make_ckpt(folder / "student.pt", DataConfig(frames=2, size=32, train=32, val=16, test=16))

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from trainer.common.io import EgoedgeError
-from trainer.common.lock import folder_lock, locks_folder
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.lock import folder_lock, locks_folder
 
 HOLD = ("import sys, time\n"
         "from trainer.common.lock import folder_lock\n"
@@ -68,7 +68,7 @@ def test_an_unusable_folder_is_one_line(tmp_path):
 def test_every_writing_command_takes_the_lock(command, tmp_path, mini_data_cfg, micro_ckpt):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     ckpt = micro_ckpt(tmp_path / "student.pt", mini_data_cfg)
     out = tmp_path / "busy"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from trainer.distill import (
+from egoedge.trainer.distill import (
     LOSSES,
     DistillationLoss,
     FeatureCosine,

@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.common.io import EgoedgeError
-from trainer.data import BOX_CLASSES, LABELS, ClipSpec, generate_split, load_split, model_input
-from trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
-from trainer.data.flow import clip_flow, horn_schunck
-from trainer.data.modalities import MODALITIES, modality_preprocess
-from trainer.data.synthetic import BOX_SLOTS, label_of, render_clip
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data import BOX_CLASSES, LABELS, ClipSpec, generate_split, load_split, model_input
+from egoedge.trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
+from egoedge.trainer.data.flow import clip_flow, horn_schunck
+from egoedge.trainer.data.modalities import MODALITIES, modality_preprocess
+from egoedge.trainer.data.synthetic import BOX_SLOTS, label_of, render_clip
 
 SPEC = ClipSpec(frames=4, size=48)
 
@@ -157,7 +157,7 @@ def test_unknown_modality_and_text_without_history(mini_data_cfg):
 
 @pytest.mark.parametrize("arch", ["flow_cnn", "audio_cnn", "box_transformer"])
 def test_modality_teachers_forward_their_input(mini_data_cfg, arch):
-    from trainer.stages import ModelChoice, build, input_spec
+    from egoedge.trainer.stages import ModelChoice, build, input_spec
 
     model, _ = build(ModelChoice(arch, "test"), mini_data_cfg, len(LABELS))
     pp = input_spec(ModelChoice(arch, "test"), mini_data_cfg)
@@ -169,10 +169,10 @@ def test_modality_teachers_forward_their_input(mini_data_cfg, arch):
 
 def test_multimodal_teachers_teach_an_rgb_student(tmp_path, mini_data_cfg):
     """Flow and box teachers, each on its modality, distil into one RGB student through a learned ensemble."""
-    from trainer.checkpoint import load_model
-    from trainer.engine import TrainConfig
-    from trainer.recipes import recipe
-    from trainer.stages import ModelChoice, load_splits, student_stage, teacher_stage
+    from egoedge.trainer.checkpoint import load_model
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.recipes import recipe
+    from egoedge.trainer.stages import ModelChoice, load_splits, student_stage, teacher_stage
 
     splits = load_splits(mini_data_cfg)
     cfg = TrainConfig(epochs=1, batch_size=16)

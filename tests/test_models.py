@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from trainer.models import MODELS, build_model, model_modality
+from egoedge.trainer.models import MODELS, build_model, model_modality
 
 
 @pytest.mark.parametrize("arch", [a for a in MODELS.keys() if hasattr(MODELS.get(a), "variants")])
 def test_every_registered_model_builds_and_runs(arch):
     """Each model builds for its modality, takes its example input and back-propagates."""
-    from trainer.data import DataConfig
-    from trainer.stages import ModelChoice, build
+    from egoedge.trainer.data import DataConfig
+    from egoedge.trainer.stages import ModelChoice, build
 
     variant = "test" if "test" in MODELS.get(arch).variants else MODELS.get(arch).variants[0]
     task = "anticipation" if model_modality(arch) == "text" else "recognition"
@@ -66,7 +66,7 @@ def test_a_resnet_variant_may_fix_its_embedding_width():
 
 def test_mobilenet_student_is_a_conv_trunk_with_numbered_stages():
     """CBKD prunes ``encoder.stages.N``; the trunk's head is a narrow projection, not timm's 1280-wide one."""
-    from trainer.prune.cbkd import CBKDConfig, block_names
+    from egoedge.trainer.prune.cbkd import CBKDConfig, block_names
 
     model = build_model("mobilenet", num_classes=16, frames=4, size=64, variant="v4_small", embed_dim=128)
     assert block_names(model, CBKDConfig()) == [f"stages.{i}" for i in range(5)]
@@ -76,7 +76,7 @@ def test_mobilenet_student_is_a_conv_trunk_with_numbered_stages():
 
 def test_resnet_student_is_dense_convs_with_four_stages():
     """Basic blocks only: no depthwise or grouped conv (those are what int8 does not speed up on x86)."""
-    from trainer.prune.cbkd import CBKDConfig, block_names
+    from egoedge.trainer.prune.cbkd import CBKDConfig, block_names
 
     model = build_model("resnet", num_classes=16, frames=4, size=64, variant="r10_32")
     assert block_names(model, CBKDConfig()) == [f"stages.{i}" for i in range(4)]
@@ -88,7 +88,7 @@ def test_resnet_student_is_dense_convs_with_four_stages():
 
 def test_macs_count_transformer_encoders_in_eval_mode():
     """nn.TransformerEncoder's fused inference path must not hide its matmuls from the MAC count."""
-    from trainer.common.complexity import count_macs
+    from egoedge.trainer.common.complexity import count_macs
 
     model = build_model("text_transformer", num_classes=4, max_len=8, variant="test")
     # Per token and layer at least the q/k/v/out projections and the 4x MLP: 12 * width^2.

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.models import MODELS, build_model
-from trainer.models.vslnet import FILM_MODES, masked_softmax
-from trainer.nlq import metrics as M
-from trainer.nlq.data import (
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.models import MODELS, build_model
+from egoedge.trainer.models.vslnet import FILM_MODES, masked_softmax
+from egoedge.trainer.nlq import metrics as M
+from egoedge.trainer.nlq.data import (
     build_vocab,
     index_to_time,
     load_glove,
@@ -223,7 +223,7 @@ def test_generated_dataset_is_in_the_official_format(nlq_data):
 
 
 def test_highlight_labels_widen_the_answer(nlq_data):
-    from trainer.nlq.loss import highlight_labels
+    from egoedge.trainer.nlq.loss import highlight_labels
 
     s = nlq_data.splits["train"]
     s.start_idx[0], s.end_idx[0] = 5, 14  # 10 steps: widened by 1 each side
@@ -232,7 +232,7 @@ def test_highlight_labels_widen_the_answer(nlq_data):
 
 
 def test_top_windows_respect_order_and_mask():
-    from trainer.nlq.decode import top_windows
+    from egoedge.trainer.nlq.decode import top_windows
 
     start = np.array([[0.0, 5.0, 0.0, 9.0]])
     end = np.array([[9.0, 0.0, 5.0, 0.0]])
@@ -243,8 +243,8 @@ def test_top_windows_respect_order_and_mask():
 
 
 def test_training_step_losses_and_kd(nlq_data):
-    from trainer.nlq.loss import SpanLoss, kd_loss, span_loss
-    from trainer.nlq.train import batch_of, build_for
+    from egoedge.trainer.nlq.loss import SpanLoss, kd_loss, span_loss
+    from egoedge.trainer.nlq.train import batch_of, build_for
 
     model = build_for("vslnet", nlq_data, dim=16, heads=2, conv_layers=1)
     b = batch_of(nlq_data, "train", np.arange(4), "words", 0.1, torch.device("cpu"))
@@ -257,8 +257,15 @@ def test_training_step_losses_and_kd(nlq_data):
 
 
 def test_train_save_load_and_predict(nlq_data, tmp_path):
-    from trainer.engine import TrainConfig
-    from trainer.nlq.train import build_for, evaluate_model, load_nlq_model, logits_of, save_nlq_checkpoint, train_nlq
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.nlq.train import (
+        build_for,
+        evaluate_model,
+        load_nlq_model,
+        logits_of,
+        save_nlq_checkpoint,
+        train_nlq,
+    )
 
     torch.manual_seed(0)
     model = build_for("lightvslnet", nlq_data, dim=16, heads=2, word_dim=8)
@@ -275,7 +282,7 @@ def test_train_save_load_and_predict(nlq_data, tmp_path):
 
 
 def test_eager_runner_returns_start_and_end_logits():
-    from bench.runners import RUNNERS
+    from egoedge.bench.runners import RUNNERS
 
     model = _tiny().eval()
     x = model.example_inputs()
@@ -287,7 +294,7 @@ def test_eager_runner_returns_start_and_end_logits():
 
 
 def test_calibration_samples_carry_every_input():
-    from edge.calibration import as_samples
+    from egoedge.edge.calibration import as_samples
 
     video, ids = np.zeros((3, 4, 2), np.float32), np.arange(6, dtype=np.int32).reshape(3, 2)
     samples = as_samples(video, ids)
@@ -296,7 +303,7 @@ def test_calibration_samples_carry_every_input():
 
 
 def test_clip_checkpoint_is_not_an_nlq_checkpoint(tmp_path, mini_data_cfg, micro_ckpt):
-    from trainer.nlq.train import load_nlq_model
+    from egoedge.trainer.nlq.train import load_nlq_model
 
     with pytest.raises(EgoedgeError, match="not an NLQ checkpoint"):
         load_nlq_model(micro_ckpt(tmp_path / "s.pt", mini_data_cfg))
@@ -306,8 +313,8 @@ def test_clip_checkpoint_is_not_an_nlq_checkpoint(tmp_path, mini_data_cfg, micro
 
 @pytest.mark.slow
 def test_export_parity_executorch_and_onnx(nlq_data, tmp_path):
-    from edge.export import ExportConfig, export_checkpoint
-    from trainer.nlq.train import build_for, save_nlq_checkpoint
+    from egoedge.edge.export import ExportConfig, export_checkpoint
+    from egoedge.trainer.nlq.train import build_for, save_nlq_checkpoint
 
     torch.manual_seed(0)
     model = build_for("lightvslnet", nlq_data, dim=16, heads=2, word_dim=8).eval()
@@ -330,7 +337,7 @@ def test_export_parity_executorch_and_onnx(nlq_data, tmp_path):
 def test_cli_scores_a_submission_file(tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps(_truth([[(10.0, 20.0)]])))
@@ -357,7 +364,7 @@ def test_cli_scores_a_submission_file(tmp_path):
 def test_cli_errors_are_one_line(args, message, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EGOEDGE_CACHE", str(tmp_path / "cache"))
@@ -372,8 +379,8 @@ def test_egoedge_export_takes_an_nlq_checkpoint(nlq_data, tmp_path):
 
     from typer.testing import CliRunner
 
-    from bench.cli import app
-    from trainer.nlq.train import build_for, save_nlq_checkpoint
+    from egoedge.cli import app
+    from egoedge.trainer.nlq.train import build_for, save_nlq_checkpoint
 
     torch.manual_seed(0)
     model = build_for("lightvslnet", nlq_data, dim=16, heads=2, word_dim=8).eval()
@@ -396,7 +403,7 @@ def test_egoedge_export_takes_an_nlq_checkpoint(nlq_data, tmp_path):
 
 
 def test_embed_refuses_nlq_exports(tmp_path):
-    from bench.embed import embed
+    from egoedge.edge.embed import embed
 
     export = tmp_path / "run" / "export"
     export.mkdir(parents=True)
@@ -413,9 +420,9 @@ def test_embed_refuses_nlq_exports(tmp_path):
 
 def test_any_unreadable_annotation_feature_or_submission_file_is_one_egoedge_error(tmp_path):
     """NLQ's loaders turn any bytes into one EgoedgeError: random bytes, cuts, JSON of the wrong shape."""
-    from trainer.nlq import metrics as nlq_metrics
-    from trainer.nlq.dataset import NLQDataSpec, load_data
-    from trainer.nlq.synthetic import NLQDataConfig, generate
+    from egoedge.trainer.nlq import metrics as nlq_metrics
+    from egoedge.trainer.nlq.dataset import NLQDataSpec, load_data
+    from egoedge.trainer.nlq.synthetic import NLQDataConfig, generate
 
     rng = np.random.default_rng(0)
     root = generate(NLQDataConfig(train_clips=4, val_clips=2, test_clips=2, queries=1, dim=8, min_seconds=10,

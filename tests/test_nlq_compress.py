@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.common.complexity import count_macs
-from trainer.common.io import EgoedgeError
-from trainer.engine import TrainConfig
-from trainer.nlq.compress import NLQCBKDTask, cbkd_nlq_checkpoint, valid_step_error, window_agreement
-from trainer.nlq.train import build_for, load_nlq_model, save_nlq_checkpoint, train_nlq
-from trainer.prune import prune_block
-from trainer.prune.cbkd import CBKDConfig, stage_table
-from trainer.quantize.checkpoint import quantize_checkpoint
-from trainer.quantize.program import load_program
-from trainer.quantize.ptq import PTQConfig, blocks_of
+from egoedge.trainer.common.complexity import count_macs
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.engine import TrainConfig
+from egoedge.trainer.nlq.compress import NLQCBKDTask, cbkd_nlq_checkpoint, valid_step_error, window_agreement
+from egoedge.trainer.nlq.train import build_for, load_nlq_model, save_nlq_checkpoint, train_nlq
+from egoedge.trainer.prune import prune_block
+from egoedge.trainer.prune.cbkd import CBKDConfig, stage_table
+from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
+from egoedge.trainer.quantize.program import load_program
+from egoedge.trainer.quantize.ptq import PTQConfig, blocks_of
 
 SMALL = {"dim": 16, "heads": 2, "word_dim": 8}
 STAGE = TrainConfig(epochs=1, batch_size=8, label_smoothing=0.0)
@@ -99,8 +99,8 @@ def test_ptq_of_an_nlq_checkpoint_scores_recall_and_runs(student, tmp_path):
 
 def test_any_unit_can_stay_float(nlq_data):
     """A skipped unit must not leave neighbours sharing observers with it (prepare_pt2e once hit a KeyError)."""
-    from trainer.quantize.pt2e import quantize_pt2e
-    from trainer.quantize.ptq import quantizer_for
+    from egoedge.trainer.quantize.pt2e import quantize_pt2e
+    from egoedge.trainer.quantize.ptq import quantizer_for
 
     model = _light(nlq_data).eval()
     x = model.example_inputs()
@@ -138,7 +138,7 @@ def test_window_agreement_and_error_ignore_padded_steps():
 
 
 def test_film_modes_parse_all_and_lists():
-    from bench.flows.nlq import film_modes
+    from egoedge.pipeline.nlq import film_modes
 
     assert film_modes("all") == ("before_encoder", "after_encoder", "inside_encoder:after_pos",
                                  "inside_encoder:after_conv", "inside_encoder:after_attn", "inside_encoder:multi")
@@ -154,7 +154,7 @@ def test_film_modes_parse_all_and_lists():
 def test_cli_film_errors(args, message, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, args)
@@ -166,7 +166,7 @@ def test_run_task_nlq_mini_end_to_end(tmp_path, monkeypatch):
     """Baselines, teacher, KD student, CBKD student, int8 student and exports: one report."""
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     monkeypatch.setenv("EGOEDGE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "nlq"
@@ -189,8 +189,8 @@ def test_run_task_nlq_mini_end_to_end(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_litert_int8_export_of_the_nlq_student_prepares(student, tmp_path):
     """Its attention softmaxes once failed TFLite's prepare (int8 SOFTMAX output scale must be 1/256)."""
-    from edge.export import ExportConfig, export_checkpoint
-    from edge.parity import ParityGate
+    from egoedge.edge.export import ExportConfig, export_checkpoint
+    from egoedge.edge.parity import ParityGate
 
     lenient = ParityGate(fp32_max_abs=1e-3, int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
     manifest = export_checkpoint(student, tmp_path / "export", ExportConfig(
@@ -217,7 +217,7 @@ def test_vslnet_param_groups_slow_down_only_a_finetuned_minilm(nlq_data):
 def test_cli_quantize_and_cbkd_on_an_nlq_checkpoint(student, tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     r = CliRunner().invoke(app, ["quantize", str(student), "--calib", "8", "--val-samples", "8", "--max-fallback",
                                  "0", "--out", str(tmp_path)])

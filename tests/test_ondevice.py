@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.device_runners.android import intent_command
-from bench.device_runners.app import AppRequest
-from bench.device_runners.ios import launch_env
-from bench.device_runners.native import NATIVE_TOOLS
-from bench.device_runners.parsers import parse_app_result, parse_benchmark_model, parse_executor_runner
-from bench.device_runners.run import parse_device_specs, select_device
-from bench.devices import DeviceError, DeviceInfo
-from bench.host_bench import BenchConfig
+from egoedge.bench.device_runners.android import intent_command
+from egoedge.bench.device_runners.app import AppRequest
+from egoedge.bench.device_runners.ios import launch_env
+from egoedge.bench.device_runners.native import NATIVE_TOOLS
+from egoedge.bench.device_runners.parsers import parse_app_result, parse_benchmark_model, parse_executor_runner
+from egoedge.bench.device_runners.run import parse_device_specs, select_device
+from egoedge.bench.devices import DeviceError, DeviceInfo
+from egoedge.bench.host_bench import BenchConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOGS = FIXTURES / "ondevice"
@@ -168,7 +168,7 @@ def phone(monkeypatch, tmp_path):
     adb.chmod(0o755)
     monkeypatch.setenv("EGOEDGE_ADB", str(adb))
     monkeypatch.setenv("FAKE_DEVICE_ROOT", str(tmp_path / "phone"))
-    monkeypatch.setattr("bench.device_runners.android.POLL_S", 0.01)
+    monkeypatch.setattr("egoedge.bench.device_runners.android.POLL_S", 0.01)
     return monkeypatch
 
 
@@ -183,7 +183,7 @@ CFG = BenchConfig(warmup=1, iterations=3, isolate=False)
 
 
 def test_native_tools_on_a_phone(phone, exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     tools = {"tflite": _tool(tmp_path, "benchmark_model", "benchmark_model_v2.txt"),
              "executorch": _tool(tmp_path, "executor_runner", "executor_runner.txt")}
@@ -202,8 +202,8 @@ def test_native_tools_on_a_phone(phone, exported, tmp_path):
 
 
 def test_demo_app_gives_accuracy_and_agreement(phone, exported, tmp_path, mini_data_cfg):
-    from bench.bench_export import bench_export
-    from trainer.data import load_split, preprocess_spec, to_model_input
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.trainer.data import load_split, preprocess_spec, to_model_input
 
     inputs = to_model_input(load_split(mini_data_cfg, "test").clips, preprocess_spec(mini_data_cfg)).numpy()
     phone.setenv("FAKE_APP", "1")  # the stand-in app runs each pushed artifact on the pushed clips
@@ -220,7 +220,7 @@ def test_demo_app_gives_accuracy_and_agreement(phone, exported, tmp_path, mini_d
 @pytest.mark.parametrize("mode,message", [("crash", "exited without a result (crash log: "),
                                           ("error", "Failed to load method forward")])
 def test_app_faults_are_per_artifact(phone, exported, tmp_path, mode, message):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     phone.setenv("FAKE_APP", "1")
     phone.setenv("FAKE_APP_MODE", mode)
@@ -230,7 +230,7 @@ def test_app_faults_are_per_artifact(phone, exported, tmp_path, mode, message):
 
 
 def test_unplugged_mid_run_keeps_what_was_measured(phone, exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     phone.setenv("FAKE_UNPLUG_AFTER", "1")
     tools = {"tflite": _tool(tmp_path, "benchmark_model", "benchmark_model_v2.txt"),
@@ -244,7 +244,7 @@ def test_unplugged_mid_run_keeps_what_was_measured(phone, exported, tmp_path):
 
 
 def test_tool_failure_on_the_phone_is_reported(phone, exported, tmp_path):
-    from bench.bench_export import bench_export
+    from egoedge.bench.bench_export import bench_export
 
     tools = {"executorch": _tool(tmp_path, "executor_runner", "executor_runner_error.txt")}
     report, _ = bench_export(exported, tmp_path / "out", "android", CFG, tools)
@@ -259,8 +259,8 @@ def test_demo_app_streams_a_pair_per_frame(phone, tmp_path, mini_data_cfg):
     """Streaming mode up to the boundary: both halves pushed, the mode's extras sent, per-frame rows back."""
     from conftest import make_ckpt
 
-    from bench.bench_export import bench_export
-    from edge.export import ExportConfig, export_checkpoint
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.edge.export import ExportConfig, export_checkpoint
 
     ckpt = make_ckpt(tmp_path / "student.pt", mini_data_cfg)
     export_checkpoint(ckpt, tmp_path / "export", ExportConfig(formats=("executorch",), parity_samples=4,

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.peak import PEAK_KIND, add_throughput, fp32_gemm_gmacs, int8_gemm_gmacs
+from egoedge.bench.peak import PEAK_KIND, add_throughput, fp32_gemm_gmacs, int8_gemm_gmacs
 
 
 @pytest.mark.parametrize("gemm", [fp32_gemm_gmacs, int8_gemm_gmacs])

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.profile import etdump_events, ort_trace_events, profile_target, summarize_ops
+from egoedge.bench.profile import etdump_events, ort_trace_events, profile_target, summarize_ops
 
 FIXTURES = Path(__file__).parent / "fixtures" / "profile"
 
@@ -67,8 +67,8 @@ def exported(fp32_export):
 
 
 def test_bench_profile_reports_top_ops_per_runtime(exported, tmp_path):
-    from bench.bench_export import bench_export
-    from bench.host_bench import BenchConfig
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.bench.host_bench import BenchConfig
 
     cfg = BenchConfig(warmup=1, iterations=3, profile_runs=3)
     report, paths = bench_export(exported, tmp_path, "host", cfg)
@@ -92,8 +92,8 @@ def test_bench_profile_reports_top_ops_per_runtime(exported, tmp_path):
 
 
 def test_bench_without_profile_has_no_profile(exported, tmp_path):
-    from bench.bench_export import bench_export
-    from bench.host_bench import BenchConfig
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.bench.host_bench import BenchConfig
 
     report, paths = bench_export(exported, tmp_path, "host", BenchConfig(warmup=1, iterations=2, isolate=True))
     assert all("profile" not in r for r in report["results"])
@@ -103,7 +103,7 @@ def test_bench_without_profile_has_no_profile(exported, tmp_path):
 def test_cli_rejects_a_bad_profile_run_count(exported):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     result = CliRunner().invoke(app, ["bench", str(exported), "--profile", "--profile-runs", "0"])
     assert result.exit_code != 0 and "--profile-runs must be >= 1" in result.output

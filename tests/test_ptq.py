@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.quantize.checkpoint import quantize_checkpoint
-from trainer.quantize.observers import OBSERVERS
-from trainer.quantize.program import load_program
-from trainer.quantize.pt2e import quantize_pt2e
-from trainer.quantize.ptq import PTQConfig, blocks_of, quantizer_for, run_ptq
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
+from egoedge.trainer.quantize.observers import OBSERVERS
+from egoedge.trainer.quantize.program import load_program
+from egoedge.trainer.quantize.pt2e import quantize_pt2e
+from egoedge.trainer.quantize.ptq import PTQConfig, blocks_of, quantizer_for, run_ptq
 
 
 def _range(observer: str, x: torch.Tensor) -> tuple[float, float]:
@@ -37,8 +37,8 @@ def micro(mini_data_cfg):
 
     from conftest import make_ckpt
 
-    from trainer.checkpoint import load_model
-    from trainer.data import load_split, to_model_input
+    from egoedge.trainer.checkpoint import load_model
+    from egoedge.trainer.data import load_split, to_model_input
 
     tmp = Path(tempfile.mkdtemp())
     path = make_ckpt(tmp / "student.pt", mini_data_cfg)
@@ -89,7 +89,7 @@ def test_fallback_search_records_every_step(micro):
 
 def test_the_block_removing_most_error_per_mac_is_kept_fp32_first(micro):
     """An agreement that never reaches the target forces the search; its order follows the measured error per MAC."""
-    from trainer.quantize.ptq import ISLAND_COST, OutputMatch, mean_squared_error
+    from egoedge.trainer.quantize.ptq import ISLAND_COST, OutputMatch, mean_squared_error
 
     _, model, x = micro
     never = OutputMatch(agreement=lambda ref, out, inputs: 0.0, error=mean_squared_error)
@@ -154,7 +154,7 @@ def test_bad_settings_are_one_line(micro, tmp_path, cfg, message):
 def test_cli_quantize(micro, tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from egoedge.cli import app
 
     result = CliRunner().invoke(app, ["quantize", str(micro[0]), "--calib", "16", "--val-samples", "8",
                                       "--max-fallback", "0", "--observer", "percentile", "--out", str(tmp_path)])

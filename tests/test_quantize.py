@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trainer.quantize import QUANTIZERS, quantize_pt2e
+from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
 
 class FixedBatch(torch.nn.Module):
@@ -53,7 +53,7 @@ class _TwoSoftmaxes(torch.nn.Module):
 
 def test_litert_quantizer_gives_every_softmax_the_fixed_int8_output_scale():
     """TFLite's int8 SOFTMAX refuses any output scale but 1/256 (it once failed NLQ exports)."""
-    from trainer.quantize.pt2e import softmax_as_core_op
+    from egoedge.trainer.quantize.pt2e import softmax_as_core_op
 
     model = _TwoSoftmaxes().eval()
     x = (torch.randn(2, 5, 8),)

@@ -1,6 +1,6 @@
 import pytest
 
-from trainer.common import Registry
+from egoedge.trainer.common import Registry
 
 
 def test_register_get_and_errors():

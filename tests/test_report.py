@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from bench.measure import PeakRSS, latency_stats, time_calls
-from bench.report import render_markdown, validate_report, write_report
-from trainer.common.complexity import count_macs
-from trainer.models import build_model
+from egoedge.bench.measure import PeakRSS, latency_stats, time_calls
+from egoedge.bench.report import render_markdown, validate_report, write_report
+from egoedge.trainer.common.complexity import count_macs
+from egoedge.trainer.models import build_model
 
 ROW = {"name": "student", "format": "pytorch", "precision": "fp32", "device": "host", "runtime": "torch-eager",
        "size_bytes": 4_000_000, "params": 1_000_000, "macs": 300_000_000, "load_ms": 3.0,
@@ -74,7 +74,7 @@ def test_macs_and_peak_rss():
 
 
 def test_summary_has_int8_vs_fp32_ratios():
-    from bench.report import summarize
+    from egoedge.bench.report import summarize
 
     et = REPORT["results"][1]
     int8 = {**et, "name": "student_executorch_int8", "precision": "int8", "size_bytes": 1_000_000,
@@ -84,7 +84,7 @@ def test_summary_has_int8_vs_fp32_ratios():
 
 
 def test_summary_marks_gate_refused_artifacts():
-    from bench.report import summarize
+    from egoedge.bench.report import summarize
 
     et = REPORT["results"][1]
     refused = {**et, "name": "student_executorch_int8", "precision": "int8", "size_bytes": 975_000,
@@ -118,7 +118,7 @@ def _swept() -> dict:
 
 
 def test_speedups_pair_each_int8_with_its_runtimes_fp32_at_the_same_threads():
-    from bench.report import best_vs_eager, speedups
+    from egoedge.bench.report import best_vs_eager, speedups
 
     rows = speedups(_swept())
     assert [(r["threads"], r["format"], r["precision"]) for r in rows] == [
@@ -135,7 +135,7 @@ def test_speedups_pair_each_int8_with_its_runtimes_fp32_at_the_same_threads():
 def test_terminal_speedup_table_degrades_to_the_fastest_line_without_int8_rows():
     from rich.table import Table
 
-    from bench.cli import speedup_table
+    from egoedge.cli import speedup_table
 
     report = _swept()
     assert isinstance(speedup_table(report), Table)
@@ -148,8 +148,8 @@ def test_terminal_speedup_table_degrades_to_the_fastest_line_without_int8_rows()
 
 
 def test_a_swept_report_renders_threads_and_summarizes_its_main_count():
-    from bench.compare import compare_reports
-    from bench.report import summarize, table_rows
+    from egoedge.bench.compare import compare_reports
+    from egoedge.bench.report import summarize, table_rows
 
     report = _swept()
     validate_report(report)
@@ -169,8 +169,8 @@ def test_a_swept_report_renders_threads_and_summarizes_its_main_count():
 def test_parse_threads():
     import os
 
-    from bench.host_bench import parse_threads
-    from trainer.common.io import EgoedgeError
+    from egoedge.bench.host_bench import parse_threads
+    from egoedge.trainer.common.io import EgoedgeError
 
     assert parse_threads("2") == (2,) and parse_threads("2, 1,2") == (2, 1)
     assert parse_threads("1,all") == (1, os.cpu_count()) or os.cpu_count() == 1
@@ -186,7 +186,7 @@ def test_pareto_labels_do_not_overlap():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.report import place_labels
+    from egoedge.bench.report import place_labels
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     points = [(0.9 + 0.05 * i, 65.0 + 0.1 * (i % 3)) for i in range(10)]

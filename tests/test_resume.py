@@ -11,12 +11,12 @@ import torch
 from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.flows.common import RunState
-from trainer.common.io import EgoedgeError
-from trainer.data import load_split, preprocess_spec
-from trainer.models import build_model
-from trainer.train import KDConfig, TrainConfig, distill_student, train_teacher
+from egoedge.cli import app
+from egoedge.pipeline.common import RunState
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data import load_split, preprocess_spec
+from egoedge.trainer.models import build_model
+from egoedge.trainer.train import KDConfig, TrainConfig, distill_student, train_teacher
 
 runner = CliRunner()
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from edge.export import ExportConfig, export_checkpoint
-from edge.exporters import EXPORTERS
-from edge.parity import ParityGate
-from edge.schema import validate
-from edge.streaming import RingBuffer, StreamRunner, sliding_accuracy, stream_of
-from trainer.common.io import EgoedgeError
-from trainer.models import build_model
-from trainer.models.streaming import split_streaming, window_logits
+from egoedge.edge.export import ExportConfig, export_checkpoint
+from egoedge.edge.exporters import EXPORTERS
+from egoedge.edge.parity import ParityGate
+from egoedge.edge.schema import validate
+from egoedge.edge.streaming import RingBuffer, StreamRunner, sliding_accuracy, stream_of
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.models import build_model
+from egoedge.trainer.models.streaming import split_streaming, window_logits
 
 LENIENT = ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
 # One test-sized entry per clip-model family of the registry (the per-frame trunk differs, the split does not).
@@ -140,8 +140,8 @@ def test_sample_stream_replays_frame_by_frame(stream_export, fmt):
 
 @pytest.mark.slow
 def test_bench_times_pairs_per_frame_next_to_their_clip_artifact(stream_export, tmp_path):
-    from bench.bench_export import bench_export
-    from bench.host_bench import BenchConfig
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.bench.host_bench import BenchConfig
 
     _, out, _ = stream_export
     report, paths = bench_export(out, tmp_path, cfg=BenchConfig(warmup=1, iterations=3))
@@ -164,8 +164,8 @@ def test_bench_times_pairs_per_frame_next_to_their_clip_artifact(stream_export, 
 
 @pytest.mark.slow
 def test_a_head_fed_the_wrong_buffer_names_the_runtime(stream_export, tmp_path):
-    from bench.bench_export import bench_export
-    from bench.host_bench import BenchConfig
+    from egoedge.bench.bench_export import bench_export
+    from egoedge.bench.host_bench import BenchConfig
 
     _, out, manifest = stream_export
     copy = tmp_path / "export"
@@ -184,7 +184,7 @@ def test_a_head_fed_the_wrong_buffer_names_the_runtime(stream_export, tmp_path):
 
 
 def test_streaming_export_of_an_nlq_model_is_one_line(tmp_path, nlq_data):
-    from trainer.nlq.train import build_for, save_nlq_checkpoint
+    from egoedge.trainer.nlq.train import build_for, save_nlq_checkpoint
 
     torch.manual_seed(0)
     model = build_for("lightvslnet", nlq_data, dim=16, heads=2, word_dim=8).eval()
@@ -200,7 +200,7 @@ def test_stream_of_concatenates_clips_in_order():
 
 
 def test_embed_takes_both_halves_of_a_pair():
-    from bench.embed import select
+    from egoedge.edge.embed import select
 
     def art(name, role="clip", pair=None, fmt="executorch"):
         return {"name": name, "format": fmt, "status": "ok", "reason": None, "role": role,

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.data import load_split, preprocess_spec
-from trainer.models import build_model
-from trainer.train import KDConfig, TrainConfig, distill_student, evaluate, topk_accuracy, train_teacher
+from egoedge.trainer.data import load_split, preprocess_spec
+from egoedge.trainer.models import build_model
+from egoedge.trainer.train import KDConfig, TrainConfig, distill_student, evaluate, topk_accuracy, train_teacher
 
 
 def _model(cfg):
@@ -77,7 +77,7 @@ class _LookupTeacher(torch.nn.Module):
 
 def test_learned_ensemble_weights_come_from_held_out_data(mini_data_cfg):
     """A teacher that memorised the training clips must not win the ensemble: weights are fitted on held-out clips."""
-    from trainer.data import model_input
+    from egoedge.trainer.data import model_input
 
     pp = preprocess_spec(mini_data_cfg)
     train, val = load_split(mini_data_cfg, "train"), load_split(mini_data_cfg, "val")

@@ -19,17 +19,17 @@ import torch.multiprocessing as mp
 from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
-from bench.cli import app
-from trainer.common.io import EgoedgeError
-from trainer.data import DATA_SOURCES, DataConfig, label_names, load_split, prepare_data
-from trainer.data.decode import VideoError, decode_segment, tsn_times
-from trainer.data.encode import write_video
-from trainer.data.shards import ShardClips
-from trainer.data.sources import parse_spec
-from trainer.data.sources.base import stratified_split
-from trainer.data.sources.epic100 import timestamp
-from trainer.data.write_videos import write_clip_folder
-from trainer.engine import epoch_batches
+from egoedge.cli import app
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data import DATA_SOURCES, DataConfig, label_names, load_split, prepare_data
+from egoedge.trainer.data.decode import VideoError, decode_segment, tsn_times
+from egoedge.trainer.data.encode import write_video
+from egoedge.trainer.data.shards import ShardClips
+from egoedge.trainer.data.sources import parse_spec
+from egoedge.trainer.data.sources.base import stratified_split
+from egoedge.trainer.data.sources.epic100 import timestamp
+from egoedge.trainer.data.write_videos import write_clip_folder
+from egoedge.trainer.engine import epoch_batches
 
 runner = CliRunner()
 GEN = DataConfig(frames=4, size=32, train=48, val=16, test=16)
@@ -160,7 +160,7 @@ def test_folder_csv_decodes_once_into_shards_and_reports_every_skipped_clip(clip
 def test_prepared_data_is_reused_without_decoding(clip_folder, monkeypatch):
     cfg = _cfg(f"folder:{clip_folder}")
     first = prepare_data(cfg)
-    import trainer.data.prepare as prep
+    import egoedge.trainer.data.prepare as prep
 
     monkeypatch.setattr(prep, "_MEMO", {})
     monkeypatch.setattr(prep, "decode_job", lambda job: pytest.fail("decoded again"))
@@ -168,7 +168,7 @@ def test_prepared_data_is_reused_without_decoding(clip_folder, monkeypatch):
 
 
 def test_a_killed_preparation_resumes_at_the_missing_shard(clip_folder, monkeypatch, tmp_path):
-    import trainer.data.prepare as prep
+    import egoedge.trainer.data.prepare as prep
 
     monkeypatch.setenv("EGOEDGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("EGOEDGE_DECODE_WORKERS", "1")
@@ -336,7 +336,7 @@ def test_epic_bad_input_is_one_line(epic_folder, tmp_path):
 
 
 def test_ranks_read_disjoint_whole_shards(monkeypatch):
-    import trainer.engine as engine
+    import egoedge.trainer.engine as engine
 
     counts = [4] * 7 + [3]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -357,10 +357,10 @@ def _ddp_shard_worker(rank: int, rdv: str, out: str, cache: str, spec: str) -> N
     torch.distributed.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=2,
                                          timeout=datetime.timedelta(seconds=120))
     torch.set_num_threads(1)
-    from trainer.data import preprocess_spec
-    from trainer.engine import TrainConfig
-    from trainer.models import build_model
-    from trainer.train import train_teacher
+    from egoedge.trainer.data import preprocess_spec
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.models import build_model
+    from egoedge.trainer.train import train_teacher
 
     cfg = _cfg(spec)
     train = load_split(cfg, "train")
@@ -547,7 +547,7 @@ def test_fit_to_splits_cuts_what_can_shrink_and_refuses_what_cannot():
     """Every branch of the check on a run's splits, without training: cuts noted, refusals in one line."""
     from types import SimpleNamespace
 
-    from bench.flows.clips import PRESETS, fit_to_splits
+    from egoedge.pipeline.clips import PRESETS, fit_to_splits
 
     quick = PRESETS["quick"]  # parity batch 32, calibration 256, int8 and streaming
     sized = lambda train, val, test: SimpleNamespace(train=[0] * train, val=[0] * val, test=[0] * test)  # noqa: E731

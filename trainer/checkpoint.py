@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from trainer.common.io import EgoedgeError, first_line, write_bytes_atomic
-from trainer.models import build_model
-from trainer.prune.plan import apply_pruning_config
+from egoedge.trainer.common.io import EgoedgeError, first_line, write_bytes_atomic
+from egoedge.trainer.models import build_model
+from egoedge.trainer.prune.plan import apply_pruning_config
 
 REQUIRED_KEYS = ("arch", "config", "state_dict", "metrics", "label_names", "preprocess")
 

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trainer.common.io import EgoedgeError, atomic_write, first_line
+from egoedge.trainer.common.io import EgoedgeError, atomic_write, first_line
 
 T = TypeVar("T")
 

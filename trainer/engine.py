@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
-from trainer.common.io import EgoedgeError, write_bytes_atomic
-from trainer.common.progress import Progress, no_progress
+from egoedge.trainer.common.io import EgoedgeError, write_bytes_atomic
+from egoedge.trainer.common.progress import Progress, no_progress
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.common.io import EgoedgeError, atomic_write, sha256_file
-from trainer.common.progress import Progress, no_progress
-from trainer.data import ClipSplit, model_input
-from trainer.engine import TrainConfig, device, fit
-from trainer.train import topk_accuracy
+from egoedge.trainer.common.arrays import read_array, read_arrays
+from egoedge.trainer.common.io import EgoedgeError, atomic_write, sha256_file
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data import ClipSplit, model_input
+from egoedge.trainer.engine import TrainConfig, device, fit
+from egoedge.trainer.train import topk_accuracy
 
 SPLITS = ("train", "val", "test")
 
@@ -63,12 +64,12 @@ def cached_embeddings(model: nn.Module, splits: dict[str, ClipSplit], preprocess
         path = folder / f"{name}_{key}.npy"
         if path.is_file():
             try:
-                x = np.load(path, allow_pickle=False)
+                x = read_array(path, "cached teacher embeddings", kind="f")
                 if len(x) == len(split):
                     out[name] = x
                     progress(f"teacher embeddings {name} (cached)", 1, 1, {})
                     continue
-            except (OSError, ValueError, EOFError):
+            except EgoedgeError:
                 pass  # a damaged cache is recomputed
         x = split_embeddings(model, split, preprocess, progress, f"teacher embeddings {name}")
         atomic_write(path, lambda p, a=x: np.save(open(p, "wb"), a))
@@ -136,15 +137,15 @@ def cached_outputs(checkpoint: Path, data) -> dict[str, tuple[torch.Tensor, torc
     path = outputs_path(checkpoint)
     if not path.is_file():
         return {}
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta["checkpoint_sha256"] != sha256_file(checkpoint) or \
-                    json.dumps(meta["data"], sort_keys=True, default=str) != \
-                    json.dumps(asdict(data), sort_keys=True, default=str):
-                return {}
-            return {s: (torch.from_numpy(z[f"{s}_logits"]), torch.from_numpy(z[f"{s}_features"])) for s in SPLITS}
-    except (OSError, ValueError, KeyError, EOFError):
+    try:  # a damaged or stale file is recomputed
+        z = read_arrays(path, "saved teacher outputs")
+        meta = json.loads(str(z["meta"]))
+        if meta["checkpoint_sha256"] != sha256_file(checkpoint) or \
+                json.dumps(meta["data"], sort_keys=True, default=str) != \
+                json.dumps(asdict(data), sort_keys=True, default=str):
+            return {}
+        return {s: (torch.from_numpy(z[f"{s}_logits"]), torch.from_numpy(z[f"{s}_features"])) for s in SPLITS}
+    except (EgoedgeError, ValueError, KeyError):
         return {}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 
 @dataclass(frozen=True)

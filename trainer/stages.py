@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.checkpoint import load_model, save_checkpoint
-from trainer.common.complexity import count_macs, count_params
-from trainer.common.io import EgoedgeError
-from trainer.common.progress import Progress, no_progress
-from trainer.data import ClipSplit, DataConfig, label_names, load_split, modality_of, preprocess_spec
-from trainer.data.modalities import modality_model_kwargs, modality_preprocess
-from trainer.engine import TrainConfig, world
-from trainer.models import MODELS, build_model, model_modality, model_tokenizer
-from trainer.train import KDConfig, distill_student, evaluate, train_teacher
+from egoedge.trainer.checkpoint import load_model, save_checkpoint
+from egoedge.trainer.common.complexity import count_macs, count_params
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data import ClipSplit, DataConfig, label_names, load_split, modality_of, preprocess_spec
+from egoedge.trainer.data.modalities import modality_model_kwargs, modality_preprocess
+from egoedge.trainer.engine import TrainConfig, world
+from egoedge.trainer.models import MODELS, build_model, model_modality, model_tokenizer
+from egoedge.trainer.train import KDConfig, distill_student, evaluate, train_teacher
 
 Log = Callable[[dict], None]
 
@@ -130,7 +130,7 @@ def metrics_of(model: nn.Module, splits: Splits, history: list[dict] | None = No
     out = {"val": evaluate(model, splits.val, pp), "test": evaluate(model, splits.test, pp),
            "params": count_params(model), "macs": count_macs(model, example), "history": history or []}
     if "history" in splits.test.extras:
-        from trainer.data.anticipation import oracle_accuracy
+        from egoedge.trainer.data.anticipation import oracle_accuracy
 
         out["oracle"] = oracle_accuracy(splits.test.extras["history"], splits.test.labels)
     return out
@@ -176,7 +176,7 @@ def frozen_teacher_stage(choice: ModelChoice, splits: Splits, cfg: TrainConfig, 
     Writes ``out`` (the whole model, so it rebuilds with no weights file or folder) and, beside it,
     the teacher's logits and clip embeddings of every split, which the student stage reads.
     """
-    from trainer import frozen_teacher as ft
+    from egoedge.trainer import frozen_teacher as ft
 
     torch.manual_seed(splits.data.seed)
     model, kwargs = build(choice, splits.data, len(splits.labels))
@@ -208,7 +208,7 @@ def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg
     torch.manual_seed(splits.data.seed + 1)
     model, kwargs = build(choice, splits.data, len(splits.labels))
     if choice.frozen:  # a student starts from pretrained trunk weights and fine-tunes them
-        from trainer.frozen_teacher import load_trunk_weights
+        from egoedge.trainer.frozen_teacher import load_trunk_weights
 
         load_trunk_weights(model, choice.weights, choice.spec)
     resume = out.with_suffix(".resume.pt")
@@ -216,7 +216,7 @@ def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg
     if uses_teacher:
         if not teachers:
             raise EgoedgeError(f"recipe '{recipe}' distils from a teacher; pass --teacher CHECKPOINT")
-        from trainer.frozen_teacher import cached_outputs
+        from egoedge.trainer.frozen_teacher import cached_outputs
 
         loaded = [load_model(t) for t in teachers]
         saved = [cached_outputs(t, splits.data) for t in teachers]  # a frozen teacher's, computed when it was fitted
@@ -234,7 +234,7 @@ def student_stage(choice: ModelChoice, teachers: list[Path], splits: Splits, cfg
 def cbkd_stage(student: Path, splits: Splits, cfg, out: Path, progress: Progress = no_progress,
                log: Log | None = None, config: dict | None = None) -> tuple[Path, dict]:
     """CBKD-compress a trained student checkpoint into ``out``; per-stage checkpoints go beside it."""
-    from trainer.prune.cbkd import ClipCBKDTask, run_cbkd
+    from egoedge.trainer.prune.cbkd import ClipCBKDTask, run_cbkd
 
     source, ckpt = load_model(student)
     work = out.parent / f"{out.stem}_stages"

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.common.progress import Progress, no_progress
-from trainer.data import ClipSplit, model_input, to_model_input
-from trainer.distill import DistillationLoss, FeatureTaps, LogitEnsemble
-from trainer.engine import TrainConfig, device, fit, wrap_ddp
-from trainer.recipes import KDConfig
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data import ClipSplit, model_input, to_model_input
+from egoedge.trainer.distill import DistillationLoss, FeatureTaps, LogitEnsemble
+from egoedge.trainer.engine import TrainConfig, device, fit, wrap_ddp
+from egoedge.trainer.recipes import KDConfig
 
 __all__ = ["KDConfig", "TrainConfig", "default_hint_pair", "device", "distill_student", "evaluate",
            "linear_probe", "predict", "topk_accuracy", "train_teacher"]
@@ -171,7 +171,7 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
     hint_s, hint_t = _hint_names(kd, student, teachers[0])
     hint_channels = None
     if hint_s:
-        from trainer.distill import as_feature_map
+        from egoedge.trainer.distill import as_feature_map
 
         x0 = rgb(np.arange(min(2, len(train)))).to(dev)
         with torch.no_grad(), FeatureTaps(student, hint_s) as ts, FeatureTaps(teachers[0], hint_t) as tt:

@@ -1,7 +1,7 @@
 """Benchmarks on phones: one backend per device kind; importing this package registers all of them."""
 
-from bench.device_runners.registry import BACKENDS
-from trainer.common.registry import import_submodules
+from egoedge.bench.device_runners.registry import BACKENDS
+from egoedge.trainer.common.registry import import_submodules
 
 import_submodules(__name__, __path__)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.device_runners.registry import BACKENDS
-from bench.devices.aihub import client, hub_error
-from bench.devices.base import DeviceError, DeviceInfo
-from bench.host_bench import BenchConfig
-from bench.measure import latency_stats
-from edge.preprocess import dequantize, runtime_input
+from egoedge.bench.device_runners.registry import BACKENDS
+from egoedge.bench.devices.aihub import client, hub_error
+from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.host_bench import BenchConfig
+from egoedge.bench.measure import latency_stats
+from egoedge.edge.preprocess import dequantize, runtime_input
 
 FORMATS = ("tflite", "onnx")
 

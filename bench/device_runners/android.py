@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.device_runners.app import (
+from egoedge.bench.device_runners.app import (
     ANDROID_ACTIVITY,
-    ANDROID_FORMATS,
     ANDROID_PACKAGE,
     INPUTS_NAME,
     RESULT_NAME,
@@ -26,12 +25,13 @@ from bench.device_runners.app import (
     StreamRequest,
     inputs_bytes,
 )
-from bench.device_runners.native import NATIVE_TOOLS
-from bench.device_runners.parsers import parse_app_result
-from bench.device_runners.registry import BACKENDS
-from bench.devices.android import adb
-from bench.devices.base import DeviceError, DeviceInfo
-from bench.host_bench import BenchConfig
+from egoedge.bench.device_runners.native import NATIVE_TOOLS
+from egoedge.bench.device_runners.parsers import parse_app_result
+from egoedge.bench.device_runners.registry import BACKENDS
+from egoedge.bench.devices.android import adb
+from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.host_bench import BenchConfig
+from egoedge.edge.embed import ANDROID_FORMATS
 
 REMOTE_DIR = "/data/local/tmp/egoedge"
 APP_DIR = f"/sdcard/Android/data/{ANDROID_PACKAGE}/files/egoedge"  # the app's own storage: adb may write it

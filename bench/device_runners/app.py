@@ -47,10 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.host_bench import BenchConfig
+from egoedge.bench.host_bench import BenchConfig
 
 ANDROID_PACKAGE = "org.egoedge.demo"
-ANDROID_FORMATS = ("executorch", "tflite")  # the runtimes the Android app links (ExecuTorch AAR, LiteRT)
 ANDROID_ACTIVITY = "org.egoedge.demo.BenchmarkActivity"
 IOS_BUNDLE = "org.egoedge.demo"
 RESULT_NAME = "result.json"

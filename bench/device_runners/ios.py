@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.device_runners.app import INPUTS_NAME, IOS_BUNDLE, RESULT_NAME, AppRequest, inputs_bytes
-from bench.device_runners.parsers import parse_app_result
-from bench.device_runners.registry import BACKENDS
-from bench.devices.base import DeviceError, DeviceInfo, run_tool
-from bench.host_bench import BenchConfig
+from egoedge.bench.device_runners.app import INPUTS_NAME, IOS_BUNDLE, RESULT_NAME, AppRequest, inputs_bytes
+from egoedge.bench.device_runners.parsers import parse_app_result
+from egoedge.bench.device_runners.registry import BACKENDS
+from egoedge.bench.devices.base import DeviceError, DeviceInfo, run_tool
+from egoedge.bench.host_bench import BenchConfig
 
 TIMEOUT_S = 60.0
 POLL_S = 2.0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from bench.device_runners.parsers import parse_benchmark_model, parse_executor_runner
-from bench.host_bench import BenchConfig
-from bench.measure import MIN_BUDGET_ITERATIONS
-from trainer.common.registry import Registry
+from egoedge.bench.device_runners.parsers import parse_benchmark_model, parse_executor_runner
+from egoedge.bench.host_bench import BenchConfig
+from egoedge.bench.measure import MIN_BUDGET_ITERATIONS
+from egoedge.trainer.common.registry import Registry
 
 NATIVE_TOOLS: Registry = Registry("native benchmark tool")
 

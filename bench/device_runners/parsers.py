@@ -13,8 +13,8 @@ import re
 
 import numpy as np
 
-from bench.devices.base import DeviceError
-from bench.measure import latency_stats
+from egoedge.bench.devices.base import DeviceError
+from egoedge.bench.measure import latency_stats
 
 _NUM = r"([0-9.]+(?:e[+-]?[0-9]+)?)"
 APP_PROTOCOL = 1
@@ -90,7 +90,7 @@ def parse_executor_runner(text: str, warmup: int) -> dict:
 
 def parse_app_result(text: str) -> dict:
     """The JSON the demo app's benchmark activity writes (protocol 1, see ``bench/device_runners/app.py``)."""
-    from edge.schema import schema_errors
+    from egoedge.edge.schema import schema_errors
 
     try:
         result = json.loads(text)

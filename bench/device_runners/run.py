@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.device_runners.registry import BACKENDS
-from bench.devices import DEVICES, DeviceError, DeviceInfo, device_choices
-from bench.host_bench import BenchConfig, Target, add_stream_ratios, finish_row, new_row, stream_fields
-from trainer.common.progress import Progress, no_progress
-from trainer.tasks import Evaluation
+from egoedge.bench.device_runners.registry import BACKENDS
+from egoedge.bench.devices import DEVICES, DeviceError, DeviceInfo, device_choices
+from egoedge.bench.host_bench import BenchConfig, Target, add_stream_ratios, finish_row, new_row, stream_fields
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.tasks import Evaluation
 
 
 def parse_device_specs(text: str) -> list[str]:

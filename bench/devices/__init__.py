@@ -1,8 +1,8 @@
 """Devices, one module per kind; importing this package registers all of them."""
 
-from bench.devices.base import DeviceError, DeviceInfo
-from bench.devices.registry import DEVICES
-from trainer.common.registry import import_submodules
+from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.devices.registry import DEVICES
+from egoedge.trainer.common.registry import import_submodules
 
 import_submodules(__name__, __path__)
 

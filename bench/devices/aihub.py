@@ -8,8 +8,8 @@ devices --farm aihub`` lists its devices, and ``--device aihub:NAME`` picks one.
 
 from __future__ import annotations
 
-from bench.devices.base import DeviceError, DeviceInfo
-from bench.devices.registry import DEVICES
+from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.devices.registry import DEVICES
 
 SETUP = ("configure the qai-hub client first: `qai-hub configure --api_token YOUR_TOKEN` (the token is in your "
          "AI Hub account settings)")

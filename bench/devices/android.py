@@ -13,8 +13,8 @@ import re
 import shutil
 from pathlib import Path
 
-from bench.devices.base import DeviceError, DeviceInfo, run_tool
-from bench.devices.registry import DEVICES
+from egoedge.bench.devices.base import DeviceError, DeviceInfo, run_tool
+from egoedge.bench.devices.registry import DEVICES
 
 TIMEOUT_S = 15.0
 SUPPORTED_ABIS = ("arm64-v8a", "x86_64")  # what the exported XNNPACK/LiteRT kernels are built for

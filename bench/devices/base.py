@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from trainer.common.io import EgoedgeError
+from egoedge.trainer.common.io import EgoedgeError
 
 
 class DeviceError(EgoedgeError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from bench.devices.base import DeviceInfo
-from bench.devices.registry import DEVICES
-from bench.machine import cpu_name
+from egoedge.bench.devices.base import DeviceInfo
+from egoedge.bench.devices.registry import DEVICES
+from egoedge.bench.machine import cpu_name
 
 
 @DEVICES.register("host")

@@ -7,8 +7,8 @@ import json
 import shutil
 import sys
 
-from bench.devices.base import DeviceError, DeviceInfo, run_tool_output
-from bench.devices.registry import DEVICES
+from egoedge.bench.devices.base import DeviceError, DeviceInfo, run_tool_output
+from egoedge.bench.devices.registry import DEVICES
 
 TIMEOUT_S = 20.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.runners.registry import RUNNERS
-from edge.exporters import EXPORTERS, Session
-from trainer.common.io import EgoedgeError
+from egoedge.bench.runners.registry import RUNNERS
+from egoedge.edge.exporters import EXPORTERS, Session
+from egoedge.trainer.common.io import EgoedgeError
 
 
 class ArtifactRunner:

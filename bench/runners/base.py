@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from edge.exporters import Session
+from egoedge.edge.exporters import Session
 
 
 class Runner(Protocol):

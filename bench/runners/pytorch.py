@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.runners.registry import RUNNERS
-from edge.exporters import Session
-from trainer.checkpoint import load_model
-from trainer.common.io import EgoedgeError
-from trainer.quantize.program import load_program
+from egoedge.bench.runners.registry import RUNNERS
+from egoedge.edge.exporters import Session
+from egoedge.trainer.checkpoint import load_model
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.quantize.program import load_program
 
 
 class PyTorchRunner:

@@ -4,9 +4,9 @@ SDKs are imported inside the exporter methods, so ``import edge`` stays fast and
 SDK fails only when its backend is used.
 """
 
-from edge.exporters.base import CLIP_IO, Exporter, ExportError, IONames, Session, export_ready
-from edge.exporters.registry import EXPORTERS
-from trainer.common.registry import import_submodules
+from egoedge.edge.exporters.base import CLIP_IO, Exporter, ExportError, IONames, Session, export_ready
+from egoedge.edge.exporters.registry import EXPORTERS
+from egoedge.trainer.common.registry import import_submodules
 
 import_submodules(__name__, __path__)
 

@@ -11,8 +11,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.models.exportable import export_ready  # noqa: F401  (part of this module's API)
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.models.exportable import export_ready  # noqa: F401  (part of this module's API)
 
 # A loaded artifact: float32 inputs in, float32 outputs out (quantisation handled inside).
 Session = Callable[[list[np.ndarray]], list[np.ndarray]]

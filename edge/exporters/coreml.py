@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import (
+from egoedge.edge.exporters.base import (
     CLIP_IO,
     Calibration,
     ExportError,
@@ -31,9 +31,9 @@ from edge.exporters.base import (
     example_graph,
     lowering_error,
 )
-from edge.exporters.registry import EXPORTERS
-from trainer.common.io import atomic_write_dir
-from trainer.quantize import QUANTIZERS, quantize_pt2e
+from egoedge.edge.exporters.registry import EXPORTERS
+from egoedge.trainer.common.io import atomic_write_dir
+from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
 DEPLOYMENT_TARGET = "iOS17"
 

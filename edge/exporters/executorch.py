@@ -8,11 +8,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.delegate_rewrites import delegate_friendly
-from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_precision, example_graph, lowering_error
-from edge.exporters.registry import EXPORTERS
-from trainer.common.io import write_bytes_atomic
-from trainer.quantize import QUANTIZERS, quantize_pt2e
+from egoedge.edge.delegate_rewrites import delegate_friendly
+from egoedge.edge.exporters.base import (
+    CLIP_IO,
+    Calibration,
+    IONames,
+    Session,
+    check_precision,
+    example_graph,
+    lowering_error,
+)
+from egoedge.edge.exporters.registry import EXPORTERS
+from egoedge.trainer.common.io import write_bytes_atomic
+from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
 
 class ExecuTorchExporter:

@@ -16,9 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_precision, example_graph, lowering_error
-from edge.exporters.registry import EXPORTERS
-from trainer.common.io import atomic_write
+from egoedge.edge.exporters.base import (
+    CLIP_IO,
+    Calibration,
+    IONames,
+    Session,
+    check_precision,
+    example_graph,
+    lowering_error,
+)
+from egoedge.edge.exporters.registry import EXPORTERS
+from egoedge.trainer.common.io import atomic_write
 
 OPSET = 18
 

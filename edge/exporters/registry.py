@@ -1,5 +1,5 @@
 """The exporter registry; the CLI's ``--to`` choices are its keys."""
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 EXPORTERS: Registry = Registry("exporter")

@@ -14,11 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.exporters.base import CLIP_IO, Calibration, IONames, Session, check_precision, example_graph, lowering_error
-from edge.exporters.registry import EXPORTERS
-from edge.preprocess import dequantize, quantize
-from trainer.common.io import atomic_write
-from trainer.quantize import QUANTIZERS, fixed_softmax_outputs, quantize_pt2e, unfold_weights
+from egoedge.edge.exporters.base import (
+    CLIP_IO,
+    Calibration,
+    IONames,
+    Session,
+    check_precision,
+    example_graph,
+    lowering_error,
+)
+from egoedge.edge.exporters.registry import EXPORTERS
+from egoedge.edge.preprocess import dequantize, quantize
+from egoedge.trainer.common.io import atomic_write
+from egoedge.trainer.quantize import QUANTIZERS, fixed_softmax_outputs, quantize_pt2e, unfold_weights
 
 
 def _io_specs(details: list[dict], names: list[str]) -> list[dict]:

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from edge.sources.base import ModelSource
-from edge.sources.registry import MODEL_SOURCES
-from trainer.common.io import EgoedgeError
-from trainer.common.registry import import_submodules
+from egoedge.edge.sources.base import ModelSource
+from egoedge.edge.sources.registry import MODEL_SOURCES
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.registry import import_submodules
 
 import_submodules(__name__, [str(Path(__file__).parent)])
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
-from edge.sources.base import ModelSource
-from edge.sources.registry import MODEL_SOURCES
+from egoedge.edge.sources.base import ModelSource
+from egoedge.edge.sources.registry import MODEL_SOURCES
 
 
 class CheckpointSource(ModelSource):
@@ -19,7 +19,7 @@ class CheckpointSource(ModelSource):
         return Path(spec).suffix in (".pt", ".pth")
 
     def load(self, spec: str, weights: str | None) -> nn.Module:
-        from trainer.checkpoint import load_model
+        from egoedge.trainer.checkpoint import load_model
 
         return load_model(spec)[0]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from torch import nn
 
-from edge.sources.base import ModelSource
-from edge.sources.registry import MODEL_SOURCES
-from trainer.common.io import EgoedgeError, first_line
+from egoedge.edge.sources.base import ModelSource
+from egoedge.edge.sources.registry import MODEL_SOURCES
+from egoedge.trainer.common.io import EgoedgeError, first_line
 
 _SPEC = re.compile(r"^(?P<module>[\w.]+|[^:]+\.py):(?P<factory>[A-Za-z_]\w*)$")
 
@@ -43,7 +43,7 @@ class FactorySource(ModelSource):
         return bool(_SPEC.match(spec)) and not spec.startswith(("timm:", "hf:"))
 
     def load(self, spec: str, weights: str | None) -> nn.Module:
-        from trainer.models.weights import load_weights, read_weights
+        from egoedge.trainer.models.weights import load_weights, read_weights
 
         m = _SPEC.match(spec)
         mod = import_module(m["module"])

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge.sources.base import ModelSource
-from edge.sources.registry import MODEL_SOURCES
-from trainer.common.io import EgoedgeError, first_line
+from egoedge.edge.sources.base import ModelSource
+from egoedge.edge.sources.registry import MODEL_SOURCES
+from egoedge.trainer.common.io import EgoedgeError, first_line
 
 
 class Program(nn.Module):
@@ -34,7 +34,7 @@ class ProgramSource(ModelSource):
     example = "model.pt2"
 
     def matches(self, spec: str) -> bool:
-        from trainer.quantize.program import program_record
+        from egoedge.trainer.quantize.program import program_record
 
         # egoedge's own PTQ programs carry a record and are the ``ptq`` source's
         return Path(spec).suffix == ".pt2" and program_record(spec) is None

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from torch import nn
 
-from edge.sources.base import ModelSource
-from edge.sources.registry import MODEL_SOURCES
-from trainer.quantize.program import program_record
+from egoedge.edge.sources.base import ModelSource
+from egoedge.edge.sources.registry import MODEL_SOURCES
+from egoedge.trainer.quantize.program import program_record
 
 
 class PTQSource(ModelSource):
@@ -24,7 +24,7 @@ class PTQSource(ModelSource):
         return Path(spec).suffix == ".pt2" and program_record(spec) is not None
 
     def load(self, spec: str, weights: str | None) -> nn.Module:
-        from trainer.quantize.program import load_program
+        from egoedge.trainer.quantize.program import load_program
 
         return load_program(spec)
 

@@ -1,5 +1,5 @@
 """The model-source registry: where ``egoedge export MODEL`` gets its model from."""
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 MODEL_SOURCES: Registry = Registry("model source")

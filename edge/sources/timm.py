@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from edge.sources.base import ModelSource
-from edge.sources.registry import MODEL_SOURCES
+from egoedge.edge.sources.base import ModelSource
+from egoedge.edge.sources.registry import MODEL_SOURCES
 
 
 class TimmSource(ModelSource):
@@ -18,8 +18,8 @@ class TimmSource(ModelSource):
     def load(self, spec: str, weights: str | None) -> nn.Module:
         import timm
 
-        from trainer.models.timm_trunk import check_timm_name
-        from trainer.models.weights import load_weights, read_weights
+        from egoedge.trainer.models.timm_trunk import check_timm_name
+        from egoedge.trainer.models.weights import load_weights, read_weights
 
         name = spec.removeprefix("timm:")
         check_timm_name(name)

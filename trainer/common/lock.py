@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trainer.common.io import EgoedgeError
+from egoedge.trainer.common.io import EgoedgeError
 
 LOCK_NAME = ".egoedge.lock"
 _held: dict[Path, int] = {}  # folder -> depth, for this process

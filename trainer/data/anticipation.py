@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.data.synthetic import SPLITS, ClipSpec, render_split
-from trainer.data.vocab import LABELS
+from egoedge.trainer.data.synthetic import SPLITS, ClipSpec, render_split
+from egoedge.trainer.data.vocab import LABELS
 
 SUCCESSOR_PROBS = (0.6, 0.25, 0.15)
 _TABLE_SEED = 2024

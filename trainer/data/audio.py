@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.data.vocab import LABELS
+from egoedge.trainer.data.vocab import LABELS
 
 AUDIO_RATE = 8000  # Hz; one clip spans one second
 AUDIO_BANDS = 32

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.data.clips import DataConfig, preprocess_spec, to_model_input
-from trainer.data.sources import load_split
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data.clips import DataConfig, preprocess_spec, to_model_input
+from egoedge.trainer.data.sources import load_split
 
 MIN_CALIBRATION = 8  # fewer samples give activation ranges that miss the tails of real inputs
 

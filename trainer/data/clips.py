@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError, atomic_write
+from egoedge.trainer.common.arrays import read_array
+from egoedge.trainer.common.io import EgoedgeError, atomic_write
 
 # CLIP's normalisation: the teacher is CLIP-style and the student shares its input.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -99,8 +100,14 @@ def derived(split: ClipSplit, name: str, compute) -> np.ndarray:
     """``split.extras[name]``, computed once by ``compute(split)`` and kept beside the cached split."""
     if name not in split.extras:
         path = split.cache.with_suffix(f".{name}.npy") if split.cache is not None else None
+        cached = None
         if path is not None and path.exists():
-            split.extras[name] = np.load(path)
+            try:  # a damaged cache file is computed again
+                cached = read_array(path, f"cached {name}")
+            except EgoedgeError:
+                pass
+        if cached is not None:
+            split.extras[name] = cached
         else:
             split.extras[name] = compute(split)
             if path is not None:

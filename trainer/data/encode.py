@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import atomic_write
+from egoedge.trainer.common.io import atomic_write
 
 # codec and options by container; crf 10 keeps the round trip close to the generated pixels.
 _CODECS = {".mp4": ("libx264", {"crf": "10", "preset": "veryfast"}),

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.common.registry import Registry
-from trainer.data.clips import ClipSplit, DataConfig, derived, preprocess_spec, to_model_input
-from trainer.data.synthetic import BOX_SLOTS
-from trainer.data.vocab import BOX_CLASSES
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.registry import Registry
+from egoedge.trainer.data.clips import ClipSplit, DataConfig, derived, preprocess_spec, to_model_input
+from egoedge.trainer.data.synthetic import BOX_SLOTS
+from egoedge.trainer.data.vocab import BOX_CLASSES
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ _register(Modality(
 
 
 def _flow_batch(split: ClipSplit, idx: np.ndarray, pp: dict) -> torch.Tensor:
-    from trainer.data.flow import clip_flow
+    from egoedge.trainer.data.flow import clip_flow
 
     flow = derived(split, "flow", lambda s: clip_flow(s.clips))
     # A few pixels per frame is typical; the clamp keeps the rare wild estimate in flat regions in range.
@@ -106,7 +106,7 @@ def _audio_batch(split: ClipSplit, idx: np.ndarray, pp: dict) -> torch.Tensor:
 
 
 def _audio_pp(data: DataConfig, _: str | None) -> dict:
-    from trainer.data.audio import AUDIO_BANDS, AUDIO_RATE, AUDIO_STEPS
+    from egoedge.trainer.data.audio import AUDIO_BANDS, AUDIO_RATE, AUDIO_STEPS
 
     # mean/std of the log band power over generated clips, so the input is roughly unit scale.
     return {"modality": "audio", "bands": AUDIO_BANDS, "steps": AUDIO_STEPS, "rate": AUDIO_RATE,
@@ -145,8 +145,8 @@ _register(Modality(
 
 
 def _text_batch(split: ClipSplit, idx: np.ndarray, pp: dict) -> torch.Tensor:
-    from trainer.data.anticipation import history_text
-    from trainer.data.text import tokenize
+    from egoedge.trainer.data.anticipation import history_text
+    from egoedge.trainer.data.text import tokenize
 
     if "history" not in split.extras:
         raise EgoedgeError("a text teacher reads the past actions of an anticipation split; use --task anticipation")

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError, write_csv_atomic, write_json_atomic
-from trainer.common.progress import Progress, no_progress
-from trainer.data.clips import ClipSplit, DataConfig
-from trainer.data.decode import VideoError, decode_segment
-from trainer.data.shards import ShardClips, write_shard
-from trainer.data.sources.base import SPLIT_NAMES, Catalog, DataSource, Segment, stable_seed
+from egoedge.trainer.common.io import EgoedgeError, write_csv_atomic, write_json_atomic
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data.clips import ClipSplit, DataConfig
+from egoedge.trainer.data.decode import VideoError, decode_segment
+from egoedge.trainer.data.shards import ShardClips, write_shard
+from egoedge.trainer.data.sources.base import SPLIT_NAMES, Catalog, DataSource, Segment, stable_seed
 
 # Bump when decoding or the shard layout changes, so that prepared folders are rebuilt.
 DECODE_VERSION = 1
@@ -148,7 +148,7 @@ def prepare(source: VideoSource, arg: str, cfg: DataConfig, progress: Progress =
     if folder in _MEMO:
         return _MEMO[folder]
     if not (folder / "index.json").is_file():
-        from trainer.engine import world
+        from egoedge.trainer.engine import world
 
         rank, size = world()
         if rank == 0:

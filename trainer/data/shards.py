@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError, atomic_write
+from egoedge.trainer.common.io import EgoedgeError, atomic_write
 
 CLIP_SUFFIX = ".clip.npy"
 

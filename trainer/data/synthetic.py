@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
-from trainer.data.vocab import BOX_CLASSES, LABELS, NOUNS
+from egoedge.trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
+from egoedge.trainer.data.vocab import BOX_CLASSES, LABELS, NOUNS
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 MAX_CLUTTER = 4

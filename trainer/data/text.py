@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
-from trainer.common.registry import Registry
-from trainer.data.vocab import NOUNS, VERBS
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.registry import Registry
+from egoedge.trainer.data.vocab import NOUNS, VERBS
 
 TOKENIZERS: Registry = Registry("tokenizer")
 WORDS: tuple[str, ...] = ("<pad>", "<cls>", ",", *VERBS, *NOUNS)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError, write_csv_atomic
-from trainer.common.progress import Progress, no_progress
-from trainer.data.clips import DataConfig
-from trainer.data.encode import write_video
-from trainer.data.sources.synthetic import Synthetic
-from trainer.data.vocab import LABELS, NOUNS, VERBS
+from egoedge.trainer.common.io import EgoedgeError, write_csv_atomic
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data.clips import DataConfig
+from egoedge.trainer.data.encode import write_video
+from egoedge.trainer.data.sources.synthetic import Synthetic
+from egoedge.trainer.data.vocab import LABELS, NOUNS, VERBS
 
 LAYOUTS = ("csv", "classes", "epic100")
 

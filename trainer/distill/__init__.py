@@ -1,7 +1,7 @@
 """Distillation losses and their registry, teacher ensembles and activation taps."""
 
-from trainer.distill.ensemble import ENSEMBLE_MODES, LogitEnsemble
-from trainer.distill.losses import (
+from egoedge.trainer.distill.ensemble import ENSEMBLE_MODES, LogitEnsemble
+from egoedge.trainer.distill.losses import (
     FEATURE_LOSSES,
     LOSSES,
     RESPONSE_LOSSES,
@@ -14,7 +14,7 @@ from trainer.distill.losses import (
     TopKKL,
     as_feature_map,
 )
-from trainer.distill.taps import FeatureTaps, resolve_modules
+from egoedge.trainer.distill.taps import FeatureTaps, resolve_modules
 
 __all__ = [
     "ENSEMBLE_MODES", "FEATURE_LOSSES", "LOSSES", "RESPONSE_LOSSES", "DistillationLoss", "FeatureCosine",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 LOSSES: Registry = Registry("distillation loss")
 

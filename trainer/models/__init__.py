@@ -1,6 +1,6 @@
 """Registry of teachers and students; importing this package registers every model."""
 
-from trainer.models import (  # noqa: F401  (registration side effects)
+from egoedge.trainer.models import (  # noqa: F401  (registration side effects)
     cnn,
     hf_trunk,
     modality,
@@ -10,8 +10,8 @@ from trainer.models import (  # noqa: F401  (registration side effects)
     timm_trunk,
     vslnet,
 )
-from trainer.models.registry import MODELS
-from trainer.models.video import TemporalAttentionPool, VideoClassifier
+from egoedge.trainer.models.registry import MODELS
+from egoedge.trainer.models.video import TemporalAttentionPool, VideoClassifier
 
 
 def build_model(arch: str, **kwargs) -> VideoClassifier:

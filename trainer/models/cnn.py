@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainer.models.registry import MODELS
-from trainer.models.video import VideoClassifier
+from egoedge.trainer.models.registry import MODELS
+from egoedge.trainer.models.video import VideoClassifier
 
 # variant -> timm model. ``v4_small_035`` is the test-sized one.
 MOBILENET_VARIANTS = {

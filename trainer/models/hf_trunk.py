@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.common.io import EgoedgeError, first_line
-from trainer.models.registry import MODELS
-from trainer.models.video import VideoClassifier
-from trainer.models.weights import load_weights, read_weights
+from egoedge.trainer.common.io import EgoedgeError, first_line
+from egoedge.trainer.models.registry import MODELS
+from egoedge.trainer.models.video import VideoClassifier
+from egoedge.trainer.models.weights import load_weights, read_weights
 
 
 def hf_config(folder: str | Path):
@@ -109,7 +109,7 @@ class ClipLevelClassifier(VideoClassifier):
     def __init__(self, trunk: HFTrunk, num_classes: int, frames: int, size: int) -> None:
         heads = 4 if trunk.num_features % 4 == 0 else 1
         super().__init__(trunk, trunk.num_features, num_classes, frames, size, pool_heads=heads)
-        from trainer.models.video import TemporalAttentionPool
+        from egoedge.trainer.models.video import TemporalAttentionPool
 
         self.pool = TemporalAttentionPool(trunk.num_features, 1, heads)
 

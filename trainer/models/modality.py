@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainer.models.registry import MODELS
-from trainer.models.video import VideoClassifier
+from egoedge.trainer.models.registry import MODELS
+from egoedge.trainer.models.video import VideoClassifier
 
 CNN_WIDTHS: dict[str, tuple[int, ...]] = {"test": (8, 16), "small": (32, 64, 128, 192)}
 BOX_SIZES: dict[str, tuple[int, int]] = {"test": (16, 1), "small": (128, 2)}  # width, depth
@@ -54,7 +54,7 @@ def flow_cnn(num_classes: int, frames: int, size: int, variant: str = "small") -
 @MODELS.register("audio_cnn")
 def audio_cnn(num_classes: int, variant: str = "small") -> VideoClassifier:
     """Sound stream: a CNN over the clip's log band spectrogram (one step of one channel)."""
-    from trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS
+    from egoedge.trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS
 
     enc = ConvEncoder(1, _widths(variant))
     return VideoClassifier(enc, enc.num_features, num_classes, 1, AUDIO_STEPS, pool_heads=4,
@@ -81,8 +81,8 @@ class BoxSetEncoder(nn.Module):
 @MODELS.register("box_transformer")
 def box_transformer(num_classes: int, frames: int, variant: str = "small") -> VideoClassifier:
     """Object stream: a set transformer over each frame's detected boxes, pooled over time."""
-    from trainer.data.modalities import BOX_FEATURES
-    from trainer.data.synthetic import BOX_SLOTS
+    from egoedge.trainer.data.modalities import BOX_FEATURES
+    from egoedge.trainer.data.synthetic import BOX_SLOTS
 
     if variant not in BOX_SIZES:
         raise ValueError(f"unknown variant '{variant}'; valid: {', '.join(BOX_SIZES)}")

@@ -1,5 +1,5 @@
 """The model registry: every teacher and student is built by name from here."""
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 MODELS: Registry = Registry("model")

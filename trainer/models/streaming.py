@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainer.common.io import EgoedgeError
-from trainer.models.video import TemporalAttentionPool, VideoClassifier
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.models.video import TemporalAttentionPool, VideoClassifier
 
 
 @dataclass(frozen=True)

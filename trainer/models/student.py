@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from trainer.models.registry import MODELS
-from trainer.models.video import VideoClassifier
+from egoedge.trainer.models.registry import MODELS
+from egoedge.trainer.models.video import VideoClassifier
 
 
 def _custom_cfgs() -> dict:

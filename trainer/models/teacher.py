@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from trainer.models.registry import MODELS
-from trainer.models.video import VideoClassifier
+from egoedge.trainer.models.registry import MODELS
+from egoedge.trainer.models.video import VideoClassifier
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainer.models.registry import MODELS
+from egoedge.trainer.models.registry import MODELS
 
 TEXT_SIZES: dict[str, tuple[int, int, int]] = {"test": (32, 1, 2), "small": (128, 2, 4)}  # width, depth, heads
 
@@ -75,7 +75,7 @@ class MiniLMEncoder(nn.Module):
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
-        from trainer.data.text import minilm_path
+        from egoedge.trainer.data.text import minilm_path
 
         hf_logging.disable_progress_bar()
         self.bert = AutoModel.from_pretrained(str(minilm_path()))
@@ -88,7 +88,7 @@ class MiniLMEncoder(nn.Module):
 @MODELS.register("text_transformer")
 def text_transformer(num_classes: int, max_len: int, variant: str = "small") -> TextClassifier:
     """A small transformer over the action words, trained from scratch."""
-    from trainer.data.text import WORDS
+    from egoedge.trainer.data.text import WORDS
 
     if variant not in TEXT_SIZES:
         raise ValueError(f"unknown text_transformer variant '{variant}'; valid: {', '.join(TEXT_SIZES)}")

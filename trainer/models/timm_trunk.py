@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.common.io import EgoedgeError, first_line
-from trainer.models.registry import MODELS
-from trainer.models.video import VideoClassifier
-from trainer.models.weights import load_weights, read_weights
+from egoedge.trainer.common.io import EgoedgeError, first_line
+from egoedge.trainer.models.registry import MODELS
+from egoedge.trainer.models.video import VideoClassifier
+from egoedge.trainer.models.weights import load_weights, read_weights
 
 # timm's numbered block containers, the units CBKD prunes one at a time.
 _BLOCKS = re.compile(r"^model\.(stages|blocks|layers)\.\d+$|^model\.layer\d+$")

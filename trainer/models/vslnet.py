@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.models.registry import MODELS
+from egoedge.trainer.models.registry import MODELS
 
 FILM_POINTS = ("after_pos", "after_conv", "after_attn")
 FILM_MODES = ("off", "before_encoder", "after_encoder", *(f"inside_encoder:{p}" for p in (*FILM_POINTS, "multi")))
@@ -253,7 +253,7 @@ class MiniLMText(nn.Module):
 
     def __init__(self, cfg: VSLConfig) -> None:
         super().__init__()
-        from trainer.models.text import MiniLMEncoder
+        from egoedge.trainer.models.text import MiniLMEncoder
 
         self.bert = MiniLMEncoder()
         self.trainable = cfg.text_trainable

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.common.io import EgoedgeError, first_line
+from egoedge.trainer.common.io import EgoedgeError, first_line
 
 # Where training scripts commonly nest the weights inside a saved dict.
 _NESTED = ("state_dict", "model", "model_state_dict", "module", "net")

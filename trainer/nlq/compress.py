@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.common.progress import Progress, no_progress
-from trainer.data.calibration import MIN_CALIBRATION, as_samples
-from trainer.engine import device
-from trainer.nlq import metrics as nlq_metrics
-from trainer.nlq.dataset import NLQData, NLQDataSpec, calibration_queries, load_data, model_inputs
-from trainer.nlq.decode import evaluate_logits, top1_window_agreement
-from trainer.nlq.loss import SpanLoss
-from trainer.nlq.train import batch_of, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
-from trainer.prune.cbkd import CBKDConfig, run_cbkd
-from trainer.quantize.ptq import OutputMatch, PTQConfig, PTQJob
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data.calibration import MIN_CALIBRATION, as_samples
+from egoedge.trainer.engine import device
+from egoedge.trainer.nlq import metrics as nlq_metrics
+from egoedge.trainer.nlq.dataset import NLQData, NLQDataSpec, calibration_queries, load_data, model_inputs
+from egoedge.trainer.nlq.decode import evaluate_logits, top1_window_agreement
+from egoedge.trainer.nlq.loss import SpanLoss
+from egoedge.trainer.nlq.train import batch_of, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
+from egoedge.trainer.prune.cbkd import CBKDConfig, run_cbkd
+from egoedge.trainer.quantize.ptq import OutputMatch, PTQConfig, PTQJob
 
 
 @dataclass
@@ -117,7 +117,7 @@ def nlq_job(path: Path, cfg: PTQConfig, ckpt: dict) -> PTQJob:
 
     ``ckpt`` is the checkpoint as already read from ``path``.
     """
-    from trainer.common.io import EgoedgeError
+    from egoedge.trainer.common.io import EgoedgeError
 
     model, ckpt = load_nlq_model(path, ckpt)
     data = load_data(NLQDataSpec(**ckpt["config"]["data"]), vocab=ckpt["preprocess"]["vocab"])

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError, first_line
+from egoedge.trainer.common.io import EgoedgeError, first_line
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")

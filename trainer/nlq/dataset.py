@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
-from trainer.nlq.data import NLQSplit, build_vocab, load_split, word_ids
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.nlq.data import NLQSplit, build_vocab, load_split, word_ids
 
 SPLITS = ("train", "val", "test")
 
@@ -42,7 +42,7 @@ class NLQData:
             if tokenizer == "words":
                 self._ids[key] = word_ids(texts, self.vocab, self.spec.max_query_len)
             else:
-                from trainer.data.text import tokenize
+                from egoedge.trainer.data.text import tokenize
 
                 self._ids[key] = tokenize(texts, tokenizer, self.spec.max_query_len)
         return self._ids[key]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainer.models.vslnet import mask_logits
-from trainer.nlq import metrics as nlq_metrics
-from trainer.nlq.data import NLQSplit, index_to_time
-from trainer.nlq.dataset import NLQData
+from egoedge.trainer.models.vslnet import mask_logits
+from egoedge.trainer.nlq import metrics as nlq_metrics
+from egoedge.trainer.nlq.data import NLQSplit, index_to_time
+from egoedge.trainer.nlq.dataset import NLQData
 
 
 def top_windows(start: np.ndarray, end: np.ndarray, mask: np.ndarray, top_k: int = 5) -> np.ndarray:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.distill import ResponseKL
-from trainer.models.vslnet import mask_logits
-from trainer.nlq.data import NLQSplit
+from egoedge.trainer.distill import ResponseKL
+from egoedge.trainer.models.vslnet import mask_logits
+from egoedge.trainer.nlq.data import NLQSplit
 
 
 @dataclass(frozen=True)

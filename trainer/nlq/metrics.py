@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
+from egoedge.trainer.common.io import EgoedgeError
 
 THRESHOLDS: tuple[float, ...] = (0.3, 0.5)
 TOP_K: tuple[int, ...] = (1, 5)

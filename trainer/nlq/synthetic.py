@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.common.io import atomic_write, atomic_write_dir, write_json_atomic
+from egoedge.trainer.common.io import atomic_write, atomic_write_dir, write_json_atomic
 
 VERBS: tuple[str, ...] = ("put", "pick up", "wash", "cut", "open", "close", "hold", "drop")
 OBJECTS: tuple[str, ...] = ("knife", "cup", "plate", "phone", "keys", "bottle", "box", "pan", "towel", "bag")

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.checkpoint import load_model, read_checkpoint, save_checkpoint
-from trainer.common.complexity import count_macs, count_params
-from trainer.common.io import EgoedgeError
-from trainer.common.progress import Progress, no_progress
-from trainer.engine import TrainConfig, device, fit
-from trainer.models import MODELS, build_model
-from trainer.models.vslnet import VSLNet, config_dict
-from trainer.nlq.dataset import NLQData
-from trainer.nlq.decode import evaluate_logits
-from trainer.nlq.loss import SpanLoss, highlight_labels, kd_loss, span_loss
+from egoedge.trainer.checkpoint import load_model, read_checkpoint, save_checkpoint
+from egoedge.trainer.common.complexity import count_macs, count_params
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.engine import TrainConfig, device, fit
+from egoedge.trainer.models import MODELS, build_model
+from egoedge.trainer.models.vslnet import VSLNet, config_dict
+from egoedge.trainer.nlq.dataset import NLQData
+from egoedge.trainer.nlq.decode import evaluate_logits
+from egoedge.trainer.nlq.loss import SpanLoss, highlight_labels, kd_loss, span_loss
 
 
 def batch_of(data: NLQData, split: str, idx: np.ndarray, tokenizer: str, extend: float,

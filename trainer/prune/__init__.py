@@ -1,5 +1,5 @@
 """CBKD: counterclockwise block-by-block pruning with distillation recovery."""
 
-from trainer.prune.plan import IMPORTANCE, apply_plan, prune_block
+from egoedge.trainer.prune.plan import IMPORTANCE, apply_plan, prune_block
 
 __all__ = ["IMPORTANCE", "apply_plan", "prune_block"]

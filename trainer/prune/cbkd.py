@@ -35,15 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.checkpoint import read_checkpoint
-from trainer.common.complexity import count_macs, count_params
-from trainer.common.io import EgoedgeError, write_json_atomic
-from trainer.common.progress import Progress, no_progress
-from trainer.data import ClipSplit, to_model_input
-from trainer.distill import FeatureTaps
-from trainer.engine import TrainConfig, device, fit, wrap_ddp
-from trainer.prune.plan import IMPORTANCE, apply_pruning_config, prune_block
-from trainer.train import KDConfig, distill_student, evaluate
+from egoedge.trainer.checkpoint import read_checkpoint
+from egoedge.trainer.common.complexity import count_macs, count_params
+from egoedge.trainer.common.io import EgoedgeError, write_json_atomic
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data import ClipSplit, to_model_input
+from egoedge.trainer.distill import FeatureTaps
+from egoedge.trainer.engine import TrainConfig, device, fit, wrap_ddp
+from egoedge.trainer.prune.plan import IMPORTANCE, apply_pruning_config, prune_block
+from egoedge.trainer.train import KDConfig, distill_student, evaluate
 
 ORDERS = ("deep_first", "shallow_first")
 

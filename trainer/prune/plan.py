@@ -19,7 +19,7 @@ import warnings
 import torch
 from torch import nn
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 IMPORTANCE: Registry = Registry("pruning importance")
 

@@ -1,5 +1,5 @@
 """Post-training int8 quantization (PT2E: prepare -> calibrate -> convert) with per-backend quantizers."""
 
-from trainer.quantize.pt2e import QUANTIZERS, fixed_softmax_outputs, quantize_pt2e, unfold_weights
+from egoedge.trainer.quantize.pt2e import QUANTIZERS, fixed_softmax_outputs, quantize_pt2e, unfold_weights
 
 __all__ = ["QUANTIZERS", "fixed_softmax_outputs", "quantize_pt2e", "unfold_weights"]

@@ -12,15 +12,15 @@ import os
 import time
 from pathlib import Path
 
-from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError, sha256_file, write_json_atomic
-from trainer.common.lock import locks_folder
-from trainer.common.progress import Progress, no_progress
-from trainer.models.exportable import int8_ready
-from trainer.quantize.observers import OBSERVERS
-from trainer.quantize.program import save_program
-from trainer.quantize.ptq import STATIC_BACKENDS, PTQConfig, outputs_of, run_ptq
-from trainer.tasks import task_of
+from egoedge.trainer.checkpoint import read_checkpoint
+from egoedge.trainer.common.io import EgoedgeError, sha256_file, write_json_atomic
+from egoedge.trainer.common.lock import locks_folder
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.models.exportable import int8_ready
+from egoedge.trainer.quantize.observers import OBSERVERS
+from egoedge.trainer.quantize.program import save_program
+from egoedge.trainer.quantize.ptq import STATIC_BACKENDS, PTQConfig, outputs_of, run_ptq
+from egoedge.trainer.tasks import task_of
 
 
 @locks_folder("out_dir", "egoedge quantize")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 OBSERVERS: Registry = Registry("observer")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.common.io import EgoedgeError, first_line, sha256_file, write_bytes_atomic
+from egoedge.trainer.common.io import EgoedgeError, first_line, sha256_file, write_bytes_atomic
 
 RECORD = "egoedge_ptq.json"  # the record's name inside the .pt2 archive
 FORMAT = "egoedge-ptq/1"

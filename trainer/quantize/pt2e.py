@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from trainer.common.registry import Registry
-from trainer.quantize.pattern_cache import memoize_pattern_tracing
+from egoedge.trainer.common.registry import Registry
+from egoedge.trainer.quantize.pattern_cache import memoize_pattern_tracing
 
 QUANTIZERS: Registry = Registry("quantizer")
 

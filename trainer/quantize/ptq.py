@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from trainer.common.io import EgoedgeError
-from trainer.common.progress import Progress, no_progress
-from trainer.data.calibration import as_samples
-from trainer.quantize.observers import OBSERVERS
-from trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, quantize_pt2e
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data.calibration import as_samples
+from egoedge.trainer.quantize.observers import OBSERVERS
+from egoedge.trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, quantize_pt2e
 
 STATIC_BACKENDS = ("xnnpack", "litert")  # the quantizers whose int8 graphs the exporters ship
 

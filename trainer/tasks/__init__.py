@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from trainer.common.io import EgoedgeError
-from trainer.common.registry import import_submodules
-from trainer.tasks.base import Evaluation, GateDefaults, Task, checkpoint_task_name
-from trainer.tasks.registry import TASKS
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.registry import import_submodules
+from egoedge.trainer.tasks.base import Evaluation, GateDefaults, Task, checkpoint_task_name
+from egoedge.trainer.tasks.registry import TASKS
 
 import_submodules(__name__, [str(Path(__file__).parent)])
 

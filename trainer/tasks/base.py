@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
+from egoedge.trainer.common.io import EgoedgeError
 
 if TYPE_CHECKING:  # torch loads only when a task does work, so that listing the tasks stays fast
     import torch
@@ -92,7 +92,7 @@ class Task(ABC):
     ptq_columns: tuple[str, ...] = ("top1", "top5")  # the PTQ table's figures, from the PTQ report
     gate: GateDefaults = field(default_factory=GateDefaults)
     app: bool = True  # whether the Android demo runs this task's artifacts
-    trains: bool = True  # whether egoedge trains models of this task (`egoedge run --task`: a flow in bench/flows)
+    trains: bool = True  # whether egoedge trains models of this task (`egoedge run --task`: a flow in egoedge/pipeline)
     report_field: str | None = None  # report rows keep ``score()``'s ``metrics`` under this key
     report_note: str = ""
 
@@ -114,7 +114,7 @@ class Task(ABC):
 
     def load(self, path: str | Path, ckpt: dict | None = None) -> tuple[torch.nn.Module, dict]:
         """Rebuild a checkpoint's model in eval mode."""
-        from trainer.checkpoint import load_model
+        from egoedge.trainer.checkpoint import load_model
 
         return load_model(path, ckpt=ckpt)
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
-from trainer.tasks.base import Arrays, Evaluation, Task
-from trainer.tasks.registry import TASKS
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.tasks.base import Arrays, Evaluation, Task
+from egoedge.trainer.tasks.registry import TASKS
 
 if TYPE_CHECKING:  # the data and training stack load when a task does work, not when tasks are listed
-    from trainer.data import ClipSplit
-    from trainer.quantize.ptq import PTQJob
+    from egoedge.trainer.data import ClipSplit
+    from egoedge.trainer.quantize.ptq import PTQJob
 
 
 def logit_parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
@@ -51,8 +51,8 @@ class ClipEvaluation(Evaluation):
     outputs = ("logits",)
 
     def __init__(self, ckpt: dict) -> None:
-        from trainer.data import DataConfig
-        from trainer.data.calibration import check_preprocess
+        from egoedge.trainer.data import DataConfig
+        from egoedge.trainer.data.calibration import check_preprocess
 
         try:
             self.data = DataConfig(**ckpt["config"]["data"])
@@ -65,19 +65,19 @@ class ClipEvaluation(Evaluation):
 
     @cached_property
     def val(self) -> ClipSplit:
-        from trainer.data import load_split
+        from egoedge.trainer.data import load_split
 
         return load_split(self.data, "val")
 
     @cached_property
     def test(self) -> ClipSplit:
-        from trainer.data import load_split
+        from egoedge.trainer.data import load_split
 
         return load_split(self.data, "test")
 
     def model_input(self, clips: np.ndarray) -> np.ndarray:
         """uint8 clips as the model takes them (:func:`trainer.data.to_model_input`)."""
-        from trainer.data import to_model_input
+        from egoedge.trainer.data import to_model_input
 
         return to_model_input(clips, self.preprocess).numpy()
 
@@ -94,12 +94,12 @@ class ClipEvaluation(Evaluation):
         return self._test_inputs
 
     def calibration(self, count: int, seed: int) -> Arrays:
-        from trainer.data.calibration import calibration_inputs
+        from egoedge.trainer.data.calibration import calibration_inputs
 
         return (calibration_inputs(self.data, self.preprocess, count, seed),)
 
     def score(self, outputs: Arrays) -> dict:
-        from trainer.train import topk_accuracy
+        from egoedge.trainer.train import topk_accuracy
 
         return {"accuracy": topk_accuracy(outputs[0], self.test.labels)}
 
@@ -126,7 +126,7 @@ class ClipTask(Task):
         return ClipEvaluation(ckpt)
 
     def with_data(self, ckpt: dict, spec: str) -> dict:
-        from trainer.data import DataConfig, label_names, normalize_spec
+        from egoedge.trainer.data import DataConfig, label_names, normalize_spec
 
         data = {**ckpt["config"]["data"], "name": normalize_spec(spec)}
         names = label_names(DataConfig(**data))
@@ -140,9 +140,9 @@ class ClipTask(Task):
         """Calibration clips from train, agreement on val, top-1/5 on test."""
         import torch
 
-        from trainer.data.calibration import as_samples
-        from trainer.quantize.ptq import PTQJob
-        from trainer.train import topk_accuracy
+        from egoedge.trainer.data.calibration import as_samples
+        from egoedge.trainer.quantize.ptq import PTQJob
+        from egoedge.trainer.train import topk_accuracy
 
         model, ckpt = self.load(path, ckpt)
         ev = ClipEvaluation(ckpt)

@@ -8,14 +8,14 @@ last axis' argmax for reduced precisions, top-1 accuracy only when labels are gi
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError, atomic_write, first_line
-from trainer.tasks.base import Arrays, Evaluation, Task
-from trainer.tasks.registry import TASKS
+from egoedge.trainer.common.arrays import pick, read_arrays
+from egoedge.trainer.common.io import EgoedgeError, atomic_write
+from egoedge.trainer.tasks.base import Arrays, Evaluation, Task
+from egoedge.trainer.tasks.registry import TASKS
 
 SAMPLES = "samples.npz"  # the held-out inputs (and labels) of a foreign model, beside its artifacts
 
@@ -27,7 +27,7 @@ def io_names(prefix: str, count: int) -> tuple[str, ...]:
 
 def output_parity(reference: Arrays, candidate: Arrays) -> dict:
     """Worst max |difference| and worst argmax agreement over every output tensor."""
-    from trainer.tasks.clips import logit_parity
+    from egoedge.trainer.tasks.clips import logit_parity
 
     each = [logit_parity(r.reshape(len(r), -1) if r.ndim > 2 else r, c.reshape(len(c), -1) if c.ndim > 2 else c)
             for r, c in zip(reference, candidate, strict=True)]
@@ -63,7 +63,7 @@ class ArrayEvaluation(Evaluation):
     def score(self, outputs: Arrays) -> dict:
         if self._labels is None:
             return {"accuracy": None}
-        from trainer.train import topk_accuracy
+        from egoedge.trainer.train import topk_accuracy
 
         return {"accuracy": topk_accuracy(outputs[0].reshape(len(outputs[0]), -1), self._labels)}
 
@@ -86,14 +86,11 @@ class ArrayEvaluation(Evaluation):
 
 def read_samples(path: Path) -> ArrayEvaluation:
     """``samples.npz`` back as the evaluation it was saved from; a damaged file is one line."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            names = sorted((k for k in z.files if k.startswith("input")), key=lambda k: (len(k), k))
-            inputs = tuple(z[k] for k in names)
-            labels = z["labels"] if "labels" in z.files else None
-            outputs = int(z["outputs"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise EgoedgeError(f"{path}: not readable held-out samples ({first_line(e)[:120]}); re-export") from None
+    z = read_arrays(path, "held-out samples")
+    names = sorted((k for k in z if k.startswith("input")), key=lambda k: (len(k), k))
+    inputs = tuple(z[k] for k in names)
+    labels = z.get("labels")
+    outputs = int(pick(z, ("outputs",), "held-out samples", path)[0])
     if not inputs:
         raise EgoedgeError(f"{path} holds no inputs; re-export")
     return ArrayEvaluation(inputs, outputs, labels, source=str(path))

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
-from trainer.tasks.base import Arrays, Evaluation, GateDefaults, Task
-from trainer.tasks.registry import TASKS
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.tasks.base import Arrays, Evaluation, GateDefaults, Task
+from egoedge.trainer.tasks.registry import TASKS
 
 
 def span_parity(reference: Arrays, candidate: Arrays, mask: np.ndarray) -> dict:
     """``max_abs`` logit difference over valid steps and % of queries whose top-1 window is the reference's."""
-    from trainer.nlq.decode import top1_window_agreement
+    from egoedge.trainer.nlq.decode import top1_window_agreement
 
     valid = mask > 0
     diff = max(float(np.abs(r - c)[valid].max()) for r, c in zip(reference, candidate, strict=True))
@@ -36,7 +36,7 @@ class NLQEvaluation(Evaluation):
     outputs = ("start_logits", "end_logits")
 
     def __init__(self, ckpt: dict) -> None:
-        from trainer.nlq.dataset import NLQDataSpec, load_data
+        from egoedge.trainer.nlq.dataset import NLQDataSpec, load_data
 
         self.data = load_data(NLQDataSpec(**ckpt["config"]["data"]), vocab=ckpt["preprocess"]["vocab"])
         self.source = self.data.spec.root
@@ -44,24 +44,24 @@ class NLQEvaluation(Evaluation):
     def parity_inputs(self, count: int) -> Arrays:
         if count > len(self.data.splits["val"]):
             raise EgoedgeError(f"parity batch of {count} exceeds the {len(self.data.splits['val'])} val queries")
-        from trainer.nlq.dataset import model_inputs
+        from egoedge.trainer.nlq.dataset import model_inputs
 
         return model_inputs(self.data, "val", slice(0, count))
 
     def test_inputs(self, variant=None) -> Arrays:
-        from trainer.nlq.dataset import model_inputs
+        from egoedge.trainer.nlq.dataset import model_inputs
 
         return model_inputs(self.data, "test", slice(None), variant or "words")
 
     def calibration(self, count: int, seed: int) -> Arrays:
-        from trainer.nlq.dataset import calibration_queries, model_inputs
+        from egoedge.trainer.nlq.dataset import calibration_queries, model_inputs
 
         n = min(count, len(self.data.splits["train"]))
         return model_inputs(self.data, "train", calibration_queries(self.data, n, seed))
 
     def score(self, outputs: Arrays) -> dict:
-        from trainer.nlq.decode import evaluate_logits
-        from trainer.nlq.metrics import accuracy_block, metrics_row
+        from egoedge.trainer.nlq.decode import evaluate_logits
+        from egoedge.trainer.nlq.metrics import accuracy_block, metrics_row
 
         row = metrics_row(evaluate_logits(self.data, "test", *outputs)[1])
         return {"accuracy": accuracy_block(row), "metrics": row}
@@ -84,7 +84,7 @@ class NLQTask(Task):
         return NLQEvaluation(ckpt)
 
     def ptq_job(self, path: Path, cfg, ckpt: dict):
-        from trainer.nlq.compress import nlq_job
+        from egoedge.trainer.nlq.compress import nlq_job
 
         return nlq_job(path, cfg, ckpt)
 

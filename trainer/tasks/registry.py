@@ -1,5 +1,5 @@
 """The task registry: recognition, anticipation, nlq, each one module of this package."""
 
-from trainer.common.registry import Registry
+from egoedge.trainer.common.registry import Registry
 
 TASKS: Registry = Registry("task")

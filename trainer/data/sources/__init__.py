@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 
-from trainer.common.io import EgoedgeError
-from trainer.common.progress import Progress, no_progress
-from trainer.common.registry import import_submodules
-from trainer.data.clips import CLIP_TASKS, ClipSplit, DataConfig
-from trainer.data.prepare import Prepared, VideoSource, prepare
-from trainer.data.sources.base import DataSource
-from trainer.data.sources.registry import DATA_SOURCES
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.common.registry import import_submodules
+from egoedge.trainer.data.clips import CLIP_TASKS, ClipSplit, DataConfig
+from egoedge.trainer.data.prepare import Prepared, VideoSource, prepare
+from egoedge.trainer.data.sources.base import DataSource
+from egoedge.trainer.data.sources.registry import DATA_SOURCES
 
 import_submodules(__name__, __path__)
 

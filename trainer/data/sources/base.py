@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
-from trainer.data.clips import ClipSplit, DataConfig
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data.clips import ClipSplit, DataConfig
 
 SPLIT_NAMES = ("train", "val", "test")
 

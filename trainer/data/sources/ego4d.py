@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.common.io import EgoedgeError
-from trainer.data.sources.base import DataSource
-from trainer.data.sources.registry import DATA_SOURCES
-from trainer.nlq.dataset import annotation_files
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data.sources.base import DataSource
+from egoedge.trainer.data.sources.registry import DATA_SOURCES
+from egoedge.trainer.nlq.dataset import annotation_files
 
 
 class Ego4D(DataSource):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import EgoedgeError
-from trainer.data.clips import DataConfig
-from trainer.data.prepare import VideoSource
-from trainer.data.sources.base import Catalog, Segment, read_csv, stable_seed, stratified_split
-from trainer.data.sources.registry import DATA_SOURCES
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data.clips import DataConfig
+from egoedge.trainer.data.prepare import VideoSource
+from egoedge.trainer.data.sources.base import Catalog, Segment, read_csv, stable_seed, stratified_split
+from egoedge.trainer.data.sources.registry import DATA_SOURCES
 
 FILES = {"train": "EPIC_100_train.csv", "test": "EPIC_100_validation.csv"}
 COLUMNS = ("narration_id", "participant_id", "video_id", "start_timestamp", "stop_timestamp", "verb",

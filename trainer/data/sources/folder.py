@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.common.io import EgoedgeError
-from trainer.data.clips import DataConfig
-from trainer.data.decode import VIDEO_SUFFIXES
-from trainer.data.prepare import VideoSource
-from trainer.data.sources.base import SPLIT_NAMES, Catalog, Segment, read_csv, stratified_split
-from trainer.data.sources.registry import DATA_SOURCES
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.data.clips import DataConfig
+from egoedge.trainer.data.decode import VIDEO_SUFFIXES
+from egoedge.trainer.data.prepare import VideoSource
+from egoedge.trainer.data.sources.base import SPLIT_NAMES, Catalog, Segment, read_csv, stratified_split
+from egoedge.trainer.data.sources.registry import DATA_SOURCES
 
 
 def _seconds(value: str, where: str) -> float | None:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.common.io import atomic_write
-from trainer.data.clips import ClipSplit, DataConfig
-from trainer.data.sources.base import DataSource
-from trainer.data.sources.registry import DATA_SOURCES
-from trainer.data.synthetic import ClipSpec, generate_split
-from trainer.data.vocab import LABELS
+from egoedge.trainer.common.arrays import read_arrays
+from egoedge.trainer.common.io import EgoedgeError, atomic_write
+from egoedge.trainer.data.clips import ClipSplit, DataConfig
+from egoedge.trainer.data.sources.base import DataSource
+from egoedge.trainer.data.sources.registry import DATA_SOURCES
+from egoedge.trainer.data.synthetic import ClipSpec, generate_split
+from egoedge.trainer.data.vocab import LABELS
 
 # Bump when the generator's output changes, so that cached splits are regenerated.
 _GENERATOR_VERSION = 3
@@ -58,19 +59,22 @@ class Synthetic(DataSource):
 
     def load_split(self, arg: str, cfg: DataConfig, split: str) -> ClipSplit:
         n = getattr(cfg, split)
-        key = _key(cfg, split, n)
+        cache = _cache_path(cfg, split, n)
+        key = f"{_key(cfg, split, n)}:{cache}"  # a split kept on disk carries its path (derived arrays go beside it)
         if key in _RECENT:
             _RECENT.move_to_end(key)
             return _RECENT[key]
-        cache = _cache_path(cfg, split, n)
         if cache is not None and cache.exists():
-            with np.load(cache) as z:
-                extras = {k[2:]: z[k] for k in z.files if k.startswith("x_")}
+            try:  # a damaged cache file is generated again
+                z = read_arrays(cache, "synthetic data cache")
+                extras = {k[2:]: v for k, v in z.items() if k.startswith("x_")}
                 return _remember(key, ClipSplit(z["clips"], z["labels"], extras, cache))
+            except (EgoedgeError, KeyError):
+                pass
         spec = ClipSpec(frames=cfg.frames, size=cfg.size)
         extras: dict[str, np.ndarray] = {}
         if cfg.task == "anticipation":
-            from trainer.data.anticipation import generate_anticipation_split
+            from egoedge.trainer.data.anticipation import generate_anticipation_split
 
             clips, labels, extras["history"] = generate_anticipation_split(split, n, spec, cfg.history, cfg.seed,
                                                                            extras)

@@ -13,12 +13,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.cli.console import DATA_HELP, Preset, RichProgress, console, fail
-from bench.cli.render import cbkd_table
-from trainer.common.io import EgoedgeError
-from trainer.recipes import DEFAULT_RECIPE, RECIPES
-from trainer.tasks import TASKS
-from trainer.tasks.clips import ClipTask
+from egoedge.cli.console import DATA_HELP, Preset, RichProgress, console, fail
+from egoedge.cli.render import cbkd_table
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.recipes import DEFAULT_RECIPE, RECIPES
+from egoedge.trainer.tasks import TASKS
+from egoedge.trainer.tasks.clips import ClipTask
 
 train_app = typer.Typer(no_args_is_help=True, help="Train one stage: a teacher, a KD student, or a CBKD student.")
 Recipe = Enum("Recipe", {name: name for name in RECIPES.keys()}, type=str)
@@ -26,15 +26,15 @@ Recipe = Enum("Recipe", {name: name for name in RECIPES.keys()}, type=str)
 
 def _resolve(preset: Preset, config: Path | None, **overrides):
     """The run config of ``preset`` with ``--config`` and the flags applied (under torchrun: joined first)."""
-    from bench.flows.clips import resolve_config
-    from trainer.engine import init_distributed
+    from egoedge.pipeline.clips import resolve_config
+    from egoedge.trainer.engine import init_distributed
 
     init_distributed()
     return resolve_config(preset.value, config, **overrides)
 
 
 def _stage_table(path: Path, title: str) -> Table:
-    from trainer.checkpoint import read_checkpoint
+    from egoedge.trainer.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(path)
     m = ckpt["metrics"]
@@ -54,7 +54,7 @@ def _stage_table(path: Path, title: str) -> Table:
 
 def _log(out: Path):
     out.mkdir(parents=True, exist_ok=True)
-    from bench.flows.common import RunLog
+    from egoedge.pipeline.common import RunLog
 
     log = RunLog(out / "log.jsonl")
     return log, (lambda record: log("epoch", **record))
@@ -86,10 +86,10 @@ def teacher(
 
     Example: egoedge train teacher --arch flow_cnn --out runs/exp1
     """
-    from bench.flows.clips import PRESETS
-    from trainer.config import to_dict
-    from trainer.data import prepare_data
-    from trainer.stages import load_splits, teacher_stage
+    from egoedge.pipeline.clips import PRESETS
+    from egoedge.trainer.config import to_dict
+    from egoedge.trainer.data import prepare_data
+    from egoedge.trainer.stages import load_splits, teacher_stage
 
     try:
         cfg = _resolve(preset, config, teacher_epochs=epochs, teacher_arch=arch, teacher_variant=variant,
@@ -131,10 +131,10 @@ def student(
     Teachers may read other modalities (flow, audio, boxes, text); the student reads the RGB clip.
     Example: egoedge train student --teacher runs/exp1/teacher.pt --recipe topk
     """
-    from trainer.checkpoint import read_checkpoint
-    from trainer.config import to_dict
-    from trainer.data import prepare_data
-    from trainer.stages import data_config_of, load_splits, student_stage
+    from egoedge.trainer.checkpoint import read_checkpoint
+    from egoedge.trainer.config import to_dict
+    from egoedge.trainer.data import prepare_data
+    from egoedge.trainer.stages import data_config_of, load_splits, student_stage
 
     try:
         teachers = list(teacher or [])
@@ -178,11 +178,11 @@ def cbkd(
     Resumes from the last finished stage when rerun with the same settings.
     Example: egoedge train cbkd runs/exp1/student.pt --max-ratio 0.6
     """
-    from bench.flows.clips import PRESETS
-    from trainer.checkpoint import read_checkpoint
-    from trainer.config import to_dict
-    from trainer.data import prepare_data
-    from trainer.stages import cbkd_stage, data_config_of, load_splits
+    from egoedge.pipeline.clips import PRESETS
+    from egoedge.trainer.checkpoint import read_checkpoint
+    from egoedge.trainer.config import to_dict
+    from egoedge.trainer.data import prepare_data
+    from egoedge.trainer.stages import cbkd_stage, data_config_of, load_splits
 
     try:
         if not checkpoint.is_file():
@@ -196,7 +196,7 @@ def cbkd(
         cb.validate()
         source = read_checkpoint(checkpoint)
         if data:
-            from trainer.tasks import task_of
+            from egoedge.trainer.tasks import task_of
 
             source = task_of(source).with_data(source, data)  # refuses data with other classes
         data_cfg = data_config_of(source)

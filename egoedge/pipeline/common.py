@@ -1,4 +1,4 @@
-"""Pieces every run flow shares: the run folder check, the event log and the resumable run state."""
+"""Pieces every run pipeline shares: the run folder check, the event log and the resumable run state."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.report import write_report
-from trainer.common.io import EgoedgeError, sha256_path, write_json_atomic
+from egoedge.bench.report import write_report
+from egoedge.trainer.common.io import EgoedgeError, sha256_path, write_json_atomic
 
 
 class RunLog:

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-# Every run flow has these presets (a test holds each flow's table to them); kept here, not imported
-# from the flows, so that `egoedge --help` does not load PyTorch.
+# Every run pipeline has these presets (a test holds each pipeline's table to them); kept here, not imported
+# from the pipelines, so that `egoedge --help` does not load PyTorch.
 PRESET_NAMES = ("mini", "quick", "full")
 
 # --data's help (kept literal so that `egoedge --help` does not import the sources); `egoedge data sources`
@@ -49,8 +49,8 @@ class RichProgress:
 
 def parse_backends(to: str) -> tuple[str, ...]:
     """``--to "executorch, onnx"`` as backend names, each checked against the exporter registry."""
-    from edge.exporters import EXPORTERS
-    from trainer.common.io import EgoedgeError
+    from egoedge.edge.exporters import EXPORTERS
+    from egoedge.trainer.common.io import EgoedgeError
 
     formats = tuple(f.strip() for f in to.split(",") if f.strip())
     for f in formats:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.common.io import EgoedgeError
+from egoedge.trainer.common.io import EgoedgeError
 
 
 @dataclass(frozen=True)

@@ -17,28 +17,35 @@ from pathlib import Path
 
 import torch
 
-from bench.flows.base import RunRequest, RunResult
-from bench.flows.common import RunLog, StageClock, check_out_dir, finish_run
-from bench.flows.registry import FLOWS
-from bench.host_bench import BenchConfig, Target, host_report, manifest_targets
-from bench.report import summarize
-from edge.export import ExportConfig, export_checkpoint
-from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError, write_json_atomic
-from trainer.common.lock import locks_folder
-from trainer.common.progress import Progress, no_progress
-from trainer.engine import TrainConfig
-from trainer.models.vslnet import FILM_MODES
-from trainer.nlq import metrics as nlq_metrics
-from trainer.nlq.compress import cbkd_nlq_checkpoint
-from trainer.nlq.dataset import NLQData, NLQDataSpec, load_data
-from trainer.nlq.loss import SpanLoss
-from trainer.nlq.synthetic import NLQDataConfig, generate
-from trainer.nlq.train import build_for, complexity, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
-from trainer.prune.cbkd import CBKDConfig, stage_table
-from trainer.quantize.checkpoint import quantize_checkpoint
-from trainer.quantize.ptq import PTQConfig
-from trainer.tasks import task_of
+from egoedge.bench.host_bench import BenchConfig, Target, host_report, manifest_targets
+from egoedge.bench.report import summarize
+from egoedge.edge.export import ExportConfig, export_checkpoint
+from egoedge.pipeline.base import RunRequest, RunResult
+from egoedge.pipeline.common import RunLog, StageClock, check_out_dir, finish_run
+from egoedge.pipeline.registry import PIPELINES
+from egoedge.trainer.checkpoint import read_checkpoint
+from egoedge.trainer.common.io import EgoedgeError, write_json_atomic
+from egoedge.trainer.common.lock import locks_folder
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.engine import TrainConfig
+from egoedge.trainer.models.vslnet import FILM_MODES
+from egoedge.trainer.nlq import metrics as nlq_metrics
+from egoedge.trainer.nlq.compress import cbkd_nlq_checkpoint
+from egoedge.trainer.nlq.dataset import NLQData, NLQDataSpec, load_data
+from egoedge.trainer.nlq.loss import SpanLoss
+from egoedge.trainer.nlq.synthetic import NLQDataConfig, generate
+from egoedge.trainer.nlq.train import (
+    build_for,
+    complexity,
+    evaluate_model,
+    load_nlq_model,
+    save_nlq_checkpoint,
+    train_nlq,
+)
+from egoedge.trainer.prune.cbkd import CBKDConfig, stage_table
+from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
+from egoedge.trainer.quantize.ptq import PTQConfig
+from egoedge.trainer.tasks import task_of
 
 _NLQ_STAGE = {"weight_decay": 0.01, "label_smoothing": 0.0}
 
@@ -266,4 +273,4 @@ def run_request(request: RunRequest, progress: Progress = no_progress) -> RunRes
                                                              "report.json", "report.md", "pareto.png")})
 
 
-FLOWS.register("nlq")(run_request)
+PIPELINES.register("nlq")(run_request)

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from bench.cli.console import RichProgress, console, fail
-from trainer.common.io import EgoedgeError
+from egoedge.cli.console import RichProgress, console, fail
+from egoedge.trainer.common.io import EgoedgeError
 
 if TYPE_CHECKING:
-    from edge.export import ExportConfig
+    from egoedge.edge.export import ExportConfig
 
 # The terminal table keeps what fits 80 columns; report.md has every column.
 TERMINAL_COLUMNS = {"name": "name", "threads": "thr", "size MB": "MB", "median ms": "ms", "p90 ms": "p90",
@@ -22,11 +22,11 @@ TERMINAL_COLUMNS = {"name": "name", "threads": "thr", "size MB": "MB", "median m
 
 def results_table(report: dict) -> Table:
     """The report's results as a rich table."""
-    from bench.report import table_rows
+    from egoedge.bench.report import table_rows
 
     header, rows = table_rows(report)
     keep = [i for i, h in enumerate(header) if h in TERMINAL_COLUMNS]
-    from trainer.tasks import task_named
+    from egoedge.trainer.tasks import task_named
 
     unit = task_named(report.get("task"), "the report").unit
     table = Table(title=f"egoedge — {report['machine']['cpu']}, {report['machine']['threads']} threads, "
@@ -43,7 +43,7 @@ def results_table(report: dict) -> Table:
 
 def stages_table(report: dict) -> Table | None:
     """Where the run's time went, stage by stage (report.json's ``stages``)."""
-    from bench.report import STAGE_HEADER, stage_rows
+    from egoedge.bench.report import STAGE_HEADER, stage_rows
 
     rows = stage_rows(report)
     if not rows:
@@ -63,7 +63,7 @@ def speedup_table(report: dict) -> Table | str | None:
     Without reduced-precision artifacts only the fastest-artifact lines remain (a string); with
     neither, None.
     """
-    from bench.report import SPEEDUP_HEADER, best_vs_eager, speedup_cells, speedups
+    from egoedge.bench.report import SPEEDUP_HEADER, best_vs_eager, speedup_cells, speedups
 
     rows, best = speedups(report), best_vs_eager(report)
     if not rows and not best:
@@ -82,7 +82,7 @@ def speedup_table(report: dict) -> Table | str | None:
 
 def profile_tables(report: dict, top: int = 5) -> list[Table]:
     """One small table per profiled row: its ``top`` ops by time per inference."""
-    from bench.report import profile_rows
+    from egoedge.bench.report import profile_rows
 
     tables = []
     for r in report["results"]:
@@ -112,7 +112,7 @@ def short_status(text: str) -> str:
 
 def print_task_metrics(report: dict) -> None:
     """The task's own figures of every PyTorch model (e.g. NLQ's Recall@K and mIoU), where the task has any."""
-    from trainer.tasks import task_named
+    from egoedge.trainer.tasks import task_named
 
     field = task_named(report.get("task"), "the report").report_field
     first = report["machine"]["threads"]  # a thread sweep repeats the same figures at each count
@@ -140,7 +140,7 @@ ROLE_CELLS = {"clip": "clip", "frame_encoder": "stream: encoder", "temporal_head
 
 def streaming_table(report: dict) -> Table | None:
     """Per new frame (encoder + head) against the clip artifact of the same backend and precision."""
-    from bench.report import STREAM_HEADER, stream_cells, stream_rows
+    from egoedge.bench.report import STREAM_HEADER, stream_cells, stream_rows
 
     rows = stream_rows(report)
     if not rows:
@@ -195,9 +195,9 @@ def export_and_show(model: str, inputs, out: Path | None, config: Callable[[], E
 
     ``inputs`` (:class:`edge.foreign.ModelInputs`) is ``None`` for an egoedge checkpoint.
     """
-    from edge.export import export_checkpoint
-    from edge.foreign import export_any
-    from edge.sources import source_of
+    from egoedge.edge.export import export_checkpoint
+    from egoedge.edge.foreign import export_any
+    from egoedge.edge.sources import source_of
 
     try:
         cfg = config()
@@ -232,7 +232,7 @@ def fail_on_failed_artifacts(manifest: dict, out: Path, allow_failed: bool) -> N
 
 def cbkd_table(summary: dict, title: str) -> Table:
     """The CBKD stage table (params, MACs, validation score per stage) with the cuts in its caption."""
-    from trainer.prune.cbkd import stage_table
+    from egoedge.trainer.prune.cbkd import stage_table
 
     unpruned = summary.get("unpruned") or []
     note = (f"; nothing prunable inside {', '.join(unpruned)} (every channel group reaches outside the block)"

@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.cli.console import (
+from egoedge.bench.devices import DEVICES, device_choices, device_kinds, farms
+from egoedge.cli.console import (
     DATA_HELP,
     Preset,
     RichProgress,
@@ -20,8 +21,8 @@ from bench.cli.console import (
     parse_backends,
     quiet_third_party,
 )
-from bench.cli.data import data_app
-from bench.cli.render import (
+from egoedge.cli.data import data_app
+from egoedge.cli.render import (
     export_and_show,
     print_task_metrics,
     profile_tables,
@@ -29,10 +30,10 @@ from bench.cli.render import (
     speedup_table,
     stages_table,
 )
-from bench.devices import DEVICES, device_choices, device_kinds, farms
-from trainer.common.io import EgoedgeError
-from trainer.recipes import DEFAULT_RECIPE, RECIPES
-from trainer.tasks import TASKS
+from egoedge.trainer.common.arrays import require_file
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.recipes import DEFAULT_RECIPE, RECIPES
+from egoedge.trainer.tasks import TASKS
 
 # --task choices: the registry's tasks that egoedge trains (the `model` task is your own model's export)
 TaskName = Enum("TaskName", {name: name for name in TASKS.keys() if TASKS.get(name).trains}, type=str)
@@ -81,7 +82,7 @@ def run(
              egoedge run --data folder:my_clips/ --out runs/mine
              egoedge run --task nlq --out runs/nlq
     """
-    from bench.flows import FLOWS, RunRequest
+    from egoedge.pipeline import PIPELINES, RunRequest
 
     if threads is not None and threads < 1:
         fail(f"--threads must be >= 1, got {threads}")
@@ -95,7 +96,7 @@ def run(
         request = RunRequest(preset.value, task.value, out, data, config,
                              {k: v for k, v in options.items() if v is not None})
         with RichProgress() as progress:
-            result = FLOWS.get(task.value)(request, progress)
+            result = PIPELINES.get(task.value)(request, progress)
     except EgoedgeError as e:
         fail(str(e))
     report = result.report
@@ -111,7 +112,7 @@ def run(
 
 
 def _all_backends() -> str:
-    from edge.exporters import EXPORTERS
+    from egoedge.edge.exporters import EXPORTERS
 
     return ",".join(EXPORTERS.keys())
 
@@ -166,14 +167,14 @@ def export(
              egoedge export timm:mobilenetv3_small_100 --input-shape 1,3,224,224 --to executorch,tflite,onnx
              egoedge export my_model.pt2 --example-inputs x.npy --int8 --calib-file calib.npy --out export/mine
     """
-    from edge.export import ExportConfig
-    from edge.foreign import ModelInputs
-    from edge.sources import source_of
+    from egoedge.edge.export import ExportConfig
+    from egoedge.edge.foreign import ModelInputs
+    from egoedge.edge.sources import source_of
 
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip()) if precision else None
     def config() -> ExportConfig:
-        if calib_file is not None and not calib_file.is_file():
-            raise EgoedgeError(f"--calib-file {calib_file} does not exist")
+        if calib_file is not None:
+            require_file(calib_file, "--calib-file")
         return ExportConfig(formats=parse_backends(to or _all_backends()), precisions=precisions, int8=int8,
                             calibration=calib, calibration_file=str(calib_file) if calib_file else None,
                             parity_samples=parity_samples, gate=gate_of(fp32_tol, int8_agreement, int8_drop),
@@ -194,7 +195,7 @@ def export(
 
 def gate_of(fp32_tol: float | None, int8_agreement: float | None, int8_drop: float | None):
     """The gate the user set, each unset bound from the default gate; ``None`` when nothing was set (the task's)."""
-    from edge.parity import ParityGate
+    from egoedge.edge.parity import ParityGate
 
     if fp32_tol is None and int8_agreement is None and int8_drop is None:
         return None
@@ -224,9 +225,9 @@ def quantize(
 
     Example: egoedge quantize runs/quick/student.pt --observer percentile --max-fallback 2
     """
-    from trainer.quantize.checkpoint import quantize_checkpoint
-    from trainer.quantize.ptq import PTQConfig
-    from trainer.tasks import task_named
+    from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
+    from egoedge.trainer.quantize.ptq import PTQConfig
+    from egoedge.trainer.tasks import task_named
 
     try:
         if not checkpoint.is_file():
@@ -284,9 +285,9 @@ def bench(
     Example: egoedge bench runs/quick/export --device host,android --out runs/quick/bench --compare runs/baseline
              egoedge bench runs/quick/export --threads 1,2 --profile
     """
-    from bench.bench_export import bench_export, parse_tools
-    from bench.compare import check_max_slowdown, load_report
-    from bench.host_bench import DAMAGED, BenchConfig, parse_threads
+    from egoedge.bench.bench_export import bench_export, parse_tools
+    from egoedge.bench.compare import check_max_slowdown, load_report
+    from egoedge.bench.host_bench import DAMAGED, BenchConfig, parse_threads
 
     try:
         counts = parse_threads(threads)
@@ -356,8 +357,8 @@ def devices(
 
 def print_comparison(base: dict, other: dict, base_label: str, other_label: str, max_slowdown: float) -> list[str]:
     """The row-by-row change from ``base`` to ``other``; returns the rows slower by more than ``max_slowdown``."""
-    from bench.compare import breakages, compare_reports, only_in, regressions, row_labels
-    from bench.report import fmt
+    from egoedge.bench.compare import breakages, compare_reports, only_in, regressions, row_labels
+    from egoedge.bench.report import fmt
 
     rows = compare_reports(base, other)
     table = Table(title=f"{base_label} → {other_label}")
@@ -394,7 +395,7 @@ def report(
 
     Example: egoedge report runs/quick --compare runs/quick-b
     """
-    from bench.compare import check_max_slowdown, load_report
+    from egoedge.bench.compare import check_max_slowdown, load_report
 
     try:
         base = load_report(run)
@@ -421,8 +422,8 @@ def embed(
 
     Example: egoedge embed runs/quick --app android_demo --models 'student_*_int8'
     """
-    from bench.embed import EmbedConfig
-    from bench.embed import embed as embed_run
+    from egoedge.edge.embed import EmbedConfig
+    from egoedge.edge.embed import embed as embed_run
 
     try:
         cfg = EmbedConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
@@ -445,8 +446,8 @@ def embed(
     console.print(f"next: cd {app_dir} && ./gradlew installDebug", highlight=False, soft_wrap=True)
 
 
-from bench.cli.nlq import nlq_app  # noqa: E402
-from bench.cli.train import train_app  # noqa: E402
+from egoedge.cli.nlq import nlq_app  # noqa: E402
+from egoedge.cli.train import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")
 app.add_typer(data_app, name="data")

@@ -25,17 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench_export import load_manifest
-from bench.device_runners.app import ANDROID_FORMATS
-from edge.preprocess import preprocess_clip
-from edge.schema import validate
-from trainer.common.io import EgoedgeError, remove_path, sha256_file, write_json_atomic
-from trainer.tasks import task_named
+from egoedge.edge.manifest import load_manifest
+from egoedge.edge.preprocess import preprocess_clip
+from egoedge.edge.schema import validate
+from egoedge.trainer.common.io import EgoedgeError, remove_path, sha256_file, write_json_atomic
+from egoedge.trainer.tasks import task_named
 
 ASSETS = Path("app/src/main/assets")
 VERSIONS = Path("gradle/libs.versions.toml")
 MODELS, SAMPLE = "models", "sample"
 SAMPLE_CLIP = f"{SAMPLE}/clip.rgb"
+ANDROID_FORMATS = ("executorch", "tflite")  # the runtimes the Android app links (ExecuTorch AAR, LiteRT)
 _RUNTIME_KEYS = {"executorch": "executorch"}  # artifact format -> its runtime's key in libs.versions.toml
 
 

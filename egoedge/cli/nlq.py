@@ -10,17 +10,17 @@ from pathlib import Path
 
 import typer
 
-from bench.cli.console import RichProgress, console, fail, parse_backends
-from bench.cli.render import export_and_show, metrics_table
-from trainer.common.io import EgoedgeError
+from egoedge.cli.console import RichProgress, console, fail, parse_backends
+from egoedge.cli.render import export_and_show, metrics_table
+from egoedge.trainer.common.io import EgoedgeError
 
 nlq_app = typer.Typer(no_args_is_help=True, help="Ego4D NLQ: VSLBase/VSLNet with FiLM, DeepVSLNet -> LightVSLNet.")
 
 
 def _data(data: str, max_pos_len: int, max_query_len: int, fps: float):
-    from trainer.data.sources import parse_spec
-    from trainer.nlq.dataset import NLQDataSpec, load_data
-    from trainer.nlq.synthetic import NLQDataConfig, generate
+    from egoedge.trainer.data.sources import parse_spec
+    from egoedge.trainer.nlq.dataset import NLQDataSpec, load_data
+    from egoedge.trainer.nlq.synthetic import NLQDataConfig, generate
 
     if data == "synthetic":
         root, fps = generate(NLQDataConfig()), NLQDataConfig().fps
@@ -62,11 +62,18 @@ def train(
 
     import torch
 
-    from trainer.engine import TrainConfig
-    from trainer.nlq import metrics as nlq_metrics
-    from trainer.nlq.data import load_glove
-    from trainer.nlq.loss import SpanLoss
-    from trainer.nlq.train import build_for, complexity, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
+    from egoedge.trainer.engine import TrainConfig
+    from egoedge.trainer.nlq import metrics as nlq_metrics
+    from egoedge.trainer.nlq.data import load_glove
+    from egoedge.trainer.nlq.loss import SpanLoss
+    from egoedge.trainer.nlq.train import (
+        build_for,
+        complexity,
+        evaluate_model,
+        load_nlq_model,
+        save_nlq_checkpoint,
+        train_nlq,
+    )
 
     try:
         if epochs < 1:
@@ -124,10 +131,10 @@ def evaluate(
     """
     import json
 
-    from trainer.common.io import write_json_atomic
-    from trainer.nlq import metrics as nlq_metrics
-    from trainer.nlq.dataset import NLQDataSpec, load_data
-    from trainer.nlq.train import evaluate_model, load_nlq_model
+    from egoedge.trainer.common.io import write_json_atomic
+    from egoedge.trainer.nlq import metrics as nlq_metrics
+    from egoedge.trainer.nlq.dataset import NLQDataSpec, load_data
+    from egoedge.trainer.nlq.train import evaluate_model, load_nlq_model
 
     try:
         if predictions is not None:
@@ -175,9 +182,9 @@ def cbkd(
     """
     from dataclasses import replace
 
-    from bench.cli.render import cbkd_table
-    from bench.flows.nlq import nlq_preset
-    from trainer.nlq.compress import cbkd_nlq_checkpoint
+    from egoedge.cli.render import cbkd_table
+    from egoedge.pipeline.nlq import nlq_preset
+    from egoedge.trainer.nlq.compress import cbkd_nlq_checkpoint
 
     try:
         preset = nlq_preset("quick")
@@ -210,7 +217,7 @@ def export(
 
     Example: egoedge nlq export runs/nlq/nlq_student.pt --int8
     """
-    from edge.export import ExportConfig
+    from egoedge.edge.export import ExportConfig
 
     export_and_show(str(checkpoint), None, out, lambda: ExportConfig(formats=parse_backends(to), int8=int8,
                                                                      calibration=calib,

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bench.cli.console import DATA_HELP, Preset, RichProgress, console, fail
-from trainer.common.io import EgoedgeError
+from egoedge.cli.console import DATA_HELP, Preset, RichProgress, console, fail
+from egoedge.trainer.common.io import EgoedgeError
 
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: list the sources, decode videos into shards, "
                        "write the generated clips as videos.")
@@ -18,7 +18,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: list the sources, d
 @data_app.command("sources")
 def sources() -> None:
     """The registered data sources, the tasks each feeds, and the --data form to use."""
-    from trainer.data import DATA_SOURCES
+    from egoedge.trainer.data import DATA_SOURCES
 
     table = Table(title="data sources (--data)")
     for col in ("--data", "tasks", "layout"):
@@ -31,7 +31,7 @@ def sources() -> None:
 
 def _config(preset: Preset, config: Path | None, data: str, task: str | None, videos: Path | None,
             max_bad: float | None):
-    from bench.flows.clips import resolve_config
+    from egoedge.pipeline.clips import resolve_config
 
     return resolve_config(preset.value, config, data=data, task=task, videos=videos, max_bad=max_bad).data
 
@@ -57,7 +57,7 @@ def prepare(
     import json
     import shutil
 
-    from trainer.data import prepare_data
+    from egoedge.trainer.data import prepare_data
 
     try:
         if workers is not None and workers < 1:
@@ -69,7 +69,7 @@ def prepare(
                 raise EgoedgeError(f"--data {data} is generated in memory; there is nothing to decode")
             result = None
             if bench:
-                from bench.data_bench import data_benchmark, write_benchmark
+                from egoedge.bench.data_bench import data_benchmark, write_benchmark
 
                 result = data_benchmark(cfg, progress=progress)
                 write_benchmark(result, prepared.folder / "data_bench.json")
@@ -126,7 +126,7 @@ def synth(
 
     Example: egoedge data synth clips/ --preset quick && egoedge run --data folder:clips/
     """
-    from trainer.data.write_videos import write_clip_folder
+    from egoedge.trainer.data.write_videos import write_clip_folder
 
     try:
         if video_format not in ("mp4", "webm", "mkv"):

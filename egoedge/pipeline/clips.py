@@ -11,10 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from bench.flows.base import RunRequest, RunResult
-from bench.flows.common import RunLog, RunState, StageClock, check_out_dir, finish_run
-from bench.flows.registry import FLOWS
-from bench.host_bench import (
+from egoedge.bench.host_bench import (
     BenchConfig,
     Target,
     checkpoint_target,
@@ -22,20 +19,23 @@ from bench.host_bench import (
     int8_program_target,
     manifest_targets,
 )
-from bench.report import ship_choice, summarize
-from edge.export import ExportConfig, export_checkpoint
-from edge.exporters import EXPORTERS
-from edge.parity import ParityGate
-from trainer.checkpoint import read_checkpoint
-from trainer.common.io import EgoedgeError
-from trainer.common.lock import locks_folder
-from trainer.common.progress import Progress, no_progress
-from trainer.config import merge, read_config_file, to_dict, write_config_file
-from trainer.data import CLIP_TASKS, DataConfig, label_names, normalize_spec, prepare_data
-from trainer.engine import TrainConfig
-from trainer.prune.cbkd import CBKDConfig
-from trainer.recipes import DEFAULT_RECIPE, RECIPES
-from trainer.stages import (
+from egoedge.bench.report import ship_choice, summarize
+from egoedge.edge.export import ExportConfig, export_checkpoint
+from egoedge.edge.exporters import EXPORTERS
+from egoedge.edge.parity import ParityGate
+from egoedge.pipeline.base import RunRequest, RunResult
+from egoedge.pipeline.common import RunLog, RunState, StageClock, check_out_dir, finish_run
+from egoedge.pipeline.registry import PIPELINES
+from egoedge.trainer.checkpoint import read_checkpoint
+from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.lock import locks_folder
+from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.config import merge, read_config_file, to_dict, write_config_file
+from egoedge.trainer.data import CLIP_TASKS, DataConfig, label_names, normalize_spec, prepare_data
+from egoedge.trainer.engine import TrainConfig
+from egoedge.trainer.prune.cbkd import CBKDConfig
+from egoedge.trainer.recipes import DEFAULT_RECIPE, RECIPES
+from egoedge.trainer.stages import (
     ModelChoice,
     build,
     cbkd_stage,
@@ -44,8 +44,8 @@ from trainer.stages import (
     student_stage,
     teacher_stage,
 )
-from trainer.tasks import task_of
-from trainer.train import KDConfig, linear_probe
+from egoedge.trainer.tasks import task_of
+from egoedge.trainer.train import KDConfig, linear_probe
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def student_choice(spec: str, preset_arch: str) -> ModelChoice:
 
     Example: ``student_choice("xxs", "resnet")`` is ``ModelChoice("mobilevit", "xxs")``.
     """
-    from trainer.models import MODELS
+    from egoedge.trainer.models import MODELS
 
     arch, _, variant = spec.rpartition(":")
     if arch:
@@ -216,7 +216,7 @@ def _default_variant(arch: str, cfg: RunConfig) -> str:
     """The preset's variant for its own teacher; for another architecture its builder's default."""
     import inspect
 
-    from trainer.models import MODELS
+    from egoedge.trainer.models import MODELS
 
     if arch == cfg.teacher.arch:
         return cfg.teacher.variant
@@ -237,7 +237,7 @@ def fit_to_splits(cfg: RunConfig, splits, decoded: bool) -> tuple[RunConfig, lis
     note for the report); a split too small for any stage is refused at once, naming what it needs.
     ``decoded``: the clips came from a video source (its data_report.json and splits.csv say where each went).
     """
-    from trainer.data.calibration import MIN_CALIBRATION
+    from egoedge.trainer.data.calibration import MIN_CALIBRATION
 
     export = cfg.export
     need = {"train": (MIN_CALIBRATION, "training and an int8 calibration set") if export.int8 else (2, "training"),
@@ -422,7 +422,7 @@ def _cbkd_summary(path: Path | None) -> dict | None:
     """Per-stage params / MACs / validation top-1 of the CBKD student, for the report."""
     if path is None:
         return None
-    from trainer.prune.cbkd import stage_table
+    from egoedge.trainer.prune.cbkd import stage_table
 
     m = read_checkpoint(path)["metrics"]["cbkd"]
     return {"macs_cut": m["macs_cut"], "params_cut": m["params_cut"], "stages": stage_table(m),
@@ -444,5 +444,5 @@ def run_request(request: RunRequest, progress: Progress = no_progress) -> RunRes
     return RunResult(report, {name: out / name for name in ("report.json", "report.md", "pareto.png")})
 
 
-FLOWS.register("recognition")(run_request)
-FLOWS.register("anticipation")(run_request)
+PIPELINES.register("recognition")(run_request)
+PIPELINES.register("anticipation")(run_request)

@@ -1,0 +1,11 @@
+"""``egoedge run``'s whole run per task (its pipeline): importing this package registers every task's pipeline."""
+
+from pathlib import Path
+
+from egoedge.pipeline.base import RunRequest, RunResult
+from egoedge.pipeline.registry import PIPELINES
+from egoedge.trainer.common.registry import import_submodules
+
+import_submodules(__name__, [str(Path(__file__).parent)], skip=("base", "registry", "common"))
+
+__all__ = ["PIPELINES", "RunRequest", "RunResult"]
