@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from egoedge.bench.device_runners.native import NATIVE_TOOLS
-from egoedge.bench.device_runners.run import bench_on_device, device_label, parse_device_specs, select_device
 from egoedge.bench.devices import DeviceError, DeviceInfo
+from egoedge.bench.devices.on_device.dispatch import bench_on_device, device_label, parse_device_specs, select_device
+from egoedge.bench.devices.on_device.native import NATIVE_TOOLS
 from egoedge.bench.host_bench import (
     BenchConfig,
     checkpoint_target,
@@ -18,7 +18,7 @@ from egoedge.bench.host_bench import (
 )
 from egoedge.bench.peak import add_throughput
 from egoedge.bench.report import ship_choice, summarize, write_report
-from egoedge.bench.runners import RUNNERS
+from egoedge.bench.runtimes import RUNTIMES
 from egoedge.edge.artifact import run_session
 from egoedge.edge.manifest import load_manifest
 from egoedge.trainer.checkpoint import read_checkpoint
@@ -134,7 +134,7 @@ def bench_export(export_dir: Path, out: Path, devices: str = "host", cfg: BenchC
     host_rows = len(report["results"])
     if phones:
         reference = (ev.reference()[0] if student is None else
-                     run_session(RUNNERS.get("pytorch").open(student.target, cfg.threads), ev.test_inputs())[0])
+                     run_session(RUNTIMES.get("pytorch").open(student.target, cfg.threads), ev.test_inputs())[0])
         artifacts = manifest_targets(export_dir, manifest, params, macs, host_only=False)
         out.mkdir(parents=True, exist_ok=True)
         for phone in phones:

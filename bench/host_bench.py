@@ -18,7 +18,7 @@ from egoedge.bench.machine import machine_info
 from egoedge.bench.measure import PeakRSS, time_calls
 from egoedge.bench.peak import add_throughput, measure_peaks
 from egoedge.bench.profile import profile_target
-from egoedge.bench.runners import RUNNERS
+from egoedge.bench.runtimes import RUNTIMES
 from egoedge.edge.artifact import run_session
 from egoedge.edge.exporters import EXPORTERS, Session
 from egoedge.edge.streaming import StreamRunner, head_threads, sliding_accuracy, stream_of
@@ -125,7 +125,7 @@ def program_target(path: Path, name: str, example: tuple) -> Target:
 
     module = load_program(path)
     inputs = tuple(torch.from_numpy(x) for x in example)
-    # The runner loads the program from its path (an exported module cannot be switched to eval mode).
+    # The runtime loads the program from its path (an exported module cannot be switched to eval mode).
     return Target(name, "pytorch", "fp32", path, path.stat().st_size, count_params(module),
                   count_macs(module, inputs), True, path=path)
 
@@ -142,7 +142,7 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
     by_name = {a["name"]: a for a in manifest["artifacts"]}
     for a in manifest["artifacts"]:
         role = a.get("role", "clip")
-        runnable = a["format"] in RUNNERS and RUNNERS.get(a["format"]).available() is None
+        runnable = a["format"] in RUNTIMES and RUNTIMES.get(a["format"]).available() is None
         if not a["file"] or not (runnable or not host_only) or role == "temporal_head":
             continue
         refused = None if a["status"] == "ok" else (a["reason"] or "failed at export")
@@ -215,7 +215,7 @@ def measure(format: str, target: torch.nn.Module | Path, inputs: Arrays, cfg: Be
     if stream is not None:
         return measure_stream(format, target, stream, inputs, cfg)
     first = [x[:1] for x in inputs]
-    session, out = time_session(lambda: RUNNERS.get(format).open(target, cfg.threads, cfg.options.get(format)),
+    session, out = time_session(lambda: RUNTIMES.get(format).open(target, cfg.threads, cfg.options.get(format)),
                                 first, cfg)
     out["outputs"] = run_session(session, inputs, progress, stage) if cfg.accuracy else None
     if cfg.profile_runs:
@@ -230,16 +230,16 @@ def measure_stream(format: str, encoder: Path, stream: StreamPair, inputs: Array
     last frame are its clip prediction (the window then holds exactly that clip), and every step's
     logits come back as ``stream_logits`` for the sliding-window score.
     """
-    runner_of = RUNNERS.get(format)
+    runtime_of = RUNTIMES.get(format)
     clips = inputs[0]
     runner: StreamRunner | None = None
 
     def open_pair() -> Session:
         nonlocal runner
         opts = cfg.options.get(format)
-        enc = runner_of.open(encoder, cfg.threads, opts)  # first: a process-wide pool is sized by the encoder
-        head = runner_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
-        runner = StreamRunner(enc, head, stream.window, stream.dim, runner_of.runtime)
+        enc = runtime_of.open(encoder, cfg.threads, opts)  # first: a process-wide pool is sized by the encoder
+        head = runtime_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
+        runner = StreamRunner(enc, head, stream.window, stream.dim, runtime_of.runtime)
         for t in range(stream.window - 1):  # a full window: the steady state of a live camera
             runner.step(clips[0, t:t + 1])
         return lambda sample: [runner.step(sample[0])]
@@ -308,7 +308,7 @@ def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig) -> dict:
             out = pool.submit(_measure_child, tgt.format, tgt.loadable, str(inputs_path), cfg,
                               tgt.stream).result()
     except BrokenProcessPool:
-        raise EgoedgeError(f"the {RUNNERS.get(tgt.format).runtime} process died while running {tgt.name} "
+        raise EgoedgeError(f"the {RUNTIMES.get(tgt.format).runtime} process died while running {tgt.name} "
                            "(crashed or was killed)") from None
     if "error" in out:
         raise EgoedgeError(out["error"])
@@ -380,7 +380,7 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
         saved: dict[object, Path] = {}
         for tgt in targets:
             inputs = ev.test_inputs(tgt.variant)
-            row = new_row(tgt, tgt.name, "host", RUNNERS.get(tgt.format).runtime)
+            row = new_row(tgt, tgt.name, "host", RUNTIMES.get(tgt.format).runtime)
             if cfg.options.get(tgt.format):
                 row["runtime_options"] = cfg.options[tgt.format]
             if tgt.delegation:

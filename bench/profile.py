@@ -149,9 +149,9 @@ def profile_pytorch(target: torch.nn.Module | Path, sample: list[np.ndarray], th
     """``torch.profiler`` self CPU time per ATen op over ``runs`` calls."""
     from torch.profiler import ProfilerActivity, profile
 
-    from egoedge.bench.runners import RUNNERS
+    from egoedge.bench.runtimes import RUNTIMES
 
-    session = RUNNERS.get("pytorch").open(target, threads)
+    session = RUNTIMES.get("pytorch").open(target, threads)
     session(sample)  # warm-up, unprofiled
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(runs):

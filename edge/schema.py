@@ -1,7 +1,7 @@
 """The JSON contracts shared with the demo apps, checked against their JSON Schema files.
 
 ``edge/schemas/manifest.schema.json`` describes ``manifest.json`` (export folders and app assets);
-``bench/device_runners/result.schema.json`` describes the benchmark result the apps write.
+``edge/schemas/app_result.schema.json`` describes the benchmark result the apps write.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from importlib.resources import files
 from egoedge.trainer.common.io import EgoedgeError
 
 SCHEMAS = {"manifest": ("egoedge.edge", "schemas/manifest.schema.json"),
-           "app_result": ("egoedge.bench.device_runners", "result.schema.json")}
+           "app_result": ("egoedge.edge", "schemas/app_result.schema.json")}
 
 
 @cache

@@ -11,7 +11,7 @@ import pytest
 import qai_hub
 from typer.testing import CliRunner
 
-from egoedge.bench.device_runners.aihub import profile_fields
+from egoedge.bench.devices.on_device.aihub import profile_fields
 from egoedge.bench.host_bench import BenchConfig
 from egoedge.cli import app
 
@@ -78,7 +78,7 @@ def exported(fp32_export):
 def hub(monkeypatch):
     fake = FakeHub()
     monkeypatch.setattr("egoedge.bench.devices.aihub.client", lambda: fake)
-    monkeypatch.setattr("egoedge.bench.device_runners.aihub.client", lambda: fake)
+    monkeypatch.setattr("egoedge.bench.devices.on_device.aihub.client", lambda: fake)
     return fake
 
 

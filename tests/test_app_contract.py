@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from egoedge.bench.device_runners.android import intent_command
-from egoedge.bench.device_runners.app import ANDROID_ACTIVITY, ANDROID_PACKAGE, AppRequest
-from egoedge.bench.device_runners.parsers import parse_app_result
+from egoedge.bench.devices.on_device.android import intent_command
+from egoedge.bench.devices.on_device.app_protocol import ANDROID_ACTIVITY, ANDROID_PACKAGE, AppRequest
+from egoedge.bench.devices.on_device.parsers import parse_app_result
 from egoedge.edge.preprocess import (
     center_crop_box,
     dequantize,
@@ -182,7 +182,7 @@ def test_benchmark_activity_reads_exactly_the_extras_egoedge_sends():
     constants = dict(re.findall(r'const val (EXTRA_\w+) = "(\w+)"', source))
     getters = {"getStringExtra": "--es", "getIntExtra": "--ei", "getBooleanExtra": "--ez"}
     read = {constants[c]: getters[g] for g, c in re.findall(r"(get\w+Extra)\((EXTRA_\w+)", source)}
-    from egoedge.bench.device_runners.app import StreamRequest
+    from egoedge.bench.devices.on_device.app_protocol import StreamRequest
     from egoedge.bench.host_bench import BenchConfig
 
     cmd = intent_command(AppRequest("/sdcard/m.pte", "/sdcard/r.json", "/sdcard/i.f32", (4, 2, 3, 32, 32),
@@ -335,7 +335,7 @@ def test_app_unit_tests_pass(tmp_path):
 
 def test_benchmark_activity_reads_and_writes_only_its_push_folder():
     """The activity resolves every path extra inside the folder `egoedge bench` pushes to, and nowhere else."""
-    from egoedge.bench.device_runners.android import APP_DIR
+    from egoedge.bench.devices.on_device.android import APP_DIR
 
     source = _kotlin("BenchmarkActivity.kt")
     folder = re.search(r'const val PUSH_FOLDER = "([^"]+)"', source)[1]

@@ -157,7 +157,7 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
     for expected in ("egoedge/cli/__init__.py", "egoedge/pipeline/clips.py", "egoedge/trainer/train.py",
                      "egoedge/edge/export.py", "egoedge/bench/host_bench.py",
                      "egoedge/edge/schemas/manifest.schema.json",
-                     "egoedge/bench/device_runners/result.schema.json"):
+                     "egoedge/edge/schemas/app_result.schema.json"):
         assert expected in names
     entry = zipfile.ZipFile(wheel).read(wheel.name.split("-py")[0] + ".dist-info/entry_points.txt").decode()
     assert "egoedge = egoedge.cli:main" in entry
@@ -171,13 +171,13 @@ def test_the_manifest_schema_lists_exactly_the_registered_backends():
     assert sorted(formats) == sorted(EXPORTERS.keys())
 
 
-def test_every_backend_has_a_bench_runner_and_every_task_a_pipeline():
-    from egoedge.bench.runners import RUNNERS
+def test_every_backend_has_a_host_runtime_and_every_task_a_pipeline():
+    from egoedge.bench.runtimes import RUNTIMES
     from egoedge.edge.exporters import EXPORTERS
     from egoedge.pipeline import PIPELINES
     from egoedge.trainer.tasks import TASKS
 
-    assert set(EXPORTERS.keys()) <= set(RUNNERS.keys())
+    assert set(EXPORTERS.keys()) <= set(RUNTIMES.keys())
     assert set(PIPELINES.keys()) == {t for t in TASKS.keys() if TASKS.get(t).trains}
 
 
@@ -256,14 +256,14 @@ def _toy_task():
 
 @pytest.fixture
 def toy_registered(monkeypatch):
-    """Register the toy backend (its exporter; the bench runs it through ArtifactRunner) and the toy task."""
-    from egoedge.bench.runners import RUNNERS
-    from egoedge.bench.runners.artifact import ArtifactRunner
+    """Register the toy backend (its exporter; the bench runs it through ArtifactRuntime) and the toy task."""
+    from egoedge.bench.runtimes import RUNTIMES
+    from egoedge.bench.runtimes.artifact import ArtifactRuntime
     from egoedge.edge.exporters import EXPORTERS
     from egoedge.trainer.tasks import TASKS
 
     monkeypatch.setitem(EXPORTERS._items, "toy", ToyExporter())
-    monkeypatch.setitem(RUNNERS._items, "toy", ArtifactRunner("toy", ToyExporter.runtime))
+    monkeypatch.setitem(RUNTIMES._items, "toy", ArtifactRuntime("toy", ToyExporter.runtime))
     monkeypatch.setitem(TASKS._items, "toy", _toy_task())
 
 
@@ -315,8 +315,8 @@ def test_every_pipeline_has_the_cli_presets():
 
 
 def test_device_choices_come_from_the_device_registry():
-    from egoedge.bench.device_runners.run import parse_device_specs
     from egoedge.bench.devices import DEVICES, device_choices
+    from egoedge.bench.devices.on_device.dispatch import parse_device_specs
 
     assert device_choices() == "host, aihub[:NAME], android[:SERIAL], emulator[:SERIAL], ios[:UDID]"
     assert parse_device_specs("emulator:emulator-5554,host") == ["emulator:emulator-5554", "host"]
@@ -345,13 +345,13 @@ def test_the_default_gate_refuses_a_wrong_artifact_and_bench_says_why(monkeypatc
     """Not an extreme threshold: the default gate (fp32 max |Δ| 1e-4) catches a backend that drifts."""
     from egoedge.bench.bench_export import bench_export
     from egoedge.bench.host_bench import BenchConfig
-    from egoedge.bench.runners import RUNNERS
-    from egoedge.bench.runners.artifact import ArtifactRunner
+    from egoedge.bench.runtimes import RUNTIMES
+    from egoedge.bench.runtimes.artifact import ArtifactRuntime
     from egoedge.edge.export import ExportConfig, export_checkpoint
     from egoedge.edge.exporters import EXPORTERS
 
     monkeypatch.setitem(EXPORTERS._items, "drifting", DriftingExporter())
-    monkeypatch.setitem(RUNNERS._items, "drifting", ArtifactRunner("drifting", DriftingExporter.runtime))
+    monkeypatch.setitem(RUNTIMES._items, "drifting", ArtifactRuntime("drifting", DriftingExporter.runtime))
     path = micro_ckpt(tmp_path / "run" / "student.pt", mini_data_cfg)
     manifest = export_checkpoint(path, tmp_path / "run" / "export", ExportConfig(formats=("drifting",),
                                                                                   parity_samples=4))

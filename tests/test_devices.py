@@ -38,7 +38,7 @@ def fake_adb(monkeypatch):
 
 
 def test_discovery_through_a_stand_in_adb(fake_adb):
-    found = {d.id: d for d in DEVICES.get("android")()}
+    found = {d.id: d for d in DEVICES.get("android").discover()}
     assert found["emulator-5554"].usable and found["emulator-5554"].details["emulator"] is True
     pixel = found["2A111FDH2004VZ"]
     assert pixel.usable and pixel.name == "Pixel 8 Pro" and pixel.details["abi"] == "arm64-v8a"
@@ -51,24 +51,24 @@ def test_discovery_through_a_stand_in_adb(fake_adb):
 
 def test_no_device_and_no_adb(fake_adb):
     fake_adb.setenv("FAKE_ADB_MODE", "empty")
-    (d,) = DEVICES.get("android")()
+    (d,) = DEVICES.get("android").discover()
     assert not d.usable and d.state == "no device" and "start an emulator" in d.reason
     fake_adb.setenv("EGOEDGE_ADB", "/nonexistent/adb")
-    (d,) = DEVICES.get("android")()
+    (d,) = DEVICES.get("android").discover()
     assert d.state == "unavailable" and "not found on PATH" in d.reason
 
 
 def test_a_hanging_adb_times_out(fake_adb):
     fake_adb.setenv("FAKE_ADB_MODE", "hang")
     fake_adb.setattr(adb_mod, "TIMEOUT_S", 0.5)
-    (d,) = DEVICES.get("android")()
+    (d,) = DEVICES.get("android").discover()
     assert d.state == "unavailable" and "did not answer within" in d.reason
 
 
 @pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb is not installed here")
 def test_real_adb_without_devices(monkeypatch):
     monkeypatch.delenv("EGOEDGE_ADB", raising=False)
-    found = DEVICES.get("android")()
+    found = DEVICES.get("android").discover()
     if any(d.usable for d in found):
         pytest.skip("a real device is attached")
     assert all(not d.usable and d.reason for d in found)
@@ -81,7 +81,7 @@ def test_ios_parsing_and_absence(monkeypatch):
     (d,) = parse_pymobiledevice3(text)
     assert d.usable and d.name == "Test iPhone" and d.details["ios"] == "18.0"
     monkeypatch.setattr(ios_mod, "ios_tool", lambda: None)
-    (d,) = DEVICES.get("ios")()
+    (d,) = DEVICES.get("ios").discover()
     assert not d.usable and d.state == "unavailable" and "pip install pymobiledevice3" in d.reason
 
 
@@ -91,7 +91,7 @@ def test_the_installed_ios_tool_is_found_without_path(monkeypatch):
 
     monkeypatch.setenv("PATH", "/nonexistent")
     assert ios_mod.ios_tool() == [sys.executable, "-m", "pymobiledevice3"]
-    (d,) = DEVICES.get("ios")()  # no iPhone and, here, no usbmuxd: the tool answers, nothing is attached
+    (d,) = DEVICES.get("ios").discover()  # no iPhone and, here, no usbmuxd: the tool answers, nothing is attached
     assert d.state == "no device" and not d.usable and ("usbmuxd" in d.reason or "no paired iPhone" in d.reason)
 
 
@@ -118,7 +118,7 @@ def test_the_bundled_adb_works_with_nothing_attached(monkeypatch):
     binary = adb_mod.bundled_adb()
     assert binary is not None
     try:
-        found = DEVICES.get("android")()
+        found = DEVICES.get("android").discover()
     finally:
         subprocess.run([str(binary), "kill-server"], capture_output=True, timeout=30, check=False)
     if any(d.usable for d in found):

@@ -282,11 +282,11 @@ def test_train_save_load_and_predict(nlq_data, tmp_path):
 
 
 def test_eager_runner_returns_start_and_end_logits():
-    from egoedge.bench.runners import RUNNERS
+    from egoedge.bench.runtimes import RUNTIMES
 
     model = _tiny().eval()
     x = model.example_inputs()
-    session = RUNNERS.get("pytorch").open(model, 1)
+    session = RUNTIMES.get("pytorch").open(model, 1)
     start, end = session([t.numpy() for t in x])
     ref = model(*x)
     np.testing.assert_array_equal(start, ref[0].detach().numpy())

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from egoedge.bench.device_runners.android import intent_command
-from egoedge.bench.device_runners.app import AppRequest
-from egoedge.bench.device_runners.ios import launch_env
-from egoedge.bench.device_runners.native import NATIVE_TOOLS
-from egoedge.bench.device_runners.parsers import parse_app_result, parse_benchmark_model, parse_executor_runner
-from egoedge.bench.device_runners.run import parse_device_specs, select_device
 from egoedge.bench.devices import DeviceError, DeviceInfo
+from egoedge.bench.devices.on_device.android import intent_command
+from egoedge.bench.devices.on_device.app_protocol import AppRequest
+from egoedge.bench.devices.on_device.dispatch import parse_device_specs, select_device
+from egoedge.bench.devices.on_device.ios import launch_env
+from egoedge.bench.devices.on_device.native import NATIVE_TOOLS
+from egoedge.bench.devices.on_device.parsers import parse_app_result, parse_benchmark_model, parse_executor_runner
 from egoedge.bench.host_bench import BenchConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -168,7 +168,7 @@ def phone(monkeypatch, tmp_path):
     adb.chmod(0o755)
     monkeypatch.setenv("EGOEDGE_ADB", str(adb))
     monkeypatch.setenv("FAKE_DEVICE_ROOT", str(tmp_path / "phone"))
-    monkeypatch.setattr("egoedge.bench.device_runners.android.POLL_S", 0.01)
+    monkeypatch.setattr("egoedge.bench.devices.on_device.android.POLL_S", 0.01)
     return monkeypatch
 
 

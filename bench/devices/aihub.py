@@ -8,7 +8,7 @@ devices --farm aihub`` lists its devices, and ``--device aihub:NAME`` picks one.
 
 from __future__ import annotations
 
-from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.devices.base import DeviceError, DeviceInfo, DeviceKind
 from egoedge.bench.devices.registry import DEVICES
 
 SETUP = ("configure the qai-hub client first: `qai-hub configure --api_token YOUR_TOKEN` (the token is in your "
@@ -41,7 +41,6 @@ def _version(os: str) -> tuple[int, ...]:
     return tuple(int(p) for p in str(os).split(".") if p.isdigit())
 
 
-@DEVICES.register("aihub")
 def discover_aihub() -> list[DeviceInfo]:
     """The hosted devices the configured client may use (one per name: its newest OS), or why none."""
     try:
@@ -59,4 +58,18 @@ def discover_aihub() -> list[DeviceInfo]:
                                                "the client lists no device for this account")]
 
 
-discover_aihub.id_name, discover_aihub.farm = "NAME", True
+class AIHub(DeviceKind):
+    """Qualcomm AI Hub's hosted phones (a farm: listed only with ``egoedge devices --farm aihub``)."""
+
+    id_name, farm = "NAME", True
+
+    def discover(self) -> list[DeviceInfo]:
+        return discover_aihub()
+
+    def bench(self, device: DeviceInfo, cfg, tools: dict):
+        from egoedge.bench.devices.on_device.aihub import AIHubBench
+
+        return AIHubBench(device, cfg, tools)
+
+
+DEVICES.register("aihub")(AIHub())

@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from egoedge.bench.devices.base import DeviceError, DeviceInfo, run_tool
+from egoedge.bench.devices.base import DeviceError, DeviceInfo, DeviceKind, run_tool
 from egoedge.bench.devices.registry import DEVICES
 
 TIMEOUT_S = 15.0
@@ -99,7 +99,6 @@ def describe(row: dict, props: dict[str, str] | None) -> DeviceInfo:
     return DeviceInfo("android", serial, name, state, True, None, details)
 
 
-@DEVICES.register("android")
 def discover_android() -> list[DeviceInfo]:
     """Every phone and emulator adb knows, or one unusable entry saying why none can be seen."""
     binary, source = adb_source()
@@ -129,7 +128,6 @@ def discover_android() -> list[DeviceInfo]:
     return found
 
 
-discover_android.id_name = "SERIAL"
 
 
 def is_emulator(d: DeviceInfo) -> bool:
@@ -137,10 +135,31 @@ def is_emulator(d: DeviceInfo) -> bool:
     return bool(d.details.get("emulator")) or (not d.usable and d.id == "-")
 
 
-@DEVICES.register("emulator")
-def discover_emulator() -> list[DeviceInfo]:
+class Android(DeviceKind):
+    """Phones and emulators over adb."""
+
+    id_name = "SERIAL"
+
+    def discover(self) -> list[DeviceInfo]:
+        return discover_android()
+
+    def bench(self, device: DeviceInfo, cfg, tools: dict):
+        from egoedge.bench.devices.on_device.android import AndroidBench
+
+        return AndroidBench(device, cfg, tools)
+
+
+class Emulator(Android):
     """The Android emulators adb knows (a view of ``android``: ``egoedge devices`` lists them there)."""
-    return [d for d in discover_android() if is_emulator(d)]
+
+    base = "android"
+
+    def discover(self) -> list[DeviceInfo]:
+        return [d for d in discover_android() if is_emulator(d)]
+
+    def keep(self, device: DeviceInfo) -> bool:
+        return is_emulator(device)
 
 
-discover_emulator.id_name, discover_emulator.base, discover_emulator.keep = "SERIAL", "android", is_emulator
+DEVICES.register("android")(Android())
+DEVICES.register("emulator")(Emulator())

@@ -26,6 +26,31 @@ class DeviceInfo:
     details: dict = field(default_factory=dict)
 
 
+class DeviceKind:
+    """A kind of device (``--device KIND[:ID]``): how to find the devices of the kind and how to bench on one.
+
+    A new kind is one module of this package that registers an instance in ``DEVICES``; its bench
+    (pushing artifacts and timing them) lives in :mod:`egoedge.bench.devices.on_device`, reached
+    lazily by :meth:`bench`.
+    """
+
+    id_name: str | None = None  # what ``:ID`` names (SERIAL, UDID, NAME); None: the kind takes no ID
+    farm: bool = False  # hosted devices behind a service: listed only on request (``egoedge devices --farm``)
+    base: str | None = None  # a view of another kind (emulator: the Android devices that are emulators)
+
+    def discover(self) -> list[DeviceInfo]:
+        """Every device of this kind that can be seen, usable or not (with the reason)."""
+        raise NotImplementedError
+
+    def keep(self, device: DeviceInfo) -> bool:
+        """Whether ``device``, found by the ``base`` kind's discovery, belongs to this kind."""
+        return True
+
+    def bench(self, device: DeviceInfo, cfg, tools: dict):
+        """The object that pushes artifacts to ``device`` and times them (``alive``, ``unsupported``, ``run``)."""
+        raise DeviceError(f"{device.kind} is benched in this process, not through a device bench")
+
+
 def run_tool(argv: list[str], timeout: float) -> str:
     """Run a device tool; a missing binary, a timeout or a failure is a one-line ``DeviceError``."""
     return run_tool_output(argv, timeout)[0]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 
-from egoedge.bench.devices.base import DeviceInfo
+from egoedge.bench.devices.base import DeviceInfo, DeviceKind
 from egoedge.bench.devices.registry import DEVICES
 from egoedge.bench.machine import cpu_name
 
 
-@DEVICES.register("host")
-def discover_host() -> list[DeviceInfo]:
-    """The host CPU: always usable."""
-    return [DeviceInfo("host", "host", cpu_name(), "ready", True, None, {"cores": os.cpu_count()})]
+class Host(DeviceKind):
+    """The machine egoedge runs on: always usable; its bench is the host bench itself."""
+
+    def discover(self) -> list[DeviceInfo]:
+        return [DeviceInfo("host", "host", cpu_name(), "ready", True, None, {"cores": os.cpu_count()})]
+
+
+DEVICES.register("host")(Host())

@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 
-from egoedge.bench.devices.base import DeviceError, DeviceInfo, run_tool_output
+from egoedge.bench.devices.base import DeviceError, DeviceInfo, DeviceKind, run_tool_output
 from egoedge.bench.devices.registry import DEVICES
 
 TIMEOUT_S = 20.0
@@ -40,7 +40,6 @@ def ios_tool() -> list[str] | None:
 _NO_USBMUXD = ("usbmuxd", "ConnectionFailedToUsbmuxdError", "No such file or directory")
 
 
-@DEVICES.register("ios")
 def discover_ios() -> list[DeviceInfo]:
     """Paired iPhones, or one unusable entry saying why none can be seen."""
     tool = ios_tool()
@@ -62,4 +61,18 @@ def discover_ios() -> list[DeviceInfo]:
     return found or [DeviceInfo("ios", "-", "iOS", "no device", False, "no paired iPhone is connected", details)]
 
 
-discover_ios.id_name = "UDID"
+class IOS(DeviceKind):
+    """iPhones through pymobiledevice3."""
+
+    id_name = "UDID"
+
+    def discover(self) -> list[DeviceInfo]:
+        return discover_ios()
+
+    def bench(self, device: DeviceInfo, cfg, tools: dict):
+        from egoedge.bench.devices.on_device.ios import IOSBench
+
+        return IOSBench(device, cfg, tools)
+
+
+DEVICES.register("ios")(IOS())

@@ -13,6 +13,7 @@ from rich.table import Table
 from egoedge.bench.devices import DEVICES, device_choices, device_kinds, farms
 from egoedge.cli.console import (
     DATA_HELP,
+    OneLineErrors,
     Preset,
     RichProgress,
     console,
@@ -30,14 +31,13 @@ from egoedge.cli.render import (
     speedup_table,
     stages_table,
 )
-from egoedge.trainer.common.arrays import require_file
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.recipes import DEFAULT_RECIPE, RECIPES
 from egoedge.trainer.tasks import TASKS
 
 # --task choices: the registry's tasks that egoedge trains (the `model` task is your own model's export)
 TaskName = Enum("TaskName", {name: name for name in TASKS.keys() if TASKS.get(name).trains}, type=str)
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts.")
 
 
@@ -92,13 +92,10 @@ def run(
                "teacher_weights": str(teacher_weights) if teacher_weights else None, "alpha": alpha, "beta": beta,
                "gamma": gamma, "temperature": temperature, "threads": threads, "iterations": iterations, "film": film,
                "config": config, "videos": videos, "max_bad": max_bad}
-    try:
-        request = RunRequest(preset.value, task.value, out, data, config,
-                             {k: v for k, v in options.items() if v is not None})
-        with RichProgress() as progress:
-            result = PIPELINES.get(task.value)(request, progress)
-    except EgoedgeError as e:
-        fail(str(e))
+    request = RunRequest(preset.value, task.value, out, data, config,
+                         {k: v for k, v in options.items() if v is not None})
+    with RichProgress() as progress:
+        result = PIPELINES.get(task.value)(request, progress)
     report = result.report
     print_task_metrics(report)
     console.print(results_table(report))
@@ -170,6 +167,7 @@ def export(
     from egoedge.edge.export import ExportConfig
     from egoedge.edge.foreign import ModelInputs
     from egoedge.edge.sources import source_of
+    from egoedge.trainer.common.arrays import require_file
 
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip()) if precision else None
     def config() -> ExportConfig:
@@ -183,10 +181,7 @@ def export(
 
     inputs = ModelInputs(input_shape, str(example_inputs) if example_inputs else None,
                          str(labels) if labels else None, str(weights) if weights else None, samples=parity_samples)
-    try:
-        source = source_of(model)
-    except EgoedgeError as e:
-        fail(str(e))
+    source = source_of(model)
     if source.checkpoint and (input_shape or example_inputs or labels or weights):
         fail("--input-shape, --example-inputs, --labels and --weights are for your own model; an egoedge checkpoint "
              "brings its own")
@@ -229,16 +224,13 @@ def quantize(
     from egoedge.trainer.quantize.ptq import PTQConfig
     from egoedge.trainer.tasks import task_named
 
-    try:
-        if not checkpoint.is_file():
-            raise EgoedgeError(f"checkpoint not found: {checkpoint}")
-        cfg = PTQConfig(backend=backend, observer=observer, calibration=calib, val_samples=val_samples,
-                        target_agreement=target_agreement, max_fallback=max_fallback,
-                        skip=tuple(s.strip() for s in skip.split(",") if s.strip()))
-        with RichProgress() as progress:
-            report = quantize_checkpoint(checkpoint, out or checkpoint.parent, cfg, progress, data=data)
-    except EgoedgeError as e:
-        fail(str(e))
+    if not checkpoint.is_file():
+        raise EgoedgeError(f"checkpoint not found: {checkpoint}")
+    cfg = PTQConfig(backend=backend, observer=observer, calibration=calib, val_samples=val_samples,
+                    target_agreement=target_agreement, max_fallback=max_fallback,
+                    skip=tuple(s.strip() for s in skip.split(",") if s.strip()))
+    with RichProgress() as progress:
+        report = quantize_checkpoint(checkpoint, out or checkpoint.parent, cfg, progress, data=data)
     task = task_named(report["task"], str(report["artifact"]))
     cols = task.ptq_columns
     table = Table(title=f"PTQ int8 ({backend}, {observer} observer, {calib} calibration {task.units})")
@@ -304,8 +296,6 @@ def bench(
         with RichProgress() as progress:
             report, paths = bench_export(export_dir, out or export_dir.parent, device, cfg, parse_tools(tool),
                                          progress)
-    except EgoedgeError as e:
-        fail(str(e))
     except KeyboardInterrupt:
         fail(f"interrupted; rows measured so far are in {(out or export_dir.parent) / 'report.json'}")
     console.print(results_table(report))
@@ -344,10 +334,10 @@ def devices(
     for h in ("kind", "id", "name", "state", "usable", "why not / details"):
         table.add_column(h, no_wrap=h in ("kind", "id"))
     # A view of another kind (emulator: its rows are android's) or a farm (listed with --farm) is skipped.
-    kinds = [farm] if farm else [k for k in device_kinds() if not hasattr(DEVICES.get(k), "base")
-                                 and not getattr(DEVICES.get(k), "farm", False)]
+    kinds = [farm] if farm else [k for k in device_kinds() if DEVICES.get(k).base is None
+                                 and not DEVICES.get(k).farm]
     with ThreadPoolExecutor(max_workers=len(kinds)) as pool:  # each kind waits on its own tool
-        found = list(pool.map(lambda kind: DEVICES.get(kind)(), kinds))
+        found = list(pool.map(lambda kind: DEVICES.get(kind).discover(), kinds))
     for rows in found:
         for d in rows:
             extra = ", ".join(f"{k} {v}" for k, v in d.details.items() if v not in (None, ""))
@@ -397,12 +387,9 @@ def report(
     """
     from egoedge.bench.compare import check_max_slowdown, load_report
 
-    try:
-        base = load_report(run)
-        other = load_report(compare) if compare else None
-        check_max_slowdown(max_slowdown)
-    except EgoedgeError as e:
-        fail(str(e))
+    base = load_report(run)
+    other = load_report(compare) if compare else None
+    check_max_slowdown(max_slowdown)
     console.print(results_table(base))
     for key, value in base.get("summary", {}).items():
         console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
@@ -425,12 +412,9 @@ def embed(
     from egoedge.edge.embed import EmbedConfig
     from egoedge.edge.embed import embed as embed_run
 
-    try:
-        cfg = EmbedConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
-                          sample=sample)
-        summary = embed_run(run, app_dir, cfg)
-    except EgoedgeError as e:
-        fail(str(e))
+    cfg = EmbedConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
+                      sample=sample)
+    summary = embed_run(run, app_dir, cfg)
     table = Table(title=f"embedded into {summary['assets']}")
     for h in ("file", "precision", "MB", "top-1 %", "sha256"):
         table.add_column(h, justify="left" if h in ("file", "precision", "sha256") else "right", no_wrap=True)

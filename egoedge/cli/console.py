@@ -9,6 +9,9 @@ from enum import Enum
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
+
+from egoedge.trainer.common.io import EgoedgeError
 
 # Every run pipeline has these presets (a test holds each pipeline's table to them); kept here, not imported
 # from the pipelines, so that `egoedge --help` does not load PyTorch.
@@ -118,3 +121,16 @@ def fail(message: str) -> None:
     """Print one clear error line and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+class OneLineErrors(TyperGroup):
+    """The root command group: an ``EgoedgeError`` from any command (sub-groups included) is one ``error:`` line.
+
+    The one place the library's errors meet the terminal; commands raise, they never catch to print.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EgoedgeError as e:
+            fail(str(e))

@@ -59,27 +59,24 @@ def prepare(
 
     from egoedge.trainer.data import prepare_data
 
-    try:
-        if workers is not None and workers < 1:
-            raise EgoedgeError(f"--workers must be >= 1, got {workers}")
-        cfg = _config(preset, config, data, task, videos, max_bad)
-        with RichProgress() as progress:
-            prepared = prepare_data(cfg, progress, workers)
-            if prepared is None:
-                raise EgoedgeError(f"--data {data} is generated in memory; there is nothing to decode")
-            result = None
-            if bench:
-                from egoedge.bench.data_bench import data_benchmark, write_benchmark
+    if workers is not None and workers < 1:
+        raise EgoedgeError(f"--workers must be >= 1, got {workers}")
+    cfg = _config(preset, config, data, task, videos, max_bad)
+    with RichProgress() as progress:
+        prepared = prepare_data(cfg, progress, workers)
+        if prepared is None:
+            raise EgoedgeError(f"--data {data} is generated in memory; there is nothing to decode")
+        result = None
+        if bench:
+            from egoedge.bench.data_bench import data_benchmark, write_benchmark
 
-                result = data_benchmark(cfg, progress=progress)
-                write_benchmark(result, prepared.folder / "data_bench.json")
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            for f in (prepared.report_path, prepared.splits_csv, prepared.folder / "data_bench.json"):
-                if f.is_file() and (f.name != "data_bench.json" or bench):
-                    shutil.copyfile(f, out / f.name)
-    except EgoedgeError as e:
-        fail(str(e))
+            result = data_benchmark(cfg, progress=progress)
+            write_benchmark(result, prepared.folder / "data_bench.json")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in (prepared.report_path, prepared.splits_csv, prepared.folder / "data_bench.json"):
+            if f.is_file() and (f.name != "data_bench.json" or bench):
+                shutil.copyfile(f, out / f.name)
     rep = json.loads(prepared.report_path.read_text())
     table = Table(title=f"{rep['spec']} ({rep['classes']} classes, {rep['frames']} x {rep['size']}px)")
     for col in ("split", "clips", "skipped"):

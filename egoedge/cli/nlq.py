@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from egoedge.cli.console import RichProgress, console, fail, parse_backends
+from egoedge.cli.console import RichProgress, console, parse_backends
 from egoedge.cli.render import export_and_show, metrics_table
 from egoedge.trainer.common.io import EgoedgeError
 
@@ -75,34 +75,31 @@ def train(
         train_nlq,
     )
 
-    try:
-        if epochs < 1:
-            raise EgoedgeError(f"--epochs must be >= 1, got {epochs}")
-        teacher_model = load_nlq_model(teacher)[0] if teacher else None
-        if teacher_model is not None:
-            max_pos_len = teacher_model.cfg.max_pos_len  # the KL compares distributions over the same steps
-        ds = _data(data, max_pos_len, max_query_len, fps)
-        overrides = {"film": film, **({"text": text} if text else {}), "text_trainable": finetune_text}
-        if glove is not None:
-            overrides["word_dim"] = _glove_dim(glove)
-        torch.manual_seed(0)
-        model = build_for(arch, ds, **overrides)
-        if glove is not None:
-            if model.tokenizer != "words":
-                raise EgoedgeError("--glove initialises word embeddings; this model reads queries with MiniLM")
-            table, found = load_glove(glove, ds.vocab, overrides["word_dim"])
-            model.text.embed.weight.data.copy_(torch.from_numpy(table))
-            console.print(f"GloVe: {found} of {len(ds.vocab)} words found", highlight=False)
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.01, label_smoothing=0.0)
-        loss = SpanLoss(temperature=temperature, kd_weight=kd_weight)
-        with RichProgress() as progress:
-            train_nlq(model, ds, cfg, loss, teacher_model, progress, f"train {arch}")
-        model.cpu().eval()
-        rows = {s: nlq_metrics.metrics_row(evaluate_model(model, ds, s)[1]) for s in ("val", "test")}
-        save_nlq_checkpoint(out, arch, model, ds, {**rows, **complexity(model)},
-                            {"train": asdict(cfg), "loss": asdict(loss), "teacher": str(teacher) if teacher else None})
-    except EgoedgeError as e:
-        fail(str(e))
+    if epochs < 1:
+        raise EgoedgeError(f"--epochs must be >= 1, got {epochs}")
+    teacher_model = load_nlq_model(teacher)[0] if teacher else None
+    if teacher_model is not None:
+        max_pos_len = teacher_model.cfg.max_pos_len  # the KL compares distributions over the same steps
+    ds = _data(data, max_pos_len, max_query_len, fps)
+    overrides = {"film": film, **({"text": text} if text else {}), "text_trainable": finetune_text}
+    if glove is not None:
+        overrides["word_dim"] = _glove_dim(glove)
+    torch.manual_seed(0)
+    model = build_for(arch, ds, **overrides)
+    if glove is not None:
+        if model.tokenizer != "words":
+            raise EgoedgeError("--glove initialises word embeddings; this model reads queries with MiniLM")
+        table, found = load_glove(glove, ds.vocab, overrides["word_dim"])
+        model.text.embed.weight.data.copy_(torch.from_numpy(table))
+        console.print(f"GloVe: {found} of {len(ds.vocab)} words found", highlight=False)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.01, label_smoothing=0.0)
+    loss = SpanLoss(temperature=temperature, kd_weight=kd_weight)
+    with RichProgress() as progress:
+        train_nlq(model, ds, cfg, loss, teacher_model, progress, f"train {arch}")
+    model.cpu().eval()
+    rows = {s: nlq_metrics.metrics_row(evaluate_model(model, ds, s)[1]) for s in ("val", "test")}
+    save_nlq_checkpoint(out, arch, model, ds, {**rows, **complexity(model)},
+                        {"train": asdict(cfg), "loss": asdict(loss), "teacher": str(teacher) if teacher else None})
     console.print(metrics_table(rows, f"{arch} ({film}) -> {out}"))
 
 
@@ -136,31 +133,28 @@ def evaluate(
     from egoedge.trainer.nlq.dataset import NLQDataSpec, load_data
     from egoedge.trainer.nlq.train import evaluate_model, load_nlq_model
 
-    try:
-        if predictions is not None:
-            if annotations is None:
-                raise EgoedgeError("--predictions needs --annotations (the ground-truth annotation JSON)")
-            try:
-                truth = json.loads(annotations.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise EgoedgeError(f"cannot read annotations {annotations}: {e}") from None
-            metrics = nlq_metrics.evaluate(nlq_metrics.read_submission(predictions), truth)
-            ground_truth, title = str(annotations), str(predictions)
-        else:
-            if checkpoint is None:
-                raise EgoedgeError("give a checkpoint, or --predictions with --annotations")
-            if split not in ("train", "val", "test"):
-                raise EgoedgeError(f"unknown split '{split}'; valid: train, val, test")
-            model, ckpt = load_nlq_model(checkpoint)
-            ds = load_data(NLQDataSpec(**ckpt["config"]["data"]), vocab=ckpt["preprocess"]["vocab"])
-            preds, metrics = evaluate_model(model, ds, split)
-            ground_truth, title = ds.splits[split].annotation_file, f"{checkpoint} on {split}"
-            out = out or checkpoint.parent
-            write_json_atomic(out / "nlq_predictions.json", nlq_metrics.submission(preds))
-        if out is not None:
-            write_json_atomic(out / "nlq_metrics.json", nlq_metrics.metrics_file(metrics, ground_truth))
-    except EgoedgeError as e:
-        fail(str(e))
+    if predictions is not None:
+        if annotations is None:
+            raise EgoedgeError("--predictions needs --annotations (the ground-truth annotation JSON)")
+        try:
+            truth = json.loads(annotations.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise EgoedgeError(f"cannot read annotations {annotations}: {e}") from None
+        metrics = nlq_metrics.evaluate(nlq_metrics.read_submission(predictions), truth)
+        ground_truth, title = str(annotations), str(predictions)
+    else:
+        if checkpoint is None:
+            raise EgoedgeError("give a checkpoint, or --predictions with --annotations")
+        if split not in ("train", "val", "test"):
+            raise EgoedgeError(f"unknown split '{split}'; valid: train, val, test")
+        model, ckpt = load_nlq_model(checkpoint)
+        ds = load_data(NLQDataSpec(**ckpt["config"]["data"]), vocab=ckpt["preprocess"]["vocab"])
+        preds, metrics = evaluate_model(model, ds, split)
+        ground_truth, title = ds.splits[split].annotation_file, f"{checkpoint} on {split}"
+        out = out or checkpoint.parent
+        write_json_atomic(out / "nlq_predictions.json", nlq_metrics.submission(preds))
+    if out is not None:
+        write_json_atomic(out / "nlq_metrics.json", nlq_metrics.metrics_file(metrics, ground_truth))
     console.print(metrics_table({title: nlq_metrics.metrics_row(metrics)}, "Ego4D NLQ (official metrics, %)"))
     console.print(f"evaluated {metrics['evaluated']} of {metrics['queries']} queries", highlight=False)
     if out is not None:
@@ -186,20 +180,17 @@ def cbkd(
     from egoedge.pipeline.nlq import nlq_preset
     from egoedge.trainer.nlq.compress import cbkd_nlq_checkpoint
 
-    try:
-        preset = nlq_preset("quick")
-        cfg = replace(preset.cbkd, **{k: v for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio))
-                                      if v is not None})
-        if finetune_epochs is not None:
-            if finetune_epochs < 0:
-                raise EgoedgeError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
-            cfg = replace(cfg, finetune=replace(cfg.finetune, epochs=finetune_epochs))
-        replace(preset, cbkd=cfg).validate()
-        out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
-        with RichProgress() as progress:
-            path, summary = cbkd_nlq_checkpoint(checkpoint, out, cfg, progress)
-    except EgoedgeError as e:
-        fail(str(e))
+    preset = nlq_preset("quick")
+    cfg = replace(preset.cbkd, **{k: v for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio))
+                                  if v is not None})
+    if finetune_epochs is not None:
+        if finetune_epochs < 0:
+            raise EgoedgeError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+        cfg = replace(cfg, finetune=replace(cfg.finetune, epochs=finetune_epochs))
+    replace(preset, cbkd=cfg).validate()
+    out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
+    with RichProgress() as progress:
+        path, summary = cbkd_nlq_checkpoint(checkpoint, out, cfg, progress)
     console.print(cbkd_table(summary, f"CBKD {checkpoint} -> {path}"))
 
 

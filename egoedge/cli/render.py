@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from egoedge.cli.console import RichProgress, console, fail
-from egoedge.trainer.common.io import EgoedgeError
 
 if TYPE_CHECKING:
     from egoedge.edge.export import ExportConfig
@@ -199,16 +198,13 @@ def export_and_show(model: str, inputs, out: Path | None, config: Callable[[], E
     from egoedge.edge.foreign import export_any
     from egoedge.edge.sources import source_of
 
-    try:
-        cfg = config()
-        out = out or source_of(model).default_out(model)
-        with RichProgress() as progress:
-            if inputs is None:
-                manifest = export_checkpoint(model, out, cfg, progress)
-            else:
-                manifest = export_any(model, out, cfg, inputs, progress)
-    except EgoedgeError as e:
-        fail(str(e))
+    cfg = config()
+    out = out or source_of(model).default_out(model)
+    with RichProgress() as progress:
+        if inputs is None:
+            manifest = export_checkpoint(model, out, cfg, progress)
+        else:
+            manifest = export_any(model, out, cfg, inputs, progress)
     print_export(manifest, out, allow_failed)
 
 

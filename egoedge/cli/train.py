@@ -91,22 +91,19 @@ def teacher(
     from egoedge.trainer.data import prepare_data
     from egoedge.trainer.stages import load_splits, teacher_stage
 
-    try:
-        cfg = _resolve(preset, config, teacher_epochs=epochs, teacher_arch=arch, teacher_variant=variant,
-                       teacher_weights=str(weights) if weights else None,
-                       task=task.value if task else None, data=data, videos=videos, max_bad=max_bad)
-        out = out or Path("runs") / preset.value
-        log, epoch_log = _log(out)
-        log("train_teacher", config=to_dict(cfg))
-        default_arch = PRESETS[preset.value].teacher.arch
-        default = "teacher" if cfg.teacher.arch == default_arch else "teacher_" + cfg.teacher.arch
-        path = out / f"{name or default}.pt"
-        with RichProgress() as progress:
-            prepare_data(cfg.data, progress)
-            path = teacher_stage(cfg.teacher, load_splits(cfg.data), cfg.teacher_train, path, progress,
-                                 epoch_log, {"preset": cfg.preset, "run": to_dict(cfg)})
-    except EgoedgeError as e:
-        fail(str(e))
+    cfg = _resolve(preset, config, teacher_epochs=epochs, teacher_arch=arch, teacher_variant=variant,
+                   teacher_weights=str(weights) if weights else None,
+                   task=task.value if task else None, data=data, videos=videos, max_bad=max_bad)
+    out = out or Path("runs") / preset.value
+    log, epoch_log = _log(out)
+    log("train_teacher", config=to_dict(cfg))
+    default_arch = PRESETS[preset.value].teacher.arch
+    default = "teacher" if cfg.teacher.arch == default_arch else "teacher_" + cfg.teacher.arch
+    path = out / f"{name or default}.pt"
+    with RichProgress() as progress:
+        prepare_data(cfg.data, progress)
+        path = teacher_stage(cfg.teacher, load_splits(cfg.data), cfg.teacher_train, path, progress,
+                             epoch_log, {"preset": cfg.preset, "run": to_dict(cfg)})
     console.print(_stage_table(path, f"teacher ({cfg.teacher.arch} {cfg.teacher.variant}, {cfg.data.task})"))
 
 
@@ -136,29 +133,26 @@ def student(
     from egoedge.trainer.data import prepare_data
     from egoedge.trainer.stages import data_config_of, load_splits, student_stage
 
-    try:
-        teachers = list(teacher or [])
-        for t in teachers:
-            kind = str(t).partition(":")[0]
-            if not t.is_file() and kind in ("timm", "hf"):
-                raise EgoedgeError(f"--teacher takes checkpoints; fit the pretrained one first: egoedge train teacher "
-                                   f"--arch {t} [--weights FILE], then pass --teacher <out>/teacher_{kind}.pt")
-        cfg = _resolve(preset, config, recipe=recipe.value, student_variant=variant, student_epochs=epochs,
-                       temperature=temperature, task=task.value if task else None, data=data)
-        if teachers:
-            own = data_config_of(read_checkpoint(teachers[0]))
-            cfg = replace(cfg, data=replace(own, name=cfg.data.name) if data else own)
-        out = out or (teachers[0].parent if teachers else Path("runs") / preset.value)
-        log, epoch_log = _log(out)
-        log("train_student", config=to_dict(cfg), teachers=[str(t) for t in teachers])
-        path = out / f"{name or 'student_' + recipe.value}.pt"
-        with RichProgress() as progress:
-            prepare_data(cfg.data, progress)
-            path = student_stage(cfg.student, teachers, load_splits(cfg.data), cfg.student_train,
-                                 cfg.kd_settings(), cfg.recipe, path, progress, epoch_log,
-                                 {"preset": cfg.preset, "run": to_dict(cfg)})
-    except EgoedgeError as e:
-        fail(str(e))
+    teachers = list(teacher or [])
+    for t in teachers:
+        kind = str(t).partition(":")[0]
+        if not t.is_file() and kind in ("timm", "hf"):
+            raise EgoedgeError(f"--teacher takes checkpoints; fit the pretrained one first: egoedge train teacher "
+                               f"--arch {t} [--weights FILE], then pass --teacher <out>/teacher_{kind}.pt")
+    cfg = _resolve(preset, config, recipe=recipe.value, student_variant=variant, student_epochs=epochs,
+                   temperature=temperature, task=task.value if task else None, data=data)
+    if teachers:
+        own = data_config_of(read_checkpoint(teachers[0]))
+        cfg = replace(cfg, data=replace(own, name=cfg.data.name) if data else own)
+    out = out or (teachers[0].parent if teachers else Path("runs") / preset.value)
+    log, epoch_log = _log(out)
+    log("train_student", config=to_dict(cfg), teachers=[str(t) for t in teachers])
+    path = out / f"{name or 'student_' + recipe.value}.pt"
+    with RichProgress() as progress:
+        prepare_data(cfg.data, progress)
+        path = student_stage(cfg.student, teachers, load_splits(cfg.data), cfg.student_train,
+                             cfg.kd_settings(), cfg.recipe, path, progress, epoch_log,
+                             {"preset": cfg.preset, "run": to_dict(cfg)})
     student = f"{cfg.student.arch}:{cfg.student.variant}"
     console.print(_stage_table(path, f"student ({student}, recipe {recipe.value}, {cfg.data.task})"))
 

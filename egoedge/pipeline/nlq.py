@@ -132,7 +132,7 @@ class Trained:
     name: str
     arch: str
     path: Path
-    model: torch.nn.Module | Path  # a path: a saved int8 program, which the eager runner loads itself
+    model: torch.nn.Module | Path  # a path: a saved int8 program, which the eager runtime loads itself
     metrics: dict
     cost: dict
     tokenizer: str = "words"

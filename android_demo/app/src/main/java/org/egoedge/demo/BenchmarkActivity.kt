@@ -15,7 +15,7 @@ import java.io.File
 import kotlin.concurrent.thread
 
 /**
- * The benchmark protocol (egoedge `bench/device_runners/app.py`, version 1): started with intent extras,
+ * The benchmark protocol (egoedge `bench/devices/on_device/app_protocol.py`, version 1): started with intent extras,
  * it loads one model, warms up, times `iterations` runs, optionally runs the given clips for
  * accuracy, writes the result JSON (temp file, then rename) and finishes. `egoedge bench --device
  * android` drives it; by hand:
@@ -180,7 +180,7 @@ class BenchmarkActivity : Activity() {
         }
     }
 
-    /** Where `egoedge bench` pushes models and inputs and reads the result (bench/device_runners/android.py APP_DIR). */
+    /** Where `egoedge bench` pushes models and inputs and reads the result (bench/devices/on_device/android.py APP_DIR). */
     private fun pushFolder(): File = File(getExternalFilesDir(null), PUSH_FOLDER)
 
     companion object {

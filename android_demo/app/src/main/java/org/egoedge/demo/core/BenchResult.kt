@@ -1,7 +1,7 @@
 package org.egoedge.demo.core
 
 /**
- * The benchmark protocol's result (egoedge `bench/device_runners/result.schema.json`, protocol 1):
+ * The benchmark protocol's result (egoedge `edge/schemas/app_result.schema.json`, protocol 1):
  * the host report's fields for one row, every timed run, and the logits of the given clips. A
  * streaming pair's result adds `streaming` (`window`, `head`): its timed runs are one new frame each.
  */

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from egoedge.bench.device_runners.app import INPUTS_NAME, IOS_BUNDLE, RESULT_NAME, AppRequest, inputs_bytes
-from egoedge.bench.device_runners.parsers import parse_app_result
-from egoedge.bench.device_runners.registry import BACKENDS
 from egoedge.bench.devices.base import DeviceError, DeviceInfo, run_tool
+from egoedge.bench.devices.on_device.app_protocol import INPUTS_NAME, IOS_BUNDLE, RESULT_NAME, AppRequest, inputs_bytes
+from egoedge.bench.devices.on_device.parsers import parse_app_result
 from egoedge.bench.host_bench import BenchConfig
 
 TIMEOUT_S = 60.0
@@ -24,7 +23,7 @@ POLL_S = 2.0
 DOCS = "egoedge"  # folder inside the app's Documents
 
 
-class IOSBackend:
+class IOSBench:
     """One iPhone: Core ML packages only."""
 
     kind = "ios"
@@ -97,6 +96,3 @@ def launch_env(request: AppRequest) -> list[str]:
     for key, value in request.params().items():
         out += ["--env", f"EGOEDGE_{key.upper()}={str(value).lower() if isinstance(value, bool) else value}"]
     return out
-
-
-BACKENDS.register("ios")(IOSBackend)

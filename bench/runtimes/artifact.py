@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from egoedge.bench.runners.registry import RUNNERS
+from egoedge.bench.runtimes.registry import RUNTIMES
 from egoedge.edge.exporters import EXPORTERS, Session
 from egoedge.trainer.common.io import EgoedgeError
 
 
-class ArtifactRunner:
+class ArtifactRuntime:
     """Runs one exporter's artifacts on the host; ``available()`` says why not where it cannot."""
 
     def __init__(self, format: str, runtime: str) -> None:
@@ -28,4 +28,4 @@ class ArtifactRunner:
 
 
 for _format in EXPORTERS.keys():  # a new exporter is benchmarked by being registered
-    RUNNERS.register(_format)(ArtifactRunner(_format, EXPORTERS.get(_format).runtime))
+    RUNTIMES.register(_format)(ArtifactRuntime(_format, EXPORTERS.get(_format).runtime))

@@ -25,7 +25,7 @@ In streaming mode every timed run is one new frame (encoder, then head on a full
 each input clip is played frame by frame from an empty window (its logits: the last step's); the
 result adds ``"streaming": {"window", "head"}``.
 
-The result JSON follows ``bench/device_runners/result.schema.json``: ``{"protocol": 1, "status": "ok" |
+The result JSON follows ``edge/schemas/app_result.schema.json``: ``{"protocol": 1, "status": "ok" |
 "error", "error": str | null}`` and, when ok, the host report's fields for one row -- ``"name",
 "format", "precision", "device", "runtime", "threads", "size_bytes", "load_ms", "latency_ms": {"mean",
 "median", "p90", "p99", "std", "iterations", "warmup"}, "peak_rss_mb"`` -- plus ``"latency_samples_ms"``

@@ -1,4 +1,4 @@
-"""A runner opens a benchmark target (an eager model or an artifact file) as a session."""
+"""A host runtime opens a benchmark target (an eager model or an artifact file) as a session."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from egoedge.edge.exporters import Session
 
 
-class Runner(Protocol):
+class HostRuntime(Protocol):
     """``format`` names the report's format column, ``runtime`` the engine that executes it."""
 
     format: str

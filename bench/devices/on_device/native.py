@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from egoedge.bench.device_runners.parsers import parse_benchmark_model, parse_executor_runner
+from egoedge.bench.devices.on_device.parsers import parse_benchmark_model, parse_executor_runner
 from egoedge.bench.host_bench import BenchConfig
 from egoedge.bench.measure import MIN_BUDGET_ITERATIONS
 from egoedge.trainer.common.registry import Registry

@@ -89,7 +89,7 @@ def parse_executor_runner(text: str, warmup: int) -> dict:
 
 
 def parse_app_result(text: str) -> dict:
-    """The JSON the demo app's benchmark activity writes (protocol 1, see ``bench/device_runners/app.py``)."""
+    """The JSON the demo app's benchmark activity writes (protocol 1: ``bench/devices/on_device/app_protocol.py``)."""
     from egoedge.edge.schema import schema_errors
 
     try:

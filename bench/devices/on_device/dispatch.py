@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from egoedge.bench.device_runners.registry import BACKENDS
 from egoedge.bench.devices import DEVICES, DeviceError, DeviceInfo, device_choices
 from egoedge.bench.host_bench import BenchConfig, Target, add_stream_ratios, finish_row, new_row, stream_fields
 from egoedge.trainer.common.progress import Progress, no_progress
@@ -23,7 +22,7 @@ def parse_device_specs(text: str) -> list[str]:
         kind, sep, _ = spec.partition(":")
         if kind not in DEVICES:
             raise DeviceError(f"unknown device '{spec}'; valid: {device_choices()}")
-        if sep and not getattr(DEVICES.get(kind), "id_name", None):
+        if sep and not DEVICES.get(kind).id_name:
             raise DeviceError(f"'{kind}' takes no :ID")
     if len(set(specs)) != len(specs):
         raise DeviceError(f"--device names a device twice: {text}")
@@ -35,9 +34,7 @@ def select_device(spec: str, discover: Callable[[str], list[DeviceInfo]] | None 
     kind, _, wanted = spec.partition(":")
     entry = DEVICES.get(kind)
     # A kind may be a view of another (emulator: the Android devices that are emulators).
-    found = (discover or (lambda k: DEVICES.get(k)()))(getattr(entry, "base", kind))
-    if keep := getattr(entry, "keep", None):
-        found = [d for d in found if keep(d)]
+    found = [d for d in (discover or (lambda k: DEVICES.get(k).discover()))(entry.base or kind) if entry.keep(d)]
     if wanted:
         match = [d for d in found if d.id == wanted]
         if not match:
@@ -50,7 +47,7 @@ def select_device(spec: str, discover: Callable[[str], list[DeviceInfo]] | None 
         reasons = "; ".join(f"{d.id if d.id != '-' else d.name}: {d.reason}" for d in found) or "nothing attached"
         raise DeviceError(f"no usable {kind} device — {reasons}")
     if len(usable) > 1:
-        id_name = getattr(entry, "id_name", None) or "ID"
+        id_name = entry.id_name or "ID"
         shown = ", ".join(d.id for d in usable[:8]) + (f", ... ({len(usable)} in all)" if len(usable) > 8 else "")
         raise DeviceError(f"several {kind} devices are available; pick one with {kind}:{id_name} ({shown})")
     return usable[0]
@@ -76,7 +73,7 @@ def bench_on_device(device: DeviceInfo, targets: list[Target], ev: Evaluation, r
         raise DeviceError(f"phones run single-input models; this one takes {len(test_inputs)} inputs "
                           f"({', '.join(ev.inputs)})")
     inputs = test_inputs[0]
-    backend = BACKENDS.get(device.kind)(device, cfg, tools or {})
+    backend = DEVICES.get(device.kind).bench(device, cfg, tools or {})
     rows: list[dict] = []
     skipped: dict[str, str] = {}
     gone: str | None = None

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from egoedge.bench.runners.registry import RUNNERS
+from egoedge.bench.runtimes.registry import RUNTIMES
 from egoedge.edge.exporters import Session
 from egoedge.trainer.checkpoint import load_model
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.quantize.program import load_program
 
 
-class PyTorchRunner:
+class PyTorchRuntime:
     format = "pytorch"
     runtime = "torch-eager"
 
@@ -39,4 +39,4 @@ class PyTorchRunner:
         return run
 
 
-RUNNERS.register("pytorch")(PyTorchRunner())
+RUNTIMES.register("pytorch")(PyTorchRuntime())

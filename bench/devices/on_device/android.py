@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from egoedge.bench.device_runners.app import (
+from egoedge.bench.devices.android import adb
+from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.devices.on_device.app_protocol import (
     ANDROID_ACTIVITY,
     ANDROID_PACKAGE,
     INPUTS_NAME,
@@ -25,11 +27,8 @@ from egoedge.bench.device_runners.app import (
     StreamRequest,
     inputs_bytes,
 )
-from egoedge.bench.device_runners.native import NATIVE_TOOLS
-from egoedge.bench.device_runners.parsers import parse_app_result
-from egoedge.bench.device_runners.registry import BACKENDS
-from egoedge.bench.devices.android import adb
-from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.devices.on_device.native import NATIVE_TOOLS
+from egoedge.bench.devices.on_device.parsers import parse_app_result
 from egoedge.bench.host_bench import BenchConfig
 from egoedge.edge.embed import ANDROID_FORMATS
 
@@ -40,7 +39,7 @@ POLL_S = 1.0
 _EXIT = "__egoedge_exit="
 
 
-class AndroidBackend:
+class AndroidBench:
     """One adb device: push, run, pull; ``unsupported(format)`` says why a format cannot run here."""
 
     kind = "android"
@@ -185,6 +184,3 @@ def intent_command(request: AppRequest) -> str:
         flag = "--ez" if isinstance(value, bool) else "--ei" if isinstance(value, int) else "--es"
         extras.append(f"{flag} {key} {shlex.quote(str(value).lower() if isinstance(value, bool) else str(value))}")
     return f"am start -W -S -n {ANDROID_PACKAGE}/{ANDROID_ACTIVITY} " + " ".join(extras)
-
-
-BACKENDS.register("android")(AndroidBackend)

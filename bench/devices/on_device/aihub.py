@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from egoedge.bench.device_runners.registry import BACKENDS
 from egoedge.bench.devices.aihub import client, hub_error
 from egoedge.bench.devices.base import DeviceError, DeviceInfo
 from egoedge.bench.host_bench import BenchConfig
@@ -40,7 +39,7 @@ def profile_fields(profile: dict) -> dict:
             "compute_units": dict(units)}
 
 
-class AIHubBackend:
+class AIHubBench:
     """One hosted device of the farm; ``unsupported(format)`` says why a format cannot run there."""
 
     kind = "aihub"
@@ -123,6 +122,3 @@ class AIHubBackend:
         if out_spec.get("scale") is not None and np.issubdtype(logits.dtype, np.integer):
             logits = dequantize(logits, out_spec["scale"], out_spec["zero_point"])
         return logits.astype(np.float32), job.job_id
-
-
-BACKENDS.register("aihub")(AIHubBackend)
