@@ -83,8 +83,9 @@ def add_throughput(results: list[dict], peaks: dict[str, float] | None) -> None:
         if not median or not r.get("macs"):
             r["gmacs_per_s"], r["peak_pct"] = None, None
             continue
-        r["gmacs_per_s"] = round(r["macs"] / 1e9 / (median / 1000.0), 3)
+        r["gmacs_per_s"] = float(f"{r['macs'] / 1e9 / (median / 1000.0):.4g}")
         # The peak is this host's: a row measured on a phone gets throughput but no % of it.
         on_host = r.get("device", "host") == "host"
         peak = (peaks or {}).get(peak_kind(r)) if on_host else None
-        r["peak_pct"] = round(100.0 * r["gmacs_per_s"] / peak, 2) if peak else None
+        # Significant digits, not decimals: a tiny model far from the peak is a small number, never 0.
+        r["peak_pct"] = float(f"{100.0 * r['gmacs_per_s'] / peak:.3g}") if peak else None

@@ -295,8 +295,8 @@ def write_samples(out_dir: Path, ev, inputs: tuple[np.ndarray, ...], outputs: tu
             atomic_write(out_dir / files[stem], lambda p, a=first[0]: np.save(open(p, "wb"), a))
         else:
             files[stem] = f"{stem}.npz"
-            atomic_write(out_dir / files[stem], lambda p, a=dict(zip(names, first, strict=True)):
-                         np.savez(open(p, "wb"), **a))
+            named = dict(zip(names, first, strict=True))
+            atomic_write(out_dir / files[stem], lambda p, a=named: np.savez(open(p, "wb"), **a))
     raw = ev.raw_sample()
     if raw is not None:
         atomic_write(out_dir / "sample_clip.npy", lambda p: np.save(open(p, "wb"), raw))

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from egoedge.bench.devices import DEVICES
-from egoedge.bench.devices import android as adb_mod
+from egoedge.bench.devices import adb as adb_mod
 from egoedge.bench.devices import ios as ios_mod
 from egoedge.bench.devices.ios import parse_pymobiledevice3
 from egoedge.cli import app

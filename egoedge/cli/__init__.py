@@ -6,6 +6,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -43,38 +44,66 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 
 @app.command()
 def run(
-    preset: Preset = typer.Option("quick", help="quick: about 14 min on 2 CPU cores; full: GPU-sized; mini: seconds."),
-    data: str = typer.Option("synthetic", help=DATA_HELP),
-    videos: Path = typer.Option(None, help="epic100: the videos folder (<participant>/videos/<video>.MP4) when "
-                                "not beside the annotation CSVs."),
-    max_bad: float = typer.Option(None, help="Largest fraction of unusable clips a video source may skip (default "
-                                  "0.05); more stops the run."),
-    out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
-    config: Path = typer.Option(None, help="YAML/JSON overrides of the preset (any part of run_config.yaml)."),
-    recipe: str = typer.Option(None, help=f"Distillation recipe of the student: {', '.join(RECIPES.keys())} "
-                               f"(default {DEFAULT_RECIPE}); see `egoedge train student --help`."),
-    student: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant: timm:NAME (any timm backbone "
-                                "per frame, e.g. timm:mobilenetv3_small_100), resnet:r10_48 (the quick "
-                                "default; r10_16, r10_16_e128, r10_32, r10_48, r10_64, r18_32: dense convs, the ones "
-                                "int8 speeds up most), mobilevit:xxs (micro, tiny, xxs, xs, s; the full preset's), "
-                                "mobilenet:v4_small (v4_small_035, v4_small_050, v4_small, v2_050, lite0)."),
-    teacher: str = typer.Option(None, help="Teacher as timm:NAME (e.g. timm:vit_base_patch32_clip_224.openai) or "
-                                "hf:DIR (a local transformers vision/video model folder): pretrained and frozen, only "
-                                "its temporal pool and linear head are fitted; or ARCH:VARIANT of ours, trained "
-                                "(default: the preset's, clip_vit:small in quick)."),
-    teacher_weights: Path = typer.Option(None, help="The pretrained teacher's weights (safetensors or a state dict); "
-                                         "without it timm downloads them when online (hf: reads its folder)."),
-    alpha: float = typer.Option(None, help="Weight of the feature-KD term (default 1.0)."),
-    beta: float = typer.Option(None, help="Weight of the response-KD term (default 1.0)."),
-    gamma: float = typer.Option(None, help="Weight of the cross-entropy term (default 0.5)."),
-    temperature: float = typer.Option(None, help="KD temperature T (default 4.0)."),
-    threads: int = typer.Option(None, help="Threads for every runtime in the bench (default 2)."),
-    iterations: int = typer.Option(None, help="Timed iterations per benchmark target."),
-    task: TaskName = typer.Option("recognition", help="What the models do (the task registry); nlq runs the Ego4D "
-                                  "NLQ family: VSLBase/VSLNet/FiLM, DeepVSLNet -> LightVSLNet -> CBKD -> int8, "
-                                  "exported; writes nlq_*.json."),
-    film: str = typer.Option(None, help="--task nlq: the FiLM modes trained as extra VSLNets, comma-separated, or "
-                             "'all' (default: the preset's, inside_encoder:after_pos for quick)."),
+    preset: Annotated[Preset, typer.Option(
+        rich_help_panel="Run",
+        help="quick: about 10 min on 2 CPU cores; full: GPU-sized; mini: seconds.")] = "quick",
+    data: Annotated[str, typer.Option(rich_help_panel="Data", help=DATA_HELP)] = "synthetic",
+    videos: Annotated[Path, typer.Option(
+        rich_help_panel="Data",
+        help="epic100: the videos folder (<participant>/videos/<video>.MP4) when not beside the annotation "
+             "CSVs.")] = None,
+    max_bad: Annotated[float, typer.Option(
+        rich_help_panel="Data",
+        help="Largest fraction of unusable clips a video source may skip (default 0.05); more stops the run.")] = None,
+    out: Annotated[Path, typer.Option(rich_help_panel="Run", help="Run folder (default runs/<preset>).")] = None,
+    config: Annotated[Path, typer.Option(
+        rich_help_panel="Run",
+        help="YAML/JSON overrides of the preset (any part of run_config.yaml).")] = None,
+    recipe: Annotated[str, typer.Option(
+        rich_help_panel="Distillation",
+        help=f"Distillation recipe of the student: {', '.join(RECIPES.keys())} "
+             f"(default {DEFAULT_RECIPE}); see `egoedge train student --help`.")] = None,
+    student: Annotated[str, typer.Option(
+        rich_help_panel="Models",
+        help="Student as ARCH:VARIANT or a bare variant: timm:NAME (any timm backbone per frame, e.g. "
+             "timm:mobilenetv3_small_100), resnet:r10_48 (the quick default; r10_16, r10_16_e128, r10_32, r10_48, "
+             "r10_64, r18_32: dense convs, the ones int8 speeds up most), mobilevit:xxs (micro, tiny, xxs, xs, s; the "
+             "full preset's), mobilenet:v4_small (v4_small_035, v4_small_050, v4_small, v2_050, lite0).")] = None,
+    teacher: Annotated[str, typer.Option(
+        rich_help_panel="Models",
+        help="Teacher as timm:NAME (e.g. timm:vit_base_patch32_clip_224.openai) or hf:DIR (a local transformers "
+             "vision/video model folder): pretrained and frozen, only its temporal pool and linear head are fitted; or "
+             "ARCH:VARIANT of ours, trained (default: the preset's, clip_vit:small in quick).")] = None,
+    teacher_weights: Annotated[Path, typer.Option(
+        rich_help_panel="Models",
+        help="The pretrained teacher's weights (safetensors or a state dict); without it timm downloads them when "
+             "online (hf: reads its folder).")] = None,
+    alpha: Annotated[float, typer.Option(
+        rich_help_panel="Distillation",
+        help="Weight of the feature-KD term (default 1.0).")] = None,
+    beta: Annotated[float, typer.Option(
+        rich_help_panel="Distillation",
+        help="Weight of the response-KD term (default 1.0).")] = None,
+    gamma: Annotated[float, typer.Option(
+        rich_help_panel="Distillation",
+        help="Weight of the cross-entropy term (default 0.5).")] = None,
+    temperature: Annotated[float, typer.Option(
+        rich_help_panel="Distillation",
+        help="KD temperature T (default 4.0).")] = None,
+    threads: Annotated[int, typer.Option(
+        rich_help_panel="Bench",
+        help="Threads for every runtime in the bench (default 2).")] = None,
+    iterations: Annotated[int, typer.Option(
+        rich_help_panel="Bench",
+        help="Timed iterations per benchmark target.")] = None,
+    task: Annotated[TaskName, typer.Option(
+        rich_help_panel="Run",
+        help="What the models do (the task registry); nlq runs the Ego4D NLQ family: VSLBase/VSLNet/FiLM, DeepVSLNet "
+             "-> LightVSLNet -> CBKD -> int8, exported; writes nlq_*.json.")] = "recognition",
+    film: Annotated[str, typer.Option(
+        rich_help_panel="Models",
+        help="--task nlq: the FiLM modes trained as extra VSLNets, comma-separated, or 'all' (default: the preset's, "
+             "inside_encoder:after_pos for quick).")] = None,
 ) -> None:
     """Train a teacher, distil a student, export it, benchmark everything, write the report.
 
@@ -116,45 +145,56 @@ def _all_backends() -> str:
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., metavar="MODEL", help="An egoedge checkpoint of any task (runs/quick/student.pt, "
-                                "runs/nlq/nlq_student.pt), or your own model: a torch.export program (model.pt2), "
-                                "timm:NAME, or package.module:factory / file.py:factory (a callable returning an "
-                                "nn.Module); your own model needs --input-shape or --example-inputs."),
-    input_shape: str = typer.Option(None, help="Your own model: its batch-1 input shape, e.g. 1,3,224,224 (several "
-                                    "inputs: 1,3,224,224;1,10); held-out inputs are seeded random ones."),
-    example_inputs: Path = typer.Option(None, help="Your own model: held-out inputs, a .npy (N, ...) or a .npz (one "
-                                        "array per input); parity and the bench run on them."),
-    labels: Path = typer.Option(None, help="Your own model: a .npy of N class indices for --example-inputs, so "
-                                "artifacts are scored on accuracy too."),
-    weights: Path = typer.Option(None, help="timm:NAME or a factory's model: a weights file (safetensors or a state "
-                                 "dict) loaded strictly."),
-    to: str = typer.Option(None, help="Comma-separated backends (default: all of executorch,coreml,tflite,onnx)."),
-    int8: bool = typer.Option(False, "--int8", help="Also make each backend's int8 artifacts (calibrated)."),
-    precision: str = typer.Option(None, help="Exact precisions instead, comma-separated: fp32,fp16,int8,w8,w8a8."),
-    calib: int = typer.Option(256, help="Calibration samples drawn from the checkpoint's training split (or "
-                              "--data's)."),
-    calib_file: Path = typer.Option(None, help="Use preprocessed inputs from this .npy (N, ...) instead, shaped like "
-                                    "the model's input (single-input models; your own model's int8 needs it or "
-                                    "--data)."),
-    int8_keep_float: str = typer.Option(None, help="Comma-separated modules the int8 artifacts keep fp32, e.g. "
-                                        "pool,head (default: none; the quick run keeps pool,head)."),
-    out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint; export/<MODEL> for "
-                             "your own model)."),
-    parity_samples: int = typer.Option(32, help="Held-out samples in the parity batch (random ones of "
-                                       "--input-shape: this many)."),
-    fp32_tol: float = typer.Option(None, help="fp32 gate: max |logit difference| to PyTorch (default: the task's, "
-                                   "1e-4 for clips, 1e-3 for NLQ)."),
-    int8_agreement: float = typer.Option(None, help="int8 gate: minimum top-1 agreement with PyTorch, % (default: "
-                                         "the task's, 99 for clips, 80 for NLQ windows)."),
-    int8_drop: float = typer.Option(None, help="int8 gate: maximum top-1 accuracy drop, points (default: the "
-                                    "task's, 1 for clips, 2 for NLQ)."),
-    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
-    data: str = typer.Option(None, help="Calibrate and check parity on this dataset instead of the checkpoint's "
-                             "own (same classes), e.g. folder:clips/; your own model: int8 calibrates on its clips "
-                             "or frames."),
-    streaming: bool = typer.Option(False, "--streaming", help="Also export each backend and precision as a "
-                                   "streaming pair for a live camera: a frame encoder (one frame in) and a temporal "
-                                   "head (the last T embeddings in), checked frame by frame against the clip model."),
+    model: Annotated[str, typer.Argument(
+        metavar="MODEL",
+        help="An egoedge checkpoint of any task (runs/quick/student.pt, runs/nlq/nlq_student.pt), or your own model: a "
+             "torch.export program (model.pt2), timm:NAME, or package.module:factory / file.py:factory (a callable "
+             "returning an nn.Module); your own model needs --input-shape or --example-inputs.")],
+    input_shape: Annotated[str, typer.Option(
+        help="Your own model: its batch-1 input shape, e.g. 1,3,224,224 (several inputs: 1,3,224,224;1,10); held-out "
+             "inputs are seeded random ones.")] = None,
+    example_inputs: Annotated[Path, typer.Option(
+        help="Your own model: held-out inputs, a .npy (N, ...) or a .npz (one array per input); parity and the bench "
+             "run on them.")] = None,
+    labels: Annotated[Path, typer.Option(
+        help="Your own model: a .npy of N class indices for --example-inputs, so artifacts are scored on accuracy "
+             "too.")] = None,
+    weights: Annotated[Path, typer.Option(
+        help="timm:NAME or a factory's model: a weights file (safetensors or a state dict) loaded strictly.")] = None,
+    to: Annotated[str, typer.Option(
+        help="Comma-separated backends (default: all of executorch,coreml,tflite,onnx).")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also make each backend's int8 artifacts (calibrated).")] = False,
+    precision: Annotated[str, typer.Option(
+        help="Exact precisions instead, comma-separated: fp32,fp16,int8,w8,w8a8.")] = None,
+    calib: Annotated[int, typer.Option(
+        help="Calibration samples drawn from the checkpoint's training split (or --data's).")] = 256,
+    calib_file: Annotated[Path, typer.Option(
+        help="Use preprocessed inputs from this .npy (N, ...) instead, shaped like the model's input (single-input "
+             "models; your own model's int8 needs it or --data).")] = None,
+    int8_keep_float: Annotated[str, typer.Option(
+        help="Comma-separated modules the int8 artifacts keep fp32, e.g. pool,head (default: none; the quick run keeps "
+             "pool,head).")] = None,
+    out: Annotated[Path, typer.Option(
+        help="Output folder (default: export/ beside the checkpoint; export/<MODEL> for your own model).")] = None,
+    parity_samples: Annotated[int, typer.Option(
+        help="Held-out samples in the parity batch (random ones of --input-shape: this many).")] = 32,
+    fp32_tol: Annotated[float, typer.Option(
+        help="fp32 gate: max |logit difference| to PyTorch (default: the task's, 1e-4 for clips, 1e-3 for "
+             "NLQ).")] = None,
+    int8_agreement: Annotated[float, typer.Option(
+        help="int8 gate: minimum top-1 agreement with PyTorch, % (default: the task's, 99 for clips, 80 for NLQ "
+             "windows).")] = None,
+    int8_drop: Annotated[float, typer.Option(
+        help="int8 gate: maximum top-1 accuracy drop, points (default: the task's, 1 for clips, 2 for NLQ).")] = None,
+    allow_failed: Annotated[bool, typer.Option(help="Exit 0 even if an artifact fails to export or its gate.")] = False,
+    data: Annotated[str, typer.Option(
+        help="Calibrate and check parity on this dataset instead of the checkpoint's own (same classes), e.g. "
+             "folder:clips/; your own model: int8 calibrates on its clips or frames.")] = None,
+    streaming: Annotated[bool, typer.Option(
+        "--streaming",
+        help="Also export each backend and precision as a streaming pair for a live camera: a frame encoder (one frame "
+             "in) and a temporal head (the last T embeddings in), checked frame by frame against the clip "
+             "model.")] = False,
 ) -> None:
     """Export a checkpoint of any task, or your own PyTorch model, to edge formats; gate each, write manifest.json.
 
@@ -202,19 +242,21 @@ def gate_of(fp32_tol: float | None, int8_agreement: float | None, int8_drop: flo
 
 @app.command()
 def quantize(
-    checkpoint: Path = typer.Argument(..., help="A trained student checkpoint (.pt)."),
-    backend: str = typer.Option("xnnpack", help="Quantizer of the intended target: xnnpack (ExecuTorch, "
-                                "Core ML W8A8) or litert (TFLite)."),
-    observer: str = typer.Option("histogram", help="Activation observer: histogram, minmax, percentile."),
-    calib: int = typer.Option(256, help="Calibration clips drawn from the checkpoint's training split."),
-    target_agreement: float = typer.Option(99.0, help="Stop keeping blocks fp32 once top-1 agreement with fp32 "
-                                           "on the validation split reaches this (%)."),
-    max_fallback: int = typer.Option(4, help="At most this many blocks stay fp32 (0: quantize everything)."),
-    skip: str = typer.Option("", help="Comma-separated blocks to keep fp32 from the start."),
-    val_samples: int = typer.Option(160, help="Validation clips scored per sensitivity trial."),
-    out: Path = typer.Option(None, help="Output folder (default: beside the checkpoint)."),
-    data: str = typer.Option(None, help="Calibrate and score on this dataset instead of the checkpoint's own "
-                             "(same classes), e.g. folder:clips/."),
+    checkpoint: Annotated[Path, typer.Argument(help="A trained student checkpoint (.pt).")],
+    backend: Annotated[str, typer.Option(
+        help="Quantizer of the intended target: xnnpack (ExecuTorch, Core ML W8A8) or litert (TFLite).")] = "xnnpack",
+    observer: Annotated[str, typer.Option(help="Activation observer: histogram, minmax, percentile.")] = "histogram",
+    calib: Annotated[int, typer.Option(help="Calibration clips drawn from the checkpoint's training split.")] = 256,
+    target_agreement: Annotated[float, typer.Option(
+        help="Stop keeping blocks fp32 once top-1 agreement with fp32 on the validation split reaches this "
+             "(%).")] = 99.0,
+    max_fallback: Annotated[int, typer.Option(help="At most this many blocks stay fp32 (0: quantize everything).")] = 4,
+    skip: Annotated[str, typer.Option(help="Comma-separated blocks to keep fp32 from the start.")] = "",
+    val_samples: Annotated[int, typer.Option(help="Validation clips scored per sensitivity trial.")] = 160,
+    out: Annotated[Path, typer.Option(help="Output folder (default: beside the checkpoint).")] = None,
+    data: Annotated[str, typer.Option(
+        help="Calibrate and score on this dataset instead of the checkpoint's own (same classes), e.g. "
+             "folder:clips/.")] = None,
 ) -> None:
     """Static int8 PTQ with measured per-block fp32 fallback; writes NAME_int8.pt2 and NAME_int8.json.
 
@@ -247,30 +289,43 @@ def quantize(
 
 @app.command()
 def bench(
-    export_dir: Path = typer.Argument(..., help="A folder with manifest.json (from `egoedge export`)."),
-    device: str = typer.Option("host", help=f"Where to run, comma-separated: {device_choices()}."),
-    out: Path = typer.Option(None, help="Report folder (default: the export folder's parent)."),
-    threads: str = typer.Option("2", help="Threads for every runtime; a comma-separated list (e.g. 1,2 or 1,all) "
-                                "times every host target at each count, accuracy and profiles at the first."),
-    warmup: int = typer.Option(5, help="Untimed warm-up iterations."),
-    iterations: int = typer.Option(30, help="Timed iterations."),
-    budget_s: float = typer.Option(None, "--budget-s", help="Time each target for this many seconds instead "
-                                   "(at least 5 iterations)."),
-    isolate: bool = typer.Option(True, "--isolate/--in-process", help="Host: each target in a fresh process "
-                                 "(own peak memory; a crash stays contained)."),
-    tflite_xnnpack: bool = typer.Option(True, "--tflite-xnnpack/--no-tflite-xnnpack",
-                                        help="LiteRT with its XNNPACK delegate (off: builtin kernels)."),
-    tool: list[str] = typer.Option([], "--tool", help="Phone: FORMAT=PATH of a native benchmark binary "
-                                   "(tflite=benchmark_model, executorch=executor_runner); repeatable."),
-    device_timeout: float = typer.Option(600.0, help="Phone: seconds one artifact may take before it counts as hung."),
-    compare: Path = typer.Option(None, help="Baseline run folder or report.json: print the change row by row and "
-                                 "exit 1 when a result is slower by more than --max-slowdown (a regression guard)."),
-    max_slowdown: float = typer.Option(0.10, help="With --compare: the slowdown allowed, as a fraction (0.10 = 10%)."),
-    profile: bool = typer.Option(False, "--profile", help="Host: also profile every target's ops (ExecuTorch ETDump, "
-                                 "ONNX Runtime profiler, torch.profiler) and report the top ops of each."),
-    profile_runs: int = typer.Option(20, help="With --profile: profiled calls per target."),
-    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact on disk is not the one its manifest "
-                                      "describes (modified or truncated after export)."),
+    export_dir: Annotated[Path, typer.Argument(help="A folder with manifest.json (from `egoedge export`).")],
+    device: Annotated[str, typer.Option(help=f"Where to run, comma-separated: {device_choices()}.")] = "host",
+    out: Annotated[Path, typer.Option(help="Report folder (default: the export folder's parent).")] = None,
+    threads: Annotated[str, typer.Option(
+        help="Threads for every runtime; a comma-separated list (e.g. 1,2 or 1,all) times every host target at each "
+             "count, accuracy and profiles at the first.")] = "2",
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 5,
+    iterations: Annotated[int, typer.Option(help="Timed iterations.")] = 30,
+    budget_s: Annotated[float, typer.Option(
+        "--budget-s",
+        help="Time each target for this many seconds instead (at least 5 iterations).")] = None,
+    isolate: Annotated[bool, typer.Option(
+        "--isolate/--in-process",
+        help="Host: each target in a fresh process (own peak memory; a crash stays contained).")] = True,
+    tflite_xnnpack: Annotated[bool, typer.Option(
+        "--tflite-xnnpack/--no-tflite-xnnpack",
+        help="LiteRT with its XNNPACK delegate (off: builtin kernels).")] = True,
+    tool: Annotated[list[str], typer.Option(
+        "--tool",
+        metavar="FORMAT=PATH",
+        help="Phone: FORMAT=PATH of a native benchmark binary (tflite=benchmark_model, executorch=executor_runner); "
+             "repeatable.")] = None,
+    device_timeout: Annotated[float, typer.Option(
+        help="Phone: seconds one artifact may take before it counts as hung.")] = 600.0,
+    compare: Annotated[Path, typer.Option(
+        help="Baseline run folder or report.json: print the change row by row and exit 1 when a result is slower by "
+             "more than --max-slowdown (a regression guard).")] = None,
+    max_slowdown: Annotated[float, typer.Option(
+        help="With --compare: the slowdown allowed, as a fraction (0.10 = 10%).")] = 0.10,
+    profile: Annotated[bool, typer.Option(
+        "--profile",
+        help="Host: also profile every target's ops (ExecuTorch ETDump, ONNX Runtime profiler, torch.profiler) and "
+             "report the top ops of each.")] = False,
+    profile_runs: Annotated[int, typer.Option(help="With --profile: profiled calls per target.")] = 20,
+    allow_failed: Annotated[bool, typer.Option(
+        help="Exit 0 even if an artifact on disk is not the one its manifest describes (modified or truncated after "
+             "export).")] = False,
 ) -> None:
     """Benchmark the eager source model and every artifact side by side; write report.json/md/png.
 
@@ -294,7 +349,7 @@ def bench(
                           options={} if tflite_xnnpack else {"tflite": {"xnnpack": False}},
                           device_timeout_s=device_timeout, profile_runs=profile_runs if profile else 0)
         with RichProgress() as progress:
-            report, paths = bench_export(export_dir, out or export_dir.parent, device, cfg, parse_tools(tool),
+            report, paths = bench_export(export_dir, out or export_dir.parent, device, cfg, parse_tools(tool or []),
                                          progress)
     except KeyboardInterrupt:
         fail(f"interrupted; rows measured so far are in {(out or export_dir.parent) / 'report.json'}")
@@ -320,8 +375,9 @@ def bench(
 
 @app.command()
 def devices(
-    farm: str = typer.Option(None, help=f"List a device farm's hosted devices instead: {', '.join(farms())} "
-                             "(uses the farm's own client configuration)."),
+    farm: Annotated[str, typer.Option(
+        help=f"List a device farm's hosted devices instead: {', '.join(farms())} "
+             "(uses the farm's own client configuration).")] = None,
 ) -> None:
     """List the host and every attached Android phone/emulator and iPhone, with why any is unusable.
 
@@ -376,10 +432,10 @@ def fail_on_regressions(slower: list[str], max_slowdown: float) -> None:
 
 @app.command()
 def report(
-    run: Path = typer.Argument(..., help="A run folder (or its report.json)."),
-    compare: Path = typer.Option(None, help="Another run folder: print what changed, row by row."),
-    max_slowdown: float = typer.Option(0.10, help="With --compare: exit 1 when a result of the other run is slower "
-                                       "by more than this fraction."),
+    run: Annotated[Path, typer.Argument(help="A run folder (or its report.json).")],
+    compare: Annotated[Path, typer.Option(help="Another run folder: print what changed, row by row.")] = None,
+    max_slowdown: Annotated[float, typer.Option(
+        help="With --compare: exit 1 when a result of the other run is slower by more than this fraction.")] = 0.10,
 ) -> None:
     """Print a run's results table and summary; with --compare, the change against another run.
 
@@ -399,11 +455,13 @@ def report(
 
 @app.command()
 def embed(
-    run: Path = typer.Argument(..., help="A run folder (with export/manifest.json) or an export folder."),
-    app_dir: Path = typer.Option(Path("android_demo"), "--app", help="The Android demo project."),
-    models: str = typer.Option(None, help="Comma-separated artifact names or patterns, e.g. '*_int8' "
-                               "(default: every ExecuTorch/LiteRT artifact that passed the parity gate)."),
-    sample: bool = typer.Option(True, help="Also embed a held-out sample clip with PyTorch's logits for it."),
+    run: Annotated[Path, typer.Argument(help="A run folder (with export/manifest.json) or an export folder.")],
+    app_dir: Annotated[Path, typer.Option("--app", help="The Android demo project.")] = Path("android_demo"),
+    models: Annotated[str, typer.Option(
+        help="Comma-separated artifact names or patterns, e.g. '*_int8' (default: every ExecuTorch/LiteRT artifact "
+             "that passed the parity gate).")] = None,
+    sample: Annotated[bool, typer.Option(
+        help="Also embed a held-out sample clip with PyTorch's logits for it.")] = True,
 ) -> None:
     """Copy exported students, their manifest and a sample clip into the Android app's assets, checked.
 
@@ -439,8 +497,10 @@ app.add_typer(nlq_app, name="nlq")
 
 
 @app.callback()
-def options(verbose: bool = typer.Option(False, "--verbose", help="Also show third-party notices (library "
-                                         "warnings, native runtime log lines), which are hidden by default.")) -> None:
+def options(verbose: Annotated[bool, typer.Option(
+                "--verbose",
+                help="Also show third-party notices (library warnings, native runtime log lines), which are hidden by "
+                     "default.")] = False) -> None:
     """egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -38,17 +39,22 @@ def _config(preset: Preset, config: Path | None, data: str, task: str | None, vi
 
 @data_app.command("prepare")
 def prepare(
-    data: str = typer.Option(..., help=DATA_HELP),
-    preset: Preset = typer.Option("quick", help="Frames and size of the clips (the preset's data settings)."),
-    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. data: {frames: 8, size: 224, label: noun})."),
-    task: str = typer.Option(None, help="recognition (default) or anticipation."),
-    videos: Path = typer.Option(None, help="epic100: the videos folder when not beside the annotation CSVs."),
-    max_bad: float = typer.Option(None, help="Largest fraction of unusable clips to skip (default 0.05)."),
-    workers: int = typer.Option(None, help="Decoding processes (default: one per core, at most 8)."),
-    bench: bool = typer.Option(False, "--bench", help="Also measure decode clips/s at 1 and 2 workers and a "
-                               "training epoch's peak memory at 1x and 10x the clips; writes data_bench.json."),
-    out: Path = typer.Option(None, help="Where to copy data_report.json (and data_bench.json); default: the shard "
-                             "folder only."),
+    data: Annotated[str, typer.Option(help=DATA_HELP)],
+    preset: Annotated[Preset, typer.Option(
+        help="Frames and size of the clips (the preset's data settings).")] = "quick",
+    config: Annotated[Path, typer.Option(
+        help="YAML/JSON overrides (e.g. data: {frames: 8, size: 224, label: noun}).")] = None,
+    task: Annotated[str, typer.Option(help="recognition (default) or anticipation.")] = None,
+    videos: Annotated[Path, typer.Option(
+        help="epic100: the videos folder when not beside the annotation CSVs.")] = None,
+    max_bad: Annotated[float, typer.Option(help="Largest fraction of unusable clips to skip (default 0.05).")] = None,
+    workers: Annotated[int, typer.Option(help="Decoding processes (default: one per core, at most 8).")] = None,
+    bench: Annotated[bool, typer.Option(
+        "--bench",
+        help="Also measure decode clips/s at 1 and 2 workers and a training epoch's peak memory at 1x and 10x the "
+             "clips; writes data_bench.json.")] = False,
+    out: Annotated[Path, typer.Option(
+        help="Where to copy data_report.json (and data_bench.json); default: the shard folder only.")] = None,
 ) -> None:
     """Decode a video source once into WebDataset shards (resumable); print the dataset summary.
 
@@ -109,15 +115,18 @@ def prepare(
 
 @data_app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="Folder to write the videos into."),
-    layout: str = typer.Option("csv", help="csv: <label>/<split>_N.mp4 + labels.csv with the generated splits; "
-                               "classes: <label>/*.mp4 only (split 80/10/10 on load); epic100: EPIC-KITCHENS-100 "
-                               "CSVs + <participant>/videos/<video>.MP4."),
-    preset: Preset = typer.Option("quick", help="How many clips, how many frames, what size."),
-    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. data: {train: 200})."),
-    video_format: str = typer.Option("mp4", "--format", help="mp4 (H.264) or webm (VP9); epic100 always .MP4."),
-    chroma: str = typer.Option("420", help="420: colour at half resolution, as cameras record; 444: full colour "
-                               "(H.264 High 4:4:4), to measure the pipeline without chroma loss."),
+    out: Annotated[Path, typer.Argument(help="Folder to write the videos into.")],
+    layout: Annotated[str, typer.Option(
+        help="csv: <label>/<split>_N.mp4 + labels.csv with the generated splits; classes: <label>/*.mp4 only (split "
+             "80/10/10 on load); epic100: EPIC-KITCHENS-100 CSVs + <participant>/videos/<video>.MP4.")] = "csv",
+    preset: Annotated[Preset, typer.Option(help="How many clips, how many frames, what size.")] = "quick",
+    config: Annotated[Path, typer.Option(help="YAML/JSON overrides (e.g. data: {train: 200}).")] = None,
+    video_format: Annotated[str, typer.Option(
+        "--format",
+        help="mp4 (H.264) or webm (VP9); epic100 always .MP4.")] = "mp4",
+    chroma: Annotated[str, typer.Option(
+        help="420: colour at half resolution, as cameras record; 444: full colour (H.264 High 4:4:4), to measure the "
+             "pipeline without chroma loss.")] = "420",
 ) -> None:
     """Write the generated clips as video files in a layout a data source reads (a demo of your own videos).
 

@@ -7,6 +7,7 @@ Data is the generated default (``--data synthetic``) or ``--data ego4d:DIR`` in 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -36,23 +37,26 @@ def _data(data: str, max_pos_len: int, max_query_len: int, fps: float):
 
 @nlq_app.command()
 def train(
-    arch: str = typer.Option("vslnet", help="vslbase, vslnet, deepvslnet (teacher) or lightvslnet (student)."),
-    out: Path = typer.Option(..., help="Checkpoint to write, e.g. runs/nlq/vslnet.pt."),
-    data: str = typer.Option("synthetic", help="'synthetic' or ego4d:DIR (annotations/ and features/)."),
-    film: str = typer.Option("off", help="FiLM: off, before_encoder, after_encoder, "
-                             "inside_encoder:{after_pos,after_conv,after_attn,multi}."),
-    text: str = typer.Option(None, help="Query encoder: words (trainable embeddings) or minilm (pretrained)."),
-    finetune_text: bool = typer.Option(False, help="Fine-tune MiniLM instead of keeping it frozen."),
-    glove: Path = typer.Option(None, help="Initialise word embeddings from this GloVe text file."),
-    teacher: Path = typer.Option(None, help="Distil from this NLQ checkpoint (KL at --temperature)."),
-    temperature: float = typer.Option(1.0, help="KD temperature over the start/end distributions."),
-    kd_weight: float = typer.Option(1.0, help="Weight of the KD term."),
-    epochs: int = typer.Option(12, help="Training epochs."),
-    batch_size: int = typer.Option(32, help="Batch size."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up then cosine)."),
-    max_pos_len: int = typer.Option(128, help="Feature steps per clip after resampling."),
-    max_query_len: int = typer.Option(20, help="Query tokens."),
-    fps: float = typer.Option(1.875, help="Feature rate of a --data folder (steps per second)."),
+    *, arch: Annotated[str, typer.Option(
+        help="vslbase, vslnet, deepvslnet (teacher) or lightvslnet (student).")] = "vslnet",
+    out: Annotated[Path, typer.Option(help="Checkpoint to write, e.g. runs/nlq/vslnet.pt.")],
+    data: Annotated[str, typer.Option(help="'synthetic' or ego4d:DIR (annotations/ and features/).")] = "synthetic",
+    film: Annotated[str, typer.Option(
+        help="FiLM: off, before_encoder, after_encoder, "
+             "inside_encoder:{after_pos,after_conv,after_attn,multi}.")] = "off",
+    text: Annotated[str, typer.Option(
+        help="Query encoder: words (trainable embeddings) or minilm (pretrained).")] = None,
+    finetune_text: Annotated[bool, typer.Option(help="Fine-tune MiniLM instead of keeping it frozen.")] = False,
+    glove: Annotated[Path, typer.Option(help="Initialise word embeddings from this GloVe text file.")] = None,
+    teacher: Annotated[Path, typer.Option(help="Distil from this NLQ checkpoint (KL at --temperature).")] = None,
+    temperature: Annotated[float, typer.Option(help="KD temperature over the start/end distributions.")] = 1.0,
+    kd_weight: Annotated[float, typer.Option(help="Weight of the KD term.")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up then cosine).")] = 1e-3,
+    max_pos_len: Annotated[int, typer.Option(help="Feature steps per clip after resampling.")] = 128,
+    max_query_len: Annotated[int, typer.Option(help="Query tokens.")] = 20,
+    fps: Annotated[float, typer.Option(help="Feature rate of a --data folder (steps per second).")] = 1.875,
 ) -> None:
     """Train one NLQ model; prints and stores its val/test Recall@K and mIoU.
 
@@ -115,11 +119,12 @@ def _glove_dim(path: Path) -> int:
 
 @nlq_app.command("eval")
 def evaluate(
-    checkpoint: Path = typer.Argument(None, help="An NLQ checkpoint to run on --split."),
-    split: str = typer.Option("test", help="train, val or test."),
-    out: Path = typer.Option(None, help="Folder for nlq_predictions.json and nlq_metrics.json."),
-    predictions: Path = typer.Option(None, help="Score this submission file instead of a checkpoint."),
-    annotations: Path = typer.Option(None, help="Ground truth for --predictions (official annotation JSON)."),
+    checkpoint: Annotated[Path, typer.Argument(help="An NLQ checkpoint to run on --split.")] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    out: Annotated[Path, typer.Option(help="Folder for nlq_predictions.json and nlq_metrics.json.")] = None,
+    predictions: Annotated[Path, typer.Option(help="Score this submission file instead of a checkpoint.")] = None,
+    annotations: Annotated[Path, typer.Option(
+        help="Ground truth for --predictions (official annotation JSON).")] = None,
 ) -> None:
     """Write predictions in the official submission format and score them as the official evaluator does.
 
@@ -163,11 +168,12 @@ def evaluate(
 
 @nlq_app.command()
 def cbkd(
-    checkpoint: Path = typer.Argument(..., help="A trained NLQ checkpoint to compress (it is also the teacher)."),
-    min_ratio: float = typer.Option(None, help="Compression of the shallowest block (default 0.5)."),
-    max_ratio: float = typer.Option(None, help="Compression of the deepest block (default 0.75)."),
-    finetune_epochs: int = typer.Option(None, help="Epochs of the final end-to-end KD fine-tune (default 6)."),
-    out: Path = typer.Option(None, help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it)."),
+    checkpoint: Annotated[Path, typer.Argument(help="A trained NLQ checkpoint to compress (it is also the teacher).")],
+    min_ratio: Annotated[float, typer.Option(help="Compression of the shallowest block (default 0.5).")] = None,
+    max_ratio: Annotated[float, typer.Option(help="Compression of the deepest block (default 0.75).")] = None,
+    finetune_epochs: Annotated[int, typer.Option(
+        help="Epochs of the final end-to-end KD fine-tune (default 6).")] = None,
+    out: Annotated[Path, typer.Option(help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it).")] = None,
 ) -> None:
     """CBKD: prune one block per stage (heads, then encoder blocks), recover it by block KD, fine-tune with KD.
 
@@ -196,13 +202,13 @@ def cbkd(
 
 @nlq_app.command()
 def export(
-    checkpoint: Path = typer.Argument(..., help="An NLQ checkpoint with word embeddings (e.g. the student)."),
-    to: str = typer.Option("executorch,tflite,onnx,coreml", help="Comma-separated backends."),
-    int8: bool = typer.Option(False, "--int8", help="Also make each backend's int8 artifacts (calibrated)."),
-    calib: int = typer.Option(128, help="Calibration queries drawn from the training split."),
-    out: Path = typer.Option(None, help="Output folder (default: export/ beside the checkpoint)."),
-    parity_samples: int = typer.Option(32, help="Validation queries in the parity batch."),
-    allow_failed: bool = typer.Option(False, help="Exit 0 even if an artifact fails to export or its gate."),
+    checkpoint: Annotated[Path, typer.Argument(help="An NLQ checkpoint with word embeddings (e.g. the student).")],
+    to: Annotated[str, typer.Option(help="Comma-separated backends.")] = "executorch,tflite,onnx,coreml",
+    int8: Annotated[bool, typer.Option("--int8", help="Also make each backend's int8 artifacts (calibrated).")] = False,
+    calib: Annotated[int, typer.Option(help="Calibration queries drawn from the training split.")] = 128,
+    out: Annotated[Path, typer.Option(help="Output folder (default: export/ beside the checkpoint).")] = None,
+    parity_samples: Annotated[int, typer.Option(help="Validation queries in the parity batch.")] = 32,
+    allow_failed: Annotated[bool, typer.Option(help="Exit 0 even if an artifact fails to export or its gate.")] = False,
 ) -> None:
     """`egoedge export` with the NLQ defaults (kept so that earlier commands still work).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -66,21 +67,25 @@ Task = Enum("Task", {name: name for name in TASKS if isinstance(TASKS.get(name),
 
 @train_app.command("teacher")
 def teacher(
-    arch: str = typer.Option(None, help="Teacher architecture and so its modality: timm:NAME or hf:DIR (pretrained, "
-                             "frozen: only its temporal pool and head are fitted), clip_vit (RGB, default), "
-                             "flow_cnn (optical flow), audio_cnn (audio), box_transformer (object boxes), "
-                             "text_transformer or minilm (past actions as text; --task anticipation)."),
-    variant: str = typer.Option(None, help="Architecture size (default: the preset's, or the builder's)."),
-    weights: Path = typer.Option(None, help="Pretrained weights of a timm:/hf: teacher (safetensors or a state dict)."),
-    task: Task = typer.Option(None, help="recognition (the action in the clip) or anticipation (the next one)."),
-    preset: Preset = typer.Option("quick", help="Defaults for data, model and schedule."),
-    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. teacher_train: {epochs: 12})."),
-    epochs: int = typer.Option(None, help="Teacher epochs."),
-    out: Path = typer.Option(None, help="Run folder (default runs/<preset>)."),
-    name: str = typer.Option(None, help="Checkpoint name without .pt (default teacher, or teacher_<arch>)."),
-    data: str = typer.Option(None, help=DATA_HELP),
-    videos: Path = typer.Option(None, help="epic100: the videos folder when not beside the annotation CSVs."),
-    max_bad: float = typer.Option(None, help="Largest fraction of unusable clips to skip (default 0.05)."),
+    arch: Annotated[str, typer.Option(
+        help="Teacher architecture and so its modality: timm:NAME or hf:DIR (pretrained, frozen: only its temporal "
+             "pool and head are fitted), clip_vit (RGB, default), flow_cnn (optical flow), audio_cnn (audio), "
+             "box_transformer (object boxes), text_transformer or minilm (past actions as text; --task "
+             "anticipation).")] = None,
+    variant: Annotated[str, typer.Option(help="Architecture size (default: the preset's, or the builder's).")] = None,
+    weights: Annotated[Path, typer.Option(
+        help="Pretrained weights of a timm:/hf: teacher (safetensors or a state dict).")] = None,
+    task: Annotated[Task, typer.Option(
+        help="recognition (the action in the clip) or anticipation (the next one).")] = None,
+    preset: Annotated[Preset, typer.Option(help="Defaults for data, model and schedule.")] = "quick",
+    config: Annotated[Path, typer.Option(help="YAML/JSON overrides (e.g. teacher_train: {epochs: 12}).")] = None,
+    epochs: Annotated[int, typer.Option(help="Teacher epochs.")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder (default runs/<preset>).")] = None,
+    name: Annotated[str, typer.Option(help="Checkpoint name without .pt (default teacher, or teacher_<arch>).")] = None,
+    data: Annotated[str, typer.Option(help=DATA_HELP)] = None,
+    videos: Annotated[Path, typer.Option(
+        help="epic100: the videos folder when not beside the annotation CSVs.")] = None,
+    max_bad: Annotated[float, typer.Option(help="Largest fraction of unusable clips to skip (default 0.05).")] = None,
 ) -> None:
     """Train a teacher with cross-entropy on its modality (resumes after a kill).
 
@@ -109,19 +114,25 @@ def teacher(
 
 @train_app.command("student")
 def student(
-    teacher: list[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint; repeat for several teachers."),
-    recipe: Recipe = typer.Option(DEFAULT_RECIPE, help=f"Named KD recipe: {', '.join(RECIPES.keys())} (ce: labels "
-                                  "only, no KD; multi_teacher: one teacher per modality, learned ensemble)."),
-    preset: Preset = typer.Option("quick", help="Defaults for model and schedule."),
-    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. kd: {top_k: 3}, student_train: {epochs: 8})."),
-    variant: str = typer.Option(None, help="Student as ARCH:VARIANT or a bare variant (mobilevit:xxs, r10_32, ...; "
-                                "default: the preset's, resnet:r10_48 in quick); see `egoedge run --help`."),
-    task: Task = typer.Option(None, help="Task of a teacher-less (ce) student; with --teacher it is the teacher's."),
-    epochs: int = typer.Option(None, help="Student epochs."),
-    temperature: float = typer.Option(None, help="KD temperature T."),
-    out: Path = typer.Option(None, help="Folder for the checkpoint (default: the first teacher's)."),
-    name: str = typer.Option(None, help="Checkpoint name without .pt (default student_<recipe>)."),
-    data: str = typer.Option(None, help="Dataset (default: the first teacher's); " + DATA_HELP[9:]),
+    teacher: Annotated[list[Path], typer.Option(
+        "--teacher",
+        help="Teacher checkpoint; repeat for several teachers.")] = None,
+    recipe: Annotated[Recipe, typer.Option(
+        help=f"Named KD recipe: {', '.join(RECIPES.keys())} (ce: labels "
+             "only, no KD; multi_teacher: one teacher per modality, learned ensemble).")] = DEFAULT_RECIPE,
+    preset: Annotated[Preset, typer.Option(help="Defaults for model and schedule.")] = "quick",
+    config: Annotated[Path, typer.Option(
+        help="YAML/JSON overrides (e.g. kd: {top_k: 3}, student_train: {epochs: 8}).")] = None,
+    variant: Annotated[str, typer.Option(
+        help="Student as ARCH:VARIANT or a bare variant (mobilevit:xxs, r10_32, ...; default: the preset's, "
+             "resnet:r10_48 in quick); see `egoedge run --help`.")] = None,
+    task: Annotated[Task, typer.Option(
+        help="Task of a teacher-less (ce) student; with --teacher it is the teacher's.")] = None,
+    epochs: Annotated[int, typer.Option(help="Student epochs.")] = None,
+    temperature: Annotated[float, typer.Option(help="KD temperature T.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the checkpoint (default: the first teacher's).")] = None,
+    name: Annotated[str, typer.Option(help="Checkpoint name without .pt (default student_<recipe>).")] = None,
+    data: Annotated[str, typer.Option(help="Dataset (default: the first teacher's); " + DATA_HELP[9:])] = None,
 ) -> None:
     """Distil a student from one or more teacher checkpoints with a named recipe (data: the teacher's).
 
@@ -159,13 +170,14 @@ def student(
 
 @train_app.command("cbkd")
 def cbkd(
-    checkpoint: Path = typer.Argument(..., help="The trained student to compress (it is also the teacher)."),
-    preset: Preset = typer.Option("quick", help="Defaults for the recovery and fine-tune schedules."),
-    config: Path = typer.Option(None, help="YAML/JSON overrides (e.g. cbkd: {max_ratio: 0.7, order: shallow_first})."),
-    min_ratio: float = typer.Option(None, help="Compression of the shallowest block."),
-    max_ratio: float = typer.Option(None, help="Compression of the deepest block."),
-    out: Path = typer.Option(None, help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it)."),
-    data: str = typer.Option(None, help="Dataset (default: the checkpoint's); " + DATA_HELP[9:]),
+    checkpoint: Annotated[Path, typer.Argument(help="The trained student to compress (it is also the teacher).")],
+    preset: Annotated[Preset, typer.Option(help="Defaults for the recovery and fine-tune schedules.")] = "quick",
+    config: Annotated[Path, typer.Option(
+        help="YAML/JSON overrides (e.g. cbkd: {max_ratio: 0.7, order: shallow_first}).")] = None,
+    min_ratio: Annotated[float, typer.Option(help="Compression of the shallowest block.")] = None,
+    max_ratio: Annotated[float, typer.Option(help="Compression of the deepest block.")] = None,
+    out: Annotated[Path, typer.Option(help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it).")] = None,
+    data: Annotated[str, typer.Option(help="Dataset (default: the checkpoint's); " + DATA_HELP[9:])] = None,
 ) -> None:
     """CBKD: prune one block per stage (deepest first), recover it by block distillation, fine-tune.
 

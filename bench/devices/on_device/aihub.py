@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from egoedge.bench.devices.aihub import client, hub_error
 from egoedge.bench.devices.base import DeviceError, DeviceInfo
+from egoedge.bench.devices.hub_client import client, hub_error
 from egoedge.bench.host_bench import BenchConfig
 from egoedge.bench.measure import latency_stats
 from egoedge.edge.preprocess import dequantize, runtime_input

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from egoedge.bench.devices.android import adb
+from egoedge.bench.devices.adb import adb
 from egoedge.bench.devices.base import DeviceError, DeviceInfo
 from egoedge.bench.devices.on_device.app_protocol import (
     ANDROID_ACTIVITY,
