@@ -1,6 +1,7 @@
 """End to end through the CLI on the 'mini' preset, plus the CLI's one-line errors."""
 
 import json
+import os
 
 import pytest
 from conftest import assert_one_line_error
@@ -283,3 +284,20 @@ def test_third_party_notices_stay_out_of_the_terminal_unless_verbose(verbose):
     both = done.stdout + done.stderr
     for notice in ("XNNPACK delegate", "cpuinfo_utils", "midr file", "has not been tested", "KernelPreference"):
         assert (notice in both) == verbose, notice
+
+
+def test_a_closed_pipe_ends_the_output_without_a_traceback():
+    """`egoedge run --help | head -1`: the reader goes away early; egoedge stops quietly (no traceback)."""
+    import fcntl
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    fcntl.fcntl(write, 1031, 4096)  # F_SETPIPE_SZ: a one-page pipe, so the help cannot fit in it
+    proc = subprocess.Popen([sys.executable, "-m", "egoedge", "run", "--help"], stdout=write,
+                            stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "80"})
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        assert reader.readline()  # like `head -1`: one line, then the reader exits
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err, err.decode()[-2000:]

@@ -86,6 +86,9 @@ class _DropNativeLogs(io.TextIOBase):
     def flush(self) -> None:
         self.target.flush()
 
+    def fileno(self) -> int:  # rich points a closed pipe (`egoedge --help | head`) at /dev/null through it
+        return self.target.fileno()
+
     @property
     def encoding(self) -> str:
         return self.target.encoding
