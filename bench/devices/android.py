@@ -65,8 +65,6 @@ def discover_android() -> list[DeviceInfo]:
     return found
 
 
-
-
 def is_emulator(d: DeviceInfo) -> bool:
     """An emulator, or the one placeholder row that says why adb sees nothing."""
     return bool(d.details.get("emulator")) or (not d.usable and d.id == "-")

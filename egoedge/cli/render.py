@@ -108,7 +108,6 @@ def short_status(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-
 def print_task_metrics(report: dict) -> None:
     """The task's own figures of every PyTorch model (e.g. NLQ's Recall@K and mIoU), where the task has any."""
     from egoedge.trainer.tasks import task_named
@@ -131,7 +130,6 @@ def metrics_table(rows: dict[str, dict], title: str) -> Table:
     for name, m in rows.items():
         table.add_row(name, *(f"{m[c]:.2f}" for c in cols))
     return table
-
 
 
 ROLE_CELLS = {"clip": "clip", "frame_encoder": "stream: encoder", "temporal_head": "stream: head"}
@@ -185,7 +183,6 @@ def manifest_table(manifest: dict, title: str) -> Table:
                       f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
                       f"{p['top1_agreement']:.1f}" if p else "–", status)
     return table
-
 
 
 def export_and_show(model: str, inputs, out: Path | None, config: Callable[[], ExportConfig],
