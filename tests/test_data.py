@@ -95,6 +95,25 @@ def test_unknown_dataset():
         load_split(DataConfig(name="kinetics"), "train")
 
 
+def test_a_split_is_rendered_once_per_process_and_read_only(monkeypatch, mini_data_cfg):
+    """The run's exports and bench read the splits its training read: no second rendering, no shared writes."""
+    from dataclasses import replace
+
+    import egoedge.trainer.data.sources.synthetic as synthetic
+
+    cfg = replace(mini_data_cfg, seed=11)  # a split no other test has loaded in this process
+    monkeypatch.delenv("EGOEDGE_CACHE", raising=False)
+    rendered = []
+    real = synthetic.generate_split
+    monkeypatch.setattr(synthetic, "generate_split", lambda *a, **k: rendered.append(a[0]) or real(*a, **k))
+    a, b = load_split(cfg, "val"), load_split(cfg, "val")
+    assert rendered == ["val"] and a is b
+    with pytest.raises(ValueError, match="read-only"):
+        a.clips[0, 0, 0, 0, 0] = 1
+    load_split(replace(cfg, seed=12), "val")
+    assert rendered == ["val", "val"]  # another dataset is rendered
+
+
 def test_cache_roundtrip(tmp_path, monkeypatch, mini_data_cfg):
     monkeypatch.setenv("EGOEDGE_CACHE", str(tmp_path))
     a = load_split(mini_data_cfg, "test")

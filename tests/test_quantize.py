@@ -73,3 +73,35 @@ def test_litert_quantizer_gives_every_softmax_the_fixed_int8_output_scale():
         assert spec.scale == pytest.approx(1 / 256) and spec.zero_point == -128
     q = quantize_pt2e(model, x, [x], QUANTIZERS.get("litert")(), fold=False)
     assert torch.isfinite(q(*x)).all()
+
+
+def test_each_match_pattern_is_traced_once_and_handed_out_as_a_copy(monkeypatch):
+    """The quantizers' pattern tracer runs torch.export once per distinct pattern (code, closure, input shapes)."""
+    import torchao.quantization.pt2e.utils as pt2e_utils
+    from torchao.quantization.pt2e.export_utils import WrapperModule
+
+    from egoedge.trainer.quantize.pattern_cache import memoize_pattern_tracing
+
+    name = "_get_aten_graph_module_for_pattern"
+    original = getattr(pt2e_utils, name)
+    monkeypatch.setattr(pt2e_utils, name, getattr(original, "__wrapped__", original))  # a fresh, empty cache
+    memoize_pattern_tracing()
+    traced = getattr(pt2e_utils, name)
+    exports = []
+    real_export = torch.export.export
+    monkeypatch.setattr(torch.export, "export", lambda *a, **k: exports.append(1) or real_export(*a, **k))
+
+    def pattern(inplace: bool):
+        def relu(x):
+            return torch.nn.functional.relu(x, inplace=inplace)
+        return WrapperModule(relu)
+
+    x = (torch.randn(1, 3),)
+    first, again = traced(pattern(False), x), traced(pattern(False), x)
+    assert len(exports) == 1 and first is not again  # one trace; each caller may edit its own copy
+    assert [n.target for n in first.graph.nodes] == [n.target for n in again.graph.nodes]
+    traced(pattern(True), x)  # another closure value: another pattern
+    traced(pattern(False), (torch.randn(2, 3, 4),))  # another input rank: another pattern
+    assert len(exports) == 3
+    memoize_pattern_tracing()  # idempotent: the cache is not wrapped twice
+    assert getattr(pt2e_utils, name) is traced
