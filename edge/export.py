@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
-from egoedge.edge.calibration import as_samples, load_calibration_file
 from egoedge.edge.exporters import EXPORTERS, IONames, export_ready
 from egoedge.edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
 from egoedge.edge.parity import ParityGate
@@ -37,6 +36,7 @@ from egoedge.trainer.common.io import (
 )
 from egoedge.trainer.common.lock import locks_folder
 from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data.calibration import as_samples, load_calibration_file
 from egoedge.trainer.models.exportable import int8_ready
 from egoedge.trainer.models.streaming import split_streaming
 from egoedge.trainer.quantize.program import read_ptq

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
-from egoedge.edge.calibration import as_samples
 from egoedge.edge.exporters import EXPORTERS, IONames
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.streaming import HEAD_THREADS, StreamRunner, stream_of
 from egoedge.trainer.common.io import EgoedgeError, atomic_write
 from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.data.calibration import as_samples
 from egoedge.trainer.models.streaming import STREAM_IO, FrameEncoder, TemporalHead, window_logits
 from egoedge.trainer.tasks.base import Arrays
 from egoedge.trainer.tasks.clips import logit_parity

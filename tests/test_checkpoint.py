@@ -108,8 +108,8 @@ def test_any_unreadable_manifest_or_report_is_one_egoedge_error(tmp_path):
 def test_any_unreadable_config_calibration_or_program_is_one_egoedge_error(tmp_path):
     import logging
 
-    from egoedge.edge.calibration import load_calibration_file
     from egoedge.trainer.config import read_config_file
+    from egoedge.trainer.data.calibration import load_calibration_file
     from egoedge.trainer.quantize.program import load_program
 
     valid_npy = tmp_path / "ok.npy"

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from egoedge.edge.calibration import MIN_CALIBRATION, calibration_inputs, load_calibration_file
 from egoedge.edge.export import ExportConfig, export_checkpoint, plan
 from egoedge.edge.exporters import EXPORTERS, ExportError
 from egoedge.edge.parity import ParityGate
 from egoedge.trainer.common.io import EgoedgeError, path_bytes, sha256_path
 from egoedge.trainer.data import preprocess_spec
+from egoedge.trainer.data.calibration import MIN_CALIBRATION, calibration_inputs, load_calibration_file
 from egoedge.trainer.models import build_model
 from egoedge.trainer.tasks.clips import logit_parity, undecided_note
 

@@ -294,7 +294,7 @@ def test_eager_runner_returns_start_and_end_logits():
 
 
 def test_calibration_samples_carry_every_input():
-    from egoedge.edge.calibration import as_samples
+    from egoedge.trainer.data.calibration import as_samples
 
     video, ids = np.zeros((3, 4, 2), np.float32), np.arange(6, dtype=np.int32).reshape(3, 2)
     samples = as_samples(video, ids)

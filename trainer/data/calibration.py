@@ -1,14 +1,17 @@
-"""Calibration clips: real training clips, preprocessed exactly as the checkpoint expects.
+"""The calibration set: real training clips preprocessed exactly as the checkpoint expects, or a user's file.
 
-Every quantizer (PTQ here, each backend in ``edge``) draws the same seeded samples, so int8
-models differ only in how they quantize, never in what they were shown.
+Every quantizer (PTQ, each backend in ``edge``) draws the same seeded samples, so int8 models
+differ only in how they quantize, never in what they were shown.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from egoedge.trainer.common.arrays import read_array
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.data.clips import DataConfig, preprocess_spec, to_model_input
 from egoedge.trainer.data.sources import load_split
@@ -51,3 +54,16 @@ def calibration_inputs(data_cfg: DataConfig, preprocess: dict, count: int, seed:
         raise EgoedgeError(f"--calib {count} exceeds the {len(train)} training clips of '{data_cfg.name}'")
     pick = np.sort(np.random.default_rng([seed, 11]).permutation(len(train))[:count])
     return to_model_input(train.clips[pick], preprocess).numpy()
+
+
+def load_calibration_file(path: str | Path, sample_shape: tuple[int, ...]) -> np.ndarray:
+    """Preprocessed calibration inputs from a ``.npy`` of shape ``(N, *sample_shape)`` float32."""
+    x = read_array(path, "--calib-file", kind="f")
+    if x.ndim != len(sample_shape) + 1 or tuple(x.shape[1:]) != tuple(sample_shape):
+        raise EgoedgeError(f"--calib-file {path} has shape {tuple(x.shape)}; the model takes "
+                           f"(N, {', '.join(map(str, sample_shape))}) preprocessed inputs")
+    if not np.isfinite(x).all():
+        raise EgoedgeError(f"--calib-file {path} holds NaN or infinite values; finite floats expected")
+    if len(x) < MIN_CALIBRATION:
+        raise EgoedgeError(f"--calib-file {path} holds {len(x)} samples; at least {MIN_CALIBRATION} are needed")
+    return x.astype(np.float32)
