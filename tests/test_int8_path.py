@@ -13,9 +13,9 @@ from egoedge.edge.export import ExportConfig, export_checkpoint
 from egoedge.edge.int8 import Int8Recipe
 from egoedge.edge.parity import ParityGate
 from egoedge.trainer.common.io import EgoedgeError
-from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
 from egoedge.trainer.quantize.program import load_program, program_record
 from egoedge.trainer.quantize.ptq import PTQConfig
+from egoedge.trainer.quantize.quantize_checkpoint import quantize_checkpoint
 
 LENIENT = ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
 STRICT = ParityGate(int8_min_agreement=100.0, int8_max_accuracy_drop=0.0)

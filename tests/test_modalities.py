@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.data import BOX_CLASSES, LABELS, ClipSpec, generate_split, load_split, model_input
 from egoedge.trainer.data.audio import AUDIO_BANDS, AUDIO_STEPS, render_audio
-from egoedge.trainer.data.flow import clip_flow, horn_schunck
 from egoedge.trainer.data.modalities import MODALITIES, modality_preprocess
+from egoedge.trainer.data.optical_flow import clip_flow, horn_schunck
 from egoedge.trainer.data.synthetic import BOX_SLOTS, label_of, render_clip
 
 SPEC = ClipSpec(frames=4, size=48)

@@ -232,7 +232,7 @@ def test_highlight_labels_widen_the_answer(nlq_data):
 
 
 def test_top_windows_respect_order_and_mask():
-    from egoedge.trainer.nlq.decode import top_windows
+    from egoedge.trainer.nlq.windows import top_windows
 
     start = np.array([[0.0, 5.0, 0.0, 9.0]])
     end = np.array([[9.0, 0.0, 5.0, 0.0]])

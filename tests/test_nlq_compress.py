@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error
 
 from egoedge.trainer.common.complexity import count_macs
 from egoedge.trainer.common.io import EgoedgeError
@@ -13,9 +14,9 @@ from egoedge.trainer.nlq.compress import NLQCBKDTask, cbkd_nlq_checkpoint, valid
 from egoedge.trainer.nlq.train import build_for, load_nlq_model, save_nlq_checkpoint, train_nlq
 from egoedge.trainer.prune import prune_block
 from egoedge.trainer.prune.cbkd import CBKDConfig, stage_table
-from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
 from egoedge.trainer.quantize.program import load_program
 from egoedge.trainer.quantize.ptq import PTQConfig, blocks_of
+from egoedge.trainer.quantize.quantize_checkpoint import quantize_checkpoint
 
 SMALL = {"dim": 16, "heads": 2, "word_dim": 8}
 STAGE = TrainConfig(epochs=1, batch_size=8, label_smoothing=0.0)
@@ -184,6 +185,20 @@ def test_run_task_nlq_mini_end_to_end(tmp_path, monkeypatch):
     assert "CBKD student" in report["summary"] and "int8 student (PyTorch)" in report["summary"]
     for name in ("nlq_predictions.json", "nlq_metrics.json", "report.md", "nlq_student_cbkd_int8.pt2"):
         assert (out / name).is_file(), name
+    # Rerun after a lost export (as after a kill during it): every other stage is taken from the folder.
+    (out / "export" / "manifest.json").unlink()
+    (out / "log.jsonl").unlink()
+    r = CliRunner().invoke(app, ["run", "--task", "nlq", "--preset", "mini", "--out", str(out), "--film",
+                                 "after_encoder"])
+    assert r.exit_code == 0, r.output
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    reused = {e["stage"] for e in events if e["event"] == "reused"}
+    assert reused == {"model vslbase", "model vslnet", "model vslnet_film-after_encoder", "model teacher",
+                      "model student_nokd", "model student", "cbkd", "ptq"}
+    assert not [e for e in events if e["event"] == "epoch"] and (out / "export" / "manifest.json").is_file()
+    again = {x["name"]: x for x in json.loads((out / "report.json").read_text())["results"]}
+    assert again.keys() == rows.keys() and again["student_cbkd"]["nlq"] == cbkd["nlq"]
+    assert json.loads((out / "report.json").read_text())["run"]["cbkd"] == report["run"]["cbkd"]
 
 
 @pytest.mark.slow
@@ -224,10 +239,20 @@ def test_cli_quantize_and_cbkd_on_an_nlq_checkpoint(student, tmp_path):
     assert r.exit_code == 0, r.output
     assert "R1@0.3" in r.output and "top-1 window" in r.output and (tmp_path / "light_int8.pt2").is_file()
     out = tmp_path / "light_cbkd.pt"
-    r = CliRunner().invoke(app, ["nlq", "cbkd", str(student), "--finetune-epochs", "1", "--out", str(out)])
+    # One cbkd command whatever the task: the checkpoint says it is an NLQ model.
+    r = CliRunner().invoke(app, ["train", "cbkd", str(student), "--finetune-epochs", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "val R1@0.3 %" in r.output and "MACs cut" in r.output and out.is_file()
-    r = CliRunner().invoke(app, ["nlq", "cbkd", str(student), "--max-ratio", "1.5"])
+    assert json.loads((out.parent / "log.jsonl").read_text().splitlines()[0])["event"] == "train_cbkd"
+    r = CliRunner().invoke(app, ["train", "cbkd", str(student), "--max-ratio", "1.5"])
     assert r.exit_code == 1 and "[0, 1)" in r.output
+    r = CliRunner().invoke(app, ["train", "cbkd", str(student), "--finetune-epochs", "-1"])
+    assert_one_line_error(r, "--finetune-epochs must be >= 0, got -1")
+    r = CliRunner().invoke(app, ["train", "cbkd", str(student), "--data", "synthetic"])
+    assert_one_line_error(r, "--data does not apply to nlq checkpoints")
+    # The old spelling still answers, says where it moved, and is out of the help.
     r = CliRunner().invoke(app, ["nlq", "cbkd", str(student), "--finetune-epochs", "-1"])
-    assert r.exit_code == 1 and "--finetune-epochs must be >= 0, got -1" in " ".join(r.output.split())
+    assert r.exit_code == 1 and "`egoedge nlq cbkd` moved to `egoedge train cbkd`" in " ".join(r.output.split())
+    assert "--finetune-epochs must be >= 0, got -1" in " ".join(r.output.split())
+    help_text = CliRunner().invoke(app, ["nlq", "--help"]).output
+    assert " cbkd " not in help_text and " export " not in help_text and " train " in help_text

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from egoedge.trainer.common.io import EgoedgeError
-from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
 from egoedge.trainer.quantize.observers import OBSERVERS
 from egoedge.trainer.quantize.program import load_program
 from egoedge.trainer.quantize.pt2e import quantize_pt2e
 from egoedge.trainer.quantize.ptq import PTQConfig, blocks_of, quantizer_for, run_ptq
+from egoedge.trainer.quantize.quantize_checkpoint import quantize_checkpoint
 
 
 def _range(observer: str, x: torch.Tensor) -> tuple[float, float]:

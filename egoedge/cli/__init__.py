@@ -124,7 +124,7 @@ def run(
     request = RunRequest(preset.value, task.value, out, data, config,
                          {k: v for k, v in options.items() if v is not None})
     with RichProgress() as progress:
-        result = PIPELINES.get(task.value)(request, progress)
+        result = PIPELINES.get(task.value).run(request, progress)
     report = result.report
     print_task_metrics(report)
     console.print(results_table(report))
@@ -262,8 +262,8 @@ def quantize(
 
     Example: egoedge quantize runs/quick/student.pt --observer percentile --max-fallback 2
     """
-    from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
     from egoedge.trainer.quantize.ptq import PTQConfig
+    from egoedge.trainer.quantize.quantize_checkpoint import quantize_checkpoint
     from egoedge.trainer.tasks import task_named
 
     if not checkpoint.is_file():

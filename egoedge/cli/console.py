@@ -120,6 +120,12 @@ def quiet_third_party() -> None:
         rich.file = real
 
 
+def moved(old: str, new: str) -> None:
+    """The note a moved command prints before doing its work (it still answers, hidden from the help)."""
+    err_console.print(f"note: `{old}` moved to `{new}`; the old spelling still works for now", highlight=False,
+                      soft_wrap=True)
+
+
 def fail(message: str) -> None:
     """Print one clear error line and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -1,4 +1,4 @@
-"""``egoedge nlq train|eval|export``: the Ego4D natural-language-query family, one step at a time.
+"""``egoedge nlq train|eval``: the Ego4D natural-language-query family, one step at a time.
 
 Data is the generated default (``--data synthetic``) or ``--data ego4d:DIR`` in the official layout:
 ``annotations/nlq_{train,val[,test]}.json`` plus ``features/<clip_uid>.pt``.
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from egoedge.cli.console import RichProgress, console, parse_backends
+from egoedge.cli.console import RichProgress, console, moved, parse_backends
 from egoedge.cli.render import export_and_show, metrics_table
 from egoedge.trainer.common.io import EgoedgeError
 
@@ -166,41 +166,23 @@ def evaluate(
         console.print(f"written: {out / 'nlq_metrics.json'}", highlight=False)
 
 
-@nlq_app.command()
+# Moved commands: still answered, hidden from the help, each saying where it went.
+@nlq_app.command(hidden=True)
 def cbkd(
-    checkpoint: Annotated[Path, typer.Argument(help="A trained NLQ checkpoint to compress (it is also the teacher).")],
-    min_ratio: Annotated[float, typer.Option(help="Compression of the shallowest block (default 0.5).")] = None,
-    max_ratio: Annotated[float, typer.Option(help="Compression of the deepest block (default 0.75).")] = None,
-    finetune_epochs: Annotated[int, typer.Option(
-        help="Epochs of the final end-to-end KD fine-tune (default 6).")] = None,
+    checkpoint: Annotated[Path, typer.Argument(help="A trained NLQ checkpoint to compress.")],
+    min_ratio: Annotated[float, typer.Option(help="Compression of the shallowest block.")] = None,
+    max_ratio: Annotated[float, typer.Option(help="Compression of the deepest block.")] = None,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of the final end-to-end KD fine-tune.")] = None,
     out: Annotated[Path, typer.Option(help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it).")] = None,
 ) -> None:
-    """CBKD: prune one block per stage (heads, then encoder blocks), recover it by block KD, fine-tune with KD.
+    """Moved to `egoedge train cbkd` (the task comes from the checkpoint)."""
+    from egoedge.cli.train import cbkd as train_cbkd
 
-    Only the feed-forward and head hidden widths are cut; rerun resumes after the last finished stage.
-    Example: egoedge nlq cbkd runs/nlq/nlq_student.pt --max-ratio 0.75
-    """
-    from dataclasses import replace
-
-    from egoedge.cli.render import cbkd_table
-    from egoedge.pipeline.nlq import nlq_preset
-    from egoedge.trainer.nlq.compress import cbkd_nlq_checkpoint
-
-    preset = nlq_preset("quick")
-    cfg = replace(preset.cbkd, **{k: v for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio))
-                                  if v is not None})
-    if finetune_epochs is not None:
-        if finetune_epochs < 0:
-            raise EgoedgeError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
-        cfg = replace(cfg, finetune=replace(cfg.finetune, epochs=finetune_epochs))
-    replace(preset, cbkd=cfg).validate()
-    out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
-    with RichProgress() as progress:
-        path, summary = cbkd_nlq_checkpoint(checkpoint, out, cfg, progress)
-    console.print(cbkd_table(summary, f"CBKD {checkpoint} -> {path}"))
+    moved("egoedge nlq cbkd", "egoedge train cbkd")
+    train_cbkd(checkpoint, min_ratio=min_ratio, max_ratio=max_ratio, finetune_epochs=finetune_epochs, out=out)
 
 
-@nlq_app.command()
+@nlq_app.command(hidden=True)
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="An NLQ checkpoint with word embeddings (e.g. the student).")],
     to: Annotated[str, typer.Option(help="Comma-separated backends.")] = "executorch,tflite,onnx,coreml",
@@ -210,12 +192,10 @@ def export(
     parity_samples: Annotated[int, typer.Option(help="Validation queries in the parity batch.")] = 32,
     allow_failed: Annotated[bool, typer.Option(help="Exit 0 even if an artifact fails to export or its gate.")] = False,
 ) -> None:
-    """`egoedge export` with the NLQ defaults (kept so that earlier commands still work).
-
-    Example: egoedge nlq export runs/nlq/nlq_student.pt --int8
-    """
+    """Moved to `egoedge export` (the task comes from the checkpoint)."""
     from egoedge.edge.export import ExportConfig
 
+    moved("egoedge nlq export", "egoedge export")
     export_and_show(str(checkpoint), None, out, lambda: ExportConfig(formats=parse_backends(to), int8=int8,
                                                                      calibration=calib,
-                                                          parity_samples=parity_samples), allow_failed)
+                                                                     parity_samples=parity_samples), allow_failed)

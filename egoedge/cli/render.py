@@ -1,5 +1,5 @@
 """How the CLI shows results (rich tables of reports, manifests, speed-ups, profiles, task figures), and the
-export body that `egoedge export` and `egoedge nlq export` share."""
+export body that `egoedge export` and its moved spelling `egoedge nlq export` share."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from egoedge.cli.console import DATA_HELP, Preset, RichProgress, console, fail
+from egoedge.cli.console import DATA_HELP, Preset, RichProgress, console
 from egoedge.cli.render import cbkd_table
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.recipes import DEFAULT_RECIPE, RECIPES
@@ -170,49 +170,34 @@ def student(
 
 @train_app.command("cbkd")
 def cbkd(
-    checkpoint: Annotated[Path, typer.Argument(help="The trained student to compress (it is also the teacher).")],
+    checkpoint: Annotated[Path, typer.Argument(
+        help="A trained student of any task to compress (it is also the teacher); the task comes from it.")],
     preset: Annotated[Preset, typer.Option(help="Defaults for the recovery and fine-tune schedules.")] = "quick",
     config: Annotated[Path, typer.Option(
-        help="YAML/JSON overrides (e.g. cbkd: {max_ratio: 0.7, order: shallow_first}).")] = None,
+        help="YAML/JSON overrides (e.g. cbkd: {max_ratio: 0.7, order: shallow_first}); clip tasks.")] = None,
     min_ratio: Annotated[float, typer.Option(help="Compression of the shallowest block.")] = None,
     max_ratio: Annotated[float, typer.Option(help="Compression of the deepest block.")] = None,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of the final end-to-end KD fine-tune.")] = None,
     out: Annotated[Path, typer.Option(help="Output checkpoint (default: <checkpoint>_cbkd.pt beside it).")] = None,
-    data: Annotated[str, typer.Option(help="Dataset (default: the checkpoint's); " + DATA_HELP[9:])] = None,
+    data: Annotated[str, typer.Option(help="Dataset (default: the checkpoint's); clip tasks; " + DATA_HELP[9:])] = None,
 ) -> None:
     """CBKD: prune one block per stage (deepest first), recover it by block distillation, fine-tune.
 
     Resumes from the last finished stage when rerun with the same settings.
     Example: egoedge train cbkd runs/exp1/student.pt --max-ratio 0.6
+             egoedge train cbkd runs/nlq/nlq_student.pt --finetune-epochs 2
     """
-    from egoedge.pipeline.clips import PRESETS
+    from egoedge.pipeline import PIPELINES, CBKDRequest
     from egoedge.trainer.checkpoint import read_checkpoint
-    from egoedge.trainer.config import to_dict
-    from egoedge.trainer.data import prepare_data
-    from egoedge.trainer.stages import cbkd_stage, data_config_of, load_splits
+    from egoedge.trainer.tasks import task_of
 
-    try:
-        if not checkpoint.is_file():
-            raise EgoedgeError(f"checkpoint not found: {checkpoint}")
-        cfg = _resolve(preset, config)
-        cb = cfg.cbkd or PRESETS[preset.value].cbkd
-        if min_ratio is not None:
-            cb = replace(cb, min_ratio=min_ratio)
-        if max_ratio is not None:
-            cb = replace(cb, max_ratio=max_ratio)
-        cb.validate()
-        source = read_checkpoint(checkpoint)
-        if data:
-            from egoedge.trainer.tasks import task_of
-
-            source = task_of(source).with_data(source, data)  # refuses data with other classes
-        data_cfg = data_config_of(source)
-        out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
-        log, epoch_log = _log(out.parent)
-        log("train_cbkd", cbkd=to_dict(cb), source=str(checkpoint))
-        with RichProgress() as progress:
-            prepare_data(data_cfg, progress)
-            path, summary = cbkd_stage(checkpoint, load_splits(data_cfg), cb, out, progress, epoch_log,
-                                       {"preset": cfg.preset})
-    except (EgoedgeError, ValueError, KeyError) as e:
-        fail(str(e.args[0]) if e.args else str(e))
+    if not checkpoint.is_file():
+        raise EgoedgeError(f"checkpoint not found: {checkpoint}")
+    task = task_of(read_checkpoint(checkpoint)).name
+    out = out or checkpoint.with_name(f"{checkpoint.stem}_cbkd.pt")
+    options = {"config": config, "min_ratio": min_ratio, "max_ratio": max_ratio, "finetune_epochs": finetune_epochs,
+               "data": data}
+    request = CBKDRequest(checkpoint, out, task, preset.value, {k: v for k, v in options.items() if v is not None})
+    with RichProgress() as progress:
+        path, summary = PIPELINES.get(task).cbkd(request, progress)
     console.print(cbkd_table(summary, f"CBKD {checkpoint} -> {path}"))

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from egoedge.pipeline.base import RunRequest, RunResult
+from egoedge.pipeline.base import CBKDRequest, Pipeline, RunRequest, RunResult
 from egoedge.pipeline.registry import PIPELINES
 from egoedge.trainer.common.registry import import_submodules
 
 import_submodules(__name__, [str(Path(__file__).parent)], skip=("base", "registry", "common"))
 
-__all__ = ["PIPELINES", "RunRequest", "RunResult"]
+__all__ = ["PIPELINES", "CBKDRequest", "Pipeline", "RunRequest", "RunResult"]

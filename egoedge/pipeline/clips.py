@@ -23,8 +23,8 @@ from egoedge.bench.report import ship_choice, summarize
 from egoedge.edge.export import ExportConfig, export_checkpoint
 from egoedge.edge.exporters import EXPORTERS
 from egoedge.edge.parity import ParityGate
-from egoedge.pipeline.base import RunRequest, RunResult
-from egoedge.pipeline.common import RunLog, RunState, StageClock, check_out_dir, finish_run
+from egoedge.pipeline.base import CBKDRequest, Pipeline, RunRequest, RunResult
+from egoedge.pipeline.common import RunLog, RunState, StageClock, cbkd_settings, check_out_dir, finish_run
 from egoedge.pipeline.registry import PIPELINES
 from egoedge.trainer.checkpoint import read_checkpoint
 from egoedge.trainer.common.io import EgoedgeError
@@ -444,5 +444,26 @@ def run_request(request: RunRequest, progress: Progress = no_progress) -> RunRes
     return RunResult(report, {name: out / name for name in ("report.json", "report.md", "pareto.png")})
 
 
-PIPELINES.register("recognition")(run_request)
-PIPELINES.register("anticipation")(run_request)
+def cbkd_request(request: CBKDRequest, progress: Progress = no_progress) -> tuple[Path, dict]:
+    """``egoedge train cbkd`` of a clip checkpoint: the preset's schedule, ``--config``, the flags, on its data."""
+    from egoedge.trainer.engine import init_distributed
+    from egoedge.trainer.stages import data_config_of
+
+    init_distributed()
+    o = request.options
+    cfg = resolve_config(request.preset, o.get("config"))
+    cb = cbkd_settings(cfg.cbkd or PRESETS[request.preset].cbkd, o)
+    source = read_checkpoint(request.checkpoint)
+    if o.get("data"):
+        source = task_of(source).with_data(source, o["data"])  # refuses data with other classes
+    data_cfg = data_config_of(source)
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    log = RunLog(request.out.parent / "log.jsonl")
+    log("train_cbkd", cbkd=to_dict(cb), source=str(request.checkpoint))
+    prepare_data(data_cfg, progress)
+    return cbkd_stage(request.checkpoint, load_splits(data_cfg), cb, request.out, progress,
+                      lambda record: log("epoch", **record), {"preset": cfg.preset})
+
+
+PIPELINES.register("recognition")(Pipeline(run_request, cbkd_request))
+PIPELINES.register("anticipation")(Pipeline(run_request, cbkd_request))

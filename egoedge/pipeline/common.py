@@ -12,6 +12,7 @@ from pathlib import Path
 
 from egoedge.bench.report import write_report
 from egoedge.trainer.common.io import EgoedgeError, sha256_path, write_json_atomic
+from egoedge.trainer.prune.cbkd import CBKDConfig
 
 
 class RunLog:
@@ -34,6 +35,23 @@ def check_out_dir(out: Path) -> None:
         raise EgoedgeError(f"cannot create run folder {out}: {e.strerror}; choose another --out") from None
     if not os.access(out, os.W_OK):
         raise EgoedgeError(f"run folder {out} is not writable; choose another --out")
+
+
+def cbkd_settings(cfg: CBKDConfig, options: dict) -> CBKDConfig:
+    """A task's CBKD schedule with ``--min-ratio``, ``--max-ratio`` and ``--finetune-epochs`` applied, checked."""
+    from dataclasses import replace
+
+    cfg = replace(cfg, **{k: options[k] for k in ("min_ratio", "max_ratio") if options.get(k) is not None})
+    epochs = options.get("finetune_epochs")
+    if epochs is not None:
+        if epochs < 0:
+            raise EgoedgeError(f"--finetune-epochs must be >= 0, got {epochs}")
+        cfg = replace(cfg, finetune=replace(cfg.finetune, epochs=epochs))
+    try:
+        cfg.validate()
+    except (ValueError, KeyError) as e:
+        raise EgoedgeError(str(e.args[0] if e.args else e)) from None
+    return cfg
 
 
 class RunState:

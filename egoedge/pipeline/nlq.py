@@ -11,6 +11,7 @@ every official figure.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,13 +21,14 @@ import torch
 from egoedge.bench.host_bench import BenchConfig, Target, host_report, manifest_targets
 from egoedge.bench.report import summarize
 from egoedge.edge.export import ExportConfig, export_checkpoint
-from egoedge.pipeline.base import RunRequest, RunResult
-from egoedge.pipeline.common import RunLog, StageClock, check_out_dir, finish_run
+from egoedge.pipeline.base import CBKDRequest, Pipeline, RunRequest, RunResult
+from egoedge.pipeline.common import RunLog, RunState, StageClock, cbkd_settings, check_out_dir, finish_run
 from egoedge.pipeline.registry import PIPELINES
 from egoedge.trainer.checkpoint import read_checkpoint
 from egoedge.trainer.common.io import EgoedgeError, write_json_atomic
 from egoedge.trainer.common.lock import locks_folder
 from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.config import to_dict
 from egoedge.trainer.engine import TrainConfig
 from egoedge.trainer.models.vslnet import FILM_MODES
 from egoedge.trainer.nlq import metrics as nlq_metrics
@@ -43,8 +45,8 @@ from egoedge.trainer.nlq.train import (
     train_nlq,
 )
 from egoedge.trainer.prune.cbkd import CBKDConfig, stage_table
-from egoedge.trainer.quantize.checkpoint import quantize_checkpoint
 from egoedge.trainer.quantize.ptq import PTQConfig
+from egoedge.trainer.quantize.quantize_checkpoint import quantize_checkpoint
 from egoedge.trainer.tasks import task_of
 
 _NLQ_STAGE = {"weight_decay": 0.01, "label_smoothing": 0.0}
@@ -146,7 +148,15 @@ def _loaded(name: str, path: Path) -> Trained:
 
 
 def _train_one(name: str, arch: str, data: NLQData, cfg: NLQRunConfig, out: Path, progress: Progress,
-               log: RunLog, teacher: Trained | None = None, epochs: int | None = None, **overrides) -> Trained:
+               log: RunLog, state: RunState, teacher: Trained | None = None, epochs: int | None = None,
+               **overrides) -> Trained:
+    """One model trained, scored and saved as ``nlq_NAME.pt``; taken from the run folder when it finished before."""
+    stage, path = f"model {name}", out / f"nlq_{name}.pt"
+    needs = (teacher.path, path) if teacher else (path,)  # a retrained teacher retrains its student
+    if state.finished(stage, *needs):
+        progress(f"train {name} (finished before)", 1, 1, {})
+        log("reused", stage=stage)
+        return _loaded(name, path)
     torch.manual_seed(cfg.train.seed)
     model = build_for(arch, data, **overrides)
     train_cfg = replace(cfg.train, epochs=epochs or cfg.train.epochs)
@@ -161,9 +171,10 @@ def _train_one(name: str, arch: str, data: NLQData, cfg: NLQRunConfig, out: Path
     cost = complexity(model)
     metrics = {"val": nlq_metrics.metrics_row(val), "test": nlq_metrics.metrics_row(test), **cost,
                "train_seconds": seconds, "history": history}
-    path = save_nlq_checkpoint(out / f"nlq_{name}.pt", arch, model, data, metrics,
+    path = save_nlq_checkpoint(path, arch, model, data, metrics,
                                {"train": asdict(train_cfg), "loss": asdict(cfg.loss),
                                 "teacher": teacher.path.name if teacher else None})
+    state.mark(stage, *needs)
     log("model", name=name, arch=arch, test=metrics["test"], params=cost["params"], macs=cost["macs"],
         seconds=seconds)
     return Trained(name, arch, path, model, metrics, cost, model.tokenizer)
@@ -185,6 +196,8 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
         data = load_data(NLQDataSpec(str(root), cfg.max_pos_len, cfg.max_query_len, cfg.data.fps))
         progress("NLQ data", 1, 1, {})
     log("data", root=str(root), **{s: len(v) for s, v in data.splits.items()}, vocab=len(data.vocab))
+    # Whole-flow resume, as the clip flow's: every finished stage whose files are intact is reused.
+    state = RunState(out, {"task": "nlq", **{k: v for k, v in to_dict(cfg).items() if k != "bench"}})
 
     models: list[Trained] = []
     with clock("baselines"):
@@ -192,26 +205,42 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
             models.append(_train_one(arch, arch, data, cfg, out, progress, log))
         for mode in cfg.film:
             models.append(_train_one(f"vslnet_film-{mode.replace(':', '-')}", "vslnet", data, cfg, out, progress,
-                                     log, film=mode))
+                                     log, state, film=mode))
     with clock("teacher"):
-        teacher = _train_one("teacher", cfg.teacher, data, cfg, out, progress, log, epochs=cfg.teacher_epochs)
+        teacher = _train_one("teacher", cfg.teacher, data, cfg, out, progress, log, state,
+                             epochs=cfg.teacher_epochs)
     with clock("student"):
-        plain = _train_one("student_nokd", cfg.student, data, cfg, out, progress, log)
-        student = _train_one("student", cfg.student, data, cfg, out, progress, log, teacher=teacher)
+        plain = _train_one("student_nokd", cfg.student, data, cfg, out, progress, log, state)
+        student = _train_one("student", cfg.student, data, cfg, out, progress, log, state, teacher=teacher)
     models += [teacher, plain, student]
     compressed, cbkd_info, ptq_info = student, None, None
     if cfg.cbkd is not None:
-        with clock("cbkd"):
-            path, summary = cbkd_nlq_checkpoint(student.path, out / "nlq_student_cbkd.pt", cfg.cbkd, progress,
-                                                lambda r: log("epoch", model="student_cbkd", **r))
+        path = out / "nlq_student_cbkd.pt"
+        if state.finished("cbkd", student.path, path):
+            clock.reused("cbkd")
+            log("reused", stage="cbkd")
+            cbkd_info = state.info("cbkd")["summary"]
+        else:
+            with clock("cbkd"):
+                _, summary = cbkd_nlq_checkpoint(student.path, path, cfg.cbkd, progress,
+                                                 lambda r: log("epoch", model="student_cbkd", **r))
+            cbkd_info = {"macs_cut": summary["macs_cut"], "params_cut": summary["params_cut"],
+                         "stages": stage_table(summary)}
+            state.mark("cbkd", student.path, path, summary=cbkd_info)
         compressed = _loaded("student_cbkd", path)
         models.append(compressed)
-        log("cbkd", test=compressed.metrics["test"], macs_cut=summary["macs_cut"], params_cut=summary["params_cut"])
-        cbkd_info = {"macs_cut": summary["macs_cut"], "params_cut": summary["params_cut"],
-                     "stages": stage_table(summary)}
+        log("cbkd", test=compressed.metrics["test"], macs_cut=cbkd_info["macs_cut"],
+            params_cut=cbkd_info["params_cut"])
     if cfg.ptq is not None:  # the int8 student (of the CBKD student when there is one), as a PyTorch program
-        with clock("ptq"):
-            ptq = quantize_checkpoint(compressed.path, out, cfg.ptq, progress)
+        program = out / f"{compressed.path.stem}_int8.pt2"
+        if state.finished("ptq", compressed.path, program):
+            clock.reused("ptq")
+            log("reused", stage="ptq")
+            ptq = state.info("ptq")["report"]
+        else:
+            with clock("ptq"):
+                ptq = quantize_checkpoint(compressed.path, out, cfg.ptq, progress)
+            state.mark("ptq", compressed.path, program, report=ptq)
         log("ptq", source=compressed.name, **{k: ptq[k] for k in ("skip", "val_agreement", "fp32", "int8",
                                                                  "test_agreement")})
         ptq_info = {k: ptq[k] for k in ("source", "artifact", "skip", "val_agreement", "test_agreement")}
@@ -226,8 +255,15 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
         metrics, data.splits["test"].annotation_file, model=student.name,
         models={m.name: m.metrics["test"] for m in models}))
 
-    with clock("export"):
-        manifest = export_checkpoint(student.path, out / "export", cfg.export, progress)
+    manifest_path = out / "export" / "manifest.json"
+    if state.finished("export", student.path, manifest_path):
+        clock.reused("export")
+        log("reused", stage="export")
+        manifest = json.loads(manifest_path.read_text())  # its artifacts' hashes are checked by the bench
+    else:
+        with clock("export"):
+            manifest = export_checkpoint(student.path, out / "export", cfg.export, progress)
+        state.mark("export", student.path, manifest_path)
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
     # Every model is timed and scored on the test queries; the student is the reference for agreement.
     ckpt = read_checkpoint(student.path)
@@ -273,4 +309,14 @@ def run_request(request: RunRequest, progress: Progress = no_progress) -> RunRes
                                                              "report.json", "report.md", "pareto.png")})
 
 
-PIPELINES.register("nlq")(run_request)
+def cbkd_request(request: CBKDRequest, progress: Progress = no_progress) -> tuple[Path, dict]:
+    """``egoedge train cbkd`` of an NLQ checkpoint: the preset's NLQ schedule with the flags, on its own data."""
+    request.refuse("config", "data")
+    cfg = cbkd_settings(nlq_preset(request.preset).cbkd or NLQRunConfig().cbkd, request.options)
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    log = RunLog(request.out.parent / "log.jsonl")
+    log("train_cbkd", cbkd=to_dict(cfg), source=str(request.checkpoint))
+    return cbkd_nlq_checkpoint(request.checkpoint, request.out, cfg, progress, lambda record: log("epoch", **record))
+
+
+PIPELINES.register("nlq")(Pipeline(run_request, cbkd_request))

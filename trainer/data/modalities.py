@@ -80,7 +80,7 @@ _register(Modality(
 
 
 def _flow_batch(split: ClipSplit, idx: np.ndarray, pp: dict) -> torch.Tensor:
-    from egoedge.trainer.data.flow import clip_flow
+    from egoedge.trainer.data.optical_flow import clip_flow
 
     flow = derived(split, "flow", lambda s: clip_flow(s.clips))
     # A few pixels per frame is typical; the clamp keeps the rare wild estimate in flat regions in range.

@@ -26,9 +26,9 @@ from egoedge.trainer.data.calibration import MIN_CALIBRATION, as_samples
 from egoedge.trainer.engine import device
 from egoedge.trainer.nlq import metrics as nlq_metrics
 from egoedge.trainer.nlq.dataset import NLQData, NLQDataSpec, calibration_queries, load_data, model_inputs
-from egoedge.trainer.nlq.decode import evaluate_logits, top1_window_agreement
 from egoedge.trainer.nlq.loss import SpanLoss
 from egoedge.trainer.nlq.train import batch_of, evaluate_model, load_nlq_model, save_nlq_checkpoint, train_nlq
+from egoedge.trainer.nlq.windows import evaluate_logits, top1_window_agreement
 from egoedge.trainer.prune.cbkd import CBKDConfig, run_cbkd
 from egoedge.trainer.quantize.ptq import OutputMatch, PTQConfig, PTQJob
 

@@ -16,8 +16,8 @@ from egoedge.trainer.engine import TrainConfig, device, fit
 from egoedge.trainer.models import MODELS, build_model
 from egoedge.trainer.models.vslnet import VSLNet, config_dict
 from egoedge.trainer.nlq.dataset import NLQData
-from egoedge.trainer.nlq.decode import evaluate_logits
 from egoedge.trainer.nlq.loss import SpanLoss, highlight_labels, kd_loss, span_loss
+from egoedge.trainer.nlq.windows import evaluate_logits
 
 
 def batch_of(data: NLQData, split: str, idx: np.ndarray, tokenizer: str, extend: float,

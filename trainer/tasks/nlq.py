@@ -22,7 +22,7 @@ from egoedge.trainer.tasks.registry import TASKS
 
 def span_parity(reference: Arrays, candidate: Arrays, mask: np.ndarray) -> dict:
     """``max_abs`` logit difference over valid steps and % of queries whose top-1 window is the reference's."""
-    from egoedge.trainer.nlq.decode import top1_window_agreement
+    from egoedge.trainer.nlq.windows import top1_window_agreement
 
     valid = mask > 0
     diff = max(float(np.abs(r - c)[valid].max()) for r, c in zip(reference, candidate, strict=True))
@@ -60,8 +60,8 @@ class NLQEvaluation(Evaluation):
         return model_inputs(self.data, "train", calibration_queries(self.data, n, seed))
 
     def score(self, outputs: Arrays) -> dict:
-        from egoedge.trainer.nlq.decode import evaluate_logits
         from egoedge.trainer.nlq.metrics import accuracy_block, metrics_row
+        from egoedge.trainer.nlq.windows import evaluate_logits
 
         row = metrics_row(evaluate_logits(self.data, "test", *outputs)[1])
         return {"accuracy": accuracy_block(row), "metrics": row}
