@@ -201,7 +201,8 @@ def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportCon
         if reason := exporter.unavailable():
             return {"status": "ok", "verified": f"spec only ({reason})"}
         try:
-            session = exporter.load(path)
+            # On this process's thread budget: a run exporting two students at once gives each half the cores.
+            session = exporter.load(path, threads=torch.get_num_threads())
             got = run_session(session, parity_x)
             test = run_session(session, test_x, progress, f"verify {name}")
         except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)

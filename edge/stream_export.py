@@ -145,7 +145,11 @@ def pair_checker(ev, gate: ParityGate, reference: dict, parity: tuple[Arrays, Ar
         if reason := exporter.unavailable():
             return {"status": "ok", "verified": f"spec only ({reason})"}
         try:
-            runner = StreamRunner(exporter.load(enc_path), exporter.load(head_path), window, dim, exporter.format)
+            threads = torch.get_num_threads()  # this process's budget, as for clip artifacts
+            # A runtime with one process-wide pool (ExecuTorch) is sized once, by the first session.
+            runner = StreamRunner(exporter.load(enc_path, threads=threads),
+                                  exporter.load(head_path, threads=None if exporter.process_threads else threads),
+                                  window, dim, exporter.format)
             got = run_session(runner.clip, parity_x)
             test_out = run_session(runner.clip, test_x, progress, f"verify {name} (frame by frame)")
             steps = runner.frames(frames)

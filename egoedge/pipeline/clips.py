@@ -7,6 +7,7 @@ be re-run alone from them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from egoedge.edge.export import ExportConfig, export_checkpoint
 from egoedge.edge.exporters import EXPORTERS
 from egoedge.edge.parity import ParityGate
 from egoedge.pipeline.base import CBKDRequest, Pipeline, RunRequest, RunResult
+from egoedge.pipeline.beside import beside, torch_threads
 from egoedge.pipeline.common import RunLog, RunState, StageClock, cbkd_settings, check_out_dir, finish_run
 from egoedge.pipeline.registry import PIPELINES
 from egoedge.trainer.checkpoint import read_checkpoint
@@ -342,18 +344,23 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
     students = [("student", student_path, out / "export")]
     if cbkd_path is not None:
         students.append(("student_cbkd", cbkd_path, out / "export_cbkd"))
-    manifests = {}
+    manifests: dict[str, dict] = {}
+    todo = []
     for name, path, folder in students:
-        manifest_path = folder / "manifest.json"
-        stage = "export" if name == "student" else f"export {name}"
-        if state.finished(stage, path, manifest_path):
-            reused(stage)
-            manifests[name] = json.loads(manifest_path.read_text())  # its artifacts' hashes are checked by the bench
+        if state.finished(_export_stage(name), path, folder / "manifest.json"):
+            reused(_export_stage(name))
+            manifests[name] = json.loads((folder / "manifest.json").read_text())  # the bench checks its hashes
         else:
-            ecfg = replace(cfg.export, streaming=cfg.export.streaming and name == students[-1][0])
-            with clock(stage):
+            todo.append((name, path, folder, replace(cfg.export, streaming=cfg.export.streaming and
+                                                     name == students[-1][0])))
+    if len(todo) == 2 and (os.cpu_count() or 1) >= 2:
+        _export_side_by_side(todo, state, clock, manifests, progress)
+    else:
+        for name, path, folder, ecfg in todo:
+            with clock(_export_stage(name)):
                 manifests[name] = export_checkpoint(path, folder, ecfg, progress)
-            state.mark(stage, path, manifest_path)
+            state.mark(_export_stage(name), path, folder / "manifest.json")
+    for name, _, _ in students:
         log("export", student=name, int8=_int8_line(manifests[name]),
             artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifests[name]["artifacts"]])
 
@@ -370,6 +377,32 @@ def run(cfg: RunConfig, out: str | Path, progress: Progress = no_progress) -> di
         report["summary"][f"adapted to the data{f' ({i + 1})' if i else ''}"] = note
     report["run"]["adapted"] = data_notes
     return finish_run(report, out, t_start, clock, log)
+
+
+def _export_stage(name: str) -> str:
+    return "export" if name == "student" else f"export {name}"
+
+
+def _export_side_by_side(todo: list[tuple[str, Path, Path, ExportConfig]], state: RunState, clock: StageClock,
+                         manifests: dict[str, dict], progress: Progress) -> None:
+    """Both students' exports at once, the first in a child process, each on half the threads.
+
+    Each export is recorded as finished as soon as it is, so a run killed during the other one
+    reuses it.
+    """
+    import torch
+
+    (first, path1, folder1, cfg1), (second, path2, folder2, cfg2) = todo
+    threads = torch.get_num_threads()
+    with clock(f"exports of {first} and {second}, side by side"):
+        with beside(f"export of {first}", export_checkpoint, (path1, folder1, cfg1), threads=max(1, threads // 2)) \
+                as other, torch_threads(max(1, threads - threads // 2)):
+            manifests[second] = export_checkpoint(path2, folder2, cfg2, progress)
+            state.mark(_export_stage(second), path2, folder2 / "manifest.json")
+            progress(f"export {first} (beside it)", 0, 1, {})
+            manifests[first] = other.result()
+            state.mark(_export_stage(first), path1, folder1 / "manifest.json")
+            progress(f"export {first} (beside it)", 1, 1, {})
 
 
 def bench_students(teacher_path: Path, students: list[tuple[str, Path, Path]], manifests: dict[str, dict],
