@@ -261,6 +261,8 @@ def test_export_rejects_an_unknown_backend(command, tmp_path):
     result = CliRunner().invoke(app, [*command, str(tmp_path / "model.pt"), "--to", "onnx, tensorrt"])
     assert result.exit_code != 0
     assert "unknown backend 'tensorrt' in --to; valid: " in result.output
+    # The moved spelling still answers, and says where it went.
+    assert ("`egoedge nlq export` moved to `egoedge export`" in " ".join(result.output.split())) == (len(command) == 2)
 
 
 @pytest.mark.parametrize("verbose", [False, True])

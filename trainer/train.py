@@ -165,7 +165,7 @@ def distill_student(student: nn.Module, teachers: nn.Module | Sequence[nn.Module
     ensemble = LogitEnsemble(len(teachers), kd.ensemble).to(dev)
     fit_on = held_out if held_out is not None and len(teachers) > 1 and kd.ensemble == "learned" else train
     fit_logits = all_logits if fit_on is train else [outputs_of(i, fit_on, "val")[0] for i in range(len(teachers))]
-    weights = ensemble.fit(torch.stack(fit_logits), torch.from_numpy(fit_on.labels).to(dev))
+    weights = ensemble.fit(torch.stack(fit_logits), torch.tensor(fit_on.labels).to(dev))
     t_logits = ensemble(torch.stack(all_logits)).detach()
 
     hint_s, hint_t = _hint_names(kd, student, teachers[0])

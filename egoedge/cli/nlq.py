@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from egoedge.cli.console import RichProgress, console, moved, parse_backends
+from egoedge.cli.console import Preset, RichProgress, console, moved, parse_backends
 from egoedge.cli.render import export_and_show, metrics_table
 from egoedge.trainer.common.io import EgoedgeError
 
@@ -179,7 +179,8 @@ def cbkd(
     from egoedge.cli.train import cbkd as train_cbkd
 
     moved("egoedge nlq cbkd", "egoedge train cbkd")
-    train_cbkd(checkpoint, min_ratio=min_ratio, max_ratio=max_ratio, finetune_epochs=finetune_epochs, out=out)
+    train_cbkd(checkpoint, preset=Preset("quick"), min_ratio=min_ratio, max_ratio=max_ratio,
+               finetune_epochs=finetune_epochs, out=out)
 
 
 @nlq_app.command(hidden=True)

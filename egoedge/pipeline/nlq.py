@@ -202,7 +202,7 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
     models: list[Trained] = []
     with clock("baselines"):
         for arch in cfg.baselines:
-            models.append(_train_one(arch, arch, data, cfg, out, progress, log))
+            models.append(_train_one(arch, arch, data, cfg, out, progress, log, state))
         for mode in cfg.film:
             models.append(_train_one(f"vslnet_film-{mode.replace(':', '-')}", "vslnet", data, cfg, out, progress,
                                      log, state, film=mode))
