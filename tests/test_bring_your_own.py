@@ -308,8 +308,18 @@ def test_train_commands_take_pretrained_specs(tmp_path):
                               "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run" / "teacher_hf.pt").is_file() and "hf" in res.output
-    res = runner.invoke(app, ["train", "student", "--preset", "mini", "--teacher", "timm:resnet18",
-                              "--out", str(tmp_path / "run")])
-    assert "fit the pretrained one first: egoedge train teacher --arch timm:resnet18" in assert_one_line_error(res)
+    # `train student` takes the same teacher specs as `run`: the pretrained one is fitted first, beside the student.
+    res = runner.invoke(app, ["train", "student", "--preset", "mini", "--teacher", f"hf:{tmp_path / 'clip'}",
+                              "--out", str(tmp_path / "distil")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "distil" / "teacher_hf.pt").is_file() and (tmp_path / "distil" / "student_clip_kd.pt").is_file()
+    fitted = str(tmp_path / "run" / "teacher_hf.pt")
+    res = runner.invoke(app, ["train", "student", "--preset", "mini", "--teacher", fitted, "--teacher-weights", fitted])
+    assert "--teacher-weights is for a timm:/hf: --teacher" in assert_one_line_error(res)
+    res = runner.invoke(app, ["train", "student", "--preset", "mini", "--teacher", "timm:resnet18", "--teacher-weights",
+                              str(tmp_path / "missing.safetensors")])
+    assert "weights file not found" in assert_one_line_error(res)
+    res = runner.invoke(app, ["train", "student", "--preset", "mini", "--teacher", str(tmp_path / "nowhere.pt")])
+    assert "teacher checkpoint not found" in assert_one_line_error(res)
     res = runner.invoke(app, ["run", "--preset", "mini", "--teacher", "resnet18", "--out", str(tmp_path / "x")])
     assert "is not ARCH:VARIANT" in assert_one_line_error(res)

@@ -114,9 +114,12 @@ def teacher(
 
 @train_app.command("student")
 def student(
-    teacher: Annotated[list[Path], typer.Option(
+    teacher: Annotated[list[str], typer.Option(
         "--teacher",
-        help="Teacher checkpoint; repeat for several teachers.")] = None,
+        help="Teacher: a checkpoint, or a model spec as `egoedge run --teacher` takes (timm:NAME, hf:DIR, "
+             "ARCH:VARIANT), fitted first on the student's data; repeat for several teachers.")] = None,
+    teacher_weights: Annotated[Path, typer.Option(
+        help="Pretrained weights of a timm:/hf: --teacher (safetensors or a state dict).")] = None,
     recipe: Annotated[Recipe, typer.Option(
         help=f"Named KD recipe: {', '.join(RECIPES.keys())} (ce: labels "
              "only, no KD; multi_teacher: one teacher per modality, learned ensemble).")] = DEFAULT_RECIPE,
@@ -138,30 +141,44 @@ def student(
 
     Teachers may read other modalities (flow, audio, boxes, text); the student reads the RGB clip.
     Example: egoedge train student --teacher runs/exp1/teacher.pt --recipe topk
+             egoedge train student --teacher timm:vit_base_patch32_clip_224.openai --teacher-weights b32.safetensors
     """
     from egoedge.trainer.checkpoint import read_checkpoint
     from egoedge.trainer.config import to_dict
     from egoedge.trainer.data import prepare_data
-    from egoedge.trainer.stages import data_config_of, load_splits, student_stage
+    from egoedge.trainer.stages import data_config_of, load_splits, parse_model_spec, student_stage, teacher_stage
 
-    teachers = list(teacher or [])
-    for t in teachers:
-        kind = str(t).partition(":")[0]
-        if not t.is_file() and kind in ("timm", "hf"):
-            raise EgoedgeError(f"--teacher takes checkpoints; fit the pretrained one first: egoedge train teacher "
-                               f"--arch {t} [--weights FILE], then pass --teacher <out>/teacher_{kind}.pt")
+    given = list(teacher or [])
+    checkpoints = [Path(t) for t in given if Path(t).is_file()]
+    specs = [t for t in given if not Path(t).is_file()]
+    for t in specs:
+        if ":" not in t or t.endswith((".pt", ".pth")):
+            raise EgoedgeError(f"teacher checkpoint not found: {t}")
+    if teacher_weights is not None and not specs:
+        raise EgoedgeError("--teacher-weights is for a timm:/hf: --teacher; a checkpoint holds its own weights")
+    # The spec parser `egoedge run --teacher` uses, before any work; each is fitted as `train teacher` fits it.
+    choices = {t: parse_model_spec(t, str(teacher_weights) if teacher_weights else None) for t in specs}
     cfg = _resolve(preset, config, recipe=recipe.value, student_variant=variant, student_epochs=epochs,
                    temperature=temperature, task=task.value if task else None, data=data)
-    if teachers:
-        own = data_config_of(read_checkpoint(teachers[0]))
+    if checkpoints:
+        own = data_config_of(read_checkpoint(checkpoints[0]))
         cfg = replace(cfg, data=replace(own, name=cfg.data.name) if data else own)
-    out = out or (teachers[0].parent if teachers else Path("runs") / preset.value)
+    out = out or (checkpoints[0].parent if checkpoints else Path("runs") / preset.value)
     log, epoch_log = _log(out)
-    log("train_student", config=to_dict(cfg), teachers=[str(t) for t in teachers])
+    log("train_student", config=to_dict(cfg), teachers=given)
     path = out / f"{name or 'student_' + recipe.value}.pt"
     with RichProgress() as progress:
         prepare_data(cfg.data, progress)
-        path = student_stage(cfg.student, teachers, load_splits(cfg.data), cfg.student_train,
+        splits = load_splits(cfg.data)
+        teachers = []
+        for t in given:  # in the order given: the first teacher is the one feature KD reads
+            if t not in specs:
+                teachers.append(Path(t))
+                continue
+            choice = choices[t]
+            teachers.append(teacher_stage(choice, splits, cfg.teacher_train, out / f"teacher_{choice.arch}.pt",
+                                          progress, epoch_log, {"preset": cfg.preset, "run": to_dict(cfg)}))
+        path = student_stage(cfg.student, teachers, splits, cfg.student_train,
                              cfg.kd_settings(), cfg.recipe, path, progress, epoch_log,
                              {"preset": cfg.preset, "run": to_dict(cfg)})
     student = f"{cfg.student.arch}:{cfg.student.variant}"
