@@ -93,7 +93,8 @@ def test_a_killed_run_continues_from_its_last_finished_stage(tmp_path, mini_run)
     # as if killed while pruning: CBKD and everything after it never finished
     state = json.loads((out / RunState.NAME).read_text())
     # mini: no linear probe; each student's export makes its int8 program
-    assert list(state["done"]) == ["teacher", "student", "cbkd", "export", "export student_cbkd"]
+    # (in the order they finished: the two exports run side by side)
+    assert set(state["done"]) == {"teacher", "student", "cbkd", "export", "export student_cbkd"}
     for stage in ("cbkd", "export", "export student_cbkd"):
         del state["done"][stage]
     (out / RunState.NAME).write_text(json.dumps(state))

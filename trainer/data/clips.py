@@ -88,8 +88,10 @@ def to_model_input(clips: np.ndarray, preprocess: dict) -> torch.Tensor:
         raise EgoedgeError(
             f"clips are {t} frames of {h}x{w} but the model expects {preprocess['frames']} frames of "
             f"{preprocess['size'][0]}x{preprocess['size'][1]}")
-    # torch.tensor copies: torch.from_numpy warns on the read-only arrays of a shared in-memory split.
-    x = torch.tensor(clips).permute(0, 1, 4, 2, 3).float().div_(255.0)
+    clips = np.ascontiguousarray(clips)  # also reads a memory-mapped shard's clips into one array
+    if not clips.flags.writeable:  # a shared in-memory split: torch warns on arrays it could write through
+        clips = clips.copy()
+    x = torch.from_numpy(clips).permute(0, 1, 4, 2, 3).float().div_(255.0)
     mean = torch.tensor(preprocess["mean"]).view(1, 1, 3, 1, 1)
     std = torch.tensor(preprocess["std"]).view(1, 1, 3, 1, 1)
     # Contiguous NTCHW: elementwise ops keep the permuted strides, and exporters record the
