@@ -1,14 +1,17 @@
 """Export a checkpoint to every requested backend, gate each artifact on parity, write the manifest.
 
-Reads top to bottom: load the checkpoint, its held-out data and the calibration set -> for each
-backend and precision: export -> load -> run the parity batch and the test split -> compare with
-PyTorch -> record ``ok`` or ``failed`` with the measured numbers and the reason.
+Reads top to bottom: an :class:`ExportPlan` (the model, its task's data, the backends and
+precisions, where int8 comes from) is settled first; :func:`carry_out` then resolves the model's
+forms, quantizes (the int8 recipe of :mod:`edge.int8`), lowers per backend and verifies each
+artifact against PyTorch on the parity batch and the test split, keeps more modules fp32 while an
+int8 artifact misses its gate, adds the streaming pairs, and writes the manifest.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,7 @@ from egoedge.trainer.models.exportable import int8_ready
 from egoedge.trainer.models.streaming import split_streaming
 from egoedge.trainer.quantize.program import read_ptq
 from egoedge.trainer.tasks import task_of
-from egoedge.trainer.tasks.base import model_outputs
+from egoedge.trainer.tasks.base import Evaluation, Task, model_outputs
 
 
 @dataclass(frozen=True)
@@ -149,118 +152,226 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ExportCo
         recipe, _ = program_recipe(program, lambda n, seed: as_samples(*ev.calibration(n, seed)))
         recipe = replace(recipe, file=os.path.relpath(program.resolve(), out_dir.resolve()))
         source["program"] = recipe.file
-    return export_model(model, task, ev, out_dir, cfg, pairs, checkpoint.stem, source, entry,
-                        f"{checkpoint} ({ckpt['arch']})", progress, recipe)
+    return carry_out(ExportPlan(model, task, ev, out_dir, cfg, checkpoint.stem, source, entry,
+                                f"{checkpoint} ({ckpt['arch']})", recipe), progress)
 
 
-def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportConfig, pairs: list[tuple[str, str]],
-                 stem: str, source: dict, entry: dict, where: str, progress: Progress = no_progress,
-                 recipe: Int8Recipe | None = None) -> dict:
-    """Export ``model`` to every ``(format, precision)`` of ``pairs``, each gated on ``ev``; writes the manifest.
+@dataclass(frozen=True)
+class ExportPlan:
+    """One export, settled before any work: the model, its task's data, the backends and precisions, the int8 source.
 
-    ``source`` is the manifest's source block (the file the model came from); ``entry`` the
-    task's fields of every artifact (preprocess, labels, role). ``recipe``: the int8 program to
-    lower (a PTQ file); without one it is made here (:mod:`edge.int8`) and saved beside the artifacts.
+    :func:`carry_out` does it stage by stage: resolve the model's forms, quantize (the int8 recipe),
+    lower per backend and verify each artifact, keep more modules fp32 while an int8 artifact misses
+    its gate, the streaming pairs, the manifest.
+
+    Example::
+
+        plan = ExportPlan(model, task, task.evaluation(ckpt), Path("export"), ExportConfig(int8=True), "student",
+                          source={"checkpoint": "../student.pt", "sha256": "..."}, entry={"preprocess": ...},
+                          where="student.pt (resnet)")
+        manifest = carry_out(plan)
     """
-    keep_float(model, cfg.int8_keep_float)
-    ready = export_ready(model)
-    quantizable = int8_ready(model) if needs_calibration(pairs) and recipe is None else None
-    if cfg.streaming:  # a model that cannot stream fails here, before any work
-        split_streaming(ready, where)
-    gate = cfg.gate or ParityGate(**asdict(task.gate))
-    calib_x = None
-    if needs_calibration(pairs) and recipe is None:
-        progress("calibration set", 0, 1, {})
-        if cfg.calibration_file:
-            if len(ev.inputs) != 1:
-                raise EgoedgeError(f"--calib-file holds one input array; this {task.name} model takes "
-                                   f"{len(ev.inputs)} ({', '.join(ev.inputs)}): calibrate from its dataset instead")
-            calib_x = (load_calibration_file(cfg.calibration_file, tuple(ev.parity_inputs(1)[0].shape[1:])),)
-            calib_info = {"source": str(cfg.calibration_file), "samples": len(calib_x[0])}
-        else:
-            calib_x = ev.calibration(cfg.calibration, cfg.calibration_seed)
-            calib_info = {"source": f"{ev.source}/train", "samples": len(calib_x[0]), "seed": cfg.calibration_seed}
-    parity_x, test_x = ev.parity_inputs(cfg.parity_samples), ev.test_inputs()
-    example = tuple(torch.from_numpy(x[:1]) for x in parity_x)
-    if calib_x is not None:
-        recipe = chosen_recipe(quantizable, example, as_samples(*calib_x), calib_info, cfg.int8_keep_float, ev,
-                               gate.int8_min_agreement, progress)
+
+    model: torch.nn.Module  # the source in eval mode: the reference every artifact is compared with
+    task: Task
+    ev: Evaluation
+    out_dir: Path
+    cfg: ExportConfig
+    stem: str  # artifact names start with it
+    source: dict  # the manifest's source block: the file the model came from
+    entry: dict  # the task's fields of every artifact (preprocess, labels, role)
+    where: str  # how a one-line error names the model
+    recipe: Int8Recipe | None = None  # a PTQ program to lower as it is; None: made here if int8 is asked for
+
+    @cached_property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every ``(format, precision)`` to produce."""
+        return plan(self.cfg)
+
+    @cached_property
+    def gate(self) -> ParityGate:
+        """The parity gate: the config's, else the task's default."""
+        return self.cfg.gate or ParityGate(**asdict(self.task.gate))
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether int8 is asked for and must be calibrated here (no PTQ program was given)."""
+        return needs_calibration(self.pairs) and self.recipe is None
+
+
+@dataclass
+class _Forms:
+    """The model in the forms the stages use; both carry the modules that stay fp32."""
+
+    ready: torch.nn.Module  # export-ready: what every backend lowers
+    quantizable: torch.nn.Module | None  # int8-ready: what the gate's search quantizes (None: nothing to search)
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """The parity batch and test split, PyTorch's outputs on them, and the batch-1 example every lowering traces."""
+
+    parity_x: tuple[np.ndarray, ...]
+    test_x: tuple[np.ndarray, ...]
+    example: tuple[torch.Tensor, ...]
+    parity_ref: tuple[np.ndarray, ...] = ()
+    ref_test: tuple[np.ndarray, ...] = ()
+    reference: dict = field(default_factory=dict)  # the source's scores on the test split
+
+
+def carry_out(plan: ExportPlan, progress: Progress = no_progress) -> dict:
+    """Do an export plan: resolve, quantize, lower per backend and verify, widen, stream, write the manifest."""
+    forms = _resolve(plan)
+    calibration = _calibration_set(plan, progress)
+    held = _held_out(plan)
+    recipe = _int8_recipe(plan, forms, held, calibration, progress)
+    held = _reference(plan, held)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    sample = write_samples(plan.out_dir, plan.ev, held.parity_x, held.parity_ref)
+    entry = {"inputs": io_spec(list(plan.ev.inputs), [x[:1] for x in held.parity_x]),
+             "outputs": io_spec(list(plan.ev.outputs), [x[:1] for x in held.parity_ref]), **plan.entry}
+    artifacts, recipe = _lower_all(plan, forms, held, recipe, entry, progress)
+    if recipe is not None and recipe.file is None:
+        recipe = save_recipe(recipe, plan.out_dir, plan.stem, held.example, plan.source)
+    streaming = None
+    if plan.cfg.streaming:
+        pairs, streaming = _streaming_pairs(plan, forms, held, recipe, entry, progress)
+        artifacts += pairs
+    return _write_manifest(plan, held, recipe, sample, artifacts, streaming)
+
+
+def _resolve(plan: ExportPlan) -> _Forms:
+    """The model's export-ready and int8-ready forms, with the user's fp32 modules; a model that cannot stream fails
+    here, before any work."""
+    keep_float(plan.model, plan.cfg.int8_keep_float)
+    ready = export_ready(plan.model)
+    forms = _Forms(ready, int8_ready(plan.model) if plan.calibrates else None)
+    if plan.cfg.streaming:
+        split_streaming(ready, plan.where)
+    return forms
+
+
+def _calibration_set(plan: ExportPlan, progress: Progress) -> tuple[tuple[np.ndarray, ...], dict] | None:
+    """The calibration inputs and the manifest's note of where they came from (``None``: nothing to calibrate)."""
+    if not plan.calibrates:
+        return None
+    cfg, ev = plan.cfg, plan.ev
+    progress("calibration set", 0, 1, {})
+    if cfg.calibration_file:
+        if len(ev.inputs) != 1:
+            raise EgoedgeError(f"--calib-file holds one input array; this {plan.task.name} model takes "
+                               f"{len(ev.inputs)} ({', '.join(ev.inputs)}): calibrate from its dataset instead")
+        x = (load_calibration_file(cfg.calibration_file, tuple(ev.parity_inputs(1)[0].shape[1:])),)
+        return x, {"source": str(cfg.calibration_file), "samples": len(x[0])}
+    x = ev.calibration(cfg.calibration, cfg.calibration_seed)
+    return x, {"source": f"{ev.source}/train", "samples": len(x[0]), "seed": cfg.calibration_seed}
+
+
+def _held_out(plan: ExportPlan) -> _HeldOut:
+    parity_x, test_x = plan.ev.parity_inputs(plan.cfg.parity_samples), plan.ev.test_inputs()
+    return _HeldOut(parity_x, test_x, tuple(torch.from_numpy(x[:1]) for x in parity_x))
+
+
+def _reference(plan: ExportPlan, held: _HeldOut) -> _HeldOut:
+    """``held`` with the source model's outputs and test scores: what every artifact must match."""
+    parity_ref, ref_test = model_outputs(plan.model, held.parity_x), model_outputs(plan.model, held.test_x)
+    return replace(held, parity_ref=parity_ref, ref_test=ref_test, reference=plan.ev.score(ref_test))
+
+
+def _int8_recipe(plan: ExportPlan, forms: _Forms, held: _HeldOut,
+                 calibration: tuple[tuple[np.ndarray, ...], dict] | None, progress: Progress) -> Int8Recipe | None:
+    """Quantize: the given program, or one calibrated here keeping fp32 what the user or the gate needs."""
+    recipe = plan.recipe
+    if calibration is not None:
+        x, info = calibration
+        recipe = chosen_recipe(forms.quantizable, held.example, as_samples(*x), info, plan.cfg.int8_keep_float,
+                               plan.ev, plan.gate.int8_min_agreement, progress)
     if recipe is not None:
-        keep_float(ready, recipe.keep_float)
+        keep_float(forms.ready, recipe.keep_float)
+    return recipe
 
-    parity_ref, ref_test = model_outputs(model, parity_x), model_outputs(model, test_x)
-    reference = ev.score(ref_test)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sample = write_samples(out_dir, ev, parity_x, parity_ref)
-    entry = {"inputs": io_spec(list(ev.inputs), [x[:1] for x in parity_x]),
-             "outputs": io_spec(list(ev.outputs), [x[:1] for x in parity_ref]), **entry}
+def _verifier(plan: ExportPlan, held: _HeldOut, progress: Progress):
+    """How each artifact is checked: run next to PyTorch, gate it; one this host cannot run is spec-checked only."""
+    ev, gate = plan.ev, plan.gate
 
     def verify(exporter, path: Path, precision: str, name: str) -> dict:
-        """Run the artifact next to PyTorch and apply the gate; one this host cannot run is spec-checked only."""
         if reason := exporter.unavailable():
             return {"status": "ok", "verified": f"spec only ({reason})"}
         try:
             # On this process's thread budget: a run exporting two students at once gives each half the cores.
             session = exporter.load(path, threads=torch.get_num_threads())
-            got = run_session(session, parity_x)
-            test = run_session(session, test_x, progress, f"verify {name}")
+            got = run_session(session, held.parity_x)
+            test = run_session(session, held.test_x, progress, f"verify {name}")
         except Exception as e:  # noqa: BLE001  (a runtime that loads but cannot execute the artifact)
             return runtime_failure(exporter, e)
         scored = ev.score(test)
-        parity = ev.parity(parity_ref, got, parity_x)
-        parity["top1_agreement"] = ev.parity(ref_test, test, test_x)["top1_agreement"]
-        reason = gate.check(precision, parity, scored["accuracy"], reference["accuracy"])
-        if reason and parity["top1_agreement"] < 100.0 and (note := ev.flip_note(ref_test, test)):
+        parity = ev.parity(held.parity_ref, got, held.parity_x)
+        parity["top1_agreement"] = ev.parity(held.ref_test, test, held.test_x)["top1_agreement"]
+        reason = gate.check(precision, parity, scored["accuracy"], held.reference["accuracy"])
+        if reason and parity["top1_agreement"] < 100.0 and (note := ev.flip_note(held.ref_test, test)):
             reason += "; " + note
         return {**scored, "parity": parity, "verified": "runtime",
                 "status": "ok" if reason is None else "failed", "reason": reason}
 
-    names = IONames(tuple(ev.inputs), tuple(ev.outputs))
+    return verify
 
-    def export_all(which: list[tuple[str, str]]) -> list[dict]:
+
+def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Recipe | None, entry: dict,
+               progress: Progress) -> tuple[list[dict], Int8Recipe | None]:
+    """Every backend and precision lowered and verified; then, while an int8 artifact misses the gate, the next
+    module kept fp32 and the int8 artifacts made again. Returns the artifacts and the final recipe."""
+    verify = _verifier(plan, held, progress)
+    names = IONames(tuple(plan.ev.inputs), tuple(plan.ev.outputs))
+
+    def lower(which: list[tuple[str, str]]) -> list[dict]:
         program = recipe.program if recipe is not None else None
-        return [export_artifact(fmt, precision, ready, example, out_dir, stem, recipe.calibration if recipe else [],
-                                entry, verify, progress, names, program) for fmt, precision in which]
+        return [export_artifact(fmt, precision, forms.ready, held.example, plan.out_dir, plan.stem,
+                                recipe.calibration if recipe else [], entry, verify, progress, names, program)
+                for fmt, precision in which]
 
-    artifacts = export_all(pairs)
-    # The gate decides how much stays fp32: while an int8 artifact misses it, keep the next module float.
+    artifacts = lower(plan.pairs)
     while recipe is not None and (missed := [a for a in artifacts if _missed_gate(a)]):
         worst = min(a["parity"]["top1_agreement"] for a in missed)
         progress("int8: keeping more fp32", 0, 1, {})
-        wider = recipe.widened(worst, gate.int8_min_agreement)
+        wider = recipe.widened(worst, plan.gate.int8_min_agreement)
         if wider is None:
             break
         recipe = wider
-        keep_float(ready, recipe.keep_float)
-        keep_float(quantizable, recipe.keep_float)
+        keep_float(forms.ready, recipe.keep_float)
+        keep_float(forms.quantizable, recipe.keep_float)
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
-        redo = [(f, p) for f, p in pairs if p in EXPORTERS.get(f).int8_precisions]
-        again = dict(zip(redo, export_all(redo), strict=True))
+        redo = [(f, p) for f, p in plan.pairs if p in EXPORTERS.get(f).int8_precisions]
+        again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
-    if recipe is not None and recipe.file is None:
-        recipe = save_recipe(recipe, out_dir, stem, example, source)
+    return artifacts, recipe
 
-    streaming = None
-    if cfg.streaming:
-        encoder, head = split_streaming(ready, where)  # after the int8 recipe is final: it names what stays fp32
-        stream_calib = stream_calibration(encoder, _clips(recipe.calibration)) if recipe is not None else ([], [])
-        frames, expected, fields = write_stream_sample(out_dir, ready, encoder, head, parity_x[0])
-        check = pair_checker(ev, gate, reference, (parity_x, parity_ref), (test_x, ref_test), (frames, expected),
-                             head.frames, head.embed_dim, progress)
-        static_int8 = [(f, p) for f, p in pairs if p == getattr(EXPORTERS.get(f), "program_precision", None)]
-        programs = pair_programs(encoder, head, stream_calib, progress) if recipe is not None and static_int8 \
-            else None
-        for fmt, precision in pairs:
-            artifacts += export_pair(fmt, precision, encoder, head, out_dir, stem, stream_calib,
-                                     {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")},
-                                     check, progress, programs)
-        streaming = streaming_block(encoder, head, fields)
-    manifest = {"task": task.name,
-                "source": {**{k: v for k, v in source.items() if v is not None}, **reference},
+
+def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Recipe | None, entry: dict,
+                     progress: Progress) -> tuple[list[dict], dict]:
+    """A frame encoder and temporal head per backend and precision, checked frame by frame; the manifest's block."""
+    encoder, head = split_streaming(forms.ready, plan.where)  # after the recipe is final: it names what stays fp32
+    stream_calib = stream_calibration(encoder, _clips(recipe.calibration)) if recipe is not None else ([], [])
+    frames, expected, fields = write_stream_sample(plan.out_dir, forms.ready, encoder, head, held.parity_x[0])
+    check = pair_checker(plan.ev, plan.gate, held.reference, (held.parity_x, held.parity_ref),
+                         (held.test_x, held.ref_test), (frames, expected), head.frames, head.embed_dim, progress)
+    static_int8 = [(f, p) for f, p in plan.pairs if p == getattr(EXPORTERS.get(f), "program_precision", None)]
+    programs = pair_programs(encoder, head, stream_calib, progress) if recipe is not None and static_int8 else None
+    shared = {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")}
+    artifacts = []
+    for fmt, precision in plan.pairs:
+        artifacts += export_pair(fmt, precision, encoder, head, plan.out_dir, plan.stem, stream_calib, shared, check,
+                                 progress, programs)
+    return artifacts, streaming_block(encoder, head, fields)
+
+
+def _write_manifest(plan: ExportPlan, held: _HeldOut, recipe: Int8Recipe | None, sample: dict, artifacts: list[dict],
+                    streaming: dict | None) -> dict:
+    manifest = {"task": plan.task.name,
+                "source": {**{k: v for k, v in plan.source.items() if v is not None}, **held.reference},
                 "calibration": None if recipe is None else {
                     **recipe.calib_info, **({"keep_float": list(recipe.keep_float)} if recipe.keep_float else {})},
-                "gate": asdict(gate),
+                "gate": asdict(plan.gate),
                 "sample": sample,
                 "artifacts": artifacts}
     if recipe is not None:
@@ -268,7 +379,7 @@ def export_model(model: torch.nn.Module, task, ev, out_dir: Path, cfg: ExportCon
     if streaming is not None:
         manifest["streaming"] = streaming
     validate(manifest, "manifest", "the manifest being written")
-    write_json_atomic(out_dir / "manifest.json", manifest)
+    write_json_atomic(plan.out_dir / "manifest.json", manifest)
     return manifest
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from egoedge.edge.export import ExportConfig, export_model, plan
+from egoedge.edge.export import ExportConfig, ExportPlan, carry_out, plan
 from egoedge.edge.sources import source_of
 from egoedge.trainer.common.arrays import check_array, read_array, read_arrays
 from egoedge.trainer.common.io import EgoedgeError, first_line, sha256_file, write_bytes_atomic
@@ -150,7 +150,7 @@ def export_any(spec: str, out_dir: str | Path, cfg: ExportConfig = ExportConfig(
     arrays = held_out_inputs(inputs)
     example = tuple(torch.from_numpy(a[:1]) for a in arrays)
     model, outputs = _as_exportable(model, example, spec)
-    # Calibration: --calib-file (export_model reads it) or --data's clips; without either, int8 is one line.
+    # Calibration: --calib-file (the export reads it) or --data's clips; without either, int8 is one line.
     from egoedge.edge.export import needs_calibration
 
     calib = (data_calibration(cfg.data, arrays, cfg.calibration, cfg.calibration_seed)
@@ -169,5 +169,5 @@ def export_any(spec: str, out_dir: str | Path, cfg: ExportConfig = ExportConfig(
     block = {"checkpoint": PROGRAM, "sha256": sha256_file(out_dir / PROGRAM), "arch": spec, "model": spec,
              "weights": inputs.weights, "samples": SAMPLES}
     entry = {"preprocess": {"modality": "tensor", "layout": "as given"}, "labels": [], "role": "clip"}
-    return export_model(model, TASKS.get("model"), ev, out_dir, cfg, pairs, source.stem(spec), block, entry, spec,
-                        progress)
+    return carry_out(ExportPlan(model, TASKS.get("model"), ev, out_dir, cfg, source.stem(spec), block, entry, spec),
+                     progress)
