@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -143,6 +143,22 @@ class StageClock:
         finally:
             self.stages.append({"name": name, "wall_s": round(time.perf_counter() - wall, 1),
                                 "cpu_s": round(self._cpu() - cpu, 1)})
+
+
+def once(state: RunState, clock: StageClock, log: RunLog, stage: str, files: tuple[Path, ...],
+         work: Callable[[], dict]) -> dict:
+    """Run ``stage`` unless it finished before with ``files`` intact; returns what it recorded (``work()``'s result).
+
+    Example: ``info = once(state, clock, log, "ptq", (src, program), lambda: {"report": quantize(...)})``
+    """
+    if state.finished(stage, *files):
+        clock.reused(stage)
+        log("reused", stage=stage)
+        return state.info(stage)
+    with clock(stage):
+        info = work()
+    state.mark(stage, *files, **info)
+    return info
 
 
 def finish_run(report: dict, out: Path, t_start: float, clock: StageClock, log: RunLog) -> dict:

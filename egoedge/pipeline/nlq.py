@@ -22,7 +22,7 @@ from egoedge.bench.host_bench import BenchConfig, Target, host_report, manifest_
 from egoedge.bench.report import summarize
 from egoedge.edge.export import ExportConfig, export_checkpoint
 from egoedge.pipeline.base import CBKDRequest, Pipeline, RunRequest, RunResult
-from egoedge.pipeline.common import RunLog, RunState, StageClock, cbkd_settings, check_out_dir, finish_run
+from egoedge.pipeline.common import RunLog, RunState, StageClock, cbkd_settings, check_out_dir, finish_run, once
 from egoedge.pipeline.registry import PIPELINES
 from egoedge.trainer.checkpoint import read_checkpoint
 from egoedge.trainer.common.io import EgoedgeError, write_json_atomic
@@ -216,31 +216,22 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
     compressed, cbkd_info, ptq_info = student, None, None
     if cfg.cbkd is not None:
         path = out / "nlq_student_cbkd.pt"
-        if state.finished("cbkd", student.path, path):
-            clock.reused("cbkd")
-            log("reused", stage="cbkd")
-            cbkd_info = state.info("cbkd")["summary"]
-        else:
-            with clock("cbkd"):
-                _, summary = cbkd_nlq_checkpoint(student.path, path, cfg.cbkd, progress,
-                                                 lambda r: log("epoch", model="student_cbkd", **r))
-            cbkd_info = {"macs_cut": summary["macs_cut"], "params_cut": summary["params_cut"],
-                         "stages": stage_table(summary)}
-            state.mark("cbkd", student.path, path, summary=cbkd_info)
+
+        def compress() -> dict:
+            _, summary = cbkd_nlq_checkpoint(student.path, path, cfg.cbkd, progress,
+                                             lambda r: log("epoch", model="student_cbkd", **r))
+            return {"summary": {"macs_cut": summary["macs_cut"], "params_cut": summary["params_cut"],
+                                "stages": stage_table(summary)}}
+
+        cbkd_info = once(state, clock, log, "cbkd", (student.path, path), compress)["summary"]
         compressed = _loaded("student_cbkd", path)
         models.append(compressed)
         log("cbkd", test=compressed.metrics["test"], macs_cut=cbkd_info["macs_cut"],
             params_cut=cbkd_info["params_cut"])
     if cfg.ptq is not None:  # the int8 student (of the CBKD student when there is one), as a PyTorch program
         program = out / f"{compressed.path.stem}_int8.pt2"
-        if state.finished("ptq", compressed.path, program):
-            clock.reused("ptq")
-            log("reused", stage="ptq")
-            ptq = state.info("ptq")["report"]
-        else:
-            with clock("ptq"):
-                ptq = quantize_checkpoint(compressed.path, out, cfg.ptq, progress)
-            state.mark("ptq", compressed.path, program, report=ptq)
+        ptq = once(state, clock, log, "ptq", (compressed.path, program),
+                   lambda: {"report": quantize_checkpoint(compressed.path, out, cfg.ptq, progress)})["report"]
         log("ptq", source=compressed.name, **{k: ptq[k] for k in ("skip", "val_agreement", "fp32", "int8",
                                                                  "test_agreement")})
         ptq_info = {k: ptq[k] for k in ("source", "artifact", "skip", "val_agreement", "test_agreement")}
@@ -256,14 +247,13 @@ def run_nlq(cfg: NLQRunConfig, out: str | Path, progress: Progress = no_progress
         models={m.name: m.metrics["test"] for m in models}))
 
     manifest_path = out / "export" / "manifest.json"
-    if state.finished("export", student.path, manifest_path):
-        clock.reused("export")
-        log("reused", stage="export")
-        manifest = json.loads(manifest_path.read_text())  # its artifacts' hashes are checked by the bench
-    else:
-        with clock("export"):
-            manifest = export_checkpoint(student.path, out / "export", cfg.export, progress)
-        state.mark("export", student.path, manifest_path)
+
+    def export() -> dict:
+        export_checkpoint(student.path, out / "export", cfg.export, progress)
+        return {}  # nothing to keep beyond the manifest file itself
+
+    once(state, clock, log, "export", (student.path, manifest_path), export)
+    manifest = json.loads(manifest_path.read_text())  # its artifacts' hashes are checked by the bench
     log("export", artifacts=[{k: a[k] for k in ("name", "status", "reason", "parity")} for a in manifest["artifacts"]])
     # Every model is timed and scored on the test queries; the student is the reference for agreement.
     ckpt = read_checkpoint(student.path)
