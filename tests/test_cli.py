@@ -204,7 +204,7 @@ def test_teacher_and_task_overrides():
     assert resolve_config("quick", teacher_arch="box_transformer").teacher.variant == "small"  # builder default
     assert resolve_config("quick", teacher_variant="base").teacher.spec == "clip_vit:base"
     assert resolve_config("quick", task="anticipation").data.task == "anticipation"
-    with pytest.raises(EgoedgeError, match="unknown task 'forecast'; valid: recognition, anticipation"):
+    with pytest.raises(EgoedgeError, match="unknown clip task 'forecast'; valid: anticipation, recognition"):
         resolve_config("quick", task="forecast")
 
 

@@ -86,7 +86,7 @@ def test_preprocess_roundtrip_and_errors(mini_data_cfg):
 
 
 def test_unknown_task():
-    with pytest.raises(EgoedgeError, match="unknown task 'forecast'; valid: recognition, anticipation"):
+    with pytest.raises(EgoedgeError, match="unknown clip task 'forecast'; valid: anticipation, recognition"):
         load_split(DataConfig(task="forecast", train=4), "train")
 
 
@@ -99,7 +99,7 @@ def test_a_split_is_rendered_once_per_process_and_read_only(monkeypatch, mini_da
     """The run's exports and bench read the splits its training read: no second rendering, no shared writes."""
     from dataclasses import replace
 
-    import egoedge.trainer.data.sources.synthetic as synthetic
+    import egoedge.trainer.data.synthetic as synthetic
 
     cfg = replace(mini_data_cfg, seed=11)  # a split no other test has loaded in this process
     monkeypatch.delenv("EGOEDGE_CACHE", raising=False)

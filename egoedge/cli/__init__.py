@@ -32,12 +32,19 @@ from egoedge.cli.render import (
     speedup_table,
     stages_table,
 )
+from egoedge.plugins import load_plugins
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.recipes import DEFAULT_RECIPE, RECIPES
 from egoedge.trainer.tasks import TASKS
 
+try:  # before any option's choices are read from a registry
+    load_plugins()
+except EgoedgeError as e:
+    print(f"error: {e}", file=sys.stderr)
+    raise SystemExit(2) from None
+
 # --task choices: the registry's tasks that egoedge trains (the `model` task is your own model's export)
-TaskName = Enum("TaskName", {name: name for name in TASKS.keys() if TASKS.get(name).trains}, type=str)
+TaskName = Enum("TaskName", {name: name for name in TASKS.keys() if TASKS.get(name).flow}, type=str)
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="egoedge: egocentric-video teachers -> distilled students -> phone-ready artifacts.")
 
@@ -111,7 +118,7 @@ def run(
              egoedge run --data folder:my_clips/ --out runs/mine
              egoedge run --task nlq --out runs/nlq
     """
-    from egoedge.pipeline import PIPELINES, RunRequest
+    from egoedge.pipeline import RunRequest, pipeline_for
 
     if threads is not None and threads < 1:
         fail(f"--threads must be >= 1, got {threads}")
@@ -124,7 +131,7 @@ def run(
     request = RunRequest(preset.value, task.value, out, data, config,
                          {k: v for k, v in options.items() if v is not None})
     with RichProgress() as progress:
-        result = PIPELINES.get(task.value).run(request, progress)
+        result = pipeline_for(task.value).run(request, progress)
     report = result.report
     print_task_metrics(report)
     console.print(results_table(report))

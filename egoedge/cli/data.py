@@ -26,7 +26,7 @@ def sources() -> None:
         table.add_column(col, overflow="fold")
     for name in DATA_SOURCES:
         s = DATA_SOURCES.get(name)
-        table.add_row(s.example, ", ".join(s.tasks), s.summary)
+        table.add_row(s.example, ", ".join(s.feeds()), s.summary)
     console.print(table)
 
 

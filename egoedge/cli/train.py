@@ -204,7 +204,7 @@ def cbkd(
     Example: egoedge train cbkd runs/exp1/student.pt --max-ratio 0.6
              egoedge train cbkd runs/nlq/nlq_student.pt --finetune-epochs 2
     """
-    from egoedge.pipeline import PIPELINES, CBKDRequest
+    from egoedge.pipeline import CBKDRequest, pipeline_for
     from egoedge.trainer.checkpoint import read_checkpoint
     from egoedge.trainer.tasks import task_of
 
@@ -216,5 +216,5 @@ def cbkd(
                "data": data}
     request = CBKDRequest(checkpoint, out, task, preset.value, {k: v for k, v in options.items() if v is not None})
     with RichProgress() as progress:
-        path, summary = PIPELINES.get(task).cbkd(request, progress)
+        path, summary = pipeline_for(task).cbkd(request, progress)
     console.print(cbkd_table(summary, f"CBKD {checkpoint} -> {path}"))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from egoedge.plugins import load_plugins
 from egoedge.trainer.common.io import EgoedgeError
 
 
@@ -101,6 +102,7 @@ def _child(send, fn: Callable[..., Any], args: tuple, threads: int, parent: int)
 
     torch.set_num_threads(threads)
     try:
+        load_plugins()  # the parent's registered tasks and backends exist here too
         send.send(("ok", fn(*args)))
     except EgoedgeError as e:
         send.send(("error", str(e)))

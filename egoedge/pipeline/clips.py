@@ -33,7 +33,7 @@ from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.common.lock import locks_folder
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.config import merge, read_config_file, to_dict, write_config_file
-from egoedge.trainer.data import CLIP_TASKS, DataConfig, label_names, normalize_spec, prepare_data
+from egoedge.trainer.data import DataConfig, label_names, labeling, normalize_spec, prepare_data
 from egoedge.trainer.engine import TrainConfig
 from egoedge.trainer.prune.cbkd import CBKDConfig
 from egoedge.trainer.recipes import DEFAULT_RECIPE, RECIPES
@@ -197,8 +197,7 @@ def resolve_config(preset: str, config_file: str | Path | None = None, **overrid
             raise EgoedgeError(f"--max-bad must be a fraction in [0, 1), got {data['max_bad']}")
         cfg = replace(cfg, data=replace(cfg.data, **data))
     if "task" in o:
-        if o["task"] not in CLIP_TASKS:
-            raise EgoedgeError(f"unknown task '{o['task']}'; valid: {', '.join(CLIP_TASKS)}")
+        labeling(o["task"])  # refuses a task that is not a clip task
         cfg = replace(cfg, data=replace(cfg.data, task=o["task"]))
     kd = {k: o[k] for k in ("alpha", "beta", "gamma", "temperature") if k in o}
     if kd:
@@ -463,7 +462,7 @@ def _cbkd_summary(path: Path | None) -> dict | None:
 
 
 def run_request(request: RunRequest, progress: Progress = no_progress) -> RunResult:
-    """``egoedge run --task recognition|anticipation``: resolve the preset with the request's options, run it."""
+    """``egoedge run`` of a clip task (recognition, anticipation...): the preset with the request's options, run."""
     request.refuse("film")
     o = request.options
     cfg = resolve_config(request.preset, request.config, recipe=o.get("recipe"), student_variant=o.get("student"),
@@ -498,5 +497,4 @@ def cbkd_request(request: CBKDRequest, progress: Progress = no_progress) -> tupl
                       lambda record: log("epoch", **record), {"preset": cfg.preset})
 
 
-PIPELINES.register("recognition")(Pipeline(run_request, cbkd_request))
-PIPELINES.register("anticipation")(Pipeline(run_request, cbkd_request))
+PIPELINES.register("clips")(Pipeline(run_request, cbkd_request))

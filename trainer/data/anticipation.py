@@ -12,10 +12,17 @@ label is the next one. The best any model can do is the transition table itself:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from egoedge.trainer.data.labeling import LABELINGS, Labeling
 from egoedge.trainer.data.synthetic import SPLITS, ClipSpec, render_split
 from egoedge.trainer.data.vocab import LABELS
+
+if TYPE_CHECKING:
+    from egoedge.trainer.data.clips import DataConfig
 
 SUCCESSOR_PROBS = (0.6, 0.25, 0.15)
 _TABLE_SEED = 2024
@@ -75,3 +82,26 @@ def oracle_accuracy(history: np.ndarray, labels: np.ndarray) -> dict[str, float]
     order = np.argsort(-table[history[:, -1]], axis=1, kind="stable")
     return {"top1": float(100.0 * np.mean(order[:, 0] == labels)),
             "top5": float(100.0 * np.mean((order[:, :5] == labels[:, None]).any(axis=1)))}
+
+
+@dataclass(frozen=True)
+class NextAction(Labeling):
+    """A clip is labelled with the action that follows it: it ends ``gap_s`` before that action starts and
+    shows the ``cfg.observe_s`` seconds before (EPIC-KITCHENS' anticipation protocol, 1 s ahead)."""
+
+    extras: tuple[str, ...] = ("history",)
+    gap_s: float = 1.0
+
+    def window(self, start: float, stop: float, cfg: DataConfig) -> tuple[float, float] | str:
+        end = start - self.gap_s
+        if end <= 0:
+            return f"the action starts {start:.2f} s into its video: under {self.gap_s:.0f} s to observe"
+        return max(0.0, end - cfg.observe_s), end
+
+    def generate(self, split: str, n: int, spec: ClipSpec, cfg: DataConfig,
+                 extras: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        clips, labels, extras["history"] = generate_anticipation_split(split, n, spec, cfg.history, cfg.seed, extras)
+        return clips, labels
+
+
+LABELINGS.register("anticipation")(NextAction())

@@ -16,20 +16,17 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-CLIP_TASKS = ("recognition", "anticipation")
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, which task on it, and how its clips are sampled.
 
     ``name``: the ``--data`` spec (``synthetic``, ``folder:PATH``, ``epic100:PATH``).
-    ``task``: ``recognition`` (label = the action in the clip) or ``anticipation`` (label =
-    the next action). ``train``/``val``/``test`` size the generated splits; a video source's
-    splits are what its files hold. ``label``: which EPIC-KITCHENS class (``verb``, ``noun``,
-    ``action``); ``videos``: EPIC's videos folder when not beside the annotations;
-    ``observe_s``: seconds observed before the 1 s anticipation gap; ``max_bad``: the largest
-    fraction of unusable clips a video source may skip.
+    ``task``: a clip task, whose labeling (``trainer.data.labeling``) says what a clip's label is:
+    ``recognition`` the action in the clip, ``anticipation`` the next action. ``train``/``val``/``test``
+    size the generated splits; a video source's splits are what its files hold. ``label``: which
+    EPIC-KITCHENS class (``verb``, ``noun``, ``action``); ``videos``: EPIC's videos folder when not
+    beside the annotations; ``observe_s``: seconds observed before the 1 s anticipation gap;
+    ``max_bad``: the largest fraction of unusable clips a video source may skip.
     """
 
     name: str = "synthetic"

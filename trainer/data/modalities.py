@@ -17,6 +17,7 @@ import torch
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.common.registry import Registry
 from egoedge.trainer.data.clips import ClipSplit, DataConfig, derived, preprocess_spec, to_model_input
+from egoedge.trainer.data.labeling import labeling
 from egoedge.trainer.data.synthetic import BOX_SLOTS
 from egoedge.trainer.data.vocab import BOX_CLASSES
 
@@ -156,7 +157,7 @@ def _text_batch(split: ClipSplit, idx: np.ndarray, pp: dict) -> torch.Tensor:
 
 
 def _text_pp(data: DataConfig, tokenizer: str | None) -> dict:
-    if data.task != "anticipation":
+    if "history" not in labeling(data.task).extras:
         raise EgoedgeError("a text teacher reads the past actions of an anticipation split; use --task anticipation")
     # "<cls>" + per action a verb, a noun and a comma (WordPiece may split a word; keep room).
     return {"modality": "text", "tokenizer": tokenizer or "words", "max_len": 4 * data.history + 4,

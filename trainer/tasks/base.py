@@ -92,7 +92,7 @@ class Task(ABC):
     ptq_columns: tuple[str, ...] = ("top1", "top5")  # the PTQ table's figures, from the PTQ report
     gate: GateDefaults = field(default_factory=GateDefaults)
     app: bool = True  # whether the Android demo runs this task's artifacts
-    trains: bool = True  # whether egoedge trains models of this task (`egoedge run --task`: a flow in egoedge/pipeline)
+    flow: str | None = None  # the `egoedge run` pipeline that trains its models (egoedge/pipeline); None: none does
     report_field: str | None = None  # report rows keep ``score()``'s ``metrics`` under this key
     report_note: str = ""
 

@@ -6,6 +6,7 @@ which label the dataset attaches to a clip (``DataConfig.task``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,8 +120,15 @@ class ClipEvaluation(Evaluation):
         return self.val.clips[0]
 
 
+@dataclass(frozen=True)
 class ClipTask(Task):
-    """A clip classifier: top-1/top-5 on the test split, 99 % top-1 agreement for int8."""
+    """A clip classifier: top-1/top-5 on the test split, 99 % top-1 agreement for int8.
+
+    Its clips' labels come from the labeling registered under its name (``trainer.data.labeling``), and
+    ``egoedge run`` trains it with the clip flow.
+    """
+
+    flow: str | None = "clips"
 
     def evaluation(self, ckpt: dict) -> ClipEvaluation:
         return ClipEvaluation(ckpt)

@@ -109,6 +109,6 @@ class ModelTask(Task):
 
 
 TASKS.register("model")(ModelTask(
-    "model", unit="sample", units="samples", app=False, trains=False,
+    "model", unit="sample", units="samples", app=False,
     report_note="Latency is per call at batch 1 on the saved held-out inputs; agreement compares the argmax of each "
                 "output's last axis with the fp32 PyTorch model, max abs Δ its values."))

@@ -93,7 +93,8 @@ class NLQTask(Task):
 
 
 TASKS.register("nlq")(NLQTask(
-    "nlq", unit="query", units="queries", agreement_column="top-1 window = fp32 %", metric_column="R1@0.3 %",
+    "nlq", flow="nlq", unit="query", units="queries", agreement_column="top-1 window = fp32 %",
+    metric_column="R1@0.3 %",
     ptq_columns=("R1@0.3", "R1@0.5", "R5@0.3", "mIoU"),
     # Span logits pass through more layers than a classifier's; a window's argmax is what users see.
     gate=GateDefaults(fp32_max_abs=1e-3, int8_min_agreement=80.0, int8_max_accuracy_drop=2.0),

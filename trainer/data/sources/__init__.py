@@ -14,7 +14,8 @@ import os
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.common.registry import import_submodules
-from egoedge.trainer.data.clips import CLIP_TASKS, ClipSplit, DataConfig
+from egoedge.trainer.data.clips import ClipSplit, DataConfig
+from egoedge.trainer.data.labeling import labeling
 from egoedge.trainer.data.prepare import Prepared, VideoSource, prepare
 from egoedge.trainer.data.sources.base import DataSource
 from egoedge.trainer.data.sources.registry import DATA_SOURCES
@@ -43,11 +44,10 @@ def normalize_spec(spec: str) -> str:
 def source_for(cfg: DataConfig) -> tuple[DataSource, str]:
     """The source ``cfg`` names, refused when it cannot feed ``cfg.task``."""
     source, arg = parse_spec(cfg.name)
-    if cfg.task not in CLIP_TASKS:  # these are clip datasets; NLQ reads its own (trainer.nlq)
-        raise EgoedgeError(f"unknown task '{cfg.task}'; valid: {', '.join(CLIP_TASKS)}")
-    if cfg.task not in source.tasks:
+    labeling(cfg.task)  # these are clip datasets; NLQ reads its own (trainer.nlq)
+    if not source.clip_tasks:
         raise EgoedgeError(f"--data {source.name} does not feed --task {cfg.task} (it feeds "
-                           f"{', '.join(source.tasks)})")
+                           f"{', '.join(source.feeds())})")
     return source, arg
 
 

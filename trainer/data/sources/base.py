@@ -16,6 +16,7 @@ import numpy as np
 
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.data.clips import ClipSplit, DataConfig
+from egoedge.trainer.data.labeling import LABELINGS
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -44,12 +45,18 @@ class Catalog:
 
 
 class DataSource:
-    """A registered kind of dataset. ``tasks``: the tasks it can feed; ``example``: a spec for help texts."""
+    """A registered kind of dataset. ``clip_tasks``: it feeds every clip task (each labels clips its own way,
+    ``trainer.data.labeling``); ``tasks``: the other tasks it feeds; ``example``: a spec for help texts."""
 
     name: str = ""
+    clip_tasks: bool = False
     tasks: tuple[str, ...] = ()
     example: str = ""
     summary: str = ""
+
+    def feeds(self) -> list[str]:
+        """The tasks it feeds, by name."""
+        return (LABELINGS.keys() if self.clip_tasks else []) + list(self.tasks)
 
     def label_names(self, arg: str, cfg: DataConfig) -> list[str]:
         """Class names of the dataset ``arg`` names."""

@@ -4,8 +4,8 @@
 ``PATH/<participant_id>/videos/<video_id>.MP4`` (or under ``data.videos`` in that layout). The
 validation file is the test split; val is carved from train, participant-disjoint and seeded.
 Classes are EPIC's own indices (``verb_class``/``noun_class``; ``action``: the verb-noun pairs of
-the train file), so logits line up with the official class lists. For anticipation the clip
-ends 1 s before the labelled segment starts and shows ``data.observe_s`` seconds.
+the train file), so logits line up with the official class lists. The task's labeling picks each clip's
+span: anticipation's ends 1 s before the labelled segment starts and shows ``data.observe_s`` seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.data.clips import DataConfig
+from egoedge.trainer.data.labeling import labeling
 from egoedge.trainer.data.prepare import VideoSource
 from egoedge.trainer.data.sources.base import Catalog, Segment, read_csv, stable_seed, stratified_split
 from egoedge.trainer.data.sources.registry import DATA_SOURCES
@@ -24,7 +25,6 @@ FILES = {"train": "EPIC_100_train.csv", "test": "EPIC_100_validation.csv"}
 COLUMNS = ("narration_id", "participant_id", "video_id", "start_timestamp", "stop_timestamp", "verb",
            "verb_class", "noun", "noun_class")
 LABELS = ("verb", "noun", "action")
-ANTICIPATION_GAP_S = 1.0  # EPIC's anticipation time: the clip stops this long before the action starts
 VAL_FRACTION = 0.1
 
 
@@ -51,7 +51,7 @@ def _read(path: Path) -> list[dict]:
 
 class Epic100(VideoSource):
     name = "epic100"
-    tasks = ("recognition", "anticipation")
+    clip_tasks = True
     example = "epic100:EPIC-KITCHENS/"
     summary = "EPIC_100_{train,validation}.csv + <participant>/videos/<video>.MP4; data.label verb|noun|action"
 
@@ -67,6 +67,7 @@ class Epic100(VideoSource):
             raise EgoedgeError(f"--videos {cfg.videos}: no such folder")
         rows = {split: _read(root / name) for split, name in FILES.items()}
         classes, class_of = self._classes(rows, cfg.label)
+        task_labels = labeling(cfg.task)
         segments, rejected = [], []
         for split, items in rows.items():
             for i, r in enumerate(items):
@@ -74,14 +75,11 @@ class Epic100(VideoSource):
                 start, stop = timestamp(r["start_timestamp"], where), timestamp(r["stop_timestamp"], where)
                 video = videos / r["participant_id"] / "videos" / f"{r['video_id']}.MP4"
                 label = class_of(r)
-                if cfg.task == "anticipation":
-                    start, stop = start - ANTICIPATION_GAP_S - cfg.observe_s, start - ANTICIPATION_GAP_S
-                    if stop <= 0:
-                        rejected.append({"key": r["narration_id"], "path": str(video), "split": split,
-                                         "reason": f"the action starts {stop + ANTICIPATION_GAP_S:.2f} s into "
-                                                   f"its video: under {ANTICIPATION_GAP_S:.0f} s to observe"})
-                        continue
-                    start = max(0.0, start)
+                span = task_labels.window(start, stop, cfg)
+                if isinstance(span, str):
+                    rejected.append({"key": r["narration_id"], "path": str(video), "split": split, "reason": span})
+                    continue
+                start, stop = span
                 if label is None:
                     rejected.append({"key": r["narration_id"], "path": str(video), "split": split,
                                      "reason": f"{cfg.label} '{_name(r, cfg.label)}' is not in the class list "

@@ -29,7 +29,7 @@ def _seconds(value: str, where: str) -> float | None:
 
 class Folder(VideoSource):
     name = "folder"
-    tasks = ("recognition", "anticipation")
+    clip_tasks = True
     example = "folder:clips/"
     summary = "PATH/<class>/<clip>.mp4, or PATH/labels.csv (path,label[,start_s,end_s,split])"
 

@@ -13,9 +13,10 @@ import numpy as np
 from egoedge.trainer.common.arrays import read_arrays
 from egoedge.trainer.common.io import EgoedgeError, atomic_write
 from egoedge.trainer.data.clips import ClipSplit, DataConfig
+from egoedge.trainer.data.labeling import labeling
 from egoedge.trainer.data.sources.base import DataSource
 from egoedge.trainer.data.sources.registry import DATA_SOURCES
-from egoedge.trainer.data.synthetic import ClipSpec, generate_split
+from egoedge.trainer.data.synthetic import ClipSpec
 from egoedge.trainer.data.vocab import LABELS
 
 # Bump when the generator's output changes, so that cached splits are regenerated.
@@ -50,7 +51,8 @@ def _remember(key: str, split: ClipSplit) -> ClipSplit:
 
 class Synthetic(DataSource):
     name = "synthetic"
-    tasks = ("recognition", "anticipation", "nlq")
+    clip_tasks = True
+    tasks = ("nlq",)
     example = "synthetic"
     summary = "the generated egocentric clips (default); split sizes from the preset"
 
@@ -73,13 +75,7 @@ class Synthetic(DataSource):
                 pass
         spec = ClipSpec(frames=cfg.frames, size=cfg.size)
         extras: dict[str, np.ndarray] = {}
-        if cfg.task == "anticipation":
-            from egoedge.trainer.data.anticipation import generate_anticipation_split
-
-            clips, labels, extras["history"] = generate_anticipation_split(split, n, spec, cfg.history, cfg.seed,
-                                                                           extras)
-        else:
-            clips, labels = generate_split(split, n, spec, seed=cfg.seed, annotations=extras)
+        clips, labels = labeling(cfg.task).generate(split, n, spec, cfg, extras)
         if cache is not None:
             atomic_write(cache, lambda p: np.savez(open(p, "wb"), clips=clips, labels=labels,
                                                    **{f"x_{k}": v for k, v in extras.items()}))
