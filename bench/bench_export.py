@@ -17,7 +17,8 @@ from egoedge.bench.host_bench import (
     teacher_of,
 )
 from egoedge.bench.peak import add_throughput
-from egoedge.bench.report import ship_choice, summarize, write_report
+from egoedge.bench.report import ship_choice, summarize
+from egoedge.bench.report_files import write_report
 from egoedge.bench.runtimes import RUNTIMES
 from egoedge.edge.artifact import run_session
 from egoedge.edge.manifest import load_manifest

@@ -48,6 +48,15 @@ def compare_reports(base: dict, other: dict) -> list[dict]:
     return rows
 
 
+def comparison(base: dict, other: dict, base_label: str, other_label: str, max_slowdown: float = 0.10) -> dict:
+    """Everything a comparison says, for report.html: the rows, the guard's regressions and breakages, and
+    what only one side has."""
+    rows = compare_reports(base, other)
+    return {"baseline": base_label, "other": other_label, "rows": rows, "max_slowdown": max_slowdown,
+            "regressions": regressions(rows, max_slowdown), "breakages": breakages(base, other),
+            "only": {base_label: only_in(base, other), other_label: only_in(other, base)}}
+
+
 def only_in(base: dict, other: dict) -> list[str]:
     """Names of results in ``base`` with no counterpart in ``other``."""
     keys = {_key(other, r) for r in other["results"]}

@@ -102,6 +102,7 @@ class Target:
     damaged: str | None = None  # why the file on disk is not the one the manifest describes: never loaded
     stream: StreamPair | None = None  # a streaming pair: ``target`` is its frame encoder, this the rest
     reference: str | None = None  # the target whose outputs this one is compared with (None: the first reference)
+    int8: dict | None = None  # an int8 artifact's recipe from the manifest: modules kept fp32, MAC share, numeric gap
 
     @property
     def loadable(self) -> torch.nn.Module | Path:
@@ -149,7 +150,7 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
         backend = a.get("backend") or {}
         delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
         target = Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
-                        params, macs, True, refused, delegation=delegation,
+                        params, macs, True, refused, delegation=delegation, int8=int8_recipe(manifest, a["precision"]),
                         io={"inputs": a["inputs"], "outputs": a["outputs"]},
                         damaged=integrity_error(export_dir / a["file"], a))
         if role == "frame_encoder":
@@ -175,8 +176,25 @@ def int8_program_target(folder: Path, manifest: dict, source: Target) -> list[Ta
         return []
     path = folder / program
     return [Target(f"{source.name}_int8", "pytorch", "int8", path, path_bytes(path) if path.is_file() else None,
-                   source.params, source.macs, True, path=path,
+                   source.params, source.macs, True, path=path, int8=int8_recipe(manifest, "int8"),
                    damaged=None if path.is_file() else f"{DAMAGED}: {program} is missing")]
+
+
+def int8_recipe(manifest: dict, precision: str) -> dict | None:
+    """What an int8 artifact's report row says of its recipe: the modules kept fp32, the share of MACs that run
+    in int8, and each module's numeric gap (its sensitivity: what quantizing it alone costs) where recorded."""
+    int8 = manifest.get("int8")
+    if precision != "int8" or not int8:
+        return None
+    macs = int8.get("macs") or {}
+    keep = list(int8.get("keep_float") or [])
+    out = {"keep_float": keep, "chosen_by": int8.get("chosen_by"), "observer": int8.get("observer")}
+    if macs:
+        out["macs_int8_pct"] = round(100.0 * (1.0 - sum(macs.get(k, 0.0) for k in keep) / (sum(macs.values()) or 1)), 2)
+        out["module_macs"] = macs
+    if int8.get("sensitivity"):
+        out["sensitivity"] = int8["sensitivity"]
+    return out
 
 
 def stream_name(encoder_name: str) -> str:
@@ -385,6 +403,8 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
                 row["runtime_options"] = cfg.options[tgt.format]
             if tgt.delegation:
                 row["delegation"] = tgt.delegation
+            if tgt.int8:
+                row["int8"] = tgt.int8
             if tgt.stream is not None:  # marks the row as a pair's even if it fails
                 row["streaming"] = stream_fields(tgt.stream, None, None, ev)
             if tgt.damaged:  # never load a file that is not the one that passed the gate

@@ -8,13 +8,19 @@ from collections.abc import Callable
 
 import numpy as np
 
+MAX_SAMPLES_KEPT = 1000  # report.json keeps every timed call up to this many (an even subset beyond)
+
 
 def latency_stats(samples_ms: list[float], warmup: int) -> dict:
-    """``{"mean", "median", "p90", "p99", "std", "iterations", "warmup"}`` in milliseconds."""
+    """``{"mean", "median", "p90", "p99", "std", "iterations", "warmup", "samples"}`` in milliseconds.
+
+    ``samples`` are the timed calls in order (4 significant digits), for the report's distribution plot.
+    """
     a = np.asarray(samples_ms, dtype=np.float64)
+    kept = a if a.size <= MAX_SAMPLES_KEPT else a[np.linspace(0, a.size - 1, MAX_SAMPLES_KEPT).astype(int)]
     return {"mean": float(a.mean()), "median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
             "p99": float(np.percentile(a, 99)), "std": float(a.std()), "iterations": int(a.size),
-            "warmup": int(warmup)}
+            "warmup": int(warmup), "samples": [float(f"{x:.4g}") for x in kept]}
 
 
 MIN_BUDGET_ITERATIONS = 5  # a budget never yields fewer samples than this: p90 needs some

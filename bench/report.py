@@ -1,10 +1,10 @@
-"""report.json, and report.md + pareto.png drawn from it alone."""
+"""report.json's contract, and report.md + pareto.png drawn from it alone (every file at once: ``report_files``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from egoedge.trainer.common.io import atomic_write, write_json_atomic
+from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.tasks import task_named
 
 RESULT_KEYS = ("name", "format", "precision", "device", "runtime", "size_bytes", "params", "macs", "load_ms",
@@ -504,13 +504,3 @@ def summarize(report: dict) -> dict[str, str]:
             f"{ratios[0]:.2f}-{ratios[-1]:.2f}x the clip artifact's latency over {len(timed)} pairs; fastest "
             f"{best['name']}, {best['streaming']['frame_ms']['median']:.3f} ms per new frame")
     return s
-
-
-def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Validate and write report.json, report.md and pareto.png into ``out_dir``."""
-    validate_report(report)
-    out_dir = Path(out_dir)
-    paths = {"report.json": write_json_atomic(out_dir / "report.json", report)}
-    paths["report.md"] = atomic_write(out_dir / "report.md", lambda p: p.write_text(render_markdown(report)))
-    paths["pareto.png"] = plot_pareto(report, out_dir / "pareto.png")
-    return paths

@@ -7,7 +7,7 @@ from test_report import REPORT
 from typer.testing import CliRunner
 
 from egoedge.bench.compare import compare_reports, load_report, only_in, regressions, row_labels
-from egoedge.bench.report import write_report
+from egoedge.bench.report_files import write_report
 from egoedge.cli import app
 from egoedge.trainer.common.io import EgoedgeError
 

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from egoedge.bench.measure import PeakRSS, latency_stats, time_calls
-from egoedge.bench.report import render_markdown, validate_report, write_report
+from egoedge.bench.report import render_markdown, validate_report
+from egoedge.bench.report_files import write_report
 from egoedge.trainer.common.complexity import count_macs
 from egoedge.trainer.models import build_model
 

@@ -373,6 +373,11 @@ def bench(
         console.print(f"{name}: {path}", highlight=False)
     damaged = [r["name"] for r in report["results"] if (r.get("error") or "").startswith(DAMAGED)]
     if baseline is not None:
+        from egoedge.bench.compare import comparison
+        from egoedge.bench.html_report import write_html
+
+        here = str(out or export_dir.parent)
+        write_html(report, paths["report.html"], comparison(baseline, report, str(compare), here, max_slowdown))
         slower = print_comparison(baseline, report, str(compare), str(paths["report.json"]), max_slowdown)
         fail_on_regressions(slower, max_slowdown)
     if damaged and not allow_failed:
@@ -444,18 +449,23 @@ def report(
     max_slowdown: Annotated[float, typer.Option(
         help="With --compare: exit 1 when a result of the other run is slower by more than this fraction.")] = 0.10,
 ) -> None:
-    """Print a run's results table and summary; with --compare, the change against another run.
+    """Print a run's results table and summary, and rebuild its report.html from report.json; with --compare,
+    the change against another run (in the page too).
 
     Example: egoedge report runs/quick --compare runs/quick-b
     """
-    from egoedge.bench.compare import check_max_slowdown, load_report
+    from egoedge.bench.compare import check_max_slowdown, comparison, load_report
+    from egoedge.bench.html_report import write_html
 
     base = load_report(run)
     other = load_report(compare) if compare else None
     check_max_slowdown(max_slowdown)
+    page = write_html(base, (run if run.is_dir() else run.parent) / "report.html",
+                      comparison(base, other, str(run), str(compare), max_slowdown) if other is not None else None)
     console.print(results_table(base))
     for key, value in base.get("summary", {}).items():
         console.print(f"  [bold]{key}:[/] {value}", highlight=False, soft_wrap=True)
+    console.print(f"report.html: {page}", highlight=False)
     if other is not None:
         fail_on_regressions(print_comparison(base, other, str(run), str(compare), max_slowdown), max_slowdown)
 

@@ -473,7 +473,8 @@ def run_request(request: RunRequest, progress: Progress = no_progress) -> RunRes
                          max_bad=o.get("max_bad"))
     out = request.out or Path("runs") / request.preset
     report = run(cfg, out, progress)
-    return RunResult(report, {name: out / name for name in ("report.json", "report.md", "pareto.png")})
+    return RunResult(report, {name: out / name
+                              for name in ("report.json", "report.md", "pareto.png", "report.html")})
 
 
 def cbkd_request(request: CBKDRequest, progress: Progress = no_progress) -> tuple[Path, dict]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from egoedge.bench.report import write_report
+from egoedge.bench.report_files import write_report
 from egoedge.trainer.common.io import EgoedgeError, sha256_path, write_json_atomic
 from egoedge.trainer.prune.cbkd import CBKDConfig
 

@@ -296,7 +296,8 @@ def run_request(request: RunRequest, progress: Progress = no_progress) -> RunRes
     out = request.out or Path("runs") / f"nlq-{request.preset}"
     report = run_nlq(cfg, out, progress)
     return RunResult(report, {name: out / name for name in ("nlq_predictions.json", "nlq_metrics.json",
-                                                             "report.json", "report.md", "pareto.png")})
+                                                             "report.json", "report.md", "pareto.png",
+                                                             "report.html")})
 
 
 def cbkd_request(request: CBKDRequest, progress: Progress = no_progress) -> tuple[Path, dict]:
