@@ -150,3 +150,13 @@ def test_a_runs_page_in_a_real_browser(mini_run, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.stat().st_size > 50_000, done.stderr[-2000:]
     assert Path(shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_files_read_like_any_other_file(tmp_path):
+    """Atomic writes go through a private temp file; the result still gets the umask's permissions."""
+    import stat
+
+    old = os.umask(0o022)
+    os.umask(old)
+    for path in write_report(REPORT, tmp_path).values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~old, path.name
