@@ -115,8 +115,8 @@ def test_the_bundled_adb_works_with_nothing_attached(monkeypatch):
 
     monkeypatch.delenv("EGOEDGE_ADB", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")
-    binary = adb_mod.bundled_adb()
-    assert binary is not None
+    binary, source = adb_mod.adb_source()
+    assert source == "adbutils wheel"
     try:
         found = DEVICES.get("android").discover()
     finally:

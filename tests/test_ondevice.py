@@ -3,6 +3,7 @@ and whole runs against a scripted stand-in adb (files, tool runs, app, crash, un
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +242,33 @@ def test_unplugged_mid_run_keeps_what_was_measured(phone, exported, tmp_path):
     assert rows[1]["status"] == "failed" and "not found" in rows[1]["error"]
     saved = json.loads(paths["report.json"].read_text())
     assert saved["results"][-2]["status"] == "ok"
+
+
+@pytest.mark.parametrize("fault,reason", [
+    ("hang", "did not answer within 2 s"),  # adb wedged on the first app start: the call times out
+    ("silent", "no result from the demo app within 2 s"),  # the app runs on and never writes its result
+])
+def test_a_wedged_adb_or_a_silent_app_is_a_failed_row_within_its_timeout(phone, exported, tmp_path, fault, reason):
+    import time
+
+    from egoedge.bench.bench_export import bench_export
+
+    phone.setenv("FAKE_APP", "1")
+    if fault == "hang":
+        phone.setenv("FAKE_HANG", "am start")
+        phone.setattr("egoedge.bench.devices.adb.TIMEOUT_S", 2.0)
+    else:
+        phone.setenv("FAKE_APP_MODE", "silent")
+    start = time.monotonic()
+    report, paths = bench_export(exported, tmp_path / "out", "android", replace(CFG, device_timeout_s=2.0))
+    took = time.monotonic() - start
+    rows = [r for r in report["results"] if r["device"] != "host"]
+    assert len(rows) == 2 and reason in rows[0]["error"] and rows[0]["status"] == "failed"
+    # The phone is still there: the next artifact runs (the wedge was once) or fails the same way (the app).
+    assert rows[1]["status"] == ("ok" if fault == "hang" else "failed"), rows[1]
+    saved = json.loads(paths["report.json"].read_text())
+    assert [r["name"] for r in saved["results"]][-2:] == [r["name"] for r in rows]  # nothing lost, written
+    assert took < 60  # bounded by the timeouts, not by the fault
 
 
 def test_tool_failure_on_the_phone_is_reported(phone, exported, tmp_path):

@@ -1,18 +1,17 @@
 """The adb tool: which binary, running it with a timeout, and parsing what it prints.
 
 Which ``adb``: ``$EGOEDGE_ADB`` if set, else one on ``PATH`` (Android platform-tools, Debian's
-``adb``), else the one inside the ``adbutils`` wheel that egoedge installs, so that phones work
-right after ``pip install``. Every call has a timeout. Shared by discovery (``android.py``) and
-the on-device bench (``on_device/android.py``).
+``adb``), else what ``adbutils.adb_path()`` gives (``$ADBUTILS_ADB_PATH``, or the adb inside the
+``adbutils`` wheel that egoedge installs), so that phones work right after ``pip install``.
+Every call has a timeout. Shared by discovery (``android.py``) and the on-device bench
+(``on_device/android.py``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
-from pathlib import Path
 
 from egoedge.bench.devices.base import run_tool
 
@@ -25,21 +24,13 @@ def adb_source() -> tuple[str, str]:
         return env, "EGOEDGE_ADB"
     if found := shutil.which("adb"):
         return found, "PATH"
-    bundled = bundled_adb()
-    return (str(bundled), "adbutils wheel") if bundled else ("adb", "PATH")
+    try:
+        import adbutils
 
-
-def bundled_adb() -> Path | None:
-    """The adb binary the ``adbutils`` wheel carries (Linux x86-64, macOS, Windows), if it is installed."""
-    spec = importlib.util.find_spec("adbutils")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        for name in ("adb", "adb.exe"):
-            path = Path(folder) / "binaries" / name
-            if path.is_file() and os.access(path, os.X_OK):
-                return path
-    return None
+        path = adbutils.adb_path()
+    except Exception:  # noqa: BLE001 - not installed, or its AdbError: none found; running "adb" says so
+        return "adb", "PATH"
+    return path, ("ADBUTILS_ADB_PATH" if os.environ.get("ADBUTILS_ADB_PATH") else "adbutils wheel")
 
 
 def adb_binary() -> str:

@@ -33,7 +33,8 @@ def discover_aihub() -> list[DeviceInfo]:
         attributes = list(d.attributes) if not isinstance(d.attributes, str) else [d.attributes]
         details = {"os": d.os, "chipset": chipset(attributes),
                    "form": next((a.split(":", 1)[1] for a in attributes if a.startswith("format:")), None),
-                   "frameworks": ",".join(a.split(":", 1)[1] for a in attributes if a.startswith("framework:"))}
+                   "frameworks": ",".join(a.split(":", 1)[1] for a in attributes if a.startswith("framework:")),
+                   "attributes": attributes}
         found.setdefault(d.name, DeviceInfo("aihub", d.name, d.name, "hosted", True, None, details))
     return list(found.values()) or [DeviceInfo("aihub", "-", "Qualcomm AI Hub", "no device", False,
                                                "the client lists no device for this account")]
@@ -42,10 +43,20 @@ def discover_aihub() -> list[DeviceInfo]:
 class AIHub(DeviceKind):
     """Qualcomm AI Hub's hosted phones (a farm: listed only with ``egoedge devices --farm aihub``)."""
 
-    id_name, farm = "NAME", True
+    id_name, farm = "NAME", True  # or ATTR:VALUE[+ATTR:VALUE] (see pick)
 
     def discover(self) -> list[DeviceInfo]:
         return discover_aihub()
+
+    def pick(self, found: list[DeviceInfo], wanted: str) -> list[DeviceInfo]:
+        """A device by name (``aihub:Google Pixel 8``), or the first by name that has every attribute
+        (``aihub:chipset:qualcomm-snapdragon-8gen3+framework:onnx``), as the service would pick one."""
+        named = [d for d in found if d.id == wanted]
+        wants = [w.strip() for w in wanted.split("+") if w.strip()]
+        if named or not all(":" in w for w in wants):
+            return named
+        having = [d for d in found if set(wants) <= set(d.details.get("attributes") or ())]
+        return sorted(having, key=lambda d: d.id)[:1]
 
     def bench(self, device: DeviceInfo, cfg, tools: dict):
         from egoedge.bench.devices.on_device.aihub import AIHubBench

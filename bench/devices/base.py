@@ -42,6 +42,10 @@ class DeviceKind:
         """Every device of this kind that can be seen, usable or not (with the reason)."""
         raise NotImplementedError
 
+    def pick(self, found: list[DeviceInfo], wanted: str) -> list[DeviceInfo]:
+        """The devices ``KIND:wanted`` names among ``found`` (default: the one whose id is ``wanted``)."""
+        return [d for d in found if d.id == wanted]
+
     def keep(self, device: DeviceInfo) -> bool:
         """Whether ``device``, found by the ``base`` kind's discovery, belongs to this kind."""
         return True

@@ -408,7 +408,8 @@ def devices(
         found = list(pool.map(lambda kind: DEVICES.get(kind).discover(), kinds))
     for rows in found:
         for d in rows:
-            extra = ", ".join(f"{k} {v}" for k, v in d.details.items() if v not in (None, ""))
+            extra = ", ".join(f"{k} {v}" for k, v in d.details.items()
+                              if v not in (None, "") and not isinstance(v, list))
             table.add_row(d.kind, d.id, d.name, d.state, "yes" if d.usable else "no", d.reason or extra)
     console.print(table)
 

@@ -36,7 +36,7 @@ def select_device(spec: str, discover: Callable[[str], list[DeviceInfo]] | None 
     # A kind may be a view of another (emulator: the Android devices that are emulators).
     found = [d for d in (discover or (lambda k: DEVICES.get(k).discover()))(entry.base or kind) if entry.keep(d)]
     if wanted:
-        match = [d for d in found if d.id == wanted]
+        match = entry.pick(found, wanted)
         if not match:
             seen = ", ".join(d.id for d in found if d.id != "-") or "none"
             why = "; ".join(d.reason for d in found if d.id == "-" and d.reason)  # e.g. the tool is missing
