@@ -25,6 +25,9 @@ def deprecation_of(real: Callable) -> str | None:
 def like(real: Callable) -> Callable[[Callable], Callable]:
     """Decorate a stand-in method: calls are bound to ``real``'s signature first (``self`` excluded)."""
     signature = inspect.signature(real)
+    params = list(signature.parameters.values())
+    if params and params[0].name == "self":  # an unbound method: the stand-in's own self takes that place
+        signature = signature.replace(parameters=params[1:])
     name = getattr(real, "__qualname__", repr(real))
 
     def wrap(impl: Callable) -> Callable:

@@ -144,7 +144,7 @@ def test_artifacts_are_profiled_and_scored_on_a_hosted_phone(hub, exported, tmp_
         report["devices"]["aihub:Samsung Galaxy S24 (Family)"]["skipped"]["student_executorch_fp32"]
     for fmt in ("tflite", "onnx"):
         r = rows[f"student_{fmt}_fp32@aihub"]
-        assert r["status"] == "ok" and r["runtime"] == f"qai-hub-{fmt}"
+        assert r["status"] == "ok" and r["runtime"] == f"qai-hub-{fmt}", r["error"]
         assert r["latency_ms"]["median"] == pytest.approx(0.6115) and r["peak_rss_mb"] == pytest.approx(9.3)
         # The stand-in ran the artifact on exactly the inputs egoedge sent: they must be the test clips.
         assert r["top1_agreement"] == 100.0 and r["parity_max_abs"] < 1e-4
@@ -199,7 +199,7 @@ def test_a_device_is_chosen_by_name_or_by_attributes(hub, exported, tmp_path):
 
     report, _ = bench_export(exported, tmp_path, "aihub:chipset:qualcomm-snapdragon-8-elite+framework:onnx",
                              BenchConfig(iterations=3, warmup=0))
-    assert set(report["devices"]) == {"host", "aihub:Snapdragon 8 Elite QRD"}
+    assert set(report["devices"]) == {"aihub:Snapdragon 8 Elite QRD"}
     assert {j["device"] for j in hub.submitted} == {("Snapdragon 8 Elite QRD", "15")}
     result = CliRunner().invoke(app, ["bench", str(exported), "--device", "aihub:chipset:apple-a17",
                                       "--out", str(tmp_path / "none")])
