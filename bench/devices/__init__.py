@@ -4,7 +4,7 @@ from egoedge.bench.devices.base import DeviceError, DeviceInfo, DeviceKind
 from egoedge.bench.devices.registry import DEVICES
 from egoedge.trainer.common.registry import import_submodules
 
-import_submodules(__name__, __path__, skip=("base", "registry", "on_device"))
+import_submodules(__name__, __path__, skip=("base", "registry", "on_device", "ios_tool"))
 
 
 def device_kinds() -> list[str]:

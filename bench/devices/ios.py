@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import sys
 
 from egoedge.bench.devices.base import DeviceError, DeviceInfo, DeviceKind, run_tool_output
+from egoedge.bench.devices.ios_tool import ios_tool
 from egoedge.bench.devices.registry import DEVICES
 
 TIMEOUT_S = 20.0
@@ -23,16 +21,6 @@ def parse_pymobiledevice3(text: str) -> list[DeviceInfo]:
                        e.get("DeviceName") or e.get("ProductType", "iPhone"), "connected", True, None,
                        {"product": e.get("ProductType"), "ios": e.get("ProductVersion"),
                         "connection": e.get("ConnectionType")}) for e in entries]
-
-
-def ios_tool() -> list[str] | None:
-    """The pymobiledevice3 command: on PATH, else the installed package run by this Python (a venv's
-    scripts need not be on PATH)."""
-    if found := shutil.which("pymobiledevice3"):
-        return [found]
-    if importlib.util.find_spec("pymobiledevice3") is not None:
-        return [sys.executable, "-m", "pymobiledevice3"]
-    return None
 
 
 # What pymobiledevice3 says when no usbmuxd runs (Linux without an iPhone ever plugged in): the tool

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from egoedge.bench.devices.base import DeviceError, DeviceInfo, run_tool
-from egoedge.bench.devices.ios import ios_tool
+from egoedge.bench.devices.ios_tool import ios_tool
 from egoedge.bench.devices.on_device.app_protocol import INPUTS_NAME, IOS_BUNDLE, RESULT_NAME, AppRequest, inputs_bytes
 from egoedge.bench.devices.on_device.parsers import parse_app_result
 from egoedge.bench.host_bench import BenchConfig
