@@ -306,6 +306,8 @@ def test_kotlin_result_json_is_what_egoedge_parses(harness, tmp_path):
     assert schema_errors(result, "app_result") == []
     parsed = parse_app_result(text)
     want = latency_stats(samples, 3)
+    want.pop("samples")  # egoedge keeps the timed calls themselves; the app sends them as latency_samples_ms
+    assert parsed["latency_ms"]["samples"] == samples
     for key, value in want.items():
         assert result["latency_ms"][key] == pytest.approx(value, rel=1e-12), key  # the app's own summary
         assert parsed["latency_ms"][key] == pytest.approx(value, rel=1e-12)
@@ -348,14 +350,50 @@ def test_benchmark_activity_reads_and_writes_only_its_push_folder():
         'File(filesDir, "models")', "")  # no path extra is opened without SafePaths
 
 
-def test_main_activity_stops_frames_before_shutting_its_executors_down():
+def test_main_activity_survives_its_lifecycle():
+    """What keeps the camera path from crashing on rotation or back (checked in the source: no Android runtime
+    here): frames stop before the analysis thread drains; the instance is marked destroyed before its runners'
+    close is queued, and every queued clip checks that mark first; the inference thread is the process's one,
+    never shut down (no rejected submission, no model opened while another instance closes its own); the
+    camera provider is not bound once the activity is destroyed; nothing escapes the analyzer."""
     source = _kotlin("MainActivity.kt")
     body = source.split("override fun onDestroy()")[1].split("\n    }\n")[0]
     order = [body.index(s) for s in ("stopCamera()", "analysis.shutdown()", "analysis.awaitTermination",
-                                     "inference.shutdown()")]
+                                     "destroyed = true", "submit {", "runner?.close()")]
     assert order == sorted(order)
+    assert "inference.shutdown()" not in source and "private val inference: ExecutorService = " \
+        "InferenceThread.executor" in source
+    assert "Executors.newSingleThreadExecutor" in _kotlin("InferenceThread.kt")
     for fn in ("private fun classify(", "private fun classifyFrame("):  # the clip path and the streaming path
-        assert "inference.isShutdown)" in source.split(fn)[1].split("inference.execute")[0], fn
+        head, queued = source.split(fn)[1].split("val queued = submit {")[:2]
+        assert "destroyed)" in head, fn  # dropped before queueing once destroyed
+        assert queued.lstrip().startswith("if (destroyed) {"), fn  # and when it runs after the close
+        assert "if (!queued) busy.set(false)" in queued, fn
+    listener = source.split("future.addListener({")[1].split("}, ContextCompat.getMainExecutor(this))")[0]
+    assert listener.index("isDestroyed") < listener.index("bindToLifecycle")
+    analyze = source.split("private fun analyze(image: ImageProxy) {")[1].split("\n    }\n")[0]
+    assert "try {" in analyze and "analyzeFrame(image)" in analyze and "catch (e: Exception)" in analyze
+    # The sample clip plays through a classifier of its own, never the camera's ring buffer.
+    assert "val own = pairOf(" in source and "own.clip(" in source
+
+
+def test_benchmark_activity_runs_once_whatever_the_configuration_does():
+    manifest = (APP / "app/src/main/AndroidManifest.xml").read_text()
+    bench = manifest.split('android:name=".BenchmarkActivity"')[1].split("/>")[0]
+    changes = re.search(r'android:configChanges="([^"]+)"', bench)[1].split("|")
+    assert {"orientation", "screenSize", "screenLayout", "smallestScreenSize", "uiMode", "density"} <= set(changes)
+    source = _kotlin("BenchmarkActivity.kt")
+    start = source.split("override fun onCreate(savedInstanceState: Bundle?) {")[1]
+    assert start.index("savedInstanceState != null || !running.compareAndSet(false, true)") < start.index("thread(")
+    assert source.count("running.set(false)") == 2  # released when refused and when done
+
+
+def test_the_app_feeds_a_temporal_head_by_the_manifests_input_names():
+    source = _kotlin("ModelManifest.kt")
+    for field in ("buffer_input", "valid_input", "order"):
+        assert f'optString("{field}"' in source, field
+    assert "StreamLayout.of(head.inputNames, spec.bufferInput, spec.validInput, spec.order)" in source
+    assert "layout.arrange(w, v)" in _kotlin("MainActivity.kt")
 
 
 @needs_kotlin

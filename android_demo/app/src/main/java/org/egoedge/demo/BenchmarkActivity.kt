@@ -12,6 +12,7 @@ import org.egoedge.demo.core.SafePaths
 import org.egoedge.demo.core.StreamingClassifier
 import org.egoedge.demo.runtime.RunnerOptions
 import java.io.File
+import java.util.concurrent.atomic.AtomicBoolean
 import kotlin.concurrent.thread
 
 /**
@@ -50,12 +51,22 @@ class BenchmarkActivity : Activity() {
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
-        // Only the shell may start this activity (AndroidManifest: android.permission.DUMP), and even
-        // then it reads models and inputs only from the push folder or the app's own models, and
-        // writes its result only into the push folder: an intent cannot point it anywhere else.
+        // A configuration change the manifest does not absorb recreates the activity with the same
+        // intent: the benchmark already running must not be started again beside itself.
+        if (savedInstanceState != null || !running.compareAndSet(false, true)) {
+            Log.w(TAG, "a benchmark is already running; this instance does nothing")
+            finish()
+            return
+        }
+        // Only a caller holding android.permission.DUMP may start this activity (AndroidManifest): adb's
+        // shell holds it; an app holds it only if someone with adb access grants it (`pm grant`, it is a
+        // development permission), never by install. Even then it reads models and inputs only from the
+        // push folder or the app's own models, and writes its result only into the push folder: an
+        // intent cannot point it anywhere else.
         val resultFile = intent.getStringExtra(EXTRA_RESULT)?.let { SafePaths.resolveInside(it, listOf(pushFolder())) }
         if (resultFile == null) {
             Log.e(TAG, "no '$EXTRA_RESULT' extra inside ${pushFolder()}: nowhere to write the result")
+            running.set(false)
             finish()
             return
         }
@@ -67,6 +78,7 @@ class BenchmarkActivity : Activity() {
                 BenchResult.error("${e::class.java.simpleName}: ${e.message}")
             }
             write(resultFile, Json.write(result))
+            running.set(false)
             runOnUiThread { finish() }
         }
     }
@@ -185,6 +197,9 @@ class BenchmarkActivity : Activity() {
 
     companion object {
         private const val TAG = "egoedge-bench"
+
+        /** One benchmark at a time in this process, whatever happens to the activity instance that started it. */
+        private val running = AtomicBoolean(false)
         const val PUSH_FOLDER = "egoedge"
         const val EXTRA_MODEL = "model"
         const val EXTRA_ITERATIONS = "iterations"

@@ -20,10 +20,12 @@ import androidx.camera.core.resolutionselector.ResolutionSelector
 import androidx.camera.core.resolutionselector.ResolutionStrategy
 import androidx.camera.lifecycle.ProcessCameraProvider
 import androidx.core.content.ContextCompat
+import androidx.lifecycle.Lifecycle
 import org.egoedge.demo.core.ClipBuffer
 import org.egoedge.demo.core.Frame
 import org.egoedge.demo.core.LatencyStats
 import org.egoedge.demo.core.Preprocess
+import org.egoedge.demo.core.StreamLayout
 import org.egoedge.demo.core.StreamingClassifier
 import org.egoedge.demo.core.TopK
 import org.egoedge.demo.databinding.ActivityMainBinding
@@ -31,6 +33,7 @@ import org.egoedge.demo.runtime.ModelRunner
 import org.egoedge.demo.runtime.RunnerOptions
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
+import java.util.concurrent.RejectedExecutionException
 import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicBoolean
 
@@ -48,9 +51,14 @@ class MainActivity : AppCompatActivity() {
     private var manifest: ModelManifest? = null
     private var sample: SampleClip? = null
 
-    // One thread owns the runner: runtimes are not thread-safe, and the UI must never wait on a model.
-    private val inference: ExecutorService = Executors.newSingleThreadExecutor()
+    // One thread owns every runner, in the whole process: runtimes are not thread-safe, ExecuTorch's
+    // thread pool is process-wide, and an activity recreated on rotation must not open its model while
+    // the old instance is still closing its own. The UI never waits on a model.
+    private val inference: ExecutorService = InferenceThread.executor
     private val analysis: ExecutorService = Executors.newSingleThreadExecutor()
+
+    /** Set on the UI thread in [onDestroy] before the runners' close is queued: later work is dropped. */
+    @Volatile private var destroyed = false
     private var runner: ModelRunner? = null
     private var runnerKey: Pair<String, Int>? = null
     private var headRunner: ModelRunner? = null
@@ -120,18 +128,29 @@ class MainActivity : AppCompatActivity() {
     }
 
     override fun onDestroy() {
-        // Stop the frames before the executors: a frame still being analysed would otherwise hand
-        // its clip to a shut-down inference executor (RejectedExecutionException on the analysis
-        // thread, a crash on rotation with the camera on).
+        // Stop the frames first, then drain the analysis thread; mark this instance destroyed before
+        // queueing the close, so that a clip queued after it (its check raced the flag) finds the flag
+        // set when it runs and never touches a closed runner. The inference thread is the process's:
+        // it is never shut down, so no execute() can be rejected.
         stopCamera()
         analysis.shutdown()
         analysis.awaitTermination(ANALYSIS_DRAIN_MS, TimeUnit.MILLISECONDS)
-        inference.execute {
+        destroyed = true
+        submit {
             runner?.close()
             headRunner?.close()
+            runner = null
+            headRunner = null
         }
-        inference.shutdown()
         super.onDestroy()
+    }
+
+    /** Work for the inference thread; dropped (and `busy` released) if this activity is gone by then. */
+    private fun submit(work: () -> Unit): Boolean = try {
+        inference.execute(Runnable(work))
+        true
+    } catch (e: RejectedExecutionException) {
+        false
     }
 
     private fun threads(): Int = binding.threads.selectedItem.toString().takeWhile { it.isDigit() }.toInt()
@@ -163,28 +182,37 @@ class MainActivity : AppCompatActivity() {
         stream?.let { return it }
         val head = m.headOf(encoder) ?: error("${encoder.name}: its temporal head is not embedded")
         val spec = m.streaming ?: error("the manifest has no streaming block")
+        val layout = m.layoutOf(head)
         val h = Runners.open(m.localFile(this, head), head.format,
             RunnerOptions(Runners.headThreads(head.format, threads, spec.headThreads)), null)
         headRunner = h
-        val shapes = listOf(longArrayOf(1, spec.window.toLong(), spec.embeddingDim.toLong()), longArrayOf(1, spec.window.toLong()))
-        return StreamingClassifier(enc::run, { w, v -> h.runInputs(listOf(w, v), shapes) }, spec.window, spec.embeddingDim)
-            .also { stream = it }
+        return pairOf(enc, h, layout, spec).also { stream = it }
+    }
+
+    /** A streaming classifier over the opened pair with its own ring buffer, the head fed by input name. */
+    private fun pairOf(enc: ModelRunner, h: ModelRunner, layout: StreamLayout, spec: StreamingSpec): StreamingClassifier {
+        val shapes = layout.arrange(longArrayOf(1, spec.window.toLong(), spec.embeddingDim.toLong()), longArrayOf(1, spec.window.toLong()))
+        return StreamingClassifier(enc::run, { w, v -> h.runInputs(layout.arrange(w, v), shapes) }, spec.window, spec.embeddingDim)
     }
 
     /** One camera frame through the streaming pair: one encoder call, one head call, labels once the window is full. */
-    private fun classifyFrame(frame: Frame) {
+    private fun classifyFrame(frame: Frame, takenMs: Long) {
         val current = choice
-        if (current == null || inference.isShutdown) { // nothing chosen, or the activity is going away
+        if (current == null || destroyed) { // nothing chosen, or the activity is going away
             busy.set(false)
             return
         }
         val (a, threads) = current
-        inference.execute {
+        val queued = submit {
+            if (destroyed) {
+                busy.set(false)
+                return@submit
+            }
             val text = try {
                 val pair = streamFor(a, threads)
                 val input = Preprocess.frame(frame, a.preprocess)
                 val start = SystemClock.elapsedRealtimeNanos()
-                val logits = pair.step(input)
+                val logits = pair.stepAt(input, takenMs, FRAME_INTERVAL_MS)
                 val ms = (SystemClock.elapsedRealtimeNanos() - start) / 1e6
                 if (pair.buffer.isFull) {
                     latencies.addLast(ms)
@@ -198,30 +226,34 @@ class MainActivity : AppCompatActivity() {
             } finally {
                 busy.set(false)
             }
-            runOnUiThread { binding.results.text = text }
+            runOnUiThread { if (!destroyed) binding.results.text = text }
         }
+        if (!queued) busy.set(false)
     }
 
     private fun classify(frames: List<Frame>, reference: FloatArray?, label: String?) {
         val current = choice
-        if (current == null) {
+        if (current == null || destroyed) { // nothing chosen, or the activity is going away: drop the clip
             busy.set(false)
             return
         }
         val (a, threads) = current
-        if (inference.isShutdown) { // the activity is going away: drop the clip
-            busy.set(false)
-            return
-        }
-        inference.execute {
+        val queued = submit {
+            if (destroyed) {
+                busy.set(false)
+                return@submit
+            }
             val text = try {
                 val clip = Preprocess.clip(frames, a.preprocess)
-                // A streaming pair plays the clip frame by frame from an empty window: the sample's
-                // parity line then checks the pair against the clip model's logits.
+                // A streaming pair plays the clip frame by frame from an empty window of its own (the
+                // camera's ring buffer is left as it was): the sample's parity line then checks the
+                // pair against the clip model's logits.
                 val run: (FloatArray) -> FloatArray
                 if (a.streams) {
-                    val pair = streamFor(a, threads)
-                    run = { x -> pair.clip(x, frames.size) }
+                    streamFor(a, threads) // opens the pair; the camera's classifier keeps its own buffer
+                    val m = manifest!!
+                    val own = pairOf(runner!!, headRunner!!, m.layoutOf(m.headOf(a)!!), m.streaming!!)
+                    run = { x -> own.clip(x, frames.size) }
                 } else {
                     run = runnerFor(a, threads)::run
                 }
@@ -236,8 +268,9 @@ class MainActivity : AppCompatActivity() {
             } finally {
                 busy.set(false)
             }
-            runOnUiThread { binding.results.text = text }
+            runOnUiThread { if (!destroyed) binding.results.text = text }
         }
+        if (!queued) busy.set(false)
     }
 
     private fun report(a: Artifact, logits: FloatArray, ms: Double, reference: FloatArray?, label: String?): String {
@@ -272,7 +305,15 @@ class MainActivity : AppCompatActivity() {
         clipBuffer = ClipBuffer(a.preprocess.frames, FRAME_INTERVAL_MS)
         val future = ProcessCameraProvider.getInstance(this)
         future.addListener({
-            val provider = future.get()
+            // The provider can arrive after this activity was destroyed (rotation, back): binding a
+            // destroyed lifecycle throws. Nothing to start then.
+            if (destroyed || isDestroyed || lifecycle.currentState == Lifecycle.State.DESTROYED) return@addListener
+            val provider = try {
+                future.get()
+            } catch (e: Exception) {
+                binding.status.text = getString(R.string.run_failed, "camera", e.message)
+                return@addListener
+            }
             val preview = Preview.Builder().build().also { it.setSurfaceProvider(binding.preview.surfaceProvider) }
             // Small analysis frames: the model sees a few hundred pixels, converting more is wasted.
             val selector = ResolutionSelector.Builder().setResolutionStrategy(
@@ -300,19 +341,31 @@ class MainActivity : AppCompatActivity() {
         binding.camera.setText(R.string.camera)
     }
 
+    /** CameraX's analyzer: nothing it throws may escape (it would kill the app from the analysis thread). */
     private fun analyze(image: ImageProxy) {
+        try {
+            analyzeFrame(image)
+        } catch (e: Exception) {
+            busy.set(false)
+            runOnUiThread { if (!destroyed) binding.results.text = getString(R.string.run_failed, "camera frame", e.message) }
+        }
+    }
+
+    private fun analyzeFrame(image: ImageProxy) {
         var taken: Frame? = null
+        // The frame's own capture time: frames dropped before they reach here still count as time passing.
+        val now = image.imageInfo.timestamp / 1_000_000
         image.use {
             val buffer = clipBuffer ?: return
-            val now = SystemClock.elapsedRealtime()
             if (!buffer.wants(now)) return
             taken = toFrame(it.toBitmap(), it.imageInfo.rotationDegrees)
             buffer.offer(taken!!, now)
         }
         val buffer = clipBuffer ?: return
         if (choice?.first?.streams == true) {
-            // Each frame taken is encoded once; a frame that arrives while the last is still running is dropped.
-            if (busy.compareAndSet(false, true)) classifyFrame(taken!!)
+            // Each frame taken is encoded once; a frame that arrives while the last is still running is
+            // dropped, and its slot in the window holds the last embedding (StreamingClassifier.stepAt).
+            if (busy.compareAndSet(false, true)) classifyFrame(taken!!, now)
         } else if (buffer.isFull && busy.compareAndSet(false, true)) {
             classify(buffer.snapshot(), null, null)
         }

@@ -4,6 +4,7 @@ import android.content.Context
 import org.egoedge.demo.core.Frame
 import org.egoedge.demo.core.PreprocessSpec
 import org.egoedge.demo.core.QuantParams
+import org.egoedge.demo.core.StreamLayout
 import org.json.JSONArray
 import org.json.JSONObject
 import java.io.File
@@ -30,14 +31,26 @@ data class Artifact(
     val role: String = "clip",
     /** A streaming artifact's other half, by name. */
     val pair: String? = null,
+    /** Every input's name, in the order the model takes them. */
+    val inputNames: List<String> = listOf(input.name),
 ) {
     val streams: Boolean get() = role == "frame_encoder"
     val title: String get() = (if (streams) "$name (streaming) · " else "$name · ") + "%.2f MB".format(bytes / 1e6) +
         (top1?.let { " · top-1 %.1f%%".format(it) } ?: "")
 }
 
-/** The manifest's `streaming` block: how the camera path feeds a streaming pair's temporal head. */
-data class StreamingSpec(val window: Int, val embeddingDim: Int, val headThreads: Int = 1)
+/**
+ * The manifest's `streaming` block: how the camera path feeds a streaming pair's temporal head. Manifests
+ * written before the block named the head's inputs had `embeddings` and `valid`, oldest slot first.
+ */
+data class StreamingSpec(
+    val window: Int,
+    val embeddingDim: Int,
+    val headThreads: Int = 1,
+    val bufferInput: String = "embeddings",
+    val validInput: String = "valid",
+    val order: String = StreamLayout.OLDEST_FIRST,
+)
 
 /** The held-out clip embedded with the models, with PyTorch's logits for it. */
 data class SampleClip(val frames: List<Frame>, val label: String, val referenceLogits: FloatArray)
@@ -59,6 +72,12 @@ class ModelManifest(
 
     /** The temporal head of a streaming pair's frame encoder. */
     fun headOf(encoder: Artifact): Artifact? = artifacts.firstOrNull { it.role == "temporal_head" && it.name == encoder.pair }
+
+    /** Which of the head's inputs takes the window and which the mask, from the streaming block. */
+    fun layoutOf(head: Artifact): StreamLayout {
+        val spec = streaming ?: error("the manifest has no streaming block")
+        return StreamLayout.of(head.inputNames, spec.bufferInput, spec.validInput, spec.order)
+    }
 
     /** Decodes the sample clip from the assets (raw uint8 T x H x W x 3). */
     fun sampleClip(context: Context): SampleClip? {
@@ -101,7 +120,12 @@ class ModelManifest(
                 .filter { it.getString("status") == "ok" && it.getString("format") in Runners.formats }
                 .map(::artifact)
             val streaming = json.optJSONObject("streaming")?.let {
-                StreamingSpec(it.getInt("window"), it.getInt("embedding_dim"), it.optInt("head_threads", 1))
+                StreamingSpec(
+                    it.getInt("window"), it.getInt("embedding_dim"), it.optInt("head_threads", 1),
+                    bufferInput = it.optString("buffer_input", "embeddings"),
+                    validInput = it.optString("valid_input", "valid"),
+                    order = it.optString("order", StreamLayout.OLDEST_FIRST),
+                )
             }
             return ModelManifest(artifacts, json.optJSONObject("sample"), streaming)
         }
@@ -128,6 +152,7 @@ class ModelManifest(
                 parityMaxAbs = a.optJSONObject("parity")?.optDouble("max_abs"),
                 role = a.optString("role", "clip"),
                 pair = if (a.has("pair")) a.getString("pair") else null,
+                inputNames = a.getJSONArray("inputs").let { l -> List(l.length()) { l.getJSONObject(it).getString("name") } },
             )
         }
 

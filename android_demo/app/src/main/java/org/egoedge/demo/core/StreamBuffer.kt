@@ -20,6 +20,15 @@ class StreamBuffer(val window: Int, val dim: Int) {
 
     val isFull: Boolean get() = count == window
 
+    /** Pushes the newest embedding again: the slot of a frame that was dropped holds the one before it. */
+    fun repeatLast() {
+        if (count == 0) return
+        val newest = (next - 1 + window) % window
+        slots.copyInto(slots, next * dim, newest * dim, (newest + 1) * dim)
+        next = (next + 1) % window
+        if (count < window) count++
+    }
+
     fun push(embedding: FloatArray) {
         require(embedding.size == dim) { "embedding of width ${embedding.size} pushed into a buffer of width $dim" }
         embedding.copyInto(slots, next * dim)
@@ -60,6 +69,7 @@ class StreamingClassifier(
     dim: Int,
 ) {
     val buffer = StreamBuffer(window, dim)
+    private var lastMs = Long.MIN_VALUE
 
     /** One new frame -> logits over the window so far (the clip model's logits once [StreamBuffer.isFull]). */
     fun step(frame: FloatArray): FloatArray {
@@ -67,11 +77,23 @@ class StreamingClassifier(
         return head(buffer.window(), buffer.valid())
     }
 
+    /**
+     * [step] for a camera frame taken at `timestampMs`, one expected every `intervalMs`: the slots of
+     * frames dropped since the last one (the model was still busy) hold the last embedding, so the
+     * window spans the time the model was trained on, as [ClipBuffer] does for clips.
+     */
+    fun stepAt(frame: FloatArray, timestampMs: Long, intervalMs: Long): FloatArray {
+        if (buffer.count > 0) repeat(missedSlots(lastMs, timestampMs, intervalMs, buffer.window - 1)) { buffer.repeatLast() }
+        lastMs = timestampMs
+        return step(frame)
+    }
+
     /** A whole preprocessed clip (`frames` frames of `frameSize` floats, NTCHW) fed from an empty window. */
     fun clip(clip: FloatArray, frames: Int): FloatArray {
         require(frames > 0 && clip.size % frames == 0) { "a clip of ${clip.size} floats does not split into $frames frames" }
         val frameSize = clip.size / frames
         buffer.clear()
+        lastMs = Long.MIN_VALUE
         var logits = FloatArray(0)
         for (t in 0 until frames) logits = step(clip.copyOfRange(t * frameSize, (t + 1) * frameSize))
         return logits

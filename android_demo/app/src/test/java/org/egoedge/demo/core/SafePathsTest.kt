@@ -26,4 +26,21 @@ class SafePathsTest {
         assertNull(SafePaths.resolveInside("/data/data/org.egoedge.demo/databases/x", roots))
         assertThrows(IllegalArgumentException::class.java) { SafePaths.require("/etc/passwd", roots, "model") }
     }
+
+    @Test
+    fun followsSymlinksBeforeDeciding() {
+        val outside = File(root, "files/secret").apply { mkdirs() }
+        val target = File(outside, "model.pte").apply { writeText("x") }
+        // A link inside the push folder that points out of it is refused; one that points in is accepted.
+        val out = File(push, "escape.pte").toPath()
+        Files.createSymbolicLink(out, target.toPath())
+        assertNull(SafePaths.resolveInside(out.toString(), roots))
+        val dirLink = File(push, "linked").toPath()
+        Files.createSymbolicLink(dirLink, outside.toPath())
+        assertNull(SafePaths.resolveInside("$dirLink/model.pte", roots))
+        val inside = File(push, "real.pte").apply { writeText("x") }
+        val alias = File(root, "files/alias.pte").toPath()
+        Files.createSymbolicLink(alias, inside.toPath())
+        assertEquals(inside.canonicalFile, SafePaths.resolveInside(alias.toString(), roots))
+    }
 }

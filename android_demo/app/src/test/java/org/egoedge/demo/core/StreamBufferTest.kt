@@ -50,4 +50,17 @@ class StreamBufferTest {
         assertArrayEquals(floatArrayOf(1f, 5f, 1f, 1f), c.clip(floatArrayOf(0f, 1f, 2f, 3f), frames = 2), 0f)
         assertEquals(4, encoded)
     }
+
+    @Test
+    fun aDroppedFrameHoldsTheLastEmbeddingInItsSlot() {
+        // encoder: the frame's first value as a 1-wide embedding; head: the window, flattened
+        val c = StreamingClassifier({ f -> floatArrayOf(f[0]) }, { w, _ -> w }, 4, 1)
+        c.stepAt(floatArrayOf(1f), 0, 100)
+        c.stepAt(floatArrayOf(2f), 100, 100)
+        // 300 ms later: the frame of 200 was dropped while the model ran; its slot holds 2.
+        val w = c.stepAt(floatArrayOf(3f), 300, 100)
+        assertArrayEquals(floatArrayOf(1f, 2f, 2f, 3f), w, 0f)
+        c.clip(floatArrayOf(5f, 6f), 2) // a clip starts from an empty window and forgets the time
+        assertArrayEquals(floatArrayOf(0f, 5f, 6f, 7f), c.stepAt(floatArrayOf(7f), 10_000, 100), 0f)
+    }
 }
