@@ -186,11 +186,16 @@ def int8_recipe(manifest: dict, precision: str) -> dict | None:
     int8 = manifest.get("int8")
     if precision != "int8" or not int8:
         return None
+    from egoedge.trainer.quantize.ptq import MOSTLY_FLOAT_BELOW, int8_mac_share
+
     macs = int8.get("macs") or {}
     keep = list(int8.get("keep_float") or [])
     out = {"keep_float": keep, "chosen_by": int8.get("chosen_by"), "observer": int8.get("observer")}
+    share = int8.get("macs_int8_pct", int8_mac_share(macs, keep))  # older manifests: computed here
+    if share is not None:
+        out["macs_int8_pct"] = share
+        out["mostly_float"] = share < MOSTLY_FLOAT_BELOW
     if macs:
-        out["macs_int8_pct"] = round(100.0 * (1.0 - sum(macs.get(k, 0.0) for k in keep) / (sum(macs.values()) or 1)), 2)
         out["module_macs"] = macs
     if int8.get("sensitivity"):
         out["sensitivity"] = int8["sensitivity"]

@@ -12,7 +12,7 @@ from html import escape
 from importlib.resources import files
 from pathlib import Path
 
-from egoedge.bench.report import fmt, ship_line, stage_rows
+from egoedge.bench.report import fmt, precision_label, ship_line, stage_rows
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.tasks import task_named
 
@@ -62,7 +62,7 @@ def _artifact_rows(report: dict, metric: str) -> tuple[list[str], list[list], li
         stream = r.get("streaming") or {}
         dele = r.get("delegation") or {}
         rows.append([
-            r["name"], r.get("device", "host"), r["format"], r["precision"], r.get("runtime") or "–",
+            r["name"], r.get("device", "host"), r["format"], precision_label(r), r.get("runtime") or "–",
             r.get("threads") or report["machine"].get("threads", "–"), _mb(r.get("size_bytes")),
             fmt(r.get("peak_rss_mb"), ".0f"), fmt(lat.get("median"), ".3f"), fmt(lat.get("p90"), ".3f"),
             fmt(acc, ".1f"), _gate(r), fmt(r.get("parity_max_abs"), ".1e"), fmt(r.get("top1_agreement"), ".1f"),

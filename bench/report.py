@@ -206,14 +206,32 @@ def best_vs_eager(report: dict) -> list[dict]:
     return out
 
 
+def mostly_float(row: dict) -> bool:
+    """Whether an int8 row runs under half its MACs in int8 (its recipe kept most of the model fp32)."""
+    return bool((row.get("int8") or {}).get("mostly_float"))
+
+
+def int8_cell(row: dict) -> str:
+    """The share of an int8 row's MACs that run in int8, flagged when under half."""
+    pct = (row.get("int8") or {}).get("macs_int8_pct")
+    return fmt(pct, ".1f") + (" (mostly float)" if mostly_float(row) else "")
+
+
+def precision_label(row: dict) -> str:
+    """The row's precision as the tables print it: ``int8 (mostly float)`` when it is."""
+    return f"{row['precision']} (mostly float)" if mostly_float(row) else row["precision"]
+
+
 def ship_choice(report: dict, exports: dict[str, str]) -> dict | None:
     """The artifact to ship: the fastest host artifact that passed its parity gate, at the main thread count.
+
+    An "int8" artifact with most of its MACs left in float is not a candidate: it is not what it is called.
 
     ``exports`` maps each student's artifact-name stem to its export folder (``{"student_cbkd": "export_cbkd"}``).
     """
     rows = [r for r in clip_rows(at_threads(report)["results"])
             if r["format"] != "pytorch" and r["status"] == "ok" and (r["latency_ms"] or {}).get("median")
-            and _on_host(r)]
+            and _on_host(r) and not mostly_float(r)]
     if not rows:
         return None
     best = min(rows, key=lambda r: r["latency_ms"]["median"])
@@ -276,20 +294,20 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     header = ["name", "format", "precision", "runtime", *(["threads"] if swept else []), "size MB", "params M",
               "GMACs", "median ms", "p90 ms",
               "GMAC/s", "% peak", "peak RSS MB", task_named(report.get("task"), "the report").metric_column,
-              "agree %", "max abs Δ", "delegate calls / portable ops", "status"]
+              "agree %", "max abs Δ", "int8 MACs %", "delegate calls / portable ops", "status"]
     rows = []
     for r in clip_rows(report["results"]):
         lat = r["latency_ms"] or {}
         acc = r["accuracy"] or {}
         rows.append([
-            r["name"], r["format"], r["precision"], r["runtime"], *([str(row_threads(report, r))] if swept else []),
+            r["name"], r["format"], precision_label(r), r["runtime"], *([str(row_threads(report, r))] if swept else []),
             _mb(r["size_bytes"]),
             fmt(r["params"] and r["params"] / 1e6, ".2f"), fmt(r["macs"] and r["macs"] / 1e9, ".3f"),
             fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
             fmt(r.get("gmacs_per_s"), ".1f"), fmt(r.get("peak_pct"), ".1f"),
             fmt(r["peak_rss_mb"], ".0f"),
             fmt(acc.get("top1"), ".1f"), fmt(r["top1_agreement"], ".1f"), fmt(r["parity_max_abs"], ".1e"),
-            _delegation(r.get("delegation")),
+            int8_cell(r), _delegation(r.get("delegation")),
             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
         ])
     return header, rows

@@ -31,7 +31,7 @@ from egoedge.trainer.common.io import write_json_atomic
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.quantize import quantize_pt2e
 from egoedge.trainer.quantize.program import load_program, read_ptq, save_program
-from egoedge.trainer.quantize.ptq import OutputMatch, PTQConfig, quantizer_for, run_ptq
+from egoedge.trainer.quantize.ptq import OutputMatch, PTQConfig, int8_mac_share, quantizer_for, run_ptq
 
 QUANTIZER, OBSERVER = "xnnpack", "histogram"  # the scheme every PT2E backend lowers (see trainer.quantize.pt2e)
 MAX_FALLBACK = 6  # at most this many modules kept fp32 by the automatic choice
@@ -55,9 +55,11 @@ class Int8Recipe:
 
     def block(self) -> dict:
         """The manifest's ``int8`` block: what stayed fp32, why, and what calibrated it."""
+        share = int8_mac_share(self.search.get("macs") or {}, self.keep_float)
         return {"program": self.file, "quantizer": self.quantizer, "observer": self.observer,
                 "keep_float": list(self.keep_float), "chosen_by": self.chosen_by,
-                "calibration": self.calib_info, **self.search}
+                "calibration": self.calib_info, **self.search,
+                **({"macs_int8_pct": share} if share is not None else {})}
 
     def widened(self, worst: float, target: float) -> Int8Recipe | None:
         """A recipe keeping more fp32, after an exported artifact agreed on only ``worst`` % (``None``: no more).

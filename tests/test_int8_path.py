@@ -107,6 +107,9 @@ def test_the_gate_chooses_what_stays_fp32(ptq_program, tmp_path):
     int8 = manifest["int8"]
     assert int8["chosen_by"] == "gate" and int8["sensitivity"] and int8["macs"]["pool"] > 0
     assert len(int8["steps"]) > 1 and 0 < len(int8["keep_float"]) <= 4
+    # Every int8 artifact of the export says how much of the model runs in int8.
+    kept = sum(v for u, v in int8["macs"].items() if any(u == k or u.startswith(k + ".") for k in int8["keep_float"]))
+    assert int8["macs_int8_pct"] == pytest.approx(100 * (1 - kept / sum(int8["macs"].values())), abs=0.01)
     assert int8["steps"][-1]["skip"][:len(int8["keep_float"])] == int8["keep_float"] or \
         any(s["skip"] == int8["keep_float"] for s in int8["steps"])
     # The program beside the artifacts is the one they came from, and `egoedge export` takes it back.

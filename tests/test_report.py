@@ -207,3 +207,36 @@ def test_pareto_labels_do_not_overlap():
         for b in boxes[i + 1:]:
             assert min(a.x1, b.x1) <= max(a.x0, b.x0) or min(a.y1, b.y1) <= max(a.y0, b.y0), (a, b)
     plt.close(fig)
+
+
+def test_int8_mac_share_counts_a_kept_module_with_everything_inside_it():
+    from egoedge.trainer.quantize.ptq import int8_mac_share
+
+    shares = {"encoder.stem": 0.5, "encoder.stages.0": 0.3, "encoder.stages.1": 0.15, "head": 0.05}
+    assert int8_mac_share(shares, []) == 100.0
+    assert int8_mac_share(shares, ["head"]) == 95.0
+    assert int8_mac_share(shares, ["encoder.stages"]) == 55.0  # a parent kept: both stages in it
+    assert int8_mac_share(shares, ["encoder"]) == 5.0
+    assert int8_mac_share({}, ["head"]) is None  # not measured: no figure rather than a made-up one
+
+
+def test_an_int8_artifact_mostly_in_float_is_labelled_so_and_not_shipped():
+    from egoedge.bench.host_bench import int8_recipe
+    from egoedge.bench.report import ship_choice, table_rows
+
+    manifest = {"int8": {"keep_float": ["encoder"], "chosen_by": "gate",
+                         "macs": {"encoder.stem": 0.6, "encoder.blocks": 0.35, "head": 0.05}}}
+    honest = int8_recipe(manifest, "int8")
+    assert honest["macs_int8_pct"] == 5.0 and honest["mostly_float"] is True
+    assert int8_recipe(manifest, "fp32") is None
+    lat = {**ROW["latency_ms"]}
+    fast = {**ROW, "name": "student_onnx_int8", "format": "onnx", "precision": "int8", "int8": honest,
+            "latency_ms": {**lat, "median": 1.0}}
+    slow = {**ROW, "name": "student_onnx_fp32", "format": "onnx", "latency_ms": {**lat, "median": 3.0}}
+    report = {**REPORT, "results": [ROW, fast, slow]}
+    assert ship_choice(report, {"student": "export"})["name"] == "student_onnx_fp32"  # the fast one is not int8
+    header, rows = table_rows(report)
+    cells = dict(zip(header, rows[1], strict=True))
+    assert cells["precision"] == "int8 (mostly float)" and cells["int8 MACs %"] == "5.0 (mostly float)"
+    real = {**fast, "int8": {**honest, "macs_int8_pct": 99.0, "mostly_float": False}}
+    assert ship_choice({**REPORT, "results": [ROW, real, slow]}, {"student": "export"})["name"] == "student_onnx_int8"

@@ -135,6 +135,20 @@ def unit_macs(model: torch.nn.Module, example: tuple[torch.Tensor, ...], units: 
 # Added to every block's MAC share when ranking: a float island costs conversions at its borders
 # even when it computes little.
 ISLAND_COST = 0.01
+MOSTLY_FLOAT_BELOW = 50.0  # % of MACs in int8 under which an "int8" artifact is called mostly float
+
+
+def int8_mac_share(macs: dict[str, float], keep_float: Sequence[str]) -> float | None:
+    """Percent of the model's MACs that run in int8, from each unit's MAC share and the modules kept fp32
+    (a kept module covers every unit inside it); ``None`` when the shares were not measured.
+
+    Example: ``int8_mac_share({"stem": 0.6, "blocks.0": 0.3, "head": 0.1}, ["head"])`` is ``90.0``.
+    """
+    total = sum(macs.values())
+    if not macs or total <= 0:
+        return None
+    kept = sum(v for u, v in macs.items() if any(u == k or u.startswith(k + ".") for k in keep_float))
+    return round(100.0 * (1.0 - kept / total), 2)
 
 
 def _is_dequantize(node: torch.fx.Node) -> bool:
