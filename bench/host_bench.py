@@ -150,7 +150,8 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
         backend = a.get("backend") or {}
         delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
         target = Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
-                        params, macs, True, refused, delegation=delegation, int8=int8_recipe(manifest, a["precision"]),
+                        params, macs, True, refused, delegation=delegation,
+                        int8=int8_recipe(manifest, a["precision"], backend.get("int8_weights_pct")),
                         io={"inputs": a["inputs"], "outputs": a["outputs"]},
                         damaged=integrity_error(export_dir / a["file"], a))
         if role == "frame_encoder":
@@ -180,9 +181,10 @@ def int8_program_target(folder: Path, manifest: dict, source: Target) -> list[Ta
                    damaged=None if path.is_file() else f"{DAMAGED}: {program} is missing")]
 
 
-def int8_recipe(manifest: dict, precision: str) -> dict | None:
+def int8_recipe(manifest: dict, precision: str, weights_pct: float | None = None) -> dict | None:
     """What an int8 artifact's report row says of its recipe: the modules kept fp32, the share of MACs that run
-    in int8, and each module's numeric gap (its sensitivity: what quantizing it alone costs) where recorded."""
+    in int8, the share of its stored weights that are 8-bit (``weights_pct``, what the backend really lowered,
+    where the exporter measured it), and each module's numeric gap (what quantizing it alone costs)."""
     int8 = manifest.get("int8")
     if precision != "int8" or not int8:
         return None
@@ -194,7 +196,11 @@ def int8_recipe(manifest: dict, precision: str) -> dict | None:
     share = int8.get("macs_int8_pct", int8_mac_share(macs, keep))  # older manifests: computed here
     if share is not None:
         out["macs_int8_pct"] = share
-        out["mostly_float"] = share < MOSTLY_FLOAT_BELOW
+    if weights_pct is not None:
+        out["weights_int8_pct"] = weights_pct
+    shares = [s for s in (share, weights_pct) if s is not None]
+    if shares:
+        out["mostly_float"] = min(shares) < MOSTLY_FLOAT_BELOW
     if macs:
         out["module_macs"] = macs
     if int8.get("sensitivity"):

@@ -12,7 +12,7 @@ from html import escape
 from importlib.resources import files
 from pathlib import Path
 
-from egoedge.bench.report import fmt, precision_label, ship_line, stage_rows
+from egoedge.bench.report import fmt, int8_cell, precision_label, ship_line, stage_rows
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.tasks import task_named
 
@@ -67,7 +67,7 @@ def _artifact_rows(report: dict, metric: str) -> tuple[list[str], list[list], li
             fmt(r.get("peak_rss_mb"), ".0f"), fmt(lat.get("median"), ".3f"), fmt(lat.get("p90"), ".3f"),
             fmt(acc, ".1f"), _gate(r), fmt(r.get("parity_max_abs"), ".1e"), fmt(r.get("top1_agreement"), ".1f"),
             r.get("compared_with") or ("–" if r.get("top1_agreement") is None else "reference model"),
-            fmt(int8.get("macs_int8_pct"), ".1f"),
+            int8_cell(r),
             ", ".join(int8.get("keep_float") or []) or ("none" if int8 else "–"),
             fmt(stream.get("ratio"), ".2f") + ("x" if stream.get("ratio") else ""),
             f"{dele.get('delegated_nodes', '–')} / {dele.get('portable_nodes', '–')}" if dele else "–",

@@ -212,9 +212,12 @@ def mostly_float(row: dict) -> bool:
 
 
 def int8_cell(row: dict) -> str:
-    """The share of an int8 row's MACs that run in int8, flagged when under half."""
-    pct = (row.get("int8") or {}).get("macs_int8_pct")
-    return fmt(pct, ".1f") + (" (mostly float)" if mostly_float(row) else "")
+    """The share of an int8 row's MACs that run in int8 (and of its weights stored 8-bit, where measured),
+    flagged when under half."""
+    int8 = row.get("int8") or {}
+    weights = int8.get("weights_int8_pct")
+    return (fmt(int8.get("macs_int8_pct"), ".1f") + (f" · weights {weights:.1f}" if weights is not None else "")
+            + (" (mostly float)" if mostly_float(row) else ""))
 
 
 def precision_label(row: dict) -> str:

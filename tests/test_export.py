@@ -68,6 +68,19 @@ def test_every_backend_and_precision(full_export, fmt, precision):
 
 
 @pytest.mark.slow
+def test_each_lowered_int8_artifact_says_how_much_of_it_is_stored_8_bit(full_export):
+    """ONNX and LiteRT int8/w8 artifacts record the share of their weights stored 8-bit, read back from the file."""
+    _, manifest = full_export
+    measured = {a["name"]: (a.get("backend") or {}).get("int8_weights_pct") for a in manifest["artifacts"]
+                if a["status"] == "ok" and a.get("role", "clip") == "clip"}
+    for name, share in measured.items():
+        if ("_onnx_" in name and name.endswith("_int8")) or ("_tflite_" in name and name.endswith(("_int8", "_w8"))):
+            assert share is not None and 80.0 < share <= 100.0, (name, share)
+        elif name.endswith("_fp32"):
+            assert share is None, name
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", [f for f in EXPORTERS.keys() if not EXPORTERS.get(f).unavailable()])
 def test_saved_sample_reproduces_reference(full_export, fmt):
     out, manifest = full_export

@@ -240,3 +240,18 @@ def test_an_int8_artifact_mostly_in_float_is_labelled_so_and_not_shipped():
     assert cells["precision"] == "int8 (mostly float)" and cells["int8 MACs %"] == "5.0 (mostly float)"
     real = {**fast, "int8": {**honest, "macs_int8_pct": 99.0, "mostly_float": False}}
     assert ship_choice({**REPORT, "results": [ROW, real, slow]}, {"student": "export"})["name"] == "student_onnx_int8"
+    # The program was int8, but the backend stored most weights float: what it lowered decides.
+    manifest["int8"]["keep_float"] = []
+    lowered = int8_recipe(manifest, "int8", weights_pct=12.5)
+    assert lowered["macs_int8_pct"] == 100.0 and lowered["weights_int8_pct"] == 12.5 and lowered["mostly_float"]
+    row = {**fast, "int8": lowered}
+    assert dict(zip(header, table_rows({**REPORT, "results": [ROW, row]})[1][1], strict=True))["int8 MACs %"] == \
+        "100.0 · weights 12.5 (mostly float)"
+
+
+def test_the_int8_weight_share_counts_stored_8_bit_elements():
+    from egoedge.edge.exporters.base import int8_weight_share
+
+    assert int8_weight_share({"int8": 900, "float": 100}) == 90.0
+    assert int8_weight_share({"float": 64}) == 0.0
+    assert int8_weight_share({}) is None

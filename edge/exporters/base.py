@@ -139,3 +139,15 @@ def example_graph(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
         return torch.export.export(model, example_inputs, strict=False).run_decompositions().graph
     except Exception:  # noqa: BLE001  (only used to improve an error message)
         return None
+
+
+def int8_weight_share(elements: dict[str, int]) -> float | None:
+    """Percent of an artifact's stored weight elements that are 8-bit, from element counts by kind
+    (``{"int8": n, "float": m}``; int32 biases and the like are left out); ``None`` without weights.
+
+    What a backend really lowered, beside the PT2E program's MAC share: a converter that keeps ops
+    float stores their weights float.
+    """
+    total = elements.get("int8", 0) + elements.get("float", 0)
+    return None if total == 0 else round(100.0 * elements.get("int8", 0) / total, 2)
+

@@ -23,6 +23,7 @@ from egoedge.edge.exporters.base import (
     Session,
     check_precision,
     example_graph,
+    int8_weight_share,
     lowering_error,
 )
 from egoedge.edge.exporters.registry import EXPORTERS
@@ -128,6 +129,8 @@ class OnnxExporter:
         info = {"opset": OPSET, "ops": ops,
                 "quantization": "static QDQ, per-channel int8 weights, uint8 activations (MinMax)"
                 if precision == "int8" else None}
+        if precision == "int8":
+            info["int8_weights_pct"] = int8_weight_share(_initializer_elements(graph))
         if precision == "int8" and keep:
             info["float_nodes"] = len(excluded)
         return info
@@ -177,3 +180,18 @@ class OnnxExporter:
 
 
 EXPORTERS.register("onnx")(OnnxExporter())
+
+
+def _initializer_elements(graph) -> dict[str, int]:
+    """Stored weight elements by kind: 8-bit integers and floats (int32 biases and shapes left out)."""
+    import numpy as np
+    from onnx import TensorProto
+
+    kinds = {TensorProto.INT8: "int8", TensorProto.UINT8: "int8", TensorProto.FLOAT: "float",
+             TensorProto.FLOAT16: "float", TensorProto.DOUBLE: "float", TensorProto.BFLOAT16: "float"}
+    out: dict[str, int] = {}
+    for t in graph.initializer:
+        if (kind := kinds.get(t.data_type)) is not None:
+            out[kind] = out.get(kind, 0) + int(np.prod(t.dims, dtype=np.int64))
+    return out
+

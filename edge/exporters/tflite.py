@@ -21,6 +21,7 @@ from egoedge.edge.exporters.base import (
     Session,
     check_precision,
     example_graph,
+    int8_weight_share,
     lowering_error,
 )
 from egoedge.edge.exporters.registry import EXPORTERS
@@ -76,10 +77,13 @@ class TFLiteExporter:
             interpreter = self._interpreter(path, None)  # a model LiteRT cannot prepare fails here, not later
         except Exception as e:  # noqa: BLE001  (conversion errors come from torch.export, MLIR and the converter)
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
-        return {"converter": f"litert-torch {litert_torch.__version__}",
+        info = {"converter": f"litert-torch {litert_torch.__version__}",
                 "inputs": _io_specs(interpreter.get_input_details(), list(names.inputs)),
                 "outputs": _io_specs(interpreter.get_output_details(), list(names.outputs)),
                 "ops": self._op_names(path)}
+        if precision != "fp32":
+            info["int8_weights_pct"] = int8_weight_share(self._constant_elements(path))
+        return info
 
     @staticmethod
     def _interpreter(path: Path, threads: int | None, xnnpack: bool = True):
@@ -100,6 +104,22 @@ class TFLiteExporter:
         # replaced the ops it took with one DELEGATE node, and the model's own op set is hidden.
         interpreter = Interpreter(model_path=str(path))
         return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+    @staticmethod
+    def _constant_elements(path: Path) -> dict[str, int]:
+        """Stored weight elements by kind: the tensors no op produces and the model does not take as input."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))  # unallocated: the model's own tensors and ops
+        produced = {i for op in interpreter._get_ops_details() for i in op["outputs"]}
+        produced |= {d["index"] for d in interpreter.get_input_details()}
+        out: dict[str, int] = {}
+        for t in interpreter.get_tensor_details():
+            dtype = np.dtype(t["dtype"])
+            kind = "int8" if dtype in (np.int8, np.uint8) else "float" if dtype.kind == "f" else None
+            if kind is not None and t["index"] not in produced and len(t["shape"]):
+                out[kind] = out.get(kind, 0) + int(np.prod(t["shape"], dtype=np.int64))
+        return out
 
     def unavailable(self) -> str | None:
         return None
