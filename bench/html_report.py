@@ -130,17 +130,19 @@ def _profiles(report: dict) -> tuple[str, list[dict]]:
             + "".join(parts)), charts
 
 
+RECIPE_KEYS = ("keep_float", "chosen_by", "module_macs", "sensitivity")  # what every artifact of one program shares
+
+
 def _int8(report: dict) -> tuple[str, list[dict]]:
-    seen, parts, charts = set(), [], []
+    # One section per int8 program, naming every artifact lowered from it (their weight shares differ).
+    programs: dict[str, tuple[dict, list[str]]] = {}
     for r in report["results"]:
         int8 = r.get("int8")
-        if not int8 or not (int8.get("sensitivity") or int8.get("module_macs")):
-            continue
-        key = json.dumps(int8, sort_keys=True)
-        owners = [x["name"] for x in report["results"] if json.dumps(x.get("int8"), sort_keys=True) == key]
-        if key in seen:
-            continue
-        seen.add(key)
+        if int8 and (int8.get("sensitivity") or int8.get("module_macs")):
+            key = json.dumps({k: int8.get(k) for k in RECIPE_KEYS}, sort_keys=True)
+            programs.setdefault(key, (int8, []))[1].append(r["name"])
+    parts, charts = [], []
+    for int8, owners in programs.values():
         gap, macs = int8.get("sensitivity") or {}, int8.get("module_macs") or {}
         modules = list(dict.fromkeys([*macs, *gap]))
         div = f"int8-{len(charts)}"

@@ -160,3 +160,13 @@ def test_report_files_read_like_any_other_file(tmp_path):
     os.umask(old)
     for path in write_report(REPORT, tmp_path).values():
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~old, path.name
+
+
+def test_artifacts_of_one_int8_program_share_one_section():
+    """Backends lowered from one program differ in their stored 8-bit weights, not in the program's recipe."""
+    onnx = {**INT8, "int8": {**INT8["int8"], "weights_int8_pct": 76.0}}
+    tflite = {**INT8, "name": "student_tflite_int8", "format": "tflite", "int8": {**INT8["int8"],
+                                                                                  "weights_int8_pct": 76.3}}
+    page = render_html({**REPORT, "results": [ROW, onnx, tflite]})
+    assert page.count("% of MACs in int8; kept fp32") == 1
+    assert "<h3>student_onnx_int8, student_tflite_int8</h3>" in page

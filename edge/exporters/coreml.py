@@ -33,6 +33,7 @@ from egoedge.edge.exporters.base import (
 )
 from egoedge.edge.exporters.registry import EXPORTERS
 from egoedge.trainer.common.io import atomic_write_dir
+from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
 DEPLOYMENT_TARGET = "iOS17"
@@ -91,7 +92,7 @@ def quantizable_share(model: torch.nn.Module) -> float:
     keep = tuple(getattr(model, "float_modules", ()))
     sizes = [(n, p.numel()) for n, p in model.named_parameters()]
     total = sum(k for _, k in sizes) or 1
-    return sum(k for n, k in sizes if not any(n == m or n.startswith(m + ".") for m in keep)) / total
+    return sum(k for n, k in sizes if not in_modules(n, keep)) / total
 
 
 def validate_spec(summary: dict, precision: str, input_shapes: list[list[int]], names: IONames = CLIP_IO,

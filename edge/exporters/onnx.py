@@ -28,6 +28,7 @@ from egoedge.edge.exporters.base import (
 )
 from egoedge.edge.exporters.registry import EXPORTERS
 from egoedge.trainer.common.io import atomic_write
+from egoedge.trainer.common.modules import in_modules
 
 OPSET = 18
 
@@ -54,7 +55,7 @@ def module_nodes(graph, modules: tuple[str, ...]) -> set[str]:
     for node in graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
         scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
-        if any(s == m or s.startswith(m + ".") for s in scopes for m in modules):
+        if any(in_modules(s, modules) for s in scopes):
             found.add(node.name)
     return found
 

@@ -77,12 +77,18 @@ class TFLiteExporter:
             interpreter = self._interpreter(path, None)  # a model LiteRT cannot prepare fails here, not later
         except Exception as e:  # noqa: BLE001  (conversion errors come from torch.export, MLIR and the converter)
             raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
+        from ai_edge_litert.interpreter import Interpreter
+
+        # A fresh, unallocated interpreter shows the model as written: once tensors are allocated the
+        # XNNPACK delegate has replaced the ops it took with one DELEGATE node.
+        written = Interpreter(model_path=str(path))
+        ops = written._get_ops_details()
         info = {"converter": f"litert-torch {litert_torch.__version__}",
                 "inputs": _io_specs(interpreter.get_input_details(), list(names.inputs)),
                 "outputs": _io_specs(interpreter.get_output_details(), list(names.outputs)),
-                "ops": self._op_names(path)}
+                "ops": sorted({op["op_name"] for op in ops})}
         if precision != "fp32":
-            info["int8_weights_pct"] = int8_weight_share(self._constant_elements(path))
+            info["int8_weights_pct"] = int8_weight_share(_constant_elements(written, ops))
         return info
 
     @staticmethod
@@ -95,31 +101,6 @@ class TFLiteExporter:
                                   experimental_op_resolver_type=resolver)
         interpreter.allocate_tensors()
         return interpreter
-
-    @staticmethod
-    def _op_names(path: Path) -> list[str]:
-        from ai_edge_litert.interpreter import Interpreter
-
-        # A fresh, unallocated interpreter: once tensors are allocated the XNNPACK delegate has
-        # replaced the ops it took with one DELEGATE node, and the model's own op set is hidden.
-        interpreter = Interpreter(model_path=str(path))
-        return sorted({op["op_name"] for op in interpreter._get_ops_details()})
-
-    @staticmethod
-    def _constant_elements(path: Path) -> dict[str, int]:
-        """Stored weight elements by kind: the tensors no op produces and the model does not take as input."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_path=str(path))  # unallocated: the model's own tensors and ops
-        produced = {i for op in interpreter._get_ops_details() for i in op["outputs"]}
-        produced |= {d["index"] for d in interpreter.get_input_details()}
-        out: dict[str, int] = {}
-        for t in interpreter.get_tensor_details():
-            dtype = np.dtype(t["dtype"])
-            kind = "int8" if dtype in (np.int8, np.uint8) else "float" if dtype.kind == "f" else None
-            if kind is not None and t["index"] not in produced and len(t["shape"]):
-                out[kind] = out.get(kind, 0) + int(np.prod(t["shape"], dtype=np.int64))
-        return out
 
     def unavailable(self) -> str | None:
         return None
@@ -152,3 +133,16 @@ class TFLiteExporter:
 
 
 EXPORTERS.register("tflite")(TFLiteExporter())
+
+
+def _constant_elements(interpreter, ops: list[dict]) -> dict[str, int]:
+    """Stored weight elements by kind, in an unallocated interpreter: the tensors no op produces and the
+    model does not take as input."""
+    produced = {i for op in ops for i in op["outputs"]} | {d["index"] for d in interpreter.get_input_details()}
+    out: dict[str, int] = {}
+    for t in interpreter.get_tensor_details():
+        dtype = np.dtype(t["dtype"])
+        kind = "int8" if dtype in (np.int8, np.uint8) else "float" if dtype.kind == "f" else None
+        if kind is not None and t["index"] not in produced and len(t["shape"]):
+            out[kind] = out.get(kind, 0) + int(np.prod(t["shape"], dtype=np.int64))
+    return out

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.common.registry import Registry
 from egoedge.trainer.quantize.pattern_cache import memoize_pattern_tracing
 
@@ -82,9 +83,10 @@ def litert_quantizer(dynamic: bool = False):
     return LiteRTQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
 
 
-def _in_blocks(node: torch.fx.Node, blocks: tuple[str, ...]) -> bool:
+def node_in_modules(node: torch.fx.Node, modules: Sequence[str]) -> bool:
+    """Whether an exported graph's node was traced inside any of ``modules`` (dotted paths)."""
     stack = node.meta.get("nn_module_stack") or {}
-    return any(path == b or path.startswith(b + ".") for path, _ in stack.values() for b in blocks)
+    return any(in_modules(path, modules) for path, _ in stack.values())
 
 
 def _annotation(node: torch.fx.Node):
@@ -135,7 +137,7 @@ class SkipBlocks:
             def annotate(self, model):
                 model = base.annotate(model)
                 for node in model.graph.nodes:
-                    if _in_blocks(node, blocks):
+                    if node_in_modules(node, blocks):
                         node.meta.pop("quantization_annotation", None)
                 _drop_dangling_shares(model.graph)
                 return model

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
 from egoedge.trainer.quantize.observers import OBSERVERS
-from egoedge.trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, quantize_pt2e
+from egoedge.trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, node_in_modules, quantize_pt2e
 
 STATIC_BACKENDS = ("xnnpack", "litert")  # the quantizers whose int8 graphs the exporters ship
 
@@ -147,7 +148,7 @@ def int8_mac_share(macs: dict[str, float], keep_float: Sequence[str]) -> float |
     total = sum(macs.values())
     if not macs or total <= 0:
         return None
-    kept = sum(v for u, v in macs.items() if any(u == k or u.startswith(k + ".") for k in keep_float))
+    kept = sum(v for u, v in macs.items() if in_modules(u, keep_float))
     return round(100.0 * (1.0 - kept / total), 2)
 
 
@@ -169,7 +170,8 @@ def bypass(graph: torch.fx.GraphModule, block: str) -> torch.fx.GraphModule:
 
     graph = copy.deepcopy(graph)
     for node in list(graph.graph.nodes):
-        if node.op != "call_function" or _is_dequantize(node) or _is_quantize(node) or not _in_block(node, block):
+        if (node.op != "call_function" or _is_dequantize(node) or _is_quantize(node)
+                or not node_in_modules(node, (block,))):
             continue
         for arg in node.all_input_nodes:
             q = arg.args[0] if _is_dequantize(arg) and arg.args else None
@@ -178,11 +180,6 @@ def bypass(graph: torch.fx.GraphModule, block: str) -> torch.fx.GraphModule:
     graph.graph.eliminate_dead_code()
     graph.recompile()
     return graph
-
-
-def _in_block(node: torch.fx.Node, block: str) -> bool:
-    stack = node.meta.get("nn_module_stack") or {}
-    return any(path == block or path.startswith(block + ".") for path, _ in stack.values())
 
 
 def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[torch.Tensor, ...]],

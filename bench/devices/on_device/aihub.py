@@ -98,11 +98,10 @@ class AIHubBench:
     def run(self, artifact: Path, format: str, inputs: np.ndarray | None, io: dict | None = None) -> dict:
         """One profiled inference job: its profile gives the timings, its output data the logits."""
         io = io or {}
-        spec = (io.get("inputs") or [{"name": "clip", "shape": [1, *(inputs.shape[1:] if inputs is not None
-                                                                       else ())], "dtype": "float32"}])[0]
         data = None
         iterations = self.cfg.iterations
         if inputs is not None:
+            spec = (io.get("inputs") or [{"name": "clip", "shape": [1, *inputs.shape[1:]], "dtype": "float32"}])[0]
             data = {spec["name"]: [runtime_input(inputs[i:i + 1], spec) for i in range(len(inputs))]}
             iterations = max(iterations, len(inputs))  # the client splits them over the samples: each runs once
         job = self._submit(model=str(artifact), name=f"egoedge {artifact.stem}", inputs=data,
