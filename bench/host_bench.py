@@ -21,12 +21,14 @@ from egoedge.bench.profile import profile_target
 from egoedge.bench.runtimes import RUNTIMES
 from egoedge.edge.artifact import run_session
 from egoedge.edge.exporters import EXPORTERS, Session
+from egoedge.edge.gap import read_gap
 from egoedge.edge.streaming import StreamRunner, head_threads, sliding_accuracy, stream_of
 from egoedge.trainer.checkpoint import load_model, read_checkpoint
 from egoedge.trainer.common.arrays import read_arrays
 from egoedge.trainer.common.complexity import count_macs, count_params
 from egoedge.trainer.common.io import EgoedgeError, path_bytes, sha256_path
 from egoedge.trainer.common.progress import Progress, no_progress
+from egoedge.trainer.quantize.gap import worst
 from egoedge.trainer.tasks import Evaluation, Task, task_of
 from egoedge.trainer.tasks.base import Arrays
 
@@ -151,7 +153,8 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
         delegation = {k: backend[k] for k in DELEGATION_KEYS if k in backend} or None
         target = Target(a["name"], a["format"], a["precision"], export_dir / a["file"], a["bytes"],
                         params, macs, True, refused, delegation=delegation,
-                        int8=int8_recipe(manifest, a["precision"], backend.get("int8_weights_pct")),
+                        int8=int8_recipe(manifest, a["precision"], backend.get("int8_weights_pct"),
+                                         worst_layers(export_dir, a)),
                         io={"inputs": a["inputs"], "outputs": a["outputs"]},
                         damaged=integrity_error(export_dir / a["file"], a))
         if role == "frame_encoder":
@@ -181,10 +184,24 @@ def int8_program_target(folder: Path, manifest: dict, source: Target) -> list[Ta
                    damaged=None if path.is_file() else f"{DAMAGED}: {program} is missing")]
 
 
-def int8_recipe(manifest: dict, precision: str, weights_pct: float | None = None) -> dict | None:
+def worst_layers(export_dir: Path, artifact: dict, count: int = 5) -> list[dict] | None:
+    """An int8 artifact's ``count`` layers that lose the most SQNR themselves, from its gap file (if it has one)."""
+    if not artifact.get("gap"):
+        return None
+    try:
+        gap = read_gap(export_dir / artifact["gap"])
+    except EgoedgeError:
+        return None
+    keys = ("layer", "op", "sqnr_db", "lost_db", "max_abs")
+    return [{k: r[k] for k in keys} | {"measured": gap["measured"]} for r in worst(gap["layers"], count)]
+
+
+def int8_recipe(manifest: dict, precision: str, weights_pct: float | None = None,
+                worst_rows: list[dict] | None = None) -> dict | None:
     """What an int8 artifact's report row says of its recipe: the modules kept fp32, the share of MACs that run
     in int8, the share of its stored weights that are 8-bit (``weights_pct``, what the backend really lowered,
-    where the exporter measured it), and each module's numeric gap (what quantizing it alone costs)."""
+    where the exporter measured it), each module's numeric gap (what quantizing it alone costs) and the layers
+    losing the most SQNR (``worst_rows``, from the artifact's gap file)."""
     int8 = manifest.get("int8")
     if precision != "int8" or not int8:
         return None
@@ -205,6 +222,8 @@ def int8_recipe(manifest: dict, precision: str, weights_pct: float | None = None
         out["module_macs"] = macs
     if int8.get("sensitivity"):
         out["sensitivity"] = int8["sensitivity"]
+    if worst_rows:
+        out["worst_layers"] = worst_rows
     return out
 
 

@@ -316,6 +316,26 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def render_worst_layers(report: dict) -> list[str]:
+    """Each int8 artifact's five layers losing the most SQNR themselves (from its ``NAME.gap.json``)."""
+    rows = [r for r in clip_rows(at_threads(report)["results"]) if (r.get("int8") or {}).get("worst_layers")]
+    if not rows:
+        return []
+    lines = ["## int8: worst layers", "",
+             "Per int8 artifact, the five layers whose own int8 arithmetic or output quantization loses the most "
+             "SQNR against float (`egoedge inspect ARTIFACT` lists more). *lost here*: the layer's output SQNR "
+             "below its input's; *runtime*: read from the runtime's own layer outputs, *program*: from the int8 "
+             "program the artifact lowers.", "",
+             "| artifact | layer | op | SQNR dB | lost here dB | max abs Δ | measured |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        for w in r["int8"]["worst_layers"]:
+            sqnr = "exact" if w["sqnr_db"] is None else f"{w['sqnr_db']:.1f}"
+            lines.append(f"| {r['name']} | {w['layer'] or '(model)'} | {w['op']} | {sqnr} | {w['lost_db']:+.1f} | "
+                         f"{w['max_abs']:.3g} | {w['measured']} |")
+    return lines + [""]
+
+
 def render_markdown(report: dict) -> str:
     """The human-readable report."""
     m = report["machine"]
@@ -344,6 +364,7 @@ def render_markdown(report: dict) -> str:
               "run in portable kernels between them (fewer is faster).", "",
               "![pareto](pareto.png)", ""]
     lines += render_speedups(report)
+    lines += render_worst_layers(report)
     lines += render_streaming(report)
     lines += render_profiles(report)
     lines += render_stages(report)

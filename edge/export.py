@@ -19,6 +19,7 @@ import torch
 
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
 from egoedge.edge.exporters import EXPORTERS, IONames, export_ready
+from egoedge.edge.gap import write_gap
 from egoedge.edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.schema import validate
@@ -43,6 +44,7 @@ from egoedge.trainer.data.calibration import as_samples, load_calibration_file
 from egoedge.trainer.models.exportable import int8_ready
 from egoedge.trainer.models.streaming import split_streaming
 from egoedge.trainer.quantize.program import read_ptq
+from egoedge.trainer.quantize.ptq import GAP_SAMPLES
 from egoedge.trainer.tasks import task_of
 from egoedge.trainer.tasks.base import Evaluation, Task, model_outputs
 
@@ -326,9 +328,12 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
 
     def lower(which: list[tuple[str, str]]) -> list[dict]:
         program = recipe.program if recipe is not None else None
-        return [export_artifact(fmt, precision, forms.ready, held.example, plan.out_dir, plan.stem,
+        made = [export_artifact(fmt, precision, forms.ready, held.example, plan.out_dir, plan.stem,
                                 recipe.calibration if recipe else [], entry, verify, progress, names, program)
                 for fmt, precision in which]
+        for artifact in made:
+            _write_gap(plan.out_dir, artifact, recipe)
+        return made
 
     artifacts = lower(plan.pairs)
     while recipe is not None and (missed := [a for a in artifacts if _missed_gate(a)]):
@@ -345,6 +350,19 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
     return artifacts, recipe
+
+
+def _write_gap(out_dir: Path, artifact: dict, recipe: Int8Recipe | None) -> None:
+    """An int8 artifact's ``NAME.gap.json``: the runtime's own layers where its exporter read them, else the program's
+    it lowers; its name goes into the manifest entry as ``gap``."""
+    layers = (artifact.get("backend") or {}).pop("layer_gap", None)
+    measured = "runtime"
+    if layers is None and recipe is not None and recipe.gap and artifact["file"] and \
+            artifact["precision"] == getattr(EXPORTERS.get(artifact["format"]), "program_precision", None):
+        layers, measured = recipe.gap, "program"
+    if layers is not None and artifact["file"]:
+        artifact["gap"] = write_gap(out_dir, artifact, layers, measured, min(GAP_SAMPLES, len(recipe.calibration))
+                                    if recipe is not None else 0, recipe.keep_float if recipe is not None else ())
 
 
 def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Recipe | None, entry: dict,

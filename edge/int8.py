@@ -7,14 +7,17 @@ same calibration samples. A recipe comes from one of three places:
 
 - ``egoedge export NAME_int8.pt2``: the program ``egoedge quantize`` wrote, as it is;
 - ``--int8-keep-float pool,head``: the user's choice of fp32 modules, calibrated here;
-- neither: the fewest modules fp32 that pass the parity gate. Everything is quantized first; if the
-  PyTorch int8 program already flips more test predictions than the gate allows, modules are kept
-  fp32 one at a time by measured sensitivity per MAC (:func:`trainer.quantize.ptq.run_ptq`), and if
+- neither: the fewest layers fp32 that pass the parity gate. Everything is quantized first; if the
+  PyTorch int8 program already flips more test predictions than the gate allows, single layers (the
+  worst of the per-layer gap) are kept fp32 one at a time by measured sensitivity per MAC
+  (:func:`trainer.quantize.ptq.run_ptq`), and if
   an exported artifact still misses the gate, the search goes on aimed higher by the gap between the
   program's agreement and the artifact's (:meth:`Int8Recipe.widened`).
 
 The program is saved beside the artifacts as ``<stem>_int8.pt2`` with its ``.json``: the export's
-int8 student, which ``egoedge export`` takes back as it is.
+int8 student, which ``egoedge export`` takes back as it is. Its per-layer numeric gap against the
+float model (``Int8Recipe.gap``) goes into that ``.json`` and each artifact lowered from it gets
+``NAME.gap.json`` (:mod:`edge.gap`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ import torch
 from egoedge.trainer.common.io import write_json_atomic
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.quantize import quantize_pt2e
+from egoedge.trainer.quantize.gap import float_reference, program_gap
 from egoedge.trainer.quantize.program import load_program, read_ptq, save_program
-from egoedge.trainer.quantize.ptq import OutputMatch, PTQConfig, int8_mac_share, quantizer_for, run_ptq
+from egoedge.trainer.quantize.ptq import (
+    GAP_SAMPLES,
+    OutputMatch,
+    PTQConfig,
+    int8_mac_share,
+    quantizer_for,
+    run_ptq,
+)
 
 QUANTIZER, OBSERVER = "xnnpack", "histogram"  # the scheme every PT2E backend lowers (see trainer.quantize.pt2e)
 MAX_FALLBACK = 6  # at most this many modules kept fp32 by the automatic choice
@@ -52,6 +63,7 @@ class Int8Recipe:
     searcher: Callable[[tuple[str, ...], float], dict] | None = None
     quantizer: str = QUANTIZER
     observer: str = OBSERVER
+    gap: list[dict] = field(default_factory=list)  # the program's per-layer numeric gap (trainer.quantize.gap)
 
     def block(self) -> dict:
         """The manifest's ``int8`` block: what stayed fp32, why, and what calibrated it."""
@@ -80,7 +92,8 @@ class Int8Recipe:
         steps = [*self.search.get("steps", []), *({**step, "why": why} for step in result["steps"])]
         search = {**self.search, "test_agreement": result["val_agreement"], "steps": steps,
                   "sensitivity": {**self.search.get("sensitivity", {}), **result["sensitivity"]}}
-        return dataclasses.replace(self, program=result["model"], keep_float=keep, search=search, file=None)
+        return dataclasses.replace(self, program=result["model"], keep_float=keep, search=search, file=None,
+                                   gap=result["gap"])
 
 
 def _quantize(model: torch.nn.Module, example: tuple[torch.Tensor, ...], calibration: list,
@@ -109,7 +122,9 @@ def chosen_recipe(model: torch.nn.Module, example: tuple[torch.Tensor, ...], cal
     the PyTorch int8 program: what an artifact computes, before paying for any export.
     """
     if keep:
-        return Int8Recipe(_quantize(model, example, calibration, keep), keep, calibration, calib_info, "user")
+        program = _quantize(model, example, calibration, keep)
+        gap = program_gap(float_reference(model, example, calibration), program, calibration[:GAP_SAMPLES])
+        return Int8Recipe(program, keep, calibration, calib_info, "user", gap=gap)
     test = tuple(torch.from_numpy(x) for x in ev.test_inputs())
     match = gate_match(ev)
 
@@ -122,7 +137,7 @@ def chosen_recipe(model: torch.nn.Module, example: tuple[torch.Tensor, ...], cal
     search = {"test_agreement": result["val_agreement"], "sensitivity": result["sensitivity"],
               "macs": result["macs"], "steps": result["steps"]}
     return Int8Recipe(result["model"], tuple(result["skip"]), calibration, calib_info, "gate", search,
-                      searcher=searcher)
+                      searcher=searcher, gap=result["gap"])
 
 
 def program_recipe(path: Path, calibration_of: Callable[[int, int], list]) -> tuple[Int8Recipe, Path]:
@@ -137,7 +152,7 @@ def program_recipe(path: Path, calibration_of: Callable[[int, int], list]) -> tu
     samples = calibration_of(calib["samples"], calib["seed"])
     search = {k: report[k] for k in ("sensitivity", "macs", "steps", "val_agreement") if k in report}
     recipe = Int8Recipe(load_program(path), tuple(record["keep_float"]), samples, calib, "program", search,
-                        quantizer=record["quantizer"], observer=record["observer"])
+                        quantizer=record["quantizer"], observer=record["observer"], gap=report.get("gap", []))
     return recipe, source
 
 
@@ -155,5 +170,6 @@ def save_recipe(recipe: Int8Recipe, out_dir: Path, stem: str, example: tuple[tor
     example = tuple(x.clone() for x in example)
     digest = save_program(recipe.program, example, path, record)
     write_json_atomic(path.with_suffix(".json"), {**record, "artifact": path.name, "artifact_sha256": digest,
-                                                  "skip": list(recipe.keep_float), **recipe.search})
+                                                  "skip": list(recipe.keep_float), **recipe.search,
+                                                  "gap": recipe.gap})
     return dataclasses.replace(recipe, file=path.name)

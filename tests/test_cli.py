@@ -59,6 +59,13 @@ def test_run_writes_the_run_folder(mini_run):
     assert {"export", "export student_cbkd"} <= set(json.loads((out / "run_state.json").read_text())["done"])
     assert all(s["wall_s"] >= 0 and s["cpu_s"] >= 0 for s in report["stages"])
     assert "## Where the run's time went" in (out / "report.md").read_text() and "stages:" in output
+    # Every int8 ONNX artifact's five worst layers, from its gap file, in its report row and report.md.
+    for name in ("student_onnx_int8", "student_cbkd_onnx_int8"):
+        assert (out / ("export_cbkd" if "cbkd" in name else "export") / f"{name}.gap.json").is_file()
+        worst = by[name]["int8"]["worst_layers"]
+        assert 1 <= len(worst) <= 5 and all(w["measured"] == "runtime" for w in worst)
+        assert f"| {name} | {worst[0]['layer']} | {worst[0]['op']} |" in (out / "report.md").read_text()
+    assert "## int8: worst layers" in (out / "report.md").read_text()
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     assert [e["student"] for e in events if e["event"] == "export"] == ["student", "student_cbkd"]

@@ -135,11 +135,12 @@ def test_widening_aims_the_search_higher_by_the_runtime_gap():
     def searcher(keep, aim):
         asked.append((keep, round(aim, 2)))
         return {"skip": [*keep, "pool"], "model": "p1", "val_agreement": 99.8, "sensitivity": {"pool": 0.1},
-                "steps": [{"skip": [*keep, "pool"], "val_agreement": 99.8}]}
+                "steps": [{"skip": [*keep, "pool"], "val_agreement": 99.8}], "gap": [{"layer": "pool"}]}
 
     recipe = Int8Recipe("p0", (), [], {}, "gate", {"test_agreement": 99.2, "steps": [{"skip": []}]}, searcher=searcher)
     wider = recipe.widened(worst=98.0, target=99.0)  # the artifact flipped 1.2 points more than the program
     assert asked == [((), 100.0)] and wider.keep_float == ("pool",) and wider.program == "p1"
+    assert wider.gap == [{"layer": "pool"}]  # the gap files describe the widened program
     assert "agreed on 98.00%" in wider.search["steps"][-1]["why"] and wider.search["test_agreement"] == 99.8
     assert Int8Recipe("p", (), [], {}, "user").widened(98.0, 99.0) is None  # the user's choice stands
     stuck = Int8Recipe("p", ("pool",), [], {}, "gate", {"test_agreement": 99.5},

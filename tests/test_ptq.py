@@ -79,7 +79,7 @@ def test_blocks_of_lists_fallback_units(micro):
 def test_fallback_search_records_every_step(micro):
     _, model, x = micro
     result = run_ptq(model, x[:8], x[8:], PTQConfig(observer="minmax", target_agreement=100.0, max_fallback=2))
-    assert set(result["sensitivity"]) == set(blocks_of(model)) or result["val_agreement"] == 100.0
+    assert set(result["sensitivity"]) <= {r["layer"] for r in result["gap"]}
     assert len(result["skip"]) <= 2
     assert result["steps"][0]["skip"] == [] and "logit_mse" in result["steps"][0]
     accepted = [s for s in result["steps"] if s["skip"] == result["skip"]]
@@ -87,21 +87,48 @@ def test_fallback_search_records_every_step(micro):
 
 
 
-def test_the_block_removing_most_error_per_mac_is_kept_fp32_first(micro):
-    """An agreement that never reaches the target forces the search; its order follows the measured error per MAC."""
-    from egoedge.trainer.quantize.ptq import ISLAND_COST, OutputMatch, mean_squared_error
+def test_the_layer_removing_most_error_per_mac_is_kept_fp32_first(micro):
+    """An agreement that never reaches the target forces the search: it tries single layers the gap points at, in
+    order of measured error removed per MAC."""
+    from egoedge.trainer.quantize.ptq import ISLAND_COST, OutputMatch, mean_squared_error, unit_macs
 
     _, model, x = micro
     never = OutputMatch(agreement=lambda ref, out, inputs: 0.0, error=mean_squared_error)
     result = run_ptq(model, x[:8], x[8:], PTQConfig(observer="minmax", max_fallback=2), match=never)
     sensitivity, macs = result["sensitivity"], result["macs"]
-    assert set(sensitivity) == set(blocks_of(model)) == set(macs) and max(sensitivity.values()) > 0
-    assert 0.99 < sum(macs.values()) < 1.001  # the blocks cover the model's MACs (rounded to 4 places)
-    value = {b: sensitivity[b] / (macs[b] + ISLAND_COST) for b in sensitivity}
-    ranked = sorted((b for b in sensitivity if sensitivity[b] > 0), key=value.get, reverse=True)
-    # Each try adds the next block, starting from the one whose fp32 copy removes the most error per MAC.
-    assert [step["skip"][-1] for step in result["steps"][1:]] == ranked[:len(result["steps"]) - 1]
+    modules = dict(model.named_modules())
+    leaves = {m for m in sensitivity if next(modules[m].children(), None) is None}
+    assert leaves and max(sensitivity[m] for m in leaves) > 0
+    assert 0.99 < sum(macs.values()) < 1.001  # every module's own share: the whole model, nothing counted twice
+    share = unit_macs(macs, list(leaves))
+    value = {b: sensitivity[b] / (share[b] + ISLAND_COST) for b in leaves}
+    ranked = sorted((b for b in leaves if sensitivity[b] > 0), key=value.get, reverse=True)
+    # Single layers first, the one whose fp32 copy removes the most error per MAC leading.
     assert result["steps"][1]["skip"] == [ranked[0]]
+    tried = [step["skip"][-1] for step in result["steps"][1:]]
+    layer_steps = [t for t in tried if t in leaves]
+    assert layer_steps == ranked[:len(layer_steps)] and tried[:len(layer_steps)] == layer_steps
+
+
+def test_the_gap_names_each_layer_in_program_order_and_what_it_loses(micro):
+    from egoedge.trainer.quantize.gap import float_reference, program_gap, worst
+
+    _, model, x = micro
+    calib = [(x[i:i + 1],) for i in range(8)]
+    everything = quantize_pt2e(model, (x[:1],), calib, quantizer_for("xnnpack", "minmax"))
+    reference = float_reference(model, (x[:1],), calib)
+    rows = program_gap(reference, everything, calib)
+    convs = [r for r in rows if r["op"] == "conv2d"]
+    assert convs and convs[0]["layer"].startswith("encoder.stem") and rows[-1]["layer"].startswith("head.")
+    # (a conv after a zero-initialised batch norm outputs zeros: int8 and float agree exactly, sqnr None)
+    assert all(r["int8"] and (r["sqnr_db"] is None or 5 < r["sqnr_db"] < 80) for r in convs)
+    assert sum(r["max_abs"] > 0 for r in convs) >= len(convs) - 2
+    assert len(worst(rows)) == min(5, sum(r["int8"] for r in rows))
+    # The head kept fp32: its row says so, and the float program compared with itself has no gap at all.
+    kept = program_gap(reference, quantize_pt2e(model, (x[:1],), calib, quantizer_for("xnnpack", "minmax",
+                                                                                        ("head",))), calib)
+    assert [r["int8"] for r in kept if r["layer"].startswith("head.")] == [False]
+    assert all(r["sqnr_db"] is None and r["max_abs"] == 0 for r in program_gap(reference, reference, calib))
 
 
 def test_no_fallback_when_max_is_zero(micro):
@@ -144,7 +171,7 @@ def test_int8_program_loads_in_a_fresh_process(micro, tmp_path):
     (PTQConfig(observer="kmeans"), "unknown observer 'kmeans'"),
     (PTQConfig(backend="tensorrt"), "unknown PTQ backend 'tensorrt'"),
     (PTQConfig(calibration=4), "too small"),
-    (PTQConfig(calibration=16, skip=("encoder.nope",)), "unknown block"),
+    (PTQConfig(calibration=16, skip=("encoder.nope",)), "unknown module"),
 ])
 def test_bad_settings_are_one_line(micro, tmp_path, cfg, message):
     with pytest.raises(EgoedgeError, match=message):

@@ -29,6 +29,8 @@ from egoedge.edge.exporters.base import (
 from egoedge.edge.exporters.registry import EXPORTERS
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.common.modules import in_modules
+from egoedge.trainer.quantize.gap import Stat, lost_db
+from egoedge.trainer.quantize.ptq import GAP_SAMPLES
 
 OPSET = 18
 
@@ -125,6 +127,9 @@ class OnnxExporter:
             source, excluded = (fp32, []) if precision == "fp32" else \
                 self._quantize(fp32, Path(tmp), calibration, names, keep)
             atomic_write(path, lambda p: p.write_bytes(source.read_bytes()))
+            gap = None if precision == "fp32" else runtime_gap(
+                Path(tmp) / "pre.onnx", source, fp32, [tuple(t.numpy() for t in s) for s in calibration[:GAP_SAMPLES]],
+                names.inputs)
         graph = onnx.load(str(path)).graph
         ops = sorted({n.op_type for n in graph.node})
         info = {"opset": OPSET, "ops": ops,
@@ -134,6 +139,8 @@ class OnnxExporter:
             info["int8_weights_pct"] = int8_weight_share(_initializer_elements(graph))
         if precision == "int8" and keep:
             info["float_nodes"] = len(excluded)
+        if gap is not None:
+            info["layer_gap"] = gap
         return info
 
     def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames,
@@ -181,6 +188,106 @@ class OnnxExporter:
 
 
 EXPORTERS.register("onnx")(OnnxExporter())
+
+
+LAYER_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+MOVE_TYPES = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Concat", "Split", "Slice",
+              "Gather", "Expand", "Shape", "Cast")
+
+
+def _scopes(traced: Path) -> dict[str, str]:
+    """Node name -> the innermost module the dynamo exporter traced it in."""
+    import onnx
+
+    out = {}
+    for node in onnx.load(str(traced)).graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        out[node.name] = scopes[-2] if len(scopes) >= 2 else ""
+    return out
+
+
+def runtime_gap(fp32: Path, int8: Path, traced: Path, samples: list[tuple[np.ndarray, ...]],
+                input_names: tuple[str, ...]) -> list[dict]:
+    """Each layer of the int8 QDQ model as ONNX Runtime computes it, against the fp32 model it was quantized from.
+
+    A layer (Conv, Gemm, MatMul, or an op whose output is quantized) is read where the next op
+    reads it, after its QuantizeLinear/DequantizeLinear pair; rows as
+    :func:`trainer.quantize.gap.program_gap`'s, ``layer`` from the traced graph's module scopes.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    fm, qm = onnx.load(str(fp32)), onnx.load(str(int8))
+    floats = {o for n in fm.graph.node for o in n.output} | {i.name for i in fm.graph.input}
+    made_by = {o: n for n in qm.graph.node for o in n.output}
+    read_by: dict[str, list] = {}
+    for n in qm.graph.node:
+        for i in n.input:
+            read_by.setdefault(i, []).append(n)
+    scope = _scopes(traced)
+
+    def dequantized(tensor: str) -> str:
+        users = read_by.get(tensor, [])
+        if len(users) == 1 and users[0].op_type == "QuantizeLinear":
+            dq = [u for u in read_by.get(users[0].output[0], []) if u.op_type == "DequantizeLinear"]
+            return dq[0].output[0] if dq else tensor
+        return tensor
+
+    def source(tensor: str) -> str:
+        dq = made_by.get(tensor)
+        if dq is not None and dq.op_type == "DequantizeLinear" and (q := made_by.get(dq.input[0])) is not None \
+                and q.op_type == "QuantizeLinear":
+            return q.input[0]
+        return tensor
+
+    points = []
+    for n in qm.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type in MOVE_TYPES or not n.output:
+            continue
+        out = n.output[0]
+        quantized = any(u.op_type == "QuantizeLinear" for u in read_by.get(out, []))
+        if out not in floats or not (n.op_type in LAYER_TYPES or quantized):
+            continue
+        inp = source(n.input[0]) if n.input and n.input[0] else None
+        points.append((n, (out, dequantized(out)), (inp, n.input[0]) if inp in floats else None))
+    want_f = sorted({p[0] for _, o, i in points for p in (o, i) if p is not None} - set(input_names))
+    want_q = sorted({p[1] for _, o, i in points for p in (o, i) if p is not None} - set(input_names))
+
+    def session(model, names: list[str]):
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        present = {o.name for o in model.graph.output}
+        model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                                  for t in names if t not in present)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        run = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in run.get_outputs()]
+        return lambda feed: dict(zip(outputs, run.run(None, feed), strict=True))
+
+    run_f, run_q = session(fm, want_f), session(qm, want_q)
+    stats = {n.name: (Stat(), Stat() if i is not None else None) for n, _, i in points}
+    for sample in samples:
+        feed = dict(zip(input_names, sample, strict=True))
+        got_f, got_q = {**run_f(feed), **feed}, {**run_q(feed), **feed}
+        for n, out, inp in points:
+            s_out, s_in = stats[n.name]
+            s_out.add(_tensor(got_f[out[0]]), _tensor(got_q[out[1]]))
+            if s_in is not None:
+                s_in.add(_tensor(got_f[inp[0]]), _tensor(got_q[inp[1]]))
+    rows = []
+    for n, _, _ in points:
+        s_out, s_in = stats[n.name]
+        int8 = any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in n.input)
+        rows.append({"node": n.name, "layer": scope.get(n.name, scope.get(n.name.split("/")[0], "")),
+                     "op": n.op_type, "int8": int8, "sqnr_db": s_out.sqnr_db(),
+                     "input_sqnr_db": s_in.sqnr_db() if s_in is not None else None, "lost_db": lost_db(s_out, s_in),
+                     "max_abs": float(f"{s_out.max_abs:.4g}"), "read_by": []})
+    return rows
+
+
+def _tensor(array) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(array, np.float32))
 
 
 def _initializer_elements(graph) -> dict[str, int]:

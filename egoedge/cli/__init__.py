@@ -472,6 +472,34 @@ def report(
 
 
 @app.command()
+def inspect(
+    artifact: Annotated[Path, typer.Argument(help="An int8 artifact (or its NAME.gap.json).")],
+    top: Annotated[int, typer.Option(help="How many layers to list.", min=1)] = 10,
+) -> None:
+    """Print an int8 artifact's worst layers against float: SQNR, what each layer loses itself, max |diff|.
+
+    Example: egoedge inspect runs/quick/export/student_onnx_int8.onnx --top 5
+    """
+    from egoedge.edge.gap import HEADERS, read_gap, summary, worst_cells
+
+    gap = read_gap(artifact)
+    console.print(summary(gap), highlight=False, soft_wrap=True)
+    if gap.get("keep_float"):
+        console.print(f"kept fp32: {', '.join(gap['keep_float'])}", highlight=False, soft_wrap=True)
+    cells = worst_cells(gap, top)
+    if not cells:
+        console.print("no int8 layer: every layer runs in float", highlight=False)
+        return
+    table = Table(title=f"worst {len(cells)} layers (by SQNR lost in the layer itself)")
+    for h in HEADERS:
+        table.add_column(h, justify="left" if h in ("layer", "op") else "right", overflow="fold",
+                         no_wrap=h != "layer")
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
 def embed(
     run: Annotated[Path, typer.Argument(help="A run folder (with export/manifest.json) or an export folder.")],
     app_dir: Annotated[Path, typer.Option("--app", help="The Android demo project.")] = Path("android_demo"),

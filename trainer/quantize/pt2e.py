@@ -156,7 +156,7 @@ def _batches(calibration: Sequence[tuple[torch.Tensor, ...]], size: int) -> list
             for i in range(0, len(calibration), size)]
 
 
-def _export_for_calibration(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
+def export_for_calibration(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
                             calibration: Sequence[tuple[torch.Tensor, ...]]):
     """Export with a symbolic batch so calibration runs in batches (3x faster on CPU than one by one).
 
@@ -205,7 +205,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     keep_float = tuple(getattr(model, "float_modules", ()))
     if keep_float:
         quantizer = SkipBlocks(quantizer, keep_float)
-    graph, feeds = _export_for_calibration(model, example_inputs, calibration)
+    graph, feeds = export_for_calibration(model, example_inputs, calibration)
     prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
     with torch.no_grad():
         for batch in feeds:

@@ -1,15 +1,19 @@
 """Static int8 PTQ of a trained checkpoint with measured per-layer fp32 fallback.
 
-1. Calibrate the whole model with the target backend's quantizer and the chosen observer.
-2. If its top-1 agreement with fp32 on the validation split is below the target, measure each
-   block's sensitivity: how much the logits' mean squared error to fp32 falls when only that
-   block computes in fp32 (a continuous score: agreement on a few hundred clips moves in steps).
-   One quantized graph serves every block: its quantize/dequantize pairs inside the block are
-   bypassed, so a block costs one pass over the validation clips, not a new calibration.
-3. Keep blocks fp32, one at a time, in order of error removed per share of the model's MACs
-   (a block kept float gives up its int8 speed-up in proportion to its MACs), each only if it
-   measurably helps, until the target is met or ``max_fallback`` blocks are float; then report
-   accuracy on the test split.
+1. Calibrate the whole model with the target backend's quantizer and the chosen observer, and
+   measure its per-layer numeric gap to float (:mod:`trainer.quantize.gap`).
+2. If its top-1 agreement with fp32 on the validation split is below the target, take the layers
+   that lose the most SQNR themselves per share of the MACs (the gap's worst) and measure each
+   one's sensitivity: how much the logits' mean squared error to fp32 falls when only that layer
+   computes in fp32 (a continuous score: agreement on a few hundred clips moves in steps).
+   One quantized graph serves every layer: its quantize/dequantize pairs inside the layer are
+   bypassed, so a layer costs one pass over the validation clips, not a new calibration.
+3. Keep layers fp32, one at a time, in order of error removed per share of the model's MACs
+   (a layer kept float gives up its int8 speed-up in proportion to its MACs), each only if it
+   measurably helps, until the target is met or ``max_fallback`` layers are float; then report
+   accuracy on the test split. When no set of single layers reaches the target, the coarser
+   blocks (:func:`blocks_of`) are tried the same way; a model that names its own units
+   (``ptq_units()``) falls back by those alone.
 
 ``egoedge export`` lowers the resulting program itself (:mod:`trainer.quantize.program`), and
 ``egoedge export CKPT --int8`` runs the same search when its artifacts miss the parity gate.
@@ -28,6 +32,7 @@ from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
+from egoedge.trainer.quantize.gap import float_reference, program_gap
 from egoedge.trainer.quantize.observers import OBSERVERS
 from egoedge.trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, node_in_modules, quantize_pt2e
 
@@ -68,7 +73,8 @@ def _with_args(ctor, **kwargs):
 
 
 def blocks_of(model: torch.nn.Module) -> list[str]:
-    """Candidate fallback units: each stage block of the encoder, its stem and final conv, and the head.
+    """Coarse units: each stage block of the encoder, its stem and final conv, and the head (the search's units
+    only for a model that names its own, ``ptq_units()``; others fall back layer by layer).
 
     A model that names its own units (``ptq_units()``, e.g. the NLQ span models) is asked instead.
     Example: ``['encoder.stem', 'encoder.stages.0.0', ..., 'encoder.final_conv', 'pool', 'head']``.
@@ -120,17 +126,34 @@ def outputs_of(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], batch: 
     return torch.cat(outs).numpy()
 
 
-def unit_macs(model: torch.nn.Module, example: tuple[torch.Tensor, ...], units: list[str]) -> dict[str, float]:
-    """Each unit's share of the model's multiply-accumulates on ``example`` (0 to 1)."""
+def module_macs(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    """Each module's own share of the model's multiply-accumulates on ``example`` (0 to 1), its children's left out.
+
+    The shares of all modules add up to the whole model, so any set of modules kept fp32 sums
+    without counting a MAC twice. ``""`` is the model's own forward (ops outside any child).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(*example)
-    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
     root = type(model).__name__
-    total = counts.get("Global") or 1
-    return {u: counts.get(f"{root}.{u}", 0) / total for u in units}
+    counts = {("" if name == root else name.removeprefix(root + ".")): sum(ops.values())
+              for name, ops in counter.get_flop_counts().items() if name == root or name.startswith(root + ".")}
+    total = counts.get("") or sum(counts.values()) or 1
+    own = {}
+    for name, count in counts.items():
+        children = [c for c in counts if c != name and c.startswith(f"{name}." if name else "")
+                    and "." not in c[len(name) + 1 if name else 0:]]
+        mine = count - sum(counts[c] for c in children)
+        if mine > 0:
+            own[name] = mine / total
+    return own
+
+
+def unit_macs(macs: dict[str, float], units: Sequence[str]) -> dict[str, float]:
+    """Each unit's share of the MACs: the own shares of every module inside it (from :func:`module_macs`)."""
+    return {u: sum(v for m, v in macs.items() if in_modules(m, (u,))) for u in units}
 
 
 # Added to every block's MAC share when ranking: a float island costs conversions at its borders
@@ -182,29 +205,57 @@ def bypass(graph: torch.fx.GraphModule, block: str) -> torch.fx.GraphModule:
     return graph
 
 
+GAP_SAMPLES = 32  # calibration samples the per-layer gap is measured on
+GAP_CANDIDATES = 8  # layers, the gap's worst, whose fp32 copy the search measures
+
+
+def gap_candidates(gap: list[dict], shares: dict[str, float], leaves: set[str],
+                   count: int = GAP_CANDIDATES) -> list[str]:
+    """The layers worth trying in fp32: those that lose the most SQNR per share of the MACs.
+
+    ``gap`` is :func:`trainer.quantize.gap.program_gap`'s rows. A row's loss is the layer's own
+    int8 arithmetic or the quantizing of its output, which its readers ask for: both the layer and
+    its readers are candidates. A layer is a module without children (an op written in a bigger
+    module's forward, a residual add, cannot be kept alone).
+    """
+    lost: dict[str, float] = {}
+    for row in gap:
+        if not row["int8"]:
+            continue
+        for layer in (row["layer"], *row.get("read_by", ())):
+            if layer in leaves:
+                lost[layer] = max(lost.get(layer, -1e9), row["lost_db"])
+    worth = {m: 10 ** (db / 10) / (shares.get(m, 0.0) + ISLAND_COST) for m, db in lost.items() if db > 0}
+    return sorted(worth, key=worth.get, reverse=True)[:count]
+
+
 def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[torch.Tensor, ...]],
             val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
             progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
     """Quantize ``model`` per ``cfg``; returns ``{"model", "skip", "val_agreement", "steps", "sensitivity", "macs",
-    "ranked"}``.
+    "ranked", "gap"}``.
 
     ``calibration`` is a batch of preprocessed clips ``(N, T, 3, H, W)`` or a list of input tuples
     (multi-input models); ``val_inputs`` a batch or a tuple of batches. ``match`` says how outputs
-    are compared (default: top-1 agreement and logit MSE). ``steps`` records agreement and error
-    after each fallback try, ``sensitivity`` the error each block removes, ``macs`` each block's
-    share of the model's MACs, ``ranked`` the blocks not tried yet, best first (empty when no search ran).
+    are compared (default: top-1 agreement and logit MSE). The fallback units are single layers,
+    the worst of the per-layer gap (``gap``: :func:`trainer.quantize.gap.program_gap` of the
+    returned program), or the model's own units if it names them (``ptq_units()``). ``steps``
+    records agreement and error after each fallback try, ``sensitivity`` the error each candidate
+    removes, ``macs`` each module's own share of the MACs, ``ranked`` the candidates not tried yet,
+    best first (empty when no search ran).
     """
     model = model.eval()
     if cfg.max_fallback < 0 or not 0 <= cfg.target_agreement <= 100:
         raise EgoedgeError("max_fallback must be >= 0 and target_agreement in [0, 100]")
-    known = blocks_of(model)
-    unknown = [b for b in cfg.skip if b not in known]
+    modules = dict(model.named_modules())
+    unknown = [b for b in cfg.skip if not b or b not in modules]
     if unknown:
-        raise EgoedgeError(f"unknown block(s) {unknown}; valid: {', '.join(known)}")
+        raise EgoedgeError(f"unknown module(s) {unknown}; e.g. {', '.join(blocks_of(model)[:6])}")
     calib = as_samples(calibration) if isinstance(calibration, torch.Tensor) else list(calibration)
     val_inputs = (val_inputs,) if isinstance(val_inputs, torch.Tensor) else tuple(val_inputs)
     example = tuple(x.clone() for x in calib[0])
     reference = outputs_of(model, val_inputs)
+    float_graph = float_reference(model, example, calib)
 
     def quantize(skip: tuple[str, ...], fold: bool = True) -> torch.fx.GraphModule:
         return quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, cfg.observer, skip), fold=fold)
@@ -217,26 +268,39 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     progress("PTQ calibrate", 0, 1, {})
     best = quantize(skip)
     agreement, mse = measure(best)
+    gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     progress("PTQ calibrate", 1, 1, {"agreement": agreement})
     steps = [{"skip": list(skip), "val_agreement": agreement, "logit_mse": mse}]
-    shares = unit_macs(model, example, known)
+    shares = module_macs(model, example)
     sensitivity: dict[str, float] = {}
     ranked: list[str] = []
-    if agreement < cfg.target_agreement and cfg.max_fallback > len(skip):
-        sensitivity, ranked = rank_blocks(quantize(skip, fold=False), [b for b in known if b not in skip],
-                                          mse, measure, shares, progress)
-        for block in list(ranked):
-            if agreement >= cfg.target_agreement or len(skip) >= cfg.max_fallback or sensitivity[block] <= 0:
+    leaves = {n for n, m in modules.items() if n and next(m.children(), None) is None}
+    # Single layers first (the gap's worst); blocks only when no set of those layers reaches the target.
+    tiers = [lambda: blocks_of(model)] if hasattr(model, "ptq_units") else [
+        lambda: gap_candidates(gap, unit_macs(shares, sorted(leaves)), leaves), lambda: blocks_of(model)]
+    for tier in tiers:
+        if agreement >= cfg.target_agreement or cfg.max_fallback <= len(skip):
+            break
+        units = [u for u in tier() if not in_modules(u, skip) and u not in sensitivity]
+        found, order = rank_blocks(quantize(skip, fold=False), units, mse, measure, unit_macs(shares, units),
+                                   progress)
+        sensitivity.update(found)
+        ranked = list(order)
+        for block in order:
+            if agreement >= cfg.target_agreement or len(skip) >= cfg.max_fallback or found[block] <= 0:
                 break
             ranked.remove(block)
             q = quantize(skip + (block,))
             a, m = measure(q)
             steps.append({"skip": list(skip + (block,)), "val_agreement": a, "logit_mse": m})
-            if a >= agreement and m < mse:  # keep a block float only when it measurably helps
-                skip, best, agreement, mse = skip + (block,), q, a, m
+            if a >= agreement and m < mse:  # keep a unit float only when it measurably helps
+                inside = tuple(k for k in skip if not in_modules(k, (block,)))  # a block covers its layers
+                skip, best, agreement, mse = inside + (block,), q, a, m
+    if len(steps) > 1:
+        gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     return {"model": best, "skip": list(skip), "val_agreement": agreement, "steps": steps,
             "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()},
-            "macs": {k: round(v, 4) for k, v in shares.items()}, "ranked": ranked}
+            "macs": {k: round(v, 4) for k, v in shares.items() if v >= 5e-5}, "ranked": ranked, "gap": gap}
 
 
 def rank_blocks(probe: torch.fx.GraphModule, candidates: list[str], error: float,

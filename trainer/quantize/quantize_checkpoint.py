@@ -64,7 +64,8 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     digest = save_program(result["model"], example, artifact, record)
     report = {**record, "artifact": artifact.name, "artifact_sha256": digest, "config": dataclasses.asdict(cfg),
               "skip": result["skip"], "val_agreement": result["val_agreement"], "steps": result["steps"],
-              "sensitivity": result["sensitivity"], "macs": result["macs"], "fp32": job.score(fp32),
+              "sensitivity": result["sensitivity"], "macs": result["macs"], "gap": result["gap"],
+              "fp32": job.score(fp32),
               "int8": job.score(int8), "test_agreement": job.match.agreement(fp32, int8, job.test_inputs),
               "wall_s": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out_dir / f"{path.stem}_int8.json", report)
