@@ -26,6 +26,7 @@ from egoedge.edge.schema import validate
 from egoedge.edge.stream_export import (
     export_pair,
     pair_checker,
+    pair_gaps,
     pair_programs,
     stream_calibration,
     streaming_block,
@@ -346,7 +347,7 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         keep_float(forms.ready, recipe.keep_float)
         keep_float(forms.quantizable, recipe.keep_float)
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
-        redo = [(f, p) for f, p in plan.pairs if p in EXPORTERS.get(f).int8_precisions]
+        redo = [(f, p) for f, p in plan.pairs if p in FROM_RECIPE]
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
     return artifacts, recipe
@@ -375,11 +376,12 @@ def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: In
                          (held.test_x, held.ref_test), (frames, expected), head.frames, head.embed_dim, progress)
     static_int8 = [(f, p) for f, p in plan.pairs if p == getattr(EXPORTERS.get(f), "program_precision", None)]
     programs = pair_programs(encoder, head, stream_calib, progress) if recipe is not None and static_int8 else None
+    gaps = pair_gaps(encoder, head, stream_calib, programs) if programs is not None else None
     shared = {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")}
     artifacts = []
     for fmt, precision in plan.pairs:
         artifacts += export_pair(fmt, precision, encoder, head, plan.out_dir, plan.stem, stream_calib, shared, check,
-                                 progress, programs)
+                                 progress, programs, gaps)
     return artifacts, streaming_block(encoder, head, fields)
 
 
@@ -401,9 +403,14 @@ def _write_manifest(plan: ExportPlan, held: _HeldOut, recipe: Int8Recipe | None,
     return manifest
 
 
+FROM_RECIPE = ("int8", "w8a8")  # static int8: made from the recipe (weight-only w8 is not, whatever stays fp32)
+
+
 def _missed_gate(artifact: dict) -> bool:
-    """An int8 artifact that ran and was refused by the parity gate (not one that failed to export or run)."""
-    return artifact["status"] == "failed" and artifact.get("parity") is not None and artifact["precision"] != "fp32"
+    """A static int8 artifact that ran and was refused by the parity gate (not one that failed to export or run,
+    nor a weight-only one, which keeping modules fp32 does not change)."""
+    return artifact["status"] == "failed" and artifact.get("parity") is not None and \
+        artifact["precision"] in FROM_RECIPE
 
 
 def _clips(calibration: list[tuple[torch.Tensor, ...]]) -> np.ndarray:

@@ -15,12 +15,15 @@ import torch
 
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
 from egoedge.edge.exporters import EXPORTERS, IONames
+from egoedge.edge.gap import write_gap
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.streaming import HEAD_THREADS, StreamRunner, stream_of
 from egoedge.trainer.common.io import EgoedgeError, atomic_write
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
 from egoedge.trainer.models.streaming import STREAM_IO, FrameEncoder, TemporalHead, window_logits
+from egoedge.trainer.quantize.gap import float_reference, program_gap
+from egoedge.trainer.quantize.ptq import GAP_SAMPLES
 from egoedge.trainer.tasks.base import Arrays
 from egoedge.trainer.tasks.clips import logit_parity
 
@@ -64,6 +67,13 @@ def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[
     return made
 
 
+def pair_gaps(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list, list],
+              programs: tuple[torch.nn.Module, torch.nn.Module]) -> tuple[list[dict], list[dict]]:
+    """Each half's per-layer numeric gap: its int8 program against its float program on calibration samples."""
+    return tuple(program_gap(float_reference(half, calib[0], calib), program, calib[:GAP_SAMPLES])
+                 for half, calib, program in zip((encoder, head), calibration, programs, strict=True))
+
+
 def write_stream_sample(out_dir: Path, model: torch.nn.Module, encoder: FrameEncoder, head: TemporalHead,
                         clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Two held-out clips back to back as one stream, and the logits expected at each step; the manifest's fields.
@@ -97,10 +107,12 @@ def streaming_block(encoder: FrameEncoder, head: TemporalHead, sample_fields: di
 
 def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalHead, out_dir: Path, stem: str,
                 calibration: tuple[list, list], entry: dict, check, progress: Progress = no_progress,
-                programs: tuple[torch.nn.Module, torch.nn.Module] | None = None) -> list[dict]:
+                programs: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+                gaps: tuple[list[dict], list[dict]] | None = None) -> list[dict]:
     """Export one backend's encoder and head at ``precision``; ``check(exporter, enc, head, precision, name)``
     gives the pair's verdict, written on both entries. ``programs``: each half's int8 PT2E program
-    (:func:`pair_programs`), which a backend lowers for its static int8 precision."""
+    (:func:`pair_programs`), which a backend lowers for its static int8 precision, and ``gaps`` their
+    per-layer gaps (:func:`pair_gaps`), written as each int8 half's ``NAME.gap.json``."""
     frame = encoder.example_inputs()
     window = head.example_inputs()
     with torch.no_grad():
@@ -119,6 +131,13 @@ def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalH
         made.append(export_artifact(fmt, precision, model, example, out_dir, f"{stem}_{role}", calib,
                                     {**entry, "inputs": inputs, "outputs": outputs, "role": role}, unchecked,
                                     progress, names, program))
+    lowers = precision == getattr(EXPORTERS.get(fmt), "program_precision", None)
+    for e, (_, _, _, _, calib), gap in zip(made, halves, gaps or (None, None), strict=True):
+        layers, measured = (e.get("backend") or {}).pop("layer_gap", None), "runtime"
+        if layers is None and gap is not None and lowers:
+            layers, measured = gap, "program"
+        if layers is not None and e["file"]:
+            e["gap"] = write_gap(out_dir, e, layers, measured, min(GAP_SAMPLES, len(calib)))
     enc, hd = made
     enc["pair"], hd["pair"] = hd["name"], enc["name"]
     if enc["file"] is None or hd["file"] is None:

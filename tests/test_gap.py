@@ -12,16 +12,19 @@ from egoedge.edge.gap import FORMAT, gap_path, read_gap, worst_table
 from egoedge.trainer.common.io import EgoedgeError
 
 
-def _int8_clip_artifacts(manifest: dict) -> list[dict]:
-    return [a for a in manifest["artifacts"] if a["file"] and a.get("role", "clip") == "clip"
-            and a["precision"] in ("int8", "w8a8")]
+def _static_int8_artifacts(manifest: dict) -> list[dict]:
+    """Clip artifacts and both halves of each streaming pair."""
+    return [a for a in manifest["artifacts"] if a["file"] and a["precision"] in ("int8", "w8a8")]
 
 
 @pytest.mark.parametrize("fmt", sorted(EXPORTERS.keys()))
 def test_every_static_int8_artifact_has_its_gap_file_and_inspect_reads_it(full_export, fmt):
     export, manifest = full_export
-    artifacts = [a for a in _int8_clip_artifacts(manifest) if a["format"] == fmt]
-    assert artifacts, f"{fmt} made no static int8 artifact"
+    artifacts = [a for a in _static_int8_artifacts(manifest) if a["format"] == fmt]
+    roles = {a.get("role", "clip") for a in artifacts}
+    # (Core ML cannot convert the int8 temporal head's quantize ops: that half fails at export, without a file)
+    assert roles == {"clip", "frame_encoder", "temporal_head"} or (fmt == "coreml" and "frame_encoder" in roles)
+    assert not any("layer_gap" in (a.get("backend") or {}) for a in manifest["artifacts"])  # in the files only
     for a in artifacts:
         assert a["gap"] == gap_path(export / a["file"]).name
         gap = json.loads((export / a["gap"]).read_text())
@@ -29,8 +32,11 @@ def test_every_static_int8_artifact_has_its_gap_file_and_inspect_reads_it(full_e
         # ONNX Runtime's QDQ model is read layer by layer from the runtime; the others lower the PT2E program whole.
         assert gap["measured"] == ("runtime" if fmt == "onnx" else "program")
         layers = gap["layers"]
-        assert len(layers) >= 5 and all(isinstance(r["lost_db"], float) and r["max_abs"] >= 0 for r in layers)
-        assert any(r["int8"] for r in layers) and any(r["op"].lower().startswith("conv") for r in layers)
+        assert len(layers) >= 2 and all(isinstance(r["lost_db"], float) and r["max_abs"] >= 0 for r in layers)
+        assert any(r["int8"] for r in layers) and any(r["op"].lower().startswith(("conv", "linear", "gemm", "matmul"))
+                                                      for r in layers)
+        if a.get("role") != "clip":
+            continue
         result = CliRunner().invoke(app, ["inspect", str(export / a["file"]), "--top", "3"])
         assert result.exit_code == 0, result.output
         worst = sorted((r for r in layers if r["int8"]), key=lambda r: r["lost_db"], reverse=True)[0]

@@ -105,7 +105,7 @@ def test_the_layer_removing_most_error_per_mac_is_kept_fp32_first(micro):
     ranked = sorted((b for b in leaves if sensitivity[b] > 0), key=value.get, reverse=True)
     # Single layers first, the one whose fp32 copy removes the most error per MAC leading.
     assert result["steps"][1]["skip"] == [ranked[0]]
-    tried = [step["skip"][-1] for step in result["steps"][1:]]
+    tried = [step["skip"][-1] for step in result["steps"][1:] if not step.get("calibrated")]
     layer_steps = [t for t in tried if t in leaves]
     assert layer_steps == ranked[:len(layer_steps)] and tried[:len(layer_steps)] == layer_steps
 
@@ -189,3 +189,49 @@ def test_cli_quantize(micro, tmp_path):
     assert "int8" in result.output and (tmp_path / "student_int8.pt2").is_file()
     result = CliRunner().invoke(app, ["quantize", str(tmp_path / "none.pt")])
     assert result.exit_code == 1 and "checkpoint not found" in result.output
+
+
+def test_a_relu6_output_is_quantized_after_the_clamp_not_before():
+    """A conv whose batch-norm-folded output spans tens, then ReLU6: both quantizers observe after the clamp, so
+    [0, 6] gets the 8-bit steps (before this, the conv's whole range did and the layer lost ~10 dB)."""
+    from egoedge.trainer.quantize.gap import float_reference, program_gap
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+                                torch.nn.Conv2d(8, 4, 1)).eval()
+    with torch.no_grad():
+        model[1].weight.mul_(20.0)  # a folded output range far beyond ReLU6's
+    x = torch.randn(16, 3, 8, 8)
+    calib = [(x[i:i + 1],) for i in range(16)]
+    reference = float_reference(model, calib[0], calib)
+    for backend in ("xnnpack", "litert"):
+        q = quantize_pt2e(model, calib[0], calib, quantizer_for(backend, "minmax"), fold=backend == "xnnpack")
+        conv = next(n for n in q.graph.nodes if n.target == torch.ops.aten.conv2d.default)
+        (clamp,) = conv.users  # the conv feeds the clamp directly: no quantize between them
+        assert clamp.target in (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
+        (quant,) = clamp.users
+        assert "quantize_per_tensor" in str(quant.target) and quant.args[1] <= 6.0 / 255 + 1e-6, backend
+        first = program_gap(reference, q, calib)[0]
+        assert first["layer"] == "0" and first["sqnr_db"] > 30, (backend, first)
+
+
+def test_bias_correction_takes_back_the_mean_shift_of_int8_weights():
+    """A depthwise 3x3 conv has nine weights per channel: rounding them shifts each channel's mean output, which
+    the corrected bias takes back on the calibration inputs (and on others from the same distribution)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False),
+                                torch.nn.Conv2d(16, 8, 1)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randn(16, 1, 3, 3) * torch.logspace(-2, 0, 9).view(1, 1, 3, 3))
+    x = torch.rand(64, 16, 12, 12) + 0.5  # positive means: a weight error does not average out
+    calib = [(x[i:i + 1],) for i in range(32)]
+    held = x[32:]
+    with torch.no_grad():
+        exact = model(held)
+
+    def mean_shift(correct: bool) -> float:
+        q = quantize_pt2e(model, calib[0], calib, quantizer_for("xnnpack", "minmax"), correct_bias=correct)
+        with torch.no_grad():
+            return float((q(held) - exact).mean((0, 2, 3)).abs().mean())
+
+    assert mean_shift(True) < 0.5 * mean_shift(False)

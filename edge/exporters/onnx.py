@@ -30,6 +30,7 @@ from egoedge.edge.exporters.registry import EXPORTERS
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.quantize.gap import Stat, lost_db
+from egoedge.trainer.quantize.pt2e import BIAS_SAMPLES
 from egoedge.trainer.quantize.ptq import GAP_SAMPLES
 
 OPSET = 18
@@ -168,6 +169,7 @@ class OnnxExporter:
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=exclude)
+            correct_bias(pre, out, [tuple(t.numpy() for t in s) for s in calibration[:BIAS_SAMPLES]], names.inputs)
         except Exception as e:  # noqa: BLE001
             raise lowering_error(self.format, e) from e
         finally:
@@ -188,6 +190,80 @@ class OnnxExporter:
 
 
 EXPORTERS.register("onnx")(OnnxExporter())
+
+
+def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], input_names: tuple[str, ...]) -> int:
+    """Take back, in each int8 Conv's int32 bias, the mean output shift its int8 weights cause; rewrites ``int8``.
+
+    The PT2E program's bias correction (:func:`trainer.quantize.pt2e.quantize_pt2e`) for ONNX Runtime's
+    own QDQ model: the shift per output channel is the weight error times the mean of each input
+    channel, read from the fp32 model on the calibration samples. Returns how many convs changed.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    qm, fm = onnx.load(str(int8)), onnx.load(str(fp32))
+    made_by = {o: n for n in qm.graph.node for o in n.output}
+    inits = {t.name: t for t in qm.graph.initializer}
+    floats = {t.name: t for t in fm.graph.initializer}
+
+    def dequantized(name: str):
+        node = made_by.get(name)
+        return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+    plans = []
+    for conv in qm.graph.node:
+        if conv.op_type != "Conv" or len(conv.input) < 3:
+            continue
+        x, w, b = (dequantized(i) for i in conv.input[:3])
+        q = made_by.get(x.input[0]) if x is not None else None
+        if w is None or b is None or q is None or q.op_type != "QuantizeLinear":
+            continue
+        original = w.input[0].removesuffix("_quantized")
+        if original not in floats or w.input[0] not in inits or b.input[0] not in inits:
+            continue
+        plans.append((conv, q.input[0], w, b, original))
+    if not plans:
+        return 0
+    means = _channel_means(fm, sorted({p[1] for p in plans}), samples, input_names)
+    for conv, source, w, b, original in plans:
+        exact = numpy_helper.to_array(floats[original]).astype(np.float64)
+        ints = numpy_helper.to_array(inits[w.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(inits[w.input[1]]).astype(np.float64).reshape(-1, *([1] * (ints.ndim - 1)))
+        error = ints * scale - exact  # (C_out, C_in / groups, k...)
+        groups = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        mean = means[source].reshape(groups, -1)  # input channels by group
+        per_out = mean[np.arange(len(error)) // (len(error) // groups)]  # (C_out, C_in / groups)
+        shift = (error.sum(axis=tuple(range(2, error.ndim))) * per_out).sum(1)
+        bias = inits[b.input[0]]
+        b_scale = numpy_helper.to_array(inits[b.input[1]]).astype(np.float64)
+        fixed = numpy_helper.to_array(bias).astype(np.int64) - np.round(shift / b_scale).astype(np.int64)
+        bias.CopyFrom(numpy_helper.from_array(np.clip(fixed, -2**31, 2**31 - 1).astype(np.int32), bias.name))
+    onnx.save(qm, str(int8))
+    return len(plans)
+
+
+def _channel_means(model, tensors: list[str], samples: list[tuple[np.ndarray, ...]],
+                   input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Each named tensor's mean per channel (axis 1) over ``samples``, from the float model."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    present = {o.name for o in model.graph.output} | set(input_names)
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                              for t in tensors if t not in present)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    sums: dict[str, np.ndarray] = {}
+    for sample in samples:
+        feed = dict(zip(input_names, sample, strict=True))
+        got = {**dict(zip(names, session.run(None, feed), strict=True)), **feed}
+        for t in tensors:
+            value = np.asarray(got[t], np.float64)
+            axes = tuple(d for d in range(value.ndim) if d != 1)
+            sums[t] = sums.get(t, 0) + value.mean(axes)
+    return {t: v / len(samples) for t, v in sums.items()}
 
 
 LAYER_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")

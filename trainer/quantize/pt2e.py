@@ -18,6 +18,33 @@ from egoedge.trainer.quantize.pattern_cache import memoize_pattern_tracing
 QUANTIZERS: Registry = Registry("quantizer")
 
 
+CLAMPS = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default)
+
+
+def observe_after_clamps(graph: torch.fx.GraphModule) -> None:
+    """Quantize a conv's, linear's or add's output after the ReLU6 (or clamp) that follows it, not before; in place.
+
+    Both quantizers fuse only ReLU into the op before it and give a clamp its input's scale: the
+    output of a batch-norm-folded conv is then quantized over its whole range (tens), and the
+    [0, 6] that ReLU6 keeps gets a few of the 256 steps. Observing after the clamp gives those
+    values all of them; every runtime fuses the clamp into the op (XNNPACK's output min/max,
+    TFLite's fused RELU6), so the float edge between them never exists on the device.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec
+
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target not in CLAMPS or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        producer = node.args[0]
+        before, after = _annotation(producer), _annotation(node)
+        if (len(producer.users) != 1 or before is None or after is None
+                or not isinstance(before.output_qspec, QuantizationSpec)):
+            continue
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={}, output_qspec=before.output_qspec, _annotated=True)
+        before.output_qspec = None
+
+
 @QUANTIZERS.register("xnnpack")
 def xnnpack_quantizer(dynamic: bool = False):
     """Symmetric int8, per-channel weights: what XNNPACK runs in int8 (conv, linear, add, mul, ...)."""
@@ -26,7 +53,13 @@ def xnnpack_quantizer(dynamic: bool = False):
         get_symmetric_quantization_config,
     )
 
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    class ClampAware(XNNPACKQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            observe_after_clamps(model)
+            return model
+
+    return ClampAware().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
 
 
 def softmax_as_core_op(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -78,6 +111,7 @@ def litert_quantizer(dynamic: bool = False):
             config = self.global_config
             if config is not None and config.input_activation is not None:
                 annotate_every_softmax(model, config.input_activation, config.fixed_qparams)
+            observe_after_clamps(model)
             return model
 
     return LiteRTQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
@@ -184,12 +218,13 @@ def _drop_unused_tensors(graph: torch.fx.GraphModule) -> None:
 
 def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
                   calibration: Sequence[tuple[torch.Tensor, ...]], quantizer,
-                  fold: bool = True) -> torch.fx.GraphModule:
+                  fold: bool = True, correct_bias: bool = True) -> torch.fx.GraphModule:
     """Quantize ``model`` with ``quantizer``, observing activations on every calibration sample.
 
     A dynamic quantizer needs no calibration (activation ranges are taken at run time); one
     example pass still runs so every observer has seen data. ``fold=False`` keeps float weights
-    behind explicit quantize nodes, which LiteRT's converter expects.
+    behind explicit quantize nodes, which LiteRT's converter expects. ``correct_bias``: each conv's
+    and linear's bias takes back the mean shift its int8 weights cause on the calibration inputs.
 
     Example::
 
@@ -210,13 +245,85 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     with torch.no_grad():
         for batch in feeds:
             prepared(*batch)
+    weights = _float_weights(prepared) if correct_bias else {}
     converted = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=fold))
+    if weights:
+        _correct_bias(converted, weights, feeds)
     _drop_unused_tensors(converted)
     # The graph was traced in eval mode; exported modules refuse .eval(), so clear the flag directly
     # (converters read it and warn about training-mode models).
     for module in converted.modules():
         module.training = False
     return converted
+
+
+BIAS_SAMPLES = 64  # calibration samples the bias shift is averaged over (a mean per channel settles fast)
+WEIGHTED = (torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv3d.default,
+            torch.ops.aten.linear.default)
+
+
+def _float_weights(prepared: torch.fx.GraphModule) -> dict[str, torch.Tensor]:
+    """Each observed conv's and linear's float weight (batch norm folded in), by node name, before convert."""
+    out = {}
+    for node in prepared.graph.nodes:
+        if node.op != "call_function" or node.target not in WEIGHTED or len(node.args) < 2:
+            continue
+        weight = node.args[1]
+        while isinstance(weight, torch.fx.Node) and weight.op == "call_module":  # the weight's observer
+            weight = weight.args[0]
+        if isinstance(weight, torch.fx.Node) and weight.op == "get_attr" and weight is not node.args[1]:
+            out[node.name] = _attr(prepared, weight.target).detach().clone()
+    return out
+
+
+def _correct_bias(graph: torch.fx.GraphModule, weights: dict[str, torch.Tensor],
+                  feeds: Sequence[tuple[torch.Tensor, ...]]) -> None:
+    """Subtract from each layer's bias the mean output shift its int8 weights cause on its own inputs; in place.
+
+    Rounding weights to 8 bits shifts a layer's mean output per channel (most for a depthwise 3x3
+    kernel, nine weights per channel); the int8 program's own inputs to the layer measure it, with
+    the int8 and the float weights, in one pass over the calibration samples (Nagel et al. 2019,
+    empirical bias correction).
+    """
+    shift: dict[str, torch.Tensor] = {}
+
+    class Measure(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node):
+            if n.name in weights and n.op == "call_function":
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                rest = list(args[3:])
+                quantized = n.target(args[0], args[1], None, *rest, **kwargs)
+                exact = n.target(args[0], weights[n.name].to(args[1].dtype), None, *rest, **kwargs)
+                dims = [d for d in range(quantized.dim()) if d != (quantized.dim() - 1 if n.target ==
+                                                                   torch.ops.aten.linear.default else 1)]
+                delta = (quantized - exact).mean(dims).double()
+                shift[n.name] = shift.get(n.name, 0) + delta * len(args[0])
+            return super().run_node(n)
+
+    count = 0
+    with torch.no_grad():
+        for batch in feeds:
+            if count >= BIAS_SAMPLES:
+                break
+            Measure(graph).run(*batch)
+            count += len(batch[0])
+    for node in graph.graph.nodes:
+        if node.name not in shift or len(node.args) < 2:
+            continue
+        correction = (shift[node.name] / count).float()
+        bias = node.args[2] if len(node.args) > 2 else None
+        if isinstance(bias, torch.fx.Node) and bias.op == "get_attr":
+            owner, _, attr = bias.target.rpartition(".")
+            module = graph.get_submodule(owner) if owner else graph
+            setattr(module, attr, torch.nn.Parameter(getattr(module, attr).detach() - correction, requires_grad=False)
+                    if isinstance(getattr(module, attr), torch.nn.Parameter) else getattr(module, attr) - correction)
+        elif bias is None:
+            name = f"{node.name}_bias_correction"
+            graph.register_buffer(name, -correction)
+            with graph.graph.inserting_before(node):
+                added = graph.graph.get_attr(name)
+            node.args = (*node.args[:2], added, *node.args[3:]) if len(node.args) > 2 else (*node.args[:2], added)
+    graph.recompile()
 
 
 def unfold_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -10,8 +10,9 @@
    bypassed, so a layer costs one pass over the validation clips, not a new calibration.
 3. Keep layers fp32, one at a time, in order of error removed per share of the model's MACs
    (a layer kept float gives up its int8 speed-up in proportion to its MACs), each only if it
-   measurably helps, until the target is met or ``max_fallback`` layers are float; then report
-   accuracy on the test split. When no set of single layers reaches the target, the coarser
+   measurably helps, until the target is met or ``max_fallback`` layers are float (each try
+   bypasses the layer in the same calibrated graph; the chosen set is calibrated once at the
+   end); then report accuracy on the test split. When no set of single layers reaches the target, the coarser
    blocks (:func:`blocks_of`) are tried the same way; a model that names its own units
    (``ptq_units()``) falls back by those alone.
 
@@ -89,7 +90,19 @@ def blocks_of(model: torch.nn.Module) -> list[str]:
             len(parts) == 1 and name and parts[0] != "encoder")
         if (is_block or is_top) and next(module.parameters(), None) is not None:
             out.append(name)
+    if not any(name == "encoder" for name, _ in model.named_children()):
+        out = [unit for top in out for unit in _items(model.get_submodule(top), top)]
     return out
+
+
+def _items(module: torch.nn.Module, name: str) -> list[str]:
+    """A container's blocks (a model of your own: ``_blocks`` -> ``_blocks.0``, ``_blocks.1``, ...), else itself.
+
+    A backbone held in one list is never one unit: keeping it fp32 would keep the whole model fp32.
+    """
+    if isinstance(module, torch.nn.ModuleList | torch.nn.Sequential) and len(module) > 1:
+        return [f"{name}.{i}" for i, child in enumerate(module) if next(child.parameters(), None) is not None]
+    return [name]
 
 
 def top1_agreement(a: np.ndarray, b: np.ndarray, inputs: tuple = ()) -> float:
@@ -183,18 +196,20 @@ def _is_quantize(node: torch.fx.Node) -> bool:
     return node.op == "call_function" and "quantize" in str(node.target) and not _is_dequantize(node)
 
 
-def bypass(graph: torch.fx.GraphModule, block: str) -> torch.fx.GraphModule:
-    """A copy of an unfolded int8 graph whose ops inside ``block`` read float inputs (weights and activations).
+def bypass(graph: torch.fx.GraphModule, block: str | Sequence[str]) -> torch.fx.GraphModule:
+    """A copy of an unfolded int8 graph whose ops inside ``block`` (one module or several) read float inputs
+    (weights and activations).
 
     Each quantize -> dequantize pair feeding an op of the block is skipped for that op: what keeping
     the block fp32 does, without calibrating again.
     """
+    blocks = (block,) if isinstance(block, str) else tuple(block)
     import copy
 
     graph = copy.deepcopy(graph)
     for node in list(graph.graph.nodes):
         if (node.op != "call_function" or _is_dequantize(node) or _is_quantize(node)
-                or not node_in_modules(node, (block,))):
+                or not node_in_modules(node, blocks)):
             continue
         for arg in node.all_input_nodes:
             q = arg.args[0] if _is_dequantize(arg) and arg.args else None
@@ -207,6 +222,7 @@ def bypass(graph: torch.fx.GraphModule, block: str) -> torch.fx.GraphModule:
 
 GAP_SAMPLES = 32  # calibration samples the per-layer gap is measured on
 GAP_CANDIDATES = 8  # layers, the gap's worst, whose fp32 copy the search measures
+SENSITIVITY_SAMPLES = 96  # validation samples each candidate's sensitivity is measured on
 
 
 def gap_candidates(gap: list[dict], shares: dict[str, float], leaves: set[str],
@@ -264,6 +280,12 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
         out = outputs_of(q, val_inputs)
         return match.agreement(reference, out, val_inputs), match.error(reference, out, val_inputs)
 
+    # Sensitivity is a continuous error, ranked, not a verdict: a subset of the validation samples ranks as well.
+    few = tuple(x[:SENSITIVITY_SAMPLES] for x in val_inputs)
+
+    def probe_error(q: torch.nn.Module) -> tuple[float, float]:
+        return 0.0, match.error(reference[:SENSITIVITY_SAMPLES], outputs_of(q, few), few)
+
     skip = tuple(cfg.skip)
     progress("PTQ calibrate", 0, 1, {})
     best = quantize(skip)
@@ -282,20 +304,27 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
         if agreement >= cfg.target_agreement or cfg.max_fallback <= len(skip):
             break
         units = [u for u in tier() if not in_modules(u, skip) and u not in sensitivity]
-        found, order = rank_blocks(quantize(skip, fold=False), units, mse, measure, unit_macs(shares, units),
+        probe = quantize(skip, fold=False)
+        found, order = rank_blocks(probe, units, probe_error(probe)[1], probe_error, unit_macs(shares, units),
                                    progress)
         sensitivity.update(found)
         ranked = list(order)
+        # Each try keeps one more unit float in the same calibrated graph (bypassing its quantization, as a
+        # recalibration without it would); only the chosen set is calibrated again, once.
+        chosen: tuple[str, ...] = ()
         for block in order:
-            if agreement >= cfg.target_agreement or len(skip) >= cfg.max_fallback or found[block] <= 0:
+            if agreement >= cfg.target_agreement or len(skip) + len(chosen) >= cfg.max_fallback or found[block] <= 0:
                 break
             ranked.remove(block)
-            q = quantize(skip + (block,))
-            a, m = measure(q)
-            steps.append({"skip": list(skip + (block,)), "val_agreement": a, "logit_mse": m})
+            a, m = measure(bypass(probe, chosen + (block,)))
+            steps.append({"skip": list(skip + chosen + (block,)), "val_agreement": a, "logit_mse": m})
             if a >= agreement and m < mse:  # keep a unit float only when it measurably helps
-                inside = tuple(k for k in skip if not in_modules(k, (block,)))  # a block covers its layers
-                skip, best, agreement, mse = inside + (block,), q, a, m
+                chosen, agreement, mse = chosen + (block,), a, m
+        if chosen:
+            skip = tuple(k for k in skip if not in_modules(k, chosen)) + chosen  # a block covers its layers
+            best = quantize(skip)
+            agreement, mse = measure(best)
+            steps.append({"skip": list(skip), "val_agreement": agreement, "logit_mse": mse, "calibrated": True})
     if len(steps) > 1:
         gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     return {"model": best, "skip": list(skip), "val_agreement": agreement, "steps": steps,

@@ -14,7 +14,7 @@ import numpy as np
 
 from egoedge.trainer.common.arrays import pick, read_arrays
 from egoedge.trainer.common.io import EgoedgeError, atomic_write
-from egoedge.trainer.tasks.base import Arrays, Evaluation, Task
+from egoedge.trainer.tasks.base import Arrays, Evaluation, GateDefaults, Task
 from egoedge.trainer.tasks.registry import TASKS
 
 SAMPLES = "samples.npz"  # the held-out inputs (and labels) of a foreign model, beside its artifacts
@@ -110,5 +110,9 @@ class ModelTask(Task):
 
 TASKS.register("model")(ModelTask(
     "model", unit="sample", units="samples", app=False,
+    # A pretrained model with many classes (ImageNet's 1,000) has near ties that any rounding flips: published
+    # int8 results lose 0.7-1 top-1 points (EfficientNet-Lite0 75.1 -> 74.4 %), and flips both ways plus
+    # changes between two wrong classes put such a model at 97-98 % agreement with its fp32 twin.
+    gate=GateDefaults(int8_min_agreement=97.0),
     report_note="Latency is per call at batch 1 on the saved held-out inputs; agreement compares the argmax of each "
                 "output's last axis with the fp32 PyTorch model, max abs Δ its values."))
