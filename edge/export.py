@@ -291,6 +291,7 @@ def _int8_recipe(plan: ExportPlan, forms: _Forms, held: _HeldOut,
                                plan.ev, plan.gate.int8_min_agreement, progress)
     if recipe is not None:
         keep_float(forms.ready, recipe.keep_float)
+        forms.ready.int8_bias_correction = recipe.bias_correction  # ONNX Runtime's own int8 follows the program
     return recipe
 
 
@@ -375,7 +376,8 @@ def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: In
     check = pair_checker(plan.ev, plan.gate, held.reference, (held.parity_x, held.parity_ref),
                          (held.test_x, held.ref_test), (frames, expected), head.frames, head.embed_dim, progress)
     static_int8 = [(f, p) for f, p in plan.pairs if p == getattr(EXPORTERS.get(f), "program_precision", None)]
-    programs = pair_programs(encoder, head, stream_calib, progress) if recipe is not None and static_int8 else None
+    programs = (pair_programs(encoder, head, stream_calib, progress, recipe.bias_correction)
+                if recipe is not None and static_int8 else None)
     gaps = pair_gaps(encoder, head, stream_calib, programs) if programs is not None else None
     shared = {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")}
     artifacts = []

@@ -59,16 +59,19 @@ class Int8Recipe:
     chosen_by: str  # "program" (a PTQ file), "user" (--int8-keep-float) or "gate" (the automatic choice)
     search: dict = field(default_factory=dict)  # sensitivity, MAC shares, every step tried
     file: str | None = None  # the program's file, relative to the export folder
-    # Continues the gate's search from ``keep`` to a higher simulated agreement (``None``: the choice is fixed).
-    searcher: Callable[[tuple[str, ...], float], dict] | None = None
+    # Continues the gate's search from ``keep`` to a higher simulated agreement, keeping at least a given number of
+    # units fp32 (``None``: the choice is fixed).
+    searcher: Callable[[tuple[str, ...], float, int], dict] | None = None
     quantizer: str = QUANTIZER
     observer: str = OBSERVER
     gap: list[dict] = field(default_factory=list)  # the program's per-layer numeric gap (trainer.quantize.gap)
+    bias_correction: bool = True  # whether biases take back int8 weights' mean shift (ONNX Runtime's int8 follows)
 
     def block(self) -> dict:
         """The manifest's ``int8`` block: what stayed fp32, why, and what calibrated it."""
         share = int8_mac_share(self.search.get("macs") or {}, self.keep_float)
         return {"program": self.file, "quantizer": self.quantizer, "observer": self.observer,
+                "bias_correction": self.bias_correction,
                 "keep_float": list(self.keep_float), "chosen_by": self.chosen_by,
                 "calibration": self.calib_info, **self.search,
                 **({"macs_int8_pct": share} if share is not None else {})}
@@ -78,13 +81,14 @@ class Int8Recipe:
 
         A runtime's int8 arithmetic is not PyTorch's to the last rounding, so an artifact can flip
         more clips than the program did. The search goes on in PyTorch, aimed higher by that gap:
-        what the program must reach for the artifact to reach ``target``.
+        what the program must reach for the artifact to reach ``target``, and keeps at least one
+        more unit fp32 (a program already at 100 % has no agreement left to aim at).
         """
         if self.searcher is None or len(self.keep_float) >= MAX_FALLBACK:
             return None
         simulated = self.search.get("test_agreement", target)
         aim = min(100.0, max(target + simulated - worst, simulated + 1e-6))
-        result = self.searcher(self.keep_float, aim)
+        result = self.searcher(self.keep_float, aim, len(self.keep_float) + 1)
         keep = tuple(result["skip"])
         if keep == self.keep_float:
             return None
@@ -93,7 +97,8 @@ class Int8Recipe:
         search = {**self.search, "test_agreement": result["val_agreement"], "steps": steps,
                   "sensitivity": {**self.search.get("sensitivity", {}), **result["sensitivity"]}}
         return dataclasses.replace(self, program=result["model"], keep_float=keep, search=search, file=None,
-                                   gap=result["gap"])
+                                   gap=result["gap"],
+                                   bias_correction=result.get("bias_correction", self.bias_correction))
 
 
 def _quantize(model: torch.nn.Module, example: tuple[torch.Tensor, ...], calibration: list,
@@ -128,16 +133,16 @@ def chosen_recipe(model: torch.nn.Module, example: tuple[torch.Tensor, ...], cal
     test = tuple(torch.from_numpy(x) for x in ev.test_inputs())
     match = gate_match(ev)
 
-    def searcher(kept: tuple[str, ...], aim: float) -> dict:
+    def searcher(kept: tuple[str, ...], aim: float, at_least: int = 0) -> dict:
         cfg = PTQConfig(backend=QUANTIZER, observer=OBSERVER, target_agreement=aim, max_fallback=MAX_FALLBACK,
-                        skip=kept)
+                        skip=kept, min_fallback=at_least)
         return run_ptq(model, calibration, test, cfg, progress, match)
 
     result = searcher((), target)
     search = {"test_agreement": result["val_agreement"], "sensitivity": result["sensitivity"],
               "macs": result["macs"], "steps": result["steps"]}
     return Int8Recipe(result["model"], tuple(result["skip"]), calibration, calib_info, "gate", search,
-                      searcher=searcher, gap=result["gap"])
+                      searcher=searcher, gap=result["gap"], bias_correction=result["bias_correction"])
 
 
 def program_recipe(path: Path, calibration_of: Callable[[int, int], list]) -> tuple[Int8Recipe, Path]:
@@ -152,7 +157,8 @@ def program_recipe(path: Path, calibration_of: Callable[[int, int], list]) -> tu
     samples = calibration_of(calib["samples"], calib["seed"])
     search = {k: report[k] for k in ("sensitivity", "macs", "steps", "val_agreement") if k in report}
     recipe = Int8Recipe(load_program(path), tuple(record["keep_float"]), samples, calib, "program", search,
-                        quantizer=record["quantizer"], observer=record["observer"], gap=report.get("gap", []))
+                        quantizer=record["quantizer"], observer=record["observer"], gap=report.get("gap", []),
+                        bias_correction=report.get("bias_correction", True))
     return recipe, source
 
 
@@ -171,5 +177,5 @@ def save_recipe(recipe: Int8Recipe, out_dir: Path, stem: str, example: tuple[tor
     digest = save_program(recipe.program, example, path, record)
     write_json_atomic(path.with_suffix(".json"), {**record, "artifact": path.name, "artifact_sha256": digest,
                                                   "skip": list(recipe.keep_float), **recipe.search,
-                                                  "gap": recipe.gap})
+                                                  "gap": recipe.gap, "bias_correction": recipe.bias_correction})
     return dataclasses.replace(recipe, file=path.name)

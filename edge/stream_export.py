@@ -53,7 +53,8 @@ def stream_calibration(encoder: FrameEncoder, clips: np.ndarray) -> tuple[list, 
 
 
 def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list, list],
-                  progress: Progress = no_progress) -> tuple[torch.nn.Module, torch.nn.Module]:
+                  progress: Progress = no_progress,
+                  correct_bias: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Each half's int8 PT2E program, calibrated once for every backend that lowers one (as the clip model's is).
 
     Each backend quantizing the halves itself calibrated the same samples once per backend.
@@ -61,7 +62,8 @@ def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[
     from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
     progress("int8 streaming pair", 0, 1, {})
-    made = tuple(quantize_pt2e(half, half.example_inputs(), calib, QUANTIZERS.get("xnnpack")())
+    made = tuple(quantize_pt2e(half, half.example_inputs(), calib, QUANTIZERS.get("xnnpack")(),
+                               correct_bias=correct_bias)
                  for half, calib in ((encoder, calibration[0]), (head, calibration[1])))
     progress("int8 streaming pair", 1, 1, {})
     return made

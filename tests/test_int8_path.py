@@ -132,19 +132,19 @@ def test_a_lenient_gate_quantizes_everything(ptq_program, tmp_path):
 def test_widening_aims_the_search_higher_by_the_runtime_gap():
     asked = []
 
-    def searcher(keep, aim):
-        asked.append((keep, round(aim, 2)))
+    def searcher(keep, aim, at_least):
+        asked.append((keep, round(aim, 2), at_least))
         return {"skip": [*keep, "pool"], "model": "p1", "val_agreement": 99.8, "sensitivity": {"pool": 0.1},
                 "steps": [{"skip": [*keep, "pool"], "val_agreement": 99.8}], "gap": [{"layer": "pool"}]}
 
     recipe = Int8Recipe("p0", (), [], {}, "gate", {"test_agreement": 99.2, "steps": [{"skip": []}]}, searcher=searcher)
     wider = recipe.widened(worst=98.0, target=99.0)  # the artifact flipped 1.2 points more than the program
-    assert asked == [((), 100.0)] and wider.keep_float == ("pool",) and wider.program == "p1"
+    assert asked == [((), 100.0, 1)] and wider.keep_float == ("pool",) and wider.program == "p1"
     assert wider.gap == [{"layer": "pool"}]  # the gap files describe the widened program
     assert "agreed on 98.00%" in wider.search["steps"][-1]["why"] and wider.search["test_agreement"] == 99.8
     assert Int8Recipe("p", (), [], {}, "user").widened(98.0, 99.0) is None  # the user's choice stands
     stuck = Int8Recipe("p", ("pool",), [], {}, "gate", {"test_agreement": 99.5},
-                       searcher=lambda keep, aim: {"skip": list(keep)})
+                       searcher=lambda keep, aim, at_least: {"skip": list(keep)})
     assert stuck.widened(98.0, 99.0) is None  # nothing more helps: the artifacts stay refused
 
 
@@ -294,3 +294,14 @@ def test_embed_takes_the_export_the_run_ships(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"ship": {"name": "student_cbkd_onnx_int8",
                                                                "export": "export_cbkd"}}))
     assert find_export(tmp_path) == tmp_path / "export_cbkd"
+
+
+def test_only_artifacts_made_from_the_recipe_widen_it():
+    """A weight-only w8 artifact refused by the gate does not make the export keep more modules fp32: what stays
+    fp32 in the static int8 program does not change it."""
+    from egoedge.edge.export import _missed_gate
+
+    refused = {"status": "failed", "parity": {"top1_agreement": 90.0}}
+    assert _missed_gate({**refused, "precision": "int8"}) and _missed_gate({**refused, "precision": "w8a8"})
+    assert not _missed_gate({**refused, "precision": "w8"}) and not _missed_gate({**refused, "precision": "fp16"})
+    assert not _missed_gate({"status": "failed", "parity": None, "precision": "int8"})  # failed to export or run

@@ -51,6 +51,7 @@ class PTQConfig:
     target_agreement: float = 99.0  # % top-1 agreement with fp32 on the validation split
     max_fallback: int = 4
     skip: tuple[str, ...] = field(default_factory=tuple)  # blocks forced to fp32 from the start
+    min_fallback: int = 0  # keep searching until this many units are fp32, even past the target
     seed: int = 0
 
 
@@ -249,7 +250,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
             val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
             progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
     """Quantize ``model`` per ``cfg``; returns ``{"model", "skip", "val_agreement", "steps", "sensitivity", "macs",
-    "ranked", "gap"}``.
+    "ranked", "gap", "bias_correction"}`` (whether the program's biases were corrected: the closer of both).
 
     ``calibration`` is a batch of preprocessed clips ``(N, T, 3, H, W)`` or a list of input tuples
     (multi-input models); ``val_inputs`` a batch or a tuple of batches. ``match`` says how outputs
@@ -273,8 +274,11 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     reference = outputs_of(model, val_inputs)
     float_graph = float_reference(model, example, calib)
 
+    correct = True
+
     def quantize(skip: tuple[str, ...], fold: bool = True) -> torch.fx.GraphModule:
-        return quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, cfg.observer, skip), fold=fold)
+        return quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, cfg.observer, skip), fold=fold,
+                             correct_bias=correct)
 
     def measure(q: torch.nn.Module) -> tuple[float, float]:
         out = outputs_of(q, val_inputs)
@@ -288,8 +292,14 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
 
     skip = tuple(cfg.skip)
     progress("PTQ calibrate", 0, 1, {})
-    best = quantize(skip)
-    agreement, mse = measure(best)
+    # Bias correction helps a pretrained network whose depthwise weights round with a bias and can cost a
+    # small trained one a few flips: the program is calibrated both ways and the closer one kept.
+    tried = {}
+    for correct in (True, False):
+        q = quantize(skip)
+        tried[correct] = (q, *measure(q))
+    correct = max(tried, key=lambda c: (tried[c][1], -tried[c][2]))
+    best, agreement, mse = tried[correct]
     gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     progress("PTQ calibrate", 1, 1, {"agreement": agreement})
     steps = [{"skip": list(skip), "val_agreement": agreement, "logit_mse": mse}]
@@ -300,8 +310,11 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     # Single layers first (the gap's worst); blocks only when no set of those layers reaches the target.
     tiers = [lambda: blocks_of(model)] if hasattr(model, "ptq_units") else [
         lambda: gap_candidates(gap, unit_macs(shares, sorted(leaves)), leaves), lambda: blocks_of(model)]
+    def done(kept: int) -> bool:
+        return (agreement >= cfg.target_agreement and kept >= cfg.min_fallback) or kept >= cfg.max_fallback
+
     for tier in tiers:
-        if agreement >= cfg.target_agreement or cfg.max_fallback <= len(skip):
+        if done(len(skip)):
             break
         units = [u for u in tier() if not in_modules(u, skip) and u not in sensitivity]
         probe = quantize(skip, fold=False)
@@ -313,7 +326,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
         # recalibration without it would); only the chosen set is calibrated again, once.
         chosen: tuple[str, ...] = ()
         for block in order:
-            if agreement >= cfg.target_agreement or len(skip) + len(chosen) >= cfg.max_fallback or found[block] <= 0:
+            if done(len(skip) + len(chosen)) or found[block] <= 0:
                 break
             ranked.remove(block)
             a, m = measure(bypass(probe, chosen + (block,)))
@@ -329,7 +342,8 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
         gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     return {"model": best, "skip": list(skip), "val_agreement": agreement, "steps": steps,
             "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()},
-            "macs": {k: round(v, 4) for k, v in shares.items() if v >= 5e-5}, "ranked": ranked, "gap": gap}
+            "macs": {k: round(v, 4) for k, v in shares.items() if v >= 5e-5}, "ranked": ranked, "gap": gap,
+            "bias_correction": correct}
 
 
 def rank_blocks(probe: torch.fx.GraphModule, candidates: list[str], error: float,
