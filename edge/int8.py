@@ -65,7 +65,7 @@ class Int8Recipe:
     quantizer: str = QUANTIZER
     observer: str = OBSERVER
     gap: list[dict] = field(default_factory=list)  # the program's per-layer numeric gap (trainer.quantize.gap)
-    bias_correction: bool = True  # whether biases take back int8 weights' mean shift (ONNX Runtime's int8 follows)
+    bias_correction: bool = False  # whether biases take back int8 weights' mean shift (ONNX Runtime's int8 follows)
 
     def block(self) -> dict:
         """The manifest's ``int8`` block: what stayed fp32, why, and what calibrated it."""
@@ -158,7 +158,7 @@ def program_recipe(path: Path, calibration_of: Callable[[int, int], list]) -> tu
     search = {k: report[k] for k in ("sensitivity", "macs", "steps", "val_agreement") if k in report}
     recipe = Int8Recipe(load_program(path), tuple(record["keep_float"]), samples, calib, "program", search,
                         quantizer=record["quantizer"], observer=record["observer"], gap=report.get("gap", []),
-                        bias_correction=report.get("bias_correction", True))
+                        bias_correction=report.get("bias_correction", False))
     return recipe, source
 
 

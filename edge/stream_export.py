@@ -54,7 +54,7 @@ def stream_calibration(encoder: FrameEncoder, clips: np.ndarray) -> tuple[list, 
 
 def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list, list],
                   progress: Progress = no_progress,
-                  correct_bias: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
+                  correct_bias: bool = False) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Each half's int8 PT2E program, calibrated once for every backend that lowers one (as the clip model's is).
 
     Each backend quantizing the halves itself calibrated the same samples once per backend.

@@ -126,7 +126,7 @@ class OnnxExporter:
                 raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
             keep = tuple(getattr(model, "float_modules", ()))
             source, excluded = (fp32, []) if precision == "fp32" else \
-                self._quantize(fp32, Path(tmp), calibration, names, keep, getattr(model, "int8_bias_correction", True))
+                self._quantize(fp32, Path(tmp), calibration, names, keep, getattr(model, "int8_bias_correction", False))
             atomic_write(path, lambda p: p.write_bytes(source.read_bytes()))
             gap = None if precision == "fp32" else runtime_gap(
                 Path(tmp) / "pre.onnx", source, fp32, [tuple(t.numpy() for t in s) for s in calibration[:GAP_SAMPLES]],
@@ -145,7 +145,7 @@ class OnnxExporter:
         return info
 
     def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames,
-                  keep: tuple[str, ...] = (), correct: bool = True) -> tuple[Path, list[str]]:
+                  keep: tuple[str, ...] = (), correct: bool = False) -> tuple[Path, list[str]]:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -218,7 +218,7 @@ def _drop_unused_tensors(graph: torch.fx.GraphModule) -> None:
 
 def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
                   calibration: Sequence[tuple[torch.Tensor, ...]], quantizer,
-                  fold: bool = True, correct_bias: bool = True) -> torch.fx.GraphModule:
+                  fold: bool = True, correct_bias: bool = False) -> torch.fx.GraphModule:
     """Quantize ``model`` with ``quantizer``, observing activations on every calibration sample.
 
     A dynamic quantizer needs no calibration (activation ranges are taken at run time); one
