@@ -22,7 +22,7 @@ from egoedge.bench.runtimes import RUNTIMES
 from egoedge.edge.artifact import run_session
 from egoedge.edge.exporters import EXPORTERS, Session
 from egoedge.edge.gap import read_gap
-from egoedge.edge.streaming import StreamRunner, head_threads, sliding_accuracy, stream_of
+from egoedge.edge.streaming import FrameRunner, StepRunner, StreamRunner, head_threads, sliding_accuracy, stream_of
 from egoedge.trainer.checkpoint import load_model, read_checkpoint
 from egoedge.trainer.common.arrays import read_arrays
 from egoedge.trainer.common.complexity import count_macs, count_params
@@ -74,13 +74,14 @@ DELEGATION_KEYS = ("delegated_subgraphs", "delegated_nodes", "portable_nodes")
 
 @dataclass(frozen=True)
 class StreamPair:
-    """The other half of a streaming target and how the two are fed (the manifest's ``streaming`` block)."""
+    """How a streaming target is fed (the manifest's ``streaming`` block): a pair's other half, or ``head=None``
+    for a fused step, whose state the runner carries."""
 
-    head: Path
+    head: Path | None
     window: int
     dim: int
     clip: str  # the name of the clip artifact of the same backend and precision, for the ratio
-    names: tuple[str, str]  # encoder and head artifact names
+    names: tuple[str, ...]  # encoder and head artifact names (a step: its own)
     frame_shape: tuple[int, ...]  # the encoder's input, batch 1
 
 
@@ -102,7 +103,7 @@ class Target:
     variant: object = None  # which form of the test inputs it reads (the task's ``input_variant``)
     io: dict | None = None  # an artifact's manifest ``inputs``/``outputs`` specs (names, dtypes, scale, zero point)
     damaged: str | None = None  # why the file on disk is not the one the manifest describes: never loaded
-    stream: StreamPair | None = None  # a streaming pair: ``target`` is its frame encoder, this the rest
+    stream: StreamPair | None = None  # a streaming artifact: ``target`` is its step or frame encoder, this the rest
     reference: str | None = None  # the target whose outputs this one is compared with (None: the first reference)
     int8: dict | None = None  # an int8 artifact's recipe from the manifest: modules kept fp32, MAC share, numeric gap
 
@@ -157,9 +158,16 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
                                          worst_layers(export_dir, a)),
                         io={"inputs": a["inputs"], "outputs": a["outputs"]},
                         damaged=integrity_error(export_dir / a["file"], a))
+        streaming = manifest.get("streaming") or {}
+        if role == "stream_step":
+            if not streaming:
+                continue  # a step without its window size cannot run; the manifest check reports the gap
+            target.macs = streaming.get("frame_macs")
+            target.stream = StreamPair(None, streaming["window"], streaming["embedding_dim"],
+                                       a["name"].replace("_step_", "_", 1), (a["name"],),
+                                       tuple(a["inputs"][0]["shape"]))
         if role == "frame_encoder":
             head = by_name.get(a.get("pair"))
-            streaming = manifest.get("streaming") or {}
             if head is None or not head["file"] or not streaming:
                 continue  # an encoder without its head cannot run; the manifest check reports the gap
             target.name = stream_name(a["name"])
@@ -272,7 +280,8 @@ def measure(format: str, target: torch.nn.Module | Path, inputs: Arrays, cfg: Be
 
 
 def measure_stream(format: str, encoder: Path, stream: StreamPair, inputs: Arrays, cfg: BenchConfig) -> dict:
-    """A streaming pair: the steady-state cost of one new frame (encoder + head on a full window), then accuracy.
+    """A streaming artifact: the steady-state cost of one new frame (a pair's encoder + head, or one fused step, on
+    a full window), then accuracy.
 
     The test clips are played back to back through the pair once: the logits at each clip's
     last frame are its clip prediction (the window then holds exactly that clip), and every step's
@@ -280,14 +289,17 @@ def measure_stream(format: str, encoder: Path, stream: StreamPair, inputs: Array
     """
     runtime_of = RUNTIMES.get(format)
     clips = inputs[0]
-    runner: StreamRunner | None = None
+    runner: FrameRunner | None = None
 
     def open_pair() -> Session:
         nonlocal runner
         opts = cfg.options.get(format)
         enc = runtime_of.open(encoder, cfg.threads, opts)  # first: a process-wide pool is sized by the encoder
-        head = runtime_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
-        runner = StreamRunner(enc, head, stream.window, stream.dim, runtime_of.runtime)
+        if stream.head is None:
+            runner = StepRunner(enc, stream.window, stream.dim, runtime_of.runtime)
+        else:
+            head = runtime_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
+            runner = StreamRunner(enc, head, stream.window, stream.dim, runtime_of.runtime)
         for t in range(stream.window - 1):  # a full window: the steady state of a live camera
             runner.step(clips[0, t:t + 1])
         return lambda sample: [runner.step(sample[0])]
@@ -368,7 +380,8 @@ def stream_fields(pair: StreamPair, frame_ms: dict | None, stream_logits: np.nda
     labels = ev.labels()
     sliding = (sliding_accuracy(stream_logits, labels, pair.window)
                if stream_logits is not None and labels is not None else None)
-    return {"frame_ms": frame_ms, "clip_ms": None, "ratio": None, "clip": pair.clip, "window": pair.window,
+    return {"form": "pair" if pair.head is not None else "step", "frame_ms": frame_ms, "clip_ms": None,
+            "ratio": None, "clip": pair.clip, "window": pair.window,
             "artifacts": list(pair.names), "sliding": sliding}
 
 

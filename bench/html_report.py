@@ -83,16 +83,18 @@ def _streaming(report: dict) -> str:
         if not s:
             continue
         slide = s.get("sliding") or {}
-        rows.append([r["name"], s.get("clip", "–"), s.get("window", "–"), fmt((s.get("frame_ms") or {}).get("median"),
-                                                                              ".3f"),
+        rows.append([r["name"], s.get("form", "pair"), s.get("clip", "–"), s.get("window", "–"),
+                     fmt((s.get("frame_ms") or {}).get("median"), ".3f"),
                      fmt(s.get("clip_ms"), ".3f"), fmt(s.get("ratio"), ".2f"), fmt(slide.get("top1"), ".1f"),
                      fmt(slide.get("lag_frames_median"), ".1f")])
         names.append(r["name"])
     if not rows:
         return ""
-    return ("<h2>Streaming pairs</h2><p>A frame encoder plus a temporal head, timed per new frame; the ratio is the "
+    return ("<h2>Streaming</h2><p>Fused steps (one call per new frame, the window carried as its inputs and "
+            "outputs) and pairs (a frame encoder plus a temporal head), timed per new frame; the ratio is the "
             "per-frame cost over the clip artifact's.</p>"
-            + _table(["pair", "clip artifact", "window", "frame ms", "clip ms", "frame / clip", "sliding top-1 %",
+            + _table(["streaming artifact", "form", "clip artifact", "window", "frame ms", "clip ms", "frame / clip",
+                      "sliding top-1 %",
                       "lag (frames)"], rows, "filterable", names))
 
 

@@ -103,12 +103,12 @@ def clip_rows(rows: list[dict]) -> list[dict]:
 
 
 def stream_rows(report: dict) -> list[dict]:
-    """The streaming pairs' rows, every thread count."""
+    """The streaming artifacts' rows (fused steps and pairs), every thread count."""
     return [r for r in report["results"] if r.get("streaming") is not None]
 
 
-STREAM_HEADER = ["pair", "runtime", "precision", "threads", "frame ms", "p90", "clip ms", "frame / clip",
-                 "top-1 %", "agree %", "sliding top-1 %", "lag (frames)", "status"]
+STREAM_HEADER = ["streaming artifact", "form", "runtime", "precision", "threads", "frame ms", "p90", "clip ms",
+                 "frame / clip", "top-1 %", "agree %", "sliding top-1 %", "lag (frames)", "status"]
 
 
 def stream_cells(report: dict, r: dict) -> list[str]:
@@ -117,7 +117,8 @@ def stream_cells(report: dict, r: dict) -> list[str]:
     frame = s.get("frame_ms") or {}
     sliding = s.get("sliding") or {}
     lag = sliding.get("lag_frames_median")
-    return [r["name"], r["runtime"], r["precision"], str(row_threads(report, r)), fmt(frame.get("median"), ".3f"),
+    return [r["name"], s.get("form", "pair"), r["runtime"], r["precision"], str(row_threads(report, r)),
+            fmt(frame.get("median"), ".3f"),
             fmt(frame.get("p90"), ".3f"), fmt(s.get("clip_ms"), ".3f"), fmt(s.get("ratio"), ".2f"),
             fmt((r["accuracy"] or {}).get("top1"), ".1f"), fmt(r["top1_agreement"], ".1f"),
             fmt(sliding.get("top1"), ".1f"),
@@ -126,14 +127,15 @@ def stream_cells(report: dict, r: dict) -> list[str]:
 
 
 def render_streaming(report: dict) -> list[str]:
-    """The report.md section on streaming pairs."""
+    """The report.md section on streaming artifacts."""
     rows = stream_rows(report)
     if not rows:
         return []
     window = rows[0]["streaming"].get("window")
     lines = ["## Streaming", "",
-             f"Each pair is a frame encoder plus a temporal head over the last {window} embeddings. `frame ms` is the "
-             "steady-state cost of one new camera frame (encoder on the frame, head on the full window); `clip ms` "
+             f"A step is one call per new frame, the last {window} embeddings carried as its own inputs and outputs; "
+             f"a pair is a frame encoder plus a temporal head over the last {window} embeddings, kept by the caller. "
+             "`frame ms` is the steady-state cost of one new camera frame (the window full); `clip ms` "
              "the clip artifact of the same runtime and precision, which recomputes every frame of the window. "
              "Top-1 and agreement: each test clip played frame by frame, scored at its last frame. Sliding: the "
              "test clips played back to back, every step from the first full window scored against the action of "

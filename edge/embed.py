@@ -78,7 +78,8 @@ def select(manifest: dict, patterns: tuple[str, ...] | None) -> list[dict]:
     artifacts = manifest["artifacts"]
     names = [a["name"] for a in artifacts]
     if patterns is None:
-        chosen = [a for a in artifacts if a["format"] in ANDROID_FORMATS and a["status"] == "ok"]
+        chosen = [a for a in artifacts if a["format"] in ANDROID_FORMATS and a["status"] == "ok"
+                  and a.get("role") != "stream_step"]
         if not chosen:
             raise EgoedgeError(f"no artifact the app can run passed the parity gate (the app runs "
                                f"{', '.join(ANDROID_FORMATS)}; exported: {', '.join(names) or 'nothing'})")
@@ -94,6 +95,9 @@ def select(manifest: dict, patterns: tuple[str, ...] | None) -> list[dict]:
             raise EgoedgeError(f"{a['name']} is {a['format']}; the Android app runs {', '.join(ANDROID_FORMATS)}")
         if a["status"] != "ok":
             raise EgoedgeError(f"refusing {a['name']}: it failed the parity gate ({a['reason']})")
+        if a.get("role") == "stream_step":
+            raise EgoedgeError(f"{a['name']} is a fused streaming step; the app's camera path streams pairs "
+                               f"(embed {a['name'].replace('_step_', '_frame_encoder_', 1)} instead)")
     return with_pairs(artifacts, chosen)
 
 

@@ -18,16 +18,23 @@ import numpy as np
 import torch
 
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
-from egoedge.edge.exporters import EXPORTERS, IONames, export_ready
-from egoedge.edge.gap import write_gap
+from egoedge.edge.exporters import EXPORTERS, IONames, export_ready, from_recipe, lowers_program
+from egoedge.edge.gap import attach_gap
 from egoedge.edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.schema import validate
 from egoedge.edge.stream_export import (
     export_pair,
+    export_step,
+    frame_checker,
     pair_checker,
     pair_gaps,
     pair_programs,
+    recommended_forms,
+    step_calibration,
+    step_checker,
+    step_gap,
+    step_program,
     stream_calibration,
     streaming_block,
     write_stream_sample,
@@ -43,7 +50,7 @@ from egoedge.trainer.common.lock import locks_folder
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples, load_calibration_file
 from egoedge.trainer.models.exportable import int8_ready
-from egoedge.trainer.models.streaming import split_streaming
+from egoedge.trainer.models.streaming import split_streaming, stream_step
 from egoedge.trainer.quantize.program import read_ptq
 from egoedge.trainer.quantize.ptq import GAP_SAMPLES
 from egoedge.trainer.tasks import task_of
@@ -69,8 +76,10 @@ class ExportConfig:
     parity_samples: int = 32
     gate: ParityGate | None = None  # None: the checkpoint's task's default gate
     data: str | None = None  # a --data spec for calibration and parity; None: the checkpoint's own dataset
-    # Also a frame encoder + temporal head per backend and precision, for a live camera (edge/stream_export.py).
+    # Also a fused per-frame step and a frame encoder + temporal head pair per backend and precision, for a live
+    # camera (edge/stream_export.py); pairs only for ``pair_formats`` where given (None: every backend).
     streaming: bool = False
+    pair_formats: tuple[str, ...] | None = None
 
 
 def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
@@ -348,43 +357,51 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         keep_float(forms.ready, recipe.keep_float)
         keep_float(forms.quantizable, recipe.keep_float)
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
-        redo = [(f, p) for f, p in plan.pairs if p in FROM_RECIPE]
+        redo = [(f, p) for f, p in plan.pairs if from_recipe(f, p)]
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
     return artifacts, recipe
 
 
 def _write_gap(out_dir: Path, artifact: dict, recipe: Int8Recipe | None) -> None:
-    """An int8 artifact's ``NAME.gap.json``: the runtime's own layers where its exporter read them, else the program's
-    it lowers; its name goes into the manifest entry as ``gap``."""
-    layers = (artifact.get("backend") or {}).pop("layer_gap", None)
-    measured = "runtime"
-    if layers is None and recipe is not None and recipe.gap and artifact["file"] and \
-            artifact["precision"] == getattr(EXPORTERS.get(artifact["format"]), "program_precision", None):
-        layers, measured = recipe.gap, "program"
-    if layers is not None and artifact["file"]:
-        artifact["gap"] = write_gap(out_dir, artifact, layers, measured, min(GAP_SAMPLES, len(recipe.calibration))
-                                    if recipe is not None else 0, recipe.keep_float if recipe is not None else ())
+    """An int8 artifact's ``NAME.gap.json`` (:func:`attach_gap`) from the recipe's program gap."""
+    if recipe is None:
+        attach_gap(out_dir, artifact, None, False, 0)
+    else:
+        attach_gap(out_dir, artifact, recipe.gap, lowers_program(artifact["format"], artifact["precision"]),
+                   min(GAP_SAMPLES, len(recipe.calibration)), recipe.keep_float)
 
 
 def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Recipe | None, entry: dict,
                      progress: Progress) -> tuple[list[dict], dict]:
-    """A frame encoder and temporal head per backend and precision, checked frame by frame; the manifest's block."""
+    """Per backend and precision, a fused step and (for ``pair_formats``) a frame encoder + temporal head pair,
+    each checked frame by frame; the manifest's ``streaming`` block, which names the form an app should use."""
     encoder, head = split_streaming(forms.ready, plan.where)  # after the recipe is final: it names what stays fp32
-    stream_calib = stream_calibration(encoder, _clips(recipe.calibration)) if recipe is not None else ([], [])
+    step = stream_step(forms.ready, plan.where)
+    clips = _clips(recipe.calibration) if recipe is not None else None
+    pair_calib = stream_calibration(encoder, clips) if clips is not None else ([], [])
+    step_calib = step_calibration(encoder, clips) if clips is not None else []
     frames, expected, fields = write_stream_sample(plan.out_dir, forms.ready, encoder, head, held.parity_x[0])
-    check = pair_checker(plan.ev, plan.gate, held.reference, (held.parity_x, held.parity_ref),
-                         (held.test_x, held.ref_test), (frames, expected), head.frames, head.embed_dim, progress)
-    static_int8 = [(f, p) for f, p in plan.pairs if p == getattr(EXPORTERS.get(f), "program_precision", None)]
-    programs = (pair_programs(encoder, head, stream_calib, progress, recipe.bias_correction)
-                if recipe is not None and static_int8 else None)
-    gaps = pair_gaps(encoder, head, stream_calib, programs) if programs is not None else None
+    verdict = frame_checker(plan.ev, plan.gate, held.reference, (held.parity_x, held.parity_ref),
+                            (held.test_x, held.ref_test), (frames, expected), head.frames, progress)
+    correct = recipe is not None and recipe.bias_correction
+    with_pair = [(f, p) for f, p in plan.pairs if plan.cfg.pair_formats is None or f in plan.cfg.pair_formats]
+    lowered = lambda todo: recipe is not None and any(lowers_program(f, p) for f, p in todo)  # noqa: E731
+    programs = pair_programs(encoder, head, pair_calib, progress, correct) if lowered(with_pair) else None
+    gaps = pair_gaps(encoder, head, pair_calib, programs) if programs is not None else None
+    s_program = step_program(step, step_calib, progress, correct) if lowered(plan.pairs) else None
+    s_gap = step_gap(step, step_calib, s_program) if s_program is not None else None
     shared = {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")}
+    check_pair = pair_checker(verdict, head.frames, head.embed_dim)
+    check_step = step_checker(verdict, head.frames, head.embed_dim)
     artifacts = []
     for fmt, precision in plan.pairs:
-        artifacts += export_pair(fmt, precision, encoder, head, plan.out_dir, plan.stem, stream_calib, shared, check,
-                                 progress, programs, gaps)
-    return artifacts, streaming_block(encoder, head, fields)
+        artifacts.append(export_step(fmt, precision, step, plan.out_dir, plan.stem, step_calib, shared, check_step,
+                                     progress, s_program, s_gap))
+        if (fmt, precision) in with_pair:
+            artifacts += export_pair(fmt, precision, encoder, head, plan.out_dir, plan.stem, pair_calib, shared,
+                                     check_pair, progress, programs, gaps)
+    return artifacts, streaming_block(encoder, head, fields, recommended_forms(artifacts))
 
 
 def _write_manifest(plan: ExportPlan, held: _HeldOut, recipe: Int8Recipe | None, sample: dict, artifacts: list[dict],
@@ -405,14 +422,11 @@ def _write_manifest(plan: ExportPlan, held: _HeldOut, recipe: Int8Recipe | None,
     return manifest
 
 
-FROM_RECIPE = ("int8", "w8a8")  # static int8: made from the recipe (weight-only w8 is not, whatever stays fp32)
-
-
 def _missed_gate(artifact: dict) -> bool:
     """A static int8 artifact that ran and was refused by the parity gate (not one that failed to export or run,
     nor a weight-only one, which keeping modules fp32 does not change)."""
     return artifact["status"] == "failed" and artifact.get("parity") is not None and \
-        artifact["precision"] in FROM_RECIPE
+        from_recipe(artifact["format"], artifact["precision"])
 
 
 def _clips(calibration: list[tuple[torch.Tensor, ...]]) -> np.ndarray:

@@ -41,6 +41,17 @@ def write_gap(out_dir: Path, entry: dict, layers: list[dict], measured: str, sam
     return path.name
 
 
+def attach_gap(out_dir: Path, entry: dict, program_layers: list[dict] | None, lowers: bool, samples: int,
+               keep_float: tuple[str, ...] = ()) -> None:
+    """Write an exported entry's gap file and name it in ``entry["gap"]``: the runtime's own layers where its
+    exporter read them (``backend.layer_gap``), else ``program_layers`` if the artifact ``lowers`` that program."""
+    layers, measured = (entry.get("backend") or {}).pop("layer_gap", None), "runtime"
+    if layers is None and program_layers and lowers:
+        layers, measured = program_layers, "program"
+    if layers is not None and entry["file"]:
+        entry["gap"] = write_gap(out_dir, entry, layers, measured, samples, keep_float)
+
+
 def read_gap(path: str | Path) -> dict:
     """A gap file, given it or the artifact it belongs to; a missing or broken one is one line."""
     path = Path(path)

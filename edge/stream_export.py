@@ -14,23 +14,25 @@ import numpy as np
 import torch
 
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
-from egoedge.edge.exporters import EXPORTERS, IONames
-from egoedge.edge.gap import write_gap
+from egoedge.edge.exporters import EXPORTERS, IONames, lowers_program
+from egoedge.edge.gap import attach_gap
 from egoedge.edge.parity import ParityGate
-from egoedge.edge.streaming import HEAD_THREADS, StreamRunner, stream_of
+from egoedge.edge.streaming import HEAD_THREADS, FrameRunner, StepRunner, StreamRunner, stream_of
 from egoedge.trainer.common.io import EgoedgeError, atomic_write
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
-from egoedge.trainer.models.streaming import STREAM_IO, FrameEncoder, TemporalHead, window_logits
+from egoedge.trainer.models.streaming import STREAM_IO, FrameEncoder, StreamStep, TemporalHead, window_logits
 from egoedge.trainer.quantize.gap import float_reference, program_gap
 from egoedge.trainer.quantize.ptq import GAP_SAMPLES
 from egoedge.trainer.tasks.base import Arrays
 from egoedge.trainer.tasks.clips import logit_parity
 
-ROLES = ("clip", "frame_encoder", "temporal_head")
+ROLES = ("clip", "frame_encoder", "temporal_head", "stream_step")
 SAMPLE_STREAM, SAMPLE_STREAM_LOGITS = "sample_stream.npy", "sample_stream_logits.npy"
 ENCODER_IO = IONames((STREAM_IO.frame_input,), (STREAM_IO.embedding_output,))
 HEAD_IO = IONames((STREAM_IO.buffer_input, STREAM_IO.valid_input), (STREAM_IO.logits_output,))
+STEP_IO = IONames((STREAM_IO.frame_input, STREAM_IO.buffer_input, STREAM_IO.valid_input),
+                  (STREAM_IO.logits_output, STREAM_IO.next_buffer_output, STREAM_IO.next_valid_output))
 
 
 def _embed(encoder: FrameEncoder, frames: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -50,6 +52,34 @@ def stream_calibration(encoder: FrameEncoder, clips: np.ndarray) -> tuple[list, 
     frames = clips.reshape(-1, *clips.shape[2:])
     emb = _embed(encoder, frames).reshape(len(clips), clips.shape[1], -1)
     return as_samples(frames), as_samples(emb, np.ones(emb.shape[:2], np.float32))
+
+
+def step_calibration(encoder: FrameEncoder, clips: np.ndarray) -> list[tuple[torch.Tensor, ...]]:
+    """Calibration samples for the fused step: the calibration clips played back to back, each frame with the
+    state a live camera would hold before it (the PyTorch encoder's embeddings of the frames before it).
+
+    Every frame of the clip artifacts' calibration is seen once, as the pair's encoder sees them, and
+    every window position (partial windows at the start, windows across two clips after it).
+    """
+    t = clips.shape[1]
+    frames = stream_of(clips, len(clips))
+    emb = _embed(encoder, frames)
+    padded = np.concatenate([np.zeros((t, emb.shape[1]), np.float32), emb])
+    valid = np.concatenate([np.zeros(t, np.float32), np.ones(len(emb), np.float32)])
+    return [(torch.from_numpy(frames[s:s + 1]), torch.from_numpy(padded[s:s + t][None]),
+             torch.from_numpy(valid[s:s + t][None])) for s in range(len(frames))]
+
+
+def step_program(step: StreamStep, calibration: list, progress: Progress = no_progress,
+                 correct_bias: bool = False) -> torch.nn.Module:
+    """The fused step's int8 PT2E program, calibrated once for every backend that lowers one."""
+    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
+
+    progress("int8 streaming step", 0, 1, {})
+    program = quantize_pt2e(step, step.example_inputs(), calibration, QUANTIZERS.get("xnnpack")(),
+                            correct_bias=correct_bias)
+    progress("int8 streaming step", 1, 1, {})
+    return program
 
 
 def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list, list],
@@ -76,6 +106,11 @@ def pair_gaps(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list
                  for half, calib, program in zip((encoder, head), calibration, programs, strict=True))
 
 
+def step_gap(step: StreamStep, calibration: list, program: torch.nn.Module) -> list[dict]:
+    """The fused step's per-layer numeric gap: its int8 program against its float program on calibration samples."""
+    return program_gap(float_reference(step, calibration[0], calibration), program, calibration[:GAP_SAMPLES])
+
+
 def write_stream_sample(out_dir: Path, model: torch.nn.Module, encoder: FrameEncoder, head: TemporalHead,
                         clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Two held-out clips back to back as one stream, and the logits expected at each step; the manifest's fields.
@@ -95,16 +130,30 @@ def write_stream_sample(out_dir: Path, model: torch.nn.Module, encoder: FrameEnc
                               "full_from_step": t - 1}
 
 
-def streaming_block(encoder: FrameEncoder, head: TemporalHead, sample_fields: dict) -> dict:
-    """The manifest's top-level ``streaming`` block: the window, the tensor names, the sample stream, and the
-    multiply-accumulates of one new frame (encoder + head), against which the bench sets the per-frame time."""
+def recommended_forms(artifacts: list[dict]) -> dict[str, str]:
+    """Per ``format/precision``, the streaming artifact an app should run: the fused step if it passed its gate
+    (one call per frame, no buffer to keep), else the pair's frame encoder if the pair did; none if neither."""
+    out: dict[str, str] = {}
+    for role in ("frame_encoder", "stream_step"):  # the step last: it replaces the pair where both pass
+        for a in artifacts:
+            if a.get("role") == role and a["status"] == "ok" and a["file"]:
+                out[f"{a['format']}/{a['precision']}"] = a["name"]
+    return out
+
+
+def streaming_block(encoder: FrameEncoder, head: TemporalHead, sample_fields: dict,
+                    recommended: dict[str, str] | None = None) -> dict:
+    """The manifest's top-level ``streaming`` block: the window, the tensor names, the sample stream, the
+    multiply-accumulates of one new frame (encoder + head), against which the bench sets the per-frame time,
+    and ``use``: per ``format/precision`` the streaming artifact an app should run (:func:`recommended_forms`)."""
     from egoedge.trainer.common.complexity import count_macs
 
     return {"window": head.frames, "embedding_dim": head.embed_dim, "frame_input": STREAM_IO.frame_input,
             "embedding_output": STREAM_IO.embedding_output, "buffer_input": STREAM_IO.buffer_input,
-            "valid_input": STREAM_IO.valid_input, "order": "oldest_first", "head_threads": HEAD_THREADS,
+            "valid_input": STREAM_IO.valid_input, "next_buffer_output": STREAM_IO.next_buffer_output,
+            "next_valid_output": STREAM_IO.next_valid_output, "order": "oldest_first", "head_threads": HEAD_THREADS,
             "frame_macs": count_macs(encoder, encoder.example_inputs()) + count_macs(head, head.example_inputs()),
-            **sample_fields}
+            "use": dict(recommended or {}), **sample_fields}
 
 
 def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalHead, out_dir: Path, stem: str,
@@ -133,13 +182,8 @@ def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalH
         made.append(export_artifact(fmt, precision, model, example, out_dir, f"{stem}_{role}", calib,
                                     {**entry, "inputs": inputs, "outputs": outputs, "role": role}, unchecked,
                                     progress, names, program))
-    lowers = precision == getattr(EXPORTERS.get(fmt), "program_precision", None)
     for e, (_, _, _, _, calib), gap in zip(made, halves, gaps or (None, None), strict=True):
-        layers, measured = (e.get("backend") or {}).pop("layer_gap", None), "runtime"
-        if layers is None and gap is not None and lowers:
-            layers, measured = gap, "program"
-        if layers is not None and e["file"]:
-            e["gap"] = write_gap(out_dir, e, layers, measured, min(GAP_SAMPLES, len(calib)))
+        attach_gap(out_dir, e, gap, lowers_program(fmt, precision), min(GAP_SAMPLES, len(calib)))
     enc, hd = made
     enc["pair"], hd["pair"] = hd["name"], enc["name"]
     if enc["file"] is None or hd["file"] is None:
@@ -153,24 +197,37 @@ def export_pair(fmt: str, precision: str, encoder: FrameEncoder, head: TemporalH
     return made
 
 
-def pair_checker(ev, gate: ParityGate, reference: dict, parity: tuple[Arrays, Arrays], test: tuple[Arrays, Arrays],
-                 stream: tuple[np.ndarray, np.ndarray], window: int, dim: int, progress: Progress = no_progress):
-    """The check for a streaming pair: the clip gate, applied to the pair played frame by frame.
+def export_step(fmt: str, precision: str, step: StreamStep, out_dir: Path, stem: str, calibration: list,
+                entry: dict, check, progress: Progress = no_progress, program: torch.nn.Module | None = None,
+                gap: list[dict] | None = None) -> dict:
+    """Export one backend's fused step at ``precision`` (``NAME`` is ``{stem}_step_{fmt}_{precision}``);
+    ``check`` is :func:`step_checker`'s. ``program``/``gap``: the step's int8 PT2E program and its layer gap."""
+    example = step.example_inputs()
+    with torch.no_grad():
+        outputs = step(*example)
+    made = export_artifact(fmt, precision, step, example, out_dir, f"{stem}_step", calibration,
+                           {**entry, "inputs": io_spec(list(STEP_IO.inputs), [x.numpy() for x in example]),
+                            "outputs": io_spec(list(STEP_IO.outputs), [y.numpy() for y in outputs]),
+                            "role": "stream_step"}, check, progress, STEP_IO, program)
+    attach_gap(out_dir, made, gap, lowers_program(fmt, precision), min(GAP_SAMPLES, len(calibration)))
+    return made
+
+
+def frame_checker(ev, gate: ParityGate, reference: dict, parity: tuple[Arrays, Arrays], test: tuple[Arrays, Arrays],
+                  stream: tuple[np.ndarray, np.ndarray], window: int, progress: Progress = no_progress):
+    """The clip gate, applied to a streaming artifact played frame by frame: ``verdict(exporter, open_runner,
+    precision, name)``, where ``open_runner()`` loads the artifact as a :class:`FrameRunner`.
 
     ``parity``/``test`` are ``(inputs, PyTorch clip outputs)``; ``stream`` the sample stream and its
     expected logits. ``max_abs`` is the worst of the parity clips and every full window of the stream.
     """
     (parity_x, parity_ref), (test_x, ref_test), (frames, expected) = parity, test, stream
 
-    def check(exporter, enc_path: Path, head_path: Path, precision: str, name: str) -> dict:
+    def verdict(exporter, open_runner, precision: str, name: str) -> dict:
         if reason := exporter.unavailable():
             return {"status": "ok", "verified": f"spec only ({reason})"}
         try:
-            threads = torch.get_num_threads()  # this process's budget, as for clip artifacts
-            # A runtime with one process-wide pool (ExecuTorch) is sized once, by the first session.
-            runner = StreamRunner(exporter.load(enc_path, threads=threads),
-                                  exporter.load(head_path, threads=None if exporter.process_threads else threads),
-                                  window, dim, exporter.format)
+            runner: FrameRunner = open_runner()
             got = run_session(runner.clip, parity_x)
             test_out = run_session(runner.clip, test_x, progress, f"verify {name} (frame by frame)")
             steps = runner.frames(frames)
@@ -187,5 +244,30 @@ def pair_checker(ev, gate: ParityGate, reference: dict, parity: tuple[Arrays, Ar
         reason = gate.check(precision, result, scored["accuracy"], reference["accuracy"])
         return {**scored, "parity": result, "verified": "runtime (frame by frame)",
                 "status": "ok" if reason is None else "failed", "reason": reason}
+
+    return verdict
+
+
+def pair_checker(verdict, window: int, dim: int):
+    """The check for a streaming pair (``verdict``: :func:`frame_checker`'s), both halves loaded in their runtime."""
+
+    def check(exporter, enc_path: Path, head_path: Path, precision: str, name: str) -> dict:
+        threads = torch.get_num_threads()  # this process's budget, as for clip artifacts
+        # A runtime with one process-wide pool (ExecuTorch) is sized once, by the first session.
+        return verdict(exporter, lambda: StreamRunner(
+            exporter.load(enc_path, threads=threads),
+            exporter.load(head_path, threads=None if exporter.process_threads else threads),
+            window, dim, exporter.format), precision, name)
+
+    return check
+
+
+def step_checker(verdict, window: int, dim: int):
+    """The check for a fused step (``verdict``: :func:`frame_checker`'s): one session, its state fed back."""
+
+    def check(exporter, path: Path, precision: str, name: str) -> dict:
+        threads = torch.get_num_threads()
+        return verdict(exporter, lambda: StepRunner(exporter.load(path, threads=threads), window, dim,
+                                                    exporter.format), precision, name)
 
     return check

@@ -1,8 +1,10 @@
-"""Run a streaming pair (frame encoder + temporal head) the way an app does: one frame in, logits out.
+"""Run a streaming artifact the way an app does: one frame in, logits out.
 
-The caller keeps the last T embeddings in a ring buffer and hands the head its contents oldest
-first with a 0/1 mask of the slots filled so far. The Android app's ``core/StreamBuffer.kt`` is
-the same buffer; the export's parity check and the bench both go through :class:`StreamRunner`.
+A pair (frame encoder + temporal head): the caller keeps the last T embeddings in a ring buffer
+and hands the head its contents oldest first with a 0/1 mask of the slots filled so far (the
+Android app's ``core/StreamBuffer.kt`` is the same buffer). A fused step: one call per frame,
+the window and mask carried as the step's own inputs and outputs. The export's parity check
+and the bench both go through :class:`StreamRunner` and :class:`StepRunner`.
 """
 
 from __future__ import annotations
@@ -49,9 +51,29 @@ class RingBuffer:
         return window[None], valid[None]
 
 
+class FrameRunner:
+    """Either streaming form, loaded: frames in one at a time from an empty window, logits out per step."""
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """One new frame ``(1, *frame_shape)`` -> ``(1, num_classes)`` logits over the window so far."""
+        raise NotImplementedError
+
+    def frames(self, frames: np.ndarray) -> np.ndarray:
+        """Feed ``(S, *frame_shape)`` frames from an empty window; ``(S, num_classes)`` logits, one row per step."""
+        self.reset()
+        return np.concatenate([self.step(frames[i:i + 1]) for i in range(len(frames))])
+
+    def clip(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """A clip session's call: ``[(1, T, *frame_shape)]`` -> ``[(1, num_classes)]``, frame by frame."""
+        return [self.frames(inputs[0][0])[-1:]]
+
+
 @dataclass
-class StreamRunner:
-    """A loaded encoder and head session plus the ring buffer between them."""
+class StreamRunner(FrameRunner):
+    """A loaded encoder and head session plus the ring buffer between them (the pair form)."""
 
     encoder: Session
     head: Session
@@ -62,8 +84,10 @@ class StreamRunner:
     def __post_init__(self) -> None:
         self.buffer = RingBuffer(self.window, self.dim)
 
+    def reset(self) -> None:
+        self.buffer.reset()
+
     def step(self, frame: np.ndarray) -> np.ndarray:
-        """One new frame ``(1, *frame_shape)`` -> ``(1, num_classes)`` logits over the window so far."""
         embedding = self.encoder([frame])[0]
         if embedding.size != self.dim:
             raise EgoedgeError(f"{self.runtime}: the frame encoder gives embeddings of {embedding.size} values but "
@@ -76,14 +100,35 @@ class StreamRunner:
             raise EgoedgeError(f"{self.runtime}: the temporal head refused a buffer of shape {window.shape} with a "
                                f"mask of shape {valid.shape}: {type(e).__name__}: {first_line(e)[:200]}") from None
 
-    def frames(self, frames: np.ndarray) -> np.ndarray:
-        """Feed ``(S, *frame_shape)`` frames from an empty window; ``(S, num_classes)`` logits, one row per step."""
-        self.buffer.reset()
-        return np.concatenate([self.step(frames[i:i + 1]) for i in range(len(frames))])
 
-    def clip(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """A clip session's call: ``[(1, T, *frame_shape)]`` -> ``[(1, num_classes)]``, frame by frame."""
-        return [self.frames(inputs[0][0])[-1:]]
+@dataclass
+class StepRunner(FrameRunner):
+    """A loaded fused step: one call per frame, its state outputs fed back as the next call's state inputs.
+
+    Example::
+
+        runner = StepRunner(EXPORTERS.get("onnx").load(path), window=4, dim=256)
+        logits = runner.step(frame)    # (1, num_classes); runner.state holds the window and mask
+    """
+
+    session: Session
+    window: int
+    dim: int
+    runtime: str = "runtime"
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = [np.zeros((1, self.window, self.dim), np.float32), np.zeros((1, self.window), np.float32)]
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        out = self.session([frame, *self.state])
+        if len(out) != 3 or out[1].size != self.window * self.dim or out[2].size != self.window:
+            raise EgoedgeError(f"{self.runtime}: the stream step gave outputs of shapes {[o.shape for o in out]}; "
+                               f"expected logits, a ({self.window}, {self.dim}) window and a ({self.window},) mask")
+        self.state = [out[1].reshape(1, self.window, self.dim), out[2].reshape(1, self.window)]
+        return out[0].reshape(1, -1)
 
 
 HEAD_THREADS = 1

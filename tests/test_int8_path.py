@@ -163,8 +163,9 @@ def test_unfolded_weights_give_the_same_program():
 def test_bypass_reads_float_inside_the_block():
     from egoedge.trainer.models import MODELS
     from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
+    from egoedge.trainer.quantize.gap import is_dequantize
     from egoedge.trainer.quantize.pt2e import node_in_modules
-    from egoedge.trainer.quantize.ptq import _is_dequantize, bypass
+    from egoedge.trainer.quantize.ptq import bypass
 
     model = MODELS.get("resnet")(num_classes=4, frames=2, size=32, variant="r10_16").eval()
     x = model.example_inputs()
@@ -172,7 +173,7 @@ def test_bypass_reads_float_inside_the_block():
     freed = bypass(graph, "head")
     head = [n for n in freed.graph.nodes if n.op == "call_function" and node_in_modules(n, ("head",))
             and "linear" in str(n.target)]
-    assert head and not any(_is_dequantize(a) for n in head for a in n.all_input_nodes)
+    assert head and not any(is_dequantize(a) for n in head for a in n.all_input_nodes)
     assert freed(*x).shape == graph(*x).shape
 
 

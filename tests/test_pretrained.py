@@ -51,3 +51,12 @@ def test_efficientnet_lite0_keeps_its_predictions_in_int8(lite0_photos):
     assert len(convs) == 49 and all(r["int8"] for r in convs)
     assert convs[0]["layer"] == "_conv_stem" and convs[0]["sqnr_db"] > 25
     assert all(r["layer"] for r in worst(gap))
+
+
+def test_too_few_photos_is_one_line(tmp_path, monkeypatch):
+    import photos
+
+    monkeypatch.setattr(photos, "HELD_OUT", (("skimage", "data/no_such_photo.png"),))
+    with pytest.raises(SystemExit, match="^too few photos found; pip install scikit-image scikit-learn matplotlib$"):
+        photos.write(tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before writing anything

@@ -1,4 +1,5 @@
-"""Streaming pairs: the split, the ring buffer, export + parity frame by frame, the per-frame bench, bad input."""
+"""Streaming: the fused step and the pair, the ring buffer, export + parity frame by frame, the per-frame bench,
+bad input."""
 
 import json
 
@@ -10,10 +11,10 @@ from egoedge.edge.export import ExportConfig, export_checkpoint
 from egoedge.edge.exporters import EXPORTERS
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.schema import validate
-from egoedge.edge.streaming import RingBuffer, StreamRunner, sliding_accuracy, stream_of
+from egoedge.edge.streaming import RingBuffer, StepRunner, StreamRunner, sliding_accuracy, stream_of
 from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.models import build_model
-from egoedge.trainer.models.streaming import split_streaming, window_logits
+from egoedge.trainer.models.streaming import split_streaming, stream_step, window_logits
 
 LENIENT = ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0)
 # One test-sized entry per clip-model family of the registry (the per-frame trunk differs, the split does not).
@@ -31,6 +32,32 @@ def test_full_windows_are_the_clip_model_at_every_position(arch, variant, size):
     with torch.no_grad():
         clips = model(torch.stack([frames[s - 2:s + 1] for s in range(2, 7)]))
     assert torch.allclose(steps[2:], clips, atol=1e-5)
+
+
+@pytest.mark.parametrize(("arch", "variant", "size"), CLIP_MODELS, ids=[a for a, *_ in CLIP_MODELS])
+def test_the_fused_step_fed_its_own_state_is_the_pair_at_every_step(arch, variant, size):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=5, frames=3, size=size, variant=variant).eval()
+    step = stream_step(model)
+    frames = torch.randn(7, 3, size, size)
+    window, valid = step.empty_state()
+    got = []
+    with torch.no_grad():
+        for f in frames:
+            logits, window, valid = step(f[None], window, valid)
+            got.append(logits)
+    assert torch.allclose(torch.cat(got), window_logits(*split_streaming(model), frames), atol=1e-5)
+    assert valid.tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_a_step_with_the_wrong_outputs_is_one_line():
+    def session(inputs):  # a head exported for another window: logits plus a (1, 3, 8) window
+        return [np.zeros((1, 5), np.float32), np.zeros((1, 3, 8), np.float32), np.zeros((1, 3), np.float32)]
+
+    runner = StepRunner(session, window=2, dim=8, runtime="onnxruntime-cpu")
+    with pytest.raises(EgoedgeError, match=r"^onnxruntime-cpu: the stream step gave outputs of shapes "
+                                           r"\[\(1, 5\), \(1, 3, 8\), \(1, 3\)\]; expected logits, a \(2, 8\) window"):
+        runner.step(np.zeros((1, 3, 4, 4), np.float32))
 
 
 def test_empty_slots_do_not_reach_the_logits():
@@ -121,6 +148,32 @@ def test_streaming_pairs_pass_parity_for_every_backend_and_precision(stream_expo
 
 
 @pytest.mark.slow
+def test_fused_steps_pass_parity_for_every_backend_and_precision(stream_export):
+    _, out, manifest = stream_export
+    clips = {(a["format"], a["precision"]) for a in manifest["artifacts"] if a["role"] == "clip"}
+    steps = {(a["format"], a["precision"]): a for a in manifest["artifacts"] if a["role"] == "stream_step"}
+    assert set(steps) == clips  # a step for every backend and precision
+    use = manifest["streaming"]["use"]
+    for (fmt, precision), a in steps.items():
+        assert a["name"] == f"student_step_{fmt}_{precision}"
+        if (fmt, precision) == ("coreml", "w8a8"):  # the pair's known gap: the int8 attention pool does not convert
+            assert a["status"] == "failed" and "coreml: export failed" in a["reason"] and "coreml/w8a8" not in use
+            continue
+        assert a["status"] == "ok", a["reason"]
+        assert [t["name"] for t in a["inputs"]] == ["frame", "embeddings", "valid"]
+        assert [t["name"] for t in a["outputs"]] == ["logits", "next_embeddings", "next_valid"]
+        assert use[f"{fmt}/{precision}"] == a["name"]  # the step is the form an app should use where it passes
+        if EXPORTERS.get(fmt).unavailable():
+            assert a["verified"].startswith("spec only")
+            continue
+        assert a["verified"] == "runtime (frame by frame)"
+        if precision == "fp32":
+            assert a["parity"]["max_abs"] <= 1e-4 and a["parity"]["stream_max_abs"] <= 1e-4
+        if precision in ("int8", "w8a8"):  # static int8: its layers' gap beside it
+            assert (out / a["gap"]).is_file()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["executorch", "tflite", "onnx"])
 def test_sample_stream_replays_frame_by_frame(stream_export, fmt):
     _, out, manifest = stream_export
@@ -136,6 +189,8 @@ def test_sample_stream_replays_frame_by_frame(stream_export, fmt):
     full = s["full_from_step"]
     assert np.abs(got[full:] - expected[full:]).max() <= 1e-4
     assert np.abs(got[:full] - expected[:full]).max() <= 1e-4  # the partial window matches PyTorch's masked head
+    step = StepRunner(exporter.load(out / by[f"student_step_{fmt}_fp32"]["file"]), s["window"], s["embedding_dim"])
+    assert np.abs(step.frames(frames) - expected).max() <= 1e-4
 
 
 @pytest.mark.slow
@@ -148,18 +203,22 @@ def test_bench_times_pairs_per_frame_next_to_their_clip_artifact(stream_export, 
     rows = {r["name"]: r for r in report["results"]}
     for fmt in ("executorch", "tflite", "onnx"):
         for precision in ("fp32", "int8"):
-            row = rows[f"student_stream_{fmt}_{precision}"]
-            assert row["status"] == "ok", row["error"]
-            s = row["streaming"]
-            assert s["clip"] == f"student_{fmt}_{precision}"
-            assert s["clip_ms"] == rows[s["clip"]]["latency_ms"]["median"]
-            assert s["ratio"] == pytest.approx(s["frame_ms"]["median"] / s["clip_ms"], rel=1e-3)
-            assert s["frame_ms"]["iterations"] == 3 and s["sliding"]["steps"] == 16 * 2 - 1
-            if precision == "fp32":  # played frame by frame, each test clip gives the clip model's prediction
-                assert row["top1_agreement"] == 100.0 and row["parity_max_abs"] <= 1e-4
+            for name, form in ((f"student_stream_{fmt}_{precision}", "pair"),
+                               (f"student_step_{fmt}_{precision}", "step")):
+                row = rows[name]
+                assert row["status"] == "ok", row["error"]
+                s = row["streaming"]
+                assert s["clip"] == f"student_{fmt}_{precision}" and s["form"] == form
+                assert s["clip_ms"] == rows[s["clip"]]["latency_ms"]["median"]
+                assert s["ratio"] == pytest.approx(s["frame_ms"]["median"] / s["clip_ms"], rel=1e-3)
+                assert s["frame_ms"]["iterations"] == 3 and s["sliding"]["steps"] == 16 * 2 - 1
+                if precision == "fp32":  # played frame by frame, each test clip gives the clip model's prediction
+                    assert row["top1_agreement"] == 100.0 and row["parity_max_abs"] <= 1e-4
     md = paths["report.md"].read_text()
     assert "## Streaming" in md and "| student_stream_onnx_int8 |" in md.split("## Streaming")[1]
+    assert "| student_step_onnx_int8 | step |" in md.split("## Streaming")[1]
     assert "| student_stream_" not in md.split("## Streaming")[0]  # per-frame rows stay out of the clip table
+    assert "| student_step_" not in md.split("## Streaming")[0]
 
 
 @pytest.mark.slow
@@ -216,3 +275,45 @@ def test_embed_takes_both_halves_of_a_pair():
     manifest["artifacts"].pop()
     with pytest.raises(EgoedgeError, match="half of a streaming pair whose other half"):
         select(manifest, ("student_frame_encoder_*",))
+
+
+def test_embed_leaves_fused_steps_out_until_the_app_runs_them():
+    from egoedge.edge.embed import select
+
+    manifest = {"artifacts": [{"name": n, "format": "executorch", "status": "ok", "reason": None, "role": r}
+                              for n, r in (("student_executorch_fp32", "clip"),
+                                           ("student_step_executorch_fp32", "stream_step"))]}
+    assert [a["name"] for a in select(manifest, None)] == ["student_executorch_fp32"]
+    with pytest.raises(EgoedgeError, match=r"^student_step_executorch_fp32 is a fused streaming step; the app's "
+                                           r"camera path streams pairs \(embed student_frame_encoder_executorch_fp32"):
+        select(manifest, ("student_step_*",))
+
+
+def test_pair_formats_limits_the_pairs_and_every_backend_keeps_its_step(tmp_path, mini_data_cfg):
+    from conftest import make_ckpt
+
+    make_ckpt(tmp_path / "student.pt", mini_data_cfg)
+    cfg = ExportConfig(formats=("onnx",), precisions=("fp32",), parity_samples=4, streaming=True, pair_formats=())
+    manifest = export_checkpoint(tmp_path / "student.pt", tmp_path / "export", cfg)
+    assert [(a["name"], a["role"], a["status"]) for a in manifest["artifacts"]] == [
+        ("student_onnx_fp32", "clip", "ok"), ("student_step_onnx_fp32", "stream_step", "ok")]
+    assert manifest["streaming"]["use"] == {"onnx/fp32": "student_step_onnx_fp32"}
+
+
+def test_the_int8_step_carries_its_state_in_float():
+    """An int8 step quantizes the encoder, never the window and mask it hands back: the mask must stay exactly 0/1
+    (the pool turns it into a large additive bias) and the carried embeddings exactly what was fed in."""
+    from egoedge.edge.stream_export import step_calibration, step_program
+
+    torch.manual_seed(0)
+    model = build_model("resnet", num_classes=4, frames=3, size=32, variant="r10_16").eval()
+    step = stream_step(model)
+    encoder, _ = split_streaming(model)
+    program = step_program(step, step_calibration(encoder, np.random.default_rng(0).normal(
+        size=(8, 3, 3, 32, 32)).astype(np.float32)))
+    window, valid = step.empty_state()
+    window[:, 1:] = torch.randn(1, 2, step.embed_dim)
+    with torch.no_grad():
+        _, next_window, next_valid = program(torch.randn(1, 3, 32, 32), window, valid)
+    assert next_valid.tolist() == [[0.0, 0.0, 1.0]]
+    assert torch.equal(next_window[:, :2], window[:, 1:])

@@ -48,7 +48,8 @@ class Exporter(Protocol):
     int8_precisions: tuple[str, ...]
     # Optional: ``program_precision`` names the precision for which ``export`` lowers a given int8 PT2E
     # ``program`` (ONNX Runtime has none: its int8 is its own QDQ format), so programs are made only for
-    # those; ``runtime_modules`` names what ``load`` imports, which the bench's fork server imports once.
+    # those; ``recipe_precision`` a static int8 made from the recipe without its program (ONNX Runtime's);
+    # ``runtime_modules`` names what ``load`` imports, which the bench's fork server imports once.
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,

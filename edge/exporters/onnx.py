@@ -29,7 +29,7 @@ from egoedge.edge.exporters.base import (
 from egoedge.edge.exporters.registry import EXPORTERS
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.common.modules import in_modules
-from egoedge.trainer.quantize.gap import Stat, lost_db
+from egoedge.trainer.quantize.gap import Stat, gap_row
 from egoedge.trainer.quantize.pt2e import BIAS_SAMPLES
 from egoedge.trainer.quantize.ptq import GAP_SAMPLES
 
@@ -104,6 +104,7 @@ class OnnxExporter:
     precisions = ("fp32", "int8")
     float_precisions = ("fp32",)
     int8_precisions = ("int8",)
+    recipe_precision = "int8"  # its own QDQ int8, made from the int8 recipe's calibration and fp32 modules
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,
@@ -244,22 +245,31 @@ def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], 
     return len(plans)
 
 
-def _channel_means(model, tensors: list[str], samples: list[tuple[np.ndarray, ...]],
-                   input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Each named tensor's mean per channel (axis 1) over ``samples``, from the float model."""
+def _exposing(model, names: list[str]):
+    """A one-thread ONNX Runtime session of a copy of ``model`` with ``names`` also graph outputs: ``feed -> {name:
+    value}`` for every output."""
     import onnx
     import onnxruntime as ort
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    present = {o.name for o in model.graph.output} | set(input_names)
+    present = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                              for t in tensors if t not in present)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+                              for t in names if t not in present)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    run = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    outputs = [o.name for o in run.get_outputs()]
+    return lambda feed: dict(zip(outputs, run.run(None, feed), strict=True))
+
+
+def _channel_means(model, tensors: list[str], samples: list[tuple[np.ndarray, ...]],
+                   input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Each named tensor's mean per channel (axis 1) over ``samples``, from the float model."""
+    run = _exposing(model, [t for t in tensors if t not in input_names])
     sums: dict[str, np.ndarray] = {}
     for sample in samples:
         feed = dict(zip(input_names, sample, strict=True))
-        got = {**dict(zip(names, session.run(None, feed), strict=True)), **feed}
+        got = {**run(feed), **feed}
         for t in tensors:
             value = np.asarray(got[t], np.float64)
             axes = tuple(d for d in range(value.ndim) if d != 1)
@@ -293,7 +303,6 @@ def runtime_gap(fp32: Path, int8: Path, traced: Path, samples: list[tuple[np.nda
     :func:`trainer.quantize.gap.program_gap`'s, ``layer`` from the traced graph's module scopes.
     """
     import onnx
-    import onnxruntime as ort
 
     fm, qm = onnx.load(str(fp32)), onnx.load(str(int8))
     floats = {o for n in fm.graph.node for o in n.output} | {i.name for i in fm.graph.input}
@@ -331,18 +340,7 @@ def runtime_gap(fp32: Path, int8: Path, traced: Path, samples: list[tuple[np.nda
     want_f = sorted({p[0] for _, o, i in points for p in (o, i) if p is not None} - set(input_names))
     want_q = sorted({p[1] for _, o, i in points for p in (o, i) if p is not None} - set(input_names))
 
-    def session(model, names: list[str]):
-        model = onnx.ModelProto.FromString(model.SerializeToString())
-        present = {o.name for o in model.graph.output}
-        model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                                  for t in names if t not in present)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        run = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        outputs = [o.name for o in run.get_outputs()]
-        return lambda feed: dict(zip(outputs, run.run(None, feed), strict=True))
-
-    run_f, run_q = session(fm, want_f), session(qm, want_q)
+    run_f, run_q = _exposing(fm, want_f), _exposing(qm, want_q)
     stats = {n.name: (Stat(), Stat() if i is not None else None) for n, _, i in points}
     for sample in samples:
         feed = dict(zip(input_names, sample, strict=True))
@@ -356,10 +354,8 @@ def runtime_gap(fp32: Path, int8: Path, traced: Path, samples: list[tuple[np.nda
     for n, _, _ in points:
         s_out, s_in = stats[n.name]
         int8 = any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in n.input)
-        rows.append({"node": n.name, "layer": scope.get(n.name, scope.get(n.name.split("/")[0], "")),
-                     "op": n.op_type, "int8": int8, "sqnr_db": s_out.sqnr_db(),
-                     "input_sqnr_db": s_in.sqnr_db() if s_in is not None else None, "lost_db": lost_db(s_out, s_in),
-                     "max_abs": float(f"{s_out.max_abs:.4g}"), "read_by": []})
+        rows.append(gap_row(n.name, scope.get(n.name, scope.get(n.name.split("/")[0], "")), n.op_type, int8,
+                            s_out, s_in))
     return rows
 
 

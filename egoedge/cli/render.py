@@ -133,11 +133,12 @@ def metrics_table(rows: dict[str, dict], title: str) -> Table:
     return table
 
 
-ROLE_CELLS = {"clip": "clip", "frame_encoder": "stream: encoder", "temporal_head": "stream: head"}
+ROLE_CELLS = {"clip": "clip", "stream_step": "stream: step", "frame_encoder": "stream: encoder",
+              "temporal_head": "stream: head"}
 
 
 def streaming_table(report: dict) -> Table | None:
-    """Per new frame (encoder + head) against the clip artifact of the same backend and precision."""
+    """Per new frame (a fused step, or encoder + head) against the clip artifact of the same backend and precision."""
     from egoedge.bench.report import STREAM_HEADER, stream_cells, stream_rows
 
     rows = stream_rows(report)
@@ -145,7 +146,7 @@ def streaming_table(report: dict) -> Table | None:
         return None
     table = Table(title="streaming: per new frame vs the clip artifact (same runtime, same threads)")
     for h in STREAM_HEADER:
-        table.add_column(h, justify="left" if h in ("pair", "runtime", "status") else "right")
+        table.add_column(h, justify="left" if h in ("streaming artifact", "form", "runtime", "status") else "right")
     for r in rows:
         table.add_row(*stream_cells(report, r))
     return table

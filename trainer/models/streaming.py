@@ -27,6 +27,8 @@ class StreamIO:
     buffer_input: str = "embeddings"
     valid_input: str = "valid"
     logits_output: str = "logits"
+    next_buffer_output: str = "next_embeddings"  # the fused step's state out, fed back as ``buffer_input``
+    next_valid_output: str = "next_valid"
 
 
 STREAM_IO = StreamIO()
@@ -67,6 +69,52 @@ class TemporalHead(nn.Module):
         return torch.randn(batch, self.frames, self.embed_dim), torch.ones(batch, self.frames)
 
 
+class WindowShift(nn.Module):
+    """The step's state update: drop the oldest slot, append the new embedding and mark its slot valid.
+
+    Its own module so int8 programs keep it float: the mask decides which frames the pool attends
+    to through a large additive bias, so a mask quantized to slightly below 1 silences real frames
+    (docs/streaming.md), and an int8 window would add a rounding to every embedding that the clip
+    model never has.
+    """
+
+    def forward(self, embeddings: torch.Tensor, valid: torch.Tensor,
+                new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = torch.cat([embeddings[:, 1:], new[:, None]], dim=1)
+        return window, torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], dim=1)
+
+
+class StreamStep(nn.Module):
+    """One program per new frame: ``frame`` + the state (window, valid) in; logits and the next state out.
+
+    The state is the window itself, oldest first: the step drops the oldest slot and appends the new
+    embedding (a slice and a concatenation), so there is no write position to carry and no
+    dynamic-index scatter, which delegates run as slow portable ops or refuse. An app feeds
+    ``next_embeddings``/``next_valid`` back as the next call's ``embeddings``/``valid``, starting
+    from zeros; from the T-th frame on the logits are the clip model's on the last T frames.
+    """
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.encoder, self.pool, self.head = model.encoder, model.pool, model.head  # the clip model's module paths
+        self.shift = WindowShift()
+        self.frame_shape, self.frames, self.embed_dim = model.frame_shape, model.frames, model.embed_dim
+        self.train(model.training)
+        self.float_modules = (*getattr(model, "float_modules", ()), "shift")
+
+    def forward(self, frame: torch.Tensor, embeddings: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        window, mask = self.shift(embeddings, valid, self.encoder(frame))
+        return self.head(self.pool(window, mask)), window, mask
+
+    def empty_state(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(batch, self.frames, self.embed_dim), torch.zeros(batch, self.frames)
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (torch.randn(batch, *self.frame_shape), torch.randn(batch, self.frames, self.embed_dim),
+                torch.ones(batch, self.frames))
+
+
 def split_streaming(model: nn.Module, what: str = "this model") -> tuple[FrameEncoder, TemporalHead]:
     """The model's per-frame encoder and temporal head, or one line saying which part cannot be split.
 
@@ -80,6 +128,12 @@ def split_streaming(model: nn.Module, what: str = "this model") -> tuple[FrameEn
         raise EgoedgeError(f"cannot stream {what}: its module 'pool' is a {type(model.pool).__name__}, not a "
                            "TemporalAttentionPool, so the temporal part cannot be fed a window of embeddings")
     return FrameEncoder(model), TemporalHead(model)
+
+
+def stream_step(model: nn.Module, what: str = "this model") -> StreamStep:
+    """The model as one fused per-frame step, or the same one line as :func:`split_streaming` when it cannot stream."""
+    split_streaming(model, what)
+    return StreamStep(model)
 
 
 def window_logits(encoder: FrameEncoder, head: TemporalHead, frames: torch.Tensor) -> torch.Tensor:

@@ -37,23 +37,26 @@ def op_name(node: torch.fx.Node) -> str:
     return target.split(".")[0]
 
 
-def _is_q(node: torch.fx.Node, dequantize: bool) -> bool:
-    if node.op != "call_function":
-        return False
-    target = str(node.target)
-    return "quantize" in target and (("dequantize" in target) == dequantize)
+def is_dequantize(node: torch.fx.Node) -> bool:
+    """A dequantize op of a PT2E program (per tensor or per channel)."""
+    return node.op == "call_function" and "dequantize" in str(node.target)
+
+
+def is_quantize(node: torch.fx.Node) -> bool:
+    """A quantize op of a PT2E program (per tensor or per channel)."""
+    return node.op == "call_function" and "quantize" in str(node.target) and not is_dequantize(node)
 
 
 def is_layer(node: torch.fx.Node) -> bool:
     """A node that does a layer's multiply-accumulates (conv, linear, matmul)."""
-    return node.op == "call_function" and not _is_q(node, False) and not _is_q(node, True) and \
+    return node.op == "call_function" and not is_quantize(node) and not is_dequantize(node) and \
         op_name(node) in LAYER_OPS
 
 
 def is_quantization_point(node: torch.fx.Node) -> bool:
     """A computing op (not a layer, not a move) whose output the int8 program quantizes: a norm, an add, a pool."""
-    return (node.op == "call_function" and not _is_q(node, False) and not _is_q(node, True)
-            and op_name(node) not in MOVES and any(_is_q(u, False) for u in node.users))
+    return (node.op == "call_function" and not is_quantize(node) and not is_dequantize(node)
+            and op_name(node) not in MOVES and any(is_quantize(u) for u in node.users))
 
 
 def layer_path(node: torch.fx.Node) -> str:
@@ -74,9 +77,9 @@ def _read_point(node: torch.fx.Node) -> tuple[str, str]:
             break
         end = user
     seen = end
-    if len(end.users) == 1 and _is_q(next(iter(end.users)), False):
+    if len(end.users) == 1 and is_quantize(next(iter(end.users))):
         q = next(iter(end.users))
-        seen = next((u for u in q.users if _is_q(u, True)), end)
+        seen = next((u for u in q.users if is_dequantize(u)), end)
     return end.name, seen.name
 
 
@@ -85,7 +88,7 @@ def _input_point(node: torch.fx.Node) -> tuple[str, str] | None:
     if not node.args or not isinstance(node.args[0], torch.fx.Node):
         return None
     arg = node.args[0]
-    if _is_q(arg, True) and arg.args and isinstance(arg.args[0], torch.fx.Node) and _is_q(arg.args[0], False):
+    if is_dequantize(arg) and arg.args and isinstance(arg.args[0], torch.fx.Node) and is_quantize(arg.args[0]):
         source = arg.args[0].args[0]
         return (source.name, arg.name) if isinstance(source, torch.fx.Node) else None
     return arg.name, arg.name
@@ -93,7 +96,7 @@ def _input_point(node: torch.fx.Node) -> tuple[str, str] | None:
 
 def _is_int8(node: torch.fx.Node) -> bool:
     """Whether the op reads dequantized (int8) operands, i.e. was not kept float."""
-    return any(_is_q(a, True) for a in node.all_input_nodes)
+    return any(is_dequantize(a) for a in node.all_input_nodes)
 
 
 class _Capture(torch.fx.Interpreter):
@@ -133,6 +136,13 @@ def lost_db(out: Stat, inp: Stat | None) -> float:
     """How many dB of SQNR the layer itself loses: its output's noise-to-signal ratio over its input's."""
     before = inp.nsr() if inp is not None else 0.0
     return round(10.0 * math.log10((out.nsr() + FLOOR) / (before + FLOOR)), 2)
+
+
+def gap_row(node: str, layer: str, op: str, int8: bool, out: Stat, inp: Stat | None) -> dict:
+    """One row of a gap table: a layer's output against float (``out``) and its input's (``inp``, if measured)."""
+    return {"node": node, "layer": layer, "op": op, "int8": int8, "sqnr_db": out.sqnr_db(),
+            "input_sqnr_db": inp.sqnr_db() if inp is not None else None, "lost_db": lost_db(out, inp),
+            "max_abs": float(f"{out.max_abs:.4g}"), "read_by": []}
 
 
 def program_gap(reference: torch.fx.GraphModule, program: torch.fx.GraphModule,
@@ -186,9 +196,7 @@ def program_gap(reference: torch.fx.GraphModule, program: torch.fx.GraphModule,
     rows, by_output = [], {}
     for node, out, inp in layers:
         s_out, s_in = stats[node.name]
-        row = {"node": node.name, "layer": layer_path(node), "op": op_name(node), "int8": _is_int8(node),
-               "sqnr_db": s_out.sqnr_db(), "input_sqnr_db": s_in.sqnr_db() if s_in is not None else None,
-               "lost_db": lost_db(s_out, s_in), "max_abs": float(f"{s_out.max_abs:.4g}"), "read_by": []}
+        row = gap_row(node.name, layer_path(node), op_name(node), _is_int8(node), s_out, s_in)
         if inp is not None and inp[0] in by_output:
             by_output[inp[0]]["read_by"].append(row["layer"])
         by_output[out[0]] = row

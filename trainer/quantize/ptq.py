@@ -33,7 +33,7 @@ from egoedge.trainer.common.io import EgoedgeError
 from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
-from egoedge.trainer.quantize.gap import float_reference, program_gap
+from egoedge.trainer.quantize.gap import float_reference, is_dequantize, is_quantize, program_gap
 from egoedge.trainer.quantize.observers import OBSERVERS
 from egoedge.trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, node_in_modules, quantize_pt2e
 
@@ -189,14 +189,6 @@ def int8_mac_share(macs: dict[str, float], keep_float: Sequence[str]) -> float |
     return round(100.0 * (1.0 - kept / total), 2)
 
 
-def _is_dequantize(node: torch.fx.Node) -> bool:
-    return node.op == "call_function" and "dequantize" in str(node.target)
-
-
-def _is_quantize(node: torch.fx.Node) -> bool:
-    return node.op == "call_function" and "quantize" in str(node.target) and not _is_dequantize(node)
-
-
 def bypass(graph: torch.fx.GraphModule, block: str | Sequence[str]) -> torch.fx.GraphModule:
     """A copy of an unfolded int8 graph whose ops inside ``block`` (one module or several) read float inputs
     (weights and activations).
@@ -209,12 +201,12 @@ def bypass(graph: torch.fx.GraphModule, block: str | Sequence[str]) -> torch.fx.
 
     graph = copy.deepcopy(graph)
     for node in list(graph.graph.nodes):
-        if (node.op != "call_function" or _is_dequantize(node) or _is_quantize(node)
+        if (node.op != "call_function" or is_dequantize(node) or is_quantize(node)
                 or not node_in_modules(node, blocks)):
             continue
         for arg in node.all_input_nodes:
-            q = arg.args[0] if _is_dequantize(arg) and arg.args else None
-            if isinstance(q, torch.fx.Node) and _is_quantize(q) and q.args:
+            q = arg.args[0] if is_dequantize(arg) and arg.args else None
+            if isinstance(q, torch.fx.Node) and is_quantize(q) and q.args:
                 node.replace_input_with(arg, q.args[0])
     graph.graph.eliminate_dead_code()
     graph.recompile()
