@@ -303,6 +303,8 @@ def test_only_artifacts_made_from_the_recipe_widen_it():
     from egoedge.edge.export import _missed_gate
 
     refused = {"status": "failed", "parity": {"top1_agreement": 90.0}}
-    assert _missed_gate({**refused, "precision": "int8"}) and _missed_gate({**refused, "precision": "w8a8"})
-    assert not _missed_gate({**refused, "precision": "w8"}) and not _missed_gate({**refused, "precision": "fp16"})
-    assert not _missed_gate({"status": "failed", "parity": None, "precision": "int8"})  # failed to export or run
+    for fmt, precision in (("executorch", "int8"), ("tflite", "int8"), ("coreml", "w8a8"), ("onnx", "int8")):
+        assert _missed_gate({**refused, "format": fmt, "precision": precision}), (fmt, precision)
+    for fmt, precision in (("tflite", "w8"), ("coreml", "w8"), ("coreml", "fp16"), ("onnx", "fp32")):
+        assert not _missed_gate({**refused, "format": fmt, "precision": precision}), (fmt, precision)
+    assert not _missed_gate({"status": "failed", "parity": None, "format": "onnx", "precision": "int8"})

@@ -304,3 +304,5 @@ def test_demo_app_streams_a_pair_per_frame(phone, tmp_path, mini_data_cfg):
     assert s["frame_ms"]["iterations"] == 3
     pushed = tmp_path / "phone/sdcard/Android/data/org.egoedge.demo/files/egoedge"
     assert (pushed / "student_temporal_head_executorch_fp32.pte").is_file()
+    skipped = next(iter(report["devices"].values()))["skipped"]  # the app streams pairs, not fused steps
+    assert skipped["student_step_executorch_fp32"].startswith("android: fused streaming steps are timed on the host")

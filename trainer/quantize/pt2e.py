@@ -158,21 +158,46 @@ def _drop_dangling_shares(graph: torch.fx.Graph) -> None:
                 changed = True
 
 
+def _integer(node: torch.fx.Node) -> bool:
+    """Whether the node computes an integer or boolean tensor (positions, indices, masks): int8 cannot hold it."""
+    val = node.meta.get("val")
+    return isinstance(val, torch.Tensor) and not val.dtype.is_floating_point
+
+
+def _integer_operands(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Give integer arithmetic its integer operands back: XNNPACK's pre-annotation pass turns every scalar operand
+    of an add or mul into a float tensor constant, which turns ``arange(n) + 0`` into floats that cannot index."""
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or not _integer(node):
+            continue
+        for arg in node.args:
+            if isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and "." not in arg.target:
+                value = getattr(graph, arg.target)
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() == 0:
+                    setattr(graph, arg.target, value.to(node.meta["val"].dtype))
+    return graph
+
+
 class SkipBlocks:
-    """Wraps a PT2E quantizer and removes its annotations inside the named blocks, which stay fp32."""
+    """Wraps a PT2E quantizer and removes its annotations inside the named blocks, which stay fp32, and on integer
+    tensors: a quantizer that annotates every ``add`` would otherwise observe a transformer's position arithmetic
+    and hand a float tensor to the lookup that indexes with it."""
 
     def __new__(cls, base, blocks: tuple[str, ...]):
         from torchao.quantization.pt2e.quantizer import Quantizer
 
         class _Skip(Quantizer):
             def transform_for_annotation(self, model):
-                return base.transform_for_annotation(model)
+                return _integer_operands(base.transform_for_annotation(model))
 
             def annotate(self, model):
                 model = base.annotate(model)
                 for node in model.graph.nodes:
-                    if node_in_modules(node, blocks):
+                    if node_in_modules(node, blocks) or _integer(node):
                         node.meta.pop("quantization_annotation", None)
+                    elif (note := node.meta.get("quantization_annotation")) is not None:
+                        for arg in [a for a in note.input_qspec_map if _integer(a)]:
+                            del note.input_qspec_map[arg]
                 _drop_dangling_shares(model.graph)
                 return model
 
@@ -237,9 +262,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
 
     # A model may name modules that must stay float (e.g. an embedding table: a lookup gains
     # nothing from int8, and LiteRT's int8 lookup needs a zero point the quantizer does not give).
-    keep_float = tuple(getattr(model, "float_modules", ()))
-    if keep_float:
-        quantizer = SkipBlocks(quantizer, keep_float)
+    quantizer = SkipBlocks(quantizer, tuple(getattr(model, "float_modules", ())))
     graph, feeds = export_for_calibration(model, example_inputs, calibration)
     prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
     with torch.no_grad():

@@ -91,19 +91,29 @@ def blocks_of(model: torch.nn.Module) -> list[str]:
             len(parts) == 1 and name and parts[0] != "encoder")
         if (is_block or is_top) and next(module.parameters(), None) is not None:
             out.append(name)
-    if not any(name == "encoder" for name, _ in model.named_children()):
-        out = [unit for top in out for unit in _items(model.get_submodule(top), top)]
-    return out
+    return [unit for top in out for unit in _units(model.get_submodule(top), top)]
 
 
-def _items(module: torch.nn.Module, name: str) -> list[str]:
-    """A container's blocks (a model of your own: ``_blocks`` -> ``_blocks.0``, ``_blocks.1``, ...), else itself.
+def _params(module: torch.nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
 
-    A backbone held in one list is never one unit: keeping it fp32 would keep the whole model fp32.
-    """
-    if isinstance(module, torch.nn.ModuleList | torch.nn.Sequential) and len(module) > 1:
-        return [f"{name}.{i}" for i, child in enumerate(module) if next(child.parameters(), None) is not None]
-    return [name]
+
+def _block_list(module: torch.nn.Module) -> bool:
+    """A list of blocks (each item a container of layers with weights): a backbone, not a conv + norm pair."""
+    return isinstance(module, torch.nn.ModuleList | torch.nn.Sequential) and sum(
+        1 for c in module if _params(c) and any(_params(g) for g in c.children())) > 1
+
+
+def _units(module: torch.nn.Module, name: str) -> list[str]:
+    """The unit itself, or, if it holds a list of blocks anywhere (``_blocks``, a transformer's ``encoder.layer``),
+    that list's items and the unit's other parts: a backbone is never one unit, since keeping it fp32 would keep
+    the whole model fp32. Example: ``encoder.bert`` -> ``encoder.bert.embeddings``, ``...encoder.layer.0``, ..."""
+    if _block_list(module):
+        return [f"{name}.{i}" for i, child in enumerate(module) if _params(child)]
+    if not any(_block_list(m) for m in module.modules()):
+        return [name]
+    return [unit for child_name, child in module.named_children() if _params(child)
+            for unit in _units(child, f"{name}.{child_name}")]
 
 
 def top1_agreement(a: np.ndarray, b: np.ndarray, inputs: tuple = ()) -> float:
