@@ -24,6 +24,7 @@ from egoedge.edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_re
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.schema import validate
 from egoedge.edge.stream_export import (
+    embed_clips,
     export_pair,
     export_step,
     frame_checker,
@@ -379,8 +380,9 @@ def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: In
     encoder, head = split_streaming(forms.ready, plan.where)  # after the recipe is final: it names what stays fp32
     step = stream_step(forms.ready, plan.where)
     clips = _clips(recipe.calibration) if recipe is not None else None
-    pair_calib = stream_calibration(encoder, clips) if clips is not None else ([], [])
-    step_calib = step_calibration(encoder, clips) if clips is not None else []
+    emb = embed_clips(encoder, clips) if clips is not None else None
+    pair_calib = stream_calibration(clips, emb) if clips is not None else ([], [])
+    step_calib = step_calibration(clips, emb) if clips is not None else []
     frames, expected, fields = write_stream_sample(plan.out_dir, forms.ready, encoder, head, held.parity_x[0])
     verdict = frame_checker(plan.ev, plan.gate, held.reference, (held.parity_x, held.parity_ref),
                             (held.test_x, held.ref_test), (frames, expected), head.frames, progress)

@@ -41,43 +41,55 @@ def _embed(encoder: FrameEncoder, frames: np.ndarray, batch: int = 256) -> np.nd
                                for i in range(0, len(frames), batch)])
 
 
-def stream_calibration(encoder: FrameEncoder, clips: np.ndarray) -> tuple[list, list]:
-    """Calibration samples for each half from the clip artifacts' calibration clips: every frame, every window.
+def embed_clips(encoder: FrameEncoder, clips: np.ndarray) -> np.ndarray:
+    """The PyTorch encoder's embedding of every frame of ``(N, T, ...)`` clips: ``(N, T, D)``, computed once for
+    both streaming forms' calibration."""
+    return _embed(encoder, stream_of(clips, len(clips))).reshape(len(clips), clips.shape[1], -1)
+
+
+def stream_calibration(clips: np.ndarray, emb: np.ndarray) -> tuple[list, list]:
+    """Calibration samples for each half from the clip artifacts' calibration clips and their embeddings
+    (:func:`embed_clips`): every frame, every window.
 
     The encoder sees exactly the frames the clip model's encoder saw, so its observers (and with
     them its int8 ranges) are the clip artifact's; a subsample of frames cost ONNX int8 pairs a
     point of agreement. The head is calibrated on the PyTorch encoder's embeddings of full
     windows, what it sees on a live camera after the first T frames.
     """
-    frames = clips.reshape(-1, *clips.shape[2:])
-    emb = _embed(encoder, frames).reshape(len(clips), clips.shape[1], -1)
-    return as_samples(frames), as_samples(emb, np.ones(emb.shape[:2], np.float32))
+    return as_samples(stream_of(clips, len(clips))), as_samples(emb, np.ones(emb.shape[:2], np.float32))
 
 
-def step_calibration(encoder: FrameEncoder, clips: np.ndarray) -> list[tuple[torch.Tensor, ...]]:
+def step_calibration(clips: np.ndarray, emb: np.ndarray) -> list[tuple[torch.Tensor, ...]]:
     """Calibration samples for the fused step: the calibration clips played back to back, each frame with the
-    state a live camera would hold before it (the PyTorch encoder's embeddings of the frames before it).
+    state a live camera would hold before it (the embeddings of the frames before it, :func:`embed_clips`).
 
     Every frame of the clip artifacts' calibration is seen once, as the pair's encoder sees them, and
     every window position (partial windows at the start, windows across two clips after it).
     """
     t = clips.shape[1]
-    frames = stream_of(clips, len(clips))
-    emb = _embed(encoder, frames)
-    padded = np.concatenate([np.zeros((t, emb.shape[1]), np.float32), emb])
-    valid = np.concatenate([np.zeros(t, np.float32), np.ones(len(emb), np.float32)])
+    frames, flat = stream_of(clips, len(clips)), emb.reshape(-1, emb.shape[-1])
+    padded = np.concatenate([np.zeros((t, flat.shape[1]), np.float32), flat])
+    valid = np.concatenate([np.zeros(t, np.float32), np.ones(len(flat), np.float32)])
     return [(torch.from_numpy(frames[s:s + 1]), torch.from_numpy(padded[s:s + t][None]),
              torch.from_numpy(valid[s:s + t][None])) for s in range(len(frames))]
+
+
+def _program(module: torch.nn.Module, calibration: list, correct_bias: bool) -> torch.nn.Module:
+    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
+
+    return quantize_pt2e(module, module.example_inputs(), calibration, QUANTIZERS.get("xnnpack")(),
+                         correct_bias=correct_bias)
+
+
+def _gap(module: torch.nn.Module, calibration: list, program: torch.nn.Module) -> list[dict]:
+    return program_gap(float_reference(module, calibration[0], calibration), program, calibration[:GAP_SAMPLES])
 
 
 def step_program(step: StreamStep, calibration: list, progress: Progress = no_progress,
                  correct_bias: bool = False) -> torch.nn.Module:
     """The fused step's int8 PT2E program, calibrated once for every backend that lowers one."""
-    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
-
     progress("int8 streaming step", 0, 1, {})
-    program = quantize_pt2e(step, step.example_inputs(), calibration, QUANTIZERS.get("xnnpack")(),
-                            correct_bias=correct_bias)
+    program = _program(step, calibration, correct_bias)
     progress("int8 streaming step", 1, 1, {})
     return program
 
@@ -89,12 +101,8 @@ def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[
 
     Each backend quantizing the halves itself calibrated the same samples once per backend.
     """
-    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
-
     progress("int8 streaming pair", 0, 1, {})
-    made = tuple(quantize_pt2e(half, half.example_inputs(), calib, QUANTIZERS.get("xnnpack")(),
-                               correct_bias=correct_bias)
-                 for half, calib in ((encoder, calibration[0]), (head, calibration[1])))
+    made = (_program(encoder, calibration[0], correct_bias), _program(head, calibration[1], correct_bias))
     progress("int8 streaming pair", 1, 1, {})
     return made
 
@@ -102,13 +110,12 @@ def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[
 def pair_gaps(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list, list],
               programs: tuple[torch.nn.Module, torch.nn.Module]) -> tuple[list[dict], list[dict]]:
     """Each half's per-layer numeric gap: its int8 program against its float program on calibration samples."""
-    return tuple(program_gap(float_reference(half, calib[0], calib), program, calib[:GAP_SAMPLES])
-                 for half, calib, program in zip((encoder, head), calibration, programs, strict=True))
+    return _gap(encoder, calibration[0], programs[0]), _gap(head, calibration[1], programs[1])
 
 
 def step_gap(step: StreamStep, calibration: list, program: torch.nn.Module) -> list[dict]:
     """The fused step's per-layer numeric gap: its int8 program against its float program on calibration samples."""
-    return program_gap(float_reference(step, calibration[0], calibration), program, calibration[:GAP_SAMPLES])
+    return _gap(step, calibration, program)
 
 
 def write_stream_sample(out_dir: Path, model: torch.nn.Module, encoder: FrameEncoder, head: TemporalHead,

@@ -303,14 +303,16 @@ def test_pair_formats_limits_the_pairs_and_every_backend_keeps_its_step(tmp_path
 def test_the_int8_step_carries_its_state_in_float():
     """An int8 step quantizes the encoder, never the window and mask it hands back: the mask must stay exactly 0/1
     (the pool turns it into a large additive bias) and the carried embeddings exactly what was fed in."""
-    from egoedge.edge.stream_export import step_calibration, step_program
+    from egoedge.edge.stream_export import embed_clips, step_calibration, step_program
 
     torch.manual_seed(0)
     model = build_model("resnet", num_classes=4, frames=3, size=32, variant="r10_16").eval()
     step = stream_step(model)
     encoder, _ = split_streaming(model)
-    program = step_program(step, step_calibration(encoder, np.random.default_rng(0).normal(
-        size=(8, 3, 3, 32, 32)).astype(np.float32)))
+    clips = np.random.default_rng(0).normal(size=(8, 3, 3, 32, 32)).astype(np.float32)
+    calibration = step_calibration(clips, embed_clips(encoder, clips))
+    assert len(calibration) == 8 * 3 and calibration[0][2].tolist() == [[0.0, 0.0, 0.0]]  # an empty window first
+    program = step_program(step, calibration)
     window, valid = step.empty_state()
     window[:, 1:] = torch.randn(1, 2, step.embed_dim)
     with torch.no_grad():
