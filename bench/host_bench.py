@@ -223,7 +223,9 @@ def int8_recipe(manifest: dict, precision: str, weights_pct: float | None = None
         out["macs_int8_pct"] = share
     if weights_pct is not None:
         out["weights_int8_pct"] = weights_pct
-    shares = [s for s in (share, weights_pct) if s is not None]
+    # The MACs that run in int8 decide. Stored weights catch a backend that did not lower a program meant to be
+    # all int8; with modules kept fp32 on purpose a big fp32 classifier can hold half the weights and few MACs.
+    shares = [s for s in (share, None if keep else weights_pct) if s is not None]
     if shares:
         out["mostly_float"] = min(shares) < MOSTLY_FLOAT_BELOW
     if macs:

@@ -11,6 +11,10 @@ cuts transformer-style students (MobileViT's blocks, every student's temporal po
 - ``unbind`` / ``select`` (``q, k, v = qkv.unbind(0)``, ``x[:, 0]``): become ``squeeze`` / ``select``
   copies. Written as slices and reshapes.
 - identity ``expand``, ``alias`` and inference ``dropout``: removed.
+- in an int8 program, the quantize/dequantize pair after a zero pad that shares its input's scale
+  (:func:`egoedge.trainer.quantize.pads.share_pad_quantization`): removed, so that the partitioner
+  sees ``dequantize -> pad -> convolution`` and XNNPACK pads inside the int8 convolution; left in,
+  the pad runs in float with a conversion on each side (EfficientNet's stride-2 "same" padding).
 
 Each rewrite is a plain Python function put in place of the ATen op on the graph of
 ``torch.export.export(...).module()``; exporting that module again traces the functions into ops
@@ -23,6 +27,8 @@ from __future__ import annotations
 from collections import Counter
 
 import torch
+
+from egoedge.trainer.quantize.pads import CONVS, zero_pad
 
 aten = torch.ops.aten
 
@@ -104,7 +110,13 @@ def delegate_friendly(program: torch.export.ExportedProgram,
     for node in list(module.graph.nodes):
         if node.op != "call_function":
             continue
-        if node.target == aten.layer_norm.default and len(node.args[1]) == 1:
+        if _pad_requantize(node):
+            done["requantize after a pad"] += 1
+            for dq in list(node.users):
+                dq.replace_all_uses_with(node.args[0])
+                module.graph.erase_node(dq)
+            module.graph.erase_node(node)
+        elif node.target == aten.layer_norm.default and len(node.args[1]) == 1:
             done[str(node.target)] += 1
             node.target = layer_norm
             node.args = (node.args[0], _averager(module, node, int(node.args[1][0])), *node.args[1:])
@@ -115,6 +127,21 @@ def delegate_friendly(program: torch.export.ExportedProgram,
         return program, {}
     module.recompile()
     return torch.export.export(module, example_inputs, strict=False), dict(done)
+
+
+def _pad_requantize(node: torch.fx.Node) -> bool:
+    """Whether ``node`` quantizes a zero pad's output with the parameters its input was dequantized with, and
+    only convolutions read it back: in int8 the pad is then exact, and the pair a no-op."""
+    q = torch.ops.quantized_decomposed
+    if node.target != q.quantize_per_tensor.default or not isinstance(node.args[0], torch.fx.Node):
+        return False
+    pad, params = node.args[0], tuple(node.args[1:])
+    if zero_pad(pad) is None or len(pad.users) != 1 or not node.users:
+        return False
+    source = pad.args[0]
+    return (source.target == q.dequantize_per_tensor.default and tuple(source.args[1:]) == params
+            and all(dq.target == q.dequantize_per_tensor.default and tuple(dq.args[1:]) == params
+                    and all(c.target in CONVS for c in dq.users) for dq in node.users))
 
 
 def _averager(module: torch.fx.GraphModule, before: torch.fx.Node, width: int) -> torch.fx.Node:

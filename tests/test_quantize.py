@@ -105,3 +105,81 @@ def test_each_match_pattern_is_traced_once_and_handed_out_as_a_copy(monkeypatch)
     assert len(exports) == 3
     memoize_pattern_tracing()  # idempotent: the cache is not wrapped twice
     assert getattr(pt2e_utils, name) is traced
+
+
+class SamePadded(torch.nn.Module):
+    """TF-style "same" padding as EfficientNet writes it: an explicit zero pad before each convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.ZeroPad2d(1), torch.nn.Conv2d(3, 8, 3))
+        self.dw = torch.nn.Sequential(torch.nn.ZeroPad2d((0, 1, 0, 1)), torch.nn.Conv2d(8, 8, 3, stride=2, groups=8))
+        self.pw = torch.nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        return self.pw(torch.nn.functional.relu6(self.dw(torch.nn.functional.relu6(self.stem(x)))))
+
+
+def _pads(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    from egoedge.trainer.quantize.pads import PADS
+
+    return [n for n in graph.graph.nodes if n.target in PADS]
+
+
+@pytest.mark.parametrize("quantizer", QUANTIZERS.keys())
+def test_symmetric_pads_join_their_convolution_and_the_sums_stay(quantizer):
+    torch.manual_seed(0)
+    model = SamePadded().eval()
+    calib = [(torch.rand(1, 3, 16, 16),) for _ in range(8)]
+    q = quantize_pt2e(model, calib[0], calib, QUANTIZERS.get(quantizer)())
+    pads = _pads(q)
+    assert len(pads) == 1 and list(pads[0].args[1]) == [0, 1, 0, 1]  # only the stride-2 asymmetric pad is left
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        ref, out = model(x), q(x)
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max()
+    # The stride-2 pad left shares its input's quantization: exact in int8, no float island on any runtime.
+    (source,), (requantize,) = pads[0].all_input_nodes, pads[0].users
+    assert source.target == torch.ops.quantized_decomposed.dequantize_per_tensor.default
+    assert requantize.target == torch.ops.quantized_decomposed.quantize_per_tensor.default
+    assert source.args[1:] == requantize.args[1:]
+
+
+def test_a_padded_int8_convolution_runs_without_float_islands_on_executorch_and_litert(tmp_path):
+    from egoedge.bench.profile import profile_executorch
+    from egoedge.edge.exporters import EXPORTERS
+
+    torch.manual_seed(0)
+    model = SamePadded().eval()
+    calib = [(torch.rand(1, 3, 16, 16),) for _ in range(8)]
+    info = EXPORTERS.get("executorch").export(model, calib[0], tmp_path / "m.pte", "int8", calib)
+    assert info["rewritten_ops"] == {"requantize after a pad": 1}
+    ops = {o["op"]: o["calls"] for o in profile_executorch(tmp_path / "m.pte", [calib[0][0].numpy()], 1, 2)["ops"]}
+    assert ops["Convert (NC)"] == 2, ops  # the model's input and output; none around the pad
+    assert not [op for op in ops if "F32" in op or "Pad" in op], ops  # the pad runs inside the int8 convolution
+    # LiteRT lowers the program ExecuTorch lowers (edge.int8): its pad is an int8 PAD.
+    program = quantize_pt2e(model, calib[0], calib, QUANTIZERS.get("xnnpack")())
+    info = EXPORTERS.get("tflite").export(model, calib[0], tmp_path / "m.tflite", "int8", calib, program=program)
+    assert info["float_ops"] == [] and "PAD" in info["ops"], info
+
+
+class Residual(torch.nn.Module):
+    """Two residual blocks in a row, as in every mobile backbone: the first sum feeds the second directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = (torch.nn.Conv2d(8, 8, 3, padding=1) for _ in range(3))
+
+    def forward(self, x):
+        y = self.a(x) + x
+        return self.c(self.b(y) + y) * x
+
+
+def test_litert_int8_adds_and_multiplies_run_in_int8(tmp_path):
+    """LiteRT's annotators miss them under non-strict export: each was a float island in the .tflite."""
+    from egoedge.edge.exporters import EXPORTERS
+
+    torch.manual_seed(0)
+    calib = [(torch.rand(1, 8, 8, 8),) for _ in range(8)]
+    info = EXPORTERS.get("tflite").export(Residual().eval(), calib[0], tmp_path / "m.tflite", "int8", calib)
+    assert info["float_ops"] == [] and {"ADD", "MUL"} <= set(info["ops"]) and "DEQUANTIZE" not in info["ops"], info

@@ -89,6 +89,8 @@ class TFLiteExporter:
                 "ops": sorted({op["op_name"] for op in ops})}
         if precision != "fp32":
             info["int8_weights_pct"] = int8_weight_share(_constant_elements(written, ops))
+        if precision == "int8":
+            info["float_ops"] = _float_ops(written, ops)
         return info
 
     @staticmethod
@@ -133,6 +135,13 @@ class TFLiteExporter:
 
 
 EXPORTERS.register("tflite")(TFLiteExporter())
+
+
+def _float_ops(interpreter, ops: list[dict]) -> list[str]:
+    """The ops of a full-integer model that compute in float (each a DEQUANTIZE/QUANTIZE round trip): names, once."""
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    return sorted({op["op_name"] for op in ops if op["op_name"] not in ("DEQUANTIZE", "QUANTIZE")
+                   and any(dtypes[i].kind == "f" for i in op["inputs"] if i >= 0)})
 
 
 def _constant_elements(interpreter, ops: list[dict]) -> dict[str, int]:

@@ -13,12 +13,14 @@ import torch
 
 from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.common.registry import Registry
+from egoedge.trainer.quantize.pads import fold_symmetric_pads, share_pad_quantization
 from egoedge.trainer.quantize.pattern_cache import memoize_pattern_tracing
 
 QUANTIZERS: Registry = Registry("quantizer")
 
 
-CLAMPS = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default)
+CLAMPS = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default,
+          torch.ops.aten.relu6.default)
 
 
 def observe_after_clamps(graph: torch.fx.GraphModule) -> None:
@@ -36,9 +38,8 @@ def observe_after_clamps(graph: torch.fx.GraphModule) -> None:
         if node.op != "call_function" or node.target not in CLAMPS or not isinstance(node.args[0], torch.fx.Node):
             continue
         producer = node.args[0]
-        before, after = _annotation(producer), _annotation(node)
-        if (len(producer.users) != 1 or before is None or after is None
-                or not isinstance(before.output_qspec, QuantizationSpec)):
+        before = _annotation(producer)
+        if len(producer.users) != 1 or before is None or not isinstance(before.output_qspec, QuantizationSpec):
             continue
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map={}, output_qspec=before.output_qspec, _annotated=True)
@@ -97,6 +98,38 @@ def annotate_every_softmax(graph: torch.fx.GraphModule, input_spec, output_spec)
             input_qspec_map={node.args[0]: input_spec}, output_qspec=output_spec, _annotated=True)
 
 
+ARITHMETIC = (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor)
+RELUS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default)
+
+
+def annotate_arithmetic(graph: torch.fx.GraphModule, input_spec, output_spec) -> int:
+    """Quantize each float add and multiply still unannotated (a ReLU right after one takes its output), in place.
+
+    LiteRT's annotators find adds and multiplies through ``source_fn_stack``, which non-strict
+    ``torch.export`` no longer records: every residual add then stayed float, a DEQUANTIZE, a
+    float ADD and a QUANTIZE in the .tflite. Returns how many were annotated.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    done = 0
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target not in ARITHMETIC or _annotation(node) is not None:
+            continue
+        inputs = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        if _integer(node) or not inputs or any(_integer(a) for a in inputs):
+            continue
+        users = list(node.users)
+        relu = users[0] if len(users) == 1 and users[0].target in RELUS and _annotation(users[0]) is None else None
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map=dict.fromkeys(inputs, input_spec), output_qspec=None if relu else output_spec,
+            _annotated=True)
+        if relu is not None:
+            relu.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={}, output_qspec=output_spec, _annotated=True)
+        done += 1
+    return done
+
+
 @QUANTIZERS.register("litert")
 def litert_quantizer(dynamic: bool = False):
     """LiteRT's PT2E quantizer: full-integer when static, dynamic-range (int8 weights) when dynamic."""
@@ -111,6 +144,7 @@ def litert_quantizer(dynamic: bool = False):
             config = self.global_config
             if config is not None and config.input_activation is not None:
                 annotate_every_softmax(model, config.input_activation, config.fixed_qparams)
+                annotate_arithmetic(model, config.input_activation, config.output_activation)
             observe_after_clamps(model)
             return model
 
@@ -181,17 +215,20 @@ def _integer_operands(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 class SkipBlocks:
     """Wraps a PT2E quantizer and removes its annotations inside the named blocks, which stay fp32, and on integer
     tensors: a quantizer that annotates every ``add`` would otherwise observe a transformer's position arithmetic
-    and hand a float tensor to the lookup that indexes with it."""
+    and hand a float tensor to the lookup that indexes with it. Zero pads join their convolutions or share their
+    input's quantization (:mod:`.pads`)."""
 
     def __new__(cls, base, blocks: tuple[str, ...]):
         from torchao.quantization.pt2e.quantizer import Quantizer
 
         class _Skip(Quantizer):
             def transform_for_annotation(self, model):
+                fold_symmetric_pads(model)
                 return _integer_operands(base.transform_for_annotation(model))
 
             def annotate(self, model):
                 model = base.annotate(model)
+                share_pad_quantization(model)
                 for node in model.graph.nodes:
                     if node_in_modules(node, blocks) or _integer(node):
                         node.meta.pop("quantization_annotation", None)
