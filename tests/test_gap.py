@@ -23,8 +23,7 @@ def test_every_static_int8_artifact_has_its_gap_file_and_inspect_reads_it(full_e
     artifacts = [a for a in _static_int8_artifacts(manifest) if a["format"] == fmt]
     roles = {a.get("role", "clip") for a in artifacts}
     pairs = {"frame_encoder", "temporal_head"} if fmt in ("executorch", "tflite") else set()  # the app's runtimes
-    # (Core ML cannot convert the int8 attention pool's quantize ops: that step fails at export, without a file)
-    assert roles == {"clip", "stream_step"} | pairs or (fmt == "coreml" and roles == {"clip"})
+    assert roles == {"clip", "stream_step"} | pairs
     assert not any("layer_gap" in (a.get("backend") or {}) for a in manifest["artifacts"])  # in the files only
     for a in artifacts:
         assert a["gap"] == gap_path(export / a["file"]).name

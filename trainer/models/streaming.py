@@ -80,8 +80,10 @@ class WindowShift(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, valid: torch.Tensor,
                 new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        window = torch.cat([embeddings[:, 1:], new[:, None]], dim=1)
-        return window, torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], dim=1)
+        # A reshape and arithmetic, not ``new[:, None]`` and ``ones_like``: those lower to an unsqueeze
+        # copy and a fill that XNNPACK has no kernel for, and each cut the step's delegate in two.
+        window = torch.cat([embeddings[:, 1:], new.reshape(new.shape[0], 1, new.shape[-1])], dim=1)
+        return window, torch.cat([valid[:, 1:], valid[:, :1] * 0.0 + 1.0], dim=1)
 
 
 class StreamStep(nn.Module):

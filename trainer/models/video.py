@@ -48,9 +48,9 @@ class TemporalAttentionPool(nn.Module):
         x = torch.cat([self.query.expand(b, -1, -1), x + self.pos[:, :t]], dim=1)
         q, k, v = self.qkv(self.norm(x)).reshape(b, t + 1, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         attn = (q[:, :, :1] @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
-        if valid is not None:
-            bias = torch.cat([torch.zeros_like(valid[:, :1]), (valid - 1.0) * MASK_BIAS], dim=1)
-            attn = attn + bias[:, None, None, :]
+        if valid is not None:  # the query's slot is always there; a pad and a reshape are ops XNNPACK delegates
+            bias = (nn.functional.pad(valid, (1, 0), value=1.0) - 1.0) * MASK_BIAS
+            attn = attn + bias.reshape(b, 1, 1, t + 1)
         pooled = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, d)
         return self.out_norm(x[:, 0] + self.proj(pooled))
 
