@@ -1,4 +1,10 @@
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -6,6 +12,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Nothing downloads in tests: a pretrained path that tried would fail at once (set before huggingface_hub loads).
 os.environ["HF_HUB_OFFLINE"] = "1"
+_FULL_EXPORT = pytest.StashKey[tuple]()
 
 
 @pytest.fixture(scope="session")
@@ -80,25 +87,59 @@ def fp32_export(tmp_path_factory, mini_data_cfg):
     return root / "export"
 
 
-@pytest.fixture(scope="session")
-def full_export(tmp_path_factory, mini_data_cfg):
+def build_full_export(root: Path) -> dict:
     """Every backend x every precision it makes, with fused streaming steps (pairs for ExecuTorch and LiteRT), from
-    one untrained micro student, once.
-
-    ``(export folder, manifest)``; shared read-only by the export matrix, the streaming and the app
-    contract tests. The gate is lenient: an untrained model's logits are near ties any int8 flips.
-    """
+    one untrained micro student; returns the manifest (the export is ``root / "export"``)."""
     from egoedge.edge.export import ExportConfig, export_checkpoint
     from egoedge.edge.exporters import EXPORTERS
     from egoedge.edge.parity import ParityGate
+    from egoedge.trainer.data import DataConfig
 
-    root = tmp_path_factory.mktemp("full_export")
-    make_ckpt(root / "student.pt", mini_data_cfg)
+    make_ckpt(root / "student.pt", DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0))
     # Pairs for the app's runtimes only, as the quick preset makes them; every backend gets its fused step.
     cfg = ExportConfig(formats=tuple(EXPORTERS.keys()), int8=True, calibration=16, parity_samples=8,
                        gate=ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0), streaming=True,
                        pair_formats=("executorch", "tflite"))
-    return root / "export", export_checkpoint(root / "student.pt", root / "export", cfg)
+    return export_checkpoint(root / "student.pt", root / "export", cfg)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start building the shared every-backend export (minutes, mostly on one core) in a background process,
+    and run the test files that read it last, so the other tests use the second core meanwhile."""
+    late = {item.module for item in items if "full_export" in getattr(item, "fixturenames", ())}
+    if not late or config.option.collectonly:
+        return
+    items[:] = [i for i in items if i.module not in late] + [i for i in items if i.module in late]
+    root = Path(tempfile.mkdtemp(prefix="egoedge-full-export-"))
+    code = "import sys; from pathlib import Path; from conftest import build_full_export; " \
+           "build_full_export(Path(sys.argv[1]))"
+    with (root / "build.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=Path(__file__).parent, stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    config.stash[_FULL_EXPORT] = (proc, root)
+
+
+def pytest_unconfigure(config):
+    proc, root = config.stash.get(_FULL_EXPORT, (None, None))
+    if proc is not None:
+        proc.kill()
+        proc.wait()
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def full_export(request):
+    """``(export folder, manifest)`` of :func:`build_full_export`, shared read-only by the export matrix, the
+    streaming, gap and app contract tests. The gate is lenient: an untrained model's logits are near ties any
+    int8 flips. Built in the background from collection on (see ``pytest_collection_modifyitems``)."""
+    proc, root = request.config.stash.get(_FULL_EXPORT, (None, None))
+    if proc is None:  # collected some other way: build it here
+        root = Path(tempfile.mkdtemp(prefix="egoedge-full-export-"))
+        request.config.stash[_FULL_EXPORT] = (None, root)
+        return root / "export", build_full_export(root)
+    assert proc.wait() == 0, (root / "build.log").read_text()[-3000:]
+    return root / "export", json.loads((root / "export" / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -116,8 +116,10 @@ def test_kill_9_then_rerun_finishes_and_leaves_nothing_partial(command, student,
 
 
 @pytest.mark.slow
-def test_kill_9_during_bench_then_rerun(student, tmp_path):
-    _egoedge(COMMANDS["export"](student, tmp_path), tmp_path)
+def test_kill_9_during_bench_then_rerun(fp32_export, tmp_path):
+    import shutil
+
+    shutil.copytree(fp32_export.parent, tmp_path, dirs_exist_ok=True)  # the export and the checkpoint it names
     bench = ["bench", str(tmp_path / "export"), "--iterations", "5", "--warmup", "1", "--in-process",
              "--out", str(tmp_path / "bench")]
     assert _kill_when(bench, tmp_path, lambda: (tmp_path / "bench" / ".egoedge.lock").exists(), 0.5), \
@@ -130,7 +132,7 @@ def test_kill_9_during_bench_then_rerun(student, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_during_embed_then_rerun(student, tmp_path):
+def test_kill_9_during_embed_then_rerun(fp32_export, tmp_path):
     import shutil
 
     app_source = Path(__file__).resolve().parent.parent / "android_demo"
@@ -139,10 +141,7 @@ def test_kill_9_during_embed_then_rerun(student, tmp_path):
         (app / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(app_source / rel, app / rel)
     run = tmp_path / "run"
-    run.mkdir()
-    shutil.copyfile(student, run / "student.pt")
-    _egoedge(["export", str(run / "student.pt"), "--to", "executorch,tflite", "--parity-samples", "8", "--out",
-              str(run / "export")], tmp_path)
+    shutil.copytree(fp32_export.parent, run)  # a run folder: student.pt and its export
     embed = ["embed", str(run), "--app", str(app)]
     assets = app / "app" / "src" / "main" / "assets"
     # Embedding a micro model takes milliseconds once it starts: kill as its staging folder appears,
