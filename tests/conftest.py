@@ -103,6 +103,7 @@ def build_full_export(root: Path) -> dict:
     return export_checkpoint(root / "student.pt", root / "export", cfg)
 
 
+@pytest.hookimpl(trylast=True)  # after `-m`/`-k` have deselected: build only for the tests that will run
 def pytest_collection_modifyitems(session, config, items):
     """Start building the shared every-backend export (minutes, mostly on one core) in a background process,
     and run the test files that read it last, so the other tests use the second core meanwhile."""
@@ -113,9 +114,12 @@ def pytest_collection_modifyitems(session, config, items):
     root = Path(tempfile.mkdtemp(prefix="egoedge-full-export-"))
     code = "import sys; from pathlib import Path; from conftest import build_full_export; " \
            "build_full_export(Path(sys.argv[1]))"
+    # At the lowest priority: it takes the cycles the running tests leave (most phases use one core), and a
+    # test that trains on both cores is not slowed by it.
     with (root / "build.log").open("w") as log:
         proc = subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=Path(__file__).parent, stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                preexec_fn=lambda: os.nice(19))
     config.stash[_FULL_EXPORT] = (proc, root)
 
 
