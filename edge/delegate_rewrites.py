@@ -28,6 +28,7 @@ from collections import Counter
 
 import torch
 
+from egoedge.trainer.quantize.gap import is_dequantize, is_quantize
 from egoedge.trainer.quantize.pads import CONVS, zero_pad
 
 aten = torch.ops.aten
@@ -132,15 +133,14 @@ def delegate_friendly(program: torch.export.ExportedProgram,
 def _pad_requantize(node: torch.fx.Node) -> bool:
     """Whether ``node`` quantizes a zero pad's output with the parameters its input was dequantized with, and
     only convolutions read it back: in int8 the pad is then exact, and the pair a no-op."""
-    q = torch.ops.quantized_decomposed
-    if node.target != q.quantize_per_tensor.default or not isinstance(node.args[0], torch.fx.Node):
+    if not is_quantize(node) or not isinstance(node.args[0], torch.fx.Node):
         return False
     pad, params = node.args[0], tuple(node.args[1:])
     if zero_pad(pad) is None or len(pad.users) != 1 or not node.users:
         return False
     source = pad.args[0]
-    return (source.target == q.dequantize_per_tensor.default and tuple(source.args[1:]) == params
-            and all(dq.target == q.dequantize_per_tensor.default and tuple(dq.args[1:]) == params
+    return (is_dequantize(source) and tuple(source.args[1:]) == params
+            and all(is_dequantize(dq) and tuple(dq.args[1:]) == params
                     and all(c.target in CONVS for c in dq.users) for dq in node.users))
 
 

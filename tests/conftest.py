@@ -15,11 +15,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 _FULL_EXPORT = pytest.StashKey[tuple]()
 
 
-@pytest.fixture(scope="session")
-def mini_data_cfg():
+def mini_data():
+    """The tiny generated dataset every micro-student checkpoint of the suite is made for."""
     from egoedge.trainer.data import DataConfig
 
     return DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mini_data_cfg():
+    return mini_data()
 
 
 def make_ckpt(path, data_cfg, preprocess=None):
@@ -93,9 +98,8 @@ def build_full_export(root: Path) -> dict:
     from egoedge.edge.export import ExportConfig, export_checkpoint
     from egoedge.edge.exporters import EXPORTERS
     from egoedge.edge.parity import ParityGate
-    from egoedge.trainer.data import DataConfig
 
-    make_ckpt(root / "student.pt", DataConfig(frames=2, size=32, train=32, val=16, test=16, seed=0))
+    make_ckpt(root / "student.pt", mini_data())
     # Pairs for the app's runtimes only, as the quick preset makes them; every backend gets its fused step.
     cfg = ExportConfig(formats=tuple(EXPORTERS.keys()), int8=True, calibration=16, parity_samples=8,
                        gate=ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0), streaming=True,
