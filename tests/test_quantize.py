@@ -183,3 +183,53 @@ def test_litert_int8_adds_and_multiplies_run_in_int8(tmp_path):
     calib = [(torch.rand(1, 8, 8, 8),) for _ in range(8)]
     info = EXPORTERS.get("tflite").export(Residual().eval(), calib[0], tmp_path / "m.tflite", "int8", calib)
     assert info["float_ops"] == [] and {"ADD", "MUL"} <= set(info["ops"]) and "DEQUANTIZE" not in info["ops"], info
+
+
+def test_a_model_is_traced_once_per_state_and_a_changed_one_again(monkeypatch):
+    """A PTQ search quantizes one model several times: one trace serves them while its weights stay the same."""
+    from egoedge.trainer.quantize import pt2e
+
+    monkeypatch.setattr(pt2e, "_EXPORTS", type(pt2e._EXPORTS)())
+    exports = []
+    real_export = torch.export.export
+    monkeypatch.setattr(torch.export, "export", lambda *a, **k: exports.append(1) or real_export(*a, **k))
+    torch.manual_seed(0)
+    model = AnyBatch().eval()
+    example, x = (torch.randn(1, 3, 8, 8),), torch.randn(1, 3, 8, 8)
+    calib = [(torch.randn(1, 3, 8, 8),) for _ in range(8)]
+    first = quantize_pt2e(model, example, calib, QUANTIZERS.get("xnnpack")())
+    calls = len(exports)  # the model's trace, and the quantizer's patterns the first time in this process
+    again = quantize_pt2e(model, example, calib, QUANTIZERS.get("xnnpack")())
+    assert len(exports) == calls and torch.equal(first(x), again(x))
+    with torch.no_grad():
+        model.fc.weight.mul_(-1)  # an in-place update, as a training step makes
+    changed = quantize_pt2e(model, example, calib, QUANTIZERS.get("xnnpack")())
+    assert len(exports) > calls  # traced again
+    with torch.no_grad():
+        assert (changed(x) - model(x)).abs().max() < 0.1 * model(x).abs().max() + 1e-3
+    assert not torch.equal(changed(x), first(x))
+
+
+@pytest.mark.parametrize("kind", ["normal", "cubed", "relu", "outlier", "student_t", "constant", "levels", "lognormal"])
+def test_the_histogram_range_search_matches_torchao_step_for_step(kind):
+    """The numpy search picks exactly the range torchao's own loop picks."""
+    from torchao.quantization.pt2e import HistogramObserver
+
+    from egoedge.trainer.quantize.observers import _histogram_range, fast_histograms
+
+    torch.manual_seed(0)
+    n = 5000
+    data = {"normal": lambda: torch.randn(n), "cubed": lambda: torch.randn(n) ** 3,
+            "relu": lambda: torch.relu(torch.randn(n)) * 6,
+            "outlier": lambda: torch.cat([torch.randn(n), torch.tensor([80.0])]),
+            "student_t": lambda: torch.distributions.StudentT(2.0).sample((n,)),
+            "constant": lambda: torch.zeros(n), "levels": lambda: torch.randint(0, 3, (n,)).float(),
+            "lognormal": lambda: torch.exp(torch.randn(n) * 2)}[kind]
+    obs = HistogramObserver(eps=2**-12)
+    for _ in range(3):
+        obs(data())
+    expected = obs._non_linear_param_search()
+    assert all(torch.equal(a, b) for a, b in zip(_histogram_range(obs), expected, strict=True))
+    holder = torch.nn.Sequential(obs)
+    assert fast_histograms(holder) == 1 and holder[0].calculate_qparams() is not None
+    assert all(torch.equal(a, b) for a, b in zip(holder[0]._non_linear_param_search(), expected, strict=True))

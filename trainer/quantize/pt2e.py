@@ -7,12 +7,14 @@ same kind of graph: ``quantized_decomposed`` quantize/dequantize pairs around fl
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 
 from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.common.registry import Registry
+from egoedge.trainer.quantize.observers import fast_histograms
 from egoedge.trainer.quantize.pads import fold_symmetric_pads, share_pad_quantization
 from egoedge.trainer.quantize.pattern_cache import memoize_pattern_tracing
 
@@ -252,6 +254,42 @@ def _batches(calibration: Sequence[tuple[torch.Tensor, ...]], size: int) -> list
             for i in range(0, len(calibration), size)]
 
 
+# The last few exports, by model: a PTQ search quantizes one model several times (both bias settings, probes,
+# the chosen fallback, the float reference), and tracing it again each time cost more than calibrating.
+_EXPORTS: OrderedDict[tuple, tuple[torch.nn.Module, torch.fx.GraphModule | Exception]] = OrderedDict()
+EXPORT_CACHE_SIZE = 4
+
+
+def _export_key(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple:
+    """What a traced graph depends on: the model object, its modules and modes, every tensor's storage and version
+    (an in-place update such as a training step bumps it), and the input shapes and dtypes."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return (id(model), tuple((type(m), m.training) for m in model.modules()),
+            tuple((t.data_ptr(), t._version, t.shape, t.dtype) for t in tensors),
+            tuple((x.shape, x.dtype) for x in inputs))
+
+
+def _export(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dims=None) -> torch.fx.GraphModule:
+    """``torch.export`` (non-strict) of ``model`` as a module, a fresh copy per call: the caller's quantizer
+    rewrites it in place."""
+    import copy
+
+    key = (*_export_key(model, inputs), dims is not None)
+    hit = _EXPORTS.get(key)
+    if hit is None or hit[0] is not model:  # the model is held, so its id cannot be another's while cached
+        try:
+            hit = (model, torch.export.export(model, inputs, dynamic_shapes=dims, strict=False).module())
+        except Exception as e:  # noqa: BLE001  (remembered too: a batch-fixed model fails the same way each time)
+            hit = (model, e)
+        _EXPORTS[key] = hit
+    _EXPORTS.move_to_end(key)
+    while len(_EXPORTS) > EXPORT_CACHE_SIZE:
+        _EXPORTS.popitem(last=False)
+    if isinstance(hit[1], Exception):
+        raise hit[1]
+    return copy.deepcopy(hit[1])
+
+
 def export_for_calibration(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
                             calibration: Sequence[tuple[torch.Tensor, ...]]):
     """Export with a symbolic batch so calibration runs in batches (3x faster on CPU than one by one).
@@ -262,11 +300,10 @@ def export_for_calibration(model: torch.nn.Module, example_inputs: tuple[torch.T
     if len(calibration) > 1:
         try:
             dims = tuple({0: torch.export.Dim("batch", min=1, max=4096)} for _ in example_inputs)
-            graph = torch.export.export(model, batches[0], dynamic_shapes=dims, strict=False).module()
-            return graph, batches
+            return _export(model, batches[0], dims), batches
         except Exception:  # noqa: BLE001  (any specialisation on the batch size)
             pass
-    return torch.export.export(model, example_inputs, strict=False).module(), list(calibration or [example_inputs])
+    return _export(model, example_inputs), list(calibration or [example_inputs])
 
 
 def _drop_unused_tensors(graph: torch.fx.GraphModule) -> None:
@@ -302,6 +339,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     quantizer = SkipBlocks(quantizer, tuple(getattr(model, "float_modules", ())))
     graph, feeds = export_for_calibration(model, example_inputs, calibration)
     prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
+    fast_histograms(prepared)
     with torch.no_grad():
         for batch in feeds:
             prepared(*batch)
