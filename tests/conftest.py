@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Nothing downloads in tests: a pretrained path that tried would fail at once (set before huggingface_hub loads).
 os.environ["HF_HUB_OFFLINE"] = "1"
-_FULL_EXPORT = pytest.StashKey[tuple]()
+_SHARED = pytest.StashKey[tuple]()
 
 
 def mini_data():
@@ -76,20 +77,27 @@ def assert_one_line_error(result, message: str | None = None) -> str:
     return text
 
 
-@pytest.fixture(scope="session")
-def fp32_export(tmp_path_factory, mini_data_cfg):
-    """An untrained micro student (``student.pt``) exported fp32 to ExecuTorch, LiteRT and ONNX, once per session.
-
-    Shared read-only by every file that benches, profiles, embeds or ships an export; a test that
-    changes it works on a copy (``shutil.copytree(fp32_export.parent, ...)``: the checkpoint comes along).
-    """
+def build_fp32_export(root: Path) -> Path:
+    """An untrained micro student (``student.pt``) exported fp32 to ExecuTorch, LiteRT and ONNX; returns the export."""
     from egoedge.edge.export import ExportConfig, export_checkpoint
 
-    root = tmp_path_factory.mktemp("fp32_export")
-    make_ckpt(root / "student.pt", mini_data_cfg)
+    make_ckpt(root / "student.pt", mini_data())
     export_checkpoint(root / "student.pt", root / "export",
                       ExportConfig(formats=("executorch", "tflite", "onnx"), parity_samples=4))
     return root / "export"
+
+
+def build_mini_run(root: Path) -> tuple[Path, str]:
+    """``egoedge run --preset mini`` through the CLI runner; returns ``(run folder, terminal output)``."""
+    from typer.testing import CliRunner
+
+    from egoedge.cli import app
+
+    out = root / "mini"
+    result = CliRunner().invoke(app, ["run", "--preset", "mini", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (root / "output.txt").write_text(result.output)
+    return out, result.output
 
 
 def build_full_export(root: Path) -> dict:
@@ -107,28 +115,49 @@ def build_full_export(root: Path) -> dict:
     return export_checkpoint(root / "student.pt", root / "export", cfg)
 
 
+# The session's shared builds (fixture name -> builder), in the order the background process makes them: the
+# quick ones first, and the test files that read them run last in the same order.
+SHARED_BUILDS = {"fp32_export": build_fp32_export, "mini_run": build_mini_run, "full_export": build_full_export}
+
+
+def build_in_background(root: Path, names: list[str]) -> None:
+    """Make each named shared build in ``root / NAME``, marking each finished one with a ``.done`` file."""
+    for name in names:
+        (root / name).mkdir()
+        SHARED_BUILDS[name](root / name)
+        (root / name / ".done").touch()
+
+
 @pytest.hookimpl(trylast=True)  # after `-m`/`-k` have deselected: build only for the tests that will run
 def pytest_collection_modifyitems(session, config, items):
-    """Start building the shared every-backend export (minutes, mostly on one core) in a background process,
-    and run the test files that read it last, so the other tests use the second core meanwhile."""
-    late = {item.module for item in items if "full_export" in getattr(item, "fixturenames", ())}
+    """Start the session's shared builds (minutes, mostly on one core) in one background process, and run the
+    test files that read them last, so the other tests use the second core meanwhile."""
+    def needs(item) -> list[str]:
+        return [n for n in SHARED_BUILDS if n in getattr(item, "fixturenames", ())]
+
+    late: dict = {}  # module -> the last build (in build order) any of its tests reads
+    for item in items:
+        if names := needs(item):
+            late[item.module] = max(late.get(item.module, 0), list(SHARED_BUILDS).index(names[-1]))
     if not late or config.option.collectonly:
         return
-    items[:] = [i for i in items if i.module not in late] + [i for i in items if i.module in late]
-    root = Path(tempfile.mkdtemp(prefix="egoedge-full-export-"))
-    code = "import sys; from pathlib import Path; from conftest import build_full_export; " \
-           "build_full_export(Path(sys.argv[1]))"
+    items[:] = [i for i in items if i.module not in late] + sorted(
+        (i for i in items if i.module in late), key=lambda i: late[i.module])  # stable: file order kept within
+    names = [n for n in SHARED_BUILDS if any(n in needs(i) for i in items)]
+    root = Path(tempfile.mkdtemp(prefix="egoedge-shared-"))
+    code = "import sys; from pathlib import Path; from conftest import build_in_background; " \
+           "build_in_background(Path(sys.argv[1]), sys.argv[2:])"
     # At the lowest priority: it takes the cycles the running tests leave (most phases use one core), and a
     # test that trains on both cores is not slowed by it.
     with (root / "build.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=Path(__file__).parent, stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        proc = subprocess.Popen([sys.executable, "-c", code, str(root), *names], cwd=Path(__file__).parent,
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                 preexec_fn=lambda: os.nice(19))
-    config.stash[_FULL_EXPORT] = (proc, root)
+    config.stash[_SHARED] = (proc, root, names)
 
 
 def pytest_unconfigure(config):
-    proc, root = config.stash.get(_FULL_EXPORT, (None, None))
+    proc, root, _ = config.stash.get(_SHARED, (None, None, ()))
     if proc is not None:
         proc.kill()
         proc.wait()
@@ -136,28 +165,41 @@ def pytest_unconfigure(config):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _shared_build(request, name: str) -> Path:
+    """The folder of shared build ``name``: made in the background (waited for here), else made now."""
+    proc, root, names = request.config.stash.get(_SHARED, (None, None, ()))
+    if proc is None or name not in names:  # collected some other way: build it here
+        folder = Path(tempfile.mkdtemp(prefix=f"egoedge-{name}-"))
+        request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+        SHARED_BUILDS[name](folder)
+        return folder
+    folder = root / name
+    while not (folder / ".done").exists():
+        if proc.poll() is not None and not (folder / ".done").exists():
+            pytest.fail(f"the background build of {name} failed:\n" + (root / "build.log").read_text()[-3000:])
+        time.sleep(0.2)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fp32_export(request):
+    """:func:`build_fp32_export`'s export folder, shared read-only by every file that benches, profiles, embeds or
+    ships an export; a test that changes it works on a copy (``shutil.copytree(fp32_export.parent, ...)``: the
+    checkpoint comes along)."""
+    return _shared_build(request, "fp32_export") / "export"
+
+
 @pytest.fixture(scope="session")
 def full_export(request):
     """``(export folder, manifest)`` of :func:`build_full_export`, shared read-only by the export matrix, the
     streaming, gap and app contract tests. The gate is lenient: an untrained model's logits are near ties any
-    int8 flips. Built in the background from collection on (see ``pytest_collection_modifyitems``)."""
-    proc, root = request.config.stash.get(_FULL_EXPORT, (None, None))
-    if proc is None:  # collected some other way: build it here
-        root = Path(tempfile.mkdtemp(prefix="egoedge-full-export-"))
-        request.config.stash[_FULL_EXPORT] = (None, root)
-        return root / "export", build_full_export(root)
-    assert proc.wait() == 0, (root / "build.log").read_text()[-3000:]
-    return root / "export", json.loads((root / "export" / "manifest.json").read_text())
+    int8 flips."""
+    folder = _shared_build(request, "full_export")
+    return folder / "export", json.loads((folder / "export" / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="session")
-def mini_run(tmp_path_factory):
+def mini_run(request):
     """``egoedge run --preset mini`` once per session: ``(run folder, terminal output)``; read-only (copy to change)."""
-    from typer.testing import CliRunner
-
-    from egoedge.cli import app
-
-    out = tmp_path_factory.mktemp("runs") / "mini"
-    result = CliRunner().invoke(app, ["run", "--preset", "mini", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out, result.output
+    folder = _shared_build(request, "mini_run")
+    return folder / "mini", (folder / "output.txt").read_text()
