@@ -136,14 +136,16 @@ def pytest_collection_modifyitems(session, config, items):
         return [n for n in SHARED_BUILDS if n in getattr(item, "fixturenames", ())]
 
     late: dict = {}  # module -> the last build (in build order) any of its tests reads
+    wanted: set[str] = set()
     for item in items:
         if names := needs(item):
+            wanted.update(names)
             late[item.module] = max(late.get(item.module, 0), list(SHARED_BUILDS).index(names[-1]))
     if not late or config.option.collectonly:
         return
     items[:] = [i for i in items if i.module not in late] + sorted(
         (i for i in items if i.module in late), key=lambda i: late[i.module])  # stable: file order kept within
-    names = [n for n in SHARED_BUILDS if any(n in needs(i) for i in items)]
+    names = [n for n in SHARED_BUILDS if n in wanted]
     root = Path(tempfile.mkdtemp(prefix="egoedge-shared-"))
     code = "import sys; from pathlib import Path; from conftest import build_in_background; " \
            "build_in_background(Path(sys.argv[1]), sys.argv[2:])"

@@ -7,6 +7,7 @@ same kind of graph: ``quantized_decomposed`` quantize/dequantize pairs around fl
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -272,11 +273,9 @@ def _export_key(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tup
 def _export(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dims=None) -> torch.fx.GraphModule:
     """``torch.export`` (non-strict) of ``model`` as a module, a fresh copy per call: the caller's quantizer
     rewrites it in place."""
-    import copy
-
     key = (*_export_key(model, inputs), dims is not None)
     hit = _EXPORTS.get(key)
-    if hit is None or hit[0] is not model:  # the model is held, so its id cannot be another's while cached
+    if hit is None:  # an entry holds its model, so the id in its key cannot be another model's while cached
         try:
             hit = (model, torch.export.export(model, inputs, dynamic_shapes=dims, strict=False).module())
         except Exception as e:  # noqa: BLE001  (remembered too: a batch-fixed model fails the same way each time)
@@ -431,8 +430,6 @@ def unfold_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     the unfolded form (a float constant -> quantize -> dequantize). The float weights are the int8
     ones dequantized, so quantizing them again gives back the same integers: the same program.
     """
-    import copy
-
     graph = copy.deepcopy(graph)
     for node in list(graph.graph.nodes):
         target = str(node.target)
