@@ -73,8 +73,47 @@ def test_prune_block_keeps_the_block_interface_and_replays(tmp_path, arch):
 
 def test_block_names_default_to_encoder_stages_and_reject_unknown():
     assert block_names(_model(), CBKDConfig()) == ["stages.0", "stages.1"]
+    assert block_names(_model(), CBKDConfig(blocks=("stem+stages.0", "stages.1"))) == ["stem+stages.0", "stages.1"]
     with pytest.raises(Exception, match="no block 'stages.7'"):
         block_names(_model(), CBKDConfig(blocks=("stages.7",)))
+    with pytest.raises(Exception, match="no block 'stem2'"):
+        block_names(_model(), CBKDConfig(blocks=("stem2+stages.0",)))
+
+
+@pytest.mark.parametrize("arch", ["resnet", "mobilenet"])
+def test_the_stem_is_pruned_with_the_first_stage(tmp_path, arch):
+    """A stem's channels reach only the first stage: pruned as one block, the pair's output width stays."""
+    model = _model(arch).eval()
+    x = model.example_inputs(2)[0]
+    frames = x.flatten(0, 1)
+    stem = next(m for m in model.encoder.stem.modules() if isinstance(m, torch.nn.Conv2d))
+    width, out_shape = stem.out_channels, model.encoder.stages[0](model.encoder.stem(frames)).shape
+    alone = prune_block(model.encoder, "stem", 0.5, (torch.zeros(2, 3, 32, 32),))
+    assert alone == [] and stem.out_channels == width  # its channels leave the stem: nothing to cut alone
+    steps = prune_block(model.encoder, "stem+stages.0", 0.5, (torch.zeros(2, 3, 32, 32),), round_to=4)
+    assert stem.out_channels < width and any(s["module"].startswith("stem.") for s in steps)
+    assert model.encoder.stages[0](model.encoder.stem(frames)).shape == out_shape
+    path = tmp_path / "pruned.pt"
+    _save(model, {"scope": "encoder", "input": [2, 3, 32, 32], "steps": steps}, path, arch)
+    loaded, _ = load_model(path)
+    assert torch.allclose(loaded(x), model(x), atol=1e-6)
+
+
+def test_a_joined_block_recovers_all_its_parts_against_the_last_ones_output():
+    from egoedge.trainer.prune.cbkd import recover_block
+
+    teacher = _model("resnet").eval()
+    student = _model("resnet")
+    prune_block(student.encoder, "stem+stages.0", 0.5, (torch.zeros(2, 3, 32, 32),), round_to=4)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    task = ClipCBKDTask(load_split(DATA, "train"), load_split(DATA, "val"), preprocess_spec(DATA))
+    history = recover_block(student, teacher, "stem+stages.0", task, TrainConfig(epochs=1, batch_size=16),
+                            lambda *a: None, None, None, "cbkd 1/1 stem+stages.0")
+    moved = {k.split(".")[1] for k, v in student.state_dict().items()
+             if v.is_floating_point() and not torch.equal(v, before[k])}
+    assert history and moved == {"stem", "stages"}  # both parts learn; nothing outside the block does
+    assert not any(k.startswith("encoder.stages.1") and not torch.equal(v, before[k])
+                   for k, v in student.state_dict().items())
 
 
 @pytest.mark.slow

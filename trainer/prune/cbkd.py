@@ -42,7 +42,7 @@ from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data import ClipSplit, to_model_input
 from egoedge.trainer.distill import FeatureTaps
 from egoedge.trainer.engine import TrainConfig, device, fit, wrap_ddp
-from egoedge.trainer.prune.plan import IMPORTANCE, apply_pruning_config, prune_block
+from egoedge.trainer.prune.plan import IMPORTANCE, apply_pruning_config, block_parts, prune_block
 from egoedge.trainer.train import KDConfig, distill_student, evaluate
 
 ORDERS = ("deep_first", "shallow_first")
@@ -52,7 +52,8 @@ ORDERS = ("deep_first", "shallow_first")
 class CBKDConfig:
     """Blocks, compression schedule and the recovery / fine-tune budgets of a CBKD run.
 
-    ``blocks`` are module names under the encoder (empty: its numbered ``stages``). Block ``i``
+    ``blocks`` are module names under the encoder (empty: its numbered ``stages``); ``+`` joins modules pruned
+    and recovered as one block (``stem+stages.0``: a stem's channels reach only the first stage). Block ``i``
     of ``n`` (in forward order) is pruned at ``min_ratio + (max_ratio - min_ratio) * i / (n - 1)``
     unless ``ratios`` gives one rate per block.
     """
@@ -159,7 +160,7 @@ def block_names(model: nn.Module, cfg: CBKDConfig, task: CBKDTask | None = None)
     names = list(cfg.blocks) or task.default_blocks(model)
     if not names:
         raise EgoedgeError(f"{type(scope).__name__} has no default CBKD blocks; name them explicitly")
-    for n in names:
+    for n in (part for name in names for part in block_parts(name)):
         try:
             scope.get_submodule(n)
         except AttributeError:
@@ -187,20 +188,22 @@ def pruning_config(steps: list[dict], scope: str, inputs: tuple[torch.Tensor, ..
 def recover_block(student: nn.Module, teacher: nn.Module, block: str, task: CBKDTask, cfg: TrainConfig,
                   progress: Progress, resume: Path | None, log: Callable[[dict], None] | None,
                   stage: str) -> list[dict]:
-    """Train only ``<scope>.<block>`` to reproduce the teacher block's output; the rest stays frozen."""
-    name = ".".join(p for p in (task.scope, block) if p)
-    target = student.get_submodule(name)
+    """Train only ``<scope>.<block>`` to reproduce the teacher block's output (a joined block's: its last
+    part's); the rest stays frozen."""
+    names = [".".join(p for p in (task.scope, part) if p) for part in block_parts(block)]
+    targets = [student.get_submodule(name) for name in names]
     for p in student.parameters():
         p.requires_grad_(False)
-    params = list(target.parameters())
+    params = [p for target in targets for p in target.parameters()]
     for p in params:
         p.requires_grad_(True)
     net = wrap_ddp(student)
-    s_tap, t_tap = FeatureTaps(student, [name]), FeatureTaps(teacher, [name])
+    s_tap, t_tap = FeatureTaps(student, names[-1:]), FeatureTaps(teacher, names[-1:])
 
     def train_mode() -> None:
         student.eval()  # frozen BatchNorm statistics and no dropout outside the block
-        target.train()
+        for target in targets:
+            target.train()
 
     def step(idx):
         with torch.no_grad(), t_tap:

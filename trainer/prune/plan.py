@@ -6,6 +6,9 @@ transformer and both halves of a residual or a concat. Only groups that stay ins
 block are pruned, so the block keeps its input and output widths and still fits between its
 untouched neighbours (and still matches the teacher block it is distilled from).
 
+A block may join several modules with ``+`` (``stem+stages.0``): a ResNet's stem feeds only the
+first stage's convolutions, so its channels are a group inside the pair, never inside either alone.
+
 A pruned model is saved as its original architecture plus the plan — the list of
 ``(module, channel indices)`` steps — so a checkpoint stays loadable with
 ``weights_only=True``: rebuild, replay the plan, load the state dict.
@@ -51,6 +54,11 @@ def _fpgm():
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)  # layers whose output channels a group may be rooted at
 
 
+def block_parts(block: str) -> list[str]:
+    """The module names a block joins, in forward order: ``"stem+stages.0"`` -> ``["stem", "stages.0"]``."""
+    return block.split("+")
+
+
 def _graph(scope: nn.Module, example: tuple[torch.Tensor, ...]):
     import torch_pruning as tp
 
@@ -82,7 +90,8 @@ def _out_channel_fn(module: nn.Module):
 
 def prune_block(scope: nn.Module, block: str, ratio: float, example: tuple[torch.Tensor, ...], importance: str = "l2",
                 round_to: int = 4) -> list[dict]:
-    """Remove ``ratio`` of the channels of every prunable group inside ``scope.<block>``; returns the plan steps.
+    """Remove ``ratio`` of the channels of every prunable group inside ``scope.<block>`` (``a+b``: inside both
+    together); returns the plan steps.
 
     Attention q/k/v projections are left whole (their width is tied to the head count); a group
     that reaches outside the block is skipped. Removed counts are rounded down to a multiple of
@@ -99,11 +108,11 @@ def _prune_block(scope: nn.Module, block: str, ratio: float, example: tuple[torc
     import torch_pruning as tp
 
     graph = _graph(scope, example)
-    target = scope.get_submodule(block)
-    inside = set(target.modules())
+    targets = [scope.get_submodule(part) for part in block_parts(block)]
+    inside = {m for target in targets for m in target.modules()}
     real = set(scope.modules())
     names = {m: n for n, m in scope.named_modules()}
-    keep_whole = [m for n, m in target.named_modules() if n.endswith("qkv")]
+    keep_whole = [m for target in targets for n, m in target.named_modules() if n.endswith("qkv")]
     outside = [m for m in real if m not in inside and isinstance(m, PRUNABLE)]
     scorer = IMPORTANCE.get(importance)()
     steps: list[dict] = []
