@@ -19,7 +19,7 @@ import torch
 
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
 from egoedge.edge.exporters import EXPORTERS, IONames, export_ready, from_recipe, lowers_program
-from egoedge.edge.gap import attach_gap
+from egoedge.edge.gap import attach_gap, gap_path
 from egoedge.edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.schema import validate
@@ -44,6 +44,7 @@ from egoedge.trainer.checkpoint import load_model, read_checkpoint
 from egoedge.trainer.common.io import (
     EgoedgeError,
     atomic_write,
+    remove_path,
     sha256_file,
     write_json_atomic,
 )
@@ -348,20 +349,66 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         return made
 
     artifacts = lower(plan.pairs)
+    aside = plan.out_dir / ASIDE
+    remove_path(aside)  # a killed export's leftovers
     while recipe is not None and (missed := [a for a in artifacts if _missed_gate(a)]):
         worst = min(a["parity"]["top1_agreement"] for a in missed)
         progress("int8: keeping more fp32", 0, 1, {})
-        wider = recipe.widened(worst, plan.gate.int8_min_agreement)
+        refused = ", ".join(f"{a['name']} ({a['parity']['top1_agreement']:.2f}%)" for a in missed)
+        wider = recipe.widened(worst, plan.gate.int8_min_agreement, refused)
         if wider is None:
             break
+        redo = [(f, p) for f, p in plan.pairs if from_recipe(f, p)]
+        before = (recipe, artifacts, [getattr(m, "float_modules", ()) for m in (forms.ready, forms.quantizable)])
+        _set_aside(plan.out_dir, [a for a in artifacts if (a["format"], a["precision"]) in redo], aside)
         recipe = wider
         keep_float(forms.ready, recipe.keep_float)
         keep_float(forms.quantizable, recipe.keep_float)
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
-        redo = [(f, p) for f, p in plan.pairs if from_recipe(f, p)]
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
+        still = [a["parity"]["top1_agreement"] for a in artifacts if _missed_gate(a)]
+        if still and len(still) >= len(missed) and min(still) <= worst:
+            # Keeping more fp32 did not bring the refused artifacts closer (a runtime's own int8, such as ONNX
+            # Runtime's, can flip the same clips whatever the program keeps): the others keep the faster program.
+            recipe, artifacts = _put_back(plan.out_dir, list(again.values()), aside, before, recipe, min(still))
+            forms.ready.float_modules, forms.quantizable.float_modules = before[2]
+            break
+        remove_path(aside)
     return artifacts, recipe
+
+
+ASIDE = ".int8_previous"  # the int8 artifacts of the program before a widening, until it has proved better
+
+
+def _artifact_files(out_dir: Path, artifact: dict) -> list[Path]:
+    """An artifact's file and its gap file (none for one that failed to export)."""
+    return [out_dir / artifact["file"], gap_path(out_dir / artifact["file"])] if artifact.get("file") else []
+
+
+def _set_aside(out_dir: Path, artifacts: list[dict], aside: Path) -> None:
+    """Move these artifacts' files into ``aside``, so that a widening that does not help can be undone."""
+    remove_path(aside)
+    aside.mkdir()
+    for path in (p for a in artifacts for p in _artifact_files(out_dir, a)):
+        if path.exists():
+            path.rename(aside / path.name)
+
+
+def _put_back(out_dir: Path, made: list[dict], aside: Path, before: tuple, tried: Int8Recipe,
+              agreement: float) -> tuple[Int8Recipe, list[dict]]:
+    """Undo a widening: its artifacts' files go, the ones set aside come back; the previous recipe, with the steps
+    tried and why they were dropped, and the previous artifacts."""
+    for path in (p for a in made for p in _artifact_files(out_dir, a)):
+        remove_path(path)
+    for path in aside.iterdir():
+        path.rename(out_dir / path.name)
+    remove_path(aside)
+    recipe, artifacts, _ = before
+    dropped = {"skip": list(recipe.keep_float), "val_agreement": recipe.search.get("test_agreement"),
+               "why": f"keeping {', '.join(tried.keep_float)} fp32 left an artifact refused at {agreement:.2f}%: "
+                      "back to the program before it"}
+    return replace(recipe, search={**recipe.search, "steps": [*tried.search.get("steps", []), dropped]}), artifacts
 
 
 def _write_gap(out_dir: Path, artifact: dict, recipe: Int8Recipe | None) -> None:

@@ -76,8 +76,9 @@ class Int8Recipe:
                 "calibration": self.calib_info, **self.search,
                 **({"macs_int8_pct": share} if share is not None else {})}
 
-    def widened(self, worst: float, target: float) -> Int8Recipe | None:
-        """A recipe keeping more fp32, after an exported artifact agreed on only ``worst`` % (``None``: no more).
+    def widened(self, worst: float, target: float, refused: str = "an exported artifact") -> Int8Recipe | None:
+        """A recipe keeping more fp32, after an exported artifact agreed on only ``worst`` % (``None``: no more);
+        ``refused`` names the artifacts that missed, for the record.
 
         A runtime's int8 arithmetic is not PyTorch's to the last rounding, so an artifact can flip
         more clips than the program did. The search goes on in PyTorch, aimed higher by that gap:
@@ -92,7 +93,7 @@ class Int8Recipe:
         keep = tuple(result["skip"])
         if keep == self.keep_float:
             return None
-        why = f"an exported artifact agreed on {worst:.2f}%: aiming the program at {aim:.2f}%"
+        why = f"{refused} agreed on {worst:.2f}%: aiming the program at {aim:.2f}%"
         steps = [*self.search.get("steps", []), *({**step, "why": why} for step in result["steps"])]
         search = {**self.search, "test_agreement": result["val_agreement"], "steps": steps,
                   "sensitivity": {**self.search.get("sensitivity", {}), **result["sensitivity"]}}
