@@ -351,6 +351,7 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
     artifacts = lower(plan.pairs)
     aside = plan.out_dir / ASIDE
     remove_path(aside)  # a killed export's leftovers
+    first = None  # before any widening: the recipe, its artifacts, the models' fp32 modules, how many missed, worst
     while recipe is not None and (missed := [a for a in artifacts if _missed_gate(a)]):
         worst = min(a["parity"]["top1_agreement"] for a in missed)
         progress("int8: keeping more fp32", 0, 1, {})
@@ -359,26 +360,29 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         if wider is None:
             break
         redo = [(f, p) for f, p in plan.pairs if from_recipe(f, p)]
-        before = (recipe, artifacts, [getattr(m, "float_modules", ()) for m in (forms.ready, forms.quantizable)])
-        _set_aside(plan.out_dir, [a for a in artifacts if (a["format"], a["precision"]) in redo], aside)
+        if first is None:
+            first = (recipe, artifacts, [getattr(m, "float_modules", ()) for m in (forms.ready, forms.quantizable)],
+                     len(missed), worst)
+            _set_aside(plan.out_dir, [a for a in artifacts if (a["format"], a["precision"]) in redo], aside)
         recipe = wider
         keep_float(forms.ready, recipe.keep_float)
         keep_float(forms.quantizable, recipe.keep_float)
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
+    if first is not None:
         still = [a["parity"]["top1_agreement"] for a in artifacts if _missed_gate(a)]
-        if still and len(still) >= len(missed) and min(still) <= worst:
-            # Keeping more fp32 did not bring the refused artifacts closer (a runtime's own int8, such as ONNX
+        if still and len(still) >= first[3] and min(still) <= first[4]:
+            # Keeping more fp32 brought the refused artifacts no closer (a runtime's own int8, such as ONNX
             # Runtime's, can flip the same clips whatever the program keeps): the others keep the faster program.
-            recipe, artifacts = _put_back(plan.out_dir, list(again.values()), aside, before, recipe, min(still))
-            forms.ready.float_modules, forms.quantizable.float_modules = before[2]
-            break
+            made = [a for a in artifacts if from_recipe(a["format"], a["precision"])]
+            recipe, artifacts = _put_back(plan.out_dir, made, aside, first[:2], recipe, min(still))
+            forms.ready.float_modules, forms.quantizable.float_modules = first[2]
         remove_path(aside)
     return artifacts, recipe
 
 
-ASIDE = ".int8_previous"  # the int8 artifacts of the program before a widening, until it has proved better
+ASIDE = ".int8_previous"  # the int8 artifacts of the program before the widening, until it has proved better
 
 
 def _artifact_files(out_dir: Path, artifact: dict) -> list[Path]:
@@ -397,17 +401,17 @@ def _set_aside(out_dir: Path, artifacts: list[dict], aside: Path) -> None:
 
 def _put_back(out_dir: Path, made: list[dict], aside: Path, before: tuple, tried: Int8Recipe,
               agreement: float) -> tuple[Int8Recipe, list[dict]]:
-    """Undo a widening: its artifacts' files go, the ones set aside come back; the previous recipe, with the steps
-    tried and why they were dropped, and the previous artifacts."""
+    """Undo the widening: its artifacts' files go, the ones set aside come back; the recipe before it, with the
+    steps tried and why they were dropped, and its artifacts."""
     for path in (p for a in made for p in _artifact_files(out_dir, a)):
         remove_path(path)
     for path in aside.iterdir():
         path.rename(out_dir / path.name)
     remove_path(aside)
-    recipe, artifacts, _ = before
+    recipe, artifacts = before
     dropped = {"skip": list(recipe.keep_float), "val_agreement": recipe.search.get("test_agreement"),
-               "why": f"keeping {', '.join(tried.keep_float)} fp32 left an artifact refused at {agreement:.2f}%: "
-                      "back to the program before it"}
+               "why": f"keeping {', '.join(tried.keep_float)} fp32 still left an artifact refused at {agreement:.2f}%: "
+                      "back to the program before the widening"}
     return replace(recipe, search={**recipe.search, "steps": [*tried.search.get("steps", []), dropped]}), artifacts
 
 

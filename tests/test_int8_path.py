@@ -311,8 +311,8 @@ def test_only_artifacts_made_from_the_recipe_widen_it():
 
 
 def test_a_widening_that_leaves_the_refused_artifact_no_closer_is_undone(tmp_path, monkeypatch):
-    """ONNX Runtime's own int8 flips the same clips whatever the program keeps fp32: the widened program is dropped
-    and the artifacts that passed keep the faster one, files and all."""
+    """ONNX Runtime's own int8 flips the same clips whatever the program keeps fp32: once the widening runs out, the
+    program before it comes back and the artifacts that passed keep it, files and all."""
     from collections import OrderedDict
     from types import SimpleNamespace
 
@@ -320,7 +320,8 @@ def test_a_widening_that_leaves_the_refused_artifact_no_closer_is_undone(tmp_pat
     from egoedge.edge.export import ASIDE, _Forms, _lower_all
     from egoedge.edge.parity import ParityGate
 
-    agreement = {("executorch", "int8"): {(): 99.5, ("pool",): 99.7}, ("onnx", "int8"): {(): 98.4, ("pool",): 98.1}}
+    onnx = {(): 98.4, ("pool",): 98.1, ("pool", "head"): 98.4}
+    agreement = {("executorch", "int8"): {(): 99.5, ("pool",): 99.7, ("pool", "head"): 99.8}, ("onnx", "int8"): onnx}
 
     def lower(fmt, precision, model, example, out_dir, stem, calibration, entry, verify, progress, names, program):
         name = f"{stem}_{fmt}_{precision}"
@@ -332,23 +333,29 @@ def test_a_widening_that_leaves_the_refused_artifact_no_closer_is_undone(tmp_pat
     monkeypatch.setattr(ex, "export_artifact", lower)
     monkeypatch.setattr(ex, "_verifier", lambda plan, held, progress: None)
 
-    def searcher(keep, aim, at_least):
-        return {"skip": [*keep, "pool"], "model": SimpleNamespace(keep=(*keep, "pool")), "val_agreement": 99.9,
-                "sensitivity": {}, "steps": [{"skip": [*keep, "pool"], "val_agreement": 99.9}], "gap": []}
+    def searcher(keep, aim, at_least):  # one more module each round, until none is left
+        keep = (*keep, *[m for m in ("pool", "head") if m not in keep][:1])
+        return {"skip": list(keep), "model": SimpleNamespace(keep=keep), "val_agreement": 99.9, "sensitivity": {},
+                "steps": [{"skip": list(keep), "val_agreement": 99.9}], "gap": []}
 
-    first = Int8Recipe(SimpleNamespace(keep=()), (), [], {}, "gate", {"test_agreement": 99.6, "steps": [{"skip": []}]},
-                       searcher=searcher)
-    pairs = [("executorch", "fp32"), ("executorch", "int8"), ("onnx", "int8")]
-    plan = SimpleNamespace(out_dir=tmp_path, stem="m", gate=ParityGate(), pairs=pairs,
-                           ev=SimpleNamespace(inputs=["x"], outputs=["y"]))
-    forms = _Forms(*(torch.nn.Sequential(OrderedDict(pool=torch.nn.Identity())) for _ in range(2)))
-    artifacts, recipe = _lower_all(plan, forms, SimpleNamespace(example=()), first, {}, lambda *a: None)
+    def export():
+        first = Int8Recipe(SimpleNamespace(keep=()), (), [], {}, "gate", {"test_agreement": 99.6, "steps": []},
+                           searcher=searcher)
+        pairs = [("executorch", "fp32"), ("executorch", "int8"), ("onnx", "int8")]
+        plan = SimpleNamespace(out_dir=tmp_path, stem="m", gate=ParityGate(), pairs=pairs,
+                               ev=SimpleNamespace(inputs=["x"], outputs=["y"]))
+        forms = _Forms(*(torch.nn.Sequential(OrderedDict(pool=torch.nn.Identity(), head=torch.nn.Identity()))
+                         for _ in range(2)))
+        return first, forms, *_lower_all(plan, forms, SimpleNamespace(example=()), first, {}, lambda *a: None)
+
+    first, forms, artifacts, recipe = export()
     assert recipe.keep_float == () and recipe.program is first.program  # back to the program before
-    assert "back to the program before it" in recipe.search["steps"][-1]["why"]
+    assert "back to the program before the widening" in recipe.search["steps"][-1]["why"]
+    assert [s["skip"] for s in recipe.search["steps"][:-1]] == [["pool"], ["pool", "head"]]  # what was tried
     assert [a["status"] for a in artifacts] == ["ok", "ok", "failed"]
     assert (tmp_path / "m_executorch_int8.bin").read_text() == str(first.program)  # the file set aside came back
     assert not (tmp_path / ASIDE).exists() and getattr(forms.ready, "float_modules", ()) == ()
-    agreement[("onnx", "int8")][("pool",)] = 99.2  # now it helps: the widened program stays
-    artifacts, recipe = _lower_all(plan, forms, SimpleNamespace(example=()), first, {}, lambda *a: None)
-    assert recipe.keep_float == ("pool",) and [a["status"] for a in artifacts] == ["ok", "ok", "ok"]
+    onnx[("pool", "head")] = 98.7  # closer, though still refused: the widening stays
+    _, forms, artifacts, recipe = export()
+    assert recipe.keep_float == ("pool", "head") and forms.ready.float_modules == ("pool", "head")
     assert (tmp_path / "m_onnx_int8.bin").read_text() == str(recipe.program) and not (tmp_path / ASIDE).exists()
