@@ -22,7 +22,15 @@ from egoedge.bench.runtimes import RUNTIMES
 from egoedge.edge.artifact import run_session
 from egoedge.edge.exporters import EXPORTERS, Session
 from egoedge.edge.gap import read_gap
-from egoedge.edge.streaming import FrameRunner, StepRunner, StreamRunner, head_threads, sliding_accuracy, stream_of
+from egoedge.edge.streaming import (
+    FrameRunner,
+    StepRunner,
+    StreamRunner,
+    head_threads,
+    sliding_accuracy,
+    step_roles,
+    stream_of,
+)
 from egoedge.trainer.checkpoint import load_model, read_checkpoint
 from egoedge.trainer.common.arrays import read_arrays
 from egoedge.trainer.common.complexity import count_macs, count_params
@@ -83,6 +91,7 @@ class StreamPair:
     clip: str  # the name of the clip artifact of the same backend and precision, for the ratio
     names: tuple[str, ...]  # encoder and head artifact names (a step: its own)
     frame_shape: tuple[int, ...]  # the encoder's input, batch 1
+    roles: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # a step's input and output roles (step_roles)
 
 
 @dataclass
@@ -165,7 +174,9 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
             target.macs = streaming.get("frame_macs")
             target.stream = StreamPair(None, streaming["window"], streaming["embedding_dim"],
                                        a["name"].replace("_step_", "_", 1), (a["name"],),
-                                       tuple(a["inputs"][0]["shape"]))
+                                       tuple(a["inputs"][0]["shape"]),
+                                       step_roles(streaming, [t["name"] for t in a["inputs"]],
+                                                  [t["name"] for t in a["outputs"]]))
         if role == "frame_encoder":
             head = by_name.get(a.get("pair"))
             if head is None or not head["file"] or not streaming:

@@ -545,6 +545,7 @@ def summarize(report: dict) -> dict[str, str]:
         ratios = sorted(r["streaming"]["ratio"] for r in timed)
         best = min(timed, key=lambda r: r["streaming"]["frame_ms"]["median"])
         s["streaming per frame vs clip"] = (
-            f"{ratios[0]:.2f}-{ratios[-1]:.2f}x the clip artifact's latency over {len(timed)} pairs; fastest "
+            f"{ratios[0]:.2f}-{ratios[-1]:.2f}x the clip artifact's latency over the {len(timed)} steps and pairs "
+            f"that passed their gate; fastest "
             f"{best['name']}, {best['streaming']['frame_ms']['median']:.3f} ms per new frame")
     return s

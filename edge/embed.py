@@ -78,8 +78,7 @@ def select(manifest: dict, patterns: tuple[str, ...] | None) -> list[dict]:
     artifacts = manifest["artifacts"]
     names = [a["name"] for a in artifacts]
     if patterns is None:
-        chosen = [a for a in artifacts if a["format"] in ANDROID_FORMATS and a["status"] == "ok"
-                  and a.get("role") != "stream_step"]
+        chosen = [a for a in artifacts if a["format"] in ANDROID_FORMATS and a["status"] == "ok"]
         if not chosen:
             raise EgoedgeError(f"no artifact the app can run passed the parity gate (the app runs "
                                f"{', '.join(ANDROID_FORMATS)}; exported: {', '.join(names) or 'nothing'})")
@@ -95,18 +94,15 @@ def select(manifest: dict, patterns: tuple[str, ...] | None) -> list[dict]:
             raise EgoedgeError(f"{a['name']} is {a['format']}; the Android app runs {', '.join(ANDROID_FORMATS)}")
         if a["status"] != "ok":
             raise EgoedgeError(f"refusing {a['name']}: it failed the parity gate ({a['reason']})")
-        if a.get("role") == "stream_step":
-            raise EgoedgeError(f"{a['name']} is a fused streaming step; the app's camera path streams pairs "
-                               f"(embed {a['name'].replace('_step_', '_frame_encoder_', 1)} instead)")
     return with_pairs(artifacts, chosen)
 
 
 def with_pairs(artifacts: list[dict], chosen: list[dict]) -> list[dict]:
-    """``chosen`` plus the other half of every streaming artifact in it: half a pair cannot run."""
+    """``chosen`` plus the other half of every streaming pair in it: half a pair cannot run."""
     by_name = {a["name"]: a for a in artifacts}
     out = list(chosen)
     for a in chosen:
-        if a.get("role", "clip") == "clip":
+        if a.get("role", "clip") in ("clip", "stream_step"):
             continue
         other = by_name.get(a.get("pair"))
         if other is None:
@@ -203,7 +199,7 @@ def embed(run: str | Path, app: str | Path = "android_demo", cfg: EmbedConfig = 
     out = {"source": manifest["source"], "calibration": manifest.get("calibration"), "gate": manifest.get("gate", {}),
            "embedded": {"run": str(Path(run)), "manifest_sha256": sha256_file(manifest_file)},
            "artifacts": entries}
-    if any(a.get("role", "clip") != "clip" for a in chosen):  # the app's camera path streams the pair
+    if any(a.get("role", "clip") != "clip" for a in chosen):  # the app's camera path streams the step or pair
         out["streaming"] = {k: v for k, v in manifest["streaming"].items()
                             if k not in ("sample_stream", "sample_stream_logits")}
     if cfg.sample:

@@ -351,7 +351,7 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
     artifacts = lower(plan.pairs)
     aside = plan.out_dir / ASIDE
     remove_path(aside)  # a killed export's leftovers
-    first = None  # before any widening: the recipe, its artifacts, the models' fp32 modules, how many missed, worst
+    before: _Before | None = None  # the program and artifacts the widening is judged against
     while recipe is not None and (missed := [a for a in artifacts if _missed_gate(a)]):
         worst = min(a["parity"]["top1_agreement"] for a in missed)
         progress("int8: keeping more fp32", 0, 1, {})
@@ -360,9 +360,9 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         if wider is None:
             break
         redo = [(f, p) for f, p in plan.pairs if from_recipe(f, p)]
-        if first is None:
-            first = (recipe, artifacts, [getattr(m, "float_modules", ()) for m in (forms.ready, forms.quantizable)],
-                     len(missed), worst)
+        if before is None:
+            before = _Before(recipe, artifacts, (getattr(forms.ready, "float_modules", ()),
+                                                 getattr(forms.quantizable, "float_modules", ())))
             _set_aside(plan.out_dir, [a for a in artifacts if (a["format"], a["precision"]) in redo], aside)
         recipe = wider
         keep_float(forms.ready, recipe.keep_float)
@@ -370,19 +370,33 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
-    if first is not None:
-        still = [a["parity"]["top1_agreement"] for a in artifacts if _missed_gate(a)]
-        if still and len(still) >= first[3] and min(still) <= first[4]:
+    if before is not None:
+        still, was = _refused(artifacts), _refused(before.artifacts)
+        if still and len(still) >= len(was) and min(still) <= min(was):
             # Keeping more fp32 brought the refused artifacts no closer (a runtime's own int8, such as ONNX
             # Runtime's, can flip the same clips whatever the program keeps): the others keep the faster program.
             made = [a for a in artifacts if from_recipe(a["format"], a["precision"])]
-            recipe, artifacts = _put_back(plan.out_dir, made, aside, first[:2], recipe, min(still))
-            forms.ready.float_modules, forms.quantizable.float_modules = first[2]
+            recipe, artifacts = _put_back(plan.out_dir, made, aside, before, recipe, min(still))
+            forms.ready.float_modules, forms.quantizable.float_modules = before.float_modules
         remove_path(aside)
     return artifacts, recipe
 
 
 ASIDE = ".int8_previous"  # the int8 artifacts of the program before the widening, until it has proved better
+
+
+@dataclass(frozen=True)
+class _Before:
+    """What the widening started from: the recipe, its artifacts, and the two models' fp32 module lists."""
+
+    recipe: Int8Recipe
+    artifacts: list[dict]
+    float_modules: tuple
+
+
+def _refused(artifacts: list[dict]) -> list[float]:
+    """The top-1 agreement of each artifact the parity gate refused (:func:`_missed_gate`)."""
+    return [a["parity"]["top1_agreement"] for a in artifacts if _missed_gate(a)]
 
 
 def _artifact_files(out_dir: Path, artifact: dict) -> list[Path]:
@@ -391,15 +405,15 @@ def _artifact_files(out_dir: Path, artifact: dict) -> list[Path]:
 
 
 def _set_aside(out_dir: Path, artifacts: list[dict], aside: Path) -> None:
-    """Move these artifacts' files into ``aside``, so that a widening that does not help can be undone."""
-    remove_path(aside)
+    """Move these artifacts' files into ``aside`` (which the caller has cleared), so that a widening that does not
+    help can be undone."""
     aside.mkdir()
     for path in (p for a in artifacts for p in _artifact_files(out_dir, a)):
         if path.exists():
             path.rename(aside / path.name)
 
 
-def _put_back(out_dir: Path, made: list[dict], aside: Path, before: tuple, tried: Int8Recipe,
+def _put_back(out_dir: Path, made: list[dict], aside: Path, before: _Before, tried: Int8Recipe,
               agreement: float) -> tuple[Int8Recipe, list[dict]]:
     """Undo the widening: its artifacts' files go, the ones set aside come back; the recipe before it, with the
     steps tried and why they were dropped, and its artifacts."""
@@ -408,7 +422,7 @@ def _put_back(out_dir: Path, made: list[dict], aside: Path, before: tuple, tried
     for path in aside.iterdir():
         path.rename(out_dir / path.name)
     remove_path(aside)
-    recipe, artifacts = before
+    recipe, artifacts = before.recipe, before.artifacts
     dropped = {"skip": list(recipe.keep_float), "val_agreement": recipe.search.get("test_agreement"),
                "why": f"keeping {', '.join(tried.keep_float)} fp32 still left an artifact refused at {agreement:.2f}%: "
                       "back to the program before the widening"}

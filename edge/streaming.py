@@ -131,6 +131,30 @@ class StepRunner(FrameRunner):
         return out[0].reshape(1, -1)
 
 
+# The roles a fused step's tensors play, by the manifest's ``streaming`` names (how the demo app's benchmark
+# protocol tells the app which input is the frame and which output the next window): the manifest key ->
+# (the role, the tensor's name in manifests written before the block named it).
+STEP_INPUT_ROLES = {"frame_input": ("frame", "frame"), "buffer_input": ("buffer", "embeddings"),
+                    "valid_input": ("valid", "valid")}
+STEP_OUTPUT_ROLES = {"next_buffer_output": ("next_buffer", "next_embeddings"),
+                     "next_valid_output": ("next_valid", "next_valid")}
+
+
+def step_roles(streaming: dict, inputs: list[str], outputs: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A fused step's input and output roles in its own order, from its tensor names and the ``streaming`` block.
+
+    Example: ``step_roles(manifest["streaming"], ["frame", "embeddings", "valid"], ["logits", "next_embeddings",
+    "next_valid"])`` -> ``(("frame", "buffer", "valid"), ("logits", "next_buffer", "next_valid"))``
+    """
+    ins = {streaming.get(key, old): role for key, (role, old) in STEP_INPUT_ROLES.items()}
+    outs = {streaming.get(key, old): role for key, (role, old) in STEP_OUTPUT_ROLES.items()}
+    unknown = [n for n in inputs if n not in ins]
+    if unknown or len(inputs) != 3 or len(outputs) != 3 or sorted(n in outs for n in outputs) != [False, True, True]:
+        raise EgoedgeError(f"a streaming step takes {', '.join(ins)} and gives logits, {', '.join(outs)}; this one "
+                           f"takes {', '.join(inputs)} and gives {', '.join(outputs)} (the manifest's streaming names)")
+    return tuple(ins[n] for n in inputs), tuple(outs.get(n, "logits") for n in outputs)
+
+
 HEAD_THREADS = 1
 
 

@@ -108,7 +108,8 @@ def build_full_export(root: Path) -> dict:
     from egoedge.edge.parity import ParityGate
 
     make_ckpt(root / "student.pt", mini_data())
-    # Pairs for the app's runtimes only, as the quick preset makes them; every backend gets its fused step.
+    # Every backend gets its fused step, as in the quick run; pairs (which `export --streaming` makes and the app
+    # runs too) for the app's runtimes only.
     cfg = ExportConfig(formats=tuple(EXPORTERS.keys()), int8=True, calibration=16, parity_samples=8,
                        gate=ParityGate(int8_min_agreement=0.0, int8_max_accuracy_drop=100.0), streaming=True,
                        pair_formats=("executorch", "tflite"))

@@ -192,7 +192,14 @@ def test_benchmark_activity_reads_exactly_the_extras_egoedge_sends():
                                        StreamRequest("/sdcard/h.pte", 4, 256, (1, 3, 32, 32))))
     streamed = dict((key, flag) for flag, key in re.findall(r"(--e[siz]) (\w+)", stream))
     assert {"head", "window", "embedding_dim", "frame_shape", "head_threads"} <= set(streamed)
-    assert read == {**sent, **streamed}
+    step = intent_command(AppRequest("/sdcard/s.pte", "/sdcard/r.json", None, None, BenchConfig(),
+                                     StreamRequest(None, 4, 256, (1, 3, 32, 32),
+                                                   step_inputs=("frame", "buffer", "valid"),
+                                                   step_outputs=("logits", "next_buffer", "next_valid"))))
+    stepped = dict((key, flag) for flag, key in re.findall(r"(--e[siz]) (\w+)", step))
+    assert {"step_inputs", "step_outputs", "window"} <= set(stepped) and "head" not in stepped
+    assert "--es step_inputs frame,buffer,valid" in step
+    assert read == {**sent, **streamed, **stepped}
     assert f"-n {ANDROID_PACKAGE}/{ANDROID_ACTIVITY}" in cmd
 
 
@@ -228,7 +235,8 @@ def test_app_reads_only_fields_the_manifest_schema_defines():
     source = _kotlin("ModelManifest.kt")
     read = set(re.findall(r'(?:get|opt)(?:String|Int|Long|Double|JSONArray|JSONObject)\("(\w+)"[,)]', source))
     read |= set(re.findall(r'(?:isNull|has)\("(\w+)"\)', source))
-    assert {"role", "pair", "streaming", "window", "embedding_dim", "head_threads"} <= read
+    assert {"role", "pair", "streaming", "window", "embedding_dim", "head_threads", "frame_input",
+            "next_buffer_output", "next_valid_output"} <= read
     assert read and read <= known, read - known
 
 
@@ -373,8 +381,9 @@ def test_main_activity_survives_its_lifecycle():
     assert listener.index("isDestroyed") < listener.index("bindToLifecycle")
     analyze = source.split("private fun analyze(image: ImageProxy) {")[1].split("\n    }\n")[0]
     assert "try {" in analyze and "analyzeFrame(image)" in analyze and "catch (e: Exception)" in analyze
-    # The sample clip plays through a classifier of its own, never the camera's ring buffer.
-    assert "val own = pairOf(" in source and "own.clip(" in source
+    # The sample clip plays through a classifier of its own, never the camera's window.
+    assert "val own = if (a.isStep) stepOf(runner!!, a)" in source and "else pairOf(runner!!" in source
+    assert "own.clip(" in source
 
 
 def test_benchmark_activity_runs_once_whatever_the_configuration_does():

@@ -284,8 +284,9 @@ def test_tool_failure_on_the_phone_is_reported(phone, exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_app_streams_a_pair_per_frame(phone, tmp_path, mini_data_cfg):
-    """Streaming mode up to the boundary: both halves pushed, the mode's extras sent, per-frame rows back."""
+def test_demo_app_streams_a_step_and_a_pair_per_frame(phone, tmp_path, mini_data_cfg):
+    """Streaming mode up to the boundary: a step with its tensors' roles, a pair with both halves pushed; the mode's
+    extras sent, per-frame rows back."""
     from conftest import make_ckpt
 
     from egoedge.bench.bench_export import bench_export
@@ -305,5 +306,7 @@ def test_demo_app_streams_a_pair_per_frame(phone, tmp_path, mini_data_cfg):
     assert s["frame_ms"]["iterations"] == 3
     pushed = tmp_path / "phone/sdcard/Android/data/org.egoedge.demo/files/egoedge"
     assert (pushed / "student_temporal_head_executorch_fp32.pte").is_file()
-    skipped = next(iter(report["devices"].values()))["skipped"]  # the app streams pairs, not fused steps
-    assert skipped["student_step_executorch_fp32"].startswith("android: fused streaming steps are timed on the host")
+    step = rows["student_step_executorch_fp32@android"]
+    assert step["status"] == "ok" and step["top1_agreement"] == 100.0, step
+    assert step["streaming"]["clip"] == "student_executorch_fp32@android" and step["streaming"]["ratio"] is not None
+    assert not next(iter(report["devices"].values()))["skipped"]  # the app streams both forms

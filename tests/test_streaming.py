@@ -278,16 +278,31 @@ def test_embed_takes_both_halves_of_a_pair():
         select(manifest, ("student_frame_encoder_*",))
 
 
-def test_embed_leaves_fused_steps_out_until_the_app_runs_them():
+def test_embed_takes_a_fused_step_alone():
+    """The app runs a step in one call: no other half to take, and embedded by default like a clip artifact."""
     from egoedge.edge.embed import select
 
     manifest = {"artifacts": [{"name": n, "format": "executorch", "status": "ok", "reason": None, "role": r}
                               for n, r in (("student_executorch_fp32", "clip"),
                                            ("student_step_executorch_fp32", "stream_step"))]}
-    assert [a["name"] for a in select(manifest, None)] == ["student_executorch_fp32"]
-    with pytest.raises(EgoedgeError, match=r"^student_step_executorch_fp32 is a fused streaming step; the app's "
-                                           r"camera path streams pairs \(embed student_frame_encoder_executorch_fp32"):
-        select(manifest, ("student_step_*",))
+    assert [a["name"] for a in select(manifest, None)] == ["student_executorch_fp32", "student_step_executorch_fp32"]
+    assert [a["name"] for a in select(manifest, ("student_step_*",))] == ["student_step_executorch_fp32"]
+
+
+def test_step_roles_name_each_tensor_for_the_app():
+    from egoedge.edge.streaming import step_roles
+
+    block = {"frame_input": "frame", "buffer_input": "embeddings", "valid_input": "valid",
+             "next_buffer_output": "next_embeddings", "next_valid_output": "next_valid"}
+    assert step_roles(block, ["valid", "frame", "embeddings"], ["next_valid", "logits", "next_embeddings"]) == (
+        ("valid", "frame", "buffer"), ("next_valid", "logits", "next_buffer"))
+    assert step_roles({}, ["frame", "embeddings", "valid"], ["logits", "next_embeddings", "next_valid"])[0] == (
+        "frame", "buffer", "valid")  # manifests from before the block named them
+    with pytest.raises(EgoedgeError, match=r"^a streaming step takes frame, embeddings, valid .* this one takes "
+                                           r"frame, window, valid"):
+        step_roles(block, ["frame", "window", "valid"], ["logits", "next_embeddings", "next_valid"])
+    with pytest.raises(EgoedgeError, match="gives logits, next_embeddings"):
+        step_roles(block, ["frame", "embeddings", "valid"], ["logits", "next_valid"])
 
 
 def test_pair_formats_limits_the_pairs_and_every_backend_keeps_its_step(tmp_path, mini_data_cfg):

@@ -21,7 +21,6 @@ from egoedge.bench.host_bench import (
     manifest_targets,
 )
 from egoedge.bench.report import ship_choice, summarize
-from egoedge.edge.embed import ANDROID_FORMATS
 from egoedge.edge.export import ExportConfig, export_checkpoint
 from egoedge.edge.exporters import EXPORTERS
 from egoedge.edge.parity import ParityGate
@@ -109,9 +108,9 @@ PRESETS: dict[str, RunConfig] = {
         # little (docs/training.md).
         cbkd=CBKDConfig(min_ratio=0.5, max_ratio=0.8),
         # int8 keeps fp32 only the modules the parity gate needs (docs/export.md).
-        # Streaming: the fused step for every backend; pairs only where the demo app runs them.
-        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256, streaming=True,
-                            pair_formats=ANDROID_FORMATS),
+        # Streaming: the fused step for every backend, which the demo app runs too; no pairs (each is two
+        # programs to lower and check, a third of the export stage; `egoedge export --streaming` still makes them).
+        export=ExportConfig(formats=ALL_FORMATS, int8=True, calibration=256, streaming=True, pair_formats=()),
         bench=BenchConfig(isolate=True),
     ),
     # For a GPU: the published pairing, OpenAI's CLIP ViT-B/32 (frozen; timm's download, or

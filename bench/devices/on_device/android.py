@@ -102,9 +102,10 @@ class AndroidBench:
 
     # --- running ------------------------------------------------------------------------------------
     def unsupported_stream(self, format: str) -> str | None:
-        """Why a streaming pair of ``format`` cannot run here: native tools time one model, the app times pairs."""
+        """Why a streaming artifact of ``format`` cannot run here: native tools time one call of one model, the app
+        carries a step's window or a pair's ring buffer."""
         if format in self.tools:
-            return f"--tool {format} times one model; streaming pairs run in the demo app's streaming mode"
+            return f"--tool {format} times one model; streaming steps and pairs run in the demo app's streaming mode"
         return self.unsupported(format)
 
     def run(self, artifact: Path, format: str, inputs: np.ndarray | None, io: dict | None = None,
@@ -135,13 +136,16 @@ class AndroidBench:
         return self._inputs
 
     def _run_app(self, artifact: Path, inputs: np.ndarray | None, stream=None) -> dict:
-        """The demo app on one artifact, or on a streaming pair (``stream``: the host bench's ``StreamPair``)."""
+        """The demo app on one artifact, or on a streaming step or pair (``stream``: the host bench's StreamPair)."""
         self.shell(f"mkdir -p {APP_DIR}")
         model, result = f"{APP_DIR}/{artifact.name}", f"{APP_DIR}/{RESULT_NAME}"
         self.push(artifact, model)
         pushed = self._push_inputs(inputs) if inputs is not None else None
         streaming = None
-        if stream is not None:
+        if stream is not None and stream.head is None:
+            streaming = StreamRequest(None, stream.window, stream.dim, tuple(stream.frame_shape),
+                                      step_inputs=stream.roles[0], step_outputs=stream.roles[1])
+        elif stream is not None:
             head = f"{APP_DIR}/{stream.head.name}"
             self.push(stream.head, head)
             streaming = StreamRequest(head, stream.window, stream.dim, tuple(stream.frame_shape))

@@ -14,16 +14,21 @@ parameter               type     meaning
 ``inputs``              string   optional: raw little-endian float32 clips, shape ``input_shape``
 ``input_shape``         string   ``N,T,3,H,W`` of ``inputs``
 ``result``              string   where to write the result JSON (write a temp file, then rename)
-``head``                string   streaming mode: the temporal head of the pair whose encoder is ``model``
-``window``              int      streaming mode: embeddings in the head's ring buffer (T)
+``head``                string   streaming mode, a pair: the temporal head of the pair whose encoder is ``model``
+``step_inputs``         string   streaming mode, a fused step (``model``): its inputs' roles in its order, from
+                                 ``frame``, ``buffer``, ``valid`` (e.g. ``frame,buffer,valid``)
+``step_outputs``        string   with ``step_inputs``: its outputs' roles, from ``logits``, ``next_buffer``,
+                                 ``next_valid``
+``window``              int      streaming mode: embeddings in the window (T)
 ``embedding_dim``       int      streaming mode: width of one embedding
 ``frame_shape``         string   streaming mode: ``1,3,H,W`` of one preprocessed frame
-``head_threads``        int      streaming mode: threads for the head where its runtime's pool is its own
+``head_threads``        int      streaming mode, a pair: threads for the head where its runtime's pool is its own
 ======================  =======  ==================================================================
 
-In streaming mode every timed run is one new frame (encoder, then head on a full window) and
-each input clip is played frame by frame from an empty window (its logits: the last step's); the
-result adds ``"streaming": {"window", "head"}``.
+In streaming mode every timed run is one new frame on a full window (a pair: encoder, then head; a
+step: one call, its window fed back) and each input clip is played frame by frame from an empty
+window (its logits: the last step's); the result adds ``"streaming": {"window", "head"}`` for a pair,
+``{"window", "form": "step"}`` for a step.
 
 The result JSON follows ``edge/schemas/app_result.schema.json``: ``{"protocol": 1, "status": "ok" |
 "error", "error": str | null}`` and, when ok, the host report's fields for one row -- ``"name",
@@ -58,13 +63,17 @@ INPUTS_NAME = "inputs.f32"
 
 @dataclass(frozen=True)
 class StreamRequest:
-    """Streaming mode's parameters: where the head was pushed and the shapes around the ring buffer."""
+    """Streaming mode's parameters: where a pair's head was pushed (``None``: a fused step, whose tensors'
+    roles ``step_inputs``/``step_outputs`` give in its own order, :func:`edge.streaming.step_roles`) and the
+    shapes around the window."""
 
-    head: str
+    head: str | None
     window: int
     embedding_dim: int
     frame_shape: tuple[int, ...]
     head_threads: int = 1
+    step_inputs: tuple[str, ...] = ()
+    step_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,9 +96,13 @@ class AppRequest:
             out["inputs"] = self.inputs
             out["input_shape"] = ",".join(str(d) for d in self.input_shape)
         if self.stream is not None:
-            out.update(head=self.stream.head, window=self.stream.window, embedding_dim=self.stream.embedding_dim,
-                       frame_shape=",".join(str(d) for d in self.stream.frame_shape),
-                       head_threads=self.stream.head_threads)
+            out.update(window=self.stream.window, embedding_dim=self.stream.embedding_dim,
+                       frame_shape=",".join(str(d) for d in self.stream.frame_shape))
+            if self.stream.head is not None:
+                out.update(head=self.stream.head, head_threads=self.stream.head_threads)
+            else:
+                out.update(step_inputs=",".join(self.stream.step_inputs),
+                           step_outputs=",".join(self.stream.step_outputs))
         return out
 
 

@@ -6,10 +6,15 @@ import android.os.Bundle
 import android.os.SystemClock
 import android.util.Log
 import org.egoedge.demo.core.BenchResult
+import org.egoedge.demo.core.FrameClassifier
 import org.egoedge.demo.core.Inputs
 import org.egoedge.demo.core.Json
 import org.egoedge.demo.core.SafePaths
+import org.egoedge.demo.core.StepClassifier
+import org.egoedge.demo.core.StepLayout
+import org.egoedge.demo.core.StreamLayout
 import org.egoedge.demo.core.StreamingClassifier
+import org.egoedge.demo.runtime.ModelRunner
 import org.egoedge.demo.runtime.RunnerOptions
 import java.io.File
 import java.util.concurrent.atomic.AtomicBoolean
@@ -26,10 +31,12 @@ import kotlin.concurrent.thread
  *         --ei iterations 50 --ei warmup 5 --ei threads 4 --ez xnnpack true \
  *         --es result /sdcard/Android/data/org.egoedge.demo/files/egoedge/result.json
  *
- * Streaming mode (a streaming pair: `model` is its frame encoder): `head` names the temporal head,
- * `window` and `embedding_dim` the ring buffer, `frame_shape` one frame (`1,3,H,W`). Each timed run
- * is one new frame (encoder, then head on the full window); each input clip is played frame by
- * frame from an empty window and its logits are the last step's.
+ * Streaming mode, `window` and `embedding_dim` sizing the window and `frame_shape` one frame (`1,3,H,W`):
+ * for a streaming pair `model` is its frame encoder and `head` names the temporal head; for a fused
+ * step `model` is the step and `step_inputs` / `step_outputs` give its tensors' roles in its own order
+ * (`frame,buffer,valid` and `logits,next_buffer,next_valid` in some order). Each timed run is one new
+ * frame on a full window; each input clip is played frame by frame from an empty window and its
+ * logits are the last step's.
  */
 class BenchmarkActivity : Activity() {
 
@@ -46,8 +53,10 @@ class BenchmarkActivity : Activity() {
         val stream: Stream?,
     )
 
-    /** Streaming mode's parameters: the temporal head and the shapes around the ring buffer. */
-    private class Stream(val head: File, val window: Int, val dim: Int, val frameShape: LongArray, val headThreads: Int)
+    /** Streaming mode's parameters: the temporal head (a pair) or the step's tensor roles, and the window's shapes. */
+    private class Stream(
+        val head: File?, val step: StepLayout?, val window: Int, val dim: Int, val frameShape: LongArray, val headThreads: Int,
+    )
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
@@ -92,13 +101,23 @@ class BenchmarkActivity : Activity() {
         val inputs = intent.getStringExtra(EXTRA_INPUTS)?.let { SafePaths.require(it, listOf(pushFolder()), "inputs") }
         val shape = intent.getStringExtra(EXTRA_INPUT_SHAPE)?.let(Inputs::parseShape)
         require((inputs == null) == (shape == null)) { "'$EXTRA_INPUTS' and '$EXTRA_INPUT_SHAPE' come together" }
-        val stream = intent.getStringExtra(EXTRA_HEAD)?.let { head ->
+        val head = intent.getStringExtra(EXTRA_HEAD)
+        val stepInputs = intent.getStringExtra(EXTRA_STEP_INPUTS)
+        require(head == null || stepInputs == null) { "'$EXTRA_HEAD' (a pair) and '$EXTRA_STEP_INPUTS' (a step) exclude each other" }
+        val stream = if (head == null && stepInputs == null) null else {
             val window = intent.getIntExtra(EXTRA_WINDOW, 0)
             val dim = intent.getIntExtra(EXTRA_EMBEDDING_DIM, 0)
             val frame = intent.getStringExtra(EXTRA_FRAME_SHAPE)?.let(Inputs::parseShape)
                 ?: throw IllegalArgumentException("streaming mode needs '$EXTRA_FRAME_SHAPE'")
             require(window > 0 && dim > 0) { "streaming mode needs '$EXTRA_WINDOW' and '$EXTRA_EMBEDDING_DIM' > 0" }
-            Stream(SafePaths.require(head, readable, "head"), window, dim, frame, intent.getIntExtra(EXTRA_HEAD_THREADS, 1))
+            val step = stepInputs?.let {
+                val outputs = intent.getStringExtra(EXTRA_STEP_OUTPUTS)
+                    ?: throw IllegalArgumentException("'$EXTRA_STEP_INPUTS' needs '$EXTRA_STEP_OUTPUTS'")
+                StepLayout.of(it.split(','), outputs.split(','), "frame", "buffer", "valid", "next_buffer", "next_valid",
+                              StreamLayout.OLDEST_FIRST)
+            }
+            Stream(head?.let { SafePaths.require(it, readable, "head") }, step, window, dim, frame,
+                   intent.getIntExtra(EXTRA_HEAD_THREADS, 1))
         }
         return Request(
             SafePaths.require(model, readable, "model"), iterations, warmup,
@@ -158,27 +177,41 @@ class BenchmarkActivity : Activity() {
     )
 
     private fun measureStream(r: Request, s: Stream): Map<String, Any?> {
-        require(s.head.isFile) { "cannot open ${s.head}" }
-        val clips = r.inputs?.let { Inputs.clips(it.readBytes(), r.inputShape!!) }
-        val options = RunnerOptions(r.threads, r.xnnpack)
-        val headShapes = listOf(longArrayOf(1, s.window.toLong(), s.dim.toLong()), longArrayOf(1, s.window.toLong()))
+        s.head?.let { require(it.isFile) { "cannot open $it" } }
         val t0 = SystemClock.elapsedRealtimeNanos()
-        Runners.open(r.model, options, s.frameShape).use { encoder ->
-            val headOptions = RunnerOptions(Runners.headThreads(BenchResult.formatOf(s.head.name) ?: "", r.threads, s.headThreads), r.xnnpack)
-            Runners.open(s.head, headOptions, null).use { head ->
-                val loadMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
-                val stream = StreamingClassifier(encoder::run, { w, v -> head.runInputs(listOf(w, v), headShapes) },
-                                                 s.window, s.dim)
-                val frameSize = s.frameShape.fold(1L) { a, b -> a * b }.toInt()
-                val frame = clips?.first()?.copyOfRange(0, frameSize) ?: FloatArray(frameSize)
-                repeat(s.window - 1 + r.warmup) { stream.step(frame) } // timed runs start on a full window
-                val samples = timed(r.iterations) { stream.step(frame) }
-                val frames = r.inputShape?.get(1)?.toInt() ?: s.window
-                val logits = clips?.map { stream.clip(it, frames) }
-                return result(r, encoder.runtime, r.model.length() + s.head.length(), loadMs, samples, logits,
-                              mapOf("window" to s.window, "head" to s.head.name))
+        // A pair's encoder runs one frame of the given shape; a step is fed every input with its shape.
+        Runners.open(r.model, RunnerOptions(r.threads, r.xnnpack), if (s.step == null) s.frameShape else null).use { first ->
+            val step = s.step
+            if (step != null) {
+                val window = longArrayOf(1, s.window.toLong(), s.dim.toLong())
+                val shapes = step.arrange(s.frameShape, window, longArrayOf(1, s.window.toLong()))
+                val stream = StepClassifier({ first.runAll(it, shapes) }, step, s.window, s.dim)
+                return timeStream(r, s, stream, first, r.model.length(), t0, mapOf("window" to s.window, "form" to "step"))
+            }
+            val headFile = s.head!!
+            val headOptions = RunnerOptions(Runners.headThreads(BenchResult.formatOf(headFile.name) ?: "", r.threads, s.headThreads), r.xnnpack)
+            Runners.open(headFile, headOptions, null).use { head ->
+                val headShapes = listOf(longArrayOf(1, s.window.toLong(), s.dim.toLong()), longArrayOf(1, s.window.toLong()))
+                val stream = StreamingClassifier(first::run, { w, v -> head.runInputs(listOf(w, v), headShapes) }, s.window, s.dim)
+                return timeStream(r, s, stream, first, r.model.length() + headFile.length(), t0,
+                                  mapOf("window" to s.window, "head" to headFile.name))
             }
         }
+    }
+
+    /** Either streaming form, opened: timed one new frame at a time on a full window, then the clips played through. */
+    private fun timeStream(
+        r: Request, s: Stream, stream: FrameClassifier, runner: ModelRunner, bytes: Long, t0: Long, fields: Map<String, Any?>,
+    ): Map<String, Any?> {
+        val loadMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
+        val clips = r.inputs?.let { Inputs.clips(it.readBytes(), r.inputShape!!) }
+        val frameSize = s.frameShape.fold(1L) { a, b -> a * b }.toInt()
+        val frame = clips?.first()?.copyOfRange(0, frameSize) ?: FloatArray(frameSize)
+        repeat(s.window - 1 + r.warmup) { stream.step(frame) } // timed runs start on a full window
+        val samples = timed(r.iterations) { stream.step(frame) }
+        val frames = r.inputShape?.get(1)?.toInt() ?: s.window
+        val logits = clips?.map { stream.clip(it, frames) }
+        return result(r, runner.runtime, bytes, loadMs, samples, logits, fields)
     }
 
     private fun write(target: File, text: String) {
@@ -214,5 +247,7 @@ class BenchmarkActivity : Activity() {
         const val EXTRA_EMBEDDING_DIM = "embedding_dim"
         const val EXTRA_FRAME_SHAPE = "frame_shape"
         const val EXTRA_HEAD_THREADS = "head_threads"
+        const val EXTRA_STEP_INPUTS = "step_inputs"
+        const val EXTRA_STEP_OUTPUTS = "step_outputs"
     }
 }

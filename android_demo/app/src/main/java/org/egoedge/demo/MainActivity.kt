@@ -23,8 +23,10 @@ import androidx.core.content.ContextCompat
 import androidx.lifecycle.Lifecycle
 import org.egoedge.demo.core.ClipBuffer
 import org.egoedge.demo.core.Frame
+import org.egoedge.demo.core.FrameClassifier
 import org.egoedge.demo.core.LatencyStats
 import org.egoedge.demo.core.Preprocess
+import org.egoedge.demo.core.StepClassifier
 import org.egoedge.demo.core.StreamLayout
 import org.egoedge.demo.core.StreamingClassifier
 import org.egoedge.demo.core.TopK
@@ -42,9 +44,10 @@ import java.util.concurrent.atomic.AtomicBoolean
  * and see the top-5 labels with their latency. The models and everything about their inputs come
  * from `assets/manifest.json`, written by `egoedge embed`.
  *
- * A streaming pair (frame encoder + temporal head) runs the camera frame by frame: each frame
- * taken goes through the encoder once, its embedding into the ring buffer, and the head over the
- * window gives the labels; a clip model instead reruns every frame of the window on each step.
+ * A streaming model runs the camera frame by frame: a fused step is one call per frame taken, the
+ * window of embeddings carried in and out as its own tensors; a pair (frame encoder + temporal head)
+ * puts each frame's embedding into the app's ring buffer and runs the head over it. A clip model
+ * instead reruns every frame of the window on each step.
  */
 class MainActivity : AppCompatActivity() {
     private lateinit var binding: ActivityMainBinding
@@ -62,7 +65,7 @@ class MainActivity : AppCompatActivity() {
     private var runner: ModelRunner? = null
     private var runnerKey: Pair<String, Int>? = null
     private var headRunner: ModelRunner? = null
-    private var stream: StreamingClassifier? = null
+    private var stream: FrameClassifier? = null
     private val latencies = ArrayDeque<Double>()
 
     /** The chosen artifact and thread count, written on the UI thread, read by the worker threads. */
@@ -175,11 +178,15 @@ class MainActivity : AppCompatActivity() {
         return runner!!
     }
 
-    /** The streaming pair of a frame encoder, with its ring buffer; on the inference thread, like [runnerFor]. */
-    private fun streamFor(encoder: Artifact, threads: Int): StreamingClassifier {
+    /**
+     * A fused step with the window it carries, or the streaming pair of a frame encoder with its ring buffer;
+     * on the inference thread, like [runnerFor].
+     */
+    private fun streamFor(encoder: Artifact, threads: Int): FrameClassifier {
         val m = manifest!!
         val enc = runnerFor(encoder, threads)
         stream?.let { return it }
+        if (encoder.isStep) return stepOf(enc, encoder).also { stream = it }
         val head = m.headOf(encoder) ?: error("${encoder.name}: its temporal head is not embedded")
         val spec = m.streaming ?: error("the manifest has no streaming block")
         val layout = m.layoutOf(head)
@@ -195,7 +202,14 @@ class MainActivity : AppCompatActivity() {
         return StreamingClassifier(enc::run, { w, v -> h.runInputs(layout.arrange(w, v), shapes) }, spec.window, spec.embeddingDim)
     }
 
-    /** One camera frame through the streaming pair: one encoder call, one head call, labels once the window is full. */
+    /** A streaming classifier over the opened step with its own window, fed and read by the manifest's tensor names. */
+    private fun stepOf(r: ModelRunner, step: Artifact): StepClassifier {
+        val spec = manifest!!.streaming ?: error("the manifest has no streaming block")
+        return StepClassifier({ inputs -> r.runAll(inputs, step.inputShapes) }, manifest!!.stepLayoutOf(step),
+                              spec.window, spec.embeddingDim)
+    }
+
+    /** One camera frame through the streaming model (one step call, or encoder then head), labels once the window is full. */
     private fun classifyFrame(frame: Frame, takenMs: Long) {
         val current = choice
         if (current == null || destroyed) { // nothing chosen, or the activity is going away
@@ -214,12 +228,12 @@ class MainActivity : AppCompatActivity() {
                 val start = SystemClock.elapsedRealtimeNanos()
                 val logits = pair.stepAt(input, takenMs, FRAME_INTERVAL_MS)
                 val ms = (SystemClock.elapsedRealtimeNanos() - start) / 1e6
-                if (pair.buffer.isFull) {
+                if (pair.isFull) {
                     latencies.addLast(ms)
                     if (latencies.size > 30) latencies.removeFirst()
                     report(a, logits, ms, null, null)
                 } else {
-                    getString(R.string.filling_window, pair.buffer.count, pair.buffer.window)
+                    getString(R.string.filling_window, pair.count, pair.window)
                 }
             } catch (e: Exception) {
                 getString(R.string.run_failed, a.name, e.message)
@@ -245,14 +259,15 @@ class MainActivity : AppCompatActivity() {
             }
             val text = try {
                 val clip = Preprocess.clip(frames, a.preprocess)
-                // A streaming pair plays the clip frame by frame from an empty window of its own (the
-                // camera's ring buffer is left as it was): the sample's parity line then checks the
-                // pair against the clip model's logits.
+                // A streaming model plays the clip frame by frame from an empty window of its own (the
+                // camera's window is left as it was): the sample's parity line then checks the step
+                // or the pair against the clip model's logits.
                 val run: (FloatArray) -> FloatArray
                 if (a.streams) {
-                    streamFor(a, threads) // opens the pair; the camera's classifier keeps its own buffer
+                    streamFor(a, threads) // opens the step or pair; the camera's classifier keeps its own window
                     val m = manifest!!
-                    val own = pairOf(runner!!, headRunner!!, m.layoutOf(m.headOf(a)!!), m.streaming!!)
+                    val own = if (a.isStep) stepOf(runner!!, a)
+                              else pairOf(runner!!, headRunner!!, m.layoutOf(m.headOf(a)!!), m.streaming!!)
                     run = { x -> own.clip(x, frames.size) }
                 } else {
                     run = runnerFor(a, threads)::run
@@ -364,7 +379,7 @@ class MainActivity : AppCompatActivity() {
         val buffer = clipBuffer ?: return
         if (choice?.first?.streams == true) {
             // Each frame taken is encoded once; a frame that arrives while the last is still running is
-            // dropped, and its slot in the window holds the last embedding (StreamingClassifier.stepAt).
+            // dropped, and its slot in the window holds the last embedding (FrameClassifier.stepAt).
             if (busy.compareAndSet(false, true)) classifyFrame(taken!!, now)
         } else if (buffer.isFull && busy.compareAndSet(false, true)) {
             classify(buffer.snapshot(), null, null)

@@ -4,6 +4,7 @@ import android.content.Context
 import org.egoedge.demo.core.Frame
 import org.egoedge.demo.core.PreprocessSpec
 import org.egoedge.demo.core.QuantParams
+import org.egoedge.demo.core.StepLayout
 import org.egoedge.demo.core.StreamLayout
 import org.json.JSONArray
 import org.json.JSONObject
@@ -27,21 +28,30 @@ data class Artifact(
     val labels: List<String>,
     val top1: Double?,
     val parityMaxAbs: Double?,
-    /** `clip` (the whole clip in one call), or `frame_encoder` / `temporal_head`: the halves of a streaming pair. */
+    /**
+     * `clip` (the whole clip in one call), `stream_step` (one call per frame, the window carried in and out),
+     * or `frame_encoder` / `temporal_head`: the halves of a streaming pair.
+     */
     val role: String = "clip",
     /** A streaming artifact's other half, by name. */
     val pair: String? = null,
     /** Every input's name, in the order the model takes them. */
     val inputNames: List<String> = listOf(input.name),
+    /** Every output's name, in the order the model gives them. */
+    val outputNames: List<String> = listOf(output.name),
+    /** Every input's shape, in the order the model takes them. */
+    val inputShapes: List<LongArray> = listOf(input.shape),
 ) {
-    val streams: Boolean get() = role == "frame_encoder"
+    /** Runs the camera frame by frame: a fused step, or a pair (picked by its frame encoder). */
+    val streams: Boolean get() = role == "frame_encoder" || isStep
+    val isStep: Boolean get() = role == STEP
     val title: String get() = (if (streams) "$name (streaming) · " else "$name · ") + "%.2f MB".format(bytes / 1e6) +
         (top1?.let { " · top-1 %.1f%%".format(it) } ?: "")
 }
 
 /**
- * The manifest's `streaming` block: how the camera path feeds a streaming pair's temporal head. Manifests
- * written before the block named the head's inputs had `embeddings` and `valid`, oldest slot first.
+ * The manifest's `streaming` block: how the camera path feeds a streaming pair's temporal head or a fused
+ * step. Manifests written before the block named the tensors had these defaults, oldest slot first.
  */
 data class StreamingSpec(
     val window: Int,
@@ -50,6 +60,9 @@ data class StreamingSpec(
     val bufferInput: String = "embeddings",
     val validInput: String = "valid",
     val order: String = StreamLayout.OLDEST_FIRST,
+    val frameInput: String = "frame",
+    val nextBufferOutput: String = "next_embeddings",
+    val nextValidOutput: String = "next_valid",
 )
 
 /** The held-out clip embedded with the models, with PyTorch's logits for it. */
@@ -66,9 +79,11 @@ class ModelManifest(
     private val sample: JSONObject?,
     val streaming: StreamingSpec? = null,
 ) {
-    /** What the model picker offers: clip artifacts, and each streaming pair once (by its frame encoder). */
+    /** What the model picker offers: clip artifacts, fused steps, and each streaming pair once (by its frame encoder). */
     val choices: List<Artifact>
-        get() = artifacts.filter { it.role == "clip" || (it.streams && streaming != null && headOf(it) != null) }
+        get() = artifacts.filter {
+            it.role == "clip" || (it.streams && streaming != null && (it.isStep || headOf(it) != null))
+        }
 
     /** The temporal head of a streaming pair's frame encoder. */
     fun headOf(encoder: Artifact): Artifact? = artifacts.firstOrNull { it.role == "temporal_head" && it.name == encoder.pair }
@@ -77,6 +92,13 @@ class ModelManifest(
     fun layoutOf(head: Artifact): StreamLayout {
         val spec = streaming ?: error("the manifest has no streaming block")
         return StreamLayout.of(head.inputNames, spec.bufferInput, spec.validInput, spec.order)
+    }
+
+    /** Which of a fused step's inputs and outputs is the frame, the window, the mask and the logits. */
+    fun stepLayoutOf(step: Artifact): StepLayout {
+        val spec = streaming ?: error("the manifest has no streaming block")
+        return StepLayout.of(step.inputNames, step.outputNames, spec.frameInput, spec.bufferInput, spec.validInput,
+                             spec.nextBufferOutput, spec.nextValidOutput, spec.order)
     }
 
     /** Decodes the sample clip from the assets (raw uint8 T x H x W x 3). */
@@ -102,6 +124,7 @@ class ModelManifest(
 
     companion object {
         const val ASSET = "manifest.json"
+        const val STEP = "stream_step"
 
         /** The embedded manifest, or `null` when `egoedge embed` has not been run for this build. */
         fun load(context: Context): ModelManifest? {
@@ -125,6 +148,9 @@ class ModelManifest(
                     bufferInput = it.optString("buffer_input", "embeddings"),
                     validInput = it.optString("valid_input", "valid"),
                     order = it.optString("order", StreamLayout.OLDEST_FIRST),
+                    frameInput = it.optString("frame_input", "frame"),
+                    nextBufferOutput = it.optString("next_buffer_output", "next_embeddings"),
+                    nextValidOutput = it.optString("next_valid_output", "next_valid"),
                 )
             }
             return ModelManifest(artifacts, json.optJSONObject("sample"), streaming)
@@ -152,7 +178,9 @@ class ModelManifest(
                 parityMaxAbs = a.optJSONObject("parity")?.optDouble("max_abs"),
                 role = a.optString("role", "clip"),
                 pair = if (a.has("pair")) a.getString("pair") else null,
-                inputNames = a.getJSONArray("inputs").let { l -> List(l.length()) { l.getJSONObject(it).getString("name") } },
+                inputNames = names(a.getJSONArray("inputs")),
+                outputNames = names(a.getJSONArray("outputs")),
+                inputShapes = a.getJSONArray("inputs").let { l -> List(l.length()) { l.getJSONObject(it).getJSONArray("shape").toLongs() } },
             )
         }
 
@@ -162,6 +190,8 @@ class ModelManifest(
             dtype = t.getString("dtype"),
             quant = if (t.isNull("scale")) null else QuantParams(t.getDouble("scale").toFloat(), t.getInt("zero_point")),
         )
+
+        private fun names(specs: JSONArray) = List(specs.length()) { specs.getJSONObject(it).getString("name") }
 
         private fun JSONArray.toLongs() = LongArray(length()) { getLong(it) }
         private fun JSONArray.toFloats() = FloatArray(length()) { getDouble(it).toFloat() }

@@ -67,35 +67,17 @@ class StreamingClassifier(
     private val head: (window: FloatArray, valid: FloatArray) -> FloatArray,
     window: Int,
     dim: Int,
-) {
+) : FrameClassifier(window) {
     val buffer = StreamBuffer(window, dim)
-    private var lastMs = Long.MIN_VALUE
 
-    /** One new frame -> logits over the window so far (the clip model's logits once [StreamBuffer.isFull]). */
-    fun step(frame: FloatArray): FloatArray {
+    override val count: Int get() = buffer.count
+
+    override fun step(frame: FloatArray): FloatArray {
         buffer.push(encoder(frame))
         return head(buffer.window(), buffer.valid())
     }
 
-    /**
-     * [step] for a camera frame taken at `timestampMs`, one expected every `intervalMs`: the slots of
-     * frames dropped since the last one (the model was still busy) hold the last embedding, so the
-     * window spans the time the model was trained on, as [ClipBuffer] does for clips.
-     */
-    fun stepAt(frame: FloatArray, timestampMs: Long, intervalMs: Long): FloatArray {
-        if (buffer.count > 0) repeat(missedSlots(lastMs, timestampMs, intervalMs, buffer.window - 1)) { buffer.repeatLast() }
-        lastMs = timestampMs
-        return step(frame)
-    }
+    override fun repeatLast() = buffer.repeatLast()
 
-    /** A whole preprocessed clip (`frames` frames of `frameSize` floats, NTCHW) fed from an empty window. */
-    fun clip(clip: FloatArray, frames: Int): FloatArray {
-        require(frames > 0 && clip.size % frames == 0) { "a clip of ${clip.size} floats does not split into $frames frames" }
-        val frameSize = clip.size / frames
-        buffer.clear()
-        lastMs = Long.MIN_VALUE
-        var logits = FloatArray(0)
-        for (t in 0 until frames) logits = step(clip.copyOfRange(t * frameSize, (t + 1) * frameSize))
-        return logits
-    }
+    override fun reset() = buffer.clear()
 }

@@ -19,12 +19,12 @@ class ExecuTorchRunner(file: File, options: RunnerOptions, override val inputSha
         return outputs[0].toTensor().dataAsFloatArray
     }
 
-    override fun runInputs(inputs: List<FloatArray>, shapes: List<LongArray>): FloatArray {
+    override fun runAll(inputs: List<FloatArray>, shapes: List<LongArray>): List<FloatArray> {
         require(inputs.size == shapes.size) { "${inputs.size} inputs but ${shapes.size} shapes" }
         val values = inputs.zip(shapes) { x, shape -> EValue.from(Tensor.fromBlob(x, shape)) }
         val outputs = module.forward(*values.toTypedArray())
         check(outputs.isNotEmpty()) { "forward returned nothing (see logcat tag ExecuTorch)" }
-        return outputs[0].toTensor().dataAsFloatArray
+        return outputs.map { it.toTensor().dataAsFloatArray }
     }
 
     // Without inputs ExecuTorch runs forward on inputs of the program's own shapes.

@@ -55,26 +55,31 @@ class LiteRtRunner(file: File, options: RunnerOptions, shape: LongArray?) : Mode
 
     override fun runWithoutData(): FloatArray = run(FloatArray(inTensor.numElements()))
 
-    override fun runInputs(inputs: List<FloatArray>, shapes: List<LongArray>): FloatArray {
+    // Allocated on the first runAll and reused: a streaming step runs once per camera frame.
+    private val inBuffers by lazy { List(interpreter.inputTensorCount) { direct(interpreter.getInputTensor(it)) } }
+    private val outBuffers by lazy { (0 until interpreter.outputTensorCount).associateWith { direct(interpreter.getOutputTensor(it)) } }
+
+    override fun runAll(inputs: List<FloatArray>, shapes: List<LongArray>): List<FloatArray> {
         require(inputs.size == interpreter.inputTensorCount) {
             "the model takes ${interpreter.inputTensorCount} inputs, got ${inputs.size}"
         }
-        val buffers = inputs.mapIndexed { i, x ->
+        inputs.forEachIndexed { i, x ->
             val t = interpreter.getInputTensor(i)
             require(x.size == t.numElements()) { "input ${t.name()} takes ${t.numElements()} values, got ${x.size}" }
             val q = quant(t)
-            ByteBuffer.allocateDirect(t.numBytes()).order(ByteOrder.nativeOrder()).also { b ->
-                if (q != null) b.put(Quant.quantize(x, q)) else b.asFloatBuffer().put(x)
-                b.rewind()
-            }
+            val b = inBuffers[i]
+            b.rewind()
+            if (q != null) b.put(Quant.quantize(x, q)) else b.asFloatBuffer().put(x)
+            b.rewind()
         }
-        outBuffer.rewind()
-        interpreter.runForMultipleInputsOutputs(buffers.toTypedArray<Any>(), mapOf(0 to outBuffer))
-        outBuffer.rewind()
-        return if (outQuant != null) {
-            Quant.dequantize(ByteArray(outTensor.numElements()).also { outBuffer.get(it) }, outQuant)
-        } else {
-            FloatArray(outTensor.numElements()).also { outBuffer.asFloatBuffer().get(it) }
+        outBuffers.values.forEach { it.rewind() }
+        interpreter.runForMultipleInputsOutputs(inBuffers.toTypedArray<Any>(), outBuffers)
+        return outBuffers.map { (i, b) ->
+            val t = interpreter.getOutputTensor(i)
+            val q = quant(t)
+            b.rewind()
+            if (q != null) Quant.dequantize(ByteArray(t.numElements()).also { b.get(it) }, q)
+            else FloatArray(t.numElements()).also { b.asFloatBuffer().get(it) }
         }
     }
 
@@ -84,6 +89,8 @@ class LiteRtRunner(file: File, options: RunnerOptions, shape: LongArray?) : Mode
         fun map(file: File): ByteBuffer = RandomAccessFile(file, "r").use {
             it.channel.map(FileChannel.MapMode.READ_ONLY, 0, it.length())
         }
+
+        fun direct(t: Tensor): ByteBuffer = ByteBuffer.allocateDirect(t.numBytes()).order(ByteOrder.nativeOrder())
 
         fun quant(t: Tensor): QuantParams? = when (t.dataType()) {
             DataType.INT8 -> t.quantizationParams().let { QuantParams(it.scale, it.zeroPoint) }

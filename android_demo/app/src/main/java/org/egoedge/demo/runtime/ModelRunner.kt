@@ -26,7 +26,10 @@ interface ModelRunner : AutoCloseable {
      * Several float inputs in the model's input order (a streaming pair's temporal head takes the
      * window of embeddings and its valid mask), each of the given shape; the first output back.
      */
-    fun runInputs(inputs: List<FloatArray>, shapes: List<LongArray>): FloatArray
+    fun runInputs(inputs: List<FloatArray>, shapes: List<LongArray>): FloatArray = runAll(inputs, shapes)[0]
+
+    /** [runInputs] with every output back, in the model's output order (a streaming step's logits and next state). */
+    fun runAll(inputs: List<FloatArray>, shapes: List<LongArray>): List<FloatArray>
 
     /** One run on whatever input the runtime can make up (a zero clip): for timing without data. */
     fun runWithoutData(): FloatArray
