@@ -51,9 +51,10 @@ def stream_calibration(clips: np.ndarray, emb: np.ndarray) -> tuple[list, list]:
     """Calibration samples for each half from the clip artifacts' calibration clips and their embeddings
     (:func:`embed_clips`): every frame, every window.
 
-    The encoder sees exactly the frames the clip model's encoder saw, so its observers (and with
-    them its int8 ranges) are the clip artifact's; a subsample of frames cost ONNX int8 pairs a
-    point of agreement. The head is calibrated on the PyTorch encoder's embeddings of full
+    The encoder sees exactly the frames the clip model's encoder saw, in the same batches when its program
+    is calibrated with ``group=T`` (:func:`step_program`, :func:`pair_programs`), so its observers (and with
+    them its int8 ranges) are the clip artifact's; a subsample of frames cost ONNX int8 pairs a point of
+    agreement. The head is calibrated on the PyTorch encoder's embeddings of full
     windows, what it sees on a live camera after the first T frames.
     """
     return as_samples(stream_of(clips, len(clips))), as_samples(emb, np.ones(emb.shape[:2], np.float32))
@@ -74,11 +75,11 @@ def step_calibration(clips: np.ndarray, emb: np.ndarray) -> list[tuple[torch.Ten
              torch.from_numpy(valid[s:s + t][None])) for s in range(len(frames))]
 
 
-def _program(module: torch.nn.Module, calibration: list, correct_bias: bool) -> torch.nn.Module:
+def _program(module: torch.nn.Module, calibration: list, correct_bias: bool, group: int = 1) -> torch.nn.Module:
     from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
     return quantize_pt2e(module, module.example_inputs(), calibration, QUANTIZERS.get("xnnpack")(),
-                         correct_bias=correct_bias)
+                         correct_bias=correct_bias, group=group)
 
 
 def _gap(module: torch.nn.Module, calibration: list, program: torch.nn.Module) -> list[dict]:
@@ -89,7 +90,8 @@ def step_program(step: StreamStep, calibration: list, progress: Progress = no_pr
                  correct_bias: bool = False) -> torch.nn.Module:
     """The fused step's int8 PT2E program, calibrated once for every backend that lowers one."""
     progress("int8 streaming step", 0, 1, {})
-    program = _program(step, calibration, correct_bias)
+    # A clip's T frames in one group: the encoder's int8 is then the clip program's (stream_calibration).
+    program = _program(step, calibration, correct_bias, step.frames)
     progress("int8 streaming step", 1, 1, {})
     return program
 
@@ -102,7 +104,7 @@ def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[
     Each backend quantizing the halves itself calibrated the same samples once per backend.
     """
     progress("int8 streaming pair", 0, 1, {})
-    made = (_program(encoder, calibration[0], correct_bias), _program(head, calibration[1], correct_bias))
+    made = (_program(encoder, calibration[0], correct_bias, head.frames), _program(head, calibration[1], correct_bias))
     progress("int8 streaming pair", 1, 1, {})
     return made
 

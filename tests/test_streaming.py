@@ -316,6 +316,40 @@ def test_pair_formats_limits_the_pairs_and_every_backend_keeps_its_step(tmp_path
     assert manifest["streaming"]["use"] == {"onnx/fp32": "student_step_onnx_fp32"}
 
 
+def _activation_scales(program: torch.fx.GraphModule) -> list[float]:
+    """Every activation scale of an int8 program (the clip program also quantizes its reshapes, at the same scale)."""
+    return sorted({float(n.args[1]) for n in program.graph.nodes if "quantize_per_tensor" in str(n.target)})
+
+
+def test_the_int8_step_and_pair_encoder_repeat_the_clip_programs_int8():
+    """With the pool and head fp32 (as the gate leaves the CBKD student), the streaming programs' int8 is the clip
+    program's: the same activation scales, because their encoders' observers see the same frames in the same
+    batches (a histogram observer's range depends on the batching)."""
+    from egoedge.edge.stream_export import (
+        embed_clips,
+        pair_programs,
+        step_calibration,
+        step_program,
+        stream_calibration,
+    )
+    from egoedge.trainer.quantize import quantize_pt2e
+    from egoedge.trainer.quantize.ptq import quantizer_for
+
+    torch.manual_seed(0)
+    model = build_model("resnet", num_classes=4, frames=3, size=32, variant="r10_16").eval()
+    clips = np.random.default_rng(0).normal(size=(40, 3, 3, 32, 32)).astype(np.float32)  # two clip batches
+    model.float_modules = ("pool", "head")
+    calib = [(torch.from_numpy(clips[i:i + 1]),) for i in range(len(clips))]
+    clip_program = quantize_pt2e(model, calib[0], calib, quantizer_for("xnnpack", "histogram"))
+    encoder, head = split_streaming(model)
+    emb = embed_clips(encoder, clips)
+    step = step_program(stream_step(model), step_calibration(clips, emb))
+    pair_encoder, _ = pair_programs(encoder, head, stream_calibration(clips, emb))
+    want = _activation_scales(clip_program)
+    assert len(want) > 8 and _activation_scales(step) == want
+    assert _activation_scales(pair_encoder) == want
+
+
 def test_the_int8_step_carries_its_state_in_float():
     """An int8 step quantizes the encoder, never the window and mask it hands back: the mask must stay exactly 0/1
     (the pool turns it into a large additive bias) and the carried embeddings exactly what was fed in."""

@@ -290,12 +290,13 @@ def _export(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dims=None)
 
 
 def export_for_calibration(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
-                            calibration: Sequence[tuple[torch.Tensor, ...]]):
-    """Export with a symbolic batch so calibration runs in batches (3x faster on CPU than one by one).
+                            calibration: Sequence[tuple[torch.Tensor, ...]], group: int = 1):
+    """Export with a symbolic batch so calibration runs in batches of ``CALIBRATION_BATCH * group`` samples (3x
+    faster on CPU than one by one).
 
     Models whose code fixes the batch size fall back to a batch-1 graph fed sample by sample.
     """
-    batches = _batches(calibration, CALIBRATION_BATCH) if calibration else []
+    batches = _batches(calibration, CALIBRATION_BATCH * group) if calibration else []
     if len(calibration) > 1:
         try:
             dims = tuple({0: torch.export.Dim("batch", min=1, max=4096)} for _ in example_inputs)
@@ -316,13 +317,17 @@ def _drop_unused_tensors(graph: torch.fx.GraphModule) -> None:
 
 def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
                   calibration: Sequence[tuple[torch.Tensor, ...]], quantizer,
-                  fold: bool = True, correct_bias: bool = False) -> torch.fx.GraphModule:
+                  fold: bool = True, correct_bias: bool = False, group: int = 1) -> torch.fx.GraphModule:
     """Quantize ``model`` with ``quantizer``, observing activations on every calibration sample.
 
     A dynamic quantizer needs no calibration (activation ranges are taken at run time); one
     example pass still runs so every observer has seen data. ``fold=False`` keeps float weights
     behind explicit quantize nodes, which LiteRT's converter expects. ``correct_bias``: each conv's
     and linear's bias takes back the mean shift its int8 weights cause on the calibration inputs.
+    ``group``: how many samples make one sample of the clip program whose int8 this one must repeat (a
+    streaming step's or frame encoder's T frames): the observers then see the same frames at once as the clip
+    program's did (a histogram observer's ranges depend on how its data is batched) and the bias shift is
+    measured on the same frames.
 
     Example::
 
@@ -336,7 +341,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     # A model may name modules that must stay float (e.g. an embedding table: a lookup gains
     # nothing from int8, and LiteRT's int8 lookup needs a zero point the quantizer does not give).
     quantizer = SkipBlocks(quantizer, tuple(getattr(model, "float_modules", ())))
-    graph, feeds = export_for_calibration(model, example_inputs, calibration)
+    graph, feeds = export_for_calibration(model, example_inputs, calibration, group)
     prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
     fast_histograms(prepared)
     with torch.no_grad():
@@ -345,7 +350,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     weights = _float_weights(prepared) if correct_bias else {}
     converted = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=fold))
     if weights:
-        _correct_bias(converted, weights, feeds)
+        _correct_bias(converted, weights, feeds, BIAS_SAMPLES * group)
     _drop_unused_tensors(converted)
     # The graph was traced in eval mode; exported modules refuse .eval(), so clear the flag directly
     # (converters read it and warn about training-mode models).
@@ -374,7 +379,7 @@ def _float_weights(prepared: torch.fx.GraphModule) -> dict[str, torch.Tensor]:
 
 
 def _correct_bias(graph: torch.fx.GraphModule, weights: dict[str, torch.Tensor],
-                  feeds: Sequence[tuple[torch.Tensor, ...]]) -> None:
+                  feeds: Sequence[tuple[torch.Tensor, ...]], samples: int = BIAS_SAMPLES) -> None:
     """Subtract from each layer's bias the mean output shift its int8 weights cause on its own inputs; in place.
 
     Rounding weights to 8 bits shifts a layer's mean output per channel (most for a depthwise 3x3
@@ -400,7 +405,7 @@ def _correct_bias(graph: torch.fx.GraphModule, weights: dict[str, torch.Tensor],
     count = 0
     with torch.no_grad():
         for batch in feeds:
-            if count >= BIAS_SAMPLES:
+            if count >= samples:
                 break
             Measure(graph).run(*batch)
             count += len(batch[0])
