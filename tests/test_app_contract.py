@@ -343,6 +343,22 @@ def test_app_unit_tests_pass(tmp_path):
     assert run.returncode == 0 and "OK (" in run.stdout, run.stdout[-3000:]
 
 
+@needs_kotlin
+@pytest.mark.kotlin
+@pytest.mark.slow
+def test_app_sources_beyond_the_core_compile(tmp_path):
+    """The manifest reader, the runners and the benchmark activity compiled with the core against stand-ins for the
+    Android, ExecuTorch and LiteRT classes they call (tests/kotlin/android_stubs): the app's own code type-checks
+    (a name out of scope once reached the tree unseen). The platform calls themselves need a real build; the
+    camera activity needs CameraX and AppCompat stand-ins too and is left out."""
+    sources = [*sorted((SRC / "core").glob("*.kt")), *sorted((SRC / "runtime").glob("*.kt")),
+               *(SRC / name for name in ("ModelManifest.kt", "Runners.kt", "BenchmarkActivity.kt", "Memory.kt")),
+               *sorted((ROOT / "tests/kotlin/android_stubs").glob("*.kt"))]
+    done = subprocess.run([KOTLINC, *map(str, sources), "-d", str(tmp_path / "app.jar")], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_benchmark_activity_reads_and_writes_only_its_push_folder():
     """The activity resolves every path extra inside the folder `egoedge bench` pushes to, and nowhere else."""
     from egoedge.bench.devices.on_device.android import APP_DIR

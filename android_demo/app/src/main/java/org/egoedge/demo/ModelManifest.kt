@@ -44,7 +44,7 @@ data class Artifact(
 ) {
     /** Runs the camera frame by frame: a fused step, or a pair (picked by its frame encoder). */
     val streams: Boolean get() = role == "frame_encoder" || isStep
-    val isStep: Boolean get() = role == STEP
+    val isStep: Boolean get() = role == ModelManifest.STEP
     val title: String get() = (if (streams) "$name (streaming) · " else "$name · ") + "%.2f MB".format(bytes / 1e6) +
         (top1?.let { " · top-1 %.1f%%".format(it) } ?: "")
 }

@@ -1,0 +1,4 @@
+// Compile-only stand-ins (tests/test_app_contract.py): just the signatures the app's activities and runners call, so
+// kotlinc checks the app's own code without an Android SDK. Not the real APIs: a real build checks those.
+package org.egoedge.demo
+object BuildConfig { const val EXECUTORCH_VERSION = "x"; const val LITERT_VERSION = "y" }
