@@ -235,3 +235,12 @@ def test_bias_correction_takes_back_the_mean_shift_of_int8_weights():
             return float((q(held) - exact).mean((0, 2, 3)).abs().mean())
 
     assert mean_shift(True) < 0.5 * mean_shift(False)
+
+
+def test_skip_blocks_wrapped_again_is_one_wrapper_over_both_lists():
+    """A search's skip list, then the model's own fp32 modules: one wrapper, whose graph passes run once."""
+    from egoedge.trainer.quantize.pt2e import SkipBlocks, xnnpack_quantizer
+
+    base = xnnpack_quantizer()
+    twice = SkipBlocks(SkipBlocks(base, ("pool",)), ("head", "pool"))
+    assert twice.skip_base is base and twice.skip_blocks == ("pool", "head")

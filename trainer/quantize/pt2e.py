@@ -224,6 +224,11 @@ class SkipBlocks:
     def __new__(cls, base, blocks: tuple[str, ...]):
         from torchao.quantization.pt2e.quantizer import Quantizer
 
+        if (inner := getattr(base, "skip_base", None)) is not None:
+            # Already wrapped (a search's skip list, then the model's own fp32 modules): one wrapper over both
+            # lists, so its graph passes run once.
+            base, blocks = inner, tuple(dict.fromkeys((*base.skip_blocks, *blocks)))
+
         class _Skip(Quantizer):
             def transform_for_annotation(self, model):
                 fold_symmetric_pads(model)
@@ -244,7 +249,9 @@ class SkipBlocks:
             def validate(self, model) -> None:
                 base.validate(model)
 
-        return _Skip()
+        skip = _Skip()
+        skip.skip_base, skip.skip_blocks = base, tuple(blocks)
+        return skip
 
 
 CALIBRATION_BATCH = 32
