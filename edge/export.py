@@ -102,8 +102,11 @@ def plan(cfg: ExportConfig) -> list[tuple[str, str]]:
     return pairs
 
 
+STATIC_INT8 = ("int8", "w8a8")  # precisions with int8 activations: calibrated, and made from the int8-ready form
+
+
 def needs_calibration(pairs: list[tuple[str, str]]) -> bool:
-    return any(p in ("int8", "w8a8") for _, p in pairs)
+    return any(p in STATIC_INT8 for _, p in pairs)
 
 
 def keep_float(model: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -341,8 +344,12 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
 
     def lower(which: list[tuple[str, str]]) -> list[dict]:
         program = recipe.program if recipe is not None else None
-        made = [export_artifact(fmt, precision, forms.ready, held.example, plan.out_dir, plan.stem,
-                                recipe.calibration if recipe else [], entry, verify, progress, names, program)
+        # A backend quantizing on its own (ONNX Runtime) starts from the form the program was made from, with the
+        # modules the recipe keeps fp32 now; fp32 keeps the plain form, which is faster in float.
+        int8_form = int8_ready(forms.ready) if recipe is not None else forms.ready
+        made = [export_artifact(fmt, precision, int8_form if precision in STATIC_INT8 else forms.ready, held.example,
+                                plan.out_dir, plan.stem, recipe.calibration if recipe else [], entry, verify,
+                                progress, names, program)
                 for fmt, precision in which]
         for artifact in made:
             _write_gap(plan.out_dir, artifact, recipe)
@@ -444,6 +451,9 @@ def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: In
     each checked frame by frame; the manifest's ``streaming`` block, which names the form an app should use."""
     encoder, head = split_streaming(forms.ready, plan.where)  # after the recipe is final: it names what stays fp32
     step = stream_step(forms.ready, plan.where)
+    # Static int8 starts from the clip program's form (the RGB stem as space-to-depth), as the clip artifacts do.
+    quantizable = int8_ready(forms.ready) if recipe is not None else forms.ready
+    q_encoder, q_step = split_streaming(quantizable, plan.where)[0], stream_step(quantizable, plan.where)
     clips = _clips(recipe.calibration) if recipe is not None else None
     emb = embed_clips(encoder, clips) if clips is not None else None
     pair_calib = stream_calibration(clips, emb) if clips is not None else ([], [])
@@ -454,20 +464,21 @@ def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: In
     correct = recipe is not None and recipe.bias_correction
     with_pair = [(f, p) for f, p in plan.pairs if plan.cfg.pair_formats is None or f in plan.cfg.pair_formats]
     lowered = lambda todo: recipe is not None and any(lowers_program(f, p) for f, p in todo)  # noqa: E731
-    programs = pair_programs(encoder, head, pair_calib, progress, correct) if lowered(with_pair) else None
-    gaps = pair_gaps(encoder, head, pair_calib, programs) if programs is not None else None
-    s_program = step_program(step, step_calib, progress, correct) if lowered(plan.pairs) else None
-    s_gap = step_gap(step, step_calib, s_program) if s_program is not None else None
+    programs = pair_programs(q_encoder, head, pair_calib, progress, correct) if lowered(with_pair) else None
+    gaps = pair_gaps(q_encoder, head, pair_calib, programs) if programs is not None else None
+    s_program = step_program(q_step, step_calib, progress, correct) if lowered(plan.pairs) else None
+    s_gap = step_gap(q_step, step_calib, s_program) if s_program is not None else None
     shared = {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")}
     check_pair = pair_checker(verdict, head.frames, head.embed_dim)
     check_step = step_checker(verdict, head.frames, head.embed_dim)
     artifacts = []
     for fmt, precision in plan.pairs:
-        artifacts.append(export_step(fmt, precision, step, plan.out_dir, plan.stem, step_calib, shared, check_step,
-                                     progress, s_program, s_gap))
+        int8 = precision in STATIC_INT8
+        artifacts.append(export_step(fmt, precision, q_step if int8 else step, plan.out_dir, plan.stem, step_calib,
+                                     shared, check_step, progress, s_program, s_gap))
         if (fmt, precision) in with_pair:
-            artifacts += export_pair(fmt, precision, encoder, head, plan.out_dir, plan.stem, pair_calib, shared,
-                                     check_pair, progress, programs, gaps)
+            artifacts += export_pair(fmt, precision, q_encoder if int8 else encoder, head, plan.out_dir, plan.stem,
+                                     pair_calib, shared, check_pair, progress, programs, gaps)
     return artifacts, streaming_block(encoder, head, fields, recommended_forms(artifacts))
 
 

@@ -69,7 +69,8 @@ class Int8Recipe:
 
     def block(self) -> dict:
         """The manifest's ``int8`` block: what stayed fp32, why, and what calibrated it."""
-        share = int8_mac_share(self.search.get("macs") or {}, self.keep_float)
+        # The model's own float modules (a space-to-depth stem's rearrangement) run float whatever was chosen.
+        share = int8_mac_share(self.search.get("macs") or {}, (*self.keep_float, *self.search.get("float_modules", ())))
         return {"program": self.file, "quantizer": self.quantizer, "observer": self.observer,
                 "bias_correction": self.bias_correction,
                 "keep_float": list(self.keep_float), "chosen_by": self.chosen_by,
@@ -141,7 +142,7 @@ def chosen_recipe(model: torch.nn.Module, example: tuple[torch.Tensor, ...], cal
 
     result = searcher((), target)
     search = {"test_agreement": result["val_agreement"], "sensitivity": result["sensitivity"],
-              "macs": result["macs"], "steps": result["steps"]}
+              "macs": result["macs"], "steps": result["steps"], "float_modules": result["float_modules"]}
     return Int8Recipe(result["model"], tuple(result["skip"]), calibration, calib_info, "gate", search,
                       searcher=searcher, gap=result["gap"], bias_correction=result["bias_correction"])
 
@@ -156,7 +157,7 @@ def program_recipe(path: Path, calibration_of: Callable[[int, int], list]) -> tu
     record = report["record"]
     calib = record["calibration"]
     samples = calibration_of(calib["samples"], calib["seed"])
-    search = {k: report[k] for k in ("sensitivity", "macs", "steps", "val_agreement") if k in report}
+    search = {k: report[k] for k in ("sensitivity", "macs", "steps", "val_agreement", "float_modules") if k in report}
     recipe = Int8Recipe(load_program(path), tuple(record["keep_float"]), samples, calib, "program", search,
                         quantizer=record["quantizer"], observer=record["observer"], gap=report.get("gap", []),
                         bias_correction=report.get("bias_correction", False))

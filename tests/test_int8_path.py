@@ -108,7 +108,10 @@ def test_the_gate_chooses_what_stays_fp32(ptq_program, tmp_path):
     assert int8["chosen_by"] == "gate" and int8["sensitivity"] and int8["macs"]["pool"] > 0
     assert len(int8["steps"]) > 1 and 0 < len(int8["keep_float"]) <= 4
     # Every int8 artifact of the export says how much of the model runs in int8.
-    kept = sum(v for u, v in int8["macs"].items() if any(u == k or u.startswith(k + ".") for k in int8["keep_float"]))
+    # Counted as float: what the search kept, and the model's own float modules (its space-to-depth rearrangement).
+    assert int8["float_modules"] == [u for u in int8["macs"] if u.endswith(".unshuffle")] != []
+    fp32 = int8["keep_float"] + int8["float_modules"]
+    kept = sum(v for u, v in int8["macs"].items() if any(u == k or u.startswith(k + ".") for k in fp32))
     assert int8["macs_int8_pct"] == pytest.approx(100 * (1 - kept / sum(int8["macs"].values())), abs=0.01)
     assert int8["steps"][-1]["skip"][:len(int8["keep_float"])] == int8["keep_float"] or \
         any(s["skip"] == int8["keep_float"] for s in int8["steps"])
@@ -190,6 +193,26 @@ def test_space_to_depth_stem_is_the_same_function():
     odd = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
     y = torch.randn(2, 3, 33, 31)
     torch.testing.assert_close(SpaceToDepthConv(odd)(y), odd(y), atol=1e-5, rtol=1e-5)
+
+
+def test_space_to_depth_rearranges_in_float_before_the_int8_stem():
+    """The rearrangement is a 0/1 stride-2 convolution the int8 program keeps float (exact, and no pad or 5-D
+    transpose left for a runtime to run); the stem convolution after it reads int8."""
+    from egoedge.trainer.models import MODELS
+    from egoedge.trainer.models.exportable import int8_ready
+    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
+    from egoedge.trainer.quantize.gap import is_dequantize
+
+    ready = int8_ready(MODELS.get("resnet")(num_classes=4, frames=2, size=64, variant="r10_16").eval())
+    assert ready.float_modules == ("encoder.stem.0.unshuffle",)
+    x = ready.example_inputs()
+    graph = quantize_pt2e(ready, x, [x], QUANTIZERS.get("xnnpack")())
+    ops = [n for n in graph.graph.nodes if n.op == "call_function"]
+    first, stem = [n for n in ops if n.target == torch.ops.aten.conv2d.default][:2]
+    assert not any(is_dequantize(a) for a in first.all_input_nodes)  # float input, float 0/1 weights
+    assert is_dequantize(stem.args[0]) and is_dequantize(stem.args[1])  # the stem itself: int8
+    assert not any(n.target in (torch.ops.aten.pad.default, torch.ops.aten.permute.default)
+                   for n in ops[:ops.index(stem)])
 
 
 @pytest.mark.slow

@@ -168,6 +168,11 @@ def test_fused_steps_pass_parity_for_every_backend_and_precision(stream_export):
             assert a["parity"]["max_abs"] <= 1e-4 and a["parity"]["stream_max_abs"] <= 1e-4
         if precision in ("int8", "w8a8"):  # static int8: its layers' gap beside it
             assert (out / a["gap"]).is_file()
+            if precision == "int8" and fmt != "onnx":  # a lowered program: its encoder is the clip program's
+                clip = json.loads((out / f"student_{fmt}_int8.gap.json").read_text())
+                layers = lambda gap: [x["layer"] for x in gap["layers"] if x["layer"].startswith("encoder.")]  # noqa: E731
+                assert layers(json.loads((out / a["gap"]).read_text())) == layers(clip)
+                assert layers(clip)[:2] == ["encoder.stem.conv.unshuffle", "encoder.stem.conv.conv"]  # space to depth
 
 
 @pytest.mark.slow

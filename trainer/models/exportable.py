@@ -47,15 +47,29 @@ class SpaceToDepthConv(nn.Module):
         self.conv.weight.data.copy_(w)
         if conv.bias is not None:
             self.conv.bias.data.copy_(conv.bias.detach())
+        # The rearrangement as a stride-2 convolution with 0/1 weights (output channel (c, i, j) copies input
+        # channel c at offset (i, j)), padding included: a convolution every runtime runs fast, where a pad and a
+        # 5-D transpose with 2-wide inner axes cost XNNPACK more than the stem convolution saves at batch 1.
+        # int8 programs keep it float (``SPACE_TO_DEPTH`` in the model's ``float_modules``): exact, and the
+        # int8 stem then reads the quantized 12 channels.
+        self.unshuffle = nn.Conv2d(c, 4 * c, 2, stride=2, padding=p, bias=False)
+        pick = torch.zeros(4 * c, c, 2, 2)
+        for ch in range(c):
+            for i in range(2):
+                for j in range(2):
+                    pick[4 * ch + 2 * i + j, ch, i, j] = 1.0
+        self.unshuffle.weight.data.copy_(pick)
+        self.unshuffle.weight.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
+        h, w = x.shape[2:]
         p = self.pad
-        x = torch.nn.functional.pad(x, (p, p + (w + 2 * p) % 2, p, p + (h + 2 * p) % 2))
-        h2, w2 = x.shape[2] // 2, x.shape[3] // 2
-        # At most 5-D: Core ML takes no higher rank.
-        x = x.reshape(n * c, h2, 2, w2, 2).permute(0, 2, 4, 1, 3).reshape(n, 4 * c, h2, w2)
-        return self.conv(x)
+        if (h + 2 * p) % 2 or (w + 2 * p) % 2:  # an odd padded side: one more zero row or column at the end
+            x = torch.nn.functional.pad(x, (0, (w + 2 * p) % 2, 0, (h + 2 * p) % 2))
+        return self.conv(self.unshuffle(x))
+
+
+SPACE_TO_DEPTH = "unshuffle"  # a SpaceToDepthConv's rearranging child
 
 
 def _folds(conv: nn.Module) -> bool:
@@ -72,8 +86,12 @@ def int8_ready(model: nn.Module) -> nn.Module:
     (ExecuTorch, LiteRT). fp32 artifacts keep the plain form, which is faster in float.
     """
     model = export_ready(model)
-    for module in list(model.modules()):
+    folded = []
+    for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if _folds(child):
                 setattr(module, child_name, SpaceToDepthConv(child))
+                folded.append(".".join(p for p in (name, child_name, SPACE_TO_DEPTH) if p))
+    if folded:  # the rearrangements stay float: exact, and faster than int8 on 3 channels (docs/export.md)
+        model.float_modules = tuple(dict.fromkeys((*getattr(model, "float_modules", ()), *folded)))
     return model

@@ -252,7 +252,8 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
             val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
             progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
     """Quantize ``model`` per ``cfg``; returns ``{"model", "skip", "val_agreement", "steps", "sensitivity", "macs",
-    "ranked", "gap", "bias_correction"}`` (whether the program's biases were corrected: the closer of both).
+    "ranked", "gap", "bias_correction", "float_modules"}`` (whether the program's biases were corrected: the closer
+    of both; the modules the model itself keeps float, besides ``skip``).
 
     ``calibration`` is a batch of preprocessed clips ``(N, T, 3, H, W)`` or a list of input tuples
     (multi-input models); ``val_inputs`` a batch or a tuple of batches. ``match`` says how outputs
@@ -345,7 +346,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     return {"model": best, "skip": list(skip), "val_agreement": agreement, "steps": steps,
             "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()},
             "macs": {k: round(v, 4) for k, v in shares.items() if v >= 5e-5}, "ranked": ranked, "gap": gap,
-            "bias_correction": correct}
+            "bias_correction": correct, "float_modules": list(getattr(model, "float_modules", ()))}
 
 
 def rank_blocks(probe: torch.fx.GraphModule, candidates: list[str], error: float,

@@ -65,7 +65,7 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     report = {**record, "artifact": artifact.name, "artifact_sha256": digest, "config": dataclasses.asdict(cfg),
               "skip": result["skip"], "val_agreement": result["val_agreement"], "steps": result["steps"],
               "sensitivity": result["sensitivity"], "macs": result["macs"], "gap": result["gap"],
-              "bias_correction": result["bias_correction"],
+              "float_modules": result["float_modules"], "bias_correction": result["bias_correction"],
               "fp32": job.score(fp32),
               "int8": job.score(int8), "test_agreement": job.match.agreement(fp32, int8, job.test_inputs),
               "wall_s": round(time.perf_counter() - t0, 1)}
