@@ -82,8 +82,8 @@ def _folds(conv: nn.Module) -> bool:
 def int8_ready(model: nn.Module) -> nn.Module:
     """:func:`export_ready`, with every few-channel stride-2 convolution as a :class:`SpaceToDepthConv`.
 
-    The form int8 programs are quantized in: same outputs, a faster int8 stem under XNNPACK
-    (ExecuTorch, LiteRT). fp32 artifacts keep the plain form, which is faster in float.
+    The form every static int8 artifact starts from (PT2E programs, ONNX Runtime's own int8, streaming
+    steps): same outputs, a faster int8 stem. fp32 artifacts keep the plain form, which is faster in float.
     """
     model = export_ready(model)
     folded = []
