@@ -220,8 +220,15 @@ class ExportPlan:
 class _Forms:
     """The model in the forms the stages use; both carry the modules that stay fp32."""
 
-    ready: torch.nn.Module  # export-ready: what every backend lowers
-    quantizable: torch.nn.Module | None  # int8-ready: what the gate's search quantizes (None: nothing to search)
+    ready: torch.nn.Module  # export-ready: what fp32 and weight-only artifacts lower
+    # int8-ready: what the gate's search quantizes and every static int8 artifact starts from (None: no int8)
+    quantizable: torch.nn.Module | None
+
+    def keep_float(self, names: tuple[str, ...]) -> None:
+        """:func:`keep_float` on both forms, which keep the same modules fp32."""
+        for model in (self.ready, self.quantizable):
+            if model is not None:
+                keep_float(model, names)
 
 
 @dataclass(frozen=True)
@@ -262,7 +269,7 @@ def _resolve(plan: ExportPlan) -> _Forms:
     here, before any work."""
     keep_float(plan.model, plan.cfg.int8_keep_float)
     ready = export_ready(plan.model)
-    forms = _Forms(ready, int8_ready(plan.model) if plan.calibrates else None)
+    forms = _Forms(ready, int8_ready(plan.model) if needs_calibration(plan.pairs) else None)
     if plan.cfg.streaming:
         split_streaming(ready, plan.where)
     return forms
@@ -304,8 +311,8 @@ def _int8_recipe(plan: ExportPlan, forms: _Forms, held: _HeldOut,
         recipe = chosen_recipe(forms.quantizable, held.example, as_samples(*x), info, plan.cfg.int8_keep_float,
                                plan.ev, plan.gate.int8_min_agreement, progress)
     if recipe is not None:
-        keep_float(forms.ready, recipe.keep_float)
-        forms.ready.int8_bias_correction = recipe.bias_correction  # ONNX Runtime's own int8 follows the program
+        forms.keep_float(recipe.keep_float)
+        forms.quantizable.int8_bias_correction = recipe.bias_correction  # ONNX Runtime's own int8 follows the program
     return recipe
 
 
@@ -344,12 +351,11 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
 
     def lower(which: list[tuple[str, str]]) -> list[dict]:
         program = recipe.program if recipe is not None else None
-        # A backend quantizing on its own (ONNX Runtime) starts from the form the program was made from, with the
-        # modules the recipe keeps fp32 now; fp32 keeps the plain form, which is faster in float.
-        int8_form = int8_ready(forms.ready) if recipe is not None else forms.ready
-        made = [export_artifact(fmt, precision, int8_form if precision in STATIC_INT8 else forms.ready, held.example,
-                                plan.out_dir, plan.stem, recipe.calibration if recipe else [], entry, verify,
-                                progress, names, program)
+        # A backend quantizing on its own (ONNX Runtime) starts from the form the program was made from; fp32 keeps
+        # the plain form, which is faster in float.
+        made = [export_artifact(fmt, precision, forms.quantizable if precision in STATIC_INT8 else forms.ready,
+                                held.example, plan.out_dir, plan.stem, recipe.calibration if recipe else [], entry,
+                                verify, progress, names, program)
                 for fmt, precision in which]
         for artifact in made:
             _write_gap(plan.out_dir, artifact, recipe)
@@ -372,8 +378,7 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
                                                  getattr(forms.quantizable, "float_modules", ())))
             _set_aside(plan.out_dir, [a for a in artifacts if (a["format"], a["precision"]) in redo], aside)
         recipe = wider
-        keep_float(forms.ready, recipe.keep_float)
-        keep_float(forms.quantizable, recipe.keep_float)
+        forms.keep_float(recipe.keep_float)
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
@@ -452,7 +457,7 @@ def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: In
     encoder, head = split_streaming(forms.ready, plan.where)  # after the recipe is final: it names what stays fp32
     step = stream_step(forms.ready, plan.where)
     # Static int8 starts from the clip program's form (the RGB stem as space-to-depth), as the clip artifacts do.
-    quantizable = int8_ready(forms.ready) if recipe is not None else forms.ready
+    quantizable = forms.quantizable if recipe is not None else forms.ready
     q_encoder, q_step = split_streaming(quantizable, plan.where)[0], stream_step(quantizable, plan.where)
     clips = _clips(recipe.calibration) if recipe is not None else None
     emb = embed_clips(encoder, clips) if clips is not None else None
