@@ -224,11 +224,13 @@ class _Forms:
     # int8-ready: what the gate's search quantizes and every static int8 artifact starts from (None: no int8)
     quantizable: torch.nn.Module | None
 
-    def keep_float(self, names: tuple[str, ...]) -> None:
-        """:func:`keep_float` on both forms, which keep the same modules fp32."""
+    def follow(self, recipe: Int8Recipe) -> None:
+        """Both forms keep the recipe's modules fp32 (:func:`keep_float`) and carry its bias correction, which the
+        int8 a backend makes on its own repeats (ONNX Runtime's QDQ model, LiteRT's weight-only w8)."""
         for model in (self.ready, self.quantizable):
             if model is not None:
-                keep_float(model, names)
+                keep_float(model, recipe.keep_float)
+                model.int8_bias_correction = recipe.bias_correction
 
 
 @dataclass(frozen=True)
@@ -308,11 +310,10 @@ def _int8_recipe(plan: ExportPlan, forms: _Forms, held: _HeldOut,
     recipe = plan.recipe
     if calibration is not None:
         x, info = calibration
-        recipe = chosen_recipe(forms.quantizable, held.example, as_samples(*x), info, plan.cfg.int8_keep_float,
+        recipe = chosen_recipe(forms.quantizable, as_samples(*x), info, plan.cfg.int8_keep_float,
                                plan.ev, plan.gate.int8_min_agreement, progress)
     if recipe is not None:
-        forms.keep_float(recipe.keep_float)
-        forms.quantizable.int8_bias_correction = recipe.bias_correction  # ONNX Runtime's own int8 follows the program
+        forms.follow(recipe)
     return recipe
 
 
@@ -378,7 +379,7 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
                                                  getattr(forms.quantizable, "float_modules", ())))
             _set_aside(plan.out_dir, [a for a in artifacts if (a["format"], a["precision"]) in redo], aside)
         recipe = wider
-        forms.keep_float(recipe.keep_float)
+        forms.follow(recipe)
         progress(f"int8: keeping {', '.join(recipe.keep_float)} fp32", 0, 1, {})
         again = dict(zip(redo, lower(redo), strict=True))
         artifacts = [again.get((a["format"], a["precision"]), a) for a in artifacts]
@@ -390,6 +391,7 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
             made = [a for a in artifacts if from_recipe(a["format"], a["precision"])]
             recipe, artifacts = _put_back(plan.out_dir, made, aside, before, recipe, min(still))
             forms.ready.float_modules, forms.quantizable.float_modules = before.float_modules
+            forms.follow(recipe)
         remove_path(aside)
     return artifacts, recipe
 

@@ -32,15 +32,11 @@ import torch
 
 from egoedge.trainer.common.io import write_json_atomic
 from egoedge.trainer.common.progress import Progress, no_progress
-from egoedge.trainer.quantize import quantize_pt2e
-from egoedge.trainer.quantize.gap import float_reference, program_gap
 from egoedge.trainer.quantize.program import load_program, read_ptq, save_program
 from egoedge.trainer.quantize.ptq import (
-    GAP_SAMPLES,
     OutputMatch,
     PTQConfig,
     int8_mac_share,
-    quantizer_for,
     run_ptq,
 )
 
@@ -103,11 +99,6 @@ class Int8Recipe:
                                    bias_correction=result.get("bias_correction", self.bias_correction))
 
 
-def _quantize(model: torch.nn.Module, example: tuple[torch.Tensor, ...], calibration: list,
-              keep: tuple[str, ...]) -> torch.nn.Module:
-    return quantize_pt2e(model, example, calibration, quantizer_for(QUANTIZER, OBSERVER, keep))
-
-
 def gate_match(ev) -> OutputMatch:
     """How the search compares int8 outputs with fp32: the gate's own agreement, and mean squared error."""
 
@@ -121,30 +112,29 @@ def gate_match(ev) -> OutputMatch:
     return OutputMatch(agreement=agreement)
 
 
-def chosen_recipe(model: torch.nn.Module, example: tuple[torch.Tensor, ...], calibration: list, calib_info: dict,
+def chosen_recipe(model: torch.nn.Module, calibration: list, calib_info: dict,
                   keep: tuple[str, ...], ev, target: float, progress: Progress = no_progress) -> Int8Recipe:
     """The user's modules kept fp32 (``keep``), or else the fewest the gate's agreement ``target`` needs.
 
     The automatic choice is measured on the test inputs, the ones the gate counts flips on, with
-    the PyTorch int8 program: what an artifact computes, before paying for any export.
+    the PyTorch int8 program: what an artifact computes, before paying for any export. The user's
+    choice is calibrated the same way (with or without bias correction, whichever is closer on
+    those inputs), and stands.
     """
-    if keep:
-        program = _quantize(model, example, calibration, keep)
-        gap = program_gap(float_reference(model, example, calibration), program, calibration[:GAP_SAMPLES])
-        return Int8Recipe(program, keep, calibration, calib_info, "user", gap=gap)
     test = tuple(torch.from_numpy(x) for x in ev.test_inputs())
     match = gate_match(ev)
 
     def searcher(kept: tuple[str, ...], aim: float, at_least: int = 0) -> dict:
-        cfg = PTQConfig(backend=QUANTIZER, observer=OBSERVER, target_agreement=aim, max_fallback=MAX_FALLBACK,
-                        skip=kept, min_fallback=at_least)
+        cfg = PTQConfig(backend=QUANTIZER, observer=OBSERVER, target_agreement=aim,
+                        max_fallback=len(keep) if keep else MAX_FALLBACK, skip=kept, min_fallback=at_least)
         return run_ptq(model, calibration, test, cfg, progress, match)
 
-    result = searcher((), target)
+    result = searcher(keep, target)
     search = {"test_agreement": result["val_agreement"], "sensitivity": result["sensitivity"],
               "macs": result["macs"], "steps": result["steps"], "float_modules": result["float_modules"]}
-    return Int8Recipe(result["model"], tuple(result["skip"]), calibration, calib_info, "gate", search,
-                      searcher=searcher, gap=result["gap"], bias_correction=result["bias_correction"])
+    return Int8Recipe(result["model"], tuple(result["skip"]), calibration, calib_info, "user" if keep else "gate",
+                      search, searcher=None if keep else searcher, gap=result["gap"],
+                      bias_correction=result["bias_correction"])
 
 
 def program_recipe(path: Path, calibration_of: Callable[[int, int], list]) -> tuple[Int8Recipe, Path]:

@@ -63,6 +63,26 @@ def nlq_data(tmp_path_factory):
     return load_data(NLQDataSpec(str(root), max_pos_len=24, max_query_len=10))
 
 
+def rounds_with_a_bias():
+    """A depthwise 3x3 conv whose weights round to int8 with a bias (nine per channel, most small), then a 1x1 conv
+    and a classifier ``fc``: on positive inputs its int8 outputs shift unless bias correction takes the shift back."""
+    import torch
+
+    class RoundsWithABias(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+            self.pw = torch.nn.Conv2d(16, 8, 1)
+            self.fc = torch.nn.Linear(8, 10)
+            with torch.no_grad():
+                self.dw.weight.copy_(torch.randn(16, 1, 3, 3) * torch.logspace(-2, 0, 9).view(1, 1, 3, 3))
+
+        def forward(self, x):
+            return self.fc(self.pw(self.dw(x)).mean((2, 3)))
+
+    return RoundsWithABias().eval()
+
+
 def assert_one_line_error(result, message: str | None = None) -> str:
     """A CLI result that failed the way egoedge promises: exit 1 through its own `fail` (an uncaught exception
     would be a traceback for a user; Typer's test runner hides it, so check the exception, not the text),

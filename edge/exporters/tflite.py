@@ -24,6 +24,7 @@ from egoedge.edge.exporters.base import (
     int8_weight_share,
     lowering_error,
 )
+from egoedge.edge.exporters.litert_layout import channels_last_pads
 from egoedge.edge.exporters.registry import EXPORTERS
 from egoedge.edge.preprocess import dequantize, quantize
 from egoedge.trainer.common.io import atomic_write
@@ -57,6 +58,7 @@ class TFLiteExporter:
         from litert_torch.quantize.quant_config import QuantConfig
 
         check_precision(self, precision)
+        channels_last_pads()
         try:
             # litert-torch reports progress on stdout; the CLI has its own.
             with contextlib.redirect_stdout(io.StringIO()):
@@ -69,8 +71,11 @@ class TFLiteExporter:
                         # and TFLite's int8 softmax takes only its own fixed output scale.
                         graph = fixed_softmax_outputs(unfold_weights(program))
                     else:
-                        graph = quantize_pt2e(model, example_inputs, calibration if precision == "int8" else [],
-                                              quantizer, fold=False)
+                        # The recipe's bias correction (int8_bias_correction) applies to w8's int8 weights too.
+                        correct = bool(calibration) and getattr(model, "int8_bias_correction", False)
+                        graph = quantize_pt2e(model, example_inputs,
+                                              calibration if precision == "int8" or correct else [], quantizer,
+                                              fold=False, correct_bias=correct)
                     converted = litert_torch.convert(graph, example_inputs,
                                                      quant_config=QuantConfig(pt2e_quantizer=quantizer))
                 atomic_write(path, lambda p: converted.export(str(p)))
