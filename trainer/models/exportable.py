@@ -3,23 +3,62 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
 
 
 def export_ready(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy in eval mode with timm's fused attention switched off.
+    """A deep copy in eval mode with timm's fused attention switched off and MobileViT's patches cut channels-last.
 
     Fused scaled-dot-product attention lowers to a boolean-mask op chain that delegates
     cannot take; the explicit matmul/softmax path computes the same function and lowers whole.
     PTQ quantizes this form too, so its int8 program is the graph every backend lowers.
     """
     model = copy.deepcopy(model).eval()
+    timm_block, channels_last = _mobilevit_blocks()
     for module in model.modules():
         if hasattr(module, "fused_attn"):
             module.fused_attn = False
+        if type(module) is timm_block:
+            module.__class__ = channels_last
     return model
+
+
+@functools.cache
+def _mobilevit_blocks() -> tuple[type, type]:
+    """timm's MobileViT block and the same block cutting its patches from a channels-last view."""
+    from timm.models.mobilevit import MobileVitBlock
+
+    class ChannelsLastPatches(MobileVitBlock):
+        """timm's ``MobileVitBlock`` with the same unfold and fold done by transposes of whole channel vectors.
+
+        timm swaps the patch axes of an NCHW tensor whose innermost axis is the patch width (2): ONNX
+        Runtime's int8 model moves that transpose onto uint8 data, where a 2-byte inner block made each
+        such transpose cost about 1 ms. Going through NHWC first, every transpose moves ``c``-long rows.
+        """
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            ph, pw = self.patch_size
+            if x.shape[-2] % ph or x.shape[-1] % pw:  # timm interpolates to a multiple first
+                return super().forward(x)
+            shortcut = x
+            x = self.conv_1x1(self.conv_kxk(x))
+            b, c, h, w = x.shape
+            nh, nw = h // ph, w // pw
+            # (b, h, w, c) -> (b nh, nw, ph, pw c) -> (b, N, P, c) -> (b P, N, c), timm's patch order
+            x = x.permute(0, 2, 3, 1).reshape(b * nh, ph, nw, pw * c).transpose(1, 2)
+            x = x.reshape(b, nh * nw, ph * pw, c).transpose(1, 2).reshape(b * ph * pw, nh * nw, c)
+            x = self.norm(self.transformer(x))
+            x = x.reshape(b, ph * pw, nh * nw, c).transpose(1, 2)
+            x = x.reshape(b * nh, nw, ph, pw * c).transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
+            x = self.conv_proj(x)
+            if self.conv_fusion is not None:
+                x = self.conv_fusion(torch.cat((shortcut, x), dim=1))
+            return x
+
+    return MobileVitBlock, ChannelsLastPatches
 
 
 class SpaceToDepthConv(nn.Module):
