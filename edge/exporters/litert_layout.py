@@ -2,9 +2,9 @@
 
 litert-torch moves a graph to NHWC op by op, and only ops it has a rule for; a constant pad has none,
 so it stays NCHW with a transpose of the whole activation on each side. In fp32 the converter folds
-that chain away; in int8 the quantize pairs around the pad stop it, and EfficientNet-style stride-2
-"same" padding left four int8 PADs between eight transposes in EfficientNet-Lite0. With this rule the
-pad runs in NHWC and the converter folds it into the convolution's SAME padding (no PAD op left).
+that chain away; in int8 the quantize pairs around the pad stop it, so every EfficientNet-style
+stride-2 "same" pad became an int8 PAD between two transposes (docs/int8.md). With this rule the pad
+runs in NHWC and the converter folds it into the convolution's SAME padding (no PAD op left).
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ def _mobilevit_blocks() -> tuple[type, type]:
         """timm's ``MobileVitBlock`` with the same unfold and fold done by transposes of whole channel vectors.
 
         timm swaps the patch axes of an NCHW tensor whose innermost axis is the patch width (2): ONNX
-        Runtime's int8 model moves that transpose onto uint8 data, where a 2-byte inner block made each
-        such transpose cost about 1 ms. Going through NHWC first, every transpose moves ``c``-long rows.
+        Runtime's int8 model moves that transpose onto uint8 data, and its uint8 transpose of 2-byte
+        blocks is its slowest path (docs/performance.md). Going through NHWC first, every transpose
+        moves ``c``-long rows.
         """
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
