@@ -20,7 +20,7 @@ import torch
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
 from egoedge.edge.exporters import EXPORTERS, IONames, export_ready, from_recipe, lowers_program
 from egoedge.edge.gap import attach_gap, gap_path
-from egoedge.edge.int8 import Int8Recipe, chosen_recipe, program_recipe, save_recipe
+from egoedge.edge.int8 import OBSERVER, Int8Recipe, chosen_recipe, program_recipe, save_recipe
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.schema import validate
 from egoedge.edge.stream_export import (
@@ -471,9 +471,10 @@ def _streaming_pairs(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: In
     correct = recipe is not None and recipe.bias_correction
     with_pair = [(f, p) for f, p in plan.pairs if plan.cfg.pair_formats is None or f in plan.cfg.pair_formats]
     lowered = lambda todo: recipe is not None and any(lowers_program(f, p) for f, p in todo)  # noqa: E731
-    programs = pair_programs(q_encoder, head, pair_calib, progress, correct) if lowered(with_pair) else None
+    observer = recipe.observer if recipe is not None else OBSERVER
+    programs = pair_programs(q_encoder, head, pair_calib, progress, correct, observer) if lowered(with_pair) else None
     gaps = pair_gaps(q_encoder, head, pair_calib, programs) if programs is not None else None
-    s_program = step_program(q_step, step_calib, progress, correct) if lowered(plan.pairs) else None
+    s_program = step_program(q_step, step_calib, progress, correct, observer) if lowered(plan.pairs) else None
     s_gap = step_gap(q_step, step_calib, s_program) if s_program is not None else None
     shared = {k: v for k, v in entry.items() if k not in ("inputs", "outputs", "role")}
     check_pair = pair_checker(verdict, head.frames, head.embed_dim)

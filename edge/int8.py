@@ -41,6 +41,9 @@ from egoedge.trainer.quantize.ptq import (
 )
 
 QUANTIZER, OBSERVER = "xnnpack", "histogram"  # the scheme every PT2E backend lowers (see trainer.quantize.pt2e)
+# The activation observers a recipe is calibrated with; the program keeps the closest on the gate's inputs. A
+# histogram clips outliers, min-max keeps the whole range: finer steps where activations are clamped (ReLU6).
+OBSERVERS_TRIED = ("histogram", "minmax")
 MAX_FALLBACK = 6  # at most this many modules kept fp32 by the automatic choice
 
 
@@ -118,22 +121,26 @@ def chosen_recipe(model: torch.nn.Module, calibration: list, calib_info: dict,
 
     The automatic choice is measured on the test inputs, the ones the gate counts flips on, with
     the PyTorch int8 program: what an artifact computes, before paying for any export. The user's
-    choice is calibrated the same way (with or without bias correction, whichever is closer on
-    those inputs), and stands.
+    choice is calibrated the same way (with each of ``OBSERVERS_TRIED``, with or without bias
+    correction, whichever is closest on those inputs), and stands.
     """
     test = tuple(torch.from_numpy(x) for x in ev.test_inputs())
     match = gate_match(ev)
 
-    def searcher(kept: tuple[str, ...], aim: float, at_least: int = 0) -> dict:
-        cfg = PTQConfig(backend=QUANTIZER, observer=OBSERVER, target_agreement=aim,
+    observer = OBSERVER
+
+    def searcher(kept: tuple[str, ...], aim: float, at_least: int = 0, observers: tuple[str, ...] = ()) -> dict:
+        tried = observers or (observer,)
+        cfg = PTQConfig(backend=QUANTIZER, observer=tried[0], observers=tried[1:], target_agreement=aim,
                         max_fallback=len(keep) if keep else MAX_FALLBACK, skip=kept, min_fallback=at_least)
         return run_ptq(model, calibration, test, cfg, progress, match)
 
-    result = searcher(keep, target)
+    result = searcher(keep, target, observers=OBSERVERS_TRIED)
+    observer = result["observer"]  # a widened search keeps it (as fp32 modules are added, not re-chosen)
     search = {"test_agreement": result["val_agreement"], "sensitivity": result["sensitivity"],
               "macs": result["macs"], "steps": result["steps"], "float_modules": result["float_modules"]}
     return Int8Recipe(result["model"], tuple(result["skip"]), calibration, calib_info, "user" if keep else "gate",
-                      search, searcher=None if keep else searcher, gap=result["gap"],
+                      search, searcher=None if keep else searcher, observer=observer, gap=result["gap"],
                       bias_correction=result["bias_correction"])
 
 

@@ -16,6 +16,7 @@ import torch
 from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime_failure
 from egoedge.edge.exporters import EXPORTERS, IONames, lowers_program
 from egoedge.edge.gap import attach_gap
+from egoedge.edge.int8 import OBSERVER
 from egoedge.edge.parity import ParityGate
 from egoedge.edge.streaming import HEAD_THREADS, FrameRunner, StepRunner, StreamRunner, stream_of
 from egoedge.trainer.common.io import EgoedgeError, atomic_write
@@ -23,7 +24,7 @@ from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
 from egoedge.trainer.models.streaming import STREAM_IO, FrameEncoder, StreamStep, TemporalHead, window_logits
 from egoedge.trainer.quantize.gap import float_reference, program_gap
-from egoedge.trainer.quantize.ptq import GAP_SAMPLES
+from egoedge.trainer.quantize.ptq import GAP_SAMPLES, quantizer_for
 from egoedge.trainer.tasks.base import Arrays
 from egoedge.trainer.tasks.clips import logit_parity
 
@@ -75,10 +76,11 @@ def step_calibration(clips: np.ndarray, emb: np.ndarray) -> list[tuple[torch.Ten
              torch.from_numpy(valid[s:s + t][None])) for s in range(len(frames))]
 
 
-def _program(module: torch.nn.Module, calibration: list, correct_bias: bool, group: int = 1) -> torch.nn.Module:
-    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
+def _program(module: torch.nn.Module, calibration: list, correct_bias: bool, observer: str,
+             group: int = 1) -> torch.nn.Module:
+    from egoedge.trainer.quantize import quantize_pt2e
 
-    return quantize_pt2e(module, module.example_inputs(), calibration, QUANTIZERS.get("xnnpack")(),
+    return quantize_pt2e(module, module.example_inputs(), calibration, quantizer_for("xnnpack", observer),
                          correct_bias=correct_bias, group=group)
 
 
@@ -87,24 +89,26 @@ def _gap(module: torch.nn.Module, calibration: list, program: torch.nn.Module) -
 
 
 def step_program(step: StreamStep, calibration: list, progress: Progress = no_progress,
-                 correct_bias: bool = False) -> torch.nn.Module:
-    """The fused step's int8 PT2E program, calibrated once for every backend that lowers one."""
+                 correct_bias: bool = False, observer: str = OBSERVER) -> torch.nn.Module:
+    """The fused step's int8 PT2E program, calibrated once for every backend that lowers one (with the clip
+    recipe's bias correction and activation observer)."""
     progress("int8 streaming step", 0, 1, {})
     # A clip's T frames in one group: the encoder's int8 is then the clip program's (stream_calibration).
-    program = _program(step, calibration, correct_bias, step.frames)
+    program = _program(step, calibration, correct_bias, observer, step.frames)
     progress("int8 streaming step", 1, 1, {})
     return program
 
 
 def pair_programs(encoder: FrameEncoder, head: TemporalHead, calibration: tuple[list, list],
-                  progress: Progress = no_progress,
-                  correct_bias: bool = False) -> tuple[torch.nn.Module, torch.nn.Module]:
+                  progress: Progress = no_progress, correct_bias: bool = False,
+                  observer: str = OBSERVER) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Each half's int8 PT2E program, calibrated once for every backend that lowers one (as the clip model's is).
 
     Each backend quantizing the halves itself calibrated the same samples once per backend.
     """
     progress("int8 streaming pair", 0, 1, {})
-    made = (_program(encoder, calibration[0], correct_bias, head.frames), _program(head, calibration[1], correct_bias))
+    made = (_program(encoder, calibration[0], correct_bias, observer, head.frames),
+            _program(head, calibration[1], correct_bias, observer))
     progress("int8 streaming pair", 1, 1, {})
     return made
 

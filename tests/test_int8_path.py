@@ -214,6 +214,34 @@ def test_space_to_depth_stem_is_the_same_function():
     torch.testing.assert_close(SpaceToDepthConv(odd)(y), odd(y), atol=1e-5, rtol=1e-5)
 
 
+def test_space_to_depth_takes_uneven_same_padding_and_refuses_what_it_cannot_compute():
+    """A "same" stem pads only after (the EfficientNet ports' ``static_padding`` child): rearranged with no pad op,
+    the padding in the rearranging convolution and a zero tap in front of the kernel. A convolution that merely
+    looks like one (its forward pads otherwise) fails the probe and stays as it is."""
+    from egoedge.trainer.models.exportable import SpaceToDepthConv, int8_ready
+
+    class SamePadded(torch.nn.Conv2d):
+        def __init__(self, channels: int = 3, mode: str = "constant") -> None:
+            super().__init__(channels, 8, 3, stride=2, bias=False)
+            self.static_padding, self.mode = torch.nn.ZeroPad2d((0, 1, 0, 1)), mode
+
+        def forward(self, x):
+            return super().forward(torch.nn.functional.pad(x, self.static_padding.padding, mode=self.mode))
+
+    model = torch.nn.Sequential(SamePadded(), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 4, stride=2),
+                                torch.nn.Sequential(torch.nn.Conv2d(4, 4, 4, stride=2, padding=1)),
+                                SamePadded(4, mode="replicate")).eval()
+    ready = int8_ready(model)
+    assert isinstance(ready[0], SpaceToDepthConv) and ready[0].pads == (0, 1, 0, 1)
+    assert ready[0].unshuffle.padding == (1, 1) and ready[0].conv.kernel_size == (2, 2)
+    assert [n for n, m in ready.named_modules() if isinstance(m, SpaceToDepthConv)] == ["0", "3.0"]
+    assert type(ready[4]) is SamePadded and ready.float_modules == ("0.unshuffle", "3.0.unshuffle")
+    for side in (63, 64):
+        x = torch.randn(2, 3, side, side + 1)
+        assert not any("pad" in str(n.target) for n in torch.export.export(ready[0], (x,)).graph.nodes)
+        torch.testing.assert_close(ready(x), model(x), atol=1e-5, rtol=1e-5)
+
+
 def test_space_to_depth_rearranges_in_float_before_the_int8_stem():
     """The rearrangement is a 0/1 stride-2 convolution the int8 program keeps float (exact, and no pad or 5-D
     transpose left for a runtime to run); the stem convolution after it reads int8."""

@@ -55,6 +55,18 @@ def test_efficientnet_lite0_keeps_its_predictions_in_int8(lite0_photos):
     assert all(r["layer"] for r in worst(gap))
 
 
+def test_efficientnet_lite0s_same_padded_stem_is_computed_as_space_to_depth(lite0_photos):
+    """The int8 form rearranges Lite0's 3-channel stem (TF "same" padding: one zero row and column after) into a
+    12-channel stride-1 convolution, the same function on real photos."""
+    from egoedge.trainer.models.exportable import SpaceToDepthConv, int8_ready
+
+    model, _, held = lite0_photos
+    ready = int8_ready(model)
+    assert isinstance(ready._conv_stem, SpaceToDepthConv) and ready._conv_stem.pads == (0, 1, 0, 1)
+    assert ready.float_modules == ("_conv_stem.unshuffle",)
+    torch.testing.assert_close(outputs_of(ready, (held[:8],)), outputs_of(model, (held[:8],)), atol=1e-4, rtol=1e-4)
+
+
 def test_too_few_photos_is_one_line(tmp_path, monkeypatch):
     import photos
 

@@ -87,6 +87,20 @@ def test_fallback_search_records_every_step(micro):
 
 
 
+def test_the_program_keeps_the_observer_closest_to_fp32(micro):
+    """With several observers, each is calibrated (with and without bias correction, as with one) and the
+    program closest to fp32 on the validation inputs is kept and named."""
+    _, model, x = micro
+    alone = {o: run_ptq(model, x[:8], x[8:], PTQConfig(observer=o, max_fallback=0)) for o in ("histogram", "minmax")}
+    both = run_ptq(model, x[:8], x[8:], PTQConfig(observer="histogram", observers=("minmax",), max_fallback=0))
+    closest = max(alone, key=lambda o: (alone[o]["val_agreement"], -alone[o]["steps"][0]["logit_mse"]))
+    assert both["observer"] == closest and all(r["observer"] == o for o, r in alone.items())
+    assert both["steps"][0] == alone[closest]["steps"][0]
+    assert both["bias_correction"] == alone[closest]["bias_correction"]
+    with pytest.raises(EgoedgeError, match="observer"):
+        run_ptq(model, x[:8], x[8:], PTQConfig(observers=("no_such_observer",)))
+
+
 def test_the_layer_removing_most_error_per_mac_is_kept_fp32_first(micro):
     """An agreement that never reaches the target forces the search: it tries single layers the gap points at, in
     order of measured error removed per MAC."""

@@ -215,6 +215,30 @@ def test_pareto_labels_do_not_overlap():
     plt.close(fig)
 
 
+def test_module_macs_count_the_members_of_a_list_the_model_loops_over_once():
+    """A ModuleList is never called, so it has no count of its own: its members are still taken out of the model's
+    own share (EfficientNet's ``_blocks`` were counted twice, once in the root, before)."""
+    import torch
+
+    from egoedge.trainer.quantize.ptq import int8_mac_share, module_macs
+
+    class Looped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Linear(8, 8)
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(3))
+
+        def forward(self, x):
+            x = self.stem(x)
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    macs = module_macs(Looped(), (torch.zeros(1, 8),))
+    assert macs == pytest.approx({"stem": 0.25, "blocks.0": 0.25, "blocks.1": 0.25, "blocks.2": 0.25})
+    assert int8_mac_share(macs, ["blocks.2"]) == 75.0
+
+
 def test_int8_mac_share_counts_a_kept_module_with_everything_inside_it():
     from egoedge.trainer.quantize.ptq import int8_mac_share
 

@@ -62,27 +62,42 @@ def _mobilevit_blocks() -> tuple[type, type]:
     return MobileVitBlock, ChannelsLastPatches
 
 
+def _even_pad(before: int, after: int) -> int:
+    """The even padding of an axis padded ``(before, after)``: the blocks end where the last output reads, at most
+    one row more than ``before`` (the kernel's zero taps in front make that row up)."""
+    return min(before + 1, max(before, (before + after + 1) // 2))
+
+
 class SpaceToDepthConv(nn.Module):
     """A stride-2 convolution on few channels, computed as a stride-1 one on 2×2 blocks folded into channels.
 
-    ``conv(x)`` with kernel k, stride 2 and padding p equals a ``ceil(k/2)``-square stride-1 convolution
-    over ``pad(x)`` rearranged so that each 2×2 block becomes 4× the channels (space to depth),
+    ``conv(x)`` with kernel k, stride 2 and zero padding equals a ``ceil(k/2)``-square stride-1 convolution
+    over the padded ``x`` rearranged so that each 2×2 block becomes 4× the channels (space to depth),
     with the kernel rearranged the same way (zero where ``2m + i`` passes ``k``). The maths is the
     same; the work is not: int8 convolution kernels loop over kernel taps with a channel vector in
     each, and an RGB stem (3 channels, 49 taps) keeps them mostly idle, while 12 channels over 16
     taps fill them. A ResNet's 7×7 RGB stem is the costliest layer of a pruned int8 student.
     """
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int] | None = None) -> None:
         super().__init__()
-        k, p = conv.kernel_size[0], conv.padding[0]
-        self.pad, self.taps = p, (k + 1) // 2
+        k = conv.kernel_size[0]
+        # Zero padding (left, right, top, bottom), the convolution's own included; a "same" convolution's
+        # is uneven. The rearranging convolution pads each axis evenly by q: the blocks then start q rows before
+        # the data, where the convolution reads from ``left`` before it, so the kernel gets q - left zero taps in
+        # front. q is chosen so that the blocks end where the last output reads, with no pad op of its own.
+        self.pads = pads or (conv.padding[1],) * 2 + (conv.padding[0],) * 2
+        left, right, top, bottom = self.pads
+        self.even = (_even_pad(top, bottom), _even_pad(left, right))
+        shift = (self.even[0] - top, self.even[1] - left)
+        self.k = k
+        self.taps = ((k + shift[0] + 1) // 2, (k + shift[1] + 1) // 2)
         out, c = conv.weight.shape[:2]
-        w = torch.zeros(out, c, 2 * self.taps, 2 * self.taps, dtype=conv.weight.dtype)
-        w[:, :, :k, :k] = conv.weight.detach()
+        w = torch.zeros(out, c, 2 * self.taps[0], 2 * self.taps[1], dtype=conv.weight.dtype)
+        w[:, :, shift[0]:shift[0] + k, shift[1]:shift[1] + k] = conv.weight.detach()
         # w'[o, (c, i, j), m, n] = w[o, c, 2m + i, 2n + j]
-        w = w.reshape(out, c, self.taps, 2, self.taps, 2).permute(0, 1, 3, 5, 2, 4).reshape(out, 4 * c, self.taps,
-                                                                                           self.taps)
+        w = w.reshape(out, c, self.taps[0], 2, self.taps[1], 2).permute(0, 1, 3, 5, 2, 4).reshape(
+            out, 4 * c, *self.taps)
         self.conv = nn.Conv2d(4 * c, out, self.taps, bias=conv.bias is not None)
         self.conv.weight.data.copy_(w)
         if conv.bias is not None:
@@ -92,7 +107,7 @@ class SpaceToDepthConv(nn.Module):
         # 5-D transpose with 2-wide inner axes cost XNNPACK more than the stem convolution saves at batch 1.
         # int8 programs keep it float (``SPACE_TO_DEPTH`` in the model's ``float_modules``): exact, and the
         # int8 stem then reads the quantized 12 channels.
-        self.unshuffle = nn.Conv2d(c, 4 * c, 2, stride=2, padding=p, bias=False)
+        self.unshuffle = nn.Conv2d(c, 4 * c, 2, stride=2, padding=self.even, bias=False)
         pick = torch.zeros(4 * c, c, 2, 2)
         for ch in range(c):
             for i in range(2):
@@ -102,21 +117,49 @@ class SpaceToDepthConv(nn.Module):
         self.unshuffle.weight.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[2:]
-        p = self.pad
-        if (h + 2 * p) % 2 or (w + 2 * p) % 2:  # an odd padded side: one more zero row or column at the end
-            x = torch.nn.functional.pad(x, (0, (w + 2 * p) % 2, 0, (h + 2 * p) % 2))
-        return self.conv(self.unshuffle(x))
+        left, right, top, bottom = self.pads
+        size = []  # per axis: the original output length and the zero rows the blocks lack at the end
+        for length, before, after, even, taps in zip(x.shape[2:], (top, left), (bottom, right), self.even, self.taps,
+                                                      strict=True):
+            n = (length + before + after - self.k) // 2 + 1
+            size.append((n, max(0, 2 * (n + taps - 1) - (length + 2 * even))))
+        (h, more_h), (w, more_w) = size
+        if more_h or more_w:  # an uneven pad the rearrangement's own cannot cover: one more zero row or column
+            x = torch.nn.functional.pad(x, (0, more_w, 0, more_h))
+        y = self.conv(self.unshuffle(x))
+        return y if y.shape[2:] == (h, w) else y[:, :, :h, :w]
 
 
 SPACE_TO_DEPTH = "unshuffle"  # a SpaceToDepthConv's rearranging child
 
 
-def _folds(conv: nn.Module) -> bool:
-    """Whether ``conv`` is a stride-2 convolution on at most 4 channels that :class:`SpaceToDepthConv` computes."""
-    return (type(conv) is nn.Conv2d and conv.stride == (2, 2) and conv.in_channels <= 4 and conv.groups == 1
+def _zero_pads(conv: nn.Module) -> tuple[int, int, int, int] | None:
+    """The zero padding (left, right, top, bottom) before a stride-2 convolution on at most 4 channels that
+    :class:`SpaceToDepthConv` computes; None for any other module.
+
+    A plain ``nn.Conv2d`` pads evenly; a "same" convolution in the ``static_padding`` style of the EfficientNet
+    ports (a ``ZeroPad2d`` child applied first) pads unevenly. Either is only taken when a probe shows the
+    rearranged form computes the same outputs.
+    """
+    if not (isinstance(conv, nn.Conv2d) and conv.stride == (2, 2) and conv.in_channels <= 4 and conv.groups == 1
             and conv.dilation == (1, 1) and conv.kernel_size[0] == conv.kernel_size[1] >= 3
-            and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1])
+            and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)):
+        return None
+    ph, pw = conv.padding
+    if type(conv) is nn.Conv2d:
+        pads = (pw, pw, ph, ph)
+    elif isinstance(static := getattr(conv, "static_padding", None), nn.ZeroPad2d):
+        left, right, top, bottom = static.padding
+        pads = (left + pw, right + pw, top + ph, bottom + ph)
+    else:
+        return None
+    if min(pads) < 0:
+        return None
+    with torch.no_grad():  # both parities of side, as the odd-side zero row and an even kernel meet there
+        probe = torch.randn(1, conv.in_channels, 2 * conv.kernel_size[0] + 1, 2 * conv.kernel_size[0] + 2,
+                            generator=torch.Generator().manual_seed(0))
+        got, want = SpaceToDepthConv(conv, pads)(probe), conv(probe)
+    return pads if got.shape == want.shape and torch.allclose(got, want, atol=1e-4, rtol=1e-4) else None
 
 
 def int8_ready(model: nn.Module) -> nn.Module:
@@ -129,8 +172,9 @@ def int8_ready(model: nn.Module) -> nn.Module:
     folded = []
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
-            if _folds(child):
-                setattr(module, child_name, SpaceToDepthConv(child))
+            pads = _zero_pads(child)
+            if pads is not None:
+                setattr(module, child_name, SpaceToDepthConv(child, pads))
                 folded.append(".".join(p for p in (name, child_name, SPACE_TO_DEPTH) if p))
     if folded:  # the rearrangements stay float: exact, and faster than int8 on 3 channels (docs/export.md)
         model.float_modules = tuple(dict.fromkeys((*getattr(model, "float_modules", ()), *folded)))

@@ -46,6 +46,10 @@ class PTQConfig:
 
     backend: str = "xnnpack"
     observer: str = "histogram"
+    # More activation observers to calibrate with; the program keeps the one closest to fp32 on the validation
+    # inputs, as it keeps bias correction or not (a network whose activations are clamped has no outliers
+    # for a histogram's clipping to remove, only steps to lose).
+    observers: tuple[str, ...] = ()
     calibration: int = 256
     val_samples: int = 320  # validation clips each candidate is scored on (the gate counts flips in hundreds)
     target_agreement: float = 99.0  # % top-1 agreement with fp32 on the validation split
@@ -167,8 +171,10 @@ def module_macs(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> di
     total = counts.get("") or sum(counts.values()) or 1
     own = {}
     for name, count in counts.items():
-        children = [c for c in counts if c != name and c.startswith(f"{name}." if name else "")
-                    and "." not in c[len(name) + 1 if name else 0:]]
+        inside = [c for c in counts if c != name and c.startswith(f"{name}." if name else "")]
+        # The nearest counted modules inside: a container that is never called (a ModuleList) has no count
+        # of its own, so its members are the children that carry the work.
+        children = [c for c in inside if not any(c.startswith(d + ".") for d in inside)]
         mine = count - sum(counts[c] for c in children)
         if mine > 0:
             own[name] = mine / total
@@ -252,8 +258,9 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
             val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
             progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
     """Quantize ``model`` per ``cfg``; returns ``{"model", "skip", "val_agreement", "steps", "sensitivity", "macs",
-    "ranked", "gap", "bias_correction", "float_modules"}`` (whether the program's biases were corrected: the closer
-    of both; the modules the model itself keeps float, besides ``skip``).
+    "ranked", "gap", "bias_correction", "observer", "float_modules"}`` (whether the program's biases were corrected
+    and which activation observer calibrated it: the closest of those tried; the modules the model itself keeps
+    float, besides ``skip``).
 
     ``calibration`` is a batch of preprocessed clips ``(N, T, 3, H, W)`` or a list of input tuples
     (multi-input models); ``val_inputs`` a batch or a tuple of batches. ``match`` says how outputs
@@ -267,6 +274,10 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     model = model.eval()
     if cfg.max_fallback < 0 or not 0 <= cfg.target_agreement <= 100:
         raise EgoedgeError("max_fallback must be >= 0 and target_agreement in [0, 100]")
+    observers = tuple(dict.fromkeys((cfg.observer, *cfg.observers)))
+    unknown = [o for o in observers if o not in OBSERVERS]
+    if unknown:
+        raise EgoedgeError(f"unknown observer(s) {unknown}; valid: {', '.join(OBSERVERS.keys())}")
     modules = dict(model.named_modules())
     unknown = [b for b in cfg.skip if not b or b not in modules]
     if unknown:
@@ -277,10 +288,10 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     reference = outputs_of(model, val_inputs)
     float_graph = float_reference(model, example, calib)
 
-    correct = True
+    correct, observer = True, cfg.observer
 
     def quantize(skip: tuple[str, ...], fold: bool = True) -> torch.fx.GraphModule:
-        return quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, cfg.observer, skip), fold=fold,
+        return quantize_pt2e(model, example, calib, quantizer_for(cfg.backend, observer, skip), fold=fold,
                              correct_bias=correct)
 
     def measure(q: torch.nn.Module) -> tuple[float, float]:
@@ -298,11 +309,12 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     # Bias correction helps a pretrained network whose depthwise weights round with a bias and can cost a
     # small trained one a few flips: the program is calibrated both ways and the closer one kept.
     tried = {}
-    for correct in (True, False):
-        q = quantize(skip)
-        tried[correct] = (q, *measure(q))
-    correct = max(tried, key=lambda c: (tried[c][1], -tried[c][2]))
-    best, agreement, mse = tried[correct]
+    for observer in observers:
+        for correct in (True, False):
+            q = quantize(skip)
+            tried[observer, correct] = (q, *measure(q))
+    observer, correct = max(tried, key=lambda c: (tried[c][1], -tried[c][2]))
+    best, agreement, mse = tried[observer, correct]
     gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     progress("PTQ calibrate", 1, 1, {"agreement": agreement})
     steps = [{"skip": list(skip), "val_agreement": agreement, "logit_mse": mse}]
@@ -346,7 +358,8 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     return {"model": best, "skip": list(skip), "val_agreement": agreement, "steps": steps,
             "sensitivity": {k: float(f"{v:.4g}") for k, v in sensitivity.items()},
             "macs": {k: round(v, 4) for k, v in shares.items() if v >= 5e-5}, "ranked": ranked, "gap": gap,
-            "bias_correction": correct, "float_modules": list(getattr(model, "float_modules", ()))}
+            "bias_correction": correct, "observer": observer,
+            "float_modules": list(getattr(model, "float_modules", ()))}
 
 
 def rank_blocks(probe: torch.fx.GraphModule, candidates: list[str], error: float,
