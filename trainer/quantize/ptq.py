@@ -307,7 +307,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     skip = tuple(cfg.skip)
     progress("PTQ calibrate", 0, 1, {})
     # Bias correction helps a pretrained network whose depthwise weights round with a bias and can cost a
-    # small trained one a few flips: the program is calibrated both ways and the closer one kept.
+    # small trained one a few flips: the program is calibrated both ways, with each observer, and the closest kept.
     tried = {}
     for observer in observers:
         for correct in (True, False):
