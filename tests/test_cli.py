@@ -133,6 +133,9 @@ def test_export_command_table_and_gate_exit_code(mini_run, tmp_path):
     assert result.exit_code == 0, result.output
     for column in ("format", "precision", "MB", "top-1 %", "agree %", "status"):
         assert column in result.output
+    int8 = manifest["int8"]  # the caption says how the recipe was calibrated: the observer it kept, bias or not
+    assert int8["observer"] in ("histogram", "minmax")
+    assert f"{int8['observer']} observer" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("args,message", [

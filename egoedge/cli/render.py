@@ -153,7 +153,7 @@ def streaming_table(report: dict) -> Table | None:
 
 
 def int8_caption(int8: dict | None) -> str | None:
-    """What the int8 artifacts keep fp32 and who chose it, for the export table's caption."""
+    """What the int8 artifacts keep fp32, who chose it and how it was calibrated, for the export table's caption."""
     if not int8:
         return None
     kept = ", ".join(int8["keep_float"]) or "nothing (every module int8)"
@@ -161,7 +161,10 @@ def int8_caption(int8: dict | None) -> str | None:
            "gate": "the fewest that pass the parity gate"}.get(int8.get("chosen_by"), "")
     sens = int8.get("sensitivity") or {}
     numbers = ", ".join(f"{m} {sens[m]:.2g}" for m in int8["keep_float"] if m in sens)
+    calibrated = (f"; {int8['observer']} observer" + (", bias-corrected" if int8.get("bias_correction") else "")
+                  if int8.get("observer") else "")
     return (f"int8 keeps fp32: {kept} ({why}" + (f"; error removed: {numbers}" if numbers else "") + ")"
+            + calibrated
             + (f"; program {int8['program']}" if int8.get("program") and int8.get("chosen_by") != "program" else ""))
 
 
