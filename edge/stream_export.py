@@ -24,6 +24,7 @@ from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
 from egoedge.trainer.models.streaming import STREAM_IO, FrameEncoder, StreamStep, TemporalHead, window_logits
 from egoedge.trainer.quantize.gap import float_reference, program_gap
+from egoedge.trainer.quantize.pt2e import quantize_pt2e
 from egoedge.trainer.quantize.ptq import GAP_SAMPLES, quantizer_for
 from egoedge.trainer.tasks.base import Arrays
 from egoedge.trainer.tasks.clips import logit_parity
@@ -78,8 +79,6 @@ def step_calibration(clips: np.ndarray, emb: np.ndarray) -> list[tuple[torch.Ten
 
 def _program(module: torch.nn.Module, calibration: list, correct_bias: bool, observer: str,
              group: int = 1) -> torch.nn.Module:
-    from egoedge.trainer.quantize import quantize_pt2e
-
     return quantize_pt2e(module, module.example_inputs(), calibration, quantizer_for("xnnpack", observer),
                          correct_bias=correct_bias, group=group)
 

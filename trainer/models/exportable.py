@@ -133,9 +133,9 @@ class SpaceToDepthConv(nn.Module):
 SPACE_TO_DEPTH = "unshuffle"  # a SpaceToDepthConv's rearranging child
 
 
-def _zero_pads(conv: nn.Module) -> tuple[int, int, int, int] | None:
-    """The zero padding (left, right, top, bottom) before a stride-2 convolution on at most 4 channels that
-    :class:`SpaceToDepthConv` computes; None for any other module.
+def _space_to_depth(conv: nn.Module) -> SpaceToDepthConv | None:
+    """``conv`` as a :class:`SpaceToDepthConv`, if it is a zero-padded stride-2 convolution on at most 4 channels
+    that one computes; None for any other module.
 
     A plain ``nn.Conv2d`` pads evenly; a "same" convolution in the ``static_padding`` style of the EfficientNet
     ports (a ``ZeroPad2d`` child applied first) pads unevenly. Either is only taken when a probe shows the
@@ -158,8 +158,9 @@ def _zero_pads(conv: nn.Module) -> tuple[int, int, int, int] | None:
     with torch.no_grad():  # both parities of side, as the odd-side zero row and an even kernel meet there
         probe = torch.randn(1, conv.in_channels, 2 * conv.kernel_size[0] + 1, 2 * conv.kernel_size[0] + 2,
                             generator=torch.Generator().manual_seed(0))
-        got, want = SpaceToDepthConv(conv, pads)(probe), conv(probe)
-    return pads if got.shape == want.shape and torch.allclose(got, want, atol=1e-4, rtol=1e-4) else None
+        rearranged = SpaceToDepthConv(conv, pads)
+        got, want = rearranged(probe), conv(probe)
+    return rearranged if got.shape == want.shape and torch.allclose(got, want, atol=1e-4, rtol=1e-4) else None
 
 
 def int8_ready(model: nn.Module) -> nn.Module:
@@ -172,9 +173,9 @@ def int8_ready(model: nn.Module) -> nn.Module:
     folded = []
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
-            pads = _zero_pads(child)
-            if pads is not None:
-                setattr(module, child_name, SpaceToDepthConv(child, pads))
+            rearranged = _space_to_depth(child)
+            if rearranged is not None:
+                setattr(module, child_name, rearranged)
                 folded.append(".".join(p for p in (name, child_name, SPACE_TO_DEPTH) if p))
     if folded:  # the rearrangements stay float: exact, and faster than int8 on 3 channels (docs/export.md)
         model.float_modules = tuple(dict.fromkeys((*getattr(model, "float_modules", ()), *folded)))

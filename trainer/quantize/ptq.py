@@ -254,6 +254,15 @@ def gap_candidates(gap: list[dict], shares: dict[str, float], leaves: set[str],
     return sorted(worth, key=worth.get, reverse=True)[:count]
 
 
+def check_observers(cfg: PTQConfig) -> tuple[str, ...]:
+    """The activation observers ``cfg`` calibrates with (``observer`` first); one line naming an unknown one."""
+    observers = tuple(dict.fromkeys((cfg.observer, *cfg.observers)))
+    for name in observers:
+        if name not in OBSERVERS:
+            raise EgoedgeError(f"unknown observer '{name}'; valid: {', '.join(OBSERVERS.keys())}")
+    return observers
+
+
 def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[torch.Tensor, ...]],
             val_inputs: torch.Tensor | tuple[torch.Tensor, ...], cfg: PTQConfig = PTQConfig(),
             progress: Progress = no_progress, match: OutputMatch = OutputMatch()) -> dict:
@@ -274,10 +283,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     model = model.eval()
     if cfg.max_fallback < 0 or not 0 <= cfg.target_agreement <= 100:
         raise EgoedgeError("max_fallback must be >= 0 and target_agreement in [0, 100]")
-    observers = tuple(dict.fromkeys((cfg.observer, *cfg.observers)))
-    unknown = [o for o in observers if o not in OBSERVERS]
-    if unknown:
-        raise EgoedgeError(f"unknown observer(s) {unknown}; valid: {', '.join(OBSERVERS.keys())}")
+    observers = check_observers(cfg)
     modules = dict(model.named_modules())
     unknown = [b for b in cfg.skip if not b or b not in modules]
     if unknown:

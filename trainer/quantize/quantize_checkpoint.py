@@ -17,9 +17,8 @@ from egoedge.trainer.common.io import EgoedgeError, sha256_file, write_json_atom
 from egoedge.trainer.common.lock import locks_folder
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.models.exportable import int8_ready
-from egoedge.trainer.quantize.observers import OBSERVERS
 from egoedge.trainer.quantize.program import save_program
-from egoedge.trainer.quantize.ptq import STATIC_BACKENDS, PTQConfig, outputs_of, run_ptq
+from egoedge.trainer.quantize.ptq import STATIC_BACKENDS, PTQConfig, check_observers, outputs_of, run_ptq
 from egoedge.trainer.tasks import task_of
 
 
@@ -38,8 +37,7 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
         report["int8"]["top1"], report["skip"]
     """
     path, out_dir = Path(path), Path(out_dir)
-    if cfg.observer not in OBSERVERS:
-        raise EgoedgeError(f"unknown observer '{cfg.observer}'; valid: {', '.join(OBSERVERS.keys())}")
+    check_observers(cfg)  # before the checkpoint is read
     if cfg.backend not in STATIC_BACKENDS:
         raise EgoedgeError(f"unknown PTQ backend '{cfg.backend}'; valid: {', '.join(STATIC_BACKENDS)}")
     if cfg.val_samples < 1:
@@ -57,7 +55,7 @@ def quantize_checkpoint(path, out_dir, cfg: PTQConfig = PTQConfig(), progress: P
     artifact = out_dir / f"{path.stem}_int8.pt2"
     # The checkpoint is named relative to the program: the two travel together.
     record = {"task": task.name, "source": Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix(),
-              "source_sha256": sha256_file(path), "quantizer": cfg.backend, "observer": cfg.observer,
+              "source_sha256": sha256_file(path), "quantizer": cfg.backend, "observer": result["observer"],
               "keep_float": result["skip"], "data": data,
               "calibration": {"source": f"{job.source}/train", "samples": len(job.calibration), "seed": cfg.seed}}
     example = tuple(x.clone() for x in job.calibration[0])  # a view would drag the calibration set into the .pt2
