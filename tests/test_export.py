@@ -294,3 +294,9 @@ def test_onnx_int8_keep_float_leaves_those_modules_unquantized(student_ckpt, tmp
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # the encoder stays int8
     # Without a list, only the space-to-depth stem's 0/1 rearrangement (one convolution) stays float.
     assert artifact["backend"]["float_nodes"] > 1 if keep else artifact["backend"]["float_nodes"] == 1
+    # What the PT2E program keeps float stays float here too: softmax and attention products give float outputs.
+    weights = {i.name for i in graph.initializer}
+    weights |= {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    attention = [n for n in graph.node if n.op_type in ("MatMul", "Softmax") and not weights.intersection(n.input)]
+    quantizes = {i for n in graph.node if n.op_type == "QuantizeLinear" for i in n.input}
+    assert len(attention) >= 4 and not [n.name for n in attention if quantizes.intersection(n.output)]

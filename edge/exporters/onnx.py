@@ -63,6 +63,22 @@ def module_nodes(graph, modules: tuple[str, ...]) -> set[str]:
     return found
 
 
+# What the PT2E program every other backend lowers leaves float (XNNPACK's quantizer annotates convolutions,
+# linears, adds, muls and concatenations): ONNX Runtime's quantizer would take these too, and its int8 would
+# drift from the program whose agreement the gate's search measured (docs/export.md).
+FLOAT_OP_TYPES = ("LayerNormalization", "Softmax")
+
+
+def activation_matmuls(pre: Path) -> list[str]:
+    """The ``MatMul`` nodes of ``pre`` with no constant operand: attention products, which the program keeps float."""
+    import onnx
+
+    graph = onnx.load(str(pre)).graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not constants.intersection(n.input)]
+
+
 def float_nodes(traced: Path, pre: Path, modules: tuple[str, ...]) -> list[str]:
     """The nodes of the pre-processed model ``pre`` that lie in ``modules`` of the ``traced`` export.
 
@@ -135,7 +151,8 @@ class OnnxExporter:
         graph = onnx.load(str(path)).graph
         ops = sorted({n.op_type for n in graph.node})
         info = {"opset": OPSET, "ops": ops,
-                "quantization": "static QDQ, per-channel int8 weights, uint8 activations (MinMax)"
+                "quantization": "static QDQ, per-channel int8 weights, uint8 activations (MinMax); layer norms, "
+                                "softmax and attention products float, as in the PT2E program"
                 if precision == "int8" else None}
         if precision == "int8":
             info["int8_weights_pct"] = int8_weight_share(_initializer_elements(graph))
@@ -148,6 +165,7 @@ class OnnxExporter:
     def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames,
                   keep: tuple[str, ...] = (), correct: bool = False) -> tuple[Path, list[str]]:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         class Reader(CalibrationDataReader):
@@ -165,11 +183,13 @@ class OnnxExporter:
         try:
             quant_pre_process(str(fp32), str(pre))
             exclude = float_nodes(fp32, pre, keep) if keep else []
+            types = [t for t in sorted(set(QDQRegistry) | set(QLinearOpsRegistry)) if t not in FLOAT_OP_TYPES]
             # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
             # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md).
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=exclude)
+                            nodes_to_exclude=sorted({*exclude, *activation_matmuls(pre)}),
+                            op_types_to_quantize=types)
             if correct:
                 correct_bias(pre, out, [tuple(t.numpy() for t in s) for s in calibration[:BIAS_SAMPLES]], names.inputs)
         except Exception as e:  # noqa: BLE001

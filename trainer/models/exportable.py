@@ -1,4 +1,5 @@
-"""The form of a model that is exported and quantized: a copy in eval mode with fused attention off."""
+"""The form of a model that is exported and quantized: a copy in eval mode, rewritten to the same maths in ops that
+lower well (temporal pools folded, fused attention off, RGB stems as space to depth for int8)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import functools
 import torch
 from torch import nn
 
+from egoedge.trainer.models.video import FoldedAttentionPool, TemporalAttentionPool
+
 
 def export_ready(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy in eval mode with timm's fused attention switched off and MobileViT's patches cut channels-last.
+    """A deep copy in eval mode: temporal pools folded, timm's fused attention off, MobileViT's patches channels-last.
 
     Fused scaled-dot-product attention lowers to a boolean-mask op chain that delegates
     cannot take; the explicit matmul/softmax path computes the same function and lowers whole.
+    A folded pool (:class:`FoldedAttentionPool`) is the same function with its query's work done once.
     PTQ quantizes this form too, so its int8 program is the graph every backend lowers.
     """
     model = copy.deepcopy(model).eval()
+    _fold_pools(model)
     timm_block, channels_last = _mobilevit_blocks()
     for module in model.modules():
         if hasattr(module, "fused_attn"):
@@ -24,6 +29,19 @@ def export_ready(model: torch.nn.Module) -> torch.nn.Module:
         if type(module) is timm_block:
             module.__class__ = channels_last
     return model
+
+
+def _fold_pools(model: nn.Module) -> None:
+    """Every temporal attention pool as its :class:`FoldedAttentionPool`, in place.
+
+    A pool with a part the user keeps fp32 (``pool.qkv``) stays as it is: that part has no folded twin.
+    """
+    kept = getattr(model, "float_modules", ())
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            path = ".".join(p for p in (name, child_name) if p)
+            if type(child) is TemporalAttentionPool and not any(k.startswith(path + ".") for k in kept):
+                setattr(module, child_name, FoldedAttentionPool(child))
 
 
 @functools.cache

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from egoedge.trainer.common.io import EgoedgeError
-from egoedge.trainer.models.video import TemporalAttentionPool, VideoClassifier
+from egoedge.trainer.models.video import FoldedAttentionPool, TemporalAttentionPool, VideoClassifier
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class StreamIO:
 
 
 STREAM_IO = StreamIO()
+# The pool's additive mask of empty slots: an int8 temporal head keeps it float (video.SlotMask).
+MASK = "pool.mask"
 
 
 class FrameEncoder(nn.Module):
@@ -59,8 +61,8 @@ class TemporalHead(nn.Module):
         self.pool, self.head = model.pool, model.head
         self.frames, self.embed_dim = model.frames, model.embed_dim
         self.train(model.training)
-        self.float_modules = tuple(n for n in getattr(model, "float_modules", ())
-                                   if n.split(".")[0] in ("pool", "head"))
+        self.float_modules = (*(n for n in getattr(model, "float_modules", ()) if n.split(".")[0] in ("pool", "head")),
+                              MASK)
 
     def forward(self, embeddings: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(embeddings, valid))
@@ -102,7 +104,10 @@ class StreamStep(nn.Module):
         self.shift = WindowShift()
         self.frame_shape, self.frames, self.embed_dim = model.frame_shape, model.frames, model.embed_dim
         self.train(model.training)
-        self.float_modules = (*getattr(model, "float_modules", ()), "shift")
+        # The pool and head float too: the step's int8 is then exactly the clip program's encoder (same scales,
+        # tests/test_streaming.py), where a pool calibrated on streaming windows (partial ones, ones across two
+        # clips) took other scales than the clip program's and flipped clips the clip artifact kept (docs/streaming.md).
+        self.float_modules = (*getattr(model, "float_modules", ()), "shift", "pool", "head")
 
     def forward(self, frame: torch.Tensor, embeddings: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -126,7 +131,7 @@ def split_streaming(model: nn.Module, what: str = "this model") -> tuple[FrameEn
         parts = ", ".join(n for n, _ in model.named_children()) or "none"
         raise EgoedgeError(f"cannot stream {what}: {type(model).__name__} is not a per-frame encoder followed by a "
                            f"temporal pool (its modules: {parts}); only clip models (encoder, pool, head) stream")
-    if not isinstance(model.pool, TemporalAttentionPool):
+    if not isinstance(model.pool, TemporalAttentionPool | FoldedAttentionPool):  # the trained form or the export one
         raise EgoedgeError(f"cannot stream {what}: its module 'pool' is a {type(model.pool).__name__}, not a "
                            "TemporalAttentionPool, so the temporal part cannot be fed a window of embeddings")
     return FrameEncoder(model), TemporalHead(model)
