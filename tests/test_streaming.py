@@ -434,3 +434,5 @@ def test_an_int8_temporal_head_masks_empty_slots_in_float():
                 x = (window, torch.tensor(valid))
                 errors.append(((program(*x) - head(*x)).abs().max() / head(*x).abs().max()).item())
     assert max(errors) < 0.75  # with the mask quantized: up to 1.6
+    model.float_modules = ("head",)  # what the model keeps float already is named once
+    assert stream_step(model).float_modules == ("head", "shift", "pool")
