@@ -292,8 +292,9 @@ def test_onnx_int8_keep_float_leaves_those_modules_unquantized(student_ckpt, tmp
     head_quantized = any(producer.get(i) == "DequantizeLinear" for i in head.input)
     assert head_quantized == (not keep)
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # the encoder stays int8
-    # Without a list, only the space-to-depth stem's 0/1 rearrangement (one convolution) stays float.
-    assert artifact["backend"]["float_nodes"] > 1 if keep else artifact["backend"]["float_nodes"] == 1
+    # Without a list, only the space-to-depth stem's 0/1 rearrangement (one convolution) and the folded pool's
+    # logits layer (one Gemm between the two reshapes ONNX Runtime's pre-processing adds) stay float.
+    assert artifact["backend"]["float_nodes"] > 4 if keep else artifact["backend"]["float_nodes"] == 4
     # What the PT2E program keeps float stays float here too: softmax and attention products give float outputs.
     weights = {i.name for i in graph.initializer}
     weights |= {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}

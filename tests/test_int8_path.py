@@ -111,8 +111,10 @@ def test_the_gate_chooses_what_stays_fp32(ptq_program, tmp_path):
     assert int8["chosen_by"] == "gate" and int8["sensitivity"] and int8["macs"]["pool"] > 0
     assert len(int8["steps"]) > 1 and 0 < len(int8["keep_float"]) <= 4
     # Every int8 artifact of the export says how much of the model runs in int8.
-    # Counted as float: what the search kept, and the model's own float modules (its space-to-depth rearrangement).
-    assert int8["float_modules"] == [u for u in int8["macs"] if u.endswith(".unshuffle")] != []
+    # Counted as float: what the search kept, and the int8-ready form's own float modules (its folded pool's logits
+    # layer and its space-to-depth rearrangement).
+    assert int8["float_modules"] == ["pool.logits", *(u for u in int8["macs"] if u.endswith(".unshuffle"))]
+    assert len(int8["float_modules"]) == 2
     fp32 = int8["keep_float"] + int8["float_modules"]
     kept = sum(v for u, v in int8["macs"].items() if any(u == k or u.startswith(k + ".") for k in fp32))
     assert int8["macs_int8_pct"] == pytest.approx(100 * (1 - kept / sum(int8["macs"].values())), abs=0.01)
@@ -254,7 +256,7 @@ def test_space_to_depth_rearranges_in_float_before_the_int8_stem():
     from egoedge.trainer.quantize.gap import is_dequantize
 
     ready = int8_ready(MODELS.get("resnet")(num_classes=4, frames=2, size=64, variant="r10_16").eval())
-    assert ready.float_modules == ("encoder.stem.0.unshuffle",)
+    assert ready.float_modules == ("pool.logits", "encoder.stem.0.unshuffle")
     x = ready.example_inputs()
     graph = quantize_pt2e(ready, x, [x], QUANTIZERS.get("xnnpack")())
     ops = [n for n in graph.graph.nodes if n.op == "call_function"]

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from egoedge.trainer.common.io import EgoedgeError
+from egoedge.trainer.models.exportable import int8_ready
+from egoedge.trainer.models.video import FoldedAttentionPool
 from egoedge.trainer.quantize.observers import OBSERVERS
 from egoedge.trainer.quantize.program import load_program
 from egoedge.trainer.quantize.pt2e import quantize_pt2e
@@ -69,6 +71,23 @@ def test_skipped_blocks_stay_float(micro):
                                                quantizer_for("xnnpack", "minmax", ("head", "encoder.stem"))))
     assert not any(m.startswith(("head", "encoder.stem")) for m in skipped)
     assert any(m.startswith("encoder.stages") for m in skipped)
+
+
+def test_a_folded_pools_attention_logits_stay_float_in_int8(micro):
+    # Unfolded, the logits are a product of two activations, which the quantizer leaves float; folded, they are
+    # a linear layer's output, and int8 ones cost MobileViT-XXS a point of agreement (docs/streaming.md).
+    _, model, x = micro
+    ready = int8_ready(model)
+    assert isinstance(ready.pool, FoldedAttentionPool) and "pool.logits" in ready.float_modules
+    calib = [(x[i:i + 1],) for i in range(8)]
+    program = quantize_pt2e(ready, (x[:1],), calib, quantizer_for("xnnpack", "minmax"))
+    linears = {list(n.meta["nn_module_stack"].values())[-1][0]: n for n in program.graph.nodes
+               if n.target == torch.ops.aten.linear.default}
+
+    def int8(node: torch.fx.Node) -> bool:  # int8 weights, or an output quantized for the next op
+        return "dequantize" in str(node.args[1].target) or any("quantize" in str(u.target) for u in node.users)
+
+    assert int8(linears["pool.values"]) and not int8(linears["pool.logits"])
 
 
 def test_blocks_of_lists_fallback_units(micro):

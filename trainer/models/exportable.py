@@ -12,13 +12,16 @@ from torch import nn
 
 from egoedge.trainer.models.video import FoldedAttentionPool, TemporalAttentionPool
 
+LOGITS = "logits"  # a FoldedAttentionPool's attention-logits layer
+
 
 def export_ready(model: torch.nn.Module) -> torch.nn.Module:
     """A deep copy in eval mode: temporal pools folded, timm's fused attention off, MobileViT's patches channels-last.
 
     Fused scaled-dot-product attention lowers to a boolean-mask op chain that delegates
     cannot take; the explicit matmul/softmax path computes the same function and lowers whole.
-    A folded pool (:class:`FoldedAttentionPool`) is the same function with its query's work done once.
+    A folded pool (:class:`FoldedAttentionPool`) is the same function with its query's work done once; its
+    logits layer is named in the copy's ``float_modules``, as the unfolded pool's logits were float in int8.
     PTQ quantizes this form too, so its int8 program is the graph every backend lowers.
     """
     model = copy.deepcopy(model).eval()
@@ -45,13 +48,18 @@ def _rewrite(model: nn.Module, rewrite: Callable[[str, nn.Module], nn.Module | N
 
 
 def _fold_pools(model: nn.Module) -> None:
-    """Every temporal attention pool as its :class:`FoldedAttentionPool`, in place.
+    """Every temporal attention pool as its :class:`FoldedAttentionPool`, in place, its logits layer kept float.
 
     A pool with a part the user keeps fp32 (``pool.qkv``) stays as it is: that part has no folded twin.
     """
     kept = getattr(model, "float_modules", ())
-    _rewrite(model, lambda path, m: FoldedAttentionPool(m) if type(m) is TemporalAttentionPool
-             and not any(k.startswith(path + ".") for k in kept) else None)
+    folded = _rewrite(model, lambda path, m: FoldedAttentionPool(m) if type(m) is TemporalAttentionPool
+                      and not any(k.startswith(path + ".") for k in kept) else None)
+    # The unfolded pool's logits are a product of two activations, which int8 programs leave float; folded, they
+    # are a linear layer's output, and int8 steps in the logits reach the softmax as a factor.
+    logits = [f"{path}.{LOGITS}" for path in folded if not any(path == k or path.startswith(k + ".") for k in kept)]
+    if logits:
+        model.float_modules = (*kept, *logits)
 
 
 @functools.cache

@@ -107,7 +107,8 @@ class StreamStep(nn.Module):
         # The pool and head float too: the step's int8 is then exactly the clip program's encoder (same scales,
         # tests/test_streaming.py), where a pool calibrated on streaming windows (partial ones, ones across two
         # clips) took other scales than the clip program's and flipped clips the clip artifact kept (docs/streaming.md).
-        self.float_modules = tuple(dict.fromkeys((*getattr(model, "float_modules", ()), "shift", "pool", "head")))
+        whole = ("shift", "pool", "head")
+        self.float_modules = (*(n for n in getattr(model, "float_modules", ()) if n.split(".")[0] not in whole), *whole)
 
     def forward(self, frame: torch.Tensor, embeddings: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
