@@ -204,6 +204,30 @@ def test_bypass_reads_float_inside_the_block():
     assert freed(*x).shape == graph(*x).shape
 
 
+def test_bypass_gives_a_bias_corrected_layer_its_bias_back():
+    """A layer the search's bypass runs with float weights gets back the bias correction that made up for its int8
+    ones: bypassed, a bias-corrected program and an uncorrected one compute the same there (MobileViT-XXS: the
+    search's estimate for three fp32 modules 96.9 % with the correction kept, 97.5 % without, 97.8 % calibrated)."""
+    from conftest import rounds_with_a_bias
+
+    from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
+    from egoedge.trainer.quantize.ptq import bypass
+
+    torch.manual_seed(0)
+    model = rounds_with_a_bias()
+    x = torch.rand(16, 16, 12, 12) + 0.5
+    calib = [(x[i:i + 1],) for i in range(16)]
+    corrected, plain = (quantize_pt2e(model, (x[:1],), calib, QUANTIZERS.get("xnnpack")(), fold=False,
+                                      correct_bias=bc) for bc in (True, False))
+    with torch.no_grad():
+        before = corrected(x)
+        assert not torch.allclose(before, plain(x), atol=1e-3)  # the correction does something here
+        assert torch.allclose(bypass(corrected, ("dw", "pw", "fc"))(x), bypass(plain, ("dw", "pw", "fc"))(x),
+                              atol=1e-6)
+        assert torch.equal(bypass(corrected, "dw")(x), bypass(corrected, "dw")(x))  # each copy undoes its own
+        assert torch.equal(corrected(x), before)  # the probe itself keeps its corrections
+
+
 def test_space_to_depth_stem_is_the_same_function():
     from egoedge.trainer.models import MODELS
     from egoedge.trainer.models.exportable import SpaceToDepthConv, int8_ready

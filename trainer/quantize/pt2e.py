@@ -416,23 +416,39 @@ def _correct_bias(graph: torch.fx.GraphModule, weights: dict[str, torch.Tensor],
                 break
             Measure(graph).run(*batch)
             count += len(batch[0])
+    corrected = graph.meta.setdefault(BIAS_CORRECTIONS, {})
     for node in graph.graph.nodes:
         if node.name not in shift or len(node.args) < 2:
             continue
-        correction = (shift[node.name] / count).float()
-        bias = node.args[2] if len(node.args) > 2 else None
-        if isinstance(bias, torch.fx.Node) and bias.op == "get_attr":
-            owner, _, attr = bias.target.rpartition(".")
-            module = graph.get_submodule(owner) if owner else graph
-            setattr(module, attr, torch.nn.Parameter(getattr(module, attr).detach() - correction, requires_grad=False)
-                    if isinstance(getattr(module, attr), torch.nn.Parameter) else getattr(module, attr) - correction)
-        elif bias is None:
-            name = f"{node.name}_bias_correction"
-            graph.register_buffer(name, -correction)
-            with graph.graph.inserting_before(node):
-                added = graph.graph.get_attr(name)
-            node.args = (*node.args[:2], added, *node.args[3:]) if len(node.args) > 2 else (*node.args[:2], added)
+        corrected[node.name] = (shift[node.name] / count).float()
+        _add_to_bias(graph, node, -corrected[node.name])
     graph.recompile()
+
+
+BIAS_CORRECTIONS = "egoedge_bias_corrections"  # graph.meta: what _correct_bias took from each layer's bias
+
+
+def undo_bias_correction(graph: torch.fx.GraphModule, node: torch.fx.Node) -> None:
+    """Give ``node`` back the bias it had before :func:`_correct_bias`, in place (for an op run with float weights)."""
+    if (correction := graph.meta.get(BIAS_CORRECTIONS, {}).pop(node.name, None)) is not None:
+        _add_to_bias(graph, node, correction)
+
+
+def _add_to_bias(graph: torch.fx.GraphModule, node: torch.fx.Node, delta: torch.Tensor) -> None:
+    """Add ``delta`` to a conv's or linear's bias constant (one made for it if it has none); the caller recompiles."""
+    bias = node.args[2] if len(node.args) > 2 else None
+    if isinstance(bias, torch.fx.Node) and bias.op == "get_attr":
+        owner, _, attr = bias.target.rpartition(".")
+        module = graph.get_submodule(owner) if owner else graph
+        value = getattr(module, attr)
+        setattr(module, attr, torch.nn.Parameter(value.detach() + delta, requires_grad=False)
+                if isinstance(value, torch.nn.Parameter) else value + delta)
+    elif bias is None:
+        name = f"{node.name}_bias_correction"
+        graph.register_buffer(name, delta.clone())
+        with graph.graph.inserting_before(node):
+            added = graph.graph.get_attr(name)
+        node.args = (*node.args[:2], added, *node.args[3:]) if len(node.args) > 2 else (*node.args[:2], added)
 
 
 def unfold_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:

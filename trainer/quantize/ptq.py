@@ -35,7 +35,7 @@ from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.data.calibration import as_samples
 from egoedge.trainer.quantize.gap import float_reference, is_dequantize, is_quantize, program_gap
 from egoedge.trainer.quantize.observers import OBSERVERS
-from egoedge.trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, node_in_modules, quantize_pt2e
+from egoedge.trainer.quantize.pt2e import QUANTIZERS, SkipBlocks, node_in_modules, quantize_pt2e, undo_bias_correction
 
 STATIC_BACKENDS = ("xnnpack", "litert")  # the quantizers whose int8 graphs the exporters ship
 
@@ -210,7 +210,8 @@ def bypass(graph: torch.fx.GraphModule, block: str | Sequence[str]) -> torch.fx.
     (weights and activations).
 
     Each quantize -> dequantize pair feeding an op of the block is skipped for that op: what keeping
-    the block fp32 does, without calibrating again.
+    the block fp32 does, without calibrating again. A bias corrected for int8 weights gets its correction back:
+    the op now computes with float weights, as it would in a program calibrated with the block fp32.
     """
     blocks = (block,) if isinstance(block, str) else tuple(block)
     import copy
@@ -224,6 +225,7 @@ def bypass(graph: torch.fx.GraphModule, block: str | Sequence[str]) -> torch.fx.
             q = arg.args[0] if is_dequantize(arg) and arg.args else None
             if isinstance(q, torch.fx.Node) and is_quantize(q) and q.args:
                 node.replace_input_with(arg, q.args[0])
+        undo_bias_correction(graph, node)
     graph.graph.eliminate_dead_code()
     graph.recompile()
     return graph
