@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.models.video import FoldedAttentionPool, TemporalAttentionPool
 
 LOGITS = "logits"  # a FoldedAttentionPool's attention-logits layer
@@ -57,7 +58,7 @@ def _fold_pools(model: nn.Module) -> None:
                       and not any(k.startswith(path + ".") for k in kept) else None)
     # The unfolded pool's logits are a product of two activations, which int8 programs leave float; folded, they
     # are a linear layer's output, and int8 steps in the logits reach the softmax as a factor.
-    logits = [f"{path}.{LOGITS}" for path in folded if not any(path == k or path.startswith(k + ".") for k in kept)]
+    logits = [f"{path}.{LOGITS}" for path in folded if not in_modules(path, kept)]
     if logits:
         model.float_modules = (*kept, *logits)
 
