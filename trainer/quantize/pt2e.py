@@ -451,6 +451,22 @@ def _add_to_bias(graph: torch.fx.GraphModule, node: torch.fx.Node, delta: torch.
         node.args = (*node.args[:2], added, *node.args[3:]) if len(node.args) > 2 else (*node.args[:2], added)
 
 
+def fold_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """A copy of an unfolded int8 graph with its weights stored int8, as ``quantize_pt2e(fold=True)`` stores them.
+
+    Every quantize node of a constant becomes its integers; a layer that reads its float weight directly (one the
+    search's bypass keeps fp32) keeps it. The outputs are the unfolded graph's.
+    """
+    from torchao.quantization.pt2e.constant_fold import constant_fold
+    from torchao.quantization.pt2e.quantize_pt2e import _quant_node_constraint
+
+    graph = copy.deepcopy(graph)
+    constant_fold(graph, _quant_node_constraint)
+    _drop_unused_tensors(graph)
+    graph.recompile()
+    return graph
+
+
 def unfold_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """A copy of a folded int8 graph with every int8 weight stored float behind its own quantize node.
 
