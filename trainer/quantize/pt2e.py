@@ -461,7 +461,7 @@ def fold_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     from torchao.quantization.pt2e.quantize_pt2e import _quant_node_constraint
 
     graph = copy.deepcopy(graph)
-    constant_fold(graph, _quant_node_constraint)
+    constant_fold(graph, _quant_node_constraint)  # convert_pt2e's own rule: the same constants fold=True makes
     _drop_unused_tensors(graph)
     graph.recompile()
     return graph
