@@ -334,7 +334,11 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
     best, agreement, mse = tried[observer, correct]
     gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     progress("PTQ calibrate", 1, 1, {"agreement": agreement})
-    steps = [{"skip": list(skip), "val_agreement": agreement, "logit_mse": mse}]
+
+    def step(kept: tuple[str, ...], a: float, m: float, **how) -> dict:  # one measured program of the search
+        return {"skip": list(kept), "val_agreement": a, "logit_mse": m, **how}
+
+    steps = [step(skip, agreement, mse)]
     shares = module_macs(model, example)
     sensitivity: dict[str, float] = {}
     ranked: list[str] = []
@@ -362,7 +366,7 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
                 break
             ranked.remove(block)
             a, m = measure(bypass(probe, chosen + (block,)))
-            steps.append({"skip": list(skip + chosen + (block,)), "val_agreement": a, "logit_mse": m})
+            steps.append(step(skip + chosen + (block,), a, m))
             if a >= agreement and m < mse:  # keep a unit float only when it measurably helps
                 chosen, agreement, mse = chosen + (block,), a, m
         if chosen:
@@ -370,14 +374,13 @@ def run_ptq(model: torch.nn.Module, calibration: torch.Tensor | Sequence[tuple[t
             searched = (agreement, mse)  # what the bypassed graph of the chosen set measured
             best = quantize(skip)
             agreement, mse = measure(best)
-            steps.append({"skip": list(skip), "val_agreement": agreement, "logit_mse": mse, "calibrated": True})
+            steps.append(step(skip, agreement, mse, calibrated=True))
             # Calibrating again moves every neighbour's ranges and can land below what the search measured
             # (it can land above too): the searched graph itself is then the program, folded as any other.
             if (agreement, -mse) < (searched[0], -searched[1]):
                 best = fold_weights(bypass(probe, chosen))
                 agreement, mse = measure(best)
-                steps.append({"skip": list(skip), "val_agreement": agreement, "logit_mse": mse,
-                              "program": "searched"})
+                steps.append(step(skip, agreement, mse, program="searched"))
     if len(steps) > 1:
         gap = program_gap(float_graph, best, calib[:GAP_SAMPLES])
     return {"model": best, "skip": list(skip), "val_agreement": agreement, "steps": steps,
