@@ -23,6 +23,7 @@ from egoedge.edge.preprocess import (
     dequantize,
     preprocess_clip,
     quantize,
+    quantizer,
     resize_bilinear,
     runtime_input,
 )
@@ -90,12 +91,22 @@ def test_quantize_rounds_ties_away_from_zero_and_clamps():
     assert np.array_equal(quantize(dequantize(grid, 0.1, 5), 0.1, 5), grid)
 
 
+def test_a_quantizer_made_once_quantizes_as_the_reference_on_every_call():
+    x = np.concatenate([np.random.default_rng(0).normal(0, 40, 4096), np.arange(-80, 80) * 0.25]).astype(np.float32)
+    v = x / np.float32(0.5)  # the quarter steps put ties on every other value
+    want = np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) - 3, -128, 127).astype(np.int8)
+    q = quantizer(0.5, -3)
+    assert np.array_equal(q(x), want) and np.array_equal(q(x), want)  # no state kept between calls
+    assert np.array_equal(quantizer(0.1, 5, "uint8")(x.astype(np.float64)), quantize(x, 0.1, 5, "uint8"))
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda: preprocess_clip(_frames(3, 8, 8), SPEC), "takes 2 frames, got 3"),
     (lambda: preprocess_clip(_frames(2, 8, 8).astype(np.float32), SPEC), "must be uint8"),
     (lambda: preprocess_clip(_frames(2, 8, 8), {**SPEC, "layout": "NCHW"}), "unknown layout"),
     (lambda: quantize(np.zeros(2), 0.0, 0), "scale must be > 0"),
     (lambda: quantize(np.zeros(2), 0.5, 0, "float32"), "not an integer type"),
+    (lambda: quantizer(-1.0, 0), "scale must be > 0"),
     (lambda: runtime_input(np.zeros((1, 2), np.float32), {"name": "clip", "shape": [1, 3], "dtype": "int8"}),
      r"input 'clip' is \[1, 3\]"),
 ])

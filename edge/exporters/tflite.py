@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from egoedge.edge.exporters.base import (
 )
 from egoedge.edge.exporters.litert_layout import channels_last_pads
 from egoedge.edge.exporters.registry import EXPORTERS
-from egoedge.edge.preprocess import dequantize, quantize
+from egoedge.edge.preprocess import dequantize, quantizer
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.quantize import QUANTIZERS, fixed_softmax_outputs, quantize_pt2e, unfold_weights
 
@@ -115,31 +116,38 @@ class TFLiteExporter:
     def load(self, path: Path, threads: int | None = None, xnnpack: bool = True) -> Session:
         """Open with the XNNPACK delegate (``xnnpack=False``: LiteRT's builtin kernels only)."""
         interpreter = self._interpreter(path, threads, xnnpack)
-        ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
+        # Each tensor's conversion is settled at load: a stream step feeds three inputs a frame, and working out
+        # each one's dtype and scale on every call cost about as much as its int8 window's arithmetic.
+        ins = [(d["index"], _to_tensor(d)) for d in interpreter.get_input_details()]
+        outs = [(d["index"], _from_tensor(d)) for d in interpreter.get_output_details()]
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            for d, x in zip(ins, inputs, strict=True):
-                dtype = np.dtype(d["dtype"])
-                scale, zero = d["quantization"]
-                if dtype.kind in "iu" and scale:  # full-integer model: quantize with the tensor's own params
-                    x = quantize(x, scale, zero, dtype.name)
-                else:  # a float tensor, or integer ids that take no scale
-                    x = x.astype(dtype, copy=False)
-                interpreter.set_tensor(d["index"], np.ascontiguousarray(x))
+            for (index, convert), x in zip(ins, inputs, strict=True):
+                interpreter.set_tensor(index, np.ascontiguousarray(convert(x)))
             interpreter.invoke()
-            results = []
-            for d in outs:
-                y = interpreter.get_tensor(d["index"])
-                if np.dtype(d["dtype"]).kind in "iu" and d["quantization"][0]:
-                    y = dequantize(y, *d["quantization"])
-                results.append(y.astype(np.float32, copy=True))
-            return results
+            return [convert(interpreter.get_tensor(index)) for index, convert in outs]
 
         run.interpreter = interpreter  # what was opened, for a caller (or test) that inspects it
         return run
 
 
 EXPORTERS.register("tflite")(TFLiteExporter())
+
+
+def _to_tensor(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """How a float array becomes input tensor ``detail``: quantized with the tensor's own parameters in a
+    full-integer model; cast otherwise (a float tensor, or integer ids that take no scale)."""
+    dtype, (scale, zero) = np.dtype(detail["dtype"]), detail["quantization"]
+    if dtype.kind in "iu" and scale:
+        return quantizer(scale, zero, dtype.name)
+    return lambda x: x.astype(dtype, copy=False)
+
+
+def _from_tensor(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """How output tensor ``detail`` becomes a float32 array of its own (the interpreter reuses its buffers)."""
+    if np.dtype(detail["dtype"]).kind in "iu" and detail["quantization"][0]:
+        return lambda y: dequantize(y, *detail["quantization"])
+    return lambda y: y.astype(np.float32, copy=True)
 
 
 def _float_ops(interpreter, ops: list[dict]) -> list[str]:
