@@ -105,7 +105,7 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") 
 
 def quantizer(scale: float, zero_point: int, dtype: str = "int8") -> Callable[[np.ndarray], np.ndarray]:
     """:func:`quantize` with its checks and constants settled once, for a tensor fed on every call (a stream
-    step's window): the same integers, in a third of the time on a small tensor.
+    step's window): the same integers, without redoing the checks each time.
 
     Example: ``q = quantizer(0.03, 11); q(window)`` equals ``quantize(window, 0.03, 11)``.
     """
@@ -115,14 +115,12 @@ def quantizer(scale: float, zero_point: int, dtype: str = "int8") -> Callable[[n
         raise EgoedgeError(f"quantisation scale must be > 0, got {scale}")
     out_type, step, half = np.dtype(dtype), np.float32(scale), np.float32(0.5)
     info = np.iinfo(out_type)
-    low, high = np.float32(info.min), np.float32(info.max)
+    low, high, zero = np.float32(info.min), np.float32(info.max), np.float32(zero_point)
 
     def run(x: np.ndarray) -> np.ndarray:
         v = np.divide(x, step, dtype=np.float32)
-        rounded = np.floor(np.abs(v) + half)
-        np.copysign(rounded, v, out=rounded)
-        rounded += np.float32(zero_point)
-        return np.minimum(np.maximum(rounded, low, out=rounded), high, out=rounded).astype(out_type)
+        rounded = np.copysign(np.floor(np.abs(v) + half), v) + zero
+        return np.asarray(np.minimum(np.maximum(rounded, low), high)).astype(out_type)
 
     return run
 

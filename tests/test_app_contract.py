@@ -98,6 +98,7 @@ def test_a_quantizer_made_once_quantizes_as_the_reference_on_every_call():
     q = quantizer(0.5, -3)
     assert np.array_equal(q(x), want) and np.array_equal(q(x), want)  # no state kept between calls
     assert np.array_equal(quantizer(0.1, 5, "uint8")(x.astype(np.float64)), quantize(x, 0.1, 5, "uint8"))
+    assert quantize(np.float32(0.25), 0.5, -3) == -2 and quantize([0.25, -0.25], 0.5, -3).tolist() == [-2, -4]
 
 
 @pytest.mark.parametrize("call,message", [
