@@ -120,7 +120,7 @@ def quantizer(scale: float, zero_point: int, dtype: str = "int8") -> Callable[[n
     def run(x: np.ndarray) -> np.ndarray:
         v = np.divide(x, step, dtype=np.float32)
         rounded = np.copysign(np.floor(np.abs(v) + half), v) + zero
-        return np.asarray(np.minimum(np.maximum(rounded, low), high)).astype(out_type)
+        return np.minimum(np.maximum(rounded, low), high).astype(out_type)
 
     return run
 

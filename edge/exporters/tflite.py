@@ -145,8 +145,9 @@ def _to_tensor(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
 
 def _from_tensor(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
     """How output tensor ``detail`` becomes a float32 array of its own (the interpreter reuses its buffers)."""
-    if np.dtype(detail["dtype"]).kind in "iu" and detail["quantization"][0]:
-        return lambda y: dequantize(y, *detail["quantization"])
+    scale, zero = detail["quantization"]
+    if np.dtype(detail["dtype"]).kind in "iu" and scale:
+        return lambda y: dequantize(y, scale, zero)
     return lambda y: y.astype(np.float32, copy=True)
 
 
