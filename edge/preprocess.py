@@ -137,10 +137,34 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((np.asarray(q).astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
 
+def _quantized(spec: dict) -> bool:
+    """Whether tensor ``spec`` holds quantized reals: an integer tensor with a scale (integer ids have none)."""
+    return _is_int(spec["dtype"]) and spec.get("scale") is not None
+
+
+def to_tensor(spec: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """How a float array becomes the tensor ``spec`` describes (a manifest ``inputs`` entry): quantized with its
+    scale and zero point, or cast (a float tensor, or integer ids).
+
+    Settled once per tensor, for a session that feeds it on every call (a stream step's three inputs a frame).
+    """
+    if _quantized(spec):
+        return quantizer(spec["scale"], spec["zero_point"], spec["dtype"])
+    dtype = np.dtype(spec["dtype"])
+    return lambda x: np.asarray(x).astype(dtype, copy=False)
+
+
+def from_tensor(spec: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """How the tensor ``spec`` describes (a manifest ``outputs`` entry) becomes a float32 array of its own:
+    dequantized, or cast and copied (a runtime may reuse its output buffer on the next call)."""
+    if _quantized(spec):
+        scale, zero = spec["scale"], spec["zero_point"]
+        return lambda y: dequantize(y, scale, zero)
+    return lambda y: np.asarray(y).astype(np.float32, copy=True)
+
+
 def runtime_input(clip: np.ndarray, spec: dict) -> np.ndarray:
     """A preprocessed clip as the artifact's input tensor ``spec`` (a manifest ``inputs`` entry) takes it."""
     if list(clip.shape) != list(spec["shape"]):
         raise EgoedgeError(f"input '{spec['name']}' is {spec['shape']}, the clip is {list(clip.shape)}")
-    if _is_int(spec["dtype"]) and spec.get("scale") is not None:  # integer ids (no scale) pass as they are
-        return quantize(clip, spec["scale"], spec["zero_point"], spec["dtype"])
-    return clip.astype(spec["dtype"])
+    return to_tensor(spec)(clip)

@@ -21,11 +21,13 @@ from egoedge.bench.devices.on_device.parsers import parse_app_result
 from egoedge.edge.preprocess import (
     center_crop_box,
     dequantize,
+    from_tensor,
     preprocess_clip,
     quantize,
     quantizer,
     resize_bilinear,
     runtime_input,
+    to_tensor,
 )
 from egoedge.edge.schema import schema_errors, validate
 from egoedge.trainer.common.io import EgoedgeError
@@ -99,6 +101,25 @@ def test_a_quantizer_made_once_quantizes_as_the_reference_on_every_call():
     assert np.array_equal(q(x), want) and np.array_equal(q(x), want)  # no state kept between calls
     assert np.array_equal(quantizer(0.1, 5, "uint8")(x.astype(np.float64)), quantize(x, 0.1, 5, "uint8"))
     assert quantize(np.float32(0.25), 0.5, -3) == -2 and quantize([0.25, -0.25], 0.5, -3).tolist() == [-2, -4]
+
+
+def test_a_tensor_spec_says_how_to_feed_and_read_it():
+    """One rule for the manifest's tensors (runtime_input, the LiteRT session): an integer tensor with a scale
+    holds quantized reals; integer ids carry no scale and pass as they are; outputs come back as arrays of their
+    own, never the runtime's buffer."""
+    x = np.array([[0.26, -1.0, 7.5]], np.float32)
+    real = {"name": "clip", "shape": [1, 3], "dtype": "int8", "scale": 0.5, "zero_point": -3}
+    assert np.array_equal(to_tensor(real)(x), quantize(x, 0.5, -3)) and to_tensor(real)(x).dtype == np.int8
+    assert np.array_equal(runtime_input(x, real), quantize(x, 0.5, -3))
+    ids = {"name": "words", "shape": [1, 3], "dtype": "int32", "scale": None, "zero_point": None}
+    assert to_tensor(ids)(np.array([[3, 1, 4]])).tolist() == [[3, 1, 4]] and runtime_input(x, ids).dtype == np.int32
+    buffer = np.array([[-3, 5, 127]], np.int8)
+    assert np.array_equal(from_tensor(real)(buffer), dequantize(buffer, 0.5, -3))
+    logits = np.array([[0.5, 1.5]], np.float32)
+    out = from_tensor({"name": "logits", "shape": [1, 2], "dtype": "float32", "scale": None, "zero_point": None})
+    got = out(logits)
+    logits[0, 0] = 9.0  # the runtime writes its next result into the same buffer
+    assert got.tolist() == [[0.5, 1.5]] and got.dtype == np.float32
 
 
 @pytest.mark.parametrize("call,message", [

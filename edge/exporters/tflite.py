@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,15 @@ from egoedge.edge.exporters.base import (
 )
 from egoedge.edge.exporters.litert_layout import channels_last_pads
 from egoedge.edge.exporters.registry import EXPORTERS
-from egoedge.edge.preprocess import dequantize, quantizer
+from egoedge.edge.preprocess import from_tensor, to_tensor
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.quantize import QUANTIZERS, fixed_softmax_outputs, quantize_pt2e, unfold_weights
 
 
-def _io_specs(details: list[dict], names: list[str]) -> list[dict]:
+def _io_specs(details: list[dict], names: list[str] | None = None) -> list[dict]:
+    """The manifest's entries of an interpreter's input or output tensors (its own names unless given): the one
+    place a LiteRT tensor is judged quantized (an integer tensor with a non-zero scale)."""
+    names = names if names is not None else [d["name"] for d in details]
     specs = []
     for name, d in zip(names, details, strict=True):
         scale, zero = d["quantization"]
@@ -118,8 +120,9 @@ class TFLiteExporter:
         interpreter = self._interpreter(path, threads, xnnpack)
         # Each tensor's conversion is settled at load: a stream step feeds three inputs a frame, and working out
         # each one's dtype and scale on every call cost about as much as its int8 window's arithmetic.
-        ins = [(d["index"], _to_tensor(d)) for d in interpreter.get_input_details()]
-        outs = [(d["index"], _from_tensor(d)) for d in interpreter.get_output_details()]
+        ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
+        ins = [(d["index"], to_tensor(spec)) for d, spec in zip(ins, _io_specs(ins), strict=True)]
+        outs = [(d["index"], from_tensor(spec)) for d, spec in zip(outs, _io_specs(outs), strict=True)]
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             for (index, convert), x in zip(ins, inputs, strict=True):
@@ -132,23 +135,6 @@ class TFLiteExporter:
 
 
 EXPORTERS.register("tflite")(TFLiteExporter())
-
-
-def _to_tensor(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
-    """How a float array becomes input tensor ``detail``: quantized with the tensor's own parameters in a
-    full-integer model; cast otherwise (a float tensor, or integer ids that take no scale)."""
-    dtype, (scale, zero) = np.dtype(detail["dtype"]), detail["quantization"]
-    if dtype.kind in "iu" and scale:
-        return quantizer(scale, zero, dtype.name)
-    return lambda x: x.astype(dtype, copy=False)
-
-
-def _from_tensor(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
-    """How output tensor ``detail`` becomes a float32 array of its own (the interpreter reuses its buffers)."""
-    scale, zero = detail["quantization"]
-    if np.dtype(detail["dtype"]).kind in "iu" and scale:
-        return lambda y: dequantize(y, scale, zero)
-    return lambda y: y.astype(np.float32, copy=True)
 
 
 def _float_ops(interpreter, ops: list[dict]) -> list[str]:
