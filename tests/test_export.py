@@ -12,7 +12,7 @@ from egoedge.trainer.common.io import EgoedgeError, path_bytes, sha256_path
 from egoedge.trainer.data import preprocess_spec
 from egoedge.trainer.data.calibration import MIN_CALIBRATION, calibration_inputs, load_calibration_file
 from egoedge.trainer.models import build_model
-from egoedge.trainer.tasks.clips import logit_parity, undecided_note
+from egoedge.trainer.tasks.clips import logit_parity, tie_agreement, undecided_note
 
 ALL = tuple((fmt, p) for fmt in EXPORTERS.keys() for p in EXPORTERS.get(fmt).float_precisions
             + EXPORTERS.get(fmt).int8_precisions)
@@ -215,7 +215,24 @@ def test_parity_gate():
     assert "agreement" in gate.check("int8", {"max_abs": 1.0, "top1_agreement": 97.0}, ref, ref)
     assert "drop" in gate.check("int8", {"max_abs": 1.0, "top1_agreement": 99.5}, {"top1": 78.0}, ref)
     a = np.array([[1.0, 2.0], [3.0, 0.0]])
-    assert logit_parity(a, a + [[0, 0], [0, 4.0]]) == {"max_abs": 4.0, "top1_agreement": 50.0}
+    assert logit_parity(a, a + [[0, 0], [0, 4.0]]) == {"max_abs": 4.0, "top1_agreement": 50.0, "tie_flips": 0}
+
+
+def test_a_flip_between_classes_fp32_ties_is_not_a_disagreement():
+    from egoedge.trainer.tasks.model import output_parity
+
+    # Row 0: fp32 rates class 1 0.5 % below class 0 (a tie); row 1: 10 % below (decided); row 2: no flip.
+    ref = np.array([[2.0, 2.0 - np.log(1.005), 0.0], [2.0, 2.0 - np.log(1.1), 0.0], [0.0, 0.0, 3.0]])
+    flip_both = ref + [[0, 0.5, 0], [0, 0.5, 0], [0, 0, 0]]
+    assert logit_parity(ref, flip_both)["tie_flips"] == 1
+    assert logit_parity(ref, flip_both)["top1_agreement"] == pytest.approx(200 / 3)
+    assert logit_parity(ref, flip_both, tie=0.0)["top1_agreement"] == pytest.approx(100 / 3)
+    assert tie_agreement(ref, flip_both) == pytest.approx(200 / 3)  # what the PTQ search aims at
+    # A third class, far below the top, is no tie even when the candidate is sure of it.
+    assert logit_parity(ref, ref + [[0, 0, 5.0], [0, 0, 0], [0, 0, 0]])["top1_agreement"] == pytest.approx(200 / 3)
+    # A model of your own may output anything: its argmax must match exactly.
+    assert output_parity((ref,), (flip_both,))["top1_agreement"] == pytest.approx(100 / 3)
+    assert "(1 of them ties, not counted)" in undecided_note(ref, flip_both)
 
 
 class _Inner(torch.nn.Module):
@@ -250,7 +267,7 @@ def test_undecided_note_blames_small_margins():
     ref = np.array([[1.0, 0.99, 0.0], [3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
     cand = ref + np.array([[0.0, 0.02, 0.0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
     note = undecided_note(ref, cand)
-    assert note.startswith("1 of 4 test clips flipped; on 25.0% of clips")
+    assert note.startswith("1 of 4 test clips flipped (1 of them ties, not counted); on 25.0% of clips")
 
 
 def test_int8_keep_float_reaches_the_pt2e_quantizer(student_ckpt, tmp_path, monkeypatch):

@@ -22,12 +22,33 @@ if TYPE_CHECKING:  # the data and training stack load when a task does work, not
     from egoedge.trainer.quantize.ptq import PTQJob
 
 
-def logit_parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """``{"max_abs", "top1_agreement"}`` of candidate logits against reference logits."""
+# A class the fp32 model rates under 2 % less likely than its top one (a logit within ln 1.02) ties with it: which
+# of the two wins is a coin that any reduced precision tosses again, whatever it keeps fp32 (docs/int8.md).
+TIE_MARGIN = float(np.log(1.02))
+
+
+def logit_parity(reference: np.ndarray, candidate: np.ndarray, tie: float | None = None) -> dict[str, float]:
+    """``{"max_abs", "top1_agreement", "tie_flips"}`` of candidate logits against reference logits.
+
+    A row agrees when the candidate's top class is the reference's, or one the reference ties with it
+    (a logit less than ``tie`` below its top; default :data:`TIE_MARGIN`, ``tie=0``: exact top-1);
+    ``tie_flips`` counts those rows.
+
+    Example: ``logit_parity(np.array([[2.0, 1.99, 0]]), np.array([[1.9, 2.0, 0]]))["top1_agreement"]`` is ``100.0``.
+    """
     if reference.shape != candidate.shape:
         raise ValueError(f"output shape {candidate.shape} != reference {reference.shape}")
-    return {"max_abs": float(np.max(np.abs(reference.astype(np.float64) - candidate))),
-            "top1_agreement": float(100.0 * np.mean(reference.argmax(-1) == candidate.argmax(-1)))}
+    reference, tie = reference.astype(np.float64), TIE_MARGIN if tie is None else tie
+    top, picked = reference.argmax(-1), candidate.argmax(-1)
+    below = reference.max(-1) - np.take_along_axis(reference, picked[..., None], -1)[..., 0]
+    flipped, tied = top != picked, below < tie
+    return {"max_abs": float(np.max(np.abs(reference - candidate))),
+            "top1_agreement": float(100.0 * np.mean(~flipped | tied)), "tie_flips": int(np.sum(flipped & tied))}
+
+
+def tie_agreement(reference: np.ndarray, candidate: np.ndarray, inputs: tuple = ()) -> float:
+    """% of rows whose top class is the reference's or ties with it: the gate's agreement (:func:`logit_parity`)."""
+    return logit_parity(reference, candidate)["top1_agreement"]
 
 
 def undecided_note(reference: np.ndarray, candidate: np.ndarray) -> str:
@@ -40,8 +61,10 @@ def undecided_note(reference: np.ndarray, candidate: np.ndarray) -> str:
     margin = top2[:, 1] - top2[:, 0]
     error = np.abs(reference - candidate).max(axis=-1)
     flipped = int((reference.argmax(-1) != candidate.argmax(-1)).sum())
+    ties = logit_parity(reference, candidate)["tie_flips"]
     undecided = float(100.0 * np.mean(margin < 2 * error))
-    return (f"{flipped} of {len(reference)} test clips flipped; on {undecided:.1f}% of clips the fp32 top-2 margin "
+    return (f"{flipped} of {len(reference)} test clips flipped ({ties} of them ties, not counted); on {undecided:.1f}% "
+            f"of clips the fp32 top-2 margin "
             f"is under twice this artifact's logit error (median fp32 margin {np.median(margin):.3f})")
 
 
@@ -149,7 +172,7 @@ class ClipTask(Task):
         import torch
 
         from egoedge.trainer.data.calibration import as_samples
-        from egoedge.trainer.quantize.ptq import PTQJob
+        from egoedge.trainer.quantize.ptq import OutputMatch, PTQJob
         from egoedge.trainer.train import topk_accuracy
 
         model, ckpt = self.load(path, ckpt)
@@ -158,7 +181,7 @@ class ClipTask(Task):
         val = (torch.from_numpy(ev.model_input(ev.val.clips[:cfg.val_samples])),)
         test = (torch.from_numpy(ev.test_inputs()[0]),)
         return PTQJob(model, as_samples(calib), val, test, lambda out: topk_accuracy(out, ev.test.labels),
-                      source=ev.source)
+                      source=ev.source, match=OutputMatch(agreement=tie_agreement))
 
 
 _NOTE = ("Latency is per clip at batch 1 (warm-up, then timed iterations); accuracy is on the test split; agreement "
