@@ -413,7 +413,7 @@ def new_row(tgt: Target, name: str, device: str, runtime: str) -> dict:
     return {"name": name, "format": tgt.format, "precision": tgt.precision, "device": device, "runtime": runtime,
             "size_bytes": tgt.size_bytes, "params": tgt.params, "macs": tgt.macs, "load_ms": None,
             "latency_ms": None, "peak_rss_mb": None, "rss_added_mb": None, "accuracy": None,
-            "top1_agreement": None, "parity_max_abs": None, "status": "failed", "error": None}
+            "top1_agreement": None, "tie_flips": None, "parity_max_abs": None, "status": "failed", "error": None}
 
 
 def finish_row(row: dict, tgt: Target, outputs: Arrays | None, ev: Evaluation, inputs: Arrays,
@@ -430,6 +430,7 @@ def finish_row(row: dict, tgt: Target, outputs: Arrays | None, ev: Evaluation, i
         if reference is not None:
             parity = ev.parity(reference, outputs, inputs)
             row["top1_agreement"], row["parity_max_abs"] = parity["top1_agreement"], parity["max_abs"]
+            row["tie_flips"] = parity.get("tie_flips")
     row["status"] = "ok"
     if tgt.refused:
         row["status"], row["error"] = "failed", f"refused by the parity gate: {tgt.refused}"
@@ -497,7 +498,7 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
     return results
 
 
-ACCURACY_KEYS = ("accuracy", "top1_agreement", "parity_max_abs")
+ACCURACY_KEYS = ("accuracy", "top1_agreement", "tie_flips", "parity_max_abs")
 
 
 def host_report(targets: list[Target], task: Task, ev: Evaluation, cfg: BenchConfig,

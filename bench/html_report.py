@@ -12,7 +12,7 @@ from html import escape
 from importlib.resources import files
 from pathlib import Path
 
-from egoedge.bench.report import fmt, int8_cell, precision_label, ship_line, stage_rows
+from egoedge.bench.report import agreement_cell, fmt, int8_cell, precision_label, ship_line, stage_rows
 from egoedge.trainer.common.io import atomic_write
 from egoedge.trainer.tasks import task_named
 
@@ -65,7 +65,8 @@ def _artifact_rows(report: dict, metric: str) -> tuple[list[str], list[list], li
             r["name"], r.get("device", "host"), r["format"], precision_label(r), r.get("runtime") or "–",
             r.get("threads") or report["machine"].get("threads", "–"), _mb(r.get("size_bytes")),
             fmt(r.get("peak_rss_mb"), ".0f"), fmt(lat.get("median"), ".3f"), fmt(lat.get("p90"), ".3f"),
-            fmt(acc, ".1f"), _gate(r), fmt(r.get("parity_max_abs"), ".1e"), fmt(r.get("top1_agreement"), ".1f"),
+            fmt(acc, ".1f"), _gate(r), fmt(r.get("parity_max_abs"), ".1e"),
+            agreement_cell(r.get("top1_agreement"), r.get("tie_flips")),
             r.get("compared_with") or ("–" if r.get("top1_agreement") is None else "reference model"),
             int8_cell(r),
             ", ".join(int8.get("keep_float") or []) or ("none" if int8 else "–"),

@@ -37,6 +37,12 @@ def fmt(v, spec: str, none: str = "–") -> str:
     return none if v is None else format(v, spec)
 
 
+def agreement_cell(agreement: float | None, ties: int | None = None, unit: str = "") -> str:
+    """Top-1 agreement, with the flips it let pass as ties: ``agreement_cell(99.69, 5, "%")`` is ``99.7% (5 ties)``."""
+    return fmt(agreement, ".1f") + (unit if agreement is not None else "") + (
+        f" ({ties} tie{'s' if ties > 1 else ''})" if ties else "")
+
+
 def _mb(n: int | None) -> str:
     return "–" if n is None else f"{n / 2**20:.2f}"
 
@@ -120,7 +126,7 @@ def stream_cells(report: dict, r: dict) -> list[str]:
     return [r["name"], s.get("form", "pair"), r["runtime"], r["precision"], str(row_threads(report, r)),
             fmt(frame.get("median"), ".3f"),
             fmt(frame.get("p90"), ".3f"), fmt(s.get("clip_ms"), ".3f"), fmt(s.get("ratio"), ".2f"),
-            fmt((r["accuracy"] or {}).get("top1"), ".1f"), fmt(r["top1_agreement"], ".1f"),
+            fmt((r["accuracy"] or {}).get("top1"), ".1f"), agreement_cell(r["top1_agreement"], r.get("tie_flips")),
             fmt(sliding.get("top1"), ".1f"),
             "–" if lag is None else f"{lag:.0f} (median of {sliding['followed']}, {sliding['missed']} missed)",
             "ok" if r["status"] == "ok" else f"failed: {r['error']}"]
@@ -311,7 +317,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
             fmt(r.get("gmacs_per_s"), ".1f"), fmt(r.get("peak_pct"), ".1f"),
             fmt(r["peak_rss_mb"], ".0f"),
-            fmt(acc.get("top1"), ".1f"), fmt(r["top1_agreement"], ".1f"), fmt(r["parity_max_abs"], ".1e"),
+            fmt(acc.get("top1"), ".1f"), agreement_cell(r["top1_agreement"], r.get("tie_flips")),
+            fmt(r["parity_max_abs"], ".1e"),
             int8_cell(r), _delegation(r.get("delegation")),
             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
         ])
@@ -520,7 +527,8 @@ def summarize(report: dict) -> dict[str, str]:
     for r in clip_rows(report["results"]):
         if r["format"] == "pytorch" or r["status"] != "ok":
             continue
-        parity = f"max |Δ| {fmt(r['parity_max_abs'], '.1e')}, agreement {fmt(r['top1_agreement'], '.1f')}%"
+        agree = agreement_cell(r["top1_agreement"], r.get("tie_flips"), "%")
+        parity = f"max |Δ| {fmt(r['parity_max_abs'], '.1e')}, agreement {agree}"
         if _on_host(r) and st:
             s[f"{r['name']} vs eager student"] = (
                 f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, {parity}")

@@ -90,6 +90,19 @@ def test_summary_has_int8_vs_fp32_ratios():
     assert s["student_executorch_int8 vs fp32"] == "size 0.26x, 2.00x faster, top-1 -1.0 points"
 
 
+def test_the_flips_an_agreement_lets_pass_as_ties_are_shown_beside_it():
+    from egoedge.bench.html_report import render_html
+    from egoedge.bench.report import agreement_cell
+
+    assert agreement_cell(99.6875, 5, "%") == "99.7% (5 ties)" and agreement_cell(100.0, 0) == "100.0"
+    assert agreement_cell(99.0, 1) == "99.0 (1 tie)" and agreement_cell(None, None) == "–"
+    int8 = {**REPORT["results"][1], "name": "student_executorch_int8", "precision": "int8",
+            "top1_agreement": 99.6875, "tie_flips": 5}
+    report = {**REPORT, "results": REPORT["results"] + [int8]}
+    assert "| 99.7 (5 ties) |" in render_markdown(report)
+    assert "99.7 (5 ties)" in render_html(report)
+
+
 def test_summary_marks_gate_refused_artifacts():
     from egoedge.bench.report import summarize
 

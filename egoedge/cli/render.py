@@ -170,6 +170,8 @@ def int8_caption(int8: dict | None) -> str | None:
 
 def manifest_table(manifest: dict, title: str) -> Table:
     """One row per artifact: format, precision, size, parity, accuracy and status (with the reason)."""
+    from egoedge.bench.report import agreement_cell
+
     table = Table(title=title, caption=int8_caption(manifest.get("int8")))
     roles = any(a.get("role", "clip") != "clip" for a in manifest["artifacts"])
     for h, justify in ((("role", "left"),) if roles else ()) + (
@@ -186,7 +188,7 @@ def manifest_table(manifest: dict, title: str) -> Table:
         role = (ROLE_CELLS.get(a.get("role", "clip"), "clip"),) if roles else ()
         table.add_row(*role, a["format"], a["precision"], f"{a['bytes'] / 2**20:.2f}" if a["bytes"] else "–",
                       f"{acc['top1']:.1f}" if acc else "–", f"{p['max_abs']:.1e}" if p else "–",
-                      f"{p['top1_agreement']:.1f}" if p else "–", status)
+                      agreement_cell(p["top1_agreement"], p.get("tie_flips")) if p else "–", status)
     return table
 
 
