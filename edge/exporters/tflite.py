@@ -120,15 +120,15 @@ class TFLiteExporter:
         interpreter = self._interpreter(path, threads, xnnpack)
         # Each tensor's conversion is settled at load: a stream step feeds three inputs a frame, and working out
         # each one's dtype and scale on every call cost about as much as its int8 window's arithmetic.
-        ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
-        ins = [(d["index"], to_tensor(spec)) for d, spec in zip(ins, _io_specs(ins), strict=True)]
-        outs = [(d["index"], from_tensor(spec)) for d, spec in zip(outs, _io_specs(outs), strict=True)]
+        in_details, out_details = interpreter.get_input_details(), interpreter.get_output_details()
+        feeds = [(d["index"], to_tensor(spec)) for d, spec in zip(in_details, _io_specs(in_details), strict=True)]
+        reads = [(d["index"], from_tensor(spec)) for d, spec in zip(out_details, _io_specs(out_details), strict=True)]
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            for (index, convert), x in zip(ins, inputs, strict=True):
+            for (index, convert), x in zip(feeds, inputs, strict=True):
                 interpreter.set_tensor(index, np.ascontiguousarray(convert(x)))
             interpreter.invoke()
-            return [convert(interpreter.get_tensor(index)) for index, convert in outs]
+            return [convert(interpreter.get_tensor(index)) for index, convert in reads]
 
         run.interpreter = interpreter  # what was opened, for a caller (or test) that inspects it
         return run
