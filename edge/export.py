@@ -21,7 +21,7 @@ from egoedge.edge.artifact import export_artifact, io_spec, run_session, runtime
 from egoedge.edge.exporters import EXPORTERS, IONames, export_ready, from_recipe, lowers_program
 from egoedge.edge.gap import attach_gap, gap_path
 from egoedge.edge.int8 import OBSERVER, Int8Recipe, chosen_recipe, program_recipe, save_recipe
-from egoedge.edge.parity import ParityGate
+from egoedge.edge.parity import ParityGate, on_test_split
 from egoedge.edge.schema import validate
 from egoedge.edge.stream_export import (
     embed_clips,
@@ -334,8 +334,7 @@ def _verifier(plan: ExportPlan, held: _HeldOut, progress: Progress):
         scored = ev.score(test)
         # Logits match on the parity batch; predictions agree (and ties flip) over the whole test split.
         on_test = ev.parity(held.ref_test, test, held.test_x)
-        parity = {**ev.parity(held.parity_ref, got, held.parity_x),
-                  **{k: v for k, v in on_test.items() if k != "max_abs"}}
+        parity = on_test_split(ev.parity(held.parity_ref, got, held.parity_x), on_test)
         reason = gate.check(precision, parity, scored["accuracy"], held.reference["accuracy"])
         if reason and parity["top1_agreement"] < 100.0 and (note := ev.flip_note(held.ref_test, test)):
             reason += "; " + note

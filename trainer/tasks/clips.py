@@ -38,12 +38,17 @@ def logit_parity(reference: np.ndarray, candidate: np.ndarray, tie: float | None
     """
     if reference.shape != candidate.shape:
         raise ValueError(f"output shape {candidate.shape} != reference {reference.shape}")
-    reference, tie = reference.astype(np.float64), TIE_MARGIN if tie is None else tie
-    top, picked = reference.argmax(-1), candidate.argmax(-1)
-    below = reference.max(-1) - np.take_along_axis(reference, picked[..., None], -1)[..., 0]
-    flipped, tied = top != picked, below < tie
+    flipped, tied = _flips(reference, candidate, TIE_MARGIN if tie is None else tie)
     return {"max_abs": float(np.max(np.abs(reference - candidate))),
             "top1_agreement": float(100.0 * np.mean(~flipped | tied)), "tie_flips": int(np.sum(flipped & tied))}
+
+
+def _flips(reference: np.ndarray, candidate: np.ndarray, tie: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: did the top class change, and is the new one within ``tie`` of the reference's top logit."""
+    reference = reference.astype(np.float64)
+    picked = candidate.argmax(-1)
+    below = reference.max(-1) - np.take_along_axis(reference, picked[..., None], -1)[..., 0]
+    return reference.argmax(-1) != picked, below < tie
 
 
 def tie_agreement(reference: np.ndarray, candidate: np.ndarray, inputs: tuple = ()) -> float:
@@ -60,8 +65,8 @@ def undecided_note(reference: np.ndarray, candidate: np.ndarray) -> str:
     top2 = np.sort(reference, axis=-1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     error = np.abs(reference - candidate).max(axis=-1)
-    flipped = int((reference.argmax(-1) != candidate.argmax(-1)).sum())
-    ties = logit_parity(reference, candidate)["tie_flips"]
+    changed, tied = _flips(reference, candidate, TIE_MARGIN)
+    flipped, ties = int(changed.sum()), int((changed & tied).sum())
     undecided = float(100.0 * np.mean(margin < 2 * error))
     return (f"{flipped} of {len(reference)} test clips flipped ({ties} of them ties, not counted); on {undecided:.1f}% "
             f"of clips the fp32 top-2 margin "
