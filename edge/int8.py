@@ -34,6 +34,7 @@ from egoedge.trainer.common.io import write_json_atomic
 from egoedge.trainer.common.progress import Progress, no_progress
 from egoedge.trainer.quantize.program import load_program, read_ptq, save_program
 from egoedge.trainer.quantize.ptq import (
+    MOSTLY_FLOAT_BELOW,
     OutputMatch,
     PTQConfig,
     int8_mac_share,
@@ -83,7 +84,9 @@ class Int8Recipe:
         A runtime's int8 arithmetic is not PyTorch's to the last rounding, so an artifact can flip
         more clips than the program did. The search goes on in PyTorch, aimed higher by that gap:
         what the program must reach for the artifact to reach ``target``, and keeps at least one
-        more unit fp32 (a program already at 100 % has no agreement left to aim at).
+        more unit fp32 (a program already at 100 % has no agreement left to aim at). A widening that
+        would leave the program mostly float (under ``MOSTLY_FLOAT_BELOW`` % of its MACs in int8) is
+        not taken.
         """
         if self.searcher is None or len(self.keep_float) >= MAX_FALLBACK:
             return None
@@ -94,6 +97,14 @@ class Int8Recipe:
         if keep == self.keep_float:
             return None
         why = f"{refused} agreed on {worst:.2f}%: aiming the program at {aim:.2f}%"
+        share = int8_mac_share(self.search.get("macs") or {}, (*keep, *self.search.get("float_modules", ())))
+        if share is not None and share < MOSTLY_FLOAT_BELOW:
+            # An artifact that passes mostly float is no int8 (it cannot be the one to ship): the refused one stays
+            # refused and the rest keep the faster program.
+            self.search = {**self.search, "steps": [*self.search.get("steps", []), {
+                "skip": list(keep), "val_agreement": result["val_agreement"],
+                "why": f"{why}; not taken: it leaves {share:.1f}% of MACs in int8 (mostly float)"}]}
+            return None
         steps = [*self.search.get("steps", []), *({**step, "why": why} for step in result["steps"])]
         search = {**self.search, "test_agreement": result["val_agreement"], "steps": steps,
                   "sensitivity": {**self.search.get("sensitivity", {}), **result["sensitivity"]}}

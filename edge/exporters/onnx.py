@@ -151,7 +151,7 @@ class OnnxExporter:
         graph = onnx.load(str(path)).graph
         ops = sorted({n.op_type for n in graph.node})
         info = {"opset": OPSET, "ops": ops,
-                "quantization": "static QDQ, per-channel int8 weights, uint8 activations (MinMax); layer norms, "
+                "quantization": "static QDQ, per-channel 7-bit int8 weights, uint8 activations (MinMax); layer norms, "
                                 "softmax and attention products float, as in the PT2E program"
                 if precision == "int8" else None}
         if precision == "int8":
@@ -185,9 +185,11 @@ class OnnxExporter:
             exclude = float_nodes(fp32, pre, keep) if keep else []
             types = [t for t in sorted(set(QDQRegistry) | set(QLinearOpsRegistry)) if t not in FLOAT_OP_TYPES]
             # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
-            # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md).
+            # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md). Without
+            # VNNI (AVX2) those kernels add two u8*s8 products in int16 (vpmaddubsw), which saturates
+            # once weights use the full int8 range; 7-bit weights (reduce_range) cannot, on any CPU.
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
                             nodes_to_exclude=sorted({*exclude, *activation_matmuls(pre)}),
                             op_types_to_quantize=types)
             if correct:
