@@ -150,9 +150,10 @@ class OnnxExporter:
                 names.inputs)
         graph = onnx.load(str(path)).graph
         ops = sorted({n.op_type for n in graph.node})
+        bits = _weight_bits(graph)
         info = {"opset": OPSET, "ops": ops,
-                "quantization": "static QDQ, per-channel 7-bit int8 weights, uint8 activations (MinMax); layer norms, "
-                                "softmax and attention products float, as in the PT2E program"
+                "quantization": f"static QDQ, per-channel {bits}-bit int8 weights, uint8 activations (MinMax); layer "
+                                "norms, softmax and attention products float, as in the PT2E program"
                 if precision == "int8" else None}
         if precision == "int8":
             info["int8_weights_pct"] = int8_weight_share(_initializer_elements(graph))
@@ -184,16 +185,28 @@ class OnnxExporter:
             quant_pre_process(str(fp32), str(pre))
             exclude = float_nodes(fp32, pre, keep) if keep else []
             types = [t for t in sorted(set(QDQRegistry) | set(QLinearOpsRegistry)) if t not in FLOAT_OP_TYPES]
-            # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
-            # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md). Without
-            # VNNI (AVX2) those kernels add two u8*s8 products in int16 (vpmaddubsw), which saturates
-            # once weights use the full int8 range; 7-bit weights (reduce_range) cannot, on any CPU.
-            quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
-                            nodes_to_exclude=sorted({*exclude, *activation_matmuls(pre)}),
-                            op_types_to_quantize=types)
-            if correct:
-                correct_bias(pre, out, [tuple(t.numpy() for t in s) for s in calibration[:BIAS_SAMPLES]], names.inputs)
+            samples = [tuple(t.numpy() for t in s) for s in calibration[:BIAS_SAMPLES]]
+
+            def make(path: Path, reduce_range: bool) -> Path:
+                # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
+                # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md).
+                quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                reduce_range=reduce_range, op_types_to_quantize=types,
+                                nodes_to_exclude=sorted({*exclude, *activation_matmuls(pre)}))
+                if correct:
+                    correct_bias(pre, path, samples, names.inputs)
+                return path
+
+            make(out, False)
+            check = samples[:SATURATION_SAMPLES]
+            kernels, exact = output_error(pre, out, check, names.inputs)
+            if kernels > SATURATION_RATIO * exact:
+                # Without VNNI (AVX2) ONNX Runtime's u8*s8 kernels add two products in int16 (vpmaddubsw), which
+                # saturates with full-range weights; 7-bit weights (reduce_range) cannot, but lose a bit everywhere.
+                seven = make(tmp / "int8_7bit.onnx", True)
+                if output_error(pre, seven, check, names.inputs)[0] < kernels:
+                    out = seven
         except Exception as e:  # noqa: BLE001
             raise lowering_error(self.format, e) from e
         finally:
@@ -214,6 +227,32 @@ class OnnxExporter:
 
 
 EXPORTERS.register("onnx")(OnnxExporter())
+
+
+# How many calibration samples the saturation check runs, and how far this CPU's int8 kernels may stray from the
+# same QDQ model computed exactly before 7-bit weights are tried.
+SATURATION_SAMPLES, SATURATION_RATIO = 32, 2.0
+
+
+def output_error(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]],
+                 input_names: tuple[str, ...]) -> tuple[float, float]:
+    """Mean squared output error of the QDQ model ``int8`` against ``fp32`` on ``samples``: run on this CPU's int8
+    kernels, and computed exactly (ONNX Runtime's graph optimizations off, so each op runs in float on the
+    quantized values)."""
+    import onnxruntime as ort
+
+    def outputs(path: Path, options) -> list[np.ndarray]:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return [np.concatenate([np.ravel(o) for o in session.run(None, dict(zip(input_names, s, strict=True)))])
+                for s in samples]
+
+    def error(got: list[np.ndarray]) -> float:
+        return float(np.mean([np.mean((g - r) ** 2) for g, r in zip(got, reference, strict=True)]))
+
+    plain, exact = ort.SessionOptions(), ort.SessionOptions()
+    exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference = outputs(fp32, plain)
+    return error(outputs(int8, plain)), error(outputs(int8, exact))
 
 
 def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], input_names: tuple[str, ...]) -> int:
@@ -265,6 +304,14 @@ def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], 
         bias.CopyFrom(numpy_helper.from_array(np.clip(fixed, -2**31, 2**31 - 1).astype(np.int32), bias.name))
     onnx.save(qm, str(int8))
     return len(plans)
+
+
+def _weight_bits(graph) -> int:
+    """7 when every int8 initializer of ``graph`` lies within +-64 (``reduce_range``), else 8."""
+    from onnx import numpy_helper
+
+    int8 = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == 3]  # TensorProto.INT8
+    return 7 if int8 and max(int(np.abs(w.astype(np.int32)).max(initial=0)) for w in int8) <= 64 else 8
 
 
 def _exposing(model, names: list[str]):
