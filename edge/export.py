@@ -372,7 +372,8 @@ def _lower_all(plan: ExportPlan, forms: _Forms, held: _HeldOut, recipe: Int8Reci
         progress("int8: keeping more fp32", 0, 1, {})
         refused = ", ".join(f"{a['name']} ({a['parity']['top1_agreement']:.2f}%)" for a in missed)
         wider = recipe.widened(worst, plan.gate.int8_min_agreement, refused)
-        if wider is None:
+        if wider.keep_float == recipe.keep_float:
+            recipe = wider  # with the record of a widening not taken, if one was tried
             break
         redo = [(f, p) for f, p in plan.pairs if from_recipe(f, p)]
         if before is None:

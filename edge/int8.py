@@ -77,34 +77,33 @@ class Int8Recipe:
                 "calibration": self.calib_info, **self.search,
                 **({"macs_int8_pct": share} if share is not None else {})}
 
-    def widened(self, worst: float, target: float, refused: str = "an exported artifact") -> Int8Recipe | None:
-        """A recipe keeping more fp32, after an exported artifact agreed on only ``worst`` % (``None``: no more);
-        ``refused`` names the artifacts that missed, for the record.
+    def widened(self, worst: float, target: float, refused: str = "an exported artifact") -> Int8Recipe:
+        """A recipe keeping more fp32, after an exported artifact agreed on only ``worst`` % (its ``keep_float``
+        unchanged: no more); ``refused`` names the artifacts that missed, for the record.
 
         A runtime's int8 arithmetic is not PyTorch's to the last rounding, so an artifact can flip
         more clips than the program did. The search goes on in PyTorch, aimed higher by that gap:
         what the program must reach for the artifact to reach ``target``, and keeps at least one
         more unit fp32 (a program already at 100 % has no agreement left to aim at). A widening that
         would leave the program mostly float (under ``MOSTLY_FLOAT_BELOW`` % of its MACs in int8) is
-        not taken.
+        not taken: the recipe comes back unchanged but for a step saying why.
         """
         if self.searcher is None or len(self.keep_float) >= MAX_FALLBACK:
-            return None
+            return self
         simulated = self.search.get("test_agreement", target)
         aim = min(100.0, max(target + simulated - worst, simulated + 1e-6))
         result = self.searcher(self.keep_float, aim, len(self.keep_float) + 1)
         keep = tuple(result["skip"])
         if keep == self.keep_float:
-            return None
+            return self
         why = f"{refused} agreed on {worst:.2f}%: aiming the program at {aim:.2f}%"
         share = int8_mac_share(self.search.get("macs") or {}, (*keep, *self.search.get("float_modules", ())))
         if share is not None and share < MOSTLY_FLOAT_BELOW:
             # An artifact that passes mostly float is no int8 (it cannot be the one to ship): the refused one stays
             # refused and the rest keep the faster program.
-            self.search = {**self.search, "steps": [*self.search.get("steps", []), {
+            return dataclasses.replace(self, search={**self.search, "steps": [*self.search.get("steps", []), {
                 "skip": list(keep), "val_agreement": result["val_agreement"],
-                "why": f"{why}; not taken: it leaves {share:.1f}% of MACs in int8 (mostly float)"}]}
-            return None
+                "why": f"{why}; not taken: it leaves {share:.1f}% of MACs in int8 (mostly float)"}]})
         steps = [*self.search.get("steps", []), *({**step, "why": why} for step in result["steps"])]
         search = {**self.search, "test_agreement": result["val_agreement"], "steps": steps,
                   "sensitivity": {**self.search.get("sensitivity", {}), **result["sensitivity"]}}

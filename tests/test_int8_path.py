@@ -154,17 +154,19 @@ def test_widening_aims_the_search_higher_by_the_runtime_gap():
     assert asked == [((), 100.0, 1)] and wider.keep_float == ("pool",) and wider.program == "p1"
     assert wider.gap == [{"layer": "pool"}]  # the gap files describe the widened program
     assert "agreed on 98.00%" in wider.search["steps"][-1]["why"] and wider.search["test_agreement"] == 99.8
-    assert Int8Recipe("p", (), [], {}, "user").widened(98.0, 99.0) is None  # the user's choice stands
+    users = Int8Recipe("p", (), [], {}, "user")
+    assert users.widened(98.0, 99.0) is users  # the user's choice stands
     stuck = Int8Recipe("p", ("pool",), [], {}, "gate", {"test_agreement": 99.5},
                        searcher=lambda keep, aim, at_least: {"skip": list(keep)})
-    assert stuck.widened(98.0, 99.0) is None  # nothing more helps: the artifacts stay refused
+    assert stuck.widened(98.0, 99.0) is stuck  # nothing more helps: the artifacts stay refused
     # A widening into mostly float is not taken: the refused artifact stays refused, the others stay int8.
     macs = {"stem": 0.45, "stages.0": 0.3, "pool": 0.1, "head": 0.15}
     costly = Int8Recipe("p0", ("head",), [], {}, "gate", {"test_agreement": 99.2, "macs": macs, "steps": []},
                         searcher=lambda keep, aim, at_least: {**searcher(keep, aim, at_least),
                                                               "skip": [*keep, "stem", "pool"]})
-    assert costly.widened(98.0, 99.0) is None
-    assert "not taken: it leaves 30.0% of MACs in int8 (mostly float)" in costly.search["steps"][-1]["why"]
+    declined = costly.widened(98.0, 99.0)
+    assert declined.keep_float == ("head",) and declined.program == "p0" and costly.search["steps"] == []
+    assert "not taken: it leaves 30.0% of MACs in int8 (mostly float)" in declined.search["steps"][-1]["why"]
     cheap = Int8Recipe("p0", (), [], {}, "gate", {"test_agreement": 99.2, "macs": macs}, searcher=searcher)
     assert cheap.widened(98.0, 99.0).keep_float == ("pool",)  # 90 % of MACs int8: taken
 

@@ -200,12 +200,13 @@ class OnnxExporter:
 
             make(out, False)
             check = samples[:SATURATION_SAMPLES]
-            kernels, exact = output_error(pre, out, check, names.inputs)
-            if kernels > SATURATION_RATIO * exact:
+            reference = qdq_outputs(pre, check, names.inputs)
+            kernels = mse(qdq_outputs(out, check, names.inputs), reference)
+            if kernels > SATURATION_RATIO * mse(qdq_outputs(out, check, names.inputs, exact=True), reference):
                 # Without VNNI (AVX2) ONNX Runtime's u8*s8 kernels add two products in int16 (vpmaddubsw), which
                 # saturates with full-range weights; 7-bit weights (reduce_range) cannot, but lose a bit everywhere.
                 seven = make(tmp / "int8_7bit.onnx", True)
-                if output_error(pre, seven, check, names.inputs)[0] < kernels:
+                if mse(qdq_outputs(seven, check, names.inputs), reference) < kernels:
                     out = seven
         except Exception as e:  # noqa: BLE001
             raise lowering_error(self.format, e) from e
@@ -234,25 +235,24 @@ EXPORTERS.register("onnx")(OnnxExporter())
 SATURATION_SAMPLES, SATURATION_RATIO = 32, 2.0
 
 
-def output_error(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]],
-                 input_names: tuple[str, ...]) -> tuple[float, float]:
-    """Mean squared output error of the QDQ model ``int8`` against ``fp32`` on ``samples``: run on this CPU's int8
-    kernels, and computed exactly (ONNX Runtime's graph optimizations off, so each op runs in float on the
-    quantized values)."""
+def qdq_outputs(path: Path, samples: list[tuple[np.ndarray, ...]], input_names: tuple[str, ...],
+                exact: bool = False) -> list[np.ndarray]:
+    """Each sample's outputs of the model at ``path``, flattened into one vector: on this CPU's kernels, or with
+    ``exact`` computed exactly (ONNX Runtime's graph optimizations off: a QDQ model's ops run in float on the
+    quantized values, as no int8 kernel of this CPU does)."""
     import onnxruntime as ort
 
-    def outputs(path: Path, options) -> list[np.ndarray]:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return [np.concatenate([np.ravel(o) for o in session.run(None, dict(zip(input_names, s, strict=True)))])
-                for s in samples]
+    options = ort.SessionOptions()
+    if exact:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [np.concatenate([np.ravel(o) for o in session.run(None, dict(zip(input_names, s, strict=True)))])
+            for s in samples]
 
-    def error(got: list[np.ndarray]) -> float:
-        return float(np.mean([np.mean((g - r) ** 2) for g, r in zip(got, reference, strict=True)]))
 
-    plain, exact = ort.SessionOptions(), ort.SessionOptions()
-    exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    reference = outputs(fp32, plain)
-    return error(outputs(int8, plain)), error(outputs(int8, exact))
+def mse(got: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """Mean over samples of the mean squared difference of ``got`` from ``reference``."""
+    return float(np.mean([np.mean((g - r) ** 2) for g, r in zip(got, reference, strict=True)]))
 
 
 def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], input_names: tuple[str, ...]) -> int:
