@@ -321,36 +321,77 @@ def test_onnx_int8_keep_float_leaves_those_modules_unquantized(student_ckpt, tmp
     assert len(attention) >= 4 and not [n.name for n in attention if quantizes.intersection(n.output)]
 
 
-@pytest.mark.parametrize("saturates", [False, True])
-def test_onnx_int8_takes_7_bit_weights_where_this_cpus_kernels_saturate(student_ckpt, tmp_path, monkeypatch,
-                                                                      saturates):
+# The CPUs simulated: how far each candidate's kernels stray from what its QDQ model computes exactly, which run slower
+# than fp32, and the weights kept.
+SATURATING = {
+    "vnni": ({}, (), "8-bit int8 weights"),
+    "avx2": ({"int8.onnx": 0.5, "int8_7bit.onnx": 0.5, "int8_u8u8.onnx": 0.5}, (),
+             "int8 weights (7-bit in dense layers)"),
+    "avx2, depthwise too": ({"int8.onnx": 0.5, "int8_7bit_dense.onnx": 0.5, "int8_u8u8.onnx": 0.5}, (),
+                            "7-bit int8 weights"),
+    "avx2, 7-bit too": ({"int8.onnx": 0.5, "int8_7bit_dense.onnx": 0.5, "int8_7bit.onnx": 0.5}, (), "uint8 weights"),
+    "avx2, uint8 slow": ({"int8.onnx": 0.5, "int8_7bit_dense.onnx": 0.4, "int8_7bit.onnx": 0.3}, ("int8_u8u8.onnx",),
+                         "7-bit int8 weights")}
+
+
+@pytest.mark.parametrize("cpu", list(SATURATING))
+def test_onnx_int8_takes_other_weights_where_this_cpus_kernels_saturate(student_ckpt, tmp_path, monkeypatch, cpu):
     """Without VNNI, ONNX Runtime's u8*s8 kernels add two products in int16 and saturate with full-range weights:
-    when its kernels stray from the exactly computed QDQ model, weights go to 7 bits (255 * 2 * 64 fits int16)."""
+    when its kernels stray from the exactly computed QDQ model, 7-bit weights (255 * 2 * 64 fits int16) and uint8
+    ones (U8U8, no int16 sums) are made too, and the closest to fp32 that runs no slower than fp32 is kept."""
     import onnx
-    from onnx import numpy_helper
 
     from egoedge.edge.exporters import onnx as ox
 
     measured, real = [], ox.qdq_outputs
+    strays, slow, kept = SATURATING[cpu]
 
     def outputs(path, samples, input_names, exact=False):
         assert len(samples) == ox.SATURATION_SAMPLES
-        if Path(path).name == "pre.onnx":  # the fp32 reference
-            return real(path, samples, input_names)
-        measured.append((Path(path).name, exact))
-        # The CPU simulated: its kernels compute the QDQ model exactly, but a saturating one's full-range kernels
-        # stray far from that; 7-bit ones do not.
-        got = real(path, samples, input_names, exact=True)
-        stray = saturates and not exact and "7bit" not in Path(path).name
-        return [g + 0.5 for g in got] if stray else got
+        name = Path(path).name
+        if name == "pre.onnx":  # the fp32 reference
+            return real(path, samples, input_names)[0], 1.0
+        measured.append((name, exact))
+        got = real(path, samples, input_names, exact=True)[0]
+        return [g + strays.get(name, 0.0) * (not exact) for g in got], 100.0 if name in slow else 1.0
 
     monkeypatch.setattr(ox, "qdq_outputs", outputs)
     cfg = ExportConfig(formats=("onnx",), precisions=("int8",), calibration=ox.SATURATION_SAMPLES, parity_samples=8,
                        gate=LENIENT)
     artifact = export_checkpoint(student_ckpt, tmp_path / "export", cfg)["artifacts"][0]
+    tried = [("int8.onnx", False), ("int8.onnx", True), ("int8_7bit_dense.onnx", False), ("int8_7bit.onnx", False),
+             ("int8_u8u8.onnx", False)]  # the micro-MobileViT student has depthwise convs
+    assert measured == (tried if strays else tried[:2])
     graph = onnx.load(str(tmp_path / "export" / artifact["file"])).graph
-    int8 = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
-    widest = max(int(np.abs(w.astype(np.int32)).max()) for w in int8)
-    assert measured == [("int8.onnx", False), ("int8.onnx", True), *([("int8_7bit.onnx", False)] * saturates)]
-    assert (widest <= 64) == saturates and 255 * 2 * 64 <= np.iinfo(np.int16).max
-    assert f"per-channel {7 if saturates else 8}-bit int8 weights" in artifact["backend"]["quantization"]
+    weights = ox.quantized_weights(graph)
+    stored = np.dtype(np.uint8 if kept == "uint8 weights" else np.int8)
+    assert len(weights) >= 3 and {w.dtype for w in weights} == {stored}
+
+    def widest(weights):
+        return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+    assert (widest(weights) <= 64) == (kept == "7-bit int8 weights") and 255 * 2 * 64 <= np.iinfo(np.int16).max
+    assert (widest(ox.quantized_weights(graph, dense=True)) <= 64) == ("7-bit" in kept)
+    assert f"per-channel {kept}," in artifact["backend"]["quantization"]
+    assert artifact["status"] == "ok"  # the kept model runs and was verified against fp32
+
+
+def test_depthwise_convs_keep_full_range_weights_in_the_first_7_bit_candidate(tmp_path):
+    """Depthwise convs hold few weights per channel and lose most to 7 bits: the first candidate narrows only the
+    dense layers' weights, and the next every layer's."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+
+    from egoedge.edge.exporters import onnx as ox
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3, groups=8), torch.nn.Conv2d(8, 4, 1),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 12 * 12, 2)).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), path, dynamo=True, external_data=False)
+    graph = onnx.load(str(path)).graph
+    assert len(ox.weight_names(graph)) == 4 and len(dense := ox.weight_names(graph, dense=True)) == 3
+    depthwise = [n.input[1] for n in graph.node if n.op_type == "Conv"][1]
+    assert depthwise not in dense
+    assert ox._unsaturated(path) == [("int8_7bit_dense.onnx", {"seven_bit": tuple(dense)}),
+                                     ("int8_7bit.onnx", {"seven_bit": tuple(ox.weight_names(graph))}),
+                                     ("int8_u8u8.onnx", {"weights": QuantType.QUInt8})]

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +151,9 @@ class OnnxExporter:
                 names.inputs)
         graph = onnx.load(str(path)).graph
         ops = sorted({n.op_type for n in graph.node})
-        bits = _weight_bits(graph)
+        weights = _weight_kind(graph)
         info = {"opset": OPSET, "ops": ops,
-                "quantization": f"static QDQ, per-channel {bits}-bit int8 weights, uint8 activations (MinMax); layer "
+                "quantization": f"static QDQ, per-channel {weights}, uint8 activations (MinMax); layer "
                                 "norms, softmax and attention products float, as in the PT2E program"
                 if precision == "int8" else None}
         if precision == "int8":
@@ -187,27 +188,31 @@ class OnnxExporter:
             types = [t for t in sorted(set(QDQRegistry) | set(QLinearOpsRegistry)) if t not in FLOAT_OP_TYPES]
             samples = [tuple(t.numpy() for t in s) for s in calibration[:BIAS_SAMPLES]]
 
-            def make(path: Path, reduce_range: bool) -> Path:
+            def make(path: Path, seven_bit: tuple[str, ...] = (), weights: QuantType = QuantType.QInt8) -> Path:
                 # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
                 # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md).
                 quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                reduce_range=reduce_range, op_types_to_quantize=types,
-                                nodes_to_exclude=sorted({*exclude, *activation_matmuls(pre)}))
+                                activation_type=QuantType.QUInt8, weight_type=weights,
+                                op_types_to_quantize=types,
+                                nodes_to_exclude=sorted({*exclude, *activation_matmuls(pre)}),
+                                extra_options={"TensorQuantOverrides": {w: [{"reduce_range": True}]
+                                                                        for w in seven_bit}})
                 if correct:
                     correct_bias(pre, path, samples, names.inputs)
                 return path
 
-            make(out, False)
+            make(out)
             check = samples[:SATURATION_SAMPLES]
-            reference = qdq_outputs(pre, check, names.inputs)
-            kernels = mse(qdq_outputs(out, check, names.inputs), reference)
-            if kernels > SATURATION_RATIO * mse(qdq_outputs(out, check, names.inputs, exact=True), reference):
-                # Without VNNI (AVX2) ONNX Runtime's u8*s8 kernels add two products in int16 (vpmaddubsw), which
-                # saturates with full-range weights; 7-bit weights (reduce_range) cannot, but lose a bit everywhere.
-                seven = make(tmp / "int8_7bit.onnx", True)
-                if mse(qdq_outputs(seven, check, names.inputs), reference) < kernels:
-                    out = seven
+            reference, fp32_seconds = qdq_outputs(pre, check, names.inputs)
+            kernels = mse(qdq_outputs(out, check, names.inputs)[0], reference)
+            exact = mse(qdq_outputs(out, check, names.inputs, exact=True)[0], reference)
+            if kernels > SATURATION_RATIO * exact:
+                for name, variant in _unsaturated(pre, tuple(exclude)):
+                    candidate = make(tmp / name, **variant)
+                    got, seconds = qdq_outputs(candidate, check, names.inputs)
+                    # A candidate slower than fp32 is no int8 worth having (uint8 depthwise convs run slowly here).
+                    if (error := mse(got, reference)) < kernels and seconds <= fp32_seconds:
+                        out, kernels = candidate, error
         except Exception as e:  # noqa: BLE001
             raise lowering_error(self.format, e) from e
         finally:
@@ -236,18 +241,55 @@ SATURATION_SAMPLES, SATURATION_RATIO = 32, 2.0
 
 
 def qdq_outputs(path: Path, samples: list[tuple[np.ndarray, ...]], input_names: tuple[str, ...],
-                exact: bool = False) -> list[np.ndarray]:
-    """Each sample's outputs of the model at ``path``, flattened into one vector: on this CPU's kernels, or with
-    ``exact`` computed exactly (ONNX Runtime's graph optimizations off: a QDQ model's ops run in float on the
-    quantized values, as no int8 kernel of this CPU does)."""
+                exact: bool = False) -> tuple[list[np.ndarray], float]:
+    """Each sample's outputs of the model at ``path``, flattened into one vector, and the median seconds a sample took
+    after the first: on this CPU's kernels, or with ``exact`` computed exactly (ONNX Runtime's graph optimizations
+    off: a QDQ model's ops run in float on the quantized values, as no int8 kernel of this CPU does)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if exact:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return [np.concatenate([np.ravel(o) for o in session.run(None, dict(zip(input_names, s, strict=True)))])
-            for s in samples]
+    outputs, seconds = [], []
+    for s in samples:
+        start = time.perf_counter()
+        got = session.run(None, dict(zip(input_names, s, strict=True)))
+        seconds.append(time.perf_counter() - start)
+        outputs.append(np.concatenate([np.ravel(o) for o in got]))
+    return outputs, float(np.median(seconds[1:] or seconds))
+
+
+def _dense(node) -> bool:
+    """Whether ``node`` is a dense layer: a Gemm, MatMul, or Conv of one group (not depthwise or grouped)."""
+    return node.op_type in ("Gemm", "MatMul") or node.op_type == "Conv" and \
+        next((a.i for a in node.attribute if a.name == "group"), 1) == 1
+
+
+def weight_names(graph, dense: bool = False, skip: tuple[str, ...] = ()) -> list[str]:
+    """The weight initializers of ``graph``'s Conv, Gemm and MatMul nodes but those named in ``skip``; with ``dense``,
+    of its dense layers only."""
+    inits = {i.name for i in graph.initializer}
+    return [n.input[1] for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1
+            and n.input[1] in inits and n.name not in skip and (not dense or _dense(n))]
+
+
+def _unsaturated(pre: Path, skip: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """The int8 models that cannot saturate ONNX Runtime's x86 u8*s8 kernels, as ``(file name, make's arguments)``;
+    ``skip`` names the nodes kept float.
+
+    Without VNNI (AVX2) those kernels add two products in int16 (vpmaddubsw), which saturates with
+    full-range weights. 7-bit weights (reduce_range) cannot, on the same kernels, but lose a bit: first on dense
+    layers only, as depthwise convs keep fewer weights per channel and lose more to 7 bits, then on every layer.
+    uint8 weights (U8U8) keep 8 bits on slower kernels.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType
+
+    graph = onnx.load(str(pre)).graph
+    dense, everywhere = tuple(weight_names(graph, True, skip)), tuple(weight_names(graph, False, skip))
+    seven = [("int8_7bit_dense.onnx", {"seven_bit": dense})] if dense != everywhere else []
+    return [*seven, ("int8_7bit.onnx", {"seven_bit": everywhere}), ("int8_u8u8.onnx", {"weights": QuantType.QUInt8})]
 
 
 def mse(got: list[np.ndarray], reference: list[np.ndarray]) -> float:
@@ -292,8 +334,11 @@ def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], 
     for conv, source, w, b, original in plans:
         exact = numpy_helper.to_array(floats[original]).astype(np.float64)
         ints = numpy_helper.to_array(inits[w.input[0]]).astype(np.float64)
-        scale = numpy_helper.to_array(inits[w.input[1]]).astype(np.float64).reshape(-1, *([1] * (ints.ndim - 1)))
-        error = ints * scale - exact  # (C_out, C_in / groups, k...)
+        per_channel = (-1, *([1] * (ints.ndim - 1)))
+        scale = numpy_helper.to_array(inits[w.input[1]]).astype(np.float64).reshape(per_channel)
+        zero = numpy_helper.to_array(inits[w.input[2]]).astype(np.float64).reshape(per_channel) \
+            if len(w.input) > 2 and w.input[2] in inits else 0.0  # uint8 weights are asymmetric
+        error = (ints - zero) * scale - exact  # (C_out, C_in / groups, k...)
         groups = next((a.i for a in conv.attribute if a.name == "group"), 1)
         mean = means[source].reshape(groups, -1)  # input channels by group
         per_out = mean[np.arange(len(error)) // (len(error) // groups)]  # (C_out, C_in / groups)
@@ -306,12 +351,33 @@ def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], 
     return len(plans)
 
 
-def _weight_bits(graph) -> int:
-    """7 when every int8 initializer of ``graph`` lies within +-64 (``reduce_range``), else 8."""
+def quantized_weights(graph, dense: bool = False) -> list[np.ndarray]:
+    """The stored integer weights of ``graph``'s Conv, Gemm and MatMul nodes (with ``dense``, of its dense layers
+    only); quantized constants that are not weights, such as an embedding added to activations, left out."""
     from onnx import numpy_helper
 
-    int8 = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == 3]  # TensorProto.INT8
-    return 7 if int8 and max(int(np.abs(w.astype(np.int32)).max(initial=0)) for w in int8) <= 64 else 8
+    inits = {i.name: i for i in graph.initializer}
+    made_by = {o: n for n in graph.node for o in n.output}
+    out = []
+    for node in graph.node:
+        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 and (not dense or _dense(node)):
+            dq = made_by.get(node.input[1])
+            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
+                out.append(numpy_helper.to_array(inits[dq.input[0]]))
+    return out
+
+
+def _weight_kind(graph) -> str:
+    """The weights' type, as the manifest says it: uint8 (U8U8), 7-bit int8 when every int8 weight lies within +-64
+    (``reduce_range``), 7-bit in dense layers when only those do, else 8-bit int8."""
+    def seven_bit(weights: list[np.ndarray]) -> bool:
+        return bool(weights) and max(int(np.abs(w.astype(np.int32)).max(initial=0)) for w in weights) <= 64
+
+    weights = quantized_weights(graph)
+    if any(w.dtype == np.uint8 for w in weights):
+        return "uint8 weights"
+    return "7-bit int8 weights" if seven_bit(weights) else "int8 weights (7-bit in dense layers)" \
+        if seven_bit(quantized_weights(graph, dense=True)) else "8-bit int8 weights"
 
 
 def _exposing(model, names: list[str]):
