@@ -392,6 +392,6 @@ def test_depthwise_convs_keep_full_range_weights_in_the_first_7_bit_candidate(tm
     assert len(ox.weight_names(graph)) == 4 and len(dense := ox.weight_names(graph, dense=True)) == 3
     depthwise = [n.input[1] for n in graph.node if n.op_type == "Conv"][1]
     assert depthwise not in dense
-    assert ox._unsaturated(path) == [("int8_7bit_dense.onnx", {"seven_bit": tuple(dense)}),
+    assert ox._unsaturated(graph) == [("int8_7bit_dense.onnx", {"seven_bit": tuple(dense)}),
                                      ("int8_7bit.onnx", {"seven_bit": tuple(ox.weight_names(graph))}),
                                      ("int8_u8u8.onnx", {"weights": QuantType.QUInt8})]

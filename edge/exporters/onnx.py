@@ -70,11 +70,8 @@ def module_nodes(graph, modules: tuple[str, ...]) -> set[str]:
 FLOAT_OP_TYPES = ("LayerNormalization", "Softmax")
 
 
-def activation_matmuls(pre: Path) -> list[str]:
-    """The ``MatMul`` nodes of ``pre`` with no constant operand: attention products, which the program keeps float."""
-    import onnx
-
-    graph = onnx.load(str(pre)).graph
+def activation_matmuls(graph) -> list[str]:
+    """The ``MatMul`` nodes of ``graph`` with no constant operand: attention products, which the program keeps float."""
     constants = {i.name for i in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     return [n.name for n in graph.node if n.op_type == "MatMul" and not constants.intersection(n.input)]
@@ -166,6 +163,7 @@ class OnnxExporter:
 
     def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames,
                   keep: tuple[str, ...] = (), correct: bool = False) -> tuple[Path, list[str]]:
+        import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -188,13 +186,16 @@ class OnnxExporter:
             types = [t for t in sorted(set(QDQRegistry) | set(QLinearOpsRegistry)) if t not in FLOAT_OP_TYPES]
             samples = [tuple(t.numpy() for t in s) for s in calibration[:BIAS_SAMPLES]]
 
+            graph = onnx.load(str(pre)).graph
+            excluded = sorted({*exclude, *activation_matmuls(graph)})
+
             def make(path: Path, seven_bit: tuple[str, ...] = (), weights: QuantType = QuantType.QInt8) -> Path:
                 # uint8 activations x int8 weights (U8S8) is the pair ONNX Runtime's x86 kernels are fastest
                 # at (VNNI's u8*s8 dot product); int8 activations were measured slower (docs/export.md).
                 quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8, weight_type=weights,
                                 op_types_to_quantize=types,
-                                nodes_to_exclude=sorted({*exclude, *activation_matmuls(pre)}),
+                                nodes_to_exclude=excluded,
                                 extra_options={"TensorQuantOverrides": {w: [{"reduce_range": True}]
                                                                         for w in seven_bit}})
                 if correct:
@@ -207,7 +208,7 @@ class OnnxExporter:
             kernels = mse(qdq_outputs(out, check, names.inputs)[0], reference)
             exact = mse(qdq_outputs(out, check, names.inputs, exact=True)[0], reference)
             if kernels > SATURATION_RATIO * exact:
-                for name, variant in _unsaturated(pre, tuple(exclude)):
+                for name, variant in _unsaturated(graph, tuple(exclude)):
                     candidate = make(tmp / name, **variant)
                     got, seconds = qdq_outputs(candidate, check, names.inputs)
                     # A candidate slower than fp32 is no int8 worth having (uint8 depthwise convs run slowly here).
@@ -266,27 +267,30 @@ def _dense(node) -> bool:
         next((a.i for a in node.attribute if a.name == "group"), 1) == 1
 
 
+def _weighted(graph, dense: bool = False):
+    """``graph``'s Conv, Gemm and MatMul nodes with a second input (their weight); with ``dense``, its dense layers."""
+    return (n for n in graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and (not dense or _dense(n)))
+
+
 def weight_names(graph, dense: bool = False, skip: tuple[str, ...] = ()) -> list[str]:
     """The weight initializers of ``graph``'s Conv, Gemm and MatMul nodes but those named in ``skip``; with ``dense``,
     of its dense layers only."""
     inits = {i.name for i in graph.initializer}
-    return [n.input[1] for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1
-            and n.input[1] in inits and n.name not in skip and (not dense or _dense(n))]
+    return [n.input[1] for n in _weighted(graph, dense) if n.input[1] in inits and n.name not in skip]
 
 
-def _unsaturated(pre: Path, skip: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
-    """The int8 models that cannot saturate ONNX Runtime's x86 u8*s8 kernels, as ``(file name, make's arguments)``;
-    ``skip`` names the nodes kept float.
+def _unsaturated(graph, skip: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """The int8 models of ``graph`` that cannot saturate ONNX Runtime's x86 u8*s8 kernels, as ``(file name, make's
+    arguments)``; ``skip`` names the nodes kept float.
 
     Without VNNI (AVX2) those kernels add two products in int16 (vpmaddubsw), which saturates with
     full-range weights. 7-bit weights (reduce_range) cannot, on the same kernels, but lose a bit: first on dense
     layers only, as depthwise convs keep fewer weights per channel and lose more to 7 bits, then on every layer.
     uint8 weights (U8U8) keep 8 bits on slower kernels.
     """
-    import onnx
     from onnxruntime.quantization import QuantType
 
-    graph = onnx.load(str(pre)).graph
     dense, everywhere = tuple(weight_names(graph, True, skip)), tuple(weight_names(graph, False, skip))
     seven = [("int8_7bit_dense.onnx", {"seven_bit": dense})] if dense != everywhere else []
     return [*seven, ("int8_7bit.onnx", {"seven_bit": everywhere}), ("int8_u8u8.onnx", {"weights": QuantType.QUInt8})]
@@ -354,16 +358,20 @@ def correct_bias(fp32: Path, int8: Path, samples: list[tuple[np.ndarray, ...]], 
 def quantized_weights(graph, dense: bool = False) -> list[np.ndarray]:
     """The stored integer weights of ``graph``'s Conv, Gemm and MatMul nodes (with ``dense``, of its dense layers
     only); quantized constants that are not weights, such as an embedding added to activations, left out."""
+    return [w for is_dense, w in _stored_weights(graph) if is_dense or not dense]
+
+
+def _stored_weights(graph) -> list[tuple[bool, np.ndarray]]:
+    """``(dense layer?, stored integer weight)`` per quantized weight of ``graph``'s Conv, Gemm and MatMul nodes."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in graph.initializer}
     made_by = {o: n for n in graph.node for o in n.output}
     out = []
-    for node in graph.node:
-        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 and (not dense or _dense(node)):
-            dq = made_by.get(node.input[1])
-            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
-                out.append(numpy_helper.to_array(inits[dq.input[0]]))
+    for node in _weighted(graph):
+        dq = made_by.get(node.input[1])
+        if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
+            out.append((_dense(node), numpy_helper.to_array(inits[dq.input[0]])))
     return out
 
 
@@ -373,11 +381,11 @@ def _weight_kind(graph) -> str:
     def seven_bit(weights: list[np.ndarray]) -> bool:
         return bool(weights) and max(int(np.abs(w.astype(np.int32)).max(initial=0)) for w in weights) <= 64
 
-    weights = quantized_weights(graph)
-    if any(w.dtype == np.uint8 for w in weights):
+    stored = _stored_weights(graph)
+    if any(w.dtype == np.uint8 for _, w in stored):
         return "uint8 weights"
-    return "7-bit int8 weights" if seven_bit(weights) else "int8 weights (7-bit in dense layers)" \
-        if seven_bit(quantized_weights(graph, dense=True)) else "8-bit int8 weights"
+    return "7-bit int8 weights" if seven_bit([w for _, w in stored]) else "int8 weights (7-bit in dense layers)" \
+        if seven_bit([w for dense, w in stored if dense]) else "8-bit int8 weights"
 
 
 def _exposing(model, names: list[str]):
