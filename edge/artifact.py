@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from egoedge.edge.exporters import CLIP_IO, EXPORTERS, ExportError, IONames
+from egoedge.trainer.common.export_speedups import speed_up_torch_export
 from egoedge.trainer.common.io import path_bytes, remove_path, sha256_path
 from egoedge.trainer.common.progress import Progress, no_progress
 
@@ -49,6 +50,7 @@ def export_artifact(fmt: str, precision: str, model: torch.nn.Module, example: t
     program a backend lowers for its static int8 precision (:mod:`edge.int8`). An export error
     becomes a ``failed`` entry with the reason, never an exception.
     """
+    speed_up_torch_export()
     exporter = EXPORTERS.get(fmt)
     name = f"{stem}_{fmt}_{precision}"
     entry = {"name": name, "file": f"{name}.{exporter.ext}", "sha256": None, "bytes": None,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from egoedge.trainer.common.export_speedups import speed_up_torch_export
 from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.common.registry import Registry
 from egoedge.trainer.quantize.observers import fast_histograms
@@ -344,6 +345,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ..
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     memoize_pattern_tracing()
+    speed_up_torch_export()
 
     # A model may name modules that must stay float (e.g. an embedding table: a lookup gains
     # nothing from int8, and LiteRT's int8 lookup needs a zero point the quantizer does not give).

@@ -1,0 +1,66 @@
+"""torch.export's bookkeeping made cheaper (trainer/common/export_speedups.py) gives torch's own answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from egoedge.trainer.common import export_speedups
+
+
+def _model() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+                                torch.nn.Conv2d(8, 8, 3, groups=8), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    return model, (torch.randn(1, 3, 16, 16),)
+
+
+def test_cia_ops_are_torchs_and_a_newly_registered_op_is_seen():
+    import torch._export.utils as utils
+    import torch.export.exported_program as ep
+
+    export_speedups.speed_up_torch_export()
+    cached = ep._collect_all_valid_cia_ops
+    assert hasattr(cached, "__wrapped__") and utils._collect_all_valid_cia_ops is cached
+    assert cached() == cached.__wrapped__()
+    assert cached() == cached()  # the second answer comes from the cache
+
+    lib = torch.library.Library("egoedge_speedups_test", "DEF")
+    lib.define("twice(Tensor x) -> Tensor")
+    lib.impl("twice", lambda x: x * 2, "CompositeImplicitAutograd")
+    op = torch.ops.egoedge_speedups_test.twice.default
+    assert op in cached() and op in cached.__wrapped__()
+
+
+def _provenance(node_sources: list) -> list:
+    """A node's history without the ids of graphs that no longer exist (they differ between two exports)."""
+    def strip(d: dict) -> dict:
+        return {k: ([strip(x) for x in v] if k == "from_node" else v) for k, v in d.items() if k != "graph_id"}
+    return [strip(s.to_dict()) for s in node_sources]
+
+
+def _lowered(model, example) -> tuple[bytes, dict]:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = torch.export.export(model, example, strict=False).run_decompositions()
+    history = {n.name: _provenance(n.meta["from_node"]) for n in program.graph.nodes if "from_node" in n.meta}
+    pte = to_edge_transform_and_lower(torch.export.export(model, example, strict=False),
+                                      partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    return pte, history
+
+
+@pytest.mark.slow
+def test_lowering_and_node_histories_are_the_same_with_and_without(monkeypatch):
+    from torch.fx.traceback import NodeSource
+
+    model, example = _model()
+    export_speedups.speed_up_torch_export()
+    fast = _lowered(model, example)
+    monkeypatch.setattr(NodeSource, "__init__", NodeSource.__init__.__wrapped__)
+    for name in export_speedups._USERS:
+        module = __import__(name, fromlist=["_"])
+        monkeypatch.setattr(module, export_speedups._NAME, getattr(module, export_speedups._NAME).__wrapped__)
+    slow = _lowered(model, example)
+    assert fast[1] and fast[1] == slow[1]  # every node's history, record by record
+    assert fast[0] == slow[0]  # the same .pte, byte for byte

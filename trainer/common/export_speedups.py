@@ -1,0 +1,83 @@
+"""Make two parts of torch.export's bookkeeping cost once per process what they cost on every call.
+
+Every ``run_decompositions`` (each ``.pte``, ``.tflite``, ONNX file and PT2E quantization makes one or
+more) asks ``torch._export.utils._collect_all_valid_cia_ops`` for the functional CompositeImplicitAutograd
+ops; that function walks every op namespace and re-materializes every CIA op of the C++ dispatcher once
+per namespace. The answer only changes when ops are registered, so it is kept per registry state: the
+dispatcher's CIA registrations, the namespaces ``torch.ops`` knows and the modules imported.
+
+Every pass that rewrites a node records where it came from (``node.meta["from_node"]``, a list of
+``NodeSource``) by deep-copying the node's whole history into the new record, so a node's history costs
+the square of the passes it went through. Nothing changes a ``NodeSource`` once made, so the new record
+shares the older ones and copies only the list.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+# Modules that bound the collector's name at their import.
+_USERS = ("torch._export.utils", "torch.export.exported_program", "torch.export.decomp_utils")
+_NAME = "_collect_all_valid_cia_ops"
+
+
+def _registry_state() -> tuple:
+    # A module imported since may have given an op a Python-only CIA kernel, which the dispatcher's list misses.
+    registrations = torch._C._dispatch_get_registrations_for_dispatch_key("CompositeImplicitAutograd")
+    return len(registrations), tuple(torch.ops._dir), len(sys.modules)
+
+
+def _collector(utils):
+    cache: dict = {}
+
+    def collect_all_valid_cia_ops() -> set:
+        state = _registry_state()
+        if cache.get("state") != state:
+            utils._materialize_cpp_cia_ops()  # once for every namespace below, as each would repeat it
+            ops = set(utils._collect_all_valid_cia_ops_for_aten_namespace())
+            for name in list(torch.ops._dir):
+                namespace = getattr(torch.ops, name)
+                if name != "aten" and isinstance(namespace, torch._ops._OpNamespace):
+                    for op in namespace:
+                        for overload in getattr(namespace, op).op_overloads():
+                            if utils._is_preservable_cia_op(overload):
+                                ops.add(overload)
+            cache.update(state=_registry_state(), ops=frozenset(ops))
+        return set(cache["ops"])
+
+    collect_all_valid_cia_ops.__wrapped__ = getattr(utils, _NAME)
+    return collect_all_valid_cia_ops
+
+
+def _sharing_history(init):
+    def node_source_init(self, node=None, pass_name: str = "", action=None) -> None:
+        history = node.meta.get("from_node") if node is not None and node.meta else None
+        if not history:
+            init(self, node, pass_name, action)
+            return
+        node.meta["from_node"] = []  # the original deep-copies what it finds here
+        try:
+            init(self, node, pass_name, action)
+        finally:
+            node.meta["from_node"] = history
+        self.from_node = list(history)
+
+    node_source_init.__wrapped__ = init
+    return node_source_init
+
+
+def speed_up_torch_export() -> None:
+    """Route torch.export's CIA-op collection through a cache and let node histories share records (idempotent)."""
+    import torch._export.utils as utils
+    import torch.export.decomp_utils  # noqa: F401  (binds the name patched below)
+    import torch.export.exported_program  # noqa: F401
+    from torch.fx.traceback import NodeSource
+
+    if not hasattr(getattr(utils, _NAME), "__wrapped__"):
+        collect = _collector(utils)
+        for name in _USERS:
+            setattr(sys.modules[name], _NAME, collect)
+    if not hasattr(NodeSource.__init__, "__wrapped__"):
+        NodeSource.__init__ = _sharing_history(NodeSource.__init__)
