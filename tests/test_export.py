@@ -322,7 +322,7 @@ def test_onnx_int8_keep_float_leaves_those_modules_unquantized(student_ckpt, tmp
 
 
 # The CPUs simulated: how far each candidate's kernels stray from what its QDQ model computes exactly, which run slower
-# than fp32, and the weights kept.
+# than fp32 (100x; ":noise", 1.2x: within the timing's noise), and the weights kept.
 SATURATING = {
     "vnni": ({}, (), "8-bit int8 weights"),
     "avx2": ({"int8.onnx": 0.5, "int8_7bit.onnx": 0.5, "int8_u8u8.onnx": 0.5}, (),
@@ -331,14 +331,17 @@ SATURATING = {
                             "7-bit int8 weights"),
     "avx2, 7-bit too": ({"int8.onnx": 0.5, "int8_7bit_dense.onnx": 0.5, "int8_7bit.onnx": 0.5}, (), "uint8 weights"),
     "avx2, uint8 slow": ({"int8.onnx": 0.5, "int8_7bit_dense.onnx": 0.4, "int8_7bit.onnx": 0.3}, ("int8_u8u8.onnx",),
-                         "7-bit int8 weights")}
+                         "7-bit int8 weights"),
+    "avx2, uint8 timed a little slow": ({"int8.onnx": 0.5, "int8_7bit_dense.onnx": 0.4, "int8_7bit.onnx": 0.3},
+                                        ("int8_u8u8.onnx:noise",), "uint8 weights")}
 
 
 @pytest.mark.parametrize("cpu", list(SATURATING))
 def test_onnx_int8_takes_other_weights_where_this_cpus_kernels_saturate(student_ckpt, tmp_path, monkeypatch, cpu):
     """Without VNNI, ONNX Runtime's u8*s8 kernels add two products in int16 and saturate with full-range weights:
     when its kernels stray from the exactly computed QDQ model, 7-bit weights (255 * 2 * 64 fits int16) and uint8
-    ones (U8U8, no int16 sums) are made too, and the closest to fp32 that runs no slower than fp32 is kept."""
+    ones (U8U8, no int16 sums) are made too, and the closest to fp32 that runs no slower than fp32 (within the timing's
+    noise) is kept."""
     import onnx
 
     from egoedge.edge.exporters import onnx as ox
@@ -353,7 +356,8 @@ def test_onnx_int8_takes_other_weights_where_this_cpus_kernels_saturate(student_
             return real(path, samples, input_names)[0], 1.0
         measured.append((name, exact))
         got = real(path, samples, input_names, exact=True)[0]
-        return [g + strays.get(name, 0.0) * (not exact) for g in got], 100.0 if name in slow else 1.0
+        seconds = 100.0 if name in slow else 1.2 if f"{name}:noise" in slow else 1.0
+        return [g + strays.get(name, 0.0) * (not exact) for g in got], seconds
 
     monkeypatch.setattr(ox, "qdq_outputs", outputs)
     cfg = ExportConfig(formats=("onnx",), precisions=("int8",), calibration=ox.SATURATION_SAMPLES, parity_samples=8,

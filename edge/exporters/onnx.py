@@ -211,8 +211,9 @@ class OnnxExporter:
                 for name, variant in _unsaturated(graph, tuple(exclude)):
                     candidate = make(tmp / name, **variant)
                     got, seconds = qdq_outputs(candidate, check, names.inputs)
-                    # A candidate slower than fp32 is no int8 worth having (uint8 depthwise convs run slowly here).
-                    if (error := mse(got, reference)) < kernels and seconds <= fp32_seconds:
+                    # A candidate clearly slower than fp32 is no int8 worth having (uint8 depthwise convs run several
+                    # times slower here); within SPEED_SLACK it is timing noise, which must not decide the gate.
+                    if (error := mse(got, reference)) < kernels and seconds <= SPEED_SLACK * fp32_seconds:
                         out, kernels = candidate, error
         except Exception as e:  # noqa: BLE001
             raise lowering_error(self.format, e) from e
@@ -239,6 +240,9 @@ EXPORTERS.register("onnx")(OnnxExporter())
 # How many calibration samples the saturation check runs, and how far this CPU's int8 kernels may stray from the
 # same QDQ model computed exactly before 7-bit weights are tried.
 SATURATION_SAMPLES, SATURATION_RATIO = 32, 2.0
+# How much slower than fp32 a candidate may time on those samples and still count as no slower: single calls timed
+# beside another export on a shared machine scatter by tens of percent (docs/int8.md).
+SPEED_SLACK = 1.5
 
 
 def qdq_outputs(path: Path, samples: list[tuple[np.ndarray, ...]], input_names: tuple[str, ...],
