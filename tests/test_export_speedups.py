@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from egoedge.trainer.common import export_speedups
+from egoedge.trainer.common.rebind import rebind
 
 
 def _model() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
@@ -30,6 +31,33 @@ def test_cia_ops_are_torchs_and_a_newly_registered_op_is_seen():
     lib.impl("twice", lambda x: x * 2, "CompositeImplicitAutograd")
     op = torch.ops.egoedge_speedups_test.twice.default
     assert op in cached() and op in cached.__wrapped__()
+
+
+def test_rebind_wraps_once_and_binds_where_the_original_is_held():
+    """Every module holding the original gets the one wrapper, then modules imported later; others are left alone."""
+    import types
+
+    def original(x):
+        return x + 1
+
+    def other(x):
+        return x
+
+    a, b, elsewhere, later = (types.ModuleType(n) for n in ("a", "b", "elsewhere", "later"))
+    a.f = b.f = original
+    elsewhere.f = other
+    wraps = []
+
+    def wrap(fn):
+        wraps.append(fn)
+        return lambda x: 2 * fn(x)
+
+    wrapper = rebind("f", [a, b, None, elsewhere], wrap)
+    assert a.f is b.f is wrapper and wrapper.__wrapped__ is original and elsewhere.f is other
+    assert a.f(1) == 4
+    later.f = original
+    assert rebind("f", [a, b, later], wrap) is wrapper and later.f is wrapper and wraps == [original]
+    assert rebind("f", [None, a], wrap) is None and rebind("g", [a], wrap) is None
 
 
 def _provenance(node_sources: list) -> list:

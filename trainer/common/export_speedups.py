@@ -18,6 +18,8 @@ import sys
 
 import torch
 
+from egoedge.trainer.common.rebind import rebind
+
 # Modules that bound the collector's name at their import.
 _USERS = ("torch._export.utils", "torch.export.exported_program", "torch.export.decomp_utils")
 _NAME = "_collect_all_valid_cia_ops"
@@ -44,10 +46,10 @@ def _collector(utils):
                         for overload in getattr(namespace, op).op_overloads():
                             if utils._is_preservable_cia_op(overload):
                                 ops.add(overload)
+            # Read again: materializing the ops above adds their namespaces to torch.ops.
             cache.update(state=_registry_state(), ops=frozenset(ops))
         return set(cache["ops"])
 
-    collect_all_valid_cia_ops.__wrapped__ = getattr(utils, _NAME)
     return collect_all_valid_cia_ops
 
 
@@ -64,7 +66,6 @@ def _sharing_history(init):
             node.meta["from_node"] = history
         self.from_node = list(history)
 
-    node_source_init.__wrapped__ = init
     return node_source_init
 
 
@@ -75,9 +76,5 @@ def speed_up_torch_export() -> None:
     import torch.export.exported_program  # noqa: F401
     from torch.fx.traceback import NodeSource
 
-    if not hasattr(getattr(utils, _NAME), "__wrapped__"):
-        collect = _collector(utils)
-        for name in _USERS:
-            setattr(sys.modules[name], _NAME, collect)
-    if not hasattr(NodeSource.__init__, "__wrapped__"):
-        NodeSource.__init__ = _sharing_history(NodeSource.__init__)
+    rebind(_NAME, [sys.modules[name] for name in _USERS], lambda _original: _collector(utils))
+    rebind("__init__", [NodeSource], _sharing_history)

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from egoedge.trainer.common.rebind import rebind
+
 _NAME = "_get_aten_graph_module_for_pattern"
 # Modules that call the tracer through a name bound at their import (patched only once imported).
 _USERS = (
@@ -64,19 +66,9 @@ def _cached(trace: Callable) -> Callable:
             graphs[key] = trace(pattern, example_inputs, *args, **kwargs)
         return copy.deepcopy(graphs[key])  # matchers and rewriters may edit the graph they are given
 
-    traced_once.__wrapped__ = trace
     return traced_once
 
 
 def memoize_pattern_tracing() -> None:
     """Route every imported quantizer module's pattern tracer through one per-process cache."""
-    origin = sys.modules.get(_USERS[0])
-    if origin is None or not hasattr(origin, _NAME):
-        return
-    current = getattr(origin, _NAME)
-    cached = current if hasattr(current, "__wrapped__") else _cached(current)
-    original = cached.__wrapped__
-    for name in _USERS:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, _NAME, None) in (original, cached):
-            setattr(module, _NAME, cached)
+    rebind(_NAME, [sys.modules.get(name) for name in _USERS], _cached)
