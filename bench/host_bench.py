@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from egoedge.bench.machine import machine_info
-from egoedge.bench.measure import PeakRSS, time_calls
+from egoedge.bench.measure import PeakRSS, time_calls, time_in_turns
 from egoedge.bench.peak import add_throughput, measure_peaks
 from egoedge.bench.profile import profile_target
 from egoedge.bench.runtimes import RUNTIMES
@@ -92,6 +92,7 @@ class StreamPair:
     names: tuple[str, ...]  # encoder and head artifact names (a step: its own)
     frame_shape: tuple[int, ...]  # the encoder's input, batch 1
     roles: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # a step's input and output roles (step_roles)
+    clip_file: Path | None = None  # the clip artifact, timed in turns with the stream for the ratio
 
 
 @dataclass
@@ -172,11 +173,12 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
             if not streaming:
                 continue  # a step without its window size cannot run; the manifest check reports the gap
             target.macs = streaming.get("frame_macs")
-            target.stream = StreamPair(None, streaming["window"], streaming["embedding_dim"],
-                                       a["name"].replace("_step_", "_", 1), (a["name"],),
+            clip = a["name"].replace("_step_", "_", 1)
+            target.stream = StreamPair(None, streaming["window"], streaming["embedding_dim"], clip, (a["name"],),
                                        tuple(a["inputs"][0]["shape"]),
                                        step_roles(streaming, [t["name"] for t in a["inputs"]],
-                                                  [t["name"] for t in a["outputs"]]))
+                                                  [t["name"] for t in a["outputs"]]),
+                                       intact_file(export_dir, by_name.get(clip)))
         if role == "frame_encoder":
             head = by_name.get(a.get("pair"))
             if head is None or not head["file"] or not streaming:
@@ -185,9 +187,10 @@ def manifest_targets(export_dir: Path, manifest: dict, params: int | None, macs:
             target.size_bytes = a["bytes"] + head["bytes"]
             target.macs = streaming.get("frame_macs")
             target.damaged = target.damaged or integrity_error(export_dir / head["file"], head)
+            clip = a["name"].replace("_frame_encoder_", "_", 1)
             target.stream = StreamPair(export_dir / head["file"], streaming["window"], streaming["embedding_dim"],
-                                       a["name"].replace("_frame_encoder_", "_", 1), (a["name"], head["name"]),
-                                       tuple(a["inputs"][0]["shape"]))
+                                       clip, (a["name"], head["name"]), tuple(a["inputs"][0]["shape"]),
+                                       clip_file=intact_file(export_dir, by_name.get(clip)))
         out.append(target)
     return out
 
@@ -271,6 +274,13 @@ def integrity_error(path: Path, artifact: dict) -> str | None:
     return None
 
 
+def intact_file(export_dir: Path, artifact: dict | None) -> Path | None:
+    """An artifact's file when it is on disk as the manifest describes it, else ``None``."""
+    if artifact is None or not artifact["file"]:
+        return None
+    return None if integrity_error(export_dir / artifact["file"], artifact) else export_dir / artifact["file"]
+
+
 def measure(format: str, target: torch.nn.Module | Path, inputs: Arrays, cfg: BenchConfig,
             progress: Progress = no_progress, stage: str = "", stream: StreamPair | None = None) -> dict:
     """Load one target, time it on the first sample, then run every sample for accuracy.
@@ -300,21 +310,12 @@ def measure_stream(format: str, encoder: Path, stream: StreamPair, inputs: Array
     last frame are its clip prediction (the window then holds exactly that clip), and every step's
     logits come back as ``stream_logits`` for the sliding-window score.
     """
-    runtime_of = RUNTIMES.get(format)
     clips = inputs[0]
     runner: FrameRunner | None = None
 
     def open_pair() -> Session:
         nonlocal runner
-        opts = cfg.options.get(format)
-        enc = runtime_of.open(encoder, cfg.threads, opts)  # first: a process-wide pool is sized by the encoder
-        if stream.head is None:
-            runner = StepRunner(enc, stream.window, stream.dim, runtime_of.runtime)
-        else:
-            head = runtime_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
-            runner = StreamRunner(enc, head, stream.window, stream.dim, runtime_of.runtime)
-        for t in range(stream.window - 1):  # a full window: the steady state of a live camera
-            runner.step(clips[0, t:t + 1])
+        runner, _ = open_runner(format, encoder, stream, cfg, clips[0])
         return lambda sample: [runner.step(sample[0])]
 
     _, out = time_session(open_pair, [clips[0, :1]], cfg)
@@ -325,6 +326,42 @@ def measure_stream(format: str, encoder: Path, stream: StreamPair, inputs: Array
     else:
         out["outputs"] = None
     return out
+
+
+def open_runner(format: str, encoder: Path, stream: StreamPair, cfg: BenchConfig, clip: np.ndarray,
+                beside: Path | None = None) -> tuple[FrameRunner, Session | None]:
+    """A streaming target's runner, its window filled from ``clip`` (the steady state of a live camera).
+
+    With ``beside``, that artifact is opened too, for running in turns with the runner in this
+    process (``open_in_turns``: sharing the runtime's threads where it can); its session comes second.
+    """
+    runtime_of = RUNTIMES.get(format)
+    opts = cfg.options.get(format)
+    # The encoder first: a process-wide pool is sized by it.
+    sessions = (runtime_of.open_in_turns([encoder, beside], cfg.threads, opts) if beside is not None
+                else [runtime_of.open(encoder, cfg.threads, opts), None])
+    if stream.head is None:
+        runner: FrameRunner = StepRunner(sessions[0], stream.window, stream.dim, runtime_of.runtime)
+    else:
+        head = runtime_of.open(stream.head, head_threads(EXPORTERS.get(format).process_threads), opts)
+        runner = StreamRunner(sessions[0], head, stream.window, stream.dim, runtime_of.runtime)
+    for t in range(stream.window - 1):
+        runner.step(clip[t:t + 1])
+    return runner, sessions[1]
+
+
+def measure_turns(format: str, encoder: Path, stream: StreamPair, inputs: Arrays, cfg: BenchConfig) -> dict:
+    """One new frame and one whole clip of the stream's clip artifact, timed in turns in one process.
+
+    ``{"frame_ms", "clip_ms"}``: latency statistics of each (:func:`time_in_turns`). A change of
+    the machine's speed between two rows timed apart then cannot move their ratio.
+    """
+    clips = inputs[0]
+    runner, clip_session = open_runner(format, encoder, stream, cfg, clips[0], beside=stream.clip_file)
+    frame, first = clips[0, :1], [x[:1] for x in inputs]
+    frame_ms, clip_ms = time_in_turns([lambda: runner.step(frame), lambda: clip_session(first)],
+                                      cfg.warmup, cfg.iterations)
+    return {"frame_ms": frame_ms, "clip_ms": clip_ms}
 
 
 def time_session(open_session: Callable[[], Session], sample: list[np.ndarray],
@@ -346,13 +383,16 @@ def time_session(open_session: Callable[[], Session], sample: list[np.ndarray],
 
 
 def _measure_child(format: str, target: torch.nn.Module | Path, inputs_path: str, cfg: BenchConfig,
-                   stream: StreamPair | None = None) -> dict:
-    """``measure`` in a fresh process; errors come back as text (not every runtime's exception pickles)."""
+                   stream: StreamPair | None = None, turns: bool = False) -> dict:
+    """``measure`` (or with ``turns``, ``measure_turns``) in a fresh process; errors come back as text (not every
+    runtime's exception pickles)."""
     import psutil
 
     try:
         arrays = read_arrays(inputs_path, "bench inputs")
         inputs = tuple(arrays[f"arr_{i}"] for i in range(len(arrays)))
+        if turns:
+            return measure_turns(format, target, stream, inputs, cfg)
         before = psutil.Process().memory_info().rss / 2**20
         out = measure(format, target, inputs, cfg, stream=stream)
         out["rss_added_mb"] = round(out["peak_rss_mb"] - before, 1)
@@ -374,12 +414,13 @@ def isolated_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig) -> dict:
-    """``measure`` in a fresh process of its own, so memory and crashes stay with this target."""
+def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig, turns: bool = False) -> dict:
+    """``measure`` (with ``turns``, ``measure_turns``) in a fresh process of its own, so memory and crashes stay
+    with this target."""
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=isolated_context()) as pool:
             out = pool.submit(_measure_child, tgt.format, tgt.loadable, str(inputs_path), cfg,
-                              tgt.stream).result()
+                              tgt.stream, turns).result()
     except BrokenProcessPool:
         raise EgoedgeError(f"the {RUNTIMES.get(tgt.format).runtime} process died while running {tgt.name} "
                            "(crashed or was killed)") from None
@@ -388,24 +429,54 @@ def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig) -> dict:
     return out
 
 
-def stream_fields(pair: StreamPair, frame_ms: dict | None, stream_logits: np.ndarray | None, ev: Evaluation) -> dict:
-    """A streaming row's ``streaming`` block; ``clip_ms`` and ``ratio`` come once its clip artifact is timed."""
+def stream_fields(pair: StreamPair, frame_ms: dict | None, stream_logits: np.ndarray | None, ev: Evaluation,
+                  turns: dict | None = None) -> dict:
+    """A streaming row's ``streaming`` block.
+
+    With ``turns`` (the frame and its clip artifact timed in turns, :func:`measure_turns`) the
+    block's ``frame_ms``, ``clip_ms`` and ``ratio`` are theirs (``timed: "in turns"``); otherwise
+    ``clip_ms`` and ``ratio`` come once the clip artifact's own row is timed (``add_stream_ratios``).
+    """
     labels = ev.labels()
     sliding = (sliding_accuracy(stream_logits, labels, pair.window)
                if stream_logits is not None and labels is not None else None)
-    return {"form": "pair" if pair.head is not None else "step", "frame_ms": frame_ms, "clip_ms": None,
-            "ratio": None, "clip": pair.clip, "window": pair.window,
-            "artifacts": list(pair.names), "sliding": sliding}
+    block = {"form": "pair" if pair.head is not None else "step", "frame_ms": frame_ms, "clip_ms": None,
+             "ratio": None, "clip": pair.clip, "window": pair.window,
+             "artifacts": list(pair.names), "sliding": sliding}
+    if turns and "error" not in turns:
+        clip_ms = turns["clip_ms"]["median"]
+        block.update(frame_ms=turns["frame_ms"], clip_ms=clip_ms, timed="in turns",
+                     ratio=round(turns["frame_ms"]["median"] / clip_ms, 4))
+    elif turns:
+        block["turns_error"] = turns["error"]
+    return block
+
+
+def stream_turns(tgt: Target, inputs_path: Path | None, cfg: BenchConfig) -> dict:
+    """``measure_turns`` for a streaming target, in a fresh process of its own.
+
+    ``{}`` when its clip artifact is not on disk or the bench runs in process (a runtime may share
+    its threads between two sessions only in a process that made none before: ONNX Runtime's
+    global pool); ``{"error": ...}`` when the two could not be timed in turns. Either way the
+    ratio then comes from the two rows.
+    """
+    if tgt.stream is None or tgt.stream.clip_file is None or not cfg.isolate or inputs_path is None:
+        return {}
+    try:
+        return measure_isolated(tgt, inputs_path, cfg, turns=True)
+    except EgoedgeError as e:  # the row stands; its ratio falls back to the rows'
+        return {"error": str(e)}
 
 
 def add_stream_ratios(rows: list[dict]) -> None:
-    """Each streaming row against the clip artifact of its backend and precision, measured in the same pass."""
+    """Each streaming row not timed in turns against the clip artifact of its backend and precision, from its row."""
     medians = {r["name"]: (r["latency_ms"] or {}).get("median") for r in rows if r["status"] == "ok"}
     for r in rows:
         block = r.get("streaming")
-        if block and medians.get(block["clip"]) and block["frame_ms"]:
+        if block and block.get("timed") != "in turns" and medians.get(block["clip"]) and block["frame_ms"]:
             block["clip_ms"] = medians[block["clip"]]
             block["ratio"] = round(block["frame_ms"]["median"] / block["clip_ms"], 4)
+            block["timed"] = "apart"
 
 
 def new_row(tgt: Target, name: str, device: str, runtime: str) -> dict:
@@ -482,7 +553,8 @@ def bench_targets(targets: list[Target], ev: Evaluation, cfg: BenchConfig, progr
                 stream_logits = out.pop("stream_logits", None)
                 row.update(out)
                 if tgt.stream is not None:
-                    row["streaming"] = stream_fields(tgt.stream, row["latency_ms"], stream_logits, ev)
+                    turns = stream_turns(tgt, saved.get(tgt.variant), cfg)
+                    row["streaming"] = stream_fields(tgt.stream, row["latency_ms"], stream_logits, ev, turns)
                 if outputs is not None and tgt.compare_to_reference and reference is None:
                     reference = outputs
                 if outputs is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -55,6 +55,35 @@ def time_calls(fn: Callable[[], object], warmup: int, iterations: int, budget_s:
     if budget_s is not None:
         stats["budget_s"] = budget_s
     return stats
+
+
+TURN_CALLS = 5  # timed calls per turn in ``time_in_turns``
+
+
+def time_in_turns(fns: Sequence[Callable[[], object]], warmup: int, iterations: int) -> list[dict]:
+    """Time callables in turns, ``TURN_CALLS`` calls each, until each has ``iterations`` timed calls; their stats.
+
+    A change in the machine's speed (a busy neighbour, the clock) then falls on every callable
+    alike, so the ratio of their medians holds where medians timed minutes apart do not. Each turn
+    opens with one untimed call, so a callable is not charged for the last one's idle spinning
+    threads or the caches it left cold; the order flips every round so none always goes first.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    order = list(range(len(fns)))
+    while min(len(s) for s in samples) < iterations:
+        for i in order:
+            fns[i]()
+            for _ in range(TURN_CALLS):
+                t0 = time.perf_counter()
+                fns[i]()
+                samples[i].append((time.perf_counter() - t0) * 1000.0)
+        order.reverse()
+    return [latency_stats(s, warmup) for s in samples]
 
 
 class PeakRSS:

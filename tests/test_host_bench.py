@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from egoedge.bench.host_bench import BenchConfig
-from egoedge.bench.measure import MIN_BUDGET_ITERATIONS, time_calls
+from egoedge.bench.measure import MIN_BUDGET_ITERATIONS, TURN_CALLS, time_calls, time_in_turns
 from egoedge.cli import app
 from egoedge.trainer.common.io import sha256_file
 
@@ -67,6 +67,28 @@ def test_time_budget():
     assert time_calls(lambda: None, 0, 1, budget_s=1e-9)["iterations"] == MIN_BUDGET_ITERATIONS
     with pytest.raises(ValueError, match="budget_s"):
         time_calls(lambda: None, 0, 1, budget_s=0)
+
+
+def test_timing_in_turns_keeps_a_ratio_through_a_slow_spell():
+    """A spell when the machine runs 3x slower falls on both callables timed in turns; timed one after the other,
+    it falls on the second alone and triples their ratio."""
+    calls = []
+
+    def work(ms: float):
+        def call():
+            calls.append(1)
+            time.sleep(ms * (3 if 30 <= len(calls) < 55 else 1) / 1000)
+        return call
+
+    fast, slow = work(2), work(4)
+    apart = time_calls(fast, 0, 30)["median"], time_calls(slow, 0, 30)["median"]
+    calls.clear()
+    a, b = time_in_turns([fast, slow], 0, 30)
+    assert apart[1] / apart[0] > 4 and 1.6 < b["median"] / a["median"] < 2.5
+    assert a["iterations"] == b["iterations"] == 30 and len(calls) == 2 * 6 * (TURN_CALLS + 1)
+    assert time_in_turns([fast], 1, 3)[0]["iterations"] == TURN_CALLS
+    with pytest.raises(ValueError, match="iterations"):
+        time_in_turns([fast], 0, 0)
 
 
 def test_tflite_loader_switches_the_delegate(exported):

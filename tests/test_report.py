@@ -4,7 +4,7 @@ import json
 import pytest
 
 from egoedge.bench.measure import PeakRSS, latency_stats, time_calls
-from egoedge.bench.report import render_markdown, validate_report
+from egoedge.bench.report import ratio_cell, render_markdown, validate_report
 from egoedge.bench.report_files import write_report
 from egoedge.trainer.common.complexity import count_macs
 from egoedge.trainer.models import build_model
@@ -46,6 +46,12 @@ def test_failed_rows_render():
     report["results"][1].update(status="failed", error="RuntimeError: device gone", latency_ms=None, accuracy=None)
     validate_report(report)
     assert "failed: RuntimeError: device gone" in render_markdown(report)
+
+
+def test_a_streaming_ratio_from_two_rows_says_so():
+    assert ratio_cell({"ratio": 0.2912, "timed": "in turns"}) == "0.29"
+    assert ratio_cell({"ratio": 0.2912, "timed": "apart"}) == "0.29 apart"
+    assert ratio_cell({"ratio": None, "timed": "apart"}) == ratio_cell({}) == "–"
 
 
 def test_latency_stats():

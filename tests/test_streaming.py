@@ -254,7 +254,8 @@ def test_bench_times_pairs_per_frame_next_to_their_clip_artifact(stream_export, 
                 assert row["status"] == "ok", row["error"]
                 s = row["streaming"]
                 assert s["clip"] == f"student_{fmt}_{precision}" and s["form"] == form
-                assert s["clip_ms"] == rows[s["clip"]]["latency_ms"]["median"]
+                # In process: the clip artifact's own row (a fresh process times the two in turns, below).
+                assert s["timed"] == "apart" and s["clip_ms"] == rows[s["clip"]]["latency_ms"]["median"]
                 assert s["ratio"] == pytest.approx(s["frame_ms"]["median"] / s["clip_ms"], rel=1e-3)
                 assert s["frame_ms"]["iterations"] == 3 and s["sliding"]["steps"] == 16 * 2 - 1
                 if precision == "fp32":  # played frame by frame, each test clip gives the clip model's prediction
@@ -264,6 +265,49 @@ def test_bench_times_pairs_per_frame_next_to_their_clip_artifact(stream_export, 
     assert "| student_step_onnx_int8 | step |" in md.split("## Streaming")[1]
     assert "| student_stream_" not in md.split("## Streaming")[0]  # per-frame rows stay out of the clip table
     assert "| student_step_" not in md.split("## Streaming")[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["student_step_onnx_int8", "student_step_executorch_fp32",
+                                  "student_stream_tflite_int8"])
+def test_a_stream_and_its_clip_artifact_are_timed_in_turns_in_a_fresh_process(stream_export, tmp_path, name):
+    """ONNX Runtime's two sessions on one shared pool, ExecuTorch's process-wide pool, LiteRT's pair and its clip."""
+    from egoedge.bench.host_bench import BenchConfig, manifest_targets, stream_fields, stream_turns
+    from egoedge.bench.measure import TURN_CALLS
+
+    _, out, manifest = stream_export
+    target = next(t for t in manifest_targets(out, manifest, None, None) if t.name == name)
+    np.savez(tmp_path / "inputs.npz", np.load(out / "sample_input.npy"))
+    turns = stream_turns(target, tmp_path / "inputs.npz", BenchConfig(warmup=1, iterations=3, isolate=True))
+    assert "error" not in turns, turns
+    assert turns["frame_ms"]["iterations"] == turns["clip_ms"]["iterations"] == TURN_CALLS
+    block = stream_fields(target.stream, None, None, _NoLabels(), turns)
+    assert block["timed"] == "in turns" and block["frame_ms"] is turns["frame_ms"]
+    assert block["ratio"] == pytest.approx(turns["frame_ms"]["median"] / turns["clip_ms"]["median"], rel=1e-3)
+
+
+class _NoLabels:
+    def labels(self):
+        return None
+
+
+def test_onnx_runtime_shares_a_pool_only_in_a_process_that_made_no_session(tmp_path):
+    """ONNX Runtime builds its global pool with its first session, and one asked for later would silently run
+    every session on one thread: refused in one line."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from egoedge.edge.exporters.onnx import ort_session, ort_shared_sessions
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "relu.onnx")
+    ort_session(tmp_path / "relu.onnx", 2)
+    with pytest.raises(EgoedgeError, match=r"^onnx: sessions share one thread pool only in a process that has made "
+                                           r"no ONNX Runtime session yet \(this one has; asked for 2 threads\)$"):
+        ort_shared_sessions([tmp_path / "relu.onnx"], 2)
 
 
 @pytest.mark.slow

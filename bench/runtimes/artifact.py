@@ -19,8 +19,18 @@ class ArtifactRuntime:
         return EXPORTERS.get(self.format).unavailable()
 
     def open(self, target: Path, threads: int | None, options: dict | None = None) -> Session:
+        return self._load(EXPORTERS.get(self.format).load, Path(target), threads, options)
+
+    def open_in_turns(self, targets: list[Path], threads: int | None, options: dict | None = None) -> list[Session]:
+        exporter = EXPORTERS.get(self.format)
+        together = getattr(exporter, "load_in_turns", None)  # optional: a runtime whose sessions share threads
+        if together is None:
+            return [self.open(t, threads, options) for t in targets]
+        return self._load(together, [Path(t) for t in targets], threads, options)
+
+    def _load(self, load, target, threads: int | None, options: dict | None):
         try:
-            return EXPORTERS.get(self.format).load(Path(target), threads=threads, **(options or {}))
+            return load(target, threads=threads, **(options or {}))
         except TypeError as e:
             if options and "unexpected keyword" in str(e):
                 raise EgoedgeError(f"{self.format} runtime takes no options {sorted(options)}") from None

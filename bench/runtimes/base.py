@@ -23,3 +23,7 @@ class HostRuntime(Protocol):
     def open(self, target: torch.nn.Module | Path, threads: int | None, options: dict | None = None) -> Session:
         """Load ``target`` ready for inference with ``threads`` threads and runtime ``options``."""
         ...
+
+    def open_in_turns(self, targets: list[Path], threads: int | None, options: dict | None = None) -> list[Session]:
+        """Load ``targets`` to run one after another in this process, sharing the runtime's threads where it can."""
+        ...

@@ -38,5 +38,9 @@ class PyTorchRuntime:
 
         return run
 
+    def open_in_turns(self, targets: list[torch.nn.Module | Path], threads: int,
+                      options: dict | None = None) -> list[Session]:
+        return [self.open(t, threads, options) for t in targets]  # torch's intra-op pool is the process's
+
 
 RUNTIMES.register("pytorch")(PyTorchRuntime())
