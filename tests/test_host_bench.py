@@ -144,3 +144,30 @@ def test_a_copied_export_folder_is_benchmarked_on_its_saved_sample(exported, tmp
     np.save(folder / "sample_output.npy", -np.load(folder / "sample_output.npy"))
     report, _ = bench_export(folder, tmp_path / "c", "host", BenchConfig(warmup=0, iterations=2))
     assert next(r for r in report["results"] if r["name"] == "student_tflite_fp32")["parity_max_abs"] > 1e-3
+
+
+def test_a_stream_whose_turns_fail_or_whose_clip_is_damaged_keeps_the_rows_ratio(tmp_path):
+    """A failed turn leaves its error and no ratio of its own; a clip artifact whose bytes differ from the
+    manifest's is never opened for turns. Either way ``add_stream_ratios`` takes the ratio from the two rows."""
+    from egoedge.bench.host_bench import StreamPair, add_stream_ratios, intact_file, stream_fields
+
+    class NoLabels:
+        def labels(self):
+            return None
+
+    pair = StreamPair(None, 4, 8, "student_onnx_fp32", ("student_step_onnx_fp32",), (1, 3, 8, 8))
+    frame = {"median": 0.5}
+    block = stream_fields(pair, frame, None, NoLabels(), {"error": "the onnxruntime-cpu process died"})
+    assert block["turns_error"] == "the onnxruntime-cpu process died" and block["ratio"] is None
+    rows = [{"name": "student_onnx_fp32", "status": "ok", "latency_ms": {"median": 2.0}},
+            {"name": "student_step_onnx_fp32", "status": "ok", "latency_ms": frame, "streaming": block}]
+    add_stream_ratios(rows)
+    assert (block["timed"], block["clip_ms"], block["ratio"]) == ("apart", 2.0, 0.25)
+
+    clip = tmp_path / "clip.onnx"
+    clip.write_bytes(b"12345678")
+    artifact = {"file": "clip.onnx", "bytes": 8, "sha256": sha256_file(clip)}
+    assert intact_file(tmp_path, artifact) == clip
+    clip.write_bytes(b"87654321")  # same size, other bytes
+    assert intact_file(tmp_path, artifact) is None
+    assert intact_file(tmp_path, None) is None and intact_file(tmp_path, {**artifact, "file": ""}) is None
