@@ -92,3 +92,44 @@ def test_lowering_and_node_histories_are_the_same_with_and_without(monkeypatch):
     slow = _lowered(model, example)
     assert fast[1] and fast[1] == slow[1]  # every node's history, record by record
     assert fast[0] == slow[0]  # the same .pte, byte for byte
+
+
+def _onnx_bytes(model, example, tmp_path) -> bytes:
+    import contextlib
+    import io
+
+    path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(model, example, path, dynamo=True, external_data=False, verbose=False)
+    return path.read_bytes()
+
+
+@pytest.mark.slow
+def test_the_onnx_registry_is_built_once_per_op_set_and_each_export_gets_its_own(monkeypatch, tmp_path):
+    """torch.onnx's registry: torch's own, built again only when an op is registered, a copy per call, the same file."""
+    from torch.onnx._internal.exporter import _registration
+
+    lookups = []
+    get_overload = _registration._get_overload
+    monkeypatch.setattr(_registration, "_get_overload", lambda name: lookups.append(name) or get_overload(name))
+    export_speedups.speed_up_onnx_export()
+    export_speedups.speed_up_onnx_export()  # idempotent: one wrapper
+    build = _registration.ONNXRegistry.from_torchlib
+    assert hasattr(build.__func__, "__wrapped__") and not hasattr(build.__func__.__wrapped__, "__wrapped__")
+    own = build.__func__.__wrapped__(_registration.ONNXRegistry)
+    first = build()
+    assert first.opset_version == own.opset_version and first.functions.keys() == own.functions.keys()
+    assert all([m.onnx_function for m in first.functions[t]] == [m.onnx_function for m in own.functions[t]]
+               for t in own.functions)
+    first.functions.clear()  # the exporter's own copy: the next call does not see this
+    lookups.clear()
+    assert build().functions.keys() == own.functions.keys() and not lookups  # from the cache
+
+    lib = torch.library.Library("egoedge_registry_test", "DEF")
+    lib.define("twice(Tensor x) -> Tensor")
+    assert build().functions.keys() == own.functions.keys() and lookups  # a new op: built again
+
+    model, example = _model()
+    fast = _onnx_bytes(model, example, tmp_path)
+    monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", classmethod(build.__func__.__wrapped__))
+    assert fast == _onnx_bytes(model, example, tmp_path)  # the same file, byte for byte

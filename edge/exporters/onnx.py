@@ -28,6 +28,7 @@ from egoedge.edge.exporters.base import (
     lowering_error,
 )
 from egoedge.edge.exporters.registry import EXPORTERS
+from egoedge.trainer.common.export_speedups import speed_up_onnx_export
 from egoedge.trainer.common.io import EgoedgeError, atomic_write
 from egoedge.trainer.common.modules import in_modules
 from egoedge.trainer.quantize.gap import Stat, gap_row
@@ -156,6 +157,7 @@ class OnnxExporter:
         import onnx
 
         check_precision(self, precision)
+        speed_up_onnx_export()
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / "model.onnx"
             try:

@@ -1,4 +1,4 @@
-"""Make two parts of torch.export's bookkeeping cost once per process what they cost on every call.
+"""Make three parts of torch.export's and torch.onnx's bookkeeping cost once per process what they cost on every call.
 
 Every ``run_decompositions`` (each ``.pte``, ``.tflite``, ONNX file and PT2E quantization makes one or
 more) asks ``torch._export.utils._collect_all_valid_cia_ops`` for the functional CompositeImplicitAutograd
@@ -10,6 +10,11 @@ Every pass that rewrites a node records where it came from (``node.meta["from_no
 ``NodeSource``) by deep-copying the node's whole history into the new record, so a node's history costs
 the square of the passes it went through. Nothing changes a ``NodeSource`` once made, so the new record
 shares the older ones and copies only the list.
+
+Every ``torch.onnx.export`` builds its op registry anew (``ONNXRegistry.from_torchlib``): it compiles the IR of
+every torchlib function and looks up each one's torch op, the same answer each time as long as no op is
+registered. It is built once per op set and opset, and each call gets its own copy (the exporter adds
+custom translations to the one it is handed).
 """
 
 from __future__ import annotations
@@ -67,6 +72,40 @@ def _sharing_history(init):
         self.from_node = list(history)
 
     return node_source_init
+
+
+def _op_names() -> frozenset:
+    # The registry maps torchlib functions to the torch ops that exist now: a newly registered op changes it.
+    return frozenset(torch._C._dispatch_get_all_op_names())
+
+
+def _registry_once(build):
+    cache: dict = {}
+
+    def from_torchlib(cls, opset_version=None):
+        key = (cls, opset_version, _op_names())
+        if cache.get("key") != key:
+            made = build(cls) if opset_version is None else build(cls, opset_version)
+            cache.update(key=key, made=made)
+        made = cache["made"]
+        registry = cls()
+        registry._opset_version = made._opset_version
+        registry.functions = {target: list(decomps) for target, decomps in made.functions.items()}
+        return registry
+
+    return from_torchlib
+
+
+def speed_up_onnx_export() -> None:
+    """Build torch.onnx's op registry once per op set and opset, a copy per export (idempotent)."""
+    from torch.onnx._internal.exporter import _registration
+
+    registry = _registration.ONNXRegistry
+    current = registry.__dict__["from_torchlib"].__func__
+    if not hasattr(current, "__wrapped__"):
+        cached = _registry_once(current)
+        cached.__wrapped__ = current
+        registry.from_torchlib = classmethod(cached)
 
 
 def speed_up_torch_export() -> None:
