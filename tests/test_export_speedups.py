@@ -133,3 +133,14 @@ def test_the_onnx_registry_is_built_once_per_op_set_and_each_export_gets_its_own
     fast = _onnx_bytes(model, example, tmp_path)
     monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", classmethod(build.__func__.__wrapped__))
     assert fast == _onnx_bytes(model, example, tmp_path)  # the same file, byte for byte
+
+
+def test_a_torch_whose_onnx_registry_is_built_otherwise_is_left_as_it_is(monkeypatch):
+    from torch.onnx._internal.exporter import _registration
+
+    def plain(cls=None):
+        return "torch's own"
+
+    monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", staticmethod(plain))
+    export_speedups.speed_up_onnx_export()
+    assert _registration.ONNXRegistry.from_torchlib() == "torch's own"

@@ -98,10 +98,15 @@ def _registry_once(build):
 
 def speed_up_onnx_export() -> None:
     """Build torch.onnx's op registry once per op set and opset, a copy per export (idempotent)."""
-    from torch.onnx._internal.exporter import _registration
-
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:  # another torch: its exporter as it is
+        return
     registry = _registration.ONNXRegistry
-    current = registry.__dict__["from_torchlib"].__func__
+    built = registry.__dict__.get("from_torchlib")
+    if not isinstance(built, classmethod):  # another torch: its exporter as it is
+        return
+    current = built.__func__
     if not hasattr(current, "__wrapped__"):
         cached = _registry_once(current)
         cached.__wrapped__ = current
