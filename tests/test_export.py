@@ -399,3 +399,43 @@ def test_depthwise_convs_keep_full_range_weights_in_the_first_7_bit_candidate(tm
     assert ox._unsaturated(graph) == [("int8_7bit_dense.onnx", {"seven_bit": tuple(dense)}),
                                      ("int8_7bit.onnx", {"seven_bit": tuple(ox.weight_names(graph))}),
                                      ("int8_u8u8.onnx", {"weights": QuantType.QUInt8})]
+
+
+_RUN_A_PTE = """
+import sys, numpy as np
+from egoedge.edge.exporters import EXPORTERS
+run = EXPORTERS.get("executorch").load(sys.argv[1], threads=1)
+np.save(sys.argv[3], run([np.load(sys.argv[2])])[0])
+print("executorch.exir" in sys.modules)
+"""
+
+
+def test_a_pte_runs_without_executorchs_compiler(fp32_export, tmp_path):
+    """Running a .pte imports ExecuTorch's bindings only (not executorch.exir, seconds and ~200 MB), same outputs."""
+    import subprocess
+    import sys
+
+    from executorch.runtime import Runtime
+
+    pte, x = fp32_export / "student_executorch_fp32.pte", fp32_export / "sample_input.npy"
+    done = subprocess.run([sys.executable, "-c", _RUN_A_PTE, str(pte), str(x), str(tmp_path / "y.npy")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "False", done.stdout + done.stderr
+    public = Runtime.get().load_program(pte).load_method("forward").execute([torch.from_numpy(np.load(x))])
+    assert np.array_equal(np.load(tmp_path / "y.npy"), public[0].numpy())
+
+
+def test_a_pte_runs_through_the_public_module_where_the_bindings_are_named_otherwise(fp32_export, monkeypatch):
+    from egoedge.edge.exporters import executorch as et
+
+    real = et.importlib.import_module
+
+    def missing(name, *args):
+        if name == et._BINDINGS:
+            raise ModuleNotFoundError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(et.importlib, "import_module", missing)
+    run = EXPORTERS.get("executorch").load(fp32_export / "student_executorch_fp32.pte", threads=1)
+    out = run([np.load(fp32_export / "sample_input.npy")])[0]
+    assert out.shape == np.load(fp32_export / "sample_output.npy").shape and np.isfinite(out).all()

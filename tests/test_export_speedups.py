@@ -60,6 +60,39 @@ def test_rebind_wraps_once_and_binds_where_the_original_is_held():
     assert rebind("f", [None, a], wrap) is None and rebind("g", [a], wrap) is None
 
 
+def test_rebind_wraps_a_classmethod_once_and_a_function_that_functools_wrapped():
+    """A classmethod is wrapped once and bound as one; another decorator's ``__wrapped__`` is no mark of ours."""
+    import functools
+    import types
+
+    class Registry:
+        @classmethod
+        def build(cls, n=1):
+            return (cls.__name__, n)
+
+    class Child(Registry):
+        pass
+
+    wraps = []
+
+    def wrap(fn):
+        wraps.append(fn)
+        return lambda cls, n=1: ("wrapped", *fn(cls, n))
+
+    wrapper = rebind("build", [Registry], wrap)
+    assert isinstance(wrapper, classmethod) and Registry.__dict__["build"] is wrapper
+    assert Registry.build(2) == ("wrapped", "Registry", 2) and Child.build() == ("wrapped", "Child", 1)
+    assert rebind("build", [Registry], wrap) is wrapper and len(wraps) == 1
+
+    @functools.wraps(len)
+    def decorated(x):
+        return len(x)
+
+    module = types.ModuleType("m")
+    module.f = decorated
+    assert rebind("f", [module], lambda fn: lambda x: fn(x) + 1) is module.f and module.f("ab") == 3
+
+
 def _provenance(node_sources: list) -> list:
     """A node's history without the ids of graphs that no longer exist (they differ between two exports)."""
     def strip(d: dict) -> dict:
@@ -124,6 +157,7 @@ def test_the_onnx_registry_is_built_once_per_op_set_and_each_export_gets_its_own
     first.functions.clear()  # the exporter's own copy: the next call does not see this
     lookups.clear()
     assert build().functions.keys() == own.functions.keys() and not lookups  # from the cache
+    assert build(own.opset_version).opset_version == own.opset_version and not lookups  # the default named: one key
 
     lib = torch.library.Library("egoedge_registry_test", "DEF")
     lib.define("twice(Tensor x) -> Tensor")

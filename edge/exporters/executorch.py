@@ -1,9 +1,11 @@
-"""ExecuTorch: ``.pte`` lowered to the XNNPACK delegate (fp32, or int8 via PT2E), run with ``executorch.runtime``."""
+"""ExecuTorch: ``.pte`` lowered to the XNNPACK delegate (fp32, or int8 via PT2E), run by its runtime bindings."""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import version
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -22,6 +24,8 @@ from egoedge.edge.exporters.registry import EXPORTERS
 from egoedge.trainer.common.io import write_bytes_atomic
 from egoedge.trainer.quantize import QUANTIZERS, quantize_pt2e
 
+_BINDINGS = "executorch.extension.pybindings._C"  # loaded after torch: it links against libtorch
+
 
 class ExecuTorchExporter:
     format = "executorch"
@@ -32,8 +36,8 @@ class ExecuTorchExporter:
     float_precisions = ("fp32",)
     int8_precisions = ("int8",)
     program_precision = "int8"  # the precision it lowers an int8 PT2E program for (edge.int8)
-    # What load() imports (seconds): the bench's process server imports it once for all isolated targets.
-    runtime_modules = ("executorch.runtime",)
+    # What load() imports: the bench's process server imports it once for all isolated targets.
+    runtime_modules = ("torch", _BINDINGS)
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,
@@ -70,24 +74,38 @@ class ExecuTorchExporter:
         return None
 
     def load(self, path: Path, threads: int | None = None) -> Session:
-        from executorch.runtime import Runtime
-
+        runtime = bindings()
         set_threads(threads)
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        # What executorch.runtime's Runtime.load_program(path).load_method("forward") does, without its import.
+        program = runtime._load_program(str(path), program_verification=runtime.Verification.InternalConsistency)
+        method = program.load_method("forward")
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            outs = method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+            outs = method([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
             return [o.numpy() for o in outs]
 
+        run.program = program  # the method runs on the program's buffers: kept as long as the session
         return run
+
+
+def bindings() -> ModuleType:
+    """ExecuTorch's runtime bindings, imported without its compiler.
+
+    ``executorch.runtime`` reaches them through ``portable_lib``, which imports all of ``executorch.exir`` (the
+    compiler, for one warning class): seconds in every process that only runs programs.
+    """
+    try:
+        return importlib.import_module(_BINDINGS)
+    except ImportError:  # a build that ships them otherwise: through the public module
+        from executorch.extension.pybindings import portable_lib
+
+        return portable_lib
 
 
 def set_threads(threads: int | None) -> None:
     """Size ExecuTorch's process-wide thread pool (XNNPACK runs on it); ``None`` keeps it."""
     if threads:
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-
-        _unsafe_reset_threadpool(threads)
+        bindings()._unsafe_reset_threadpool(threads)
 
 
 EXPORTERS.register("executorch")(ExecuTorchExporter())

@@ -19,6 +19,7 @@ custom translations to the one it is handed).
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import torch
@@ -79,14 +80,20 @@ def _op_names() -> frozenset:
     return frozenset(torch._C._dispatch_get_all_op_names())
 
 
+def _default_opset(build) -> int | None:
+    parameter = inspect.signature(build).parameters.get("opset_version")
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
 def _registry_once(build):
     cache: dict = {}
+    default = _default_opset(build)  # one key whether a caller names torch's default opset or leaves it out
 
     def from_torchlib(cls, opset_version=None):
-        key = (cls, opset_version, _op_names())
+        opset = default if opset_version is None else opset_version
+        key = (cls, opset, _op_names())
         if cache.get("key") != key:
-            made = build(cls) if opset_version is None else build(cls, opset_version)
-            cache.update(key=key, made=made)
+            cache.update(key=key, made=build(cls, opset))
         made = cache["made"]
         registry = cls()
         registry._opset_version = made._opset_version
@@ -104,13 +111,9 @@ def speed_up_onnx_export() -> None:
         return
     registry = _registration.ONNXRegistry
     built = registry.__dict__.get("from_torchlib")
-    if not isinstance(built, classmethod):  # another torch: its exporter as it is
-        return
-    current = built.__func__
-    if not hasattr(current, "__wrapped__"):
-        cached = _registry_once(current)
-        cached.__wrapped__ = current
-        registry.from_torchlib = classmethod(cached)
+    if not isinstance(built, classmethod) or _default_opset(built.__func__) is None:
+        return  # another torch: its exporter as it is
+    rebind("from_torchlib", [registry], _registry_once)
 
 
 def speed_up_torch_export() -> None:
