@@ -360,7 +360,7 @@ def measure_turns(format: str, encoder: Path, stream: StreamPair, inputs: Arrays
     runner, clip_session = open_runner(format, encoder, stream, cfg, clips[0], beside=stream.clip_file)
     frame, first = clips[0, :1], [x[:1] for x in inputs]
     frame_ms, clip_ms = time_in_turns([lambda: runner.step(frame), lambda: clip_session(first)],
-                                      cfg.warmup, cfg.iterations)
+                                      cfg.warmup, cfg.iterations, cfg.budget_s)
     return {"frame_ms": frame_ms, "clip_ms": clip_ms}
 
 

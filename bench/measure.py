@@ -27,63 +27,76 @@ MIN_BUDGET_ITERATIONS = 5  # a budget never yields fewer samples than this: p90 
 MAX_BUDGET_ITERATIONS = 100_000
 
 
-def time_calls(fn: Callable[[], object], warmup: int, iterations: int, budget_s: float | None = None) -> dict:
-    """Warm up, then time calls of ``fn`` one by one.
-
-    Without a budget exactly ``iterations`` calls are timed; with ``budget_s`` calls go on until
-    that many seconds of timed calls have passed (at least ``MIN_BUDGET_ITERATIONS``).
-    """
+def _check_count(iterations: int, budget_s: float | None) -> None:
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     if budget_s is not None and budget_s <= 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s}")
-    for _ in range(warmup):
-        fn()
-    samples: list[float] = []
-    spent = 0.0
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000.0)
-        spent += samples[-1] / 1000.0
-        if budget_s is None:
-            if len(samples) >= iterations:
-                break
-        elif (spent >= budget_s and len(samples) >= MIN_BUDGET_ITERATIONS) or len(samples) >= MAX_BUDGET_ITERATIONS:
-            break
+
+
+def _enough(calls: int, spent_s: float, iterations: int, budget_s: float | None) -> bool:
+    """Whether ``calls`` timed calls taking ``spent_s`` end the timing: ``iterations``, or the budget's seconds."""
+    if budget_s is None:
+        return calls >= iterations
+    return (spent_s >= budget_s and calls >= MIN_BUDGET_ITERATIONS) or calls >= MAX_BUDGET_ITERATIONS
+
+
+def _stats(samples: list[float], warmup: int, budget_s: float | None) -> dict:
     stats = latency_stats(samples, warmup)
     if budget_s is not None:
         stats["budget_s"] = budget_s
     return stats
 
 
+def time_calls(fn: Callable[[], object], warmup: int, iterations: int, budget_s: float | None = None) -> dict:
+    """Warm up, then time calls of ``fn`` one by one.
+
+    Without a budget exactly ``iterations`` calls are timed; with ``budget_s`` calls go on until
+    that many seconds of timed calls have passed (at least ``MIN_BUDGET_ITERATIONS``).
+    """
+    _check_count(iterations, budget_s)
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    spent = 0.0
+    while not _enough(len(samples), spent, iterations, budget_s):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+        spent += samples[-1] / 1000.0
+    return _stats(samples, warmup, budget_s)
+
+
 TURN_CALLS = 5  # timed calls per turn in ``time_in_turns``
 
 
-def time_in_turns(fns: Sequence[Callable[[], object]], warmup: int, iterations: int) -> list[dict]:
-    """Time callables in turns, ``TURN_CALLS`` calls each, until each has ``iterations`` timed calls; their stats.
+def time_in_turns(fns: Sequence[Callable[[], object]], warmup: int, iterations: int,
+                  budget_s: float | None = None) -> list[dict]:
+    """Time callables in turns, ``TURN_CALLS`` calls each, until each has what ``time_calls`` would time; their stats.
 
     A change in the machine's speed (a busy neighbour, the clock) then falls on every callable
     alike, so the ratio of their medians holds where medians timed minutes apart do not. Each turn
     opens with one untimed call, so a callable is not charged for the last one's idle spinning
     threads or the caches it left cold; the order flips every round so none always goes first.
+    With ``budget_s``, turns go on until each callable has that many seconds of timed calls.
     """
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    _check_count(iterations, budget_s)
     for fn in fns:
         for _ in range(warmup):
             fn()
     samples: list[list[float]] = [[] for _ in fns]
+    spent = [0.0 for _ in fns]
     order = list(range(len(fns)))
-    while min(len(s) for s in samples) < iterations:
+    while not all(_enough(len(s), t, iterations, budget_s) for s, t in zip(samples, spent, strict=True)):
         for i in order:
             fns[i]()
             for _ in range(TURN_CALLS):
                 t0 = time.perf_counter()
                 fns[i]()
                 samples[i].append((time.perf_counter() - t0) * 1000.0)
+                spent[i] += samples[i][-1] / 1000.0
         order.reverse()
-    return [latency_stats(s, warmup) for s in samples]
+    return [_stats(s, warmup, budget_s) for s in samples]
 
 
 class PeakRSS:

@@ -91,6 +91,18 @@ def test_timing_in_turns_keeps_a_ratio_through_a_slow_spell():
         time_in_turns([fast], 0, 0)
 
 
+def test_turns_take_the_budget_as_time_calls_does():
+    """``--budget-s`` reaches timing in turns: each callable gets at least that many seconds of timed calls, in whole
+    turns (so as many calls as the slowest-to-fill one needs)."""
+    fast, slow = (lambda: time.sleep(0.001)), (lambda: time.sleep(0.004))
+    a, b = time_in_turns([fast, slow], 0, 1000, budget_s=0.05)
+    assert a["budget_s"] == b["budget_s"] == 0.05 and a["iterations"] % TURN_CALLS == 0
+    assert sum(a["samples"]) >= 50 and sum(b["samples"]) >= 50  # ms: each its own budget, not 1000 calls
+    assert MIN_BUDGET_ITERATIONS <= a["iterations"] == b["iterations"] < 1000
+    with pytest.raises(ValueError, match="budget_s"):
+        time_in_turns([fast], 0, 1, budget_s=0)
+
+
 def test_tflite_loader_switches_the_delegate(exported):
     from egoedge.edge.exporters import EXPORTERS
 
