@@ -405,13 +405,19 @@ def isolated_context() -> multiprocessing.context.BaseContext:
     """Fresh processes forked from a server that imported the bench once.
 
     Each target still gets a process of its own (its memory, its crash), forked from a server that
-    has loaded nothing but this module; ``spawn`` paid the imports again for every target, seconds
-    each, and a plain fork would inherit every earlier target's memory.
+    has loaded nothing but this module and what each runtime's ``open`` imports (its ``runtime_modules``);
+    ``spawn`` paid the imports again for every target, seconds each, and a plain fork would inherit
+    every earlier target's memory.
     """
     ctx = multiprocessing.get_context("forkserver")
-    runtimes = [m for f in EXPORTERS.keys() for m in getattr(EXPORTERS.get(f), "runtime_modules", ())]
-    ctx.set_forkserver_preload([__name__, *runtimes])
+    ctx.set_forkserver_preload(preloaded_modules())
     return ctx
+
+
+def preloaded_modules() -> list[str]:
+    """What the bench's fork server imports: this module, then each host runtime's ``runtime_modules``."""
+    runtimes = dict.fromkeys(m for f in RUNTIMES.keys() for m in getattr(RUNTIMES.get(f), "runtime_modules", ()))
+    return [__name__, *runtimes]
 
 
 def measure_isolated(tgt: Target, inputs_path: Path, cfg: BenchConfig, turns: bool = False) -> dict:

@@ -183,3 +183,20 @@ def test_a_stream_whose_turns_fail_or_whose_clip_is_damaged_keeps_the_rows_ratio
     clip.write_bytes(b"87654321")  # same size, other bytes
     assert intact_file(tmp_path, artifact) is None
     assert intact_file(tmp_path, None) is None and intact_file(tmp_path, {**artifact, "file": ""}) is None
+
+
+def test_the_fork_server_imports_each_runtimes_modules_and_not_executorchs_compiler():
+    """Isolated targets start warm (timm for eager models, ExecuTorch's bindings) without executorch.exir in them."""
+    import importlib
+
+    from egoedge.bench.host_bench import preloaded_modules
+    from egoedge.bench.runtimes import RUNTIMES
+
+    modules = preloaded_modules()
+    assert modules[0] == "egoedge.bench.host_bench" and "timm" in modules
+    assert "executorch.extension.pybindings._C" in modules
+    assert not [m for m in modules if m == "executorch.runtime" or m.startswith("executorch.exir")]
+    for name in RUNTIMES.keys():
+        assert set(RUNTIMES.get(name).runtime_modules) <= set(modules)
+    for m in modules:
+        importlib.import_module(m)

@@ -14,6 +14,7 @@ class ArtifactRuntime:
 
     def __init__(self, format: str, runtime: str) -> None:
         self.format, self.runtime = format, runtime
+        self.runtime_modules = tuple(getattr(EXPORTERS.get(format), "runtime_modules", ()))
 
     def available(self) -> str | None:
         return EXPORTERS.get(self.format).unavailable()

@@ -11,10 +11,12 @@ from egoedge.edge.exporters import Session
 
 
 class HostRuntime(Protocol):
-    """``format`` names the report's format column, ``runtime`` the engine that executes it."""
+    """``format`` names the report's format column, ``runtime`` the engine that executes it, ``runtime_modules``
+    what ``open`` imports (the bench's fork server imports them once for every isolated target)."""
 
     format: str
     runtime: str
+    runtime_modules: tuple[str, ...]
 
     def available(self) -> str | None:
         """Why this host cannot run the format (``None`` if it can)."""

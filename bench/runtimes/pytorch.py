@@ -17,6 +17,8 @@ from egoedge.trainer.quantize.program import load_program
 class PyTorchRuntime:
     format = "pytorch"
     runtime = "torch-eager"
+    # The registered models are built from timm's blocks; an int8 program needs torchao's quantized ops.
+    runtime_modules = ("timm", "torchao.quantization.pt2e.quantize_pt2e")
 
     def available(self) -> str | None:
         return None
