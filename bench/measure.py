@@ -48,6 +48,15 @@ def _stats(samples: list[float], warmup: int, budget_s: float | None) -> dict:
     return stats
 
 
+def _time_one(fn: Callable[[], object], samples: list[float]) -> float:
+    """One timed call of ``fn``: its milliseconds appended to ``samples``, its seconds returned."""
+    t0 = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - t0
+    samples.append(seconds * 1000.0)
+    return seconds
+
+
 def time_calls(fn: Callable[[], object], warmup: int, iterations: int, budget_s: float | None = None) -> dict:
     """Warm up, then time calls of ``fn`` one by one.
 
@@ -60,10 +69,7 @@ def time_calls(fn: Callable[[], object], warmup: int, iterations: int, budget_s:
     samples: list[float] = []
     spent = 0.0
     while not _enough(len(samples), spent, iterations, budget_s):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000.0)
-        spent += samples[-1] / 1000.0
+        spent += _time_one(fn, samples)
     return _stats(samples, warmup, budget_s)
 
 
@@ -91,10 +97,7 @@ def time_in_turns(fns: Sequence[Callable[[], object]], warmup: int, iterations: 
         for i in order:
             fns[i]()
             for _ in range(TURN_CALLS):
-                t0 = time.perf_counter()
-                fns[i]()
-                samples[i].append((time.perf_counter() - t0) * 1000.0)
-                spent[i] += samples[i][-1] / 1000.0
+                spent[i] += _time_one(fns[i], samples[i])
         order.reverse()
     return [_stats(s, warmup, budget_s) for s in samples]
 

@@ -354,12 +354,17 @@ def test_onnx_int8_takes_other_weights_where_this_cpus_kernels_saturate(student_
         assert len(samples) == ox.SATURATION_SAMPLES
         name = Path(path).name
         if name == "pre.onnx":  # the fp32 reference
-            return real(path, samples, input_names)[0], 1.0
+            return real(path, samples, input_names)
         measured.append((name, exact))
-        got = real(path, samples, input_names, exact=True)[0]
-        return [g + strays.get(name, 0.0) * (not exact) for g in got], seconds.get(name, 1.0)
+        got = real(path, samples, input_names, exact=True)
+        return [g + strays.get(name, 0.0) * (not exact) for g in got]
+
+    def ratio(path, reference, samples, input_names):
+        assert Path(reference).name == "pre.onnx" and len(samples) == ox.SATURATION_SAMPLES
+        return seconds.get(Path(path).name, 1.0)
 
     monkeypatch.setattr(ox, "qdq_outputs", outputs)
+    monkeypatch.setattr(ox, "time_ratio", ratio)
     cfg = ExportConfig(formats=("onnx",), precisions=("int8",), calibration=ox.SATURATION_SAMPLES, parity_samples=8,
                        gate=LENIENT)
     artifact = export_checkpoint(student_ckpt, tmp_path / "export", cfg)["artifacts"][0]
@@ -378,6 +383,28 @@ def test_onnx_int8_takes_other_weights_where_this_cpus_kernels_saturate(student_
     assert (widest(ox.quantized_weights(graph, dense=True)) <= 64) == ("7-bit" in kept)
     assert f"per-channel {kept}," in artifact["backend"]["quantization"]
     assert artifact["status"] == "ok"  # the kept model runs and was verified against fp32
+
+
+def test_time_ratio_says_how_many_times_longer_a_model_runs_than_its_reference(tmp_path):
+    """The weight choice's speed check: a model doing 24 times the work of another is many times slower, timed in
+    turns with it, and the other many times faster (bounds far from 24x: this is a ratio of two timings)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from egoedge.edge.exporters import onnx as ox
+
+    def chain(n: int, path: Path) -> Path:
+        w = helper.make_tensor("w", TensorProto.FLOAT, [384, 384], np.eye(384, dtype=np.float32).ravel())
+        nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", "w"], [f"h{i + 1}" if i < n - 1 else "y"])
+                 for i in range(n)]
+        graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 384])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 384])], [w])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+        return path
+
+    short, long = chain(1, tmp_path / "short.onnx"), chain(24, tmp_path / "long.onnx")
+    samples = [(np.random.default_rng(i).standard_normal((64, 384)).astype(np.float32),) for i in range(8)]
+    assert ox.time_ratio(long, short, samples, ("x",)) > 4 > 1 / 4 > ox.time_ratio(short, long, samples, ("x",))
 
 
 def test_depthwise_convs_keep_full_range_weights_in_the_first_7_bit_candidate(tmp_path):
