@@ -516,6 +516,11 @@ def _on_host(row: dict) -> bool:
     return row.get("device", "host") == "host"
 
 
+def faster(speedup: float) -> str:
+    """A speed ratio as a reader says it: ``faster(2.0)`` is "2.00x faster", ``faster(0.9)`` "1.11x slower"."""
+    return f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
+
+
 def summarize(report: dict) -> dict[str, str]:
     """The headline ratios at the main thread count: teacher vs student size and speed, accuracies, artifact parity."""
     report = at_threads(report)
@@ -540,7 +545,7 @@ def summarize(report: dict) -> dict[str, str]:
         parity = f"max |Δ| {fmt(r['parity_max_abs'], '.1e')}, agreement {agree}"
         if _on_host(r) and st:
             s[f"{r['name']} vs eager student"] = (
-                f"{st['latency_ms']['median'] / r['latency_ms']['median']:.2f}x faster, {parity}")
+                f"{faster(st['latency_ms']['median'] / r['latency_ms']['median'])}, {parity}")
         elif not _on_host(r):  # another machine: its own numbers, no ratio to the host's eager model
             s[r["name"]] = f"{r['latency_ms']['median']:.2f} ms on {r['device']} ({r['runtime']}), {parity}"
     if st:  # report is at one thread count: at most one fastest artifact
@@ -551,7 +556,7 @@ def summarize(report: dict) -> dict[str, str]:
     # Reduced precisions against their own backend's fp32, gate-refused ones included (marked):
     # their speed and size are measured facts even when their predictions were not accepted.
     for x in speedups(report):
-        line = f"size {x['size_ratio']:.2f}x, {x['speedup']:.2f}x faster"
+        line = f"size {x['size_ratio']:.2f}x, {faster(x['speedup'])}"
         if x["top1_delta"] is not None:
             line += f", top-1 {x['top1_delta']:+.1f} points"
         if x["status"] != "ok":

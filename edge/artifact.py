@@ -59,22 +59,33 @@ def export_artifact(fmt: str, precision: str, model: torch.nn.Module, example: t
     path = out_dir / entry["file"]
     t0 = time.perf_counter()
     progress(f"export {name}", 0, 1, {})
-    try:
-        # A backend written before int8 programs existed quantizes on its own: only pass one where taken.
-        takes = program is not None and "program" in inspect.signature(exporter.export).parameters
-        backend = exporter.export(model, example, path, precision, calibration, names,
-                                  **({"program": program} if takes else {}))
-    except ExportError as e:
-        entry["reason"] = str(e)
-        remove_path(path)
-        entry["file"] = None
-        return entry
-    entry["export_seconds"] = round(time.perf_counter() - t0, 2)
-    entry["inputs"] = backend.pop("inputs", entry["inputs"])
-    entry["outputs"] = backend.pop("outputs", entry["outputs"])
-    entry["backend"] = backend
-    entry["sha256"], entry["bytes"] = sha256_path(path), path_bytes(path)
-    entry.update(verify(exporter, path, precision, name))
+    # A backend written before int8 programs existed quantizes on its own: only pass one where taken.
+    takes = program is not None and "program" in inspect.signature(exporter.export).parameters
+    refused: list[str] = []
+    while True:
+        try:
+            # A backend that makes its int8 more than one way says how many (``int8_choices``, the fastest first):
+            # one its gate refuses is made again the next way. Others never see ``choice``.
+            backend = exporter.export(model, example, path, precision, calibration, names,
+                                      **({"program": program} if takes else {}),
+                                      **({"choice": len(refused)} if refused else {}))
+        except ExportError as e:
+            entry["reason"] = str(e)
+            remove_path(path)
+            entry["file"] = None
+            return entry
+        entry["export_seconds"] = round(time.perf_counter() - t0, 2)
+        entry["inputs"] = backend.pop("inputs", entry["inputs"])
+        entry["outputs"] = backend.pop("outputs", entry["outputs"])
+        entry["backend"] = backend
+        entry["sha256"], entry["bytes"] = sha256_path(path), path_bytes(path)
+        entry.update({"accuracy": None, "parity": None, "reason": None}, **verify(exporter, path, precision, name))
+        if entry["status"] == "ok" or entry["parity"] is None or len(refused) + 1 >= backend.get("int8_choices", 1):
+            break
+        refused.append(entry["reason"])
+        progress(f"export {name}: the next int8 weights", 0, 1, {})
+    if refused:
+        backend["refused_choices"] = refused
     return entry
 
 

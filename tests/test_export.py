@@ -407,6 +407,61 @@ def test_time_ratio_says_how_many_times_longer_a_model_runs_than_its_reference(t
     assert ox.time_ratio(long, short, samples, ("x",)) > 4 > 1 / 4 > ox.time_ratio(short, long, samples, ("x",))
 
 
+def test_weight_choices_put_the_fastest_first_and_the_closest_to_fp32_next():
+    """Candidates on the same kernels (within SAME_SPEED of the quickest) count as equally fast: the closest to fp32
+    among them goes first; the closest of all follows where it is another one."""
+    from egoedge.edge.exporters.onnx import weight_choices
+
+    dense, seven, u8u8 = Path("int8_7bit_dense.onnx"), Path("int8_7bit.onnx"), Path("int8_u8u8.onnx")
+    assert weight_choices([]) == []
+    assert weight_choices([(seven, 0.004, 0.6), (u8u8, 0.001, 0.9)]) == [seven, u8u8]
+    assert weight_choices([(dense, 0.003, 0.62), (seven, 0.004, 0.6), (u8u8, 0.001, 0.9)]) == [dense, u8u8]
+    assert weight_choices([(seven, 0.004, 0.9), (u8u8, 0.001, 0.95)]) == [u8u8]  # as fast: the closer alone
+    assert weight_choices([(seven, 0.001, 0.6), (u8u8, 0.004, 0.9)]) == [seven]
+
+
+@pytest.mark.parametrize("fast_passes", [False, True])
+def test_an_int8_whose_fastest_weights_miss_the_gate_is_made_again_with_the_next(tmp_path, monkeypatch, fast_passes):
+    """ONNX Runtime's int8 on a CPU whose kernels saturate: the fastest weights (7-bit) are made first; where the gate
+    refuses them the artifact is made again with the weights closest to fp32 (U8U8), and the manifest keeps why."""
+    import onnx
+
+    from egoedge.edge.artifact import export_artifact
+    from egoedge.edge.exporters import onnx as ox
+
+    real = ox.qdq_outputs
+    strays = {"int8.onnx": 0.5, "int8_7bit.onnx": 0.2}  # full range saturates; 7-bit strays more than U8U8
+
+    def outputs(path, samples, input_names, exact=False):
+        got = real(path, samples, input_names, exact=True)
+        return [g + strays.get(Path(path).name, 0.0) * (not exact) for g in got]
+
+    monkeypatch.setattr(ox, "qdq_outputs", outputs)
+    monkeypatch.setattr(ox, "time_ratio", lambda path, *a: 0.6 if "7bit" in Path(path).name else 0.9)
+    seen = []
+
+    def verify(exporter, path, precision, name):
+        seen.append(kind := ox._weight_kind(onnx.load(str(path)).graph))
+        ok = fast_passes or kind == "uint8 weights"
+        return {"status": "ok" if ok else "failed", "verified": "runtime", "accuracy": None,
+                "parity": {"top1_agreement": 100.0 if ok else 97.0}, "reason": None if ok else "agreement 97.0 %"}
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 14 * 14, 4)).eval()
+    calibration = [(torch.rand(1, 3, 16, 16),) for _ in range(ox.SATURATION_SAMPLES)]
+    entry = export_artifact("onnx", "int8", model, calibration[0], tmp_path, "m", calibration,
+                            {"inputs": [], "outputs": []}, verify)
+    backend = entry["backend"]
+    assert entry["status"] == "ok" and backend["int8_choices"] == 2
+    if fast_passes:
+        assert seen == ["7-bit int8 weights"] and backend["int8_choice"] == 0 and "refused_choices" not in backend
+    else:
+        assert seen == ["7-bit int8 weights", "uint8 weights"] and backend["int8_choice"] == 1
+        assert backend["refused_choices"] == ["agreement 97.0 %"] and entry["reason"] is None
+        assert "uint8 weights" in backend["quantization"]
+
+
 def test_depthwise_convs_keep_full_range_weights_in_the_first_7_bit_candidate(tmp_path):
     """Depthwise convs hold few weights per channel and lose most to 7 bits: the first candidate narrows only the
     dense layers' weights, and the next every layer's."""

@@ -94,6 +94,10 @@ def test_summary_has_int8_vs_fp32_ratios():
             "latency_ms": {**et["latency_ms"], "median": 2.5}, "accuracy": {"top1": 69.0, "top5": 95.0}}
     s = summarize({**REPORT, "results": REPORT["results"] + [int8]})
     assert s["student_executorch_int8 vs fp32"] == "size 0.26x, 2.00x faster, top-1 -1.0 points"
+    # an int8 slower than its fp32 twin says so, not "0.80x faster"
+    slow = {**int8, "latency_ms": {**et["latency_ms"], "median": 6.25}}
+    s = summarize({**REPORT, "results": REPORT["results"] + [slow]})
+    assert s["student_executorch_int8 vs fp32"] == "size 0.26x, 1.25x slower, top-1 -1.0 points"
 
 
 def test_the_flips_an_agreement_lets_pass_as_ties_are_shown_beside_it():

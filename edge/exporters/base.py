@@ -49,7 +49,9 @@ class Exporter(Protocol):
     # Optional: ``program_precision`` names the precision for which ``export`` lowers a given int8 PT2E
     # ``program`` (ONNX Runtime has none: its int8 is its own QDQ format), so programs are made only for
     # those; ``recipe_precision`` a static int8 made from the recipe without its program (ONNX Runtime's);
-    # ``runtime_modules`` names what ``load`` imports, which the bench's fork server imports once.
+    # ``runtime_modules`` names what ``load`` imports, which the bench's fork server imports once. A backend that
+    # makes its int8 more than one way reports ``int8_choices`` in ``export``'s details and takes ``choice`` (0: the
+    # fastest); ``export_artifact`` makes an artifact its gate refused again the next way.
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,

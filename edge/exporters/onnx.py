@@ -151,9 +151,10 @@ class OnnxExporter:
 
     def export(self, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                precision: str, calibration: Calibration, names: IONames = CLIP_IO,
-               program: torch.nn.Module | None = None) -> dict:
+               program: torch.nn.Module | None = None, choice: int = 0) -> dict:
         # ``program`` is not lowered: ONNX Runtime's int8 is its own QDQ format, made from ``model``
-        # with the program's modules kept float and its calibration set.
+        # with the program's modules kept float and its calibration set. ``choice``: which int8 weights, the
+        # fastest first (``int8_choices`` in the details says how many there are).
         import onnx
 
         check_precision(self, precision)
@@ -170,8 +171,9 @@ class OnnxExporter:
             except Exception as e:  # noqa: BLE001  (the exporter raises from many layers)
                 raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
             keep = tuple(getattr(model, "float_modules", ()))
-            source, excluded = (fp32, []) if precision == "fp32" else \
-                self._quantize(fp32, Path(tmp), calibration, names, keep, getattr(model, "int8_bias_correction", False))
+            source, excluded, choices = (fp32, [], 1) if precision == "fp32" else \
+                self._quantize(fp32, Path(tmp), calibration, names, keep, getattr(model, "int8_bias_correction", False),
+                               choice)
             atomic_write(path, lambda p: p.write_bytes(source.read_bytes()))
             gap = None if precision == "fp32" else runtime_gap(
                 Path(tmp) / "pre.onnx", source, fp32, [tuple(t.numpy() for t in s) for s in calibration[:GAP_SAMPLES]],
@@ -185,6 +187,7 @@ class OnnxExporter:
                 if precision == "int8" else None}
         if precision == "int8":
             info["int8_weights_pct"] = int8_weight_share(_initializer_elements(graph))
+            info["int8_choices"], info["int8_choice"] = choices, min(choice, choices - 1)
         if precision == "int8" and keep:
             info["float_nodes"] = len(excluded)
         if gap is not None:
@@ -192,7 +195,8 @@ class OnnxExporter:
         return info
 
     def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames,
-                  keep: tuple[str, ...] = (), correct: bool = False) -> tuple[Path, list[str]]:
+                  keep: tuple[str, ...] = (), correct: bool = False, choice: int = 0) -> tuple[Path, list[str], int]:
+        """The int8 QDQ model, the nodes kept float, and how many weight choices there were (``choice`` picks one)."""
         import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
@@ -228,7 +232,8 @@ class OnnxExporter:
                                 nodes_to_exclude=excluded,
                                 extra_options={"TensorQuantOverrides": {w: [{"reduce_range": True}]
                                                                         for w in seven_bit}})
-                if correct:
+                # 7-bit weights round twice as coarsely; the bias correction takes out the mean shift that adds.
+                if correct or seven_bit:
                     correct_bias(pre, path, samples, names.inputs)
                 return path
 
@@ -237,19 +242,21 @@ class OnnxExporter:
             reference = qdq_outputs(pre, check, names.inputs)
             kernels = mse(qdq_outputs(out, check, names.inputs), reference)
             exact = mse(qdq_outputs(out, check, names.inputs, exact=True), reference)
+            found = []  # (model, error, time over fp32's) of each candidate closer to fp32 than the full-range one
             if kernels > SATURATION_RATIO * exact:
                 for name, variant in _unsaturated(graph, tuple(exclude)):
                     candidate = make(tmp / name, **variant)
                     # A candidate clearly slower than fp32 is no int8 worth having (uint8 depthwise convs run several
                     # times slower here); within SPEED_SLACK it is timing noise, which must not decide the gate.
                     if ((error := mse(qdq_outputs(candidate, check, names.inputs), reference)) < kernels
-                            and time_ratio(candidate, pre, check, names.inputs) <= SPEED_SLACK):
-                        out, kernels = candidate, error
+                            and (ratio := time_ratio(candidate, pre, check, names.inputs)) <= SPEED_SLACK):
+                        found.append((candidate, error, ratio))
+            choices = weight_choices(found) or [out]
         except Exception as e:  # noqa: BLE001
             raise lowering_error(self.format, e) from e
         finally:
             root.setLevel(level)
-        return out, exclude
+        return choices[min(choice, len(choices) - 1)], exclude, len(choices)
 
     def unavailable(self) -> str | None:
         return None
@@ -280,6 +287,22 @@ SATURATION_SAMPLES, SATURATION_RATIO = 32, 2.0
 # How much slower than fp32 a candidate may run and still count as no slower. Timed in turns with fp32 the ratio
 # holds on a loaded machine, but a model's speed still differs by tens of percent from one session to the next.
 SPEED_SLACK = 1.5
+
+
+# Candidates that time within this factor of the quickest run on the same kernels (7-bit weights in some layers or
+# in all): among them the one closest to fp32 counts as the fastest.
+SAME_SPEED = 1.2
+
+
+def weight_choices(found: list[tuple[Path, float, float]]) -> list[Path]:
+    """From ``(model, error, time ratio)`` candidates: the fastest (the closest to fp32 among those within
+    ``SAME_SPEED`` of the quickest), then the closest to fp32 if that is another one; ``[]`` for none."""
+    if not found:
+        return []
+    quickest = min(r for _, _, r in found)
+    fastest = min((f for f in found if f[2] <= SAME_SPEED * quickest), key=lambda f: f[1])
+    closest = min(found, key=lambda f: f[1])
+    return [fastest[0]] + ([closest[0]] if closest is not fastest else [])
 
 
 def _session(path: Path, exact: bool = False, spin: bool = True):
