@@ -37,7 +37,9 @@ def _resize_crop(frame, size: int) -> np.ndarray:
     w, h = frame.width, frame.height
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    rgb = frame.reformat(width=nw, height=nh, format="rgb24").to_ndarray()
+    # One thread: the workers decoding clips are forked, and swscale's slice threads (its default) hung a forked
+    # worker in CI (waiting in avpriv_slicethread_free); the process pool is the parallelism.
+    rgb = frame.reformat(width=nw, height=nh, format="rgb24", threads=1).to_ndarray()
     y, x = (nh - size) // 2, (nw - size) // 2
     return rgb[y:y + size, x:x + size]
 
