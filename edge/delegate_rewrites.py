@@ -16,6 +16,9 @@ cuts transformer-style students (MobileViT's blocks, every student's temporal po
   sees ``dequantize -> pad -> convolution`` and XNNPACK pads inside the int8 convolution; left in,
   the pad runs in float with a conversion on each side (EfficientNet's stride-2 "same" padding).
 
+And one mend of ExecuTorch's own lowering (:func:`float_pads_stay_float`): a zero pad that a convolution kept
+float reads stays float.
+
 Each rewrite is a plain Python function put in place of the ATen op on the graph of
 ``torch.export.export(...).module()``; exporting that module again traces the functions into ops
 the delegate takes. Quantize/dequantize nodes are left where they are, so a PT2E int8 program keeps
@@ -24,7 +27,9 @@ its quantization and its float islands (layer norms stay float, as XNNPACK's qua
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 
 import torch
 
@@ -155,3 +160,51 @@ def _averager(module: torch.fx.GraphModule, before: torch.fx.Node, width: int) -
         module.register_buffer(name, torch.full((1, width), 1.0 / width))
     with module.graph.inserting_before(before):
         return module.graph.get_attr(name)
+
+
+@contextlib.contextmanager
+def float_pads_stay_float() -> Iterator[None]:
+    """While lowering to XNNPACK: a zero pad read only by float convolutions is not quantized after it.
+
+    ExecuTorch's ``InsertPadQDQPass`` quantizes the output of every zero pad whose input was dequantized,
+    assuming an int8 convolution reads it. A "same"-padded convolution kept float in an int8 program (a
+    ``ZeroPad2d`` then the convolution, as EfficientNet's ports write it; ``--int8-keep-float`` or the
+    gate's search) then has an int8 input and float weights, and lowering fails with "Weight and Input
+    should both be quantized". The pairs that pass put before float readers are taken out again.
+    """
+    from executorch.backends.xnnpack._passes.insert_pad_qdq import InsertPadQDQPass
+
+    original = InsertPadQDQPass.call
+
+    def call(self, graph_module: torch.fx.GraphModule):
+        result = original(self, graph_module)
+        if _unquantize_float_pads(graph_module.graph):
+            graph_module.recompile()
+        return result
+
+    InsertPadQDQPass.call = call
+    try:
+        yield
+    finally:
+        InsertPadQDQPass.call = original
+
+
+def _unquantize_float_pads(graph: torch.fx.Graph) -> int:
+    """Remove each quantize/dequantize pair after a zero pad whose readers are all float convolutions; how many."""
+    from executorch.backends.xnnpack.utils.quant_utils import is_dequant, is_quant
+
+    removed = 0
+    for q in list(graph.nodes):
+        if not (is_quant(q) and isinstance(q.args[0], torch.fx.Node) and "constant_pad_nd" in str(q.args[0].target)):
+            continue
+        dqs = list(q.users)
+        readers = [r for dq in dqs for r in dq.users]
+        if not (dqs and readers and all(is_dequant(dq) for dq in dqs)
+                and all("convolution" in str(r.target) and not is_dequant(r.args[1]) for r in readers)):
+            continue
+        for dq in dqs:
+            dq.replace_all_uses_with(q.args[0])
+            graph.erase_node(dq)
+        graph.erase_node(q)
+        removed += 1
+    return removed

@@ -170,6 +170,28 @@ def test_a_padded_int8_convolution_runs_without_float_islands_on_executorch_and_
     assert ops.count("TRANSPOSE") == 2 and ops[0] == ops[-1] == "TRANSPOSE", ops
 
 
+def test_a_padded_convolution_kept_float_lowers_to_executorch_in_float(tmp_path):
+    """A "same"-padded layer the gate or ``--int8-keep-float`` keeps float between int8 layers: ExecuTorch's
+    XNNPACK lowering quantized its pad anyway and failed ("Weight and Input should both be quantized")."""
+    from egoedge.bench.profile import profile_executorch
+    from egoedge.edge.exporters import EXPORTERS
+
+    torch.manual_seed(0)
+    model = SamePadded().eval()
+    model.float_modules = ("dw",)
+    calib = [(torch.rand(1, 3, 16, 16),) for _ in range(8)]
+    info = EXPORTERS.get("executorch").export(model, calib[0], tmp_path / "m.pte", "int8", calib)
+    assert info["delegated_subgraphs"] == 1 and info["portable_ops"] == [], info
+    x = calib[0][0].numpy()
+    got = EXPORTERS.get("executorch").load(tmp_path / "m.pte")([x])[0]
+    with torch.no_grad():
+        ref = model(calib[0][0]).numpy()
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    ops = {o["op"] for o in profile_executorch(tmp_path / "m.pte", [x], 1, 2)["ops"]}
+    assert any("F32" in op and "DWConv" in op for op in ops), ops  # the kept layer runs in float
+    assert any("QC8" in op or "QS8" in op for op in ops), ops  # and the rest in int8
+
+
 class Residual(torch.nn.Module):
     """Two residual blocks in a row, as in every mobile backbone: the first sum feeds the second directly."""
 

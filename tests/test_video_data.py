@@ -10,6 +10,7 @@ import csv
 import datetime
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,34 @@ def test_a_killed_preparation_resumes_at_the_missing_shard(clip_folder, monkeypa
                                         ["labels"]) + len(json.loads((folder / "train" / n).with_suffix(".json")
                                                                      .read_text())["skipped"]) for n in done)
     assert len(prepared.split("train")) == 48
+
+
+_DECODED = {"n": 0}
+
+
+def _decodes_two_then_hangs(job):
+    """A decode worker that answers its first chunk, then hangs as a worker stuck inside FFmpeg would."""
+    _DECODED["n"] += 1
+    if _DECODED["n"] > 2:
+        time.sleep(120)
+    return None, "not decoded by this test"
+
+
+def test_an_interrupted_preparation_does_not_wait_for_a_hung_decode_worker(clip_folder, monkeypatch, tmp_path):
+    import egoedge.trainer.data.prepare as prep
+
+    monkeypatch.setenv("EGOEDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(prep, "decode_job", _decodes_two_then_hangs)
+
+    def interrupted(stage, done, total, stats):
+        if stats:  # the first decoded clip: Ctrl-C, or pytest-timeout's signal, arrives now
+            raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        prep.prepare(DATA_SOURCES.get("folder"), str(clip_folder), _cfg(f"folder:{clip_folder}"), interrupted,
+                     workers=2)
+    assert time.monotonic() - t0 < 60  # a hung worker sleeps 120 s: waiting for it would take longer
 
 
 def test_too_many_bad_clips_stop_with_one_line(clip_folder, tmp_path, monkeypatch):

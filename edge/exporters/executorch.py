@@ -10,7 +10,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from egoedge.edge.delegate_rewrites import delegate_friendly
+from egoedge.edge.delegate_rewrites import delegate_friendly, float_pads_stay_float
 from egoedge.edge.exporters.base import (
     CLIP_IO,
     Calibration,
@@ -53,7 +53,8 @@ class ExecuTorchExporter:
                     quantize_pt2e(model, example_inputs, calibration, QUANTIZERS.get("xnnpack")())
             exported, rewritten = delegate_friendly(torch.export.export(model, example_inputs, strict=False),
                                                     example_inputs)
-            edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+            with float_pads_stay_float():
+                edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
             info = get_delegation_info(edge.exported_program().graph_module)
             lowered = edge.to_executorch()
         except Exception as e:  # noqa: BLE001  (lowering errors come from many layers)

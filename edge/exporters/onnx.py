@@ -171,7 +171,7 @@ class OnnxExporter:
             except Exception as e:  # noqa: BLE001  (the exporter raises from many layers)
                 raise lowering_error(self.format, e, example_graph(model, example_inputs)) from e
             keep = tuple(getattr(model, "float_modules", ()))
-            source, excluded, choices = (fp32, [], 1) if precision == "fp32" else \
+            source, excluded, (chosen, choices) = (fp32, [], (0, 1)) if precision == "fp32" else \
                 self._quantize(fp32, Path(tmp), calibration, names, keep, getattr(model, "int8_bias_correction", False),
                                choice)
             atomic_write(path, lambda p: p.write_bytes(source.read_bytes()))
@@ -187,7 +187,7 @@ class OnnxExporter:
                 if precision == "int8" else None}
         if precision == "int8":
             info["int8_weights_pct"] = int8_weight_share(_initializer_elements(graph))
-            info["int8_choices"], info["int8_choice"] = choices, min(choice, choices - 1)
+            info["int8_choices"], info["int8_choice"] = choices, chosen
         if precision == "int8" and keep:
             info["float_nodes"] = len(excluded)
         if gap is not None:
@@ -195,8 +195,10 @@ class OnnxExporter:
         return info
 
     def _quantize(self, fp32: Path, tmp: Path, calibration: Calibration, names: IONames,
-                  keep: tuple[str, ...] = (), correct: bool = False, choice: int = 0) -> tuple[Path, list[str], int]:
-        """The int8 QDQ model, the nodes kept float, and how many weight choices there were (``choice`` picks one)."""
+                  keep: tuple[str, ...] = (), correct: bool = False,
+                  choice: int = 0) -> tuple[Path, list[str], tuple[int, int]]:
+        """The int8 QDQ model, the nodes kept float, and (the weights taken, how many there were): ``choice`` asks
+        for one, the last there is if there are fewer."""
         import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
@@ -256,7 +258,8 @@ class OnnxExporter:
             raise lowering_error(self.format, e) from e
         finally:
             root.setLevel(level)
-        return choices[min(choice, len(choices) - 1)], exclude, len(choices)
+        chosen = min(choice, len(choices) - 1)
+        return choices[chosen], exclude, (chosen, len(choices))
 
     def unavailable(self) -> str | None:
         return None

@@ -200,14 +200,26 @@ def _build(folder: Path, source: VideoSource, arg: str, catalog: Catalog, cfg: D
                     write_json_atomic((folder / name).with_suffix(".json"),
                                       {"labels": [s[2] for s in samples], "skipped": skipped})
                     write_shard(folder / name, samples)
-        finally:
+        except BaseException:
             if pool is not None:
-                pool.shutdown(cancel_futures=True)
+                _abandon(pool)
+            raise
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         seconds = time.perf_counter() - t0
         _finish(folder, source, arg, catalog, cfg, plan, {"workers": workers, "seconds": round(seconds, 2),
                                                           "decoded": decoded,
                                                           "clips_per_s": round(decoded / seconds, 1)
                                                           if decoded and seconds > 0 else None})
+
+
+def _abandon(pool: ProcessPoolExecutor) -> None:
+    """Stops a pool on an error without waiting for it: a worker hung in a decoder would hang the error too."""
+    workers = list((pool._processes or {}).values())  # Executor.terminate_workers() arrives in Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+        worker.join(timeout=10)
 
 
 def _plan(catalog: Catalog) -> dict[str, list[tuple[str, list[Segment]]]]:
