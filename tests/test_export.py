@@ -521,3 +521,16 @@ def test_a_pte_runs_through_the_public_module_where_the_bindings_are_named_other
     run = EXPORTERS.get("executorch").load(fp32_export / "student_executorch_fp32.pte", threads=1)
     out = run([np.load(fp32_export / "sample_input.npy")])[0]
     assert out.shape == np.load(fp32_export / "sample_output.npy").shape and np.isfinite(out).all()
+
+
+def test_onnx_gap_counts_a_layer_kept_float_between_int8_layers_as_float(tmp_path):
+    """ONNX Runtime's gap rows: a convolution kept float reads its int8 neighbour's dequantized output, and is float."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 4, 1)).eval()
+    model.float_modules = ("2",)
+    calib = [(torch.rand(1, 3, 16, 16),) for _ in range(8)]
+    info = EXPORTERS.get("onnx").export(model, calib[0], tmp_path / "m.onnx", "int8", calib)
+    convs = [(r["layer"], r["int8"]) for r in info["layer_gap"] if r["op"] == "Conv"]
+    assert convs[:2] == [("0", True), ("2", False)], convs

@@ -208,6 +208,20 @@ def test_the_gap_names_each_layer_in_program_order_and_what_it_loses(micro):
     assert all(r["sqnr_db"] is None and r["max_abs"] == 0 for r in program_gap(reference, reference, calib))
 
 
+def test_a_layer_kept_float_between_int8_layers_is_not_counted_int8():
+    """It reads its int8 neighbour's dequantized output, but computes in float (its weights are float)."""
+    from egoedge.trainer.quantize.gap import float_reference, program_gap
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 4, 1)).eval()
+    calib = [(torch.rand(1, 3, 16, 16),) for _ in range(8)]
+    program = quantize_pt2e(model, calib[0], calib, quantizer_for("xnnpack", "minmax", ("2",)))
+    rows = program_gap(float_reference(model, calib[0], calib), program, calib)
+    assert [(r["layer"], r["int8"]) for r in rows if r["op"] == "conv2d"] == [("0", True), ("2", False), ("4", True)]
+
+
 def test_no_fallback_when_max_is_zero(micro):
     _, model, x = micro
     result = run_ptq(model, x[:8], x[8:], PTQConfig(target_agreement=100.0, max_fallback=0))

@@ -583,7 +583,9 @@ def runtime_gap(fp32: Path, int8: Path, traced: Path, samples: list[tuple[np.nda
     rows = []
     for n, _, _ in points:
         s_out, s_in = stats[n.name]
-        int8 = any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in n.input)
+        dequantized_in = [made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in n.input]
+        # A layer kept float still reads its int8 neighbour's dequantized output: int8 means its weights are too.
+        int8 = all(dequantized_in[:2]) and len(dequantized_in) >= 2 if n.op_type in LAYER_TYPES else any(dequantized_in)
         rows.append(gap_row(n.name, scope.get(n.name, scope.get(n.name.split("/")[0], "")), n.op_type, int8,
                             s_out, s_in))
     return rows

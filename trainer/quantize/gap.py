@@ -95,7 +95,16 @@ def _input_point(node: torch.fx.Node) -> tuple[str, str] | None:
 
 
 def _is_int8(node: torch.fx.Node) -> bool:
-    """Whether the op reads dequantized (int8) operands, i.e. was not kept float."""
+    """Whether the op computes on int8 operands, i.e. was not kept float.
+
+    A layer is int8 when both its operands (input and weights, or a product's two inputs) are dequantized: a
+    layer kept float between int8 layers still reads its neighbour's dequantized output. Another op (an add, a
+    pool) is int8 when it reads any dequantized operand.
+    """
+    if is_layer(node):
+        first = 1 if op_name(node) in ("addmm", "baddbmm") else 0  # their first operand is the added term
+        operands = [a for a in node.args[first:first + 2] if isinstance(a, torch.fx.Node)]
+        return len(operands) == 2 and all(is_dequantize(a) for a in operands)
     return any(is_dequantize(a) for a in node.all_input_nodes)
 
 
