@@ -563,10 +563,13 @@ def runtime_gap(fp32: Path, int8: Path, traced: Path, samples: list[tuple[np.nda
             continue
         out = n.output[0]
         quantized = any(u.op_type == "QuantizeLinear" for u in read_by.get(out, []))
-        if out not in floats or not (n.op_type in LAYER_TYPES or quantized):
+        # The quantizer renames a quantized graph output's producer (``logits`` -> ``logits_QuantizeLinear_Input``):
+        # the fp32 model's name is then the one after its dequantize.
+        reference = out if out in floats else dequantized(out)
+        if reference not in floats or not (n.op_type in LAYER_TYPES or quantized):
             continue
         inp = source(n.input[0]) if n.input and n.input[0] else None
-        points.append((n, (out, dequantized(out)), (inp, n.input[0]) if inp in floats else None))
+        points.append((n, (reference, dequantized(out)), (inp, n.input[0]) if inp in floats else None))
     want_f = sorted({p[0] for _, o, i in points for p in (o, i) if p is not None} - set(input_names))
     want_q = sorted({p[1] for _, o, i in points for p in (o, i) if p is not None} - set(input_names))
 
