@@ -191,16 +191,16 @@ def float_pads_stay_float() -> Iterator[None]:
 
 def _unquantize_float_pads(graph: torch.fx.Graph) -> int:
     """Remove each quantize/dequantize pair after a zero pad whose readers are all float convolutions; how many."""
-    from executorch.backends.xnnpack.utils.quant_utils import is_dequant, is_quant
-
     removed = 0
     for q in list(graph.nodes):
-        if not (is_quant(q) and isinstance(q.args[0], torch.fx.Node) and "constant_pad_nd" in str(q.args[0].target)):
+        if not (is_quantize(q) and isinstance(q.args[0], torch.fx.Node)
+                and "constant_pad_nd" in str(q.args[0].target)):
             continue
         dqs = list(q.users)
         readers = [r for dq in dqs for r in dq.users]
-        if not (dqs and readers and all(is_dequant(dq) for dq in dqs)
-                and all("convolution" in str(r.target) and not is_dequant(r.args[1]) for r in readers)):
+        if not (dqs and readers and all(is_dequantize(dq) for dq in dqs)
+                and all("convolution" in str(r.target) and not (isinstance(r.args[1], torch.fx.Node)
+                                                               and is_dequantize(r.args[1])) for r in readers)):
             continue
         for dq in dqs:
             dq.replace_all_uses_with(q.args[0])
