@@ -222,6 +222,34 @@ def test_a_layer_kept_float_between_int8_layers_is_not_counted_int8():
     assert [(r["layer"], r["int8"]) for r in rows if r["op"] == "conv2d"] == [("0", True), ("2", False), ("4", True)]
 
 
+@pytest.mark.parametrize("backend", ["xnnpack", "litert"])
+def test_a_silu_is_quantized_as_an_int8_sigmoid_times_its_input(backend):
+    """Both quantizers write each SiLU as x * sigmoid(x), the sigmoid on the fixed 1/256 scale of [0, 1) and the
+    product int8 (unannotated, ``silu`` was a float island between int8 layers); the gap still pairs each product
+    with the float program's SiLU."""
+    from egoedge.trainer.quantize.gap import float_reference, is_dequantize, program_gap
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(8, 4, 1)).eval()
+    calib = [(torch.randn(1, 3, 12, 12),) for _ in range(8)]
+    program = quantize_pt2e(model, calib[0], calib, quantizer_for(backend, "minmax"), fold=backend == "xnnpack")
+    nodes = list(program.graph.nodes)
+    assert not [n for n in nodes if "silu" in str(n.target)]
+    (sigmoid,) = [n for n in nodes if n.target == torch.ops.aten.sigmoid.default]
+    (quant,) = sigmoid.users
+    assert quant.args[1:3] == (1.0 / 256, -128), quant.args
+    (product,) = [n for n in nodes if n.target == torch.ops.aten.mul.Tensor]
+    assert all(is_dequantize(a) for a in product.args) and product.name == "silu"
+    assert any("quantize_per_tensor" in str(u.target) for u in product.users)
+    rows = program_gap(float_reference(model, calib[0], calib), program, calib)
+    (row,) = [r for r in rows if r["node"] == "silu"]
+    assert row["int8"] and row["op"] == "mul" and row["sqnr_db"] > 25, row
+    last = rows[-1]
+    assert last["layer"] == "2" and abs(last["input_sqnr_db"] - row["sqnr_db"]) < 0.5, (last, row)
+    with torch.no_grad():
+        assert torch.allclose(program(*calib[0]), model(*calib[0]), atol=0.05)
+
+
 def test_no_fallback_when_max_is_zero(micro):
     _, model, x = micro
     result = run_ptq(model, x[:8], x[8:], PTQConfig(target_agreement=100.0, max_fallback=0))

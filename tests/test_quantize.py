@@ -192,6 +192,35 @@ def test_a_padded_convolution_kept_float_lowers_to_executorch_in_float(tmp_path)
     assert any("QC8" in op or "QS8" in op for op in ops), ops  # and the rest in int8
 
 
+@pytest.mark.parametrize("backend", ["executorch", "tflite"])
+def test_an_int8_silu_runs_in_int8_between_int8_layers(tmp_path, backend):
+    """conv -> SiLU -> depthwise conv -> SiLU -> conv: each SiLU runs in int8, so nothing converts to float between
+    the layers (before: a conversion each side of a float sigmoid and multiply per SiLU). XNNPACK computes the
+    int8 SiLU as one elementwise op; LiteRT as an int8 LOGISTIC and MUL."""
+    from egoedge.bench.profile import profile_executorch
+    from egoedge.edge.exporters import EXPORTERS
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 1), torch.nn.SiLU(),
+                                torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.SiLU(),
+                                torch.nn.Conv2d(16, 8, 1)).eval()
+    calib = [(torch.randn(1, 8, 16, 16),) for _ in range(8)]
+    path = tmp_path / f"m.{EXPORTERS.get(backend).ext}"
+    info = EXPORTERS.get(backend).export(model, calib[0], path, "int8", calib)
+    x = calib[1][0].numpy()
+    got = EXPORTERS.get(backend).load(path)([x])[0]
+    with torch.no_grad():
+        want = model(calib[1][0]).numpy()
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    if backend == "tflite":
+        assert info["float_ops"] == [] and "LOGISTIC" in info["ops"], info
+        return
+    assert info["delegated_subgraphs"] == 1 and info["portable_ops"] == [], info
+    ops = {o["op"]: o["calls"] for o in profile_executorch(path, [x], 1, 2)["ops"]}
+    assert not any(op.startswith("Sigmoid") for op in ops), ops  # a float sigmoid is XNNPACK's "Sigmoid (NC)"
+    assert ops.get("Convert (NC)", 0) <= 2, ops  # the model's input and output, nothing between
+
+
 class Residual(torch.nn.Module):
     """Two residual blocks in a row, as in every mobile backbone: the first sum feeds the second directly."""
 

@@ -116,7 +116,8 @@ class _Capture(torch.fx.Interpreter):
     def run_node(self, n: torch.fx.Node):
         out = super().run_node(n)
         if n.name in self.names and isinstance(out, torch.Tensor):
-            self.values[n.name] = out.detach().float()
+            # A copy: an in-place op later in the graph (timm's ``silu_``) would overwrite the tensor itself.
+            self.values[n.name] = out.detach().clone().float()
         return out
 
 

@@ -50,17 +50,89 @@ def observe_after_clamps(graph: torch.fx.GraphModule) -> None:
         before.output_qspec = None
 
 
+SILUS = (torch.ops.aten.silu.default, torch.ops.aten.silu_.default)
+SIGMOID = torch.ops.aten.sigmoid.default
+
+
+def silu_as_product(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Write each SiLU as ``x * sigmoid(x)`` (the same maths), in place; the product keeps the SiLU's name.
+
+    No quantizer annotates ``silu``, so each was a float island in an int8 program: on ExecuTorch's XNNPACK
+    delegate a conversion to float, a float sigmoid and multiply, and a conversion back, after every
+    convolution of a SiLU network (MobileViT, EfficientNet-B). Written as a product, both halves have int8
+    kernels (:func:`annotate_swish`). The product keeps the name so that a gap's float reference, which
+    keeps ``silu``, still pairs with it.
+    """
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target not in SILUS or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        x = node.args[0]
+        with graph.graph.inserting_before(node):
+            sigmoid = graph.graph.call_function(SIGMOID, (x,))
+        sigmoid.meta.update(node.meta)
+        node.target, node.args, node.kwargs = torch.ops.aten.mul.Tensor, (x, sigmoid), {}
+    graph.recompile()
+    return graph
+
+
+def _swish_sigmoid(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The sigmoid of a product ``x * sigmoid(x)`` (either order), else None."""
+    if node.op != "call_function" or node.target != torch.ops.aten.mul.Tensor or len(node.args) != 2:
+        return None
+    for x, s in (node.args, node.args[::-1]):
+        if isinstance(s, torch.fx.Node) and s.target == SIGMOID and s.args and s.args[0] is x:
+            return s
+    return None
+
+
+def annotate_swish(graph: torch.fx.GraphModule, input_spec, output_spec) -> int:
+    """Quantize each ``x * sigmoid(x)``: the sigmoid's int8 output on the fixed 1/256 scale of [0, 1), the product
+    like any op's output; in place, returns how many.
+
+    On ExecuTorch's XNNPACK delegate the quantize/dequantize pairs around the sigmoid and the product go into the
+    delegate with them, and XNNPACK computes the whole int8 SiLU as one elementwise op (its profiler calls it
+    "Invalid Unary Op"): no conversion to float and back.
+    """
+    from torchao.quantization.pt2e.quantizer import (
+        FixedQParamsQuantizationSpec,
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
+
+    unit = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=1.0 / 256, zero_point=-128, quant_min=-128,
+                                        quant_max=127, qscheme=torch.per_tensor_affine)
+    done = 0
+    for node in graph.graph.nodes:
+        sigmoid = _swish_sigmoid(node)
+        if sigmoid is None or _annotation(sigmoid) is not None:
+            continue
+        x = sigmoid.args[0]
+        sigmoid.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={x: input_spec}, output_qspec=unit, _annotated=True)
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={x: input_spec, sigmoid: SharedQuantizationSpec(sigmoid)}, output_qspec=output_spec,
+            _annotated=True)
+        done += 1
+    return done
+
+
 @QUANTIZERS.register("xnnpack")
 def xnnpack_quantizer(dynamic: bool = False):
-    """Symmetric int8, per-channel weights: what XNNPACK runs in int8 (conv, linear, add, mul, ...)."""
+    """Symmetric int8, per-channel weights: what XNNPACK runs in int8 (conv, linear, add, mul, sigmoid, ...)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
     class ClampAware(XNNPACKQuantizer):
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            return super().transform_for_annotation(silu_as_product(model))
+
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
+            config = self.global_config
+            if config is not None and config.output_activation is not None:  # static int8 (dynamic has none)
+                annotate_swish(model, config.input_activation, config.output_activation)
             observe_after_clamps(model)
             return model
 
@@ -141,13 +213,15 @@ def litert_quantizer(dynamic: bool = False):
 
     class LiteRTQuantizer(PT2EQuantizer):
         def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            return super().transform_for_annotation(softmax_as_core_op(model))
+            return super().transform_for_annotation(silu_as_product(softmax_as_core_op(model)))
 
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
             config = self.global_config
             if config is not None and config.input_activation is not None:
                 annotate_every_softmax(model, config.input_activation, config.fixed_qparams)
+                if config.output_activation is not None:
+                    annotate_swish(model, config.input_activation, config.output_activation)
                 annotate_arithmetic(model, config.input_activation, config.output_activation)
             observe_after_clamps(model)
             return model
